@@ -1,0 +1,73 @@
+"""``python -m authz``: the ext_authz gRPC server. ``tollway authz`` runs the same thing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+
+from tollway import logs
+from tollway.settings import AuthzSettings, SettingsError, load
+from tollway.tiers import TierError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tollway authz", description=__doc__)
+    p.add_argument("--host", help="bind address (TOLLWAY_AUTHZ_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="gRPC port (TOLLWAY_AUTHZ_PORT, default 9191)")
+    p.add_argument("--metrics-port", type=int, help="/metrics port, 0 = off (default 9192)")
+    p.add_argument("--workers", type=int, help="worker processes (TOLLWAY_AUTHZ_WORKERS)")
+    p.add_argument("--redis-url", help="Redis URL (TOLLWAY_REDIS_URL)")
+    p.add_argument("--tiers", help="tier table path (TOLLWAY_TIERS)")
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def settings_from(args: argparse.Namespace) -> AuthzSettings:
+    base = load(AuthzSettings, os.environ)
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "metrics_port": args.metrics_port,
+        "workers": args.workers,
+        "redis_url": args.redis_url,
+        "tiers": args.tiers,
+    }
+    return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except SettingsError as exc:
+        print(f"tollway authz: {exc}", file=sys.stderr)
+        return 2
+    logs.setup("authz", settings.log_level)
+    if args.worker_index is None and settings.workers > 1:
+        from authz.workers import supervise
+
+        return supervise(settings.workers, argv)
+
+    from authz.server import Worker
+
+    async def run() -> None:
+        await Worker(settings, args.worker_index or 0).run()
+
+    try:
+        asyncio.run(run())
+    except TierError as exc:
+        print(f"tollway authz: invalid tier table:\n{exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"tollway authz: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The decision, pure: from what the request carried and what the store answered to a verdict.
+
+No I/O and no clock of its own. ``responses.build`` turns a ``Decision`` into Envoy's
+CheckResponse; the servicer only wires the two together.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from authz.outcome import Code, Outcome
+from authz.reasons import Reason
+from authz.request import RequestInfo
+from tollway.tiers import OnStoreError, Tier
+
+Headers = tuple[tuple[str, str], ...]
+
+CUSTOMER_HEADER = "x-tollway-customer"
+TIER_HEADER = "x-tollway-tier"
+KEY_ID_HEADER = "x-tollway-key-id"
+WARNING_HEADER = "x-tollway-warning"
+DEGRADED_HEADER = "x-tollway-degraded"
+DRY_RUN_HEADER = "x-tollway-dry-run"
+
+_REASON = {
+    Code.UNKNOWN_KEY: Reason.INVALID_API_KEY,
+    Code.REVOKED: Reason.KEY_REVOKED,
+    Code.PAYMENT: Reason.PAYMENT_REQUIRED,
+    Code.FEATURE: Reason.FEATURE_NOT_IN_PLAN,
+    Code.QUOTA: Reason.QUOTA_EXCEEDED,
+    Code.RATE: Reason.RATE_LIMITED,
+    Code.NO_TIER: Reason.PLAN_UNAVAILABLE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    reason: Reason | None  # None: allowed
+    message: str = ""
+    key_id: str = ""
+    customer: str = ""
+    tier: str = ""
+    client_headers: Headers = ()  # on the response to the API client
+    upstream_headers: Headers = ()  # set (overwriting) on the request to the upstream
+    strip: tuple[str, ...] = ()  # request headers removed before the upstream
+    would_deny: Reason | None = None  # dry run: the denial that was not enforced
+    degraded: bool = False  # allowed without the store (on_store_error = "allow")
+
+    @property
+    def allowed(self) -> bool:
+        return self.reason is None
+
+    def body(self) -> str:
+        assert self.reason is not None
+        return json.dumps({"error": {"code": self.reason.value, "message": self.message}})
+
+
+def deny(reason: Reason, message: str = "", headers: Headers = (), **ctx: str) -> Decision:
+    return Decision(reason=reason, message=message or reason.message, client_headers=headers, **ctx)
+
+
+def missing_key() -> Decision:
+    return deny(Reason.MISSING_API_KEY, headers=(("www-authenticate", 'Bearer realm="tollway"'),))
+
+
+def invalid_key(key_id: str = "") -> Decision:
+    challenge = 'Bearer realm="tollway", error="invalid_token"'
+    return deny(Reason.INVALID_API_KEY, headers=(("www-authenticate", challenge),), key_id=key_id)
+
+
+def _ceil_s(ms: int) -> int:
+    return max(1, math.ceil(ms / 1000))
+
+
+def _policy(tier: Tier) -> str:
+    window = max(1, math.ceil(tier.burst / tier.requests_per_second))
+    return f"{tier.burst};w={window}"
+
+
+def _bucket_headers(tier: Tier, remaining: int, reset_s: int) -> Headers:
+    return (
+        ("ratelimit-limit", str(tier.burst)),
+        ("ratelimit-remaining", str(remaining)),
+        ("ratelimit-reset", str(reset_s)),
+        ("ratelimit-policy", _policy(tier)),
+    )
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _allowed(
+    req: RequestInfo,
+    key_id: str,
+    customer: str,
+    tier: Tier,
+    client: Headers,
+    *,
+    upstream_extra: Headers = (),
+    would_deny: Reason | None = None,
+    degraded: bool = False,
+) -> Decision:
+    upstream = (
+        (CUSTOMER_HEADER, customer),
+        (TIER_HEADER, tier.name),
+        (KEY_ID_HEADER, key_id),
+        *upstream_extra,
+    )
+    return Decision(
+        reason=None,
+        key_id=key_id,
+        customer=customer,
+        tier=tier.name,
+        client_headers=client,
+        upstream_headers=upstream,
+        strip=req.strip,
+        would_deny=would_deny,
+        degraded=degraded,
+    )
+
+
+def decide(req: RequestInfo, key_id: str, out: Outcome, tier: Tier | None) -> Decision:
+    """The verdict for a request whose key reached the store and got ``out`` back.
+
+    ``tier`` is the loaded tier named by ``out.tier``, or None if the table has no such tier.
+    """
+    ctx = {"key_id": key_id, "customer": out.customer, "tier": out.tier}
+    if out.code is Code.OK and tier is not None:
+        client = _bucket_headers(tier, out.remaining, math.ceil(out.wait_ms / 1000))
+        if out.grace_until:
+            note = f"payment overdue; access ends at {_iso(out.grace_until)}"
+            client += ((WARNING_HEADER, note),)
+        would = _REASON.get(out.would_deny)
+        if would is not None:
+            client += ((DRY_RUN_HEADER, would.value),)
+        return _allowed(req, key_id, out.customer, tier, client, would_deny=would)
+
+    reason = _REASON.get(out.code, Reason.PLAN_UNAVAILABLE)
+    if tier is None or reason is Reason.PLAN_UNAVAILABLE:
+        return deny(Reason.PLAN_UNAVAILABLE, **ctx)
+    if reason is Reason.RATE_LIMITED:
+        if out.wait_ms < 0:
+            msg = f"This endpoint costs {req.cost} requests, more than your plan's burst of {tier.burst}."
+            return deny(reason, msg, _bucket_headers(tier, out.remaining, 0), **ctx)
+        wait = _ceil_s(out.wait_ms)
+        headers = (("retry-after", str(wait)), *_bucket_headers(tier, out.remaining, wait))
+        return deny(reason, headers=headers, **ctx)
+    if reason is Reason.QUOTA_EXCEEDED:
+        wait = _ceil_s(out.wait_ms)
+        headers = (
+            ("retry-after", str(wait)),
+            ("ratelimit-limit", str(tier.monthly_quota)),
+            ("ratelimit-remaining", "0"),
+            ("ratelimit-reset", str(wait)),
+            ("ratelimit-policy", f'{tier.monthly_quota};w={wait};comment="billing period"'),
+        )
+        msg = f"{reason.message} It resets at {_iso(out.period_end)}."
+        return deny(reason, msg, headers, **ctx)
+    if reason is Reason.PAYMENT_REQUIRED and out.grace_until:
+        msg = f"{reason.message} The grace period ended at {_iso(out.grace_until)}."
+        return deny(reason, msg, **ctx)
+    if reason is Reason.INVALID_API_KEY:
+        return invalid_key(key_id)
+    return deny(reason, **ctx)
+
+
+def decide_store_error(
+    req: RequestInfo, key_id: str, known: tuple[str, str] | None, tier: Tier | None
+) -> Decision:
+    """The verdict when the store could not be asked.
+
+    ``known`` is the (customer, tier name) this process last saw the key allowed with, if any.
+    A key never seen cannot be trusted without the store, so only a known key on a tier with
+    ``on_store_error = "allow"`` is let through, marked as degraded.
+    """
+    if known is None or tier is None or tier.on_store_error is not OnStoreError.ALLOW:
+        return deny(Reason.STORE_UNAVAILABLE, key_id=key_id, tier=tier.name if tier else "")
+    if req.feature is not None and req.feature not in tier.features:
+        return deny(Reason.FEATURE_NOT_IN_PLAN, key_id=key_id, customer=known[0], tier=tier.name)
+    mark = ((DEGRADED_HEADER, Reason.STORE_UNAVAILABLE.value),)
+    return _allowed(req, key_id, known[0], tier, mark, upstream_extra=mark, degraded=True)

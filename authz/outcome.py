@@ -1,0 +1,46 @@
+"""What check.lua answered, typed. ``Code`` mirrors the constants at the top of check.lua."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+
+class Code(IntEnum):
+    OK = 0
+    UNKNOWN_KEY = 1
+    REVOKED = 2
+    PAYMENT = 3
+    FEATURE = 4
+    QUOTA = 5
+    RATE = 6
+    NO_TIER = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    code: Code
+    tier: str = ""
+    customer: str = ""
+    remaining: int = 0  # whole tokens left in the bucket
+    wait_ms: int = 0  # denied: until a retry can pass (-1: never); allowed: until the bucket is full
+    quota_used: int = 0  # requests counted this billing period
+    period_end: int = 0  # epoch seconds
+    grace_until: int = 0  # past_due keys: epoch seconds when access stops
+    would_deny: Code = Code.OK  # dry-run tiers: what the answer would have been
+    now_ms: int = 0
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> Outcome:
+        """Parse the script's reply; raises ValueError on a reply it did not produce."""
+        if not reply:
+            raise ValueError("empty reply from check script")
+        v = [x.decode() if isinstance(x, bytes) else x for x in reply]
+        v += [""] * (3 - len(v)) if len(v) < 3 else []
+        ints = [int(x) for x in v[3:10]]
+        ints += [0] * (7 - len(ints))
+        return cls(
+            Code(int(v[0])), str(v[1]), str(v[2]),
+            ints[0], ints[1], ints[2], ints[3], ints[4], Code(ints[5]), ints[6],
+        )  # fmt: skip

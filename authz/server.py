@@ -1,0 +1,150 @@
+"""One authz worker process: build everything from settings, serve, and stop cleanly.
+
+Signals: SIGTERM/SIGINT mark gRPC health NOT_SERVING, finish in-flight calls within
+``shutdown_grace_s``, write back (or spool) buffered usage, and exit. SIGHUP reloads the tier
+table; a bad file keeps the old table and logs why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+import grpc
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from authz.breaker import Breaker
+from authz.limiter import Limiter
+from authz.metrics import AuthzMetrics
+from authz.policy import Policy
+from authz.service import AuthzService
+from authz.usage_buffer import UsageBuffer
+from tollway.clock import RedisTime
+from tollway.keys import KeyHasher
+from tollway.logs import fields
+from tollway.redis_client import connect
+from tollway.settings import AuthzSettings
+from tollway.tiers import TierError, load_tiers
+
+log = logging.getLogger("tollway.authz")
+
+AUTH_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
+FLUSH_INTERVAL_S = 0.5
+
+
+class Worker:
+    def __init__(self, settings: AuthzSettings, index: int = 0) -> None:
+        self.settings = settings
+        self.index = index
+        self.metrics = AuthzMetrics()
+        self.redis = connect(settings.redis_url)
+        self.buffer = UsageBuffer(settings.usage_window_s)
+        breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown_s)
+        self.limiter = Limiter(
+            self.redis,
+            RedisTime(),
+            breaker,
+            settings.store_timeout_ms / 1000,
+            settings.usage_window_s,
+        )
+        self.service = AuthzService(
+            Policy(load_tiers(settings.tiers)),
+            self.limiter,
+            KeyHasher(settings.key_pepper.encode()),
+            self.buffer,
+            self.metrics,
+        )
+        self.health = health.aio.HealthServicer()
+        self.server: Any = None
+        self._stop = asyncio.Event()
+
+    @property
+    def spool_name(self) -> str:
+        return f"authz-{self.settings.port}-{self.index}"
+
+    def reload_tiers(self) -> None:
+        try:
+            table = load_tiers(self.settings.tiers)
+        except TierError as exc:
+            self.metrics.tier_reloads.labels("rejected").inc()
+            log.error("tiers_reload_rejected", extra=fields(problems=exc.problems))
+            return
+        self.service.policy = Policy(table)
+        self.metrics.tier_reloads.labels("ok").inc()
+        log.info("tiers_reloaded", extra=fields(path=table.source, tiers=sorted(table.tiers)))
+
+    async def start(self) -> int:
+        """Start serving; returns the bound gRPC port."""
+        loaded = self.buffer.load(self.settings.spool_dir)
+        if loaded:
+            log.warning("spooled_usage_loaded", extra=fields(requests=loaded))
+        # SO_REUSEPORT lets --workers processes share one port.
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(self.service, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [AUTH_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME],
+            self.server,
+        )  # fmt: skip
+        port = int(self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}"))
+        if port == 0:
+            raise OSError(f"cannot bind {self.settings.host}:{self.settings.port}")
+        await self.server.start()
+        for name in ("", AUTH_SERVICE):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return port
+
+    async def flush_loop(self) -> None:
+        """Write back usage buffered during a store outage once the store answers again."""
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            if not len(self.buffer) or not self.limiter.breaker.allow():
+                continue
+            try:
+                n = await asyncio.wait_for(self.buffer.flush(self.redis), timeout=1.0)
+            except Exception as exc:  # any failure keeps the counts for the next round
+                self.limiter.breaker.failure()
+                log.warning("usage_flush_failed", extra=fields(error=repr(exc)))
+            else:
+                self.limiter.breaker.success()
+                log.info("usage_flushed", extra=fields(requests=n))
+            self.metrics.buffered_usage.set(len(self.buffer))
+
+    async def stop(self) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.shutdown_grace_s)
+        try:
+            await asyncio.wait_for(self.buffer.flush(self.redis), timeout=1.0)
+        except Exception as exc:
+            path = self.buffer.save(self.settings.spool_dir, self.spool_name)
+            log.error("usage_spooled", extra=fields(path=str(path), error=repr(exc)))
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_tiers)
+        port = await self.start()
+        http = None
+        if self.settings.metrics_port:
+            http, _ = start_http_server(self.settings.metrics_port + self.index, self.settings.host)
+        log.info("serving", extra=fields(port=port, worker=self.index, tiers=self.settings.tiers))
+        flusher = asyncio.create_task(self.flush_loop())
+        await self._stop.wait()
+        started = time.monotonic()
+        log.info("stopping", extra=fields(worker=self.index))
+        flusher.cancel()
+        await self.stop()
+        if http is not None:
+            http.shutdown()
+        log.info("stopped", extra=fields(worker=self.index, took_s=round(time.monotonic() - started, 3)))

@@ -1,0 +1,123 @@
+"""The gRPC servicer: CheckRequest in, CheckResponse out; it only wires the pieces together.
+
+CheckRequest -> request.extract -> keys.parse_key -> Limiter.check (Redis) -> decision.decide
+-> responses.build. Every exception a check can meet is handled here or in Limiter: a
+malformed request or store failure is a clear denial, never a gRPC error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from envoy.service.auth.v3 import external_auth_pb2_grpc
+
+from authz import responses
+from authz.decision import (
+    Decision,
+    decide,
+    decide_store_error,
+    deny,
+    invalid_key,
+    missing_key,
+)
+from authz.limiter import Limiter, StoreUnavailable
+from authz.metrics import AuthzMetrics
+from authz.outcome import Code
+from authz.policy import Policy
+from authz.reasons import Reason
+from authz.request import RequestInfo, RouteConfigError, extract
+from authz.usage_buffer import UsageBuffer
+from tollway.keys import KeyHasher, parse_key
+from tollway.logs import fields
+
+log = logging.getLogger("tollway.authz")
+
+# How many keys' last allowed (customer, tier) are remembered for on_store_error = "allow".
+KNOWN_KEYS_MAX = 100_000
+
+
+class AuthzService(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        policy: Policy,
+        limiter: Limiter,
+        hasher: KeyHasher,
+        buffer: UsageBuffer,
+        metrics: AuthzMetrics,
+    ) -> None:
+        self.policy = policy
+        self.limiter = limiter
+        self.hasher = hasher
+        self.buffer = buffer
+        self.metrics = metrics
+        self._known: dict[str, tuple[str, str]] = {}  # digest -> (customer, tier)
+
+    async def Check(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC method name)
+        return responses.build(await self.decide(request))
+
+    async def decide(self, request: Any) -> Decision:
+        start = time.perf_counter()
+        d = await self._decide(request)
+        self.metrics.observe(d, time.perf_counter() - start)
+        if d.reason is not None or d.would_deny is not None or d.degraded:
+            self._log(d)
+        return d
+
+    async def _decide(self, request: Any) -> Decision:
+        try:
+            info = extract(request)
+        except RouteConfigError as exc:
+            log.error("route_misconfigured", extra=fields(detail=str(exc)))
+            return deny(Reason.ROUTE_MISCONFIGURED)
+        if info.key is None:
+            return missing_key()
+        if parse_key(info.key) is None:
+            return invalid_key()
+        digest = self.hasher.digest(info.key)
+        key_id = self.hasher.key_id(digest)
+        policy = self.policy  # one table for the whole check, even if a reload lands meanwhile
+        try:
+            out = await self.limiter.check(key_id, digest, info.cost, policy.tier_args(info.feature))
+        except StoreUnavailable as exc:
+            return self._store_error(info, key_id, digest, policy, exc)
+        finally:
+            self.metrics.breaker_open.set(1 if self.limiter.breaker.is_open else 0)
+        if out.code is Code.OK:
+            self._remember(digest, out.customer, out.tier)
+        elif out.code in (Code.UNKNOWN_KEY, Code.REVOKED, Code.PAYMENT):
+            self._known.pop(digest, None)
+        return decide(info, key_id, out, policy.tier(out.tier))
+
+    def _store_error(
+        self, info: RequestInfo, key_id: str, digest: str, policy: Policy, exc: Exception
+    ) -> Decision:
+        self.metrics.store_errors.inc()
+        known = self._known.get(digest)
+        d = decide_store_error(info, key_id, known, policy.tier(known[1]) if known else None)
+        if d.degraded:
+            self.buffer.add(key_id, time.time())
+            self.metrics.buffered_usage.set(len(self.buffer))
+        log.warning("store_error", extra=fields(key_id=key_id, error=str(exc)))
+        return d
+
+    def _remember(self, digest: str, customer: str, tier: str) -> None:
+        if self._known.get(digest) == (customer, tier):
+            return
+        if len(self._known) >= KNOWN_KEYS_MAX:
+            self._known.pop(next(iter(self._known)))  # the oldest entry
+        self._known[digest] = (customer, tier)
+
+    def _log(self, d: Decision) -> None:
+        log.info(
+            "decision",
+            extra=fields(
+                reason=d.reason.value if d.reason else "ok",
+                would_deny=d.would_deny.value if d.would_deny else None,
+                degraded=d.degraded,
+                key_id=d.key_id,
+                customer=d.customer,
+                tier=d.tier,
+            ),
+        )

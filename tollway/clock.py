@@ -1,0 +1,30 @@
+"""Clocks, injected wherever time matters so tests can pin it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class CheckClock(Protocol):
+    def now_ms(self) -> int | None:
+        """Milliseconds since the epoch, or None to let Redis use its own clock (TIME)."""
+
+
+class RedisTime:
+    """Production: the Redis server's clock, so every authz process agrees on bucket levels."""
+
+    def now_ms(self) -> int | None:
+        return None
+
+
+class FixedClock:
+    """Tests: a clock that moves only when told to."""
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def now_ms(self) -> int:
+        return self.ms
+
+    def advance(self, ms: int) -> None:
+        self.ms += ms

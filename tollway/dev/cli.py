@@ -1,0 +1,159 @@
+"""``tollway dev``: run the whole stack locally, print a demo key and curl lines to try.
+
+Ctrl-C or SIGTERM stops every child; a child that dies stops the stack with its exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from tollway.dev.binaries import MissingBinary
+from tollway.dev.stack import Ports, Stack
+from tollway.keys import KeyHasher
+from tollway.redis_client import connect
+from tollway.settings import DevSettings, SettingsError, load
+from tollway.store import KeyStore
+from tollway.tiers import Tier, TierError, load_tiers
+
+DEMO_TIER = "free"
+COLORS = {"redis": 31, "authz": 32, "upstream": 33, "envoy": 35}
+_print_lock = threading.Lock()
+
+
+def _sink(name: str, line: str) -> None:
+    color = COLORS.get(name, 0) if sys.stdout.isatty() else 0
+    label = f"\x1b[{color}m{name:>8}\x1b[0m" if color else f"{name:>8}"
+    with _print_lock:
+        print(f"{label} | {line}", flush=True)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tollway dev", description=__doc__)
+    p.add_argument("--port", type=int, help="Envoy listener port (TOLLWAY_ENVOY_PORT, 10000)")
+    p.add_argument("--admin-port", type=int, help="Envoy admin port (TOLLWAY_ENVOY_ADMIN_PORT, 9901)")
+    p.add_argument("--authz-port", type=int, help="authz gRPC port (TOLLWAY_AUTHZ_PORT, 9191)")
+    p.add_argument("--metrics-port", type=int, help="authz metrics (TOLLWAY_AUTHZ_METRICS_PORT, 9192)")
+    p.add_argument("--upstream-port", type=int, help="echo upstream (TOLLWAY_UPSTREAM_PORT, 8080)")
+    p.add_argument("--redis-port", type=int, help="own redis-server (TOLLWAY_DEV_REDIS_PORT, 6380)")
+    p.add_argument("--redis-url", help="use this Redis instead of starting one (TOLLWAY_REDIS_URL)")
+    p.add_argument("--tiers", help="tier table (TOLLWAY_TIERS)")
+    return p
+
+
+def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[DevSettings, bool]:
+    """The dev settings, and whether to run our own Redis (only when no URL was given)."""
+    base = load(DevSettings, environ)
+    flags = {
+        "envoy_port": args.port,
+        "envoy_admin_port": args.admin_port,
+        "authz_port": args.authz_port,
+        "authz_metrics_port": args.metrics_port,
+        "upstream_port": args.upstream_port,
+        "redis_port": args.redis_port,
+        "redis_url": args.redis_url,
+        "tiers": args.tiers,
+    }
+    own_redis = args.redis_url is None and "TOLLWAY_REDIS_URL" not in environ
+    settings = dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+    return settings, own_redis
+
+
+async def _demo_key(stack: Stack, tier: Tier, pepper: str) -> tuple[str, str]:
+    redis = connect(stack.effective_redis_url, timeout_s=5.0)
+    try:
+        plaintext, record = await KeyStore(redis, KeyHasher(pepper.encode())).create(
+            tier.name, "cus_demo"
+        )
+    finally:
+        await redis.aclose()
+    return plaintext, record.key_id
+
+
+def banner(stack: Stack, tier: Tier, key: str, key_id: str) -> str:
+    url = stack.url
+    tollway = shlex.quote(str(Path(sys.executable).parent / "tollway"))
+    redis = f"--redis-url {stack.effective_redis_url}"
+    h = f"-H 'x-api-key: {key}'"
+    burst = tier.burst + 3
+    return f"""
+tollway dev stack is up
+  Envoy     {url}   (admin http://127.0.0.1:{stack.ports.envoy_admin})
+  authz     127.0.0.1:{stack.ports.authz}   (metrics http://127.0.0.1:{stack.ports.authz_metrics}/metrics)
+  upstream  http://127.0.0.1:{stack.ports.upstream}   (echoes what it received)
+  redis     {stack.effective_redis_url}
+
+Demo key on tier "{tier.name}" ({tier.burst} burst, {tier.requests_per_second:g}/s, \
+{tier.monthly_quota or 'unlimited'} a month), key id {key_id}:
+  export TOLLWAY_DEMO_KEY={key}
+
+Try:
+  curl -i {url}/hello {h}            # 200: the upstream's echo, with x-tollway-* headers
+  curl -i {url}/hello                # 401 missing_api_key
+  curl -i {url}/hello -H 'x-api-key: tw_live_typo'   # 401 invalid_api_key
+  for i in $(seq {burst}); do curl -s -o /dev/null -w '%{{http_code}} ' {url}/hello {h}; done; echo   # 200s, then 429
+  curl -i {url}/v1/analytics {h}     # 403 feature_not_in_plan
+  {tollway} keys suspend {key_id} {redis} && curl -i {url}/hello {h}   # 402 payment_required
+  {tollway} keys resume {key_id} {redis}
+  {tollway} keys create --tier pro {redis}   # another key, on another tier
+
+Ctrl-C stops everything.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings, own_redis = settings_from(args, dict(os.environ))
+        table = load_tiers(settings.tiers)
+    except (SettingsError, TierError) as exc:
+        print(f"tollway dev: {exc}", file=sys.stderr)
+        return 2
+    tier = table.get(DEMO_TIER) or next(iter(table))
+    ports = Ports(
+        envoy=settings.envoy_port,
+        envoy_admin=settings.envoy_admin_port,
+        authz=settings.authz_port,
+        authz_metrics=settings.authz_metrics_port,
+        upstream=settings.upstream_port,
+        redis=settings.redis_port,
+    )
+    stack = Stack(
+        ports=ports,
+        tiers=settings.tiers.resolve(),
+        state_dir=settings.state_dir,
+        sink=_sink,
+        redis_url=None if own_redis else settings.redis_url,
+    )
+    stopping = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start_all()
+        key, key_id = asyncio.run(_demo_key(stack, tier, settings.key_pepper))
+        print(banner(stack, tier, key, key_id), flush=True)
+        while not stopping.wait(0.2):
+            dead = [p for p in stack.procs.values() if p.popen.poll() is not None]
+            if dead:
+                print(f"tollway dev: {dead[0].name} exited ({dead[0].popen.returncode})", file=sys.stderr)
+                return 1
+        return 0
+    except (MissingBinary, RuntimeError, TimeoutError, OSError) as exc:
+        print(f"tollway dev: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop_all()
+        print("tollway dev: stopped", file=sys.stderr)

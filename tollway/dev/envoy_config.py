@@ -1,0 +1,43 @@
+"""Load envoy/envoy.yaml and move its ports, so tests and `tollway dev` run the shipped file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENVOY_YAML = Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"
+
+
+def _set_cluster_port(config: dict[str, Any], cluster: str, port: int) -> None:
+    for c in config["static_resources"]["clusters"]:
+        if c["name"] == cluster:
+            for group in c["load_assignment"]["endpoints"]:
+                for ep in group["lb_endpoints"]:
+                    ep["endpoint"]["address"]["socket_address"]["port_value"] = port
+            return
+    raise KeyError(f"cluster {cluster!r} not in envoy config")
+
+
+def render(
+    listener_port: int,
+    admin_port: int,
+    authz_port: int,
+    upstream_port: int,
+    source: Path = ENVOY_YAML,
+) -> dict[str, Any]:
+    """The config at ``source`` with its four ports replaced; nothing else changes."""
+    config: dict[str, Any] = yaml.safe_load(source.read_text(encoding="utf-8"))
+    config["admin"]["address"]["socket_address"]["port_value"] = admin_port
+    listener = config["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"]["port_value"] = listener_port
+    _set_cluster_port(config, "tollway_authz", authz_port)
+    _set_cluster_port(config, "upstream", upstream_port)
+    return config
+
+
+def write(config: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path

@@ -1,0 +1,200 @@
+"""Start, watch and stop the local stack's processes: redis-server, authz, the echo upstream and
+Envoy. ``tollway dev`` drives it for people and the e2e tests drive it on free ports.
+
+Every child gets PR_SET_PDEATHSIG, so that if this process dies, even by SIGKILL, its children
+die with it and nothing is left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from tollway.dev import binaries, envoy_config
+
+Sink = Callable[[str, str], None]  # (process name, line)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not ready after {timeout_s:.0f}s")
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as r:  # noqa: S310 (our own loopback URL)
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@dataclass
+class Ports:
+    envoy: int = 10000
+    envoy_admin: int = 9901
+    authz: int = 9191
+    authz_metrics: int = 9192
+    upstream: int = 8080
+    redis: int = 6380
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(*(free_port() for _ in range(6)))
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    popen: subprocess.Popen[bytes]
+    ready: Callable[[], bool]
+
+
+@dataclass
+class Stack:
+    ports: Ports
+    tiers: Path
+    state_dir: Path
+    sink: Sink
+    redis_url: str | None = None  # None: run our own redis-server on ports.redis
+    authz_workers: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.envoy}"
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.ports.redis}/0"
+
+    def _spawn(self, name: str, argv: list[str], ready: Callable[[], bool]) -> Proc:
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        popen = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads touch the child before exec)
+            start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
+        )
+        assert popen.stdout is not None
+        threading.Thread(target=self._pump, args=(name, popen.stdout), daemon=True).start()
+        proc = Proc(name, argv, popen, ready)
+        self.procs[name] = proc
+        return proc
+
+    def _pump(self, name: str, stream: IO[bytes]) -> None:
+        for raw in stream:
+            self.sink(name, raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def _await(self, proc: Proc, timeout_s: float = 20.0) -> None:
+        def check() -> bool:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} on start")
+            return proc.ready()
+
+        wait_for(check, proc.name, timeout_s)
+
+    def start(self, name: str) -> Proc:
+        """Start one process by name and wait until it is ready."""
+        proc = self._spawn(name, *self._spec(name))
+        self._await(proc)
+        return proc
+
+    def _spec(self, name: str) -> tuple[list[str], Callable[[], bool]]:
+        p = self.ports
+        py = sys.executable
+        if name == "redis":
+            data = self.state_dir / "redis"
+            data.mkdir(parents=True, exist_ok=True)
+            argv = [binaries.redis_server(), "--port", str(p.redis), "--bind", "127.0.0.1",
+                    "--save", "", "--appendonly", "no", "--dir", str(data.resolve())]  # fmt: skip
+            return argv, lambda: port_open(p.redis)
+        if name == "authz":
+            argv = [py, "-m", "authz", "--port", str(p.authz), "--metrics-port",
+                    str(p.authz_metrics), "--redis-url", self.effective_redis_url,
+                    "--tiers", str(self.tiers), "--workers", str(self.authz_workers)]  # fmt: skip
+            return argv, lambda: port_open(p.authz)
+        if name == "upstream":
+            argv = [py, "-m", "tollway.dev.upstream", "--port", str(p.upstream)]
+            return argv, lambda: port_open(p.upstream)
+        if name == "envoy":
+            config = envoy_config.render(p.envoy, p.envoy_admin, p.authz, p.upstream)
+            path = envoy_config.write(config, self.state_dir / "envoy.yaml")
+            argv = [binaries.envoy(), "-c", str(path), "--disable-hot-restart",
+                    "--log-level", "warn", "--concurrency", "2"]  # fmt: skip
+            return argv, lambda: http_ok(f"http://127.0.0.1:{p.envoy_admin}/ready")
+        raise KeyError(name)
+
+    def start_all(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        names = ["upstream", "authz", "envoy"]
+        if self.redis_url is None:
+            names.insert(0, "redis")
+        try:
+            for name in names:
+                self.start(name)
+        except BaseException:
+            self.stop_all()
+            raise
+
+    def signal(self, name: str, sig: int) -> None:
+        self.procs[name].popen.send_signal(sig)
+
+    def stop(self, name: str, timeout_s: float = 10.0) -> int | None:
+        """SIGTERM one process, SIGKILL it if it lingers; returns its exit code."""
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return None
+        if proc.popen.poll() is None:
+            proc.popen.terminate()
+            try:
+                proc.popen.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+        return proc.popen.returncode
+
+    def stop_all(self) -> None:
+        # Front to back: clients first, so nothing is mid-request against a stopped backend.
+        for name in ["envoy", "authz", "upstream", "redis"]:
+            self.stop(name)

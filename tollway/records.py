@@ -1,0 +1,58 @@
+"""The key record: what Redis holds about one API key (never the key itself)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import StrEnum
+
+# The period a key without a subscription is metered over; check.lua rolls it forward.
+DEFAULT_PERIOD_S = 30 * 24 * 3600
+
+
+class KeyStatus(StrEnum):
+    ACTIVE = "active"
+    PAST_DUE = "past_due"  # allowed until grace_until, then 402
+    SUSPENDED = "suspended"  # 402
+    REVOKED = "revoked"  # 401, final
+    PENDING = "pending"  # 402 until the first payment
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    key_id: str
+    hash: str  # key digest, see tollway.keys.KeyHasher
+    status: KeyStatus
+    tier: str
+    customer: str
+    created: int  # epoch seconds
+    mode: str = "live"
+    subscription: str = ""
+    grace_until: int = 0
+    period_start: int = 0
+    period_end: int = 0
+
+    def to_redis(self) -> dict[str, str]:
+        return {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_redis(cls, raw: dict[str, str]) -> KeyRecord:
+        """Rebuild a record from an HGETALL reply. Raises ValueError if it is malformed."""
+        ints = {"created", "grace_until", "period_start", "period_end"}
+        try:
+            values = {
+                f.name: int(raw[f.name]) if f.name in ints else raw[f.name]
+                for f in dataclasses.fields(cls)
+                if f.name in raw
+            }
+            values["status"] = KeyStatus(raw["status"])
+            return cls(**values)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed key record: {exc}") from None
+
+    def public(self) -> dict[str, object]:
+        """The record as an operator may see it: everything but the digest."""
+        out = dataclasses.asdict(self)
+        del out["hash"]
+        out["status"] = self.status.value
+        return out

@@ -1,0 +1,131 @@
+"""Typed, frozen settings for each tollway service, read once from a ``TOLLWAY_*`` environment.
+
+Every field names its environment variable in its metadata and has a default. ``load(cls, env)``
+takes any ``Mapping[str, str]`` so tests pass a dict rather than patching ``os.environ``;
+command-line flags are applied afterwards with ``dataclasses.replace``.
+
+Raises ``SettingsError`` (a ``ValueError``) naming the variable and the bad value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# The example tier table that ships inside the package, used when no path is configured.
+DEFAULT_TIERS = Path(__file__).parent / "data" / "tiers.toml"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
+
+
+def env(name: str, default: Any, doc: str) -> Any:
+    """Declare a settings field read from environment variable ``name``."""
+    return field(default=default, metadata={"env": name, "doc": doc})
+
+
+def _convert(name: str, raw: str, kind: Any) -> Any:
+    if kind is bool:
+        low = raw.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise SettingsError(f"{name}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")
+    if kind is int or kind is float:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r}: expected {kind.__name__}") from None
+        if value < 0:
+            raise SettingsError(f"{name}={raw!r}: must not be negative")
+        return value
+    if kind is Path:
+        return Path(raw)
+    return raw
+
+
+def load(cls: type[T], environ: Mapping[str, str]) -> T:
+    """Build settings ``cls`` from ``environ``; unset variables keep the field's default."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        name = f.metadata.get("env")
+        if name is None or name not in environ:
+            continue
+        kind = hints[f.name]
+        if isinstance(kind, types.UnionType):  # "Path | None" and the like
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        values[f.name] = _convert(name, environ[name], kind)
+    return cls(**values)
+
+
+def describe(cls: type[Any]) -> list[tuple[str, str, str]]:
+    """(variable, default, doc) rows for ``cls``: what the README's settings tables list."""
+    return [
+        (f.metadata["env"], repr(f.default), f.metadata["doc"])
+        for f in dataclasses.fields(cls)
+        if "env" in f.metadata
+    ]
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """What every process needs to reach Redis and read the tier table."""
+
+    redis_url: str = env("TOLLWAY_REDIS_URL", DEFAULT_REDIS_URL, "Redis to keep key state in")
+    tiers: Path = env("TOLLWAY_TIERS", DEFAULT_TIERS, "the tier table (TOML)")
+    # HMAC pepper for key hashes. Empty means plain SHA-256; set it in production so a leaked
+    # Redis dump cannot be checked against guessed keys offline.
+    key_pepper: str = env("TOLLWAY_KEY_PEPPER", "", "server secret mixed into key hashes")
+
+
+@dataclass(frozen=True)
+class AuthzSettings(StoreSettings):
+    """The ext_authz gRPC server."""
+
+    host: str = env("TOLLWAY_AUTHZ_HOST", "127.0.0.1", "address the gRPC server binds")
+    port: int = env("TOLLWAY_AUTHZ_PORT", 9191, "gRPC port Envoy calls")
+    # Each worker serves Prometheus on metrics_port + its index; 0 turns metrics off.
+    metrics_port: int = env("TOLLWAY_AUTHZ_METRICS_PORT", 9192, "Prometheus /metrics port")
+    workers: int = env("TOLLWAY_AUTHZ_WORKERS", 1, "processes sharing the port (SO_REUSEPORT)")
+    # Envoy's ext_authz timeout is 250 ms; a Redis call must fail well inside it so that the
+    # tier's on_store_error policy, not Envoy's status_on_error, decides the answer.
+    store_timeout_ms: float = env("TOLLWAY_STORE_TIMEOUT_MS", 50.0, "per-call Redis timeout")
+    # Opening after a few consecutive failures stops a dead Redis from costing every request
+    # a full timeout; the cooldown is short so recovery is noticed within a second or two.
+    breaker_failures: int = env("TOLLWAY_BREAKER_FAILURES", 3, "failures that open the breaker")
+    breaker_cooldown_s: float = env("TOLLWAY_BREAKER_COOLDOWN_S", 1.0, "open time before a probe")
+    # Usage is counted per key per window; metering drains closed windows.
+    usage_window_s: int = env("TOLLWAY_USAGE_WINDOW_S", 60, "usage counter window in seconds")
+    # Where usage counted while Redis was down is kept if the process must exit before Redis
+    # returns; the next start writes it back.
+    spool_dir: Path = env("TOLLWAY_SPOOL_DIR", Path(".tollway/spool"), "unflushed usage on exit")
+    shutdown_grace_s: float = env("TOLLWAY_SHUTDOWN_GRACE_S", 5.0, "time to finish calls on exit")
+    log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
+
+
+@dataclass(frozen=True)
+class DevSettings(StoreSettings):
+    """``tollway dev``: the whole local stack; every port can be moved so two stacks coexist."""
+
+    envoy_port: int = env("TOLLWAY_ENVOY_PORT", 10000, "Envoy listener (the API clients call)")
+    envoy_admin_port: int = env("TOLLWAY_ENVOY_ADMIN_PORT", 9901, "Envoy admin")
+    authz_port: int = env("TOLLWAY_AUTHZ_PORT", 9191, "authz gRPC")
+    authz_metrics_port: int = env("TOLLWAY_AUTHZ_METRICS_PORT", 9192, "authz /metrics")
+    upstream_port: int = env("TOLLWAY_UPSTREAM_PORT", 8080, "demo echo upstream")
+    # Not 6379, so that a system Redis on the default port is never touched.
+    redis_port: int = env("TOLLWAY_DEV_REDIS_PORT", 6380, "the dev stack's own redis-server")
+    state_dir: Path = env("TOLLWAY_DEV_DIR", Path(".tollway/dev"), "logs, rendered configs")

@@ -1,0 +1,216 @@
+"""The tier table: what each plan may do, read from TOML and validated as a whole.
+
+``load_tiers(path)`` returns a ``TierTable`` or raises ``TierError`` whose ``problems`` each name
+the file, the tier and the field, e.g.::
+
+    tiers.toml: tier "pro": field "burst": must be an integer >= 1, got 0
+
+A table is either entirely valid or rejected: callers never see a half-read table.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+TIER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+FEATURE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+PRICE_ID = re.compile(r"^\S{1,200}$")
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class OverQuota(StrEnum):
+    BLOCK = "block"  # 429 quota_exceeded past the quota
+    BILL = "bill"  # keep serving; metering bills the overage
+
+
+class OnStoreError(StrEnum):
+    DENY = "deny"  # 503 store_unavailable: never serve what we cannot count or check
+    ALLOW = "allow"  # serve, mark the request, and write usage back when Redis returns
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    requests_per_second: float
+    burst: int
+    monthly_quota: int  # 0 means unlimited
+    over_quota: OverQuota
+    features: frozenset[str]
+    stripe_prices: tuple[str, ...]
+    on_store_error: OnStoreError
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class TierTable:
+    source: str
+    tiers: Mapping[str, Tier]
+
+    def get(self, name: str) -> Tier | None:
+        return self.tiers.get(name)
+
+    def __iter__(self) -> Iterator[Tier]:
+        return iter(self.tiers.values())
+
+    def __len__(self) -> int:
+        return len(self.tiers)
+
+
+class TierError(ValueError):
+    """The tier table is invalid; ``problems`` lists every finding, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# field -> (required, default). Types are checked in _Validator.
+_FIELDS: dict[str, tuple[bool, Any]] = {
+    "requests_per_second": (True, None),
+    "burst": (True, None),
+    "monthly_quota": (True, None),
+    "over_quota": (True, None),
+    "features": (False, []),
+    "stripe_prices": (False, []),
+    "on_store_error": (False, "deny"),
+    "dry_run": (False, False),
+    "description": (False, ""),
+}
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class _Validator:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def fail(self, tier: str | None, field: str | None, message: str) -> None:
+        where = [self.source]
+        if tier is not None:
+            where.append(f'tier "{tier}"')
+        if field is not None:
+            where.append(f'field "{field}"')
+        self.problems.append(": ".join([*where, message]))
+
+    def string_list(self, tier: str, key: str, value: object, pattern: re.Pattern[str]) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail(tier, key, f"must be a list of strings, got {value!r}")
+            return []
+        bad = [v for v in value if not pattern.match(v)]
+        if bad:
+            self.fail(tier, key, f"invalid entries {bad!r} (allowed: {pattern.pattern})")
+            return []
+        return list(value)
+
+    def tier(self, name: str, raw: object) -> Tier | None:
+        if not TIER_NAME.match(name):
+            self.fail(name, None, f"tier names must match {TIER_NAME.pattern}")
+            return None
+        if not isinstance(raw, dict):
+            self.fail(name, None, f"must be a table, got {type(raw).__name__}")
+            return None
+        before = len(self.problems)
+        for key in sorted(set(raw) - set(_FIELDS)):
+            self.fail(name, key, f"unknown field (known: {', '.join(sorted(_FIELDS))})")
+        for key, (required, _) in _FIELDS.items():
+            if required and key not in raw:
+                self.fail(name, key, "is required")
+        v = {k: raw.get(k, default) for k, (_, default) in _FIELDS.items()}
+
+        rps = v["requests_per_second"]
+        ok_rps = (_is_int(rps) or isinstance(rps, float)) and math.isfinite(rps) and rps > 0
+        if "requests_per_second" in raw and not ok_rps:
+            self.fail(name, "requests_per_second", f"must be a number > 0, got {rps!r}")
+        if "burst" in raw and not (_is_int(v["burst"]) and v["burst"] >= 1):
+            self.fail(name, "burst", f"must be an integer >= 1, got {v['burst']!r}")
+        quota = v["monthly_quota"]
+        if "monthly_quota" in raw and not (_is_int(quota) and quota >= 0):
+            self.fail(name, "monthly_quota", f"must be an integer >= 0 (0 = unlimited), got {quota!r}")
+        over = self.choice(name, "over_quota", v["over_quota"], OverQuota, "over_quota" in raw)
+        store = self.choice(name, "on_store_error", v["on_store_error"], OnStoreError, True)
+        if not isinstance(v["dry_run"], bool):
+            self.fail(name, "dry_run", f"must be true or false, got {v['dry_run']!r}")
+        if not isinstance(v["description"], str):
+            self.fail(name, "description", f"must be a string, got {v['description']!r}")
+        features = self.string_list(name, "features", v["features"], FEATURE_NAME)
+        prices = self.string_list(name, "stripe_prices", v["stripe_prices"], PRICE_ID)
+        if len(self.problems) > before or over is None or store is None:
+            return None
+        return Tier(
+            name=name,
+            requests_per_second=float(rps),
+            burst=v["burst"],
+            monthly_quota=quota,
+            over_quota=over,
+            features=frozenset(features),
+            stripe_prices=tuple(prices),
+            on_store_error=store,
+            dry_run=v["dry_run"],
+        )
+
+    def choice(
+        self, tier: str, key: str, value: object, enum: type[E], present: bool
+    ) -> E | None:
+        if not present:
+            return None
+        try:
+            return enum(value)
+        except ValueError:
+            allowed = " or ".join(f'"{e.value}"' for e in enum)
+            self.fail(tier, key, f"must be {allowed}, got {value!r}")
+            return None
+
+
+def parse_tiers(text: str, source: str) -> TierTable:
+    """Validate TOML ``text`` (read from ``source``, used in messages) into a ``TierTable``."""
+    check = _Validator(source)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TierError([f"{source}: not valid TOML: {exc}"]) from None
+    for key in sorted(set(doc) - {"tiers"}):
+        check.fail(None, key, 'unknown top-level key (tiers go in [tiers.NAME] tables)')
+    raw_tiers = doc.get("tiers")
+    if not isinstance(raw_tiers, dict) or not raw_tiers:
+        check.fail(None, "tiers", "at least one [tiers.NAME] table is required")
+        raise TierError(check.problems)
+
+    tiers: dict[str, Tier] = {}
+    for name, raw in raw_tiers.items():
+        tier = check.tier(name, raw)
+        if tier is not None:
+            tiers[name] = tier
+
+    owner: dict[str, str] = {}
+    for tier in tiers.values():
+        for price in tier.stripe_prices:
+            if price in owner:
+                check.fail(
+                    tier.name, "stripe_prices", f'price "{price}" is already used by tier "{owner[price]}"'
+                )
+            owner[price] = tier.name
+    if check.problems:
+        raise TierError(check.problems)
+    return TierTable(source=source, tiers=tiers)
+
+
+def load_tiers(path: Path | str) -> TierTable:
+    """Read and validate the tier table at ``path``. Raises ``TierError``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TierError([f"{p}: cannot read: {exc}"]) from None
+    return parse_tiers(text, str(p))
