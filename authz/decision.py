@@ -140,6 +140,16 @@ def decide(req: RequestInfo, key_id: str, out: Outcome, tier: Tier | None) -> De
         return _allowed(req, key_id, out.customer, tier, client, would_deny=would)
 
     reason = _REASON.get(out.code, Reason.PLAN_UNAVAILABLE)
+    if reason is Reason.INVALID_API_KEY:
+        return invalid_key(key_id)
+    if reason in (Reason.KEY_REVOKED, Reason.FEATURE_NOT_IN_PLAN):
+        return deny(reason, **ctx)
+    if reason is Reason.PAYMENT_REQUIRED:
+        if out.grace_until:
+            msg = f"{reason.message} The grace period ended at {_iso(out.grace_until)}."
+            return deny(reason, msg, **ctx)
+        return deny(reason, **ctx)
+    # Rate and quota verdicts quote the tier's limits, so they need the tier itself.
     if tier is None or reason is Reason.PLAN_UNAVAILABLE:
         return deny(Reason.PLAN_UNAVAILABLE, **ctx)
     if reason is Reason.RATE_LIMITED:
@@ -149,23 +159,16 @@ def decide(req: RequestInfo, key_id: str, out: Outcome, tier: Tier | None) -> De
         wait = _ceil_s(out.wait_ms)
         headers = (("retry-after", str(wait)), *_bucket_headers(tier, out.remaining, wait))
         return deny(reason, headers=headers, **ctx)
-    if reason is Reason.QUOTA_EXCEEDED:
-        wait = _ceil_s(out.wait_ms)
-        headers = (
-            ("retry-after", str(wait)),
-            ("ratelimit-limit", str(tier.monthly_quota)),
-            ("ratelimit-remaining", "0"),
-            ("ratelimit-reset", str(wait)),
-            ("ratelimit-policy", f'{tier.monthly_quota};w={wait};comment="billing period"'),
-        )
-        msg = f"{reason.message} It resets at {_iso(out.period_end)}."
-        return deny(reason, msg, headers, **ctx)
-    if reason is Reason.PAYMENT_REQUIRED and out.grace_until:
-        msg = f"{reason.message} The grace period ended at {_iso(out.grace_until)}."
-        return deny(reason, msg, **ctx)
-    if reason is Reason.INVALID_API_KEY:
-        return invalid_key(key_id)
-    return deny(reason, **ctx)
+    wait = _ceil_s(out.wait_ms)  # QUOTA_EXCEEDED, the only reason left
+    headers = (
+        ("retry-after", str(wait)),
+        ("ratelimit-limit", str(tier.monthly_quota)),
+        ("ratelimit-remaining", "0"),
+        ("ratelimit-reset", str(wait)),
+        ("ratelimit-policy", f'{tier.monthly_quota};w={wait};comment="billing period"'),
+    )
+    msg = f"{reason.message} It resets at {_iso(out.period_end)}."
+    return deny(reason, msg, headers, **ctx)
 
 
 def decide_store_error(

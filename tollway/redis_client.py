@@ -6,13 +6,19 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+# Concurrent commands beyond this wait for a free connection (bounded by the caller's own
+# timeout) instead of failing: redis-py's default pool raises past 100 connections.
+DEFAULT_POOL_SIZE = 64
 
-def connect(url: str, timeout_s: float | None = None) -> Any:
+
+def connect(url: str, timeout_s: float | None = None, pool_size: int = DEFAULT_POOL_SIZE) -> Any:
     """A redis.asyncio client for ``url``; ``timeout_s`` bounds connects and socket reads."""
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=pool_size,
+        timeout=None,
         decode_responses=True,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
-        health_check_interval=0,
     )
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it

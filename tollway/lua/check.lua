@@ -118,7 +118,7 @@ if tokens >= cost then
 end
 used = used + 1
 redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used)
-redis.call('EXPIREAT', KEYS[2], pend + 86400)
+redis.call('EXPIRE', KEYS[2], pend - now + 86400) -- relative: the clock may be pinned
 local wsize = tonumber(ARGV[4])
 redis.call('HINCRBY', KEYS[3], now - (now % wsize), 1)
 local full_ms = math.ceil((burst - tokens) * 1000 / rate)

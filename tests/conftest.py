@@ -1,0 +1,49 @@
+"""Fixtures shared by every tier: a real redis-server per session, on a free loopback port."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import TEST_TIERS
+from tollway.dev import binaries
+from tollway.dev.stack import free_port, port_open, wait_for
+from tollway.redis_client import connect
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of our own for the whole session; yields its URL and stops it after."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [binaries.redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(data), "--enable-debug-command", "local"],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: port_open(port), "redis-server", 10)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+async def redis(redis_server: str) -> AsyncIterator[object]:
+    """A client on a flushed database, closed after the test."""
+    client = connect(redis_server)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def tiers_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiers.toml"
+    path.write_text(TEST_TIERS)
+    return path

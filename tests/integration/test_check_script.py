@@ -1,0 +1,220 @@
+"""check.lua against a real Redis: exact bucket levels, quota, usage, statuses, reload, races."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from authz.breaker import Breaker
+from authz.limiter import Limiter
+from authz.outcome import Code
+from authz.policy import Policy
+from tests.support import TEST_TIERS
+from tollway import schema
+from tollway.clock import FixedClock, RedisTime
+from tollway.keys import KeyHasher
+from tollway.store import KeyStore
+from tollway.tiers import parse_tiers
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, in ms
+POLICY = Policy(parse_tiers(TEST_TIERS, "test"))
+
+
+class Harness:
+    def __init__(self, redis, clock) -> None:
+        self.redis = redis
+        self.clock = clock
+        self.store = KeyStore(redis, KeyHasher())
+        self.limiter = Limiter(redis, clock, Breaker(3, 1.0), timeout_s=2.0, usage_window_s=60)
+
+    async def key(self, tier_name: str, **fields: str) -> tuple[str, str, str]:
+        """Issue a key created at T0, then override record ``fields``; (plaintext, id, digest)."""
+        plaintext, record = await self.store.create(tier_name, "cus_1", now=T0 // 1000)
+        if fields:
+            await self.redis.hset(schema.key_record(record.key_id), mapping=fields)
+        return plaintext, record.key_id, record.hash
+
+    async def check(self, kid: str, digest: str, cost: int = 1, feature: str | None = None):
+        return await self.limiter.check(kid, digest, cost, POLICY.tier_args(feature))
+
+    async def usage(self, kid: str) -> dict[str, str]:
+        return await self.redis.hgetall(schema.key_usage(kid))
+
+
+@pytest.fixture
+def h(redis) -> Harness:
+    return Harness(redis, FixedClock(T0))
+
+
+async def test_bucket_levels_are_exact_on_a_pinned_clock(h):
+    """Burst 5 at 1/s: five pass (4..0 left), the sixth waits 1000 ms, refill is linear."""
+    _, kid, digest = await h.key("free")
+    assert [(await h.check(kid, digest)).remaining for _ in range(5)] == [4, 3, 2, 1, 0]
+    denied = await h.check(kid, digest)
+    assert (denied.code, denied.remaining, denied.wait_ms) == (Code.RATE, 0, 1000)
+    h.clock.advance(400)
+    assert (await h.check(kid, digest)).wait_ms == 600
+    assert float(await h.redis.hget(schema.key_state(kid), "tokens")) == 0
+    h.clock.advance(600)
+    ok = await h.check(kid, digest)
+    assert (ok.code, ok.remaining, ok.wait_ms) == (Code.OK, 0, 5000)
+    h.clock.advance(2500)
+    ok = await h.check(kid, digest)
+    assert (ok.remaining, ok.wait_ms) == (1, 3500)
+    assert float(await h.redis.hget(schema.key_state(kid), "tokens")) == pytest.approx(1.5)
+
+
+async def test_route_cost_drains_that_many_tokens(h):
+    """A cost-5 route takes 5 tokens but counts one request for quota and usage."""
+    _, kid, digest = await h.key("pro")  # burst 20
+    out = await h.check(kid, digest, cost=5)
+    assert (out.code, out.remaining, out.quota_used) == (Code.OK, 15, 1)
+    assert sum(int(v) for v in (await h.usage(kid)).values()) == 1
+
+
+async def test_route_costlier_than_burst_never_passes(h):
+    """Cost above the burst is refused with wait -1 and takes nothing."""
+    _, kid, digest = await h.key("free")
+    out = await h.check(kid, digest, cost=6)
+    assert (out.code, out.wait_ms) == (Code.RATE, -1)
+    assert await h.usage(kid) == {}
+
+
+async def test_quota_blocks_at_the_limit_and_resets_with_the_period(h):
+    """quota 3, block: the 4th request is 429 until the period ends, then counting restarts."""
+    _, kid, digest = await h.key("capped")
+    assert [(await h.check(kid, digest)).quota_used for _ in range(3)] == [1, 2, 3]
+    over = await h.check(kid, digest)
+    period_end = T0 // 1000 + 30 * 86400
+    assert (over.code, over.period_end, over.wait_ms) == (Code.QUOTA, period_end, period_end * 1000 - T0)
+    assert sum(int(v) for v in (await h.usage(kid)).values()) == 3
+    h.clock.advance(over.wait_ms)
+    again = await h.check(kid, digest)
+    assert (again.code, again.quota_used, again.period_end) == (Code.OK, 1, period_end + 30 * 86400)
+
+
+async def test_bill_tier_keeps_serving_past_quota(h):
+    """over_quota = bill never blocks; every request is still counted."""
+    _, kid, digest = await h.key("pro", period_start=str(T0 // 1000), period_end=str(T0 // 1000 + 10))
+    for _ in range(4):
+        assert (await h.check(kid, digest)).code is Code.OK
+
+
+async def test_subscription_period_from_the_record_is_used(h):
+    """The quota period comes from the record's period_start/period_end."""
+    start = T0 // 1000 - 100
+    _, kid, digest = await h.key("capped", period_start=str(start), period_end=str(start + 3600))
+    out = await h.check(kid, digest)
+    assert out.period_end == start + 3600
+    assert await h.redis.hget(schema.key_state(kid), "q_period") == str(start)
+
+
+async def test_usage_is_counted_per_window_and_denials_are_not(h):
+    """Allowed requests land in their minute's usage field; denied ones do not."""
+    _, kid, digest = await h.key("free")
+    for _ in range(7):  # 5 allowed, 2 rate limited
+        await h.check(kid, digest)
+    h.clock.advance(61_000)
+    await h.check(kid, digest)
+    window = T0 // 1000
+    assert await h.usage(kid) == {str(window): "5", str(window + 60): "1"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"status": "revoked"}, Code.REVOKED),
+        ({"status": "suspended"}, Code.PAYMENT),
+        ({"status": "pending"}, Code.PAYMENT),
+        ({"status": "past_due", "grace_until": str(T0 // 1000 + 60)}, Code.OK),
+        ({"status": "past_due", "grace_until": str(T0 // 1000)}, Code.PAYMENT),
+        ({"tier": "vanished"}, Code.NO_TIER),
+    ],
+)
+async def test_record_state_decides_before_the_bucket(h, fields, code):
+    """Revoked, unpaid and unknown-tier keys are refused without touching bucket or usage."""
+    _, kid, digest = await h.key("free", **fields)
+    out = await h.check(kid, digest)
+    assert out.code is code
+    if code is not Code.OK:
+        assert await h.usage(kid) == {}
+        assert await h.redis.exists(schema.key_state(kid)) == 0
+    else:
+        assert out.grace_until == T0 // 1000 + 60
+
+
+async def test_unknown_key_and_wrong_digest_are_unknown(h):
+    """No record, or a record whose digest differs, answers UNKNOWN_KEY."""
+    _, kid, digest = await h.key("free")
+    assert (await h.check("0123456789abcdef", digest)).code is Code.UNKNOWN_KEY
+    assert (await h.check(kid, "f" * 64)).code is Code.UNKNOWN_KEY
+
+
+async def test_feature_gate_refuses_without_counting(h):
+    """A route feature the tier lacks is refused; nothing is taken or counted."""
+    _, kid, digest = await h.key("free")
+    assert (await h.check(kid, digest, feature="reports")).code is Code.FEATURE
+    assert await h.usage(kid) == {}
+    _, kid2, digest2 = await h.key("pro")
+    assert (await h.check(kid2, digest2, feature="reports")).code is Code.OK
+
+
+async def test_dry_run_tier_allows_and_counts_what_it_would_deny(h):
+    """shadow (burst 2, dry run): the third request is allowed, flagged, and counted."""
+    _, kid, digest = await h.key("shadow")
+    outs = [await h.check(kid, digest) for _ in range(3)]
+    assert [o.code for o in outs] == [Code.OK] * 3
+    assert [o.would_deny for o in outs] == [Code.OK, Code.OK, Code.RATE]
+    assert sum(int(v) for v in (await h.usage(kid)).values()) == 3
+
+
+async def test_shrunk_burst_clamps_the_stored_tokens(h):
+    """If the tier's burst is lowered, a fuller stored bucket is cut down to it."""
+    _, kid, digest = await h.key("pro")  # burst 20
+    await h.check(kid, digest)
+    await h.redis.hset(schema.key_state(kid), "tokens", "500")
+    assert (await h.check(kid, digest)).remaining == 19
+
+
+async def test_script_flush_is_survived(h):
+    """After SCRIPT FLUSH the next check reloads the script and succeeds."""
+    _, kid, digest = await h.key("pro")
+    await h.check(kid, digest)
+    await h.redis.script_flush()
+    assert (await h.check(kid, digest)).code is Code.OK
+    assert sum(int(v) for v in (await h.usage(kid)).values()) == 2
+
+
+async def test_redis_clock_mode_uses_server_time(redis):
+    """With no pinned time the script reads Redis TIME."""
+    h = Harness(redis, RedisTime())
+    _, kid, digest = await h.key("pro")
+    out = await h.check(kid, digest)
+    assert out.code is Code.OK and abs(out.now_ms - time.time() * 1000) < 5000
+
+
+async def test_200_concurrent_takes_against_burst_50_allow_exactly_50(redis):
+    """The script is atomic: 200 concurrent checks on a burst-50 bucket admit exactly 50."""
+    h = Harness(redis, RedisTime())
+    _, kid, digest = await h.key("big")  # burst 50, refill 0.001/s
+    outs = await asyncio.gather(*(h.check(kid, digest) for _ in range(200)))
+    assert sum(o.code is Code.OK for o in outs) == 50
+    assert sum(o.code is Code.RATE for o in outs) == 150
+    assert sum(int(v) for v in (await h.usage(kid)).values()) == 50
+
+
+async def test_no_plaintext_key_is_written_to_redis(h):
+    """After issuing and using keys, no Redis key or value contains a plaintext key."""
+    keys = [await h.key(t) for t in ("free", "pro")]
+    for _, kid, digest in keys:
+        await h.check(kid, digest)
+    dump = []
+    async for name in h.redis.scan_iter("*"):
+        dump.append(name)
+        dump.extend(str(v) for v in (await h.redis.hgetall(name)).values())
+    blob = "\n".join(dump)
+    assert blob and all(plain not in blob for plain, _, _ in keys)

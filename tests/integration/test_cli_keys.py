@@ -1,0 +1,88 @@
+"""`tollway keys ...` against a real Redis: output, exit codes and state changes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tollway.cli import main as cli
+from tollway.keys import parse_key
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def run(redis_server, tiers_file, capsys):
+    import redis as sync_redis
+
+    sync_redis.Redis.from_url(redis_server).flushdb()
+
+    def go(*argv: str) -> tuple[int, str, str]:
+        code = cli([*argv, "--redis-url", redis_server, "--tiers", str(tiers_file)])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return go
+
+
+def test_create_prints_only_the_key(run):
+    """keys create prints exactly one line on stdout: a valid key."""
+    code, out, err = run("keys", "create", "--tier", "pro", "--customer", "cus_42")
+    assert code == 0
+    assert len(out.splitlines()) == 1 and parse_key(out.strip()) is not None
+    assert "cus_42" in err
+
+
+def test_create_test_key(run):
+    """--test issues a tw_test_ key."""
+    code, out, _ = run("keys", "create", "--tier", "free", "--test")
+    assert code == 0 and out.startswith("tw_test_")
+
+
+def test_create_rejects_unknown_tier(run):
+    """An unknown tier is exit 1 with a one-line error naming the tiers."""
+    code, out, err = run("keys", "create", "--tier", "platinum")
+    assert code == 1 and out == ""
+    assert err.strip() == "tollway: unknown tier 'platinum' (tiers: free, pro, capped, resilient, shadow, big)"
+
+
+def test_show_by_key_and_by_id_never_prints_the_key(run):
+    """keys show prints the record as JSON, without the key or its digest."""
+    _, key, _ = run("keys", "create", "--tier", "pro", "--customer", "cus_7")
+    key = key.strip()
+    code, out, _ = run("keys", "show", key)
+    record = json.loads(out)
+    assert code == 0 and record["customer"] == "cus_7" and record["status"] == "active"
+    assert "hash" not in record and key not in out
+    code, out2, _ = run("keys", "show", record["key_id"])
+    assert code == 0 and json.loads(out2) == record
+
+
+def test_suspend_resume_revoke(run):
+    """suspend and resume flip the status; revoke is final."""
+    _, key, _ = run("keys", "create", "--tier", "pro")
+    key = key.strip()
+    for action, status in [("suspend", "suspended"), ("resume", "active"), ("revoke", "revoked")]:
+        code, _, err = run("keys", action, key)
+        assert code == 0 and err.strip().endswith(f"is now {status}")
+    code, _, err = run("keys", "resume", key)
+    assert code == 1 and "revocation is final" in err
+
+
+@pytest.mark.parametrize("arg", ["0123456789abcdef", "tw_live_not_a_key", "garbage"])
+def test_unknown_or_malformed_keys_exit_1(run, arg):
+    """A missing or malformed key is a one-line error with exit code 1."""
+    code, out, err = run("keys", "show", arg)
+    assert code == 1 and out == "" and len(err.splitlines()) == 1
+
+
+def test_unreachable_redis_is_a_clean_error(tiers_file, capsys):
+    """No Redis: exit 1 and one line naming the URL, no traceback."""
+    from tollway.dev.stack import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    code = cli(["keys", "create", "--tier", "pro", "--redis-url", url, "--tiers", str(tiers_file)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"tollway: cannot reach Redis at {url}")
+    assert len(err.strip().splitlines()) == 1

@@ -1,0 +1,80 @@
+"""The limiter under store faults: per-call timeout, circuit breaker, and usage write-back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from authz.breaker import Breaker
+from authz.limiter import Limiter, StoreUnavailable
+from authz.policy import Policy
+from authz.usage_buffer import UsageBuffer
+from tests.support import TEST_TIERS
+from tollway import schema
+from tollway.clock import RedisTime
+from tollway.dev.stack import free_port
+from tollway.keys import KeyHasher
+from tollway.redis_client import connect
+from tollway.store import KeyStore
+from tollway.tiers import parse_tiers
+
+pytestmark = pytest.mark.integration
+ARGS = Policy(parse_tiers(TEST_TIERS, "test")).tier_args(None)
+
+
+async def test_slow_redis_times_out_and_opens_the_breaker(redis, redis_server):
+    """A blocked Redis costs one short timeout per call until the breaker opens; then none."""
+    _, record = await KeyStore(redis, KeyHasher()).create("pro", "cus_1")
+    client = connect(redis_server)
+    limiter = Limiter(client, RedisTime(), Breaker(3, 30.0), timeout_s=0.05, usage_window_s=60)
+    try:
+        await limiter.check(record.key_id, record.hash, 1, ARGS)  # warm: a connection exists
+        blocker = asyncio.create_task(redis.execute_command("DEBUG", "SLEEP", "2"))
+        await asyncio.sleep(0.1)
+        errors = []
+        start = time.perf_counter()
+        for _ in range(5):
+            with pytest.raises(StoreUnavailable) as err:
+                await limiter.check(record.key_id, record.hash, 1, ARGS)
+            errors.append(str(err.value))
+        # Five calls against a Redis blocked for 2 s return long before it wakes up.
+        assert time.perf_counter() - start < 1.0
+        assert [e.startswith("TimeoutError") for e in errors] == [True, True, True, False, False]
+        assert errors[3:] == ["circuit breaker open"] * 2
+        assert limiter.breaker.is_open
+        await blocker
+    finally:
+        await client.aclose()
+
+
+async def test_unreachable_redis_is_store_unavailable():
+    """A refused connection surfaces as StoreUnavailable, never as a raw exception."""
+    client = connect(f"redis://127.0.0.1:{free_port()}/0")
+    limiter = Limiter(client, RedisTime(), Breaker(3, 1.0), timeout_s=0.5, usage_window_s=60)
+    with pytest.raises(StoreUnavailable, match="ConnectionError"):
+        await limiter.check("0123456789abcdef", "0" * 64, 1, ARGS)
+    await client.aclose()
+
+
+async def test_buffered_usage_is_written_to_the_usage_hash(redis):
+    """Usage counted during an outage lands in the same hash check.lua increments."""
+    buf = UsageBuffer(60)
+    buf.add("k1", 120.0, n=3)
+    buf.add("k2", 200.0)
+    assert await buf.flush(redis) == 4
+    assert await redis.hgetall(schema.key_usage("k1")) == {"120": "3"}
+    assert await redis.hgetall(schema.key_usage("k2")) == {"180": "1"}
+    assert len(buf) == 0
+
+
+async def test_failed_flush_keeps_the_counts():
+    """If Redis is still down, flush raises and forgets nothing."""
+    client = connect(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)
+    buf = UsageBuffer(60)
+    buf.add("k1", 0, n=7)
+    with pytest.raises(Exception, match="Connect|connect"):
+        await buf.flush(client)
+    assert len(buf) == 7
+    await client.aclose()

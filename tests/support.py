@@ -1,0 +1,88 @@
+"""Helpers shared by the test tiers: CheckRequests built the way Envoy sends them."""
+
+from __future__ import annotations
+
+from envoy.service.auth.v3 import attribute_context_pb2 as ac
+from envoy.service.auth.v3 import external_auth_pb2 as pb
+
+TEST_TIERS = """
+[tiers.free]
+requests_per_second = 1.0
+burst = 5
+monthly_quota = 1000
+over_quota = "block"
+
+[tiers.pro]
+requests_per_second = 10.0
+burst = 20
+monthly_quota = 0
+over_quota = "bill"
+features = ["reports"]
+stripe_prices = ["price_pro"]
+
+[tiers.capped]
+requests_per_second = 100.0
+burst = 100
+monthly_quota = 3
+over_quota = "block"
+
+[tiers.resilient]
+requests_per_second = 100.0
+burst = 100
+monthly_quota = 0
+over_quota = "bill"
+on_store_error = "allow"
+
+[tiers.shadow]
+requests_per_second = 1.0
+burst = 2
+monthly_quota = 0
+over_quota = "bill"
+dry_run = true
+
+[tiers.big]
+requests_per_second = 0.001
+burst = 50
+monthly_quota = 0
+over_quota = "bill"
+"""
+
+
+def check_request(
+    headers: dict[str, str] | None = None,
+    path: str = "/v1/things",
+    extensions: dict[str, str] | None = None,
+    method: str = "GET",
+) -> pb.CheckRequest:
+    """A CheckRequest shaped like Envoy 1.40's: pseudo-headers and ordinary headers, lowercased."""
+    all_headers = {
+        ":authority": "api.example.com",
+        ":method": method,
+        ":path": path,
+        ":scheme": "http",
+        "user-agent": "curl/8.5.0",
+        "accept": "*/*",
+        "x-forwarded-proto": "http",
+        "x-request-id": "6b1f4c1e-6f7a-4c3e-9d2b-3f0f7f6c2a11",
+        "x-envoy-expected-rq-timeout-ms": "15000",
+        "content-length": "0",
+        "accept-encoding": "gzip",
+    }
+    all_headers.update(headers or {})
+    return pb.CheckRequest(
+        attributes=ac.AttributeContext(
+            source=ac.AttributeContext.Peer(),
+            request=ac.AttributeContext.Request(
+                http=ac.AttributeContext.HttpRequest(
+                    id="1234567890",
+                    method=method,
+                    headers=all_headers,
+                    path=path,
+                    host="api.example.com",
+                    scheme="http",
+                    protocol="HTTP/1.1",
+                )
+            ),
+            context_extensions=extensions or {},
+        )
+    )

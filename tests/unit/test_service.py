@@ -1,0 +1,167 @@
+"""Check() called directly with CheckRequests shaped like Envoy's, over a hand-written fake store."""
+
+from __future__ import annotations
+
+import json
+
+from google.rpc import code_pb2
+from prometheus_client import CollectorRegistry
+
+from authz.breaker import Breaker
+from authz.limiter import StoreUnavailable
+from authz.metrics import AuthzMetrics
+from authz.outcome import Code, Outcome
+from authz.policy import Policy
+from authz.service import AuthzService
+from authz.usage_buffer import UsageBuffer
+from tests.support import TEST_TIERS, check_request
+from tollway.keys import KeyHasher, generate_key
+from tollway.tiers import parse_tiers
+
+
+class FakeLimiter:
+    """Implements Limiter.check: answers from a script of outcomes, or fails like a dead store."""
+
+    def __init__(self) -> None:
+        self.breaker = Breaker(3, 1.0)
+        self.calls: list[tuple[str, str, int, tuple[str, ...]]] = []
+        self.outcome = Outcome(Code.OK, "free", "cus_1", remaining=4, wait_ms=1000)
+        self.down = False
+
+    async def check(self, key_id, digest, cost, tier_args):
+        self.calls.append((key_id, digest, cost, tier_args))
+        if self.down:
+            raise StoreUnavailable("ConnectionError: refused")
+        return self.outcome
+
+
+def service(limiter: FakeLimiter) -> AuthzService:
+    return AuthzService(
+        Policy(parse_tiers(TEST_TIERS, "test")),
+        limiter,  # type: ignore[arg-type]
+        KeyHasher(),
+        UsageBuffer(60),
+        AuthzMetrics(CollectorRegistry()),
+    )
+
+
+def headers_of(options) -> dict[str, str]:
+    return {o.header.key: o.header.value for o in options}
+
+
+async def test_ok_response_sets_headers_strips_key_and_metadata():
+    """An allowed check overwrites x-tollway-* upstream, strips the key, and adds metadata."""
+    fake = FakeLimiter()
+    key = generate_key()
+    resp = await service(fake).Check(check_request({"x-api-key": key}), None)
+    assert resp.status.code == code_pb2.OK
+    ok = resp.ok_response
+    assert headers_of(ok.headers) == {
+        "x-tollway-customer": "cus_1",
+        "x-tollway-tier": "free",
+        "x-tollway-key-id": KeyHasher.key_id(KeyHasher().digest(key)),
+    }
+    assert all(o.append_action == o.OVERWRITE_IF_EXISTS_OR_ADD for o in ok.headers)
+    assert list(ok.headers_to_remove) == ["x-api-key"]
+    assert headers_of(ok.response_headers_to_add)["ratelimit-remaining"] == "4"
+    assert resp.dynamic_metadata["customer"] == "cus_1" and resp.dynamic_metadata["tier"] == "free"
+    assert key not in str(resp)
+
+
+async def test_missing_key_is_401_json_without_a_store_call():
+    """No credential: 401 missing_api_key with JSON and www-authenticate; Redis untouched."""
+    fake = FakeLimiter()
+    resp = await service(fake).Check(check_request(), None)
+    denied = resp.denied_response
+    assert resp.status.code == code_pb2.UNAUTHENTICATED and denied.status.code == 401
+    assert json.loads(denied.body)["error"]["code"] == "missing_api_key"
+    h = headers_of(denied.headers)
+    assert h["content-type"] == "application/json" and h["www-authenticate"].startswith("Bearer")
+    assert fake.calls == []
+
+
+async def test_bad_checksum_is_rejected_without_a_store_call():
+    """A typo'd key is refused offline: the checksum fails before any Redis work."""
+    fake = FakeLimiter()
+    key = generate_key()
+    typo = key[:20] + ("a" if key[20] != "a" else "b") + key[21:]
+    resp = await service(fake).Check(check_request({"x-api-key": typo}), None)
+    assert resp.denied_response.status.code == 401
+    assert json.loads(resp.denied_response.body)["error"]["code"] == "invalid_api_key"
+    assert fake.calls == []
+
+
+async def test_route_cost_and_feature_reach_the_store():
+    """The route's cost is passed on, and the tier ARGV marks which tiers have the feature."""
+    fake = FakeLimiter()
+    req = check_request(
+        {"authorization": f"Bearer {generate_key()}"},
+        extensions={"tollway_cost": "5", "tollway_feature": "reports"},
+    )
+    await service(fake).Check(req, None)
+    (_, _, cost, args) = fake.calls[0]
+    assert cost == 5
+    has_feature = {args[i]: args[i + 6] for i in range(0, len(args), 7)}
+    assert has_feature == {"free": "0", "pro": "1", "capped": "0", "resilient": "0", "shadow": "0", "big": "0"}
+
+
+async def test_bad_route_cost_is_503_route_misconfigured():
+    """An unusable tollway_cost in the Envoy config fails closed with a clear code."""
+    fake = FakeLimiter()
+    req = check_request({"x-api-key": generate_key()}, extensions={"tollway_cost": "lots"})
+    resp = await service(fake).Check(req, None)
+    assert resp.denied_response.status.code == 503
+    assert json.loads(resp.denied_response.body)["error"]["code"] == "route_misconfigured"
+
+
+async def test_store_down_allows_known_key_on_allow_tier_and_buffers_usage():
+    """After one good check, a store outage lets an allow-tier key through and counts it locally."""
+    fake = FakeLimiter()
+    fake.outcome = Outcome(Code.OK, "resilient", "cus_9", remaining=50, wait_ms=0)
+    svc = service(fake)
+    key = generate_key()
+    await svc.Check(check_request({"x-api-key": key}), None)
+    fake.down = True
+    resp = await svc.Check(check_request({"x-api-key": key}), None)
+    assert resp.HasField("ok_response")
+    assert headers_of(resp.ok_response.headers)["x-tollway-degraded"] == "store_unavailable"
+    assert len(svc.buffer) == 1
+
+
+async def test_store_down_denies_unseen_keys_and_deny_tiers():
+    """A key never seen, or on a deny tier, gets 503 store_unavailable during an outage."""
+    fake = FakeLimiter()
+    svc = service(fake)
+    seen = generate_key()
+    await svc.Check(check_request({"x-api-key": seen}), None)  # tier free: on_store_error=deny
+    fake.down = True
+    for key in (seen, generate_key()):
+        resp = await svc.Check(check_request({"x-api-key": key}), None)
+        assert resp.denied_response.status.code == 503
+        assert json.loads(resp.denied_response.body)["error"]["code"] == "store_unavailable"
+    assert len(svc.buffer) == 0
+
+
+async def test_revoked_key_is_forgotten_for_degraded_mode():
+    """Once the store says revoked, an outage cannot let the key back in."""
+    fake = FakeLimiter()
+    fake.outcome = Outcome(Code.OK, "resilient", "cus_9")
+    svc = service(fake)
+    key = generate_key()
+    await svc.Check(check_request({"x-api-key": key}), None)
+    fake.outcome = Outcome(Code.REVOKED, "resilient", "cus_9")
+    await svc.Check(check_request({"x-api-key": key}), None)
+    fake.down = True
+    resp = await svc.Check(check_request({"x-api-key": key}), None)
+    assert resp.denied_response.status.code == 503
+
+
+async def test_decisions_are_counted_by_reason():
+    """The decisions metric is labelled with the same reason value as the JSON body."""
+    fake = FakeLimiter()
+    svc = service(fake)
+    await svc.Check(check_request(), None)
+    await svc.Check(check_request({"x-api-key": generate_key()}), None)
+    value = svc.metrics.decisions.labels
+    assert value("missing_api_key")._value.get() == 1
+    assert value("ok")._value.get() == 1

@@ -1,0 +1,62 @@
+"""Settings: typed, frozen, loaded from a mapping."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from tollway.settings import AuthzSettings, DevSettings, SettingsError, describe, load
+
+
+def test_defaults_without_environment():
+    """Every field has a default."""
+    s = load(AuthzSettings, {})
+    assert (s.port, s.metrics_port, s.store_timeout_ms, s.workers) == (9191, 9192, 50.0, 1)
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+
+
+def test_values_are_converted_by_type():
+    """Ints, floats, paths and strings are parsed from their variables."""
+    s = load(
+        AuthzSettings,
+        {
+            "TOLLWAY_AUTHZ_PORT": "7000",
+            "TOLLWAY_STORE_TIMEOUT_MS": "12.5",
+            "TOLLWAY_TIERS": "/etc/tiers.toml",
+            "TOLLWAY_REDIS_URL": "redis://r:1/2",
+            "UNRELATED": "x",
+        },
+    )
+    assert (s.port, s.store_timeout_ms, s.tiers, s.redis_url) == (
+        7000, 12.5, Path("/etc/tiers.toml"), "redis://r:1/2",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TOLLWAY_AUTHZ_PORT": "http"}, "TOLLWAY_AUTHZ_PORT='http': expected int"),
+        ({"TOLLWAY_AUTHZ_WORKERS": "-2"}, "TOLLWAY_AUTHZ_WORKERS='-2': must not be negative"),
+    ],
+)
+def test_bad_values_name_the_variable(env, message):
+    """A bad value raises SettingsError naming the variable and value."""
+    with pytest.raises(SettingsError) as err:
+        load(AuthzSettings, env)
+    assert str(err.value) == message
+
+
+def test_settings_are_frozen():
+    """Settings cannot be changed after loading."""
+    s = load(DevSettings, {})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.envoy_port = 1  # type: ignore[misc]
+
+
+def test_every_field_is_documented():
+    """describe() lists a variable and a doc line for every field."""
+    rows = describe(DevSettings)
+    assert len(rows) == len(dataclasses.fields(DevSettings))
+    assert all(var.startswith("TOLLWAY_") and doc for var, _, doc in rows)

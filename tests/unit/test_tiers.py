@@ -1,0 +1,129 @@
+"""The tier table validator: exact messages naming file, tier and field, one fixture per failure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tollway.cli import main as cli
+from tollway.tiers import OnStoreError, OverQuota, TierError, load_tiers, parse_tiers
+
+HERE = Path(__file__).parent / "tiers"
+KNOWN = (
+    "burst, description, dry_run, features, monthly_quota, on_store_error, over_quota, "
+    "requests_per_second, stripe_prices"
+)
+
+
+def test_valid_table_loads_every_field():
+    """A valid file yields typed tiers with defaults filled in."""
+    table = load_tiers(HERE / "valid.toml")
+    free, pro = table.get("free"), table.get("pro")
+    assert free is not None and pro is not None
+    assert (free.requests_per_second, free.burst, free.monthly_quota) == (2.0, 5, 1000)
+    assert free.over_quota is OverQuota.BLOCK
+    assert free.on_store_error is OnStoreError.DENY and free.dry_run is False
+    assert free.features == frozenset() and free.stripe_prices == ()
+    assert pro.features == frozenset({"reports"}) and pro.stripe_prices == ("price_pro",)
+    assert pro.on_store_error is OnStoreError.ALLOW and pro.dry_run is True
+
+
+def test_shipped_example_is_valid():
+    """The tiers.toml that ships with the package passes its own validator."""
+    from tollway.settings import DEFAULT_TIERS
+
+    assert len(load_tiers(DEFAULT_TIERS)) >= 2
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [
+        ("unknown_field.toml", [f'tier "free": field "burts": unknown field (known: {KNOWN})']),
+        ("wrong_type.toml", ['tier "free": field "burst": must be an integer >= 1, got \'5\'']),
+        (
+            "negative_quota.toml",
+            ['tier "free": field "monthly_quota": must be an integer >= 0 (0 = unlimited), got -1'],
+        ),
+        ("zero_rate.toml", ['tier "free": field "requests_per_second": must be a number > 0, got 0']),
+        (
+            "bad_choice.toml",
+            ['tier "free": field "over_quota": must be "block" or "bill", got \'charge\''],
+        ),
+        ("missing_field.toml", ['tier "free": field "burst": is required']),
+        (
+            "duplicate_price.toml",
+            ['tier "team": field "stripe_prices": price "price_1" is already used by tier "pro"'],
+        ),
+        ("no_tiers.toml", ['field "tiers": at least one [tiers.NAME] table is required']),
+        (
+            "bool_burst.toml",
+            [
+                'tier "free": field "burst": must be an integer >= 1, got True',
+                'tier "free": field "dry_run": must be true or false, got \'yes\'',
+            ],
+        ),
+        (
+            "bad_features.toml",
+            ['tier "free": field "features": must be a list of strings, got \'reports\''],
+        ),
+        (
+            "bad_tier_name.toml",
+            ['tier "Free Plan": tier names must match ^[a-z0-9][a-z0-9_-]{0,31}$'],
+        ),
+        (
+            "unknown_top.toml",
+            ['field "version": unknown top-level key (tiers go in [tiers.NAME] tables)'],
+        ),
+    ],
+)
+def test_invalid_tables_name_file_tier_and_field(fixture, expected):
+    """Each failure mode is reported with the file, tier and field in an exact message."""
+    path = HERE / fixture
+    with pytest.raises(TierError) as err:
+        load_tiers(path)
+    assert err.value.problems == [f"{path}: {line}" for line in expected]
+
+
+def test_not_toml_reports_the_parse_error():
+    """A syntax error is reported against the file, not as a traceback."""
+    path = HERE / "not_toml.toml"
+    with pytest.raises(TierError) as err:
+        load_tiers(path)
+    assert err.value.problems[0].startswith(f"{path}: not valid TOML: ")
+
+
+def test_missing_file_is_a_tier_error(tmp_path):
+    """An unreadable path gives a TierError naming it."""
+    with pytest.raises(TierError, match="cannot read"):
+        load_tiers(tmp_path / "nope.toml")
+
+
+def test_non_finite_rate_is_rejected():
+    """inf and nan are valid TOML floats but not usable refill rates."""
+    text = '[tiers.x]\nrequests_per_second = inf\nburst = 1\nmonthly_quota = 0\nover_quota = "bill"\n'
+    with pytest.raises(TierError, match="must be a number > 0, got inf"):
+        parse_tiers(text, "t.toml")
+
+
+def test_cli_tiers_check_exit_codes(capsys):
+    """`tollway tiers check` prints ok and exits 0, or prints every problem and exits 1."""
+    assert cli(["tiers", "check", str(HERE / "valid.toml")]) == 0
+    assert "2 tiers ok" in capsys.readouterr().out
+    assert cli(["tiers", "check", str(HERE / "bool_burst.toml")]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and all(line.startswith(str(HERE)) for line in out)
+
+
+def test_cli_entry_point_runs_as_a_program():
+    """The installed console script validates a file (exit 1 with messages on stdout)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tollway", "tiers", "check", str(HERE / "zero_rate.toml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert 'field "requests_per_second"' in proc.stdout

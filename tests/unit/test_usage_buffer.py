@@ -1,0 +1,44 @@
+"""The in-memory usage buffer and its spool files."""
+
+from __future__ import annotations
+
+from authz.usage_buffer import UsageBuffer
+
+
+def test_counts_per_key_and_window(tmp_path):
+    """Requests are grouped by key id and window start; save/load round-trips them."""
+    buf = UsageBuffer(60)
+    buf.add("k1", 120.5)
+    buf.add("k1", 179.9)
+    buf.add("k1", 180.0)
+    buf.add("k2", 61)
+    assert len(buf) == 4
+    path = buf.save(tmp_path, "w0")
+    assert path is not None and len(buf) == 0
+    again = UsageBuffer(60)
+    assert again.load(tmp_path) == 4
+    assert dict(again._counts) == {("k1", 120): 2, ("k1", 180): 1, ("k2", 60): 1}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_claimed_spool_is_loaded_once(tmp_path):
+    """Two workers loading the same directory never both take the same file."""
+    buf = UsageBuffer(60)
+    buf.add("k1", 0, n=5)
+    buf.save(tmp_path, "w0")
+    first, second = UsageBuffer(60), UsageBuffer(60)
+    assert first.load(tmp_path) + second.load(tmp_path) == 5
+
+
+def test_unreadable_lines_are_skipped_and_logged(tmp_path, caplog):
+    """A corrupt spool line is logged with its content and the rest still loads."""
+    (tmp_path / "w.jsonl").write_text('{"key_id": "k", "window": 0, "n": 2}\nnot json\n')
+    buf = UsageBuffer(60)
+    assert buf.load(tmp_path) == 2
+    assert "not json" in caplog.text
+
+
+def test_empty_buffer_saves_nothing(tmp_path):
+    """Nothing pending means no spool file."""
+    assert UsageBuffer(60).save(tmp_path, "w0") is None
+    assert list(tmp_path.iterdir()) == []
