@@ -58,8 +58,23 @@ class Decision:
         return json.dumps({"error": {"code": self.reason.value, "message": self.message}})
 
 
-def deny(reason: Reason, message: str = "", headers: Headers = (), **ctx: str) -> Decision:
-    return Decision(reason=reason, message=message or reason.message, client_headers=headers, **ctx)
+def deny(
+    reason: Reason,
+    message: str = "",
+    headers: Headers = (),
+    *,
+    key_id: str = "",
+    customer: str = "",
+    tier: str = "",
+) -> Decision:
+    return Decision(
+        reason=reason,
+        message=message or reason.message,
+        client_headers=headers,
+        key_id=key_id,
+        customer=customer,
+        tier=tier,
+    )
 
 
 def missing_key() -> Decision:
@@ -128,7 +143,10 @@ def decide(req: RequestInfo, key_id: str, out: Outcome, tier: Tier | None) -> De
 
     ``tier`` is the loaded tier named by ``out.tier``, or None if the table has no such tier.
     """
-    ctx = {"key_id": key_id, "customer": out.customer, "tier": out.tier}
+
+    def refuse(reason: Reason, message: str = "", headers: Headers = ()) -> Decision:
+        return deny(reason, message, headers, key_id=key_id, customer=out.customer, tier=out.tier)
+
     if out.code is Code.OK and tier is not None:
         client = _bucket_headers(tier, out.remaining, math.ceil(out.wait_ms / 1000))
         if out.grace_until:
@@ -143,22 +161,22 @@ def decide(req: RequestInfo, key_id: str, out: Outcome, tier: Tier | None) -> De
     if reason is Reason.INVALID_API_KEY:
         return invalid_key(key_id)
     if reason in (Reason.KEY_REVOKED, Reason.FEATURE_NOT_IN_PLAN):
-        return deny(reason, **ctx)
+        return refuse(reason)
     if reason is Reason.PAYMENT_REQUIRED:
         if out.grace_until:
             msg = f"{reason.message} The grace period ended at {_iso(out.grace_until)}."
-            return deny(reason, msg, **ctx)
-        return deny(reason, **ctx)
+            return refuse(reason, msg)
+        return refuse(reason)
     # Rate and quota verdicts quote the tier's limits, so they need the tier itself.
     if tier is None or reason is Reason.PLAN_UNAVAILABLE:
-        return deny(Reason.PLAN_UNAVAILABLE, **ctx)
+        return refuse(Reason.PLAN_UNAVAILABLE)
     if reason is Reason.RATE_LIMITED:
         if out.wait_ms < 0:
             msg = f"This endpoint costs {req.cost} requests, more than your plan's burst of {tier.burst}."
-            return deny(reason, msg, _bucket_headers(tier, out.remaining, 0), **ctx)
+            return refuse(reason, msg, _bucket_headers(tier, out.remaining, 0))
         wait = _ceil_s(out.wait_ms)
         headers = (("retry-after", str(wait)), *_bucket_headers(tier, out.remaining, wait))
-        return deny(reason, headers=headers, **ctx)
+        return refuse(reason, headers=headers)
     wait = _ceil_s(out.wait_ms)  # QUOTA_EXCEEDED, the only reason left
     headers = (
         ("retry-after", str(wait)),
@@ -168,7 +186,7 @@ def decide(req: RequestInfo, key_id: str, out: Outcome, tier: Tier | None) -> De
         ("ratelimit-policy", f'{tier.monthly_quota};w={wait};comment="billing period"'),
     )
     msg = f"{reason.message} It resets at {_iso(out.period_end)}."
-    return deny(reason, msg, headers, **ctx)
+    return refuse(reason, msg, headers)
 
 
 def decide_store_error(

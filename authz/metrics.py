@@ -2,40 +2,42 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from authz.decision import Decision
 
 
 class AuthzMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        kw = {"registry": registry} if registry is not None else {}
+        reg = registry if registry is not None else REGISTRY
         self.decisions = Counter(
-            "tollway_authz_decisions_total", "Check decisions by reason", ["reason"], **kw
+            "tollway_authz_decisions_total", "Check decisions by reason", ["reason"], registry=reg
         )
         self.dry_run = Counter(
             "tollway_authz_dry_run_denials_total",
             "Denials a dry-run tier would have made",
             ["reason"],
-            **kw,
+            registry=reg,
         )
         self.latency = Histogram(
             "tollway_authz_check_seconds",
             "Time to decide one check, in the servicer",
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            **kw,
+            registry=reg,
         )
         self.store_errors = Counter(
-            "tollway_authz_store_errors_total", "Checks the store could not answer", **kw
+            "tollway_authz_store_errors_total", "Checks the store could not answer", registry=reg
         )
         self.breaker_open = Gauge(
-            "tollway_authz_breaker_open", "1 while the Redis circuit breaker is open", **kw
+            "tollway_authz_breaker_open", "1 while the Redis circuit breaker is open", registry=reg
         )
         self.buffered_usage = Gauge(
-            "tollway_authz_buffered_usage", "Requests counted in memory awaiting Redis", **kw
+            "tollway_authz_buffered_usage",
+            "Requests counted in memory awaiting Redis",
+            registry=reg,
         )
         self.tier_reloads = Counter(
-            "tollway_authz_tier_reloads_total", "Tier table reloads", ["result"], **kw
+            "tollway_authz_tier_reloads_total", "Tier table reloads", ["result"], registry=reg
         )
         self._ok = self.decisions.labels("ok")
 

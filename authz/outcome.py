@@ -24,7 +24,9 @@ class Outcome:
     tier: str = ""
     customer: str = ""
     remaining: int = 0  # whole tokens left in the bucket
-    wait_ms: int = 0  # denied: until a retry can pass (-1: never); allowed: until the bucket is full
+    wait_ms: int = (
+        0  # denied: until a retry can pass (-1: never); allowed: until the bucket is full
+    )
     quota_used: int = 0  # requests counted this billing period
     period_end: int = 0  # epoch seconds
     grace_until: int = 0  # past_due keys: epoch seconds when access stops

@@ -147,4 +147,6 @@ class Worker:
         await self.stop()
         if http is not None:
             http.shutdown()
-        log.info("stopped", extra=fields(worker=self.index, took_s=round(time.monotonic() - started, 3)))
+        log.info(
+            "stopped", extra=fields(worker=self.index, took_s=round(time.monotonic() - started, 3))
+        )

@@ -54,7 +54,7 @@ class AuthzService(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignor
         self.metrics = metrics
         self._known: dict[str, tuple[str, str]] = {}  # digest -> (customer, tier)
 
-    async def Check(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC method name)
+    async def Check(self, request: Any, context: Any) -> Any:
         return responses.build(await self.decide(request))
 
     async def decide(self, request: Any) -> Decision:
@@ -79,7 +79,9 @@ class AuthzService(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignor
         key_id = self.hasher.key_id(digest)
         policy = self.policy  # one table for the whole check, even if a reload lands meanwhile
         try:
-            out = await self.limiter.check(key_id, digest, info.cost, policy.tier_args(info.feature))
+            out = await self.limiter.check(
+                key_id, digest, info.cost, policy.tier_args(info.feature)
+            )
         except StoreUnavailable as exc:
             return self._store_error(info, key_id, digest, policy, exc)
         finally:

@@ -17,7 +17,7 @@ requests_per_second = 10.0
 burst = 20
 monthly_quota = 0
 over_quota = "bill"
-features = ["reports"]
+features = ["reports", "analytics"]
 stripe_prices = ["price_pro"]
 
 [tiers.capped]

@@ -42,7 +42,9 @@ def _with_store(fn: Callable[[KeyStore, argparse.Namespace, StoreSettings], Awai
         async def go() -> int:
             redis = connect(settings.redis_url, timeout_s=5.0)
             try:
-                return await fn(KeyStore(redis, KeyHasher(settings.key_pepper.encode())), args, settings)
+                return await fn(
+                    KeyStore(redis, KeyHasher(settings.key_pepper.encode())), args, settings
+                )
             except (RedisError, OSError) as exc:
                 raise CliError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
             finally:

@@ -38,17 +38,22 @@ class KeyRecord:
     @classmethod
     def from_redis(cls, raw: dict[str, str]) -> KeyRecord:
         """Rebuild a record from an HGETALL reply. Raises ValueError if it is malformed."""
-        ints = {"created", "grace_until", "period_start", "period_end"}
         try:
-            values = {
-                f.name: int(raw[f.name]) if f.name in ints else raw[f.name]
-                for f in dataclasses.fields(cls)
-                if f.name in raw
-            }
-            values["status"] = KeyStatus(raw["status"])
-            return cls(**values)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"malformed key record: {exc}") from None
+            return cls(
+                key_id=raw["key_id"],
+                hash=raw["hash"],
+                status=KeyStatus(raw["status"]),
+                tier=raw["tier"],
+                customer=raw["customer"],
+                created=int(raw["created"]),
+                mode=raw.get("mode", "live"),
+                subscription=raw.get("subscription", ""),
+                grace_until=int(raw.get("grace_until", 0)),
+                period_start=int(raw.get("period_start", 0)),
+                period_end=int(raw.get("period_end", 0)),
+            )
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"malformed key record: {exc!r}") from None
 
     def public(self) -> dict[str, object]:
         """The record as an operator may see it: everything but the digest."""

@@ -104,7 +104,9 @@ class _Validator:
             where.append(f'field "{field}"')
         self.problems.append(": ".join([*where, message]))
 
-    def string_list(self, tier: str, key: str, value: object, pattern: re.Pattern[str]) -> list[str]:
+    def string_list(
+        self, tier: str, key: str, value: object, pattern: re.Pattern[str]
+    ) -> list[str]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self.fail(tier, key, f"must be a list of strings, got {value!r}")
             return []
@@ -137,7 +139,9 @@ class _Validator:
             self.fail(name, "burst", f"must be an integer >= 1, got {v['burst']!r}")
         quota = v["monthly_quota"]
         if "monthly_quota" in raw and not (_is_int(quota) and quota >= 0):
-            self.fail(name, "monthly_quota", f"must be an integer >= 0 (0 = unlimited), got {quota!r}")
+            self.fail(
+                name, "monthly_quota", f"must be an integer >= 0 (0 = unlimited), got {quota!r}"
+            )
         over = self.choice(name, "over_quota", v["over_quota"], OverQuota, "over_quota" in raw)
         store = self.choice(name, "on_store_error", v["on_store_error"], OnStoreError, True)
         if not isinstance(v["dry_run"], bool):
@@ -160,17 +164,14 @@ class _Validator:
             dry_run=v["dry_run"],
         )
 
-    def choice(
-        self, tier: str, key: str, value: object, enum: type[E], present: bool
-    ) -> E | None:
+    def choice(self, tier: str, key: str, value: object, enum: type[E], present: bool) -> E | None:
         if not present:
             return None
-        try:
+        if isinstance(value, str) and value in {e.value for e in enum}:
             return enum(value)
-        except ValueError:
-            allowed = " or ".join(f'"{e.value}"' for e in enum)
-            self.fail(tier, key, f"must be {allowed}, got {value!r}")
-            return None
+        allowed = " or ".join(f'"{e.value}"' for e in enum)
+        self.fail(tier, key, f"must be {allowed}, got {value!r}")
+        return None
 
 
 def parse_tiers(text: str, source: str) -> TierTable:
@@ -181,7 +182,7 @@ def parse_tiers(text: str, source: str) -> TierTable:
     except tomllib.TOMLDecodeError as exc:
         raise TierError([f"{source}: not valid TOML: {exc}"]) from None
     for key in sorted(set(doc) - {"tiers"}):
-        check.fail(None, key, 'unknown top-level key (tiers go in [tiers.NAME] tables)')
+        check.fail(None, key, "unknown top-level key (tiers go in [tiers.NAME] tables)")
     raw_tiers = doc.get("tiers")
     if not isinstance(raw_tiers, dict) or not raw_tiers:
         check.fail(None, "tiers", "at least one [tiers.NAME] table is required")
@@ -198,7 +199,9 @@ def parse_tiers(text: str, source: str) -> TierTable:
         for price in tier.stripe_prices:
             if price in owner:
                 check.fail(
-                    tier.name, "stripe_prices", f'price "{price}" is already used by tier "{owner[price]}"'
+                    tier.name,
+                    "stripe_prices",
+                    f'price "{price}" is already used by tier "{owner[price]}"',
                 )
             owner[price] = tier.name
     if check.problems:

@@ -90,7 +90,11 @@ async def test_quota_blocks_at_the_limit_and_resets_with_the_period(h):
     assert [(await h.check(kid, digest)).quota_used for _ in range(3)] == [1, 2, 3]
     over = await h.check(kid, digest)
     period_end = T0 // 1000 + 30 * 86400
-    assert (over.code, over.period_end, over.wait_ms) == (Code.QUOTA, period_end, period_end * 1000 - T0)
+    assert (over.code, over.period_end, over.wait_ms) == (
+        Code.QUOTA,
+        period_end,
+        period_end * 1000 - T0,
+    )
     assert sum(int(v) for v in (await h.usage(kid)).values()) == 3
     h.clock.advance(over.wait_ms)
     again = await h.check(kid, digest)
@@ -99,7 +103,9 @@ async def test_quota_blocks_at_the_limit_and_resets_with_the_period(h):
 
 async def test_bill_tier_keeps_serving_past_quota(h):
     """over_quota = bill never blocks; every request is still counted."""
-    _, kid, digest = await h.key("pro", period_start=str(T0 // 1000), period_end=str(T0 // 1000 + 10))
+    _, kid, digest = await h.key(
+        "pro", period_start=str(T0 // 1000), period_end=str(T0 // 1000 + 10)
+    )
     for _ in range(4):
         assert (await h.check(kid, digest)).code is Code.OK
 

@@ -44,7 +44,10 @@ def test_create_rejects_unknown_tier(run):
     """An unknown tier is exit 1 with a one-line error naming the tiers."""
     code, out, err = run("keys", "create", "--tier", "platinum")
     assert code == 1 and out == ""
-    assert err.strip() == "tollway: unknown tier 'platinum' (tiers: free, pro, capped, resilient, shadow, big)"
+    assert (
+        err.strip()
+        == "tollway: unknown tier 'platinum' (tiers: free, pro, capped, resilient, shadow, big)"
+    )
 
 
 def test_show_by_key_and_by_id_never_prints_the_key(run):

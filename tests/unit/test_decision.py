@@ -43,7 +43,10 @@ def test_past_due_in_grace_is_allowed_with_a_warning():
     """A key in its grace period passes and the client is told payment is overdue."""
     d = decide(REQ, "kid1", out(Code.OK, grace_until=1_767_312_000), TABLE.get("free"))
     assert d.allowed
-    assert ("x-tollway-warning", "payment overdue; access ends at 2026-01-02T00:00:00Z") in d.client_headers
+    assert (
+        "x-tollway-warning",
+        "payment overdue; access ends at 2026-01-02T00:00:00Z",
+    ) in d.client_headers
 
 
 def test_dry_run_denial_is_allowed_and_marked():

@@ -12,7 +12,12 @@ from tests.support import check_request
 def test_x_api_key_is_read_and_stripped():
     """x-api-key is the credential and the header to remove."""
     info = extract(check_request({"x-api-key": " tw_live_abc "}))
-    assert (info.key, info.strip, info.cost, info.feature) == ("tw_live_abc", ("x-api-key",), 1, None)
+    assert (info.key, info.strip, info.cost, info.feature) == (
+        "tw_live_abc",
+        ("x-api-key",),
+        1,
+        None,
+    )
 
 
 def test_bearer_token_is_read_and_authorization_stripped():

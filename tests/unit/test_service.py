@@ -102,7 +102,9 @@ async def test_route_cost_and_feature_reach_the_store():
     (_, _, cost, args) = fake.calls[0]
     assert cost == 5
     has_feature = {args[i]: args[i + 6] for i in range(0, len(args), 7)}
-    assert has_feature == {"free": "0", "pro": "1", "capped": "0", "resilient": "0", "shadow": "0", "big": "0"}
+    assert has_feature == {
+        "free": "0", "pro": "1", "capped": "0", "resilient": "0", "shadow": "0", "big": "0"
+    }  # fmt: skip
 
 
 async def test_bad_route_cost_is_503_route_misconfigured():

@@ -47,7 +47,10 @@ def test_shipped_example_is_valid():
             "negative_quota.toml",
             ['tier "free": field "monthly_quota": must be an integer >= 0 (0 = unlimited), got -1'],
         ),
-        ("zero_rate.toml", ['tier "free": field "requests_per_second": must be a number > 0, got 0']),
+        (
+            "zero_rate.toml",
+            ['tier "free": field "requests_per_second": must be a number > 0, got 0'],
+        ),
         (
             "bad_choice.toml",
             ['tier "free": field "over_quota": must be "block" or "bill", got \'charge\''],
@@ -103,7 +106,9 @@ def test_missing_file_is_a_tier_error(tmp_path):
 
 def test_non_finite_rate_is_rejected():
     """inf and nan are valid TOML floats but not usable refill rates."""
-    text = '[tiers.x]\nrequests_per_second = inf\nburst = 1\nmonthly_quota = 0\nover_quota = "bill"\n'
+    text = (
+        '[tiers.x]\nrequests_per_second = inf\nburst = 1\nmonthly_quota = 0\nover_quota = "bill"\n'
+    )
     with pytest.raises(TierError, match="must be a number > 0, got inf"):
         parse_tiers(text, "t.toml")
 

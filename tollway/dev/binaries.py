@@ -29,5 +29,7 @@ def envoy() -> str:
 def redis_server() -> str:
     path = _find("redis-server")
     if path is None:
-        raise MissingBinary("redis-server not found: run `make setup` or apt-get install redis-server")
+        raise MissingBinary(
+            "redis-server not found: run `make setup` or apt-get install redis-server"
+        )
     return path

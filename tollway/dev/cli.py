@@ -40,9 +40,13 @@ def _sink(name: str, line: str) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tollway dev", description=__doc__)
     p.add_argument("--port", type=int, help="Envoy listener port (TOLLWAY_ENVOY_PORT, 10000)")
-    p.add_argument("--admin-port", type=int, help="Envoy admin port (TOLLWAY_ENVOY_ADMIN_PORT, 9901)")
+    p.add_argument(
+        "--admin-port", type=int, help="Envoy admin port (TOLLWAY_ENVOY_ADMIN_PORT, 9901)"
+    )
     p.add_argument("--authz-port", type=int, help="authz gRPC port (TOLLWAY_AUTHZ_PORT, 9191)")
-    p.add_argument("--metrics-port", type=int, help="authz metrics (TOLLWAY_AUTHZ_METRICS_PORT, 9192)")
+    p.add_argument(
+        "--metrics-port", type=int, help="authz metrics (TOLLWAY_AUTHZ_METRICS_PORT, 9192)"
+    )
     p.add_argument("--upstream-port", type=int, help="echo upstream (TOLLWAY_UPSTREAM_PORT, 8080)")
     p.add_argument("--redis-port", type=int, help="own redis-server (TOLLWAY_DEV_REDIS_PORT, 6380)")
     p.add_argument("--redis-url", help="use this Redis instead of starting one (TOLLWAY_REDIS_URL)")
@@ -93,7 +97,7 @@ tollway dev stack is up
   redis     {stack.effective_redis_url}
 
 Demo key on tier "{tier.name}" ({tier.burst} burst, {tier.requests_per_second:g}/s, \
-{tier.monthly_quota or 'unlimited'} a month), key id {key_id}:
+{tier.monthly_quota or "unlimited"} a month), key id {key_id}:
   export TOLLWAY_DEMO_KEY={key}
 
 Try:
@@ -148,7 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         while not stopping.wait(0.2):
             dead = [p for p in stack.procs.values() if p.popen.poll() is not None]
             if dead:
-                print(f"tollway dev: {dead[0].name} exited ({dead[0].popen.returncode})", file=sys.stderr)
+                print(
+                    f"tollway dev: {dead[0].name} exited ({dead[0].popen.returncode})",
+                    file=sys.stderr,
+                )
                 return 1
         return 0
     except (MissingBinary, RuntimeError, TimeoutError, OSError) as exc:

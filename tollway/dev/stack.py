@@ -84,6 +84,7 @@ class Proc:
     argv: list[str]
     popen: subprocess.Popen[bytes]
     ready: Callable[[], bool]
+    pump: threading.Thread
 
 
 @dataclass
@@ -113,18 +114,20 @@ class Stack:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads touch the child before exec)
+            preexec_fn=_die_with_parent,
             start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
         )
         assert popen.stdout is not None
-        threading.Thread(target=self._pump, args=(name, popen.stdout), daemon=True).start()
-        proc = Proc(name, argv, popen, ready)
+        pump = threading.Thread(target=self._pump, args=(name, popen.stdout), daemon=True)
+        pump.start()
+        proc = Proc(name, argv, popen, ready, pump)
         self.procs[name] = proc
         return proc
 
     def _pump(self, name: str, stream: IO[bytes]) -> None:
-        for raw in stream:
-            self.sink(name, raw.decode("utf-8", "replace").rstrip("\n"))
+        with stream:
+            for raw in stream:
+                self.sink(name, raw.decode("utf-8", "replace").rstrip("\n"))
 
     def _await(self, proc: Proc, timeout_s: float = 20.0) -> None:
         def check() -> bool:
@@ -146,8 +149,9 @@ class Stack:
         if name == "redis":
             data = self.state_dir / "redis"
             data.mkdir(parents=True, exist_ok=True)
+            # A save point makes a clean shutdown write dump.rdb, so a restart keeps the keys.
             argv = [binaries.redis_server(), "--port", str(p.redis), "--bind", "127.0.0.1",
-                    "--save", "", "--appendonly", "no", "--dir", str(data.resolve())]  # fmt: skip
+                    "--save", "3600 1", "--appendonly", "no", "--dir", str(data.resolve())]  # fmt: skip
             return argv, lambda: port_open(p.redis)
         if name == "authz":
             argv = [py, "-m", "authz", "--port", str(p.authz), "--metrics-port",
@@ -192,6 +196,7 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.popen.kill()
                 proc.popen.wait()
+        proc.pump.join(5)  # the child's output is drained and its pipe closed
         return proc.popen.returncode
 
     def stop_all(self) -> None:

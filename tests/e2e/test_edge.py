@@ -1,0 +1,189 @@
+"""Every decision as a client and the upstream see it through the real Envoy."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tollway.cli import main as cli
+
+pytestmark = pytest.mark.e2e
+
+
+def error_code(r) -> str:
+    assert r.headers["content-type"] == "application/json"
+    return r.json()["error"]["code"]
+
+
+def test_allowed_request_reaches_upstream_with_identity_and_without_key(edge):
+    """200: upstream gets x-tollway-* and no key; the client gets RateLimit-* headers."""
+    key, key_id = edge.issue("pro", customer="cus_allowed")
+    r = edge.get("/v1/things", key)
+    assert r.status == 200
+    assert r.upstream_saw("x-tollway-customer") == ["cus_allowed"]
+    assert r.upstream_saw("x-tollway-tier") == ["pro"]
+    assert r.upstream_saw("x-tollway-key-id") == [key_id]
+    assert r.upstream_saw("x-api-key") == []
+    assert key not in r.body.decode()
+    assert (r.headers["ratelimit-limit"], r.headers["ratelimit-remaining"]) == ("20", "19")
+    assert r.headers["ratelimit-policy"] == "20;w=2" and "ratelimit-reset" in r.headers
+    assert edge.usage(key_id) == 1
+
+
+def test_bearer_key_is_accepted_and_stripped(edge):
+    """Authorization: Bearer works, and the header never reaches the upstream."""
+    key, _ = edge.issue("pro")
+    r = edge.get("/v1/things", headers={"authorization": f"Bearer {key}"})
+    assert r.status == 200
+    assert r.upstream_saw("authorization") == []
+
+
+def test_spoofed_tollway_headers_are_overwritten(edge):
+    """Client-sent x-tollway-* headers, even duplicated, never reach the upstream unchanged."""
+    key, key_id = edge.issue("pro", customer="cus_real")
+    spoof = [("x-api-key", key), ("x-tollway-customer", "cus_evil"), ("x-tollway-customer", "cus_evil2"),
+             ("X-Tollway-Tier", "enterprise"), ("x-tollway-key-id", "0000000000000000")]  # fmt: skip
+    from tests.e2e.conftest import request
+
+    r = request(edge.stack.ports.envoy, "/v1/things", spoof)
+    assert r.status == 200
+    assert r.upstream_saw("x-tollway-customer") == ["cus_real"]
+    assert r.upstream_saw("x-tollway-tier") == ["pro"]
+    assert r.upstream_saw("x-tollway-key-id") == [key_id]
+
+
+def test_missing_key_is_401(edge):
+    """No key: 401 missing_api_key, JSON body, www-authenticate: Bearer."""
+    r = edge.get("/v1/things")
+    assert r.status == 401 and error_code(r) == "missing_api_key"
+    assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("bad", ["garbage", "tw_live_" + "A" * 49])
+def test_malformed_key_is_401_invalid(edge, bad):
+    """A malformed or bad-checksum key: 401 invalid_api_key."""
+    r = edge.get("/v1/things", bad)
+    assert r.status == 401 and error_code(r) == "invalid_api_key"
+
+
+def test_well_formed_unknown_key_is_401_invalid(edge):
+    """A key with a valid checksum but no record: 401 invalid_api_key."""
+    from tollway.keys import generate_key
+
+    r = edge.get("/v1/things", generate_key())
+    assert r.status == 401 and error_code(r) == "invalid_api_key"
+
+
+def test_revoked_key_is_401_key_revoked(edge):
+    """After `tollway keys revoke`, the key gets 401 key_revoked at once."""
+    key, key_id = edge.issue("pro")
+    assert edge.get("/v1/things", key).status == 200
+    assert cli(["keys", "revoke", key_id, "--redis-url", edge.stack.effective_redis_url]) == 0
+    r = edge.get("/v1/things", key)
+    assert r.status == 401 and error_code(r) == "key_revoked"
+
+
+def test_suspend_gives_402_and_resume_restores(edge):
+    """`tollway keys suspend` gives 402 payment_required; resume brings back 200."""
+    key, key_id = edge.issue("pro")
+    url = edge.stack.effective_redis_url
+    assert cli(["keys", "suspend", key_id, "--redis-url", url]) == 0
+    r = edge.get("/v1/things", key)
+    assert r.status == 402 and error_code(r) == "payment_required"
+    assert cli(["keys", "resume", key_id, "--redis-url", url]) == 0
+    assert edge.get("/v1/things", key).status == 200
+
+
+def test_pending_key_is_402(edge):
+    """A key whose subscription is not yet paid (pending) gets 402."""
+    key, _ = edge.issue("pro", status="pending")
+    assert edge.get("/v1/things", key).status == 402
+
+
+def test_past_due_within_grace_is_allowed_with_warning_then_402(edge):
+    """past_due: 200 with x-tollway-warning during grace; 402 once grace has passed."""
+    key, key_id = edge.issue("pro", status="past_due", grace_until=str(int(time.time()) + 3600))
+    r = edge.get("/v1/things", key)
+    assert r.status == 200 and r.headers["x-tollway-warning"].startswith("payment overdue")
+    edge.redis.hset(f"tw:{{{key_id}}}:key", "grace_until", str(int(time.time()) - 1))
+    r = edge.get("/v1/things", key)
+    assert r.status == 402 and error_code(r) == "payment_required"
+
+
+def test_feature_route_is_403_without_the_feature(edge):
+    """/v1/analytics requires the analytics feature: 403 for free, 200 for pro."""
+    free, _ = edge.issue("free")
+    r = edge.get("/v1/analytics", free)
+    assert r.status == 403 and error_code(r) == "feature_not_in_plan"
+    pro, _ = edge.issue("pro")
+    assert edge.get("/v1/analytics", pro).status == 200
+
+
+def test_rate_limit_is_429_with_retry_after(edge):
+    """free (burst 5): the sixth quick request is 429 rate_limited with retry-after."""
+    key, key_id = edge.issue("free")
+    statuses = [edge.get("/v1/things", key).status for _ in range(5)]
+    r = edge.get("/v1/things", key)
+    assert statuses == [200] * 5
+    assert r.status == 429 and error_code(r) == "rate_limited"
+    assert int(r.headers["retry-after"]) >= 1
+    assert (r.headers["ratelimit-limit"], r.headers["ratelimit-remaining"]) == ("5", "0")
+    assert edge.usage(key_id) == 5
+
+
+def test_route_cost_of_5_drains_5_tokens(edge):
+    """/v1/reports costs 5: one call leaves 15 of pro's 20 tokens."""
+    key, _ = edge.issue("pro")
+    r = edge.get("/v1/reports/daily", key)
+    assert r.status == 200 and r.headers["ratelimit-remaining"] == "15"
+    r = edge.get("/v1/things", key)
+    assert r.headers["ratelimit-remaining"] == "14"
+
+
+def test_quota_exhausted_is_429_quota_exceeded(edge):
+    """capped (quota 3, block): the fourth request is 429 quota_exceeded until the period ends."""
+    key, _ = edge.issue("capped")
+    assert [edge.get("/v1/things", key).status for _ in range(3)] == [200] * 3
+    r = edge.get("/v1/things", key)
+    assert r.status == 429 and error_code(r) == "quota_exceeded"
+    assert int(r.headers["retry-after"]) > 29 * 86400
+    assert r.headers["ratelimit-limit"] == "3"
+
+
+def test_dry_run_tier_is_never_denied(edge):
+    """shadow (burst 2, dry run): past the burst it still gets 200, marked x-tollway-dry-run."""
+    key, key_id = edge.issue("shadow")
+    rs = [edge.get("/v1/things", key) for _ in range(4)]
+    assert [r.status for r in rs] == [200] * 4
+    assert rs[-1].headers["x-tollway-dry-run"] == "rate_limited"
+    assert edge.usage(key_id) == 4
+
+
+def test_healthz_needs_no_key(edge):
+    """/healthz has ext_authz disabled per route."""
+    r = edge.get("/healthz")
+    assert r.status == 200 and r.body == b"ok\n"
+
+
+def test_no_plaintext_key_in_any_log(edge):
+    """No issued key appears in any process's log output (authz, Envoy, Redis, upstream)."""
+    key, _ = edge.issue("pro")
+    edge.get("/v1/things", key)
+    edge.get("/v1/things", key + "x")  # a near-miss key is logged as invalid, but not echoed
+    time.sleep(0.3)
+    blob = "\n".join(edge.logs)
+    assert "authz" in blob and "envoy" in blob
+    assert all(k not in blob for k in edge.issued)
+
+
+def test_metrics_count_decisions_by_reason(edge):
+    """authz's /metrics counts decisions with the same reason labels as the JSON bodies."""
+    import urllib.request
+
+    edge.get("/v1/things")
+    url = f"http://127.0.0.1:{edge.stack.ports.authz_metrics}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    assert 'tollway_authz_decisions_total{reason="missing_api_key"}' in text
+    assert 'tollway_authz_decisions_total{reason="ok"}' in text
+    assert "tollway_authz_check_seconds_bucket" in text
