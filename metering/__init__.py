@@ -1,0 +1,1 @@
+"""Usage → Stripe Billing Meter Events. Not built yet: authz already counts usage per window."""

@@ -1,0 +1,61 @@
+"""The snippets for adding tollway to an existing Envoy load into a full config and validate."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tollway.dev import binaries
+
+pytestmark = pytest.mark.e2e
+SNIPPETS = Path(__file__).resolve().parents[2] / "envoy" / "snippets"
+
+
+def test_snippets_validate_in_a_minimal_existing_config(tmp_path):
+    """An existing front proxy plus our filter, cluster and routes passes envoy --mode validate."""
+    load = lambda name: yaml.safe_load((SNIPPETS / name).read_text())  # noqa: E731
+    router = {
+        "name": "envoy.filters.http.router",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+        },
+    }
+    upstream = {"name": "your_upstream", "type": "STATIC", "load_assignment": {
+        "cluster_name": "your_upstream", "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": 8080}}}}]}]}}  # fmt: skip
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "existing",
+        "route_config": {
+            "virtual_hosts": [{"name": "api", "domains": ["*"], "routes": load("routes.yaml")}]
+        },  # fmt: skip
+        "http_filters": [*load("http_filter.yaml"), router],
+    }
+    config = {
+        "static_resources": {
+            "listeners": [
+                {
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 10000}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": hcm,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],  # fmt: skip
+            "clusters": [*load("cluster.yaml"), upstream],
+        }
+    }
+    path = tmp_path / "existing.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run([binaries.envoy(), "--mode", "validate", "-c", str(path)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
