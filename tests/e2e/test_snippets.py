@@ -23,15 +23,32 @@ def test_snippets_validate_in_a_minimal_existing_config(tmp_path):
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
         },
     }
-    upstream = {"name": "your_upstream", "type": "STATIC", "load_assignment": {
-        "cluster_name": "your_upstream", "endpoints": [{"lb_endpoints": [{"endpoint": {
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": 8080}}}}]}]}}  # fmt: skip
+    upstream = {
+        "name": "your_upstream",
+        "type": "STATIC",
+        "load_assignment": {
+            "cluster_name": "your_upstream",
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {
+                                "address": {
+                                    "socket_address": {"address": "127.0.0.1", "port_value": 8080}
+                                }
+                            }
+                        }
+                    ]
+                }
+            ],
+        },
+    }
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "existing",
         "route_config": {
             "virtual_hosts": [{"name": "api", "domains": ["*"], "routes": load("routes.yaml")}]
-        },  # fmt: skip
+        },
         "http_filters": [*load("http_filter.yaml"), router],
     }
     config = {
@@ -50,12 +67,16 @@ def test_snippets_validate_in_a_minimal_existing_config(tmp_path):
                         }
                     ],
                 }
-            ],  # fmt: skip
+            ],
             "clusters": [*load("cluster.yaml"), upstream],
         }
     }
     path = tmp_path / "existing.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.run([binaries.envoy(), "--mode", "validate", "-c", str(path)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [binaries.envoy(), "--mode", "validate", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
