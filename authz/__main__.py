@@ -8,6 +8,7 @@ import dataclasses
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from tollway import logs
 from tollway.settings import AuthzSettings, SettingsError, load
@@ -21,7 +22,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, help="/metrics port, 0 = off (default 9192)")
     p.add_argument("--workers", type=int, help="worker processes (TOLLWAY_AUTHZ_WORKERS)")
     p.add_argument("--redis-url", help="Redis URL (TOLLWAY_REDIS_URL)")
-    p.add_argument("--tiers", help="tier table path (TOLLWAY_TIERS)")
+    p.add_argument("--tiers", type=Path, help="tier table path (TOLLWAY_TIERS)")
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     return p
 

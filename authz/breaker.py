@@ -25,6 +25,10 @@ class Breaker:
     def is_open(self) -> bool:
         return self._open_until is not None
 
+    @property
+    def probing(self) -> bool:
+        return self._probing
+
     def allow(self) -> bool:
         """May a call go to the store now?"""
         if self._open_until is None:

@@ -14,6 +14,7 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"
     QUOTA_EXCEEDED = "quota_exceeded"
     STORE_UNAVAILABLE = "store_unavailable"
+    OVERLOADED = "overloaded"  # authz could not finish the check in its deadline
     PLAN_UNAVAILABLE = "plan_unavailable"  # the key's tier is not in the loaded tier table
     ROUTE_MISCONFIGURED = "route_misconfigured"  # bad tollway_* context_extensions in Envoy
 
@@ -35,6 +36,7 @@ _STATUS = {
     Reason.RATE_LIMITED: 429,
     Reason.QUOTA_EXCEEDED: 429,
     Reason.STORE_UNAVAILABLE: 503,
+    Reason.OVERLOADED: 503,
     Reason.PLAN_UNAVAILABLE: 503,
     Reason.ROUTE_MISCONFIGURED: 503,
 }
@@ -48,6 +50,7 @@ _MESSAGE = {
     Reason.RATE_LIMITED: "Too many requests. Slow down and retry after the time in retry-after.",
     Reason.QUOTA_EXCEEDED: "The monthly quota of your plan is used up.",
     Reason.STORE_UNAVAILABLE: "The API cannot check keys right now. Retry shortly.",
+    Reason.OVERLOADED: "The API is overloaded. Retry shortly.",
     Reason.PLAN_UNAVAILABLE: "Your plan is not available right now. Contact support.",
     Reason.ROUTE_MISCONFIGURED: "This endpoint is misconfigured. Contact support.",
 }

@@ -44,14 +44,14 @@ class Worker:
         self.settings = settings
         self.index = index
         self.metrics = AuthzMetrics()
-        self.redis = connect(settings.redis_url)
+        self.redis = connect(settings.redis_url, timeout_s=settings.store_timeout_ms / 1000)
         self.buffer = UsageBuffer(settings.usage_window_s)
         breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown_s)
         self.limiter = Limiter(
             self.redis,
             RedisTime(),
             breaker,
-            settings.store_timeout_ms / 1000,
+            settings.check_deadline_ms / 1000,
             settings.usage_window_s,
         )
         self.service = AuthzService(

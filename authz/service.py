@@ -22,7 +22,7 @@ from authz.decision import (
     invalid_key,
     missing_key,
 )
-from authz.limiter import Limiter, StoreUnavailable
+from authz.limiter import Limiter, Overloaded, StoreUnavailable
 from authz.metrics import AuthzMetrics
 from authz.outcome import Code
 from authz.policy import Policy
@@ -84,6 +84,9 @@ class AuthzService(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignor
             )
         except StoreUnavailable as exc:
             return self._store_error(info, key_id, digest, policy, exc)
+        except Overloaded as exc:
+            log.warning("overloaded", extra=fields(key_id=key_id, error=str(exc)))
+            return deny(Reason.OVERLOADED, key_id=key_id)
         finally:
             self.metrics.breaker_open.set(1 if self.limiter.breaker.is_open else 0)
         if out.code is Code.OK:

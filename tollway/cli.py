@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -101,7 +102,7 @@ def tiers_check(args: argparse.Namespace) -> int:
 
 def _store_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis-url", help="Redis URL (default: $TOLLWAY_REDIS_URL)")
-    p.add_argument("--tiers", help="tier table (default: $TOLLWAY_TIERS)")
+    p.add_argument("--tiers", type=Path, help="tier table (default: $TOLLWAY_TIERS)")
 
 
 def parser() -> argparse.ArgumentParser:

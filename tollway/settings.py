@@ -101,9 +101,13 @@ class AuthzSettings(StoreSettings):
     # Each worker serves Prometheus on metrics_port + its index; 0 turns metrics off.
     metrics_port: int = env("TOLLWAY_AUTHZ_METRICS_PORT", 9192, "Prometheus /metrics port")
     workers: int = env("TOLLWAY_AUTHZ_WORKERS", 1, "processes sharing the port (SO_REUSEPORT)")
-    # Envoy's ext_authz timeout is 250 ms; a Redis call must fail well inside it so that the
-    # tier's on_store_error policy, not Envoy's status_on_error, decides the answer.
-    store_timeout_ms: float = env("TOLLWAY_STORE_TIMEOUT_MS", 50.0, "per-call Redis timeout")
+    # Redis socket read/connect timeout: how a hung or dead Redis is detected. It must fire
+    # well inside Envoy's 250 ms ext_authz timeout so that the tier's on_store_error policy,
+    # not Envoy's status_on_error, decides the answer.
+    store_timeout_ms: float = env("TOLLWAY_STORE_TIMEOUT_MS", 50.0, "Redis socket timeout")
+    # The whole check's budget, queueing included. Past it the process is overloaded, not
+    # Redis broken: shed with 503 overloaded, without tripping the breaker or degrading.
+    check_deadline_ms: float = env("TOLLWAY_CHECK_DEADLINE_MS", 200.0, "budget for one check")
     # Opening after a few consecutive failures stops a dead Redis from costing every request
     # a full timeout; the cooldown is short so recovery is noticed within a second or two.
     breaker_failures: int = env("TOLLWAY_BREAKER_FAILURES", 3, "failures that open the breaker")

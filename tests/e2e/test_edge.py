@@ -187,3 +187,21 @@ def test_metrics_count_decisions_by_reason(edge):
     assert 'tollway_authz_decisions_total{reason="missing_api_key"}' in text
     assert 'tollway_authz_decisions_total{reason="ok"}' in text
     assert "tollway_authz_check_seconds_bucket" in text
+
+
+def test_grpc_health_and_reflection_are_served(edge):
+    """authz answers grpc.health.v1 SERVING and lists the Authorization service by reflection."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{edge.stack.ports.authz}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "envoy.service.auth.v3.Authorization"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        req = reflection_pb2.ServerReflectionRequest(list_services="")
+        reply = next(iter(stub.ServerReflectionInfo(iter([req]), timeout=5)))
+        names = {s.name for s in reply.list_services_response.service}
+        assert {"envoy.service.auth.v3.Authorization", "grpc.health.v1.Health"} <= names

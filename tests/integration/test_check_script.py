@@ -29,7 +29,7 @@ class Harness:
         self.redis = redis
         self.clock = clock
         self.store = KeyStore(redis, KeyHasher())
-        self.limiter = Limiter(redis, clock, Breaker(3, 1.0), timeout_s=2.0, usage_window_s=60)
+        self.limiter = Limiter(redis, clock, Breaker(3, 1.0), deadline_s=2.0, usage_window_s=60)
 
     async def key(self, tier_name: str, **fields: str) -> tuple[str, str, str]:
         """Issue a key created at T0, then override record ``fields``; (plaintext, id, digest)."""

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from authz.breaker import Breaker
-from authz.limiter import Limiter, StoreUnavailable
+from authz.limiter import Limiter, Overloaded, StoreUnavailable
 from authz.policy import Policy
 from authz.usage_buffer import UsageBuffer
 from tests.support import TEST_TIERS
@@ -27,8 +27,8 @@ ARGS = Policy(parse_tiers(TEST_TIERS, "test")).tier_args(None)
 async def test_slow_redis_times_out_and_opens_the_breaker(redis, redis_server):
     """A blocked Redis costs one short timeout per call until the breaker opens; then none."""
     _, record = await KeyStore(redis, KeyHasher()).create("pro", "cus_1")
-    client = connect(redis_server)
-    limiter = Limiter(client, RedisTime(), Breaker(3, 30.0), timeout_s=0.05, usage_window_s=60)
+    client = connect(redis_server, timeout_s=0.05)  # redis-py's socket timeout detects the hang
+    limiter = Limiter(client, RedisTime(), Breaker(3, 30.0), deadline_s=1.0, usage_window_s=60)
     try:
         await limiter.check(record.key_id, record.hash, 1, ARGS)  # warm: a connection exists
         blocker = asyncio.create_task(redis.execute_command("DEBUG", "SLEEP", "2"))
@@ -49,10 +49,28 @@ async def test_slow_redis_times_out_and_opens_the_breaker(redis, redis_server):
         await client.aclose()
 
 
+async def test_missed_deadline_is_overloaded_and_does_not_blame_redis(redis, redis_server):
+    """Running out of the check deadline is Overloaded: the breaker stays closed."""
+    _, record = await KeyStore(redis, KeyHasher()).create("pro", "cus_1")
+    client = connect(redis_server)  # no socket timeout: only the deadline can fire
+    limiter = Limiter(client, RedisTime(), Breaker(1, 30.0), deadline_s=0.05, usage_window_s=60)
+    try:
+        await limiter.check(record.key_id, record.hash, 1, ARGS)
+        blocker = asyncio.create_task(redis.execute_command("DEBUG", "SLEEP", "0.3"))
+        await asyncio.sleep(0.05)
+        for _ in range(3):
+            with pytest.raises(Overloaded, match="check took over 50 ms"):
+                await limiter.check(record.key_id, record.hash, 1, ARGS)
+        assert not limiter.breaker.is_open
+        await blocker
+    finally:
+        await client.aclose()
+
+
 async def test_unreachable_redis_is_store_unavailable():
     """A refused connection surfaces as StoreUnavailable, never as a raw exception."""
     client = connect(f"redis://127.0.0.1:{free_port()}/0")
-    limiter = Limiter(client, RedisTime(), Breaker(3, 1.0), timeout_s=0.5, usage_window_s=60)
+    limiter = Limiter(client, RedisTime(), Breaker(3, 1.0), deadline_s=0.5, usage_window_s=60)
     with pytest.raises(StoreUnavailable, match="ConnectionError"):
         await limiter.check("0123456789abcdef", "0" * 64, 1, ARGS)
     await client.aclose()

@@ -8,7 +8,7 @@ from google.rpc import code_pb2
 from prometheus_client import CollectorRegistry
 
 from authz.breaker import Breaker
-from authz.limiter import StoreUnavailable
+from authz.limiter import Overloaded, StoreUnavailable
 from authz.metrics import AuthzMetrics
 from authz.outcome import Code, Outcome
 from authz.policy import Policy
@@ -27,11 +27,14 @@ class FakeLimiter:
         self.calls: list[tuple[str, str, int, tuple[str, ...]]] = []
         self.outcome = Outcome(Code.OK, "free", "cus_1", remaining=4, wait_ms=1000)
         self.down = False
+        self.overloaded = False
 
     async def check(self, key_id, digest, cost, tier_args):
         self.calls.append((key_id, digest, cost, tier_args))
         if self.down:
             raise StoreUnavailable("ConnectionError: refused")
+        if self.overloaded:
+            raise Overloaded("check took over 200 ms")
         return self.outcome
 
 
@@ -141,6 +144,20 @@ async def test_store_down_denies_unseen_keys_and_deny_tiers():
         resp = await svc.Check(check_request({"x-api-key": key}), None)
         assert resp.denied_response.status.code == 503
         assert json.loads(resp.denied_response.body)["error"]["code"] == "store_unavailable"
+    assert len(svc.buffer) == 0
+
+
+async def test_overload_is_503_overloaded_even_on_an_allow_tier():
+    """A missed deadline sheds load: 503 overloaded, never a degraded allow, nothing buffered."""
+    fake = FakeLimiter()
+    fake.outcome = Outcome(Code.OK, "resilient", "cus_9")
+    svc = service(fake)
+    key = generate_key()
+    await svc.Check(check_request({"x-api-key": key}), None)
+    fake.overloaded = True
+    resp = await svc.Check(check_request({"x-api-key": key}), None)
+    assert resp.denied_response.status.code == 503
+    assert json.loads(resp.denied_response.body)["error"]["code"] == "overloaded"
     assert len(svc.buffer) == 0
 
 

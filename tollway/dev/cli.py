@@ -50,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream-port", type=int, help="echo upstream (TOLLWAY_UPSTREAM_PORT, 8080)")
     p.add_argument("--redis-port", type=int, help="own redis-server (TOLLWAY_DEV_REDIS_PORT, 6380)")
     p.add_argument("--redis-url", help="use this Redis instead of starting one (TOLLWAY_REDIS_URL)")
-    p.add_argument("--tiers", help="tier table (TOLLWAY_TIERS)")
+    p.add_argument("--tiers", type=Path, help="tier table (TOLLWAY_TIERS)")
     return p
 
 
