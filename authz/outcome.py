@@ -39,7 +39,7 @@ class Outcome:
         if not reply:
             raise ValueError("empty reply from check script")
         v = [x.decode() if isinstance(x, bytes) else x for x in reply]
-        v += [""] * (3 - len(v)) if len(v) < 3 else []
+        v += [""] * max(0, 3 - len(v))  # short replies carry only code, tier, customer
         ints = [int(x) for x in v[3:10]]
         ints += [0] * (7 - len(ints))
         return cls(

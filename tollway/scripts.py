@@ -19,5 +19,5 @@ def source(name: str) -> str:
 
 
 def register(client: Any, name: str) -> Any:
-    """Register script ``name`` (``check``, ``set_fields``) with a redis.asyncio client."""
+    """Register script ``name`` (``check``, ``create_record``, ``set_status``) with a redis.asyncio client."""
     return client.register_script(source(name))

@@ -22,7 +22,7 @@ class KeyStore:
     def __init__(self, redis: Any, hasher: KeyHasher) -> None:
         self.redis = redis
         self.hasher = hasher
-        self._set_fields = scripts.register(redis, "set_fields")
+        self._set_status = scripts.register(redis, "set_status")
         self._create = scripts.register(redis, "create_record")
 
     async def create(
@@ -74,15 +74,19 @@ class KeyStore:
         return record
 
     async def set_status(self, key_or_id: str, status: KeyStatus) -> KeyRecord:
-        """Move an existing key to ``status``; revoked is final. Returns the new record."""
+        """Move an existing key to ``status``; returns the new record.
+
+        Raises KeyNotFound, or ValueError for a revoked key: revocation is final, and
+        set_status.lua enforces that atomically.
+        """
         record = await self.get(key_or_id)
-        if record.status is KeyStatus.REVOKED and status is not KeyStatus.REVOKED:
-            raise ValueError(f"key {record.key_id} is revoked; revocation is final")
-        changed = await self._set_fields(
-            keys=[schema.key_record(record.key_id)], args=["status", status.value]
+        changed = await self._set_status(
+            keys=[schema.key_record(record.key_id)], args=[status.value]
         )
-        if not changed:
+        if changed == 0:
             raise KeyNotFound(f"no key with id {record.key_id}")
+        if changed == -1:
+            raise ValueError(f"key {record.key_id} is revoked; revocation is final")
         return await self.get(record.key_id)
 
 

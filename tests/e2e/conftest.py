@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import threading
@@ -91,9 +92,9 @@ class Edge:
         return sum(int(v) for v in self.redis.hgetall(schema.key_usage(key_id)).values())
 
 
-def start_edge(
-    tmp: Path, tiers_text: str = TEST_TIERS, workers: int = 1
-) -> tuple[Stack, list[str]]:
+@contextlib.contextmanager
+def running_edge(tmp: Path, tiers_text: str = TEST_TIERS, workers: int = 1) -> Iterator[Edge]:
+    """Start the whole stack in ``tmp``; stop it (and print its last log lines) on exit."""
     tiers = tmp / "tiers.toml"
     tiers.write_text(tiers_text)
     logs: list[str] = []
@@ -105,16 +106,17 @@ def start_edge(
 
     stack = Stack(Ports.free(), tiers, tmp / "state", sink, authz_workers=workers)
     stack.start_all()
-    return stack, logs
+    edge = Edge(stack, logs)
+    try:
+        yield edge
+    finally:
+        stack.stop_all()
+        edge.redis.close()
+        print("\n".join(logs[-80:]))  # shown by pytest when a test failed
 
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
-    stack, logs = start_edge(tmp_path_factory.mktemp("edge"))
-    e = Edge(stack, logs)
-    try:
+    """One stack shared by a module's tests (test_faults.py gets its own, as it kills things)."""
+    with running_edge(tmp_path_factory.mktemp("edge")) as e:
         yield e
-    finally:
-        stack.stop_all()
-        e.redis.close()
-        print("\n".join(logs[-60:]))  # shown by pytest when a test failed

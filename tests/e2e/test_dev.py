@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.conftest import Edge, request, start_edge
+from tests.e2e.conftest import request, running_edge
 from tollway.dev import binaries, envoy_config
 from tollway.dev.stack import Ports, port_open, wait_for
 
@@ -65,9 +65,8 @@ def test_tollway_dev_starts_serves_and_stops_everything(tmp_path):
 
 def test_two_workers_serve_one_port_and_stop_on_sigterm(tmp_path):
     """--workers 2: both processes serve the one port; metrics per worker; SIGTERM stops both."""
-    stack, logs = start_edge(tmp_path, workers=2)
-    edge = Edge(stack, logs)
-    try:
+    with running_edge(tmp_path, workers=2) as edge:
+        stack = edge.stack
         key, _ = edge.issue("pro")
         wait_for(lambda: port_open(stack.ports.authz_metrics + 1), "second worker", 20)
         assert all(edge.get("/v1/things", key).status == 200 for _ in range(10))
@@ -81,10 +80,7 @@ def test_two_workers_serve_one_port_and_stop_on_sigterm(tmp_path):
         start = time.monotonic()
         assert stack.stop("authz") == 0
         assert time.monotonic() - start < 10
-        assert sum('"event": "stopped"' in line for line in logs) == 2
-    finally:
-        stack.stop_all()
-        edge.redis.close()
+        assert sum('"event": "stopped"' in line for line in edge.logs) == 2
 
 
 def test_shipped_envoy_config_validates(tmp_path):

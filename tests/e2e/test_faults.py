@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import Edge, start_edge
+from tests.e2e.conftest import Edge, running_edge
 from tests.support import TEST_TIERS
 from tollway.dev.stack import wait_for
 
@@ -17,14 +17,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
-    stack, logs = start_edge(tmp_path_factory.mktemp("faults"))
-    e = Edge(stack, logs)
-    try:
+    """A stack of this module's own: these tests stop and restart its processes."""
+    with running_edge(tmp_path_factory.mktemp("faults")) as e:
         yield e
-    finally:
-        stack.stop_all()
-        e.redis.close()
-        print("\n".join(logs[-80:]))
 
 
 def test_authz_down_is_503_and_recovers(edge):

@@ -89,3 +89,20 @@ def test_unreachable_redis_is_a_clean_error(tiers_file, capsys):
     err = capsys.readouterr().err
     assert code == 1 and err.startswith(f"tollway: cannot reach Redis at {url}")
     assert len(err.strip().splitlines()) == 1
+
+
+async def test_revocation_is_final_in_the_script(redis):
+    """set_status.lua itself refuses to move a revoked key, whatever the caller checked first."""
+    from tollway import schema, scripts
+    from tollway.keys import KeyHasher
+    from tollway.records import KeyStatus
+    from tollway.store import KeyStore
+
+    _, record = await KeyStore(redis, KeyHasher()).create("pro", "cus_1")
+    script = scripts.register(redis, "set_status")
+    name = schema.key_record(record.key_id)
+    assert await script(keys=[name], args=[KeyStatus.REVOKED.value]) == 1
+    assert await script(keys=[name], args=[KeyStatus.ACTIVE.value]) == -1
+    assert await redis.hget(name, "status") == "revoked"
+    assert await script(keys=[schema.key_record("0123456789abcdef")], args=["active"]) == 0
+    assert await redis.exists(schema.key_record("0123456789abcdef")) == 0
