@@ -18,7 +18,15 @@ burst = 20
 monthly_quota = 0
 over_quota = "bill"
 features = ["reports", "analytics"]
-stripe_prices = ["price_pro"]
+stripe_prices = ["tollway_pro"]
+
+[tiers.business]
+requests_per_second = 50.0
+burst = 60
+monthly_quota = 0
+over_quota = "bill"
+features = ["reports", "analytics"]
+stripe_prices = ["tollway_business"]
 
 [tiers.capped]
 requests_per_second = 100.0
@@ -86,3 +94,22 @@ def check_request(
             context_extensions=extensions or {},
         )
     )
+
+
+async def redis_dump(client) -> str:
+    """Every key name and value in the database as text, whatever the type: for secret scans."""
+    out: list[str] = []
+    async for name in client.scan_iter("*"):
+        kind = await client.type(name)
+        out.append(name)
+        if kind == "hash":
+            out.extend(f"{k}={v}" for k, v in (await client.hgetall(name)).items())
+        elif kind == "set":
+            out.extend(await client.smembers(name))
+        elif kind == "string":
+            out.append(await client.get(name) or "")
+        elif kind == "list":
+            out.extend(await client.lrange(name, 0, -1))
+        elif kind == "zset":
+            out.extend(m for m, _ in await client.zrange(name, 0, -1, withscores=True))
+    return "\n".join(out)

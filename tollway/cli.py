@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib
 import json
 import os
 import sys
@@ -19,11 +20,18 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from tollway.keys import KeyHasher, KeyMode
-from tollway.records import KeyStatus
 from tollway.redis_client import connect
 from tollway.settings import SettingsError, StoreSettings, load
 from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import TierError, load_tiers
+
+# Commands that are whole programs with their own flags: name -> module with main(argv).
+SERVICES = {
+    "authz": "authz.__main__",
+    "webhook": "webhook.__main__",
+    "stripe-standin": "tollway.standin.__main__",
+    "dev": "tollway.dev.cli",
+}
 
 
 class CliError(Exception):
@@ -77,16 +85,67 @@ async def keys_show(store: KeyStore, args: argparse.Namespace, _: StoreSettings)
     return 0
 
 
-def _set_status(status: KeyStatus) -> Any:
+def _change(action: str) -> Any:
     async def run(store: KeyStore, args: argparse.Namespace, _: StoreSettings) -> int:
         try:
-            record = await store.set_status(args.key, status)
+            record = await getattr(store, action)(args.key)
         except ValueError as exc:
             raise CliError(str(exc)) from None
-        print(f"key {record.key_id} is now {record.status.value}", file=sys.stderr)
+        state = "suspended" if record.hold else record.status.value
+        print(f"key {record.key_id} is now {state}", file=sys.stderr)
         return 0
 
     return run
+
+
+def parse_duration(text: str) -> int:
+    """'24h', '90m', '30s', '2d' or plain seconds → seconds. Raises ValueError."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    if text[-1:] in units and text[:-1].isdigit():
+        return int(text[:-1]) * units[text[-1]]
+    if text.isdigit():
+        return int(text)
+    raise ValueError(f"not a duration: {text!r} (use e.g. 24h, 90m, 0)")
+
+
+async def keys_rotate(store: KeyStore, args: argparse.Namespace, _: StoreSettings) -> int:
+    try:
+        overlap = parse_duration(args.overlap)
+        plaintext, record = await store.rotate(args.key, overlap)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print(plaintext)
+    print(f"new key {record.key_id}; the old key stops working in {overlap}s", file=sys.stderr)
+    return 0
+
+
+def stripe_trigger(args: argparse.Namespace) -> int:
+    """Ask the stand-in to make something happen, as Stripe's own `stripe trigger` does."""
+    import urllib.error
+    import urllib.request
+
+    body = {"event": args.event, "subscription": args.subscription, "customer": args.customer}
+    if args.price:
+        body["price"] = args.price
+    if args.status:
+        body["status"] = args.status
+    if not args.standin_url.startswith(("http://", "https://")):
+        raise CliError(f"--standin-url must be an http(s) URL, got {args.standin_url!r}")
+    req = urllib.request.Request(  # noqa: S310 (scheme checked above)
+        args.standin_url.rstrip("/") + "/_standin/trigger",
+        data=json.dumps({k: v for k, v in body.items() if v}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 (an operator-given URL)
+            obj = json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        raise CliError(json.loads(exc.read()).get("error", {}).get("message", str(exc))) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise CliError(f"cannot reach the stand-in at {args.standin_url}: {exc}") from None
+    print(json.dumps({"id": obj.get("id"), "status": obj.get("status")}))
+    return 0
 
 
 def tiers_check(args: argparse.Namespace) -> int:
@@ -120,15 +179,39 @@ def parser() -> argparse.ArgumentParser:
     create.set_defaults(run=_with_store(keys_create))
     actions = {
         "show": (keys_show, "print a key's record as JSON (never the key)"),
-        "revoke": (_set_status(KeyStatus.REVOKED), "revoke a key for good (401)"),
-        "suspend": (_set_status(KeyStatus.SUSPENDED), "stop a key without revoking it (402)"),
-        "resume": (_set_status(KeyStatus.ACTIVE), "make a suspended key active again"),
+        "revoke": (_change("revoke"), "revoke a key for good (401)"),
+        "suspend": (_change("hold"), "stop a key without revoking it (402)"),
+        "resume": (_change("release"), "lift an operator's suspension"),
     }
     for name, (fn, text) in actions.items():
         sp = keys.add_parser(name, help=text)
         sp.add_argument("key", metavar="KEY_OR_ID")
         _store_flags(sp)
         sp.set_defaults(run=_with_store(fn))
+    rotate = keys.add_parser("rotate", help="issue a successor; the old key works for --overlap")
+    rotate.add_argument("key", metavar="KEY_OR_ID")
+    rotate.add_argument("--overlap", default="24h", help="how long the old key keeps working")
+    _store_flags(rotate)
+    rotate.set_defaults(run=_with_store(keys_rotate))
+
+    stripe_cmd = sub.add_parser("stripe", help="Stripe helpers").add_subparsers(
+        dest="stripe_command", required=True
+    )
+    trig = stripe_cmd.add_parser("trigger", help="make the stand-in send an event")
+    trig.add_argument(
+        "event",
+        choices=["invoice.payment_failed", "invoice.paid", "customer.subscription.updated",
+                 "customer.subscription.deleted", "customer.deleted"],
+    )  # fmt: skip
+    trig.add_argument("--subscription", default="")
+    trig.add_argument("--customer", default="")
+    trig.add_argument("--price", default="", help="with customer.subscription.updated: new price")
+    trig.add_argument("--status", default="", help="with customer.subscription.updated: new status")
+    trig.add_argument(
+        "--standin-url",
+        default=os.environ.get("TOLLWAY_STRIPE_API_BASE") or "http://127.0.0.1:12111",
+    )
+    trig.set_defaults(run=stripe_trigger)
 
     tiers = sub.add_parser("tiers", help="the tier table").add_subparsers(
         dest="tiers_command", required=True
@@ -137,24 +220,22 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(run=tiers_check)
 
-    authz = sub.add_parser("authz", help="run the ext_authz gRPC server", add_help=False)
-    authz.set_defaults(run=None, passthrough="authz")
-    dev = sub.add_parser("dev", help="run the whole local stack", add_help=False)
-    dev.set_defaults(run=None, passthrough="dev")
+    sub.add_parser("authz", help="run the ext_authz gRPC server", add_help=False)
+    for name, text in (
+        ("dev", "run the whole local stack"),
+        ("webhook", "run the Stripe webhook service"),
+        ("stripe-standin", "run the local Stripe stand-in"),
+    ):
+        sub.add_parser(name, help=text, add_help=False)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Service commands own their flags; hand them everything after the command name.
-    if argv and argv[0] == "authz":
-        from authz.__main__ import main as authz_main
-
-        return authz_main(argv[1:])
-    if argv and argv[0] == "dev":
-        from tollway.dev.cli import main as dev_main
-
-        return dev_main(argv[1:])
+    if argv and argv[0] in SERVICES:
+        module = importlib.import_module(SERVICES[argv[0]])
+        return int(module.main(argv[1:]))
     args = parser().parse_args(argv)
     try:
         return int(args.run(args))

@@ -31,6 +31,9 @@ class KeyRecord:
     grace_until: int = 0
     period_start: int = 0
     period_end: int = 0
+    hold: str = ""  # "operator" while an operator has suspended the key (402), else ""
+    expires_at: int = 0  # epoch s after which the key counts as revoked (rotation overlap)
+    sync_version: int = 0  # the subscription state version last copied onto this record
 
     def to_redis(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -51,6 +54,9 @@ class KeyRecord:
                 grace_until=int(raw.get("grace_until", 0)),
                 period_start=int(raw.get("period_start", 0)),
                 period_end=int(raw.get("period_end", 0)),
+                hold=raw.get("hold", ""),
+                expires_at=int(raw.get("expires_at", 0)),
+                sync_version=int(raw.get("sync_version", 0)),
             )
         except (KeyError, ValueError) as exc:
             raise ValueError(f"malformed key record: {exc!r}") from None

@@ -6,9 +6,23 @@ in one Redis Cluster slot:
     tw:{<key_id>}:key     hash   the key record (tollway.records.KeyRecord)
     tw:{<key_id>}:state   hash   token bucket (tokens, ts_ms) and quota (q_period, q_used)
     tw:{<key_id>}:usage   hash   window start (epoch s) -> requests let through; metering drains it
+
+Stripe objects get the same treatment, tagged by their id, so each webhook event's own writes
+(state plus idempotency marker) are in one slot:
+
+    tw:{<sub_id>}:sub            hash    subscription state (webhook.subscriptions.SubState)
+    tw:{<sub_or_cus_id>}:keys    set     key ids issued for that subscription or customer
+    tw:{<subject>}:evt:<evt_id>  string "applied", then "done": one event's idempotency marker
+    tw:{<cs_id>}:checkout        hash    the key issued for a checkout session, and its claim
 """
 
 from __future__ import annotations
+
+import re
+
+# Stripe ids are [A-Za-z0-9_]; we also allow "-" for customer ids an operator makes up.
+# Anything else is rejected: a brace, for one, would break the hash tag.
+STRIPE_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
 PREFIX = "tw"
 
@@ -37,3 +51,28 @@ def check_keys(key_id: str) -> list[str]:
 def record_pattern() -> str:
     """SCAN pattern matching every key record."""
     return f"{PREFIX}:{{*}}:key"
+
+
+def _stripe(object_id: str) -> str:
+    if not STRIPE_ID.match(object_id):
+        raise ValueError(f"not a Stripe id: {object_id[:80]!r}")
+    return _tag(object_id)
+
+
+def subscription_state(subscription: str) -> str:
+    return f"{_stripe(subscription)}:sub"
+
+
+def owned_keys(owner: str) -> str:
+    """The set of key ids issued for a subscription (sub_...) or a customer (cus_...)."""
+    return f"{_stripe(owner)}:keys"
+
+
+def event_marker(subject: str, event_id: str) -> str:
+    if not STRIPE_ID.match(event_id):
+        raise ValueError(f"not a Stripe event id: {event_id[:80]!r}")
+    return f"{_stripe(subject)}:evt:{event_id}"
+
+
+def checkout_record(session: str) -> str:
+    return f"{_stripe(session)}:checkout"

@@ -132,4 +132,59 @@ class DevSettings(StoreSettings):
     upstream_port: int = env("TOLLWAY_UPSTREAM_PORT", 8080, "demo echo upstream")
     # Not 6379, so that a system Redis on the default port is never touched.
     redis_port: int = env("TOLLWAY_DEV_REDIS_PORT", 6380, "the dev stack's own redis-server")
+    webhook_port: int = env("TOLLWAY_WEBHOOK_PORT", 8081, "webhook service")
+    standin_port: int = env("TOLLWAY_STANDIN_PORT", 12111, "the Stripe stand-in")
     state_dir: Path = env("TOLLWAY_DEV_DIR", Path(".tollway/dev"), "logs, rendered configs")
+
+
+@dataclass(frozen=True)
+class StripeSettings:
+    """How to reach Stripe: the real API, or the local stand-in when api_base is set."""
+
+    stripe_api_key: str = env("STRIPE_API_KEY", "", "Stripe secret key (sk_...)")
+    # Where the stripe SDK is pointed: the stand-in's URL in tests and `make run`.
+    stripe_api_base: str = env("TOLLWAY_STRIPE_API_BASE", "", "Stripe API base URL override")
+    # One or more secrets, comma-separated, so a secret can be rotated without dropping events.
+    webhook_secrets: str = env(
+        "STRIPE_WEBHOOK_SECRET", "", "webhook signing secret(s), comma-separated"
+    )
+
+    @property
+    def secrets(self) -> list[str]:
+        return [s.strip() for s in self.webhook_secrets.split(",") if s.strip()]
+
+
+@dataclass(frozen=True)
+class WebhookSettings(StoreSettings, StripeSettings):
+    """The Stripe webhook service."""
+
+    host: str = env("TOLLWAY_WEBHOOK_HOST", "127.0.0.1", "address the webhook service binds")
+    port: int = env("TOLLWAY_WEBHOOK_PORT", 8081, "webhook HTTP port")
+    # Stripe's own default tolerance; a replayed old delivery is refused past it.
+    tolerance_s: int = env("TOLLWAY_WEBHOOK_TOLERANCE_S", 300, "max age of a signed delivery")
+    max_body_bytes: int = env("TOLLWAY_WEBHOOK_MAX_BODY", 1 << 20, "larger bodies get 413")
+    grace_days: float = env("TOLLWAY_GRACE_DAYS", 3.0, "days a past_due key keeps working")
+    # Stripe's advice for out-of-order delivery: fetch the object and apply its current state.
+    refetch: bool = env("TOLLWAY_WEBHOOK_REFETCH", False, "re-fetch subscriptions from Stripe")
+    # Stripe replaces {CHECKOUT_SESSION_ID}; pointing success at the claim route hands the key
+    # straight to the customer.
+    success_url: str = env(
+        "TOLLWAY_CHECKOUT_SUCCESS_URL",
+        "http://127.0.0.1:8081/keys/claim?session_id={CHECKOUT_SESSION_ID}",
+        "where Checkout sends the customer after paying",
+    )
+    cancel_url: str = env(
+        "TOLLWAY_CHECKOUT_CANCEL_URL", "http://127.0.0.1:8081/", "where an abandoned Checkout goes"
+    )
+    claim_ttl_s: int = env("TOLLWAY_CLAIM_TTL_S", 900, "how long an unclaimed key can be claimed")
+    log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
+
+
+@dataclass(frozen=True)
+class StandinSettings(StripeSettings):
+    """The local Stripe stand-in."""
+
+    host: str = env("TOLLWAY_STANDIN_HOST", "127.0.0.1", "address the stand-in binds")
+    standin_port: int = env("TOLLWAY_STANDIN_PORT", 12111, "stand-in HTTP port")
+    # Where the stand-in delivers signed webhooks for what happens in it ("" = nowhere).
+    webhook_url: str = env("TOLLWAY_STANDIN_WEBHOOK_URL", "", "webhook endpoint to deliver to")

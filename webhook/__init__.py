@@ -1,1 +1,1 @@
-"""The Stripe webhook service. Not built yet: the key state it will drive already exists."""
+"""The Stripe webhook service: signed events become key state; Checkout issues keys."""

@@ -7,6 +7,8 @@ import contextlib
 import http.client
 import json
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,19 @@ def request(port: int, path: str, headers: list[tuple[str, str]] | dict[str, str
         conn.close()
 
 
+def fetch(
+    url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """GET (or POST with ``data``) with urllib, following redirects; (status, body), closed."""
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, err.read()
+
+
 class Edge:
     """A running stack plus the helpers tests use against it."""
 
@@ -93,7 +108,9 @@ class Edge:
 
 
 @contextlib.contextmanager
-def running_edge(tmp: Path, tiers_text: str = TEST_TIERS, workers: int = 1) -> Iterator[Edge]:
+def running_edge(
+    tmp: Path, tiers_text: str = TEST_TIERS, workers: int = 1, env: dict[str, str] | None = None
+) -> Iterator[Edge]:
     """Start the whole stack in ``tmp``; stop it (and print its last log lines) on exit."""
     tiers = tmp / "tiers.toml"
     tiers.write_text(tiers_text)
@@ -104,7 +121,7 @@ def running_edge(tmp: Path, tiers_text: str = TEST_TIERS, workers: int = 1) -> I
         with lock:
             logs.append(f"{name} | {line}")
 
-    stack = Stack(Ports.free(), tiers, tmp / "state", sink, authz_workers=workers)
+    stack = Stack(Ports.free(), tiers, tmp / "state", sink, authz_workers=workers, env=env or {})
     stack.start_all()
     edge = Edge(stack, logs)
     try:

@@ -9,11 +9,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import pytest
 
-from tests.e2e.conftest import request, running_edge
+from tests.e2e.conftest import fetch, request, running_edge
 from tollway.dev import binaries, envoy_config
 from tollway.dev.stack import Ports, port_open, wait_for
 
@@ -73,7 +72,7 @@ def test_two_workers_serve_one_port_and_stop_on_sigterm(tmp_path):
         served = 0
         for i in range(2):
             url = f"http://127.0.0.1:{stack.ports.authz_metrics + i}/metrics"
-            text = urllib.request.urlopen(url, timeout=5).read().decode()
+            text = fetch(url)[1].decode()
             m = re.search(r'tollway_authz_decisions_total\{reason="ok"\} (\d+)', text)
             served += int(float(m.group(1))) if m else 0
         assert served == 10

@@ -179,11 +179,11 @@ def test_no_plaintext_key_in_any_log(edge):
 
 def test_metrics_count_decisions_by_reason(edge):
     """authz's /metrics counts decisions with the same reason labels as the JSON bodies."""
-    import urllib.request
+    from tests.e2e.conftest import fetch
 
     edge.get("/v1/things")
     url = f"http://127.0.0.1:{edge.stack.ports.authz_metrics}/metrics"
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    text = fetch(url)[1].decode()
     assert 'tollway_authz_decisions_total{reason="missing_api_key"}' in text
     assert 'tollway_authz_decisions_total{reason="ok"}' in text
     assert "tollway_authz_check_seconds_bucket" in text

@@ -11,7 +11,7 @@ from authz.breaker import Breaker
 from authz.limiter import Limiter
 from authz.outcome import Code
 from authz.policy import Policy
-from tests.support import TEST_TIERS
+from tests.support import TEST_TIERS, redis_dump
 from tollway import schema
 from tollway.clock import FixedClock, RedisTime
 from tollway.keys import KeyHasher
@@ -218,9 +218,28 @@ async def test_no_plaintext_key_is_written_to_redis(h):
     keys = [await h.key(t) for t in ("free", "pro")]
     for _, kid, digest in keys:
         await h.check(kid, digest)
-    dump = []
-    async for name in h.redis.scan_iter("*"):
-        dump.append(name)
-        dump.extend(str(v) for v in (await h.redis.hgetall(name)).values())
-    blob = "\n".join(dump)
+    blob = await redis_dump(h.redis)
     assert blob and all(plain not in blob for plain, _, _ in keys)
+
+
+async def test_operator_hold_is_402_and_lifting_it_restores(h):
+    """A held key is refused as payment_required without touching bucket or usage."""
+    _, kid, digest = await h.key("pro")
+    await h.store.hold(kid)
+    assert (await h.check(kid, digest)).code is Code.PAYMENT
+    assert await h.usage(kid) == {}
+    await h.store.release(kid)
+    assert (await h.check(kid, digest)).code is Code.OK
+
+
+async def test_rotation_overlap_then_revocation(h):
+    """After rotate, both keys work during the overlap; then the old one is revoked."""
+    _, kid, digest = await h.key("pro")
+    _, new = await h.store.rotate(kid, overlap_s=60, now=T0 // 1000)
+    assert (new.tier, new.customer) == ("pro", "cus_1") and new.key_id != kid
+    assert (await h.check(kid, digest)).code is Code.OK
+    assert (await h.check(new.key_id, new.hash)).code is Code.OK
+    h.clock.advance(60_000)
+    assert (await h.check(kid, digest)).code is Code.REVOKED
+    assert (await h.check(new.key_id, new.hash)).code is Code.OK
+    assert await h.store.owned("cus_1") == sorted([kid, new.key_id])

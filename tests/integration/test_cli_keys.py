@@ -46,7 +46,7 @@ def test_create_rejects_unknown_tier(run):
     assert code == 1 and out == ""
     assert (
         err.strip()
-        == "tollway: unknown tier 'platinum' (tiers: free, pro, capped, resilient, shadow, big)"
+        == "tollway: unknown tier 'platinum' (tiers: free, pro, business, capped, resilient, shadow, big)"
     )
 
 

@@ -106,7 +106,8 @@ async def test_route_cost_and_feature_reach_the_store():
     assert cost == 5
     has_feature = {args[i]: args[i + 6] for i in range(0, len(args), 7)}
     assert has_feature == {
-        "free": "0", "pro": "1", "capped": "0", "resilient": "0", "shadow": "0", "big": "0"
+        "free": "0", "pro": "1", "business": "1", "capped": "0", "resilient": "0", "shadow": "0",
+        "big": "0",
     }  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from tollway.dev.binaries import MissingBinary
+from tollway.dev.seed import seed_prices
 from tollway.dev.stack import Ports, Stack
 from tollway.keys import KeyHasher
 from tollway.redis_client import connect
@@ -26,7 +27,7 @@ from tollway.store import KeyStore
 from tollway.tiers import Tier, TierError, load_tiers
 
 DEMO_TIER = "free"
-COLORS = {"redis": 31, "authz": 32, "upstream": 33, "envoy": 35}
+COLORS = {"redis": 31, "authz": 32, "upstream": 33, "envoy": 35, "webhook": 36, "standin": 34}
 _print_lock = threading.Lock()
 
 
@@ -49,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--upstream-port", type=int, help="echo upstream (TOLLWAY_UPSTREAM_PORT, 8080)")
     p.add_argument("--redis-port", type=int, help="own redis-server (TOLLWAY_DEV_REDIS_PORT, 6380)")
+    p.add_argument("--webhook-port", type=int, help="webhook service (TOLLWAY_WEBHOOK_PORT, 8081)")
+    p.add_argument("--standin-port", type=int, help="Stripe stand-in (TOLLWAY_STANDIN_PORT, 12111)")
     p.add_argument("--redis-url", help="use this Redis instead of starting one (TOLLWAY_REDIS_URL)")
     p.add_argument("--tiers", type=Path, help="tier table (TOLLWAY_TIERS)")
     return p
@@ -64,6 +67,8 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[De
         "authz_metrics_port": args.metrics_port,
         "upstream_port": args.upstream_port,
         "redis_port": args.redis_port,
+        "webhook_port": args.webhook_port,
+        "standin_port": args.standin_port,
         "redis_url": args.redis_url,
         "tiers": args.tiers,
     }
@@ -89,6 +94,7 @@ def banner(stack: Stack, tier: Tier, key: str, key_id: str) -> str:
     redis = f"--redis-url {stack.effective_redis_url}"
     h = f"-H 'x-api-key: {key}'"
     burst = tier.burst + 3
+    stripe = stripe_banner(stack)
     return f"""
 tollway dev stack is up
   Envoy     {url}   (admin http://127.0.0.1:{stack.ports.envoy_admin})
@@ -109,8 +115,26 @@ Try:
   {tollway} keys suspend {key_id} {redis} && curl -i {url}/hello {h}   # 402 payment_required
   {tollway} keys resume {key_id} {redis}
   {tollway} keys create --tier pro {redis}   # another key, on another tier
-
+{stripe}
 Ctrl-C stops everything.
+"""
+
+
+def stripe_banner(stack: Stack) -> str:
+    if not stack.standin:
+        return "\nStripe: using STRIPE_API_KEY / TOLLWAY_STRIPE_API_BASE from the environment.\n"
+    hook = f"http://127.0.0.1:{stack.ports.webhook}"
+    tollway = shlex.quote(str(Path(sys.executable).parent / "tollway"))
+    trig = f"{tollway} stripe trigger --standin-url {stack.standin_url}"
+    return f"""
+Subscribe through the Stripe stand-in (webhooks go to {hook}/webhooks/stripe):
+  URL=$(curl -s -X POST {hook}/checkout -d '{{"tier": "pro", "email": "you@example.com"}}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])')
+  curl -sL "$URL"                    # "pay": Checkout redirects to the claim URL, which shows your key once
+  SUB=$(curl -s {stack.standin_url}/_standin/events | python3 -c 'import json,sys; print([e for e in json.load(sys.stdin)["data"] if e["type"].startswith("customer.subscription")][-1]["data"]["object"]["id"])')
+  {trig} invoice.payment_failed --subscription $SUB   # past_due: still 200, with a warning
+  {trig} customer.subscription.updated --subscription $SUB --status unpaid   # 402
+  {trig} invoice.paid --subscription $SUB             # 200 again
+  {trig} customer.subscription.deleted --subscription $SUB   # 401 key_revoked
 """
 
 
@@ -130,13 +154,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         authz_metrics=settings.authz_metrics_port,
         upstream=settings.upstream_port,
         redis=settings.redis_port,
+        webhook=settings.webhook_port,
+        standin=settings.standin_port,
     )
+    environ = dict(os.environ)
+    use_standin = not (environ.get("STRIPE_API_KEY") or environ.get("TOLLWAY_STRIPE_API_BASE"))
     stack = Stack(
         ports=ports,
         tiers=settings.tiers.resolve(),
         state_dir=settings.state_dir,
         sink=_sink,
         redis_url=None if own_redis else settings.redis_url,
+        standin=use_standin,
+        webhook_secret=environ.get("STRIPE_WEBHOOK_SECRET") or f"whsec_dev_{os.urandom(12).hex()}",
     )
     stopping = threading.Event()
 
@@ -148,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         stack.start_all()
         key, key_id = asyncio.run(_demo_key(stack, tier, settings.key_pepper))
+        if stack.standin:
+            asyncio.run(seed_prices(stack.standin_url, table))
         print(banner(stack, tier, key, key_id), flush=True)
         while not stopping.wait(0.2):
             dead = [p for p in stack.procs.values() if p.popen.poll() is not None]

@@ -72,10 +72,12 @@ class Ports:
     authz_metrics: int = 9192
     upstream: int = 8080
     redis: int = 6380
+    webhook: int = 8081
+    standin: int = 12111
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(6)))
+        return cls(*(free_port() for _ in range(8)))
 
 
 @dataclass
@@ -94,6 +96,10 @@ class Stack:
     state_dir: Path
     sink: Sink
     redis_url: str | None = None  # None: run our own redis-server on ports.redis
+    # True: run the Stripe stand-in and point the webhook service at it. False: the
+    # environment's STRIPE_API_KEY / TOLLWAY_STRIPE_API_BASE say where Stripe is.
+    standin: bool = True
+    webhook_secret: str = "whsec_tollway_dev"  # noqa: S105 (the local stack's own, not a real one)
     authz_workers: int = 1
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
@@ -106,8 +112,24 @@ class Stack:
     def effective_redis_url(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.ports.redis}/0"
 
-    def _spawn(self, name: str, argv: list[str], ready: Callable[[], bool]) -> Proc:
+    @property
+    def standin_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.standin}"
+
+    def _child_env(self) -> dict[str, str]:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        if self.standin:
+            env["TOLLWAY_STRIPE_API_BASE"] = self.standin_url
+            env["STRIPE_WEBHOOK_SECRET"] = self.webhook_secret
+        hook = f"http://127.0.0.1:{self.ports.webhook}"
+        env.setdefault(
+            "TOLLWAY_CHECKOUT_SUCCESS_URL", f"{hook}/keys/claim?session_id={{CHECKOUT_SESSION_ID}}"
+        )
+        env.setdefault("TOLLWAY_CHECKOUT_CANCEL_URL", f"{hook}/healthz")
+        return env
+
+    def _spawn(self, name: str, argv: list[str], ready: Callable[[], bool]) -> Proc:
+        env = self._child_env()
         popen = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
@@ -158,6 +180,14 @@ class Stack:
                     str(p.authz_metrics), "--redis-url", self.effective_redis_url,
                     "--tiers", str(self.tiers), "--workers", str(self.authz_workers)]  # fmt: skip
             return argv, lambda: port_open(p.authz)
+        if name == "standin":
+            argv = [py, "-m", "tollway.standin", "--port", str(p.standin), "--webhook-url",
+                    f"http://127.0.0.1:{p.webhook}/webhooks/stripe"]  # fmt: skip
+            return argv, lambda: port_open(p.standin)
+        if name == "webhook":
+            argv = [py, "-m", "webhook", "--port", str(p.webhook), "--redis-url",
+                    self.effective_redis_url, "--tiers", str(self.tiers)]  # fmt: skip
+            return argv, lambda: http_ok(f"http://127.0.0.1:{p.webhook}/healthz")
         if name == "upstream":
             argv = [py, "-m", "tollway.dev.upstream", "--port", str(p.upstream)]
             return argv, lambda: port_open(p.upstream)
@@ -171,7 +201,9 @@ class Stack:
 
     def start_all(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        names = ["upstream", "authz", "envoy"]
+        names = ["upstream", "authz", "webhook", "envoy"]
+        if self.standin:
+            names.insert(0, "standin")
         if self.redis_url is None:
             names.insert(0, "redis")
         try:
@@ -201,5 +233,5 @@ class Stack:
 
     def stop_all(self) -> None:
         # Front to back: clients first, so nothing is mid-request against a stopped backend.
-        for name in ["envoy", "authz", "upstream", "redis"]:
+        for name in ["envoy", "webhook", "standin", "authz", "upstream", "redis"]:
             self.stop(name)

@@ -1,7 +1,8 @@
 -- check.lua: decide one API request for one key, atomically, in one round trip.
 --
 -- KEYS (all share the key's {key_id} hash tag, so one Cluster slot):
---   KEYS[1] record  hash  hash, status, tier, customer, grace_until, period_start, period_end
+--   KEYS[1] record  hash  hash, status, tier, customer, grace_until, period_start, period_end,
+--                         hold, expires_at
 --   KEYS[2] state   hash  tokens, ts (ms), q_period (period start, s), q_used
 --   KEYS[3] usage   hash  window start (s) -> requests let through (metering drains it)
 -- ARGV:
@@ -20,7 +21,7 @@
 local OK, UNKNOWN_KEY, REVOKED, PAYMENT, FEATURE, QUOTA, RATE, NO_TIER = 0, 1, 2, 3, 4, 5, 6, 7
 
 local rec = redis.call('HMGET', KEYS[1], 'hash', 'status', 'tier', 'customer',
-                       'grace_until', 'period_start', 'period_end')
+                       'grace_until', 'period_start', 'period_end', 'hold', 'expires_at')
 if not rec[1] or rec[1] ~= ARGV[1] then
   return {UNKNOWN_KEY}
 end
@@ -36,8 +37,11 @@ end
 local now = math.floor(now_ms / 1000)
 
 local grace = 0
-if status == 'revoked' then
+local expires = tonumber(rec[9]) or 0
+if status == 'revoked' or (expires > 0 and now >= expires) then
   return {REVOKED, tier, customer}
+elseif rec[8] and rec[8] ~= '' then
+  return {PAYMENT, tier, customer} -- an operator's hold
 elseif status == 'past_due' then
   grace = tonumber(rec[5]) or 0
   if now >= grace then

@@ -1,0 +1,191 @@
+"""The Stripe stand-in through the real stripe SDK: validation like Stripe, faults, webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+import stripe
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from tollway.settings import StripeSettings
+from tollway.standin.app import Standin
+from tollway.standin.objects import World
+from tollway.stripe_api import Stripe
+from webhook.signature import verify
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def standin():
+    world = World("http://127.0.0.1")
+    s = Standin(world, retry_delays=(0.05, 0.05, 0.05))
+    server = TestServer(s.build(), host="127.0.0.1")
+    await server.start_server()
+    world.base_url = str(server.make_url("")).rstrip("/")
+    client = Stripe(StripeSettings(stripe_api_base=world.base_url))
+    yield s, client, world.base_url
+    await client.aclose()
+    await server.close()
+
+
+async def price(client) -> str:
+    prod = await client.v1.products.create_async({"name": "Pro"})
+    p = await client.v1.prices.create_async({"product": prod.id, "currency": "usd", "unit_amount": 100,
+                                             "recurring": {"interval": "month"}, "lookup_key": "pro"})  # fmt: skip
+    return str(p.id)
+
+
+@pytest.mark.parametrize(
+    ("params", "message", "param"),
+    [
+        (
+            {"mode": "subscription", "success_url": "u", "bogus": "1"},
+            "Received unknown parameter: bogus",
+            "bogus",
+        ),
+        ({"success_url": "u"}, "Missing required param: mode.", "mode"),
+        (
+            {"mode": "subscription", "success_url": "u"},
+            "Missing required param: line_items.",
+            "line_items",
+        ),
+        (
+            {"mode": "rent", "success_url": "u"},
+            "Invalid mode: must be one of payment, setup, or subscription",
+            "mode",
+        ),
+        (
+            {"mode": "subscription", "success_url": "u", "metadata": {"k" * 41: "v"}},
+            f"Metadata keys can be up to 40 characters long: {'k' * 41}",
+            f"metadata[{'k' * 41}]",
+        ),
+    ],
+)
+async def test_checkout_session_validation_matches_stripe(standin, params, message, param):
+    """Bad parameters get Stripe's 400 invalid_request_error with message and param."""
+    _, client, _ = standin
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        await client.v1.checkout.sessions.create_async(params)
+    assert (err.value.http_status, err.value.user_message, err.value.param) == (400, message, param)
+
+
+async def test_unknown_objects_are_404_resource_missing(standin):
+    """Retrieving what does not exist is 404 resource_missing."""
+    _, client, _ = standin
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        await client.v1.subscriptions.retrieve_async("sub_missing")
+    assert (err.value.http_status, err.value.code) == (404, "resource_missing")
+
+
+async def test_api_key_is_required(standin):
+    """Without a Bearer secret key the API answers 401."""
+    _, _, base = standin
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/v1/customers/cus_x") as r:
+        assert r.status == 401
+
+
+async def test_injected_500_is_retried_by_the_sdk_and_429_carries_retry_after(standin):
+    """A one-off 500 is survived by the SDK's retries; a 429 fault says Retry-After."""
+    s, client, base = standin
+    pid = await price(client)
+    s.faults.append(
+        __import__("tollway.standin.app", fromlist=["Fault"]).Fault(path="/v1/checkout/sessions")
+    )
+    cs = await client.v1.checkout.sessions.create_async(
+        {"mode": "subscription", "success_url": "u", "line_items": [{"price": pid, "quantity": 1}]}
+    )
+    assert cs.status == "open" and s.faults[0].times == 0
+    async with aiohttp.ClientSession() as http:
+        await http.post(
+            f"{base}/_standin/faults", json={"path": "/v1/prices", "status": 429, "retry_after": 7}
+        )
+        async with http.get(
+            f"{base}/v1/prices", headers={"Authorization": "Bearer sk_test_x"}
+        ) as r:
+            assert (r.status, r.headers["Retry-After"]) == (429, "7")
+
+
+async def test_lookup_keys_find_prices(standin):
+    """prices.list(lookup_keys=[...]) finds the price created with that lookup key."""
+    _, client, _ = standin
+    pid = await price(client)
+    found = await client.v1.prices.list_async({"lookup_keys": ["pro"]})
+    assert [p.id for p in found.data] == [pid]
+
+
+async def test_completed_checkout_sends_signed_webhooks_and_retries_failures(standin):
+    """Completing a checkout delivers signed events in order; a 500 answer is retried."""
+    s, client, _ = standin
+    received, answers = [], [500]
+
+    async def hook(request: web.Request) -> web.Response:
+        raw = await request.read()
+        event = verify(raw, request.headers.get("Stripe-Signature"), ["whsec_t"], 300)
+        received.append(event["type"])
+        return web.Response(status=answers.pop() if answers else 200)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    s.webhook_url, s.webhook_secret = str(server.make_url("/hook")), "whsec_t"
+    try:
+        pid = await price(client)
+        cs = await client.v1.checkout.sessions.create_async(
+            {
+                "mode": "subscription",
+                "success_url": "u",
+                "line_items": [{"price": pid}],
+                "customer_email": "a@b.co",
+            }
+        )
+        s.world.complete_checkout(cs.id)
+        for _ in range(100):
+            if len(received) >= 5:
+                break
+            await asyncio.sleep(0.05)
+        assert received == ["customer.created", "customer.created", "customer.subscription.created",
+                            "invoice.paid", "checkout.session.completed"]  # fmt: skip
+        assert [d["status"] for d in s.deliveries[:2]] == [500, 200]
+        got = await client.v1.checkout.sessions.retrieve_async(cs.id)
+        assert (got.status, got.payment_status) == ("complete", "paid")
+        sub = await client.v1.subscriptions.retrieve_async(got.subscription)
+        assert sub.items.data[0].price.id == pid and json.dumps(sub.to_dict())
+    finally:
+        await server.close()
+
+
+async def test_refetch_mode_applies_stripes_current_state(standin, redis):
+    """With TOLLWAY_WEBHOOK_REFETCH, an old event makes tollway fetch the subscription from
+    Stripe (here the stand-in) and apply what it says now."""
+    from tests.support import TEST_TIERS
+    from tollway.keys import KeyHasher
+    from tollway.records import KeyStatus
+    from tollway.store import KeyStore
+    from tollway.tiers import parse_tiers
+    from webhook.checkout import Checkouts
+    from webhook.processor import Processor
+    from webhook.state_store import StateStore
+
+    s, client, _ = standin
+    prod = await client.v1.products.create_async({"name": "Pro"})
+    pid = (await client.v1.prices.create_async({"product": prod.id, "currency": "usd",
+                                                "lookup_key": "tollway_pro"})).id  # fmt: skip
+    cs = await client.v1.checkout.sessions.create_async(
+        {"mode": "subscription", "success_url": "u", "line_items": [{"price": pid}]}
+    )
+    sub_id = s.world.complete_checkout(cs.id)["subscription"]
+    keys = KeyStore(redis, KeyHasher())
+    table = parse_tiers(TEST_TIERS, "t")
+    proc = Processor(keys, StateStore(redis, keys), Checkouts(redis, keys, b"", 900), lambda: table,
+                     3600, stripe=client, refetch=True)  # fmt: skip
+    stale = {"id": "evt_old", "type": "customer.subscription.created", "created": 1, "data": {"object": {
+        "id": sub_id, "customer": "cus_x", "status": "incomplete", "items": {"data": []}}}}  # fmt: skip
+    assert await proc.handle(stale) == "applied"
+    state, _ = await proc.states.read(sub_id, "evt_x")
+    assert (state.status, state.tier) == (KeyStatus.ACTIVE, "pro")

@@ -1,0 +1,214 @@
+"""The webhook processor against a real Redis: idempotency, ordering, retries and issuance."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.support import TEST_TIERS
+from tollway import schema
+from tollway.keys import KeyHasher, parse_key
+from tollway.records import KeyStatus
+from tollway.store import KeyStore
+from tollway.tiers import parse_tiers
+from webhook.checkout import Checkouts, ClaimGone
+from webhook.processor import Processor, UnknownTier
+from webhook.state_store import StateStore
+
+pytestmark = pytest.mark.integration
+TABLE = parse_tiers(TEST_TIERS, "test")
+NOW = 1_800_000_000
+GRACE = 3 * 86400
+
+
+def sub_event(eid: str, status: str, created: int, kind: str = "customer.subscription.updated",
+              lookup: str = "tollway_pro", sub: str = "sub_1") -> dict:  # fmt: skip
+    obj = {"id": sub, "customer": "cus_1", "status": status, "items": {"data": [{
+        "price": {"id": "price_x", "lookup_key": lookup},
+        "current_period_start": NOW - 10, "current_period_end": NOW + 1000}]}}  # fmt: skip
+    return {"id": eid, "type": kind, "created": created, "data": {"object": obj}}
+
+
+def invoice_event(eid: str, paid: bool, created: int, sub: str = "sub_1") -> dict:
+    obj = {"customer": "cus_1", "parent": {"subscription_details": {"subscription": sub}}}
+    kind = "invoice.paid" if paid else "invoice.payment_failed"
+    return {"id": eid, "type": kind, "created": created, "data": {"object": obj}}
+
+
+def checkout_event(eid: str, session: str = "cs_1", hint: str = "", sub: str = "sub_1") -> dict:
+    obj = {"id": session, "mode": "subscription", "customer": "cus_1", "subscription": sub,
+           "payment_status": "paid", "metadata": {"tollway_tier": hint} if hint else {}}  # fmt: skip
+    return {
+        "id": eid,
+        "type": "checkout.session.completed",
+        "created": NOW,
+        "data": {"object": obj},
+    }
+
+
+class FlakyKeys(KeyStore):
+    """A KeyStore whose sync fails a given number of times, like Redis dying mid-event."""
+
+    failures = 0
+
+    async def sync(self, key_id, version, fields):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("Redis went away")
+        return await super().sync(key_id, version, fields)
+
+
+@pytest.fixture
+def proc(redis):
+    keys = FlakyKeys(redis, KeyHasher())
+    p = Processor(keys, StateStore(redis, keys), Checkouts(redis, keys, b"pepper", 900),
+                  lambda: TABLE, GRACE, now=lambda: NOW)  # fmt: skip
+    return p
+
+
+async def record(proc, key_id):
+    return await proc.keys.get(key_id)
+
+
+async def issue_key(proc) -> str:
+    """The usual Stripe order: subscription created, then checkout completed; returns key id."""
+    assert (
+        await proc.handle(sub_event("evt_c", "active", NOW, "customer.subscription.created"))
+        == "applied"
+    )
+    assert await proc.handle(checkout_event("evt_cs")) == "applied"
+    (key_id,) = await proc.keys.owned("sub_1")
+    return key_id
+
+
+async def test_checkout_issues_one_key_claimable_once(proc):
+    """checkout.session.completed issues one active key on the price's tier; the claim works once."""
+    key_id = await issue_key(proc)
+    rec = await record(proc, key_id)
+    assert (rec.status, rec.tier, rec.customer, rec.subscription) == (
+        KeyStatus.ACTIVE,
+        "pro",
+        "cus_1",
+        "sub_1",
+    )
+    assert (rec.period_start, rec.period_end) == (NOW - 10, NOW + 1000)
+    claimed = await proc.checkouts.claim("cs_1", now=NOW)
+    assert parse_key(claimed.api_key) is not None and claimed.key_id == key_id
+    assert KeyHasher.key_id(KeyHasher().digest(claimed.api_key)) == key_id
+    with pytest.raises(ClaimGone, match="already_claimed"):
+        await proc.checkouts.claim("cs_1", now=NOW)
+    assert await proc.keys.owned("cus_1") == [key_id]
+
+
+async def test_claim_window_expires(proc):
+    """An unclaimed key's plaintext is gone after the claim window: 410 claim_expired."""
+    await issue_key(proc)
+    with pytest.raises(ClaimGone, match="claim_expired"):
+        await proc.checkouts.claim("cs_1", now=NOW + 901)
+
+
+async def test_duplicate_event_changes_nothing(proc):
+    """A second delivery of an applied event answers duplicate and leaves the state alone."""
+    e = sub_event("evt_1", "active", NOW)
+    assert await proc.handle(e) == "applied"
+    state, _ = await proc.states.read("sub_1", "evt_x")
+    assert await proc.handle(e) == "duplicate"
+    assert (await proc.states.read("sub_1", "evt_x"))[0] == state
+
+
+async def test_concurrent_deliveries_apply_once(proc):
+    """Ten concurrent deliveries of one event bump the version once; ten of a checkout, one key."""
+    results = await asyncio.gather(
+        *(proc.handle(invoice_event("evt_f", False, NOW)) for _ in range(10))
+    )
+    assert results.count("applied") >= 1 and set(results) <= {"applied", "duplicate"}
+    state, _ = await proc.states.read("sub_1", "evt_x")
+    assert state.version == 1 and state.status is KeyStatus.PAST_DUE
+    await proc.handle(sub_event("evt_c", "past_due", NOW + 1, "customer.subscription.created"))
+    await asyncio.gather(*(proc.handle(checkout_event("evt_cs")) for _ in range(10)))
+    assert len(await proc.keys.owned("sub_1")) == 1
+
+
+async def test_updated_before_created_keeps_the_newer_state(proc):
+    """subscription.updated (newer, past_due) delivered before .created (older, active)."""
+    await proc.handle(sub_event("evt_u", "past_due", NOW + 5))
+    assert (
+        await proc.handle(sub_event("evt_c", "active", NOW, "customer.subscription.created"))
+        == "stale"
+    )
+    state, _ = await proc.states.read("sub_1", "evt_x")
+    assert (state.status, state.grace_until) == (KeyStatus.PAST_DUE, NOW + GRACE)
+
+
+async def test_paid_before_failed_ends_active_on_the_key(proc):
+    """invoice.paid (newer) before invoice.payment_failed (older): the key stays active."""
+    key_id = await issue_key(proc)
+    await proc.handle(invoice_event("evt_paid", True, NOW + 20))
+    await proc.handle(invoice_event("evt_fail", False, NOW + 10))
+    assert (await record(proc, key_id)).status is KeyStatus.ACTIVE
+
+
+async def test_failure_mid_event_is_finished_by_the_retry(proc):
+    """If the fan-out fails, the event answers an error; Stripe's retry completes it exactly."""
+    key_id = await issue_key(proc)
+    proc.keys.failures = 1
+    with pytest.raises(ConnectionError):
+        await proc.handle(invoice_event("evt_fail", False, NOW + 10))
+    assert (await record(proc, key_id)).status is KeyStatus.ACTIVE  # not applied to the key yet
+    assert await proc.states.marker("sub_1", "evt_fail") == "applied"
+    assert await proc.handle(invoice_event("evt_fail", False, NOW + 10)) == "applied"
+    rec = await record(proc, key_id)
+    assert (rec.status, rec.grace_until) == (KeyStatus.PAST_DUE, NOW + GRACE)
+    assert await proc.handle(invoice_event("evt_fail", False, NOW + 10)) == "duplicate"
+
+
+async def test_price_change_moves_the_key_to_the_new_tier(proc):
+    """A subscription update with another tier's price moves every key of it at once."""
+    key_id = await issue_key(proc)
+    await proc.handle(sub_event("evt_up", "active", NOW + 30, lookup="tollway_business"))
+    assert (await record(proc, key_id)).tier == "business"
+
+
+async def test_cancellation_revokes_and_customer_deletion_revokes_all(proc, redis):
+    """subscription.deleted revokes the subscription's key; customer.deleted every key of theirs."""
+    key_id = await issue_key(proc)
+    _, other = await proc.keys.create("pro", "cus_1")
+    await proc.handle(sub_event("evt_del", "canceled", NOW + 40, "customer.subscription.deleted"))
+    assert (await record(proc, key_id)).status is KeyStatus.REVOKED
+    assert (await record(proc, other.key_id)).status is KeyStatus.ACTIVE
+    deleted = {
+        "id": "evt_cd",
+        "type": "customer.deleted",
+        "created": NOW + 50,
+        "data": {"object": {"id": "cus_1"}},
+    }
+    assert await proc.handle(deleted) == "applied"
+    assert (await record(proc, other.key_id)).status is KeyStatus.REVOKED
+
+
+async def test_operator_hold_survives_a_payment(proc):
+    """An operator's suspension is not lifted by invoice.paid."""
+    key_id = await issue_key(proc)
+    await proc.keys.hold(key_id)
+    await proc.handle(invoice_event("evt_paid", True, NOW + 60))
+    rec = await record(proc, key_id)
+    assert rec.status is KeyStatus.ACTIVE and rec.hold == "operator"
+
+
+async def test_checkout_without_any_tier_source_fails_and_issues_nothing(proc, redis):
+    """No subscription state, no hint, no Stripe: UnknownTier (503, Stripe retries), no key."""
+    with pytest.raises(UnknownTier):
+        await proc.handle(checkout_event("evt_cs"))
+    assert await proc.keys.owned("sub_1") == []
+    assert await redis.exists(schema.checkout_record("cs_1")) == 0
+    assert await proc.handle(checkout_event("evt_cs2", hint="pro")) == "applied"
+    assert len(await proc.keys.owned("sub_1")) == 1
+
+
+async def test_unknown_event_types_are_ignored(proc, redis):
+    """Anything else answers ignored and writes nothing."""
+    await proc.handle(
+        {"id": "evt_z", "type": "charge.refunded", "created": 1, "data": {"object": {}}}
+    )
+    assert await redis.dbsize() == 0

@@ -1,0 +1,40 @@
+"""``tollway stripe-standin``: run the local Stripe stand-in."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from tollway import logs
+from tollway.settings import SettingsError, StandinSettings, load
+from tollway.standin.app import Standin
+from tollway.standin.objects import World
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="tollway stripe-standin", description=__doc__)
+    p.add_argument("--port", type=int, help="HTTP port (TOLLWAY_STANDIN_PORT, default 12111)")
+    p.add_argument("--webhook-url", help="deliver signed events here (TOLLWAY_STANDIN_WEBHOOK_URL)")
+    args = p.parse_args(argv)
+    try:
+        base = load(StandinSettings, os.environ)
+    except SettingsError as exc:
+        print(f"tollway stripe-standin: {exc}", file=sys.stderr)
+        return 2
+    flags = {"standin_port": args.port, "webhook_url": args.webhook_url}
+    s = dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+    logs.setup("standin")
+    world = World(f"http://{s.host}:{s.standin_port}")
+    secret = s.secrets[0] if s.secrets else ""
+    standin = Standin(world, webhook_url=s.webhook_url, webhook_secret=secret)
+    web.run_app(standin.build(), host=s.host, port=s.standin_port, print=None, access_log=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,383 @@
+"""The Stripe stand-in's HTTP layer: the /v1 endpoints tollway calls, validated like Stripe,
+plus /_standin control routes for tests and demos, fault injection, and signed webhook
+delivery with Stripe's retry behaviour (non-2xx or no answer → try again, backing off).
+
+Control routes (not Stripe's):
+    GET  /pay/{session}                              the customer pays; 303 to success_url
+    POST /_standin/checkout/sessions/{id}/complete   the same, as JSON
+    POST /_standin/trigger    {"event": "...", "subscription"|"customer": ..., "price": ...}
+    POST /_standin/faults     {"path": "/v1/...", "status": 500, "times": 1, "retry_after": 2,
+                               "delay_ms": 0, "kind": "error"|"delay"|"reset"}; DELETE clears
+    GET  /_standin/events, GET /_standin/deliveries, GET /_standin/healthz
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import stripe
+from aiohttp import web
+
+from tollway.standin.forms import FormError, decode
+from tollway.standin.objects import NotFound, World
+
+log = logging.getLogger("tollway.standin")
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
+
+
+class ParamError(Exception):
+    def __init__(self, message: str, param: str, code: str = "parameter_invalid") -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+def stripe_error(status: int, message: str, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error", headers: dict[str, str] | None = None) -> web.Response:  # fmt: skip
+    body: dict[str, Any] = {"type": kind, "message": message}
+    if param:
+        body["param"] = param
+    if code:
+        body["code"] = code
+    return web.json_response({"error": body}, status=status, headers=headers)
+
+
+def check_params(
+    params: dict[str, Any], allowed: set[str], required: frozenset[str] | set[str] = frozenset()
+) -> None:
+    for name in params:
+        if name not in allowed and name != "expand":
+            raise ParamError(f"Received unknown parameter: {name}", name, "parameter_unknown")
+    for name in sorted(required):
+        if name not in params or params[name] == "":
+            raise ParamError(f"Missing required param: {name}.", name, "parameter_missing")
+
+
+def check_metadata(meta: Any, param: str = "metadata") -> dict[str, str]:
+    if meta in (None, ""):
+        return {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ParamError("Invalid object", param)
+    if len(meta) > 50:
+        raise ParamError("Metadata can have up to 50 keys", param)
+    for k, v in meta.items():
+        if len(k) > 40:
+            raise ParamError(f"Metadata keys can be up to 40 characters long: {k}", f"{param}[{k}]")
+        if len(v) > 500:
+            raise ParamError(
+                f"Metadata values can be up to 500 characters long: {k}", f"{param}[{k}]"
+            )
+    return meta
+
+
+def check_len(params: dict[str, Any], name: str, limit: int) -> None:
+    v = params.get(name)
+    if v is not None and (not isinstance(v, str) or len(v) > limit):
+        raise ParamError(f"Invalid string: {name} must be at most {limit} characters", name)
+
+
+@dataclass
+class Fault:
+    path: str
+    kind: str = "error"  # error | delay | reset
+    status: int = 500
+    times: int = 1
+    retry_after: int | None = None
+    delay_ms: int = 0
+
+
+@dataclass
+class Standin:
+    world: World
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    faults: list[Fault] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    retry_delays: tuple[float, ...] = RETRY_DELAYS_S
+
+    def __post_init__(self) -> None:
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.world.listeners.append(self._queue.put_nowait)
+        self._sender: asyncio.Task[None] | None = None
+
+    # -- webhook delivery ----------------------------------------------------------------------
+    async def _deliver_forever(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            while True:
+                event = await self._queue.get()
+                if self.webhook_url and self.webhook_secret:
+                    await self._deliver(http, event)
+
+    async def _deliver(self, http: aiohttp.ClientSession, event: dict[str, Any]) -> None:
+        payload = json.dumps(event)
+        for attempt, delay in enumerate((0.0, *self.retry_delays), start=1):
+            await asyncio.sleep(delay)
+            header = stripe.WebhookSignature.generate_signature_header(payload, self.webhook_secret)
+            status: int | str
+            try:
+                async with http.post(self.webhook_url, data=payload.encode(), headers={
+                        "Stripe-Signature": header, "content-type": "application/json"}) as r:  # fmt: skip
+                    status = r.status
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                status = type(exc).__name__
+            self.deliveries.append(
+                {"event": event["id"], "type": event["type"], "attempt": attempt, "status": status}
+            )
+            if isinstance(status, int) and 200 <= status < 300:
+                return
+        log.error("webhook delivery gave up on %s after %d attempts", event["id"], attempt)
+
+    async def start(self, _: web.Application) -> None:
+        self._sender = asyncio.create_task(self._deliver_forever())
+
+    async def stop(self, _: web.Application) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+
+    # -- middleware ----------------------------------------------------------------------------
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/v1/"):
+            auth = request.headers.get("Authorization", "")
+            if not auth.startswith("Bearer sk_") and not auth.startswith("Bearer rk_"):
+                return stripe_error(401, "You did not provide an API key.")
+            fault = next(
+                (f for f in self.faults if request.path.startswith(f.path) and f.times > 0), None
+            )
+            if fault is not None:
+                fault.times -= 1
+                if fault.delay_ms:
+                    await asyncio.sleep(fault.delay_ms / 1000)
+                if fault.kind == "reset":
+                    if request.transport is not None:
+                        request.transport.abort()
+                    raise asyncio.CancelledError
+                if fault.kind == "error":
+                    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
+                    kind = "rate_limit_error" if fault.status == 429 else "api_error"
+                    return stripe_error(fault.status, "Injected fault", kind=kind, headers=headers)
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        except ParamError as exc:
+            return stripe_error(400, str(exc), exc.param, exc.code)
+        except FormError as exc:
+            return stripe_error(400, str(exc), exc.param, "parameter_invalid")
+        except NotFound as exc:
+            return stripe_error(404, str(exc), "id", "resource_missing")
+
+    async def params(self, request: web.Request) -> dict[str, Any]:
+        pairs = list(request.query.items())
+        if request.method == "POST" and request.can_read_body:
+            form = await request.post()
+            pairs += [(k, v) for k, v in form.items() if isinstance(v, str)]
+        return decode(pairs)
+
+    # -- /v1 -----------------------------------------------------------------------------------
+    async def create_customer(self, request: web.Request) -> web.Response:
+        p = await self.params(request)
+        check_params(p, {"email", "metadata", "name", "description"})
+        check_len(p, "email", 512)
+        return web.json_response(
+            self.world.customer(p.get("email"), check_metadata(p.get("metadata")))
+        )
+
+    async def get_object(self, request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        kinds = {"customers": "customer", "products": "product", "prices": "price",
+                 "subscriptions": "subscription", "invoices": "invoice"}  # fmt: skip
+        if kind not in kinds:
+            raise web.HTTPNotFound()
+        check_params(await self.params(request), set())
+        return web.json_response(self.world.get(kinds[kind], request.match_info["id"]))
+
+    async def delete_customer(self, request: web.Request) -> web.Response:
+        return web.json_response(self.world.delete_customer(request.match_info["id"]))
+
+    async def create_product(self, request: web.Request) -> web.Response:
+        p = await self.params(request)
+        check_params(p, {"id", "name", "active", "metadata", "description"}, {"name"})
+        check_len(p, "name", 250)
+        check_metadata(p.get("metadata"))
+        return web.json_response(self.world.product(p))
+
+    async def create_price(self, request: web.Request) -> web.Response:
+        p = await self.params(request)
+        check_params(p, {"currency", "product", "unit_amount", "recurring", "lookup_key", "metadata",
+                         "transfer_lookup_key", "nickname"}, {"currency", "product"})  # fmt: skip
+        self.world.get("product", p["product"])
+        if "unit_amount" in p and not str(p["unit_amount"]).isdigit():
+            raise ParamError("Invalid integer: unit_amount", "unit_amount")
+        check_len(p, "lookup_key", 200)
+        check_metadata(p.get("metadata"))
+        rec = p.get("recurring")
+        if rec is not None and (
+            not isinstance(rec, dict) or rec.get("interval") not in ("day", "week", "month", "year")
+        ):
+            raise ParamError("Invalid recurring[interval]", "recurring[interval]")
+        return web.json_response(self.world.price(p))
+
+    async def list_prices(self, request: web.Request) -> web.Response:
+        p = await self.params(request)
+        check_params(p, {"lookup_keys", "active", "product", "limit"})
+        keys = p.get("lookup_keys")
+        if keys is not None and not isinstance(keys, list):
+            raise ParamError("Invalid array", "lookup_keys")
+        prices = [
+            x for x in self.world.objects["price"].values()
+            if (keys is None or x["lookup_key"] in keys)
+            and (p.get("active") is None or x["active"] == (p["active"] == "true"))
+            and (p.get("product") is None or x["product"] == p["product"])
+        ]  # fmt: skip
+        return web.json_response(
+            {"object": "list", "url": "/v1/prices", "has_more": False, "data": prices}
+        )
+
+    async def create_session(self, request: web.Request) -> web.Response:
+        p = await self.params(request)
+        check_params(
+            p,
+            {"mode", "success_url", "cancel_url", "line_items", "customer", "customer_email",
+             "metadata", "subscription_data"},
+            {"mode", "success_url"},
+        )  # fmt: skip
+        if p["mode"] not in ("payment", "subscription", "setup"):
+            raise ParamError("Invalid mode: must be one of payment, setup, or subscription", "mode")
+        for name, limit in (("success_url", 5000), ("cancel_url", 5000), ("customer_email", 512)):
+            check_len(p, name, limit)
+        check_metadata(p.get("metadata"))
+        items = p.get("line_items")
+        if p["mode"] == "subscription" and not items:
+            raise ParamError(
+                "Missing required param: line_items.", "line_items", "parameter_missing"
+            )
+        if not isinstance(items, list):
+            raise ParamError("Invalid array", "line_items")
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or "price" not in item:
+                raise ParamError(
+                    f"Missing required param: line_items[{i}][price].",
+                    f"line_items[{i}][price]",
+                    "parameter_missing",
+                )
+            self.world.get("price", item["price"])
+            if not str(item.get("quantity", "1")).isdigit():
+                raise ParamError("Invalid integer", f"line_items[{i}][quantity]")
+        sub_data = p.get("subscription_data", {})
+        if not isinstance(sub_data, dict):
+            raise ParamError("Invalid object", "subscription_data")
+        check_metadata(sub_data.get("metadata"), "subscription_data[metadata]")
+        if p.get("customer"):
+            self.world.get("customer", p["customer"])
+        return web.json_response(self.world.checkout_session(p))
+
+    async def get_session(self, request: web.Request) -> web.Response:
+        check_params(await self.params(request), set())
+        return web.json_response(self.world.get("checkout.session", request.match_info["id"]))
+
+    async def update_subscription(self, request: web.Request) -> web.Response:
+        p = await self.params(request)
+        check_params(p, {"items", "metadata", "proration_behavior", "cancel_at_period_end"})
+        sub_id = request.match_info["id"]
+        items = p.get("items")
+        if items:
+            if (
+                not isinstance(items, list)
+                or not isinstance(items[0], dict)
+                or "price" not in items[0]
+            ):
+                raise ParamError("Invalid array", "items")
+            return web.json_response(self.world.change_price(sub_id, items[0]["price"]))
+        return web.json_response(self.world.get("subscription", sub_id))
+
+    async def cancel_subscription(self, request: web.Request) -> web.Response:
+        return web.json_response(self.world.set_status(request.match_info["id"], "canceled"))
+
+    # -- control -------------------------------------------------------------------------------
+    async def pay(self, request: web.Request) -> web.Response:
+        cs = self.world.complete_checkout(request.match_info["id"])
+        raise web.HTTPSeeOther(cs["success_url"].replace("{CHECKOUT_SESSION_ID}", cs["id"]))
+
+    async def complete(self, request: web.Request) -> web.Response:
+        return web.json_response(self.world.complete_checkout(request.match_info["id"]))
+
+    async def trigger(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            event, sub, cus = body["event"], body.get("subscription", ""), body.get("customer", "")
+        except (ValueError, KeyError, TypeError):
+            return stripe_error(400, 'send JSON {"event": ..., "subscription" or "customer": ...}')
+        w = self.world
+        actions = {
+            "invoice.payment_failed": lambda: w.payment(sub, paid=False),
+            "invoice.paid": lambda: w.payment(sub, paid=True),
+            "customer.subscription.updated": lambda: (
+                w.change_price(sub, body["price"])
+                if body.get("price")
+                else w.set_status(sub, body.get("status", "active"))
+            ),
+            "customer.subscription.deleted": lambda: w.set_status(sub, "canceled"),
+            "customer.deleted": lambda: w.delete_customer(cus),
+        }
+        if event not in actions:
+            return stripe_error(400, f"can trigger: {', '.join(actions)}")
+        try:
+            return web.json_response(actions[event]())
+        except NotFound as exc:
+            return stripe_error(404, str(exc), code="resource_missing")
+        except KeyError as exc:
+            return stripe_error(400, f"missing {exc}")
+
+    async def set_fault(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            fault = Fault(**body)
+        except (ValueError, TypeError) as exc:
+            return stripe_error(400, f"bad fault: {exc}")
+        self.faults.append(fault)
+        return web.json_response({"faults": len(self.faults)})
+
+    async def clear_faults(self, _: web.Request) -> web.Response:
+        self.faults.clear()
+        return web.json_response({"faults": 0})
+
+    async def list_events(self, _: web.Request) -> web.Response:
+        return web.json_response({"data": self.world.events})
+
+    async def list_deliveries(self, _: web.Request) -> web.Response:
+        return web.json_response({"data": self.deliveries})
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    def build(self) -> web.Application:
+        app = web.Application(middlewares=[self.middleware])
+        r = app.router
+        r.add_post("/v1/customers", self.create_customer)
+        r.add_delete("/v1/customers/{id}", self.delete_customer)
+        r.add_post("/v1/products", self.create_product)
+        r.add_post("/v1/prices", self.create_price)
+        r.add_get("/v1/prices", self.list_prices)
+        r.add_post("/v1/checkout/sessions", self.create_session)
+        r.add_get("/v1/checkout/sessions/{id}", self.get_session)
+        r.add_post("/v1/subscriptions/{id}", self.update_subscription)
+        r.add_delete("/v1/subscriptions/{id}", self.cancel_subscription)
+        r.add_get("/v1/{kind}/{id}", self.get_object)
+        r.add_get("/pay/{id}", self.pay)
+        r.add_post("/_standin/checkout/sessions/{id}/complete", self.complete)
+        r.add_post("/_standin/trigger", self.trigger)
+        r.add_post("/_standin/faults", self.set_fault)
+        r.add_delete("/_standin/faults", self.clear_faults)
+        r.add_get("/_standin/events", self.list_events)
+        r.add_get("/_standin/deliveries", self.list_deliveries)
+        r.add_get("/_standin/healthz", self.healthz)
+        app.on_startup.append(self.start)
+        app.on_cleanup.append(self.stop)
+        return app

@@ -1,0 +1,191 @@
+"""The stand-in's world: customers, products, prices, checkout sessions, subscriptions and
+invoices in memory, and the events Stripe would send when they change.
+
+Objects are shaped like API version 2026-10-28 (basil and later): subscription periods on
+the items, an invoice's subscription under ``parent.subscription_details``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tollway.stripe_api import API_VERSION
+
+PERIOD_S = 30 * 24 * 3600
+_ALNUM = string.ascii_letters + string.digits
+
+
+def new_id(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(24))
+
+
+class NotFound(LookupError):
+    def __init__(self, kind: str, object_id: str) -> None:
+        super().__init__(f"No such {kind}: '{object_id}'")
+        self.kind = kind
+
+
+class World:
+    def __init__(self, base_url: str, now: Callable[[], float] = time.time) -> None:
+        self.base_url = base_url
+        self.now = now
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {
+            k: {}
+            for k in ("customer", "product", "price", "checkout.session", "subscription", "invoice")
+        }
+        self.events: list[dict[str, Any]] = []
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    # -- storage ---------------------------------------------------------------------------
+    def get(self, kind: str, object_id: str) -> dict[str, Any]:
+        try:
+            return self.objects[kind][object_id]
+        except KeyError:
+            raise NotFound(kind.split(".")[-1], object_id) from None
+
+    def put(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.objects[obj["object"]][obj["id"]] = obj
+        return obj
+
+    def emit(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        event = {
+            "id": new_id("evt_"),
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": int(self.now()),
+            "data": {"object": _copy(obj)},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": kind,
+        }
+        self.events.append(event)
+        for listener in self.listeners:
+            listener(event)
+        return event
+
+    # -- creation --------------------------------------------------------------------------
+    def customer(
+        self, email: str | None = None, metadata: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        obj = self.put({"id": new_id("cus_"), "object": "customer", "email": email,
+                        "metadata": metadata or {}, "created": int(self.now()), "deleted": False})  # fmt: skip
+        self.emit("customer.created", obj)
+        return obj
+
+    def product(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self.put({"id": params.get("id") or new_id("prod_"), "object": "product",
+                         "name": params["name"], "active": params.get("active", "true") != "false",
+                         "metadata": params.get("metadata", {}), "created": int(self.now())})  # fmt: skip
+
+    def price(self, params: dict[str, Any]) -> dict[str, Any]:
+        recurring = params.get("recurring")
+        lookup = params.get("lookup_key")
+        if lookup and params.get("transfer_lookup_key") == "true":
+            for other in self.objects["price"].values():
+                if other["lookup_key"] == lookup:
+                    other["lookup_key"] = None
+        return self.put({
+            "id": new_id("price_"), "object": "price", "active": True,
+            "currency": params["currency"], "product": params["product"],
+            "unit_amount": int(params["unit_amount"]) if "unit_amount" in params else None,
+            "recurring": {"interval": recurring["interval"], "usage_type": recurring.get("usage_type", "licensed"),
+                          "meter": recurring.get("meter")} if recurring else None,
+            "lookup_key": lookup, "metadata": params.get("metadata", {}),
+            "type": "recurring" if recurring else "one_time", "created": int(self.now()),
+        })  # fmt: skip
+
+    def checkout_session(self, params: dict[str, Any]) -> dict[str, Any]:
+        sid = new_id("cs_test_")
+        return self.put({
+            "id": sid, "object": "checkout.session", "mode": params["mode"],
+            "status": "open", "payment_status": "unpaid", "url": f"{self.base_url}/pay/{sid}",
+            "success_url": params["success_url"], "cancel_url": params.get("cancel_url"),
+            "customer": params.get("customer"), "customer_email": params.get("customer_email"),
+            "subscription": None, "metadata": params.get("metadata", {}),
+            "line_items": params["line_items"],
+            "subscription_metadata": params.get("subscription_data", {}).get("metadata", {}),
+            "created": int(self.now()),
+        })  # fmt: skip
+
+    # -- the lifecycle -----------------------------------------------------------------------
+    def complete_checkout(self, session_id: str) -> dict[str, Any]:
+        """The customer pays: customer, subscription and first invoice appear, events go out."""
+        cs = self.get("checkout.session", session_id)
+        if cs["status"] == "complete":
+            return cs
+        customer = cs["customer"] or self.customer(cs["customer_email"])["id"]
+        now = int(self.now())
+        items = [
+            {"id": new_id("si_"), "object": "subscription_item",
+             "price": _copy(self.get("price", item["price"])), "quantity": int(item.get("quantity", 1)),
+             "current_period_start": now, "current_period_end": now + PERIOD_S}
+            for item in cs["line_items"]
+        ]  # fmt: skip
+        sub = self.put({
+            "id": new_id("sub_"), "object": "subscription", "customer": customer, "status": "active",
+            "items": {"object": "list", "data": items}, "metadata": cs["subscription_metadata"],
+            "cancel_at_period_end": False, "created": now, "latest_invoice": None,
+        })  # fmt: skip
+        cs.update(
+            status="complete", payment_status="paid", customer=customer, subscription=sub["id"]
+        )
+        self.emit("customer.subscription.created", sub)
+        self.invoice(sub, paid=True)
+        self.emit("checkout.session.completed", cs)
+        return cs
+
+    def invoice(self, sub: dict[str, Any], paid: bool) -> dict[str, Any]:
+        inv = self.put({
+            "id": new_id("in_"), "object": "invoice", "customer": sub["customer"],
+            "status": "paid" if paid else "open", "created": int(self.now()),
+            "parent": {"type": "subscription_details",
+                       "subscription_details": {"subscription": sub["id"], "metadata": sub["metadata"]}},
+        })  # fmt: skip
+        sub["latest_invoice"] = inv["id"]
+        self.emit("invoice.paid" if paid else "invoice.payment_failed", inv)
+        return inv
+
+    def set_status(self, sub_id: str, status: str) -> dict[str, Any]:
+        sub = self.get("subscription", sub_id)
+        sub["status"] = status
+        self.emit(
+            "customer.subscription.deleted"
+            if status == "canceled"
+            else "customer.subscription.updated",
+            sub,
+        )
+        return sub
+
+    def payment(self, sub_id: str, paid: bool) -> dict[str, Any]:
+        """A renewal charge succeeds or fails, as Stripe would report it."""
+        sub = self.get("subscription", sub_id)
+        self.invoice(sub, paid)
+        return self.set_status(sub_id, "active" if paid else "past_due")
+
+    def change_price(self, sub_id: str, price_id: str) -> dict[str, Any]:
+        sub = self.get("subscription", sub_id)
+        sub["items"]["data"][0]["price"] = _copy(self.get("price", price_id))
+        self.emit("customer.subscription.updated", sub)
+        return sub
+
+    def delete_customer(self, customer_id: str) -> dict[str, Any]:
+        cus = self.get("customer", customer_id)
+        for sub in self.objects["subscription"].values():
+            if sub["customer"] == customer_id and sub["status"] != "canceled":
+                self.set_status(sub["id"], "canceled")
+        cus["deleted"] = True
+        self.emit("customer.deleted", cus)
+        return {"id": customer_id, "object": "customer", "deleted": True}
+
+
+def _copy(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_copy(v) for v in obj]
+    return obj

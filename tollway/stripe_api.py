@@ -1,0 +1,43 @@
+"""The one place tollway talks to Stripe from: a configured StripeClient, API version pinned.
+
+With ``TOLLWAY_STRIPE_API_BASE`` set (tests, ``make run``) the real stripe SDK talks to the
+local stand-in; with only ``STRIPE_API_KEY`` set, to real Stripe.
+"""
+
+from __future__ import annotations
+
+import stripe
+
+from tollway.settings import StripeSettings
+
+# Pinned so that payload shapes do not change under us; the webhook parser also accepts the
+# pre-basil shapes (invoice.subscription, subscription.current_period_*).
+API_VERSION = "2026-10-28.endive"
+STANDIN_KEY = "sk_test_tollway_standin"
+
+
+class StripeNotConfigured(RuntimeError):
+    """Neither STRIPE_API_KEY nor TOLLWAY_STRIPE_API_BASE is set."""
+
+
+class Stripe:
+    """A StripeClient (``.v1``) together with the HTTP client it owns, so it can be closed."""
+
+    def __init__(self, settings: StripeSettings) -> None:
+        if not settings.stripe_api_key and not settings.stripe_api_base:
+            raise StripeNotConfigured(
+                "set STRIPE_API_KEY (or TOLLWAY_STRIPE_API_BASE for the stand-in)"
+            )
+        base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+        self._http = stripe.AIOHTTPClient()
+        self.client = stripe.StripeClient(
+            settings.stripe_api_key or STANDIN_KEY,
+            base_addresses=base,  # type: ignore[arg-type]
+            stripe_version=API_VERSION,
+            http_client=self._http,
+            max_network_retries=2,
+        )
+        self.v1 = self.client.v1
+
+    async def aclose(self) -> None:
+        await self._http.close_async()  # type: ignore[no-untyped-call]

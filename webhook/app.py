@@ -1,0 +1,247 @@
+"""The webhook service's HTTP layer: routes, and the one place exceptions become responses.
+
+    POST /webhooks/stripe          signed Stripe events → key state
+    POST /checkout                 {"tier", "email"} → a Stripe Checkout Session {"url", "id"}
+    GET  /keys/claim?session_id=   the key for a completed checkout, once
+    GET  /healthz, GET /metrics
+
+Every error is JSON ``{"error": {"code", "message"}}``. Bad input is a 4xx and changes nothing;
+a failure to apply a good event is a 503, so that Stripe retries it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+import stripe
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tollway.logs import fields
+from tollway.schema import STRIPE_ID
+from tollway.tiers import TierTable
+from webhook.checkout import Checkouts, ClaimGone
+from webhook.events import CheckoutCompleted, MalformedEvent, parse
+from webhook.metrics import WebhookMetrics
+from webhook.processor import Processor, UnknownTier
+from webhook.signature import Rejected, verify
+from webhook.subscriptions import UnknownStatus
+
+log = logging.getLogger("tollway.webhook")
+EMAIL = re.compile(r"^[^@\s]{1,200}@[^@\s]{1,200}$")
+
+
+def error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+class WebhookApp:
+    def __init__(
+        self,
+        processor: Processor,
+        checkouts: Checkouts,
+        tiers: Any,  # () -> TierTable
+        secrets: list[str],
+        tolerance_s: int,
+        max_body: int,
+        metrics: WebhookMetrics,
+        stripe_client: Any,
+        success_url: str,
+        cancel_url: str,
+    ) -> None:
+        self.processor = processor
+        self.checkouts = checkouts
+        self.tiers = tiers
+        self.secrets = secrets
+        self.tolerance_s = tolerance_s
+        self.max_body = max_body
+        self.metrics = metrics
+        self.stripe = stripe_client
+        self.success_url = success_url
+        self.cancel_url = cancel_url
+
+    @web.middleware
+    async def last_resort(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """A bug must still answer JSON and be logged; for webhooks a 5xx also makes Stripe retry."""
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("unhandled", extra=fields(path=request.path))
+            return error(500, "internal_error", "something went wrong on our side; retry")
+
+    def build(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body, middlewares=[self.last_resort])
+        app.router.add_post("/webhooks/stripe", self.stripe_webhook)
+        app.router.add_post("/checkout", self.create_checkout)
+        app.router.add_get("/keys/claim", self.claim)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.prometheus)
+        return app
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def prometheus(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"content-type": CONTENT_TYPE_LATEST})
+
+    async def stripe_webhook(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > self.max_body:
+            self.metrics.rejected.labels("payload_too_large").inc()
+            return error(413, "payload_too_large", f"bodies are limited to {self.max_body} bytes")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self.metrics.rejected.labels("payload_too_large").inc()
+            return error(413, "payload_too_large", f"bodies are limited to {self.max_body} bytes")
+        try:
+            event = verify(
+                raw, request.headers.get("Stripe-Signature"), self.secrets, self.tolerance_s
+            )
+        except Rejected as exc:
+            self.metrics.rejected.labels(exc.code).inc()
+            return error(exc.status, exc.code, exc.message)
+        kind = str(event["type"])[:100]
+        try:
+            with self.metrics.apply_seconds.time():
+                outcome = await self.processor.handle(event)
+        except (MalformedEvent, UnknownStatus) as exc:  # also from the claim path's parse
+            self.metrics.rejected.labels("malformed_event").inc()
+            log.warning(
+                "event_rejected", extra=fields(event_id=event.get("id"), type=kind, error=str(exc))
+            )
+            return error(400, "malformed_event", str(exc))
+        except UnknownTier as exc:
+            self.metrics.failed.labels(kind).inc()
+            log.error(
+                "event_failed", extra=fields(event_id=event.get("id"), type=kind, error=str(exc))
+            )
+            return error(503, "unknown_price", str(exc))
+        except Exception as exc:  # Redis or Stripe trouble: Stripe must retry, so never a 2xx
+            self.metrics.failed.labels(kind).inc()
+            log.exception("event_failed", extra=fields(event_id=event.get("id"), type=kind))
+            return error(503, "apply_failed", f"{type(exc).__name__}: could not apply; retry")
+        self.metrics.events.labels(kind if outcome != "ignored" else "other", outcome).inc()
+        return web.json_response({"received": True, "outcome": outcome})
+
+    async def create_checkout(self, request: web.Request) -> web.Response:
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, RecursionError, web.HTTPRequestEntityTooLarge):
+            return error(400, "invalid_json", 'send a JSON object: {"tier": ..., "email": ...}')
+        if not isinstance(body, dict):
+            return error(400, "invalid_json", 'send a JSON object: {"tier": ..., "email": ...}')
+        table: TierTable = self.tiers()
+        name, email = body.get("tier"), body.get("email")
+        tier = table.get(name) if isinstance(name, str) else None
+        if tier is None:
+            return error(400, "unknown_tier", f"tiers: {', '.join(table.tiers)}")
+        if not tier.stripe_prices:
+            return error(400, "tier_not_for_sale", f"tier {tier.name!r} has no Stripe price")
+        if email is not None and not (isinstance(email, str) and EMAIL.match(email)):
+            return error(400, "invalid_email", "email must look like name@example.com")
+        if self.stripe is None:
+            return error(
+                503, "stripe_not_configured", "set STRIPE_API_KEY or TOLLWAY_STRIPE_API_BASE"
+            )
+        try:
+            price = await self._price_id(tier.stripe_prices[0])
+            params: dict[str, Any] = {
+                "mode": "subscription",
+                "line_items": [{"price": price, "quantity": 1}],
+                "success_url": self.success_url,
+                "cancel_url": self.cancel_url,
+                "metadata": {"tollway_tier": tier.name},
+                "subscription_data": {"metadata": {"tollway_tier": tier.name}},
+            }
+            if email:
+                params["customer_email"] = email
+            session = await self.stripe.v1.checkout.sessions.create_async(params)
+        except _NoPrice as exc:
+            log.error("checkout_failed", extra=fields(tier=tier.name, error=str(exc)))
+            return error(502, "unknown_price", str(exc))
+        except stripe.StripeError as exc:
+            log.error("checkout_failed", extra=fields(tier=tier.name, error=str(exc)))
+            return error(502, "stripe_error", exc.user_message or str(exc))
+        return web.json_response({"url": session.url, "id": session.id})
+
+    async def _price_id(self, price: str) -> str:
+        """A tier may name a price id or a lookup key; Checkout needs the id."""
+        if price.startswith("price_"):
+            return price
+        found = await self.stripe.v1.prices.list_async({"lookup_keys": [price], "active": True})
+        if not found.data:
+            raise _NoPrice(f"no active price with lookup key {price!r}")
+        return str(found.data[0].id)
+
+    async def claim(self, request: web.Request) -> web.Response:
+        session = request.query.get("session_id", "")
+        if not (session.startswith("cs_") and STRIPE_ID.match(session)):
+            return error(
+                400, "invalid_session_id", "session_id must be a Checkout Session id (cs_...)"
+            )
+        try:
+            got = await self.checkouts.claim(session)
+            if got is None:
+                got = await self._issue_from_stripe(session)
+        except ClaimGone as exc:
+            return error(
+                410, exc.code, "this key was handed out already, or its claim window passed"
+            )
+        except LookupError as exc:
+            return error(404, "unknown_session", str(exc))
+        except _Incomplete as exc:
+            return error(409, "checkout_incomplete", str(exc))
+        except (MalformedEvent, UnknownTier) as exc:
+            return error(502, "stripe_session_unusable", str(exc))
+        except stripe.StripeError as exc:
+            return error(502, "stripe_error", exc.user_message or str(exc))
+        headers = {"cache-control": "no-store"}
+        body = {
+            "api_key": got.api_key,
+            "key_id": got.key_id,
+            "tier": got.tier,
+            "customer": got.customer,
+        }
+        return web.json_response(body, headers=headers)
+
+    async def _issue_from_stripe(self, session_id: str) -> Any:
+        """A claim that beat the webhook: ask Stripe about the session and issue the key here."""
+        if self.stripe is None:
+            raise LookupError(f"no key issued for {session_id} yet")
+        try:
+            cs = (await self.stripe.v1.checkout.sessions.retrieve_async(session_id)).to_dict()
+        except stripe.InvalidRequestError:
+            raise LookupError(f"no checkout session {session_id}") from None
+        status, paid = cs.get("status"), cs.get("payment_status")
+        if status != "complete" or paid not in ("paid", "no_payment_required"):
+            raise _Incomplete(f"checkout {session_id} is {status}/{paid}")
+        event = {
+            "id": "evt_claim",
+            "type": "checkout.session.completed",
+            "created": 0,
+            "data": {"object": cs},
+        }
+        intent = parse(event)  # the same parsing and checks as the webhook's
+        if not isinstance(intent, CheckoutCompleted):
+            raise _Incomplete(f"checkout {session_id} is not a subscription checkout")
+        tier, state = await self.processor.resolve_tier(intent.subscription, intent.tier_hint)
+        await self.checkouts.issue(
+            session_id, intent.customer, intent.subscription, tier, intent.payment_status, state
+        )
+        got = await self.checkouts.claim(session_id)
+        if got is None:
+            raise LookupError(f"no key issued for {session_id}")
+        return got
+
+
+class _Incomplete(Exception):
+    """The checkout session is not complete and paid."""
+
+
+class _NoPrice(LookupError):
+    """A tier's lookup key matches no active Stripe price."""

@@ -1,0 +1,112 @@
+"""One key per completed checkout session, whichever of the webhook and the claim comes first.
+
+``issue`` reserves the key in the session's record (reserve_checkout.lua: first writer wins),
+then makes sure the key record exists and matches the subscription's current state. It is
+idempotent, so a retried webhook or a racing claim ends with the same single key.
+``claim`` hands out the sealed plaintext once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tollway import schema, scripts
+from tollway.keys import KeyMode, parse_key
+from tollway.records import DEFAULT_PERIOD_S, KeyRecord, KeyStatus
+from tollway.store import KeyStore
+from webhook import claims
+from webhook.subscriptions import SubState
+
+PAID = ("paid", "no_payment_required")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    api_key: str
+    key_id: str
+    tier: str
+    customer: str
+
+
+class ClaimGone(Exception):
+    """The key was claimed already, or its claim window has passed."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class Checkouts:
+    def __init__(self, redis: Any, keys: KeyStore, secret: bytes, claim_ttl_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.secret = secret
+        self.claim_ttl_s = claim_ttl_s
+        self._reserve = scripts.register(redis, "reserve_checkout")
+        self._claim = scripts.register(redis, "claim")
+
+    async def issue(
+        self,
+        session: str,
+        customer: str,
+        subscription: str,
+        tier: str,
+        payment_status: str,
+        state: SubState,
+        now: int | None = None,
+    ) -> str:
+        """Make sure ``session`` has its one key; returns its key id."""
+        created = int(time.time()) if now is None else now
+        status = KeyStatus.ACTIVE if payment_status in PAID else KeyStatus.PENDING
+        template = KeyRecord(
+            key_id="",
+            hash="",
+            status=status,
+            tier=tier,
+            customer=customer,
+            created=created,
+            subscription=subscription,
+            period_start=created,
+            period_end=created + DEFAULT_PERIOD_S,
+        )
+        plaintext, record = self.keys.new_record(template, KeyMode.LIVE)
+        fields = {
+            **record.to_redis(),
+            "claim": claims.seal(plaintext, session, self.secret),
+            "claim_expires": str(created + self.claim_ttl_s),
+        }
+        name = schema.checkout_record(session)
+        key_id = await self._reserve(keys=[name], args=[x for kv in fields.items() for x in kv])
+        # Whoever reserved first, (re)write the record from the session's copy: this finishes an
+        # issuance that crashed between reserving and writing.
+        raw = await self.redis.hgetall(name)
+        winner = KeyRecord.from_redis(
+            {k: v for k, v in raw.items() if k not in ("claim", "claim_expires", "claimed")}
+        )
+        await self.keys.store(winner)
+        if state.status is not None:
+            await self.keys.sync(key_id, state.version, state.key_fields())
+        return str(key_id)
+
+    async def claim(self, session: str, now: int | None = None) -> Claimed | None:
+        """The plaintext key for ``session``, once. None if no key was issued for it yet.
+        Raises ClaimGone("already_claimed" or "claim_expired")."""
+        at = int(time.time()) if now is None else now
+        reply = await self._claim(keys=[schema.checkout_record(session)], args=[str(at)])
+        code = int(reply[0])
+        if code == 0:
+            return None
+        if code == 1:
+            raise ClaimGone("already_claimed")
+        if code == 2:
+            raise ClaimGone("claim_expired")
+        sealed, key_id, tier, customer = (str(x) for x in reply[1:5])
+        try:
+            api_key = claims.unseal(sealed, session, self.secret)
+        except ValueError:
+            api_key = ""
+        if parse_key(api_key) is None:  # the pepper changed between issuing and claiming
+            raise ClaimGone("claim_unreadable")
+        return Claimed(api_key, key_id, tier, customer)

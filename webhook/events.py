@@ -1,0 +1,194 @@
+"""Read a verified Stripe event into a typed intent, accepting both payload shapes (pure).
+
+Before API version 2025-03-31.basil, invoices carry ``subscription`` and subscriptions carry
+``current_period_start/_end``. From basil on, invoices carry
+``parent.subscription_details.subscription`` and the periods live on the subscription items.
+
+``parse(event)`` returns an intent, or ``Unhandled`` for event types tollway ignores. It
+raises ``MalformedEvent`` when a handled event has fields of the wrong type or shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tollway.schema import STRIPE_ID
+
+
+class MalformedEvent(ValueError):
+    """A handled event type whose payload does not have the shape Stripe sends."""
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    created: int
+
+
+@dataclass(frozen=True)
+class SubscriptionChanged(Event):
+    subscription: str
+    customer: str
+    status: str  # Stripe's subscription status
+    prices: tuple[str, ...]  # price ids and lookup keys of the items
+    period_start: int
+    period_end: int
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class InvoiceSettled(Event):
+    subscription: str
+    customer: str
+    paid: bool  # True: paid/payment_succeeded; False: payment_failed
+
+
+@dataclass(frozen=True)
+class CheckoutCompleted(Event):
+    session: str
+    customer: str
+    subscription: str
+    payment_status: str
+    tier_hint: str  # metadata.tollway_tier, set by POST /checkout
+
+
+@dataclass(frozen=True)
+class CustomerDeleted(Event):
+    customer: str
+
+
+@dataclass(frozen=True)
+class Unhandled(Event):
+    type: str
+
+
+Intent = SubscriptionChanged | InvoiceSettled | CheckoutCompleted | CustomerDeleted | Unhandled
+
+SUBSCRIPTION_EVENTS = {
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+}
+INVOICE_EVENTS = {
+    "invoice.paid": True,
+    "invoice.payment_succeeded": True,
+    "invoice.payment_failed": False,
+}
+
+
+def _obj(d: Any, key: str) -> dict[str, Any]:
+    v = d.get(key) if isinstance(d, dict) else None
+    if not isinstance(v, dict):
+        raise MalformedEvent(f"{key} must be an object")
+    return v
+
+
+def _id(v: Any, what: str, required: bool = True) -> str:
+    """A Stripe id, given as a string or as an expanded object with an id."""
+    if isinstance(v, dict):
+        v = v.get("id")
+    if v is None and not required:
+        return ""
+    if not isinstance(v, str) or not STRIPE_ID.match(v):
+        raise MalformedEvent(f"{what} must be a Stripe id")
+    return v
+
+
+def _int(v: Any, what: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise MalformedEvent(f"{what} must be an integer")
+    return v
+
+
+def _str(v: Any, what: str) -> str:
+    if not isinstance(v, str):
+        raise MalformedEvent(f"{what} must be a string")
+    return v
+
+
+def _items(sub: dict[str, Any]) -> list[dict[str, Any]]:
+    items = sub.get("items", {})
+    data = items.get("data", []) if isinstance(items, dict) else None
+    if not isinstance(data, list) or not all(isinstance(i, dict) for i in data):
+        raise MalformedEvent("subscription items must be a list of objects")
+    return data
+
+
+def subscription_from_object(
+    event: Event, sub: dict[str, Any], deleted: bool
+) -> SubscriptionChanged:
+    """The subscription object's state, in either payload shape. Also used for re-fetched ones."""
+    items = _items(sub)
+    prices: list[str] = []
+    starts, ends = [], []
+    for item in items:
+        price = item.get("price")
+        if isinstance(price, dict):
+            prices.append(_id(price, "price"))
+            if isinstance(price.get("lookup_key"), str):
+                prices.append(price["lookup_key"])
+        if "current_period_start" in item:  # basil and later
+            starts.append(_int(item["current_period_start"], "item period start"))
+            ends.append(_int(item["current_period_end"], "item period end"))
+    if "current_period_start" in sub:  # before basil
+        starts.append(_int(sub["current_period_start"], "current_period_start"))
+        ends.append(_int(sub["current_period_end"], "current_period_end"))
+    return SubscriptionChanged(
+        event_id=event.event_id,
+        created=event.created,
+        subscription=_id(sub.get("id"), "subscription id"),
+        customer=_id(sub.get("customer"), "customer"),
+        status=_str(sub.get("status"), "status"),
+        prices=tuple(prices),
+        period_start=min(starts) if starts else 0,
+        period_end=max(ends) if ends else 0,
+        deleted=deleted,
+    )
+
+
+def _invoice_subscription(inv: dict[str, Any]) -> str:
+    parent = inv.get("parent")
+    if isinstance(parent, dict) and isinstance(parent.get("subscription_details"), dict):
+        return _id(
+            parent["subscription_details"].get("subscription"), "invoice subscription", False
+        )
+    return _id(inv.get("subscription"), "invoice subscription", required=False)
+
+
+def parse(event: dict[str, Any]) -> Intent:
+    base = Event(_id(event.get("id"), "event id"), _int(event.get("created", 0), "created"))
+    kind = event["type"]
+    if kind in SUBSCRIPTION_EVENTS:
+        sub = _obj(_obj(event, "data"), "object")
+        return subscription_from_object(base, sub, deleted=kind == "customer.subscription.deleted")
+    if kind in INVOICE_EVENTS:
+        inv = _obj(_obj(event, "data"), "object")
+        subscription = _invoice_subscription(inv)
+        if not subscription:  # a one-off invoice: nothing to do with keys
+            return Unhandled(base.event_id, base.created, kind)
+        customer = _id(inv.get("customer"), "customer")
+        return InvoiceSettled(
+            base.event_id, base.created, subscription, customer, INVOICE_EVENTS[kind]
+        )
+    if kind == "checkout.session.completed":
+        cs = _obj(_obj(event, "data"), "object")
+        if cs.get("mode") != "subscription":
+            return Unhandled(base.event_id, base.created, kind)
+        metadata = cs.get("metadata")
+        hint = metadata.get("tollway_tier", "") if isinstance(metadata, dict) else ""
+        return CheckoutCompleted(
+            base.event_id,
+            base.created,
+            session=_id(cs.get("id"), "session id"),
+            customer=_id(cs.get("customer"), "customer"),
+            subscription=_id(cs.get("subscription"), "subscription"),
+            payment_status=_str(cs.get("payment_status", ""), "payment_status"),
+            tier_hint=hint if isinstance(hint, str) else "",
+        )
+    if kind == "customer.deleted":
+        cus = _obj(_obj(event, "data"), "object")
+        return CustomerDeleted(base.event_id, base.created, _id(cus.get("id"), "customer id"))
+    return Unhandled(base.event_id, base.created, kind)

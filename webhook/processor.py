@@ -1,0 +1,162 @@
+"""Apply one verified Stripe event to key state: parse, resolve the tier, apply once, fan out.
+
+``handle(event)`` returns what happened ("applied", "duplicate", "stale", "ignored"). Errors:
+
+    Exception
+    ├── MalformedEvent / UnknownStatus   the payload is wrong: 400, nothing changes
+    ├── UnknownTier                      no tier lists the subscription's price: 503, so Stripe
+    │                                    retries while the operator fixes the tier table
+    └── anything else (Redis, Stripe)    503, so Stripe retries; writes so far converge then
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tollway.logs import fields
+from tollway.store import KeyStore
+from tollway.tiers import TierTable
+from webhook.checkout import Checkouts
+from webhook.events import (
+    CheckoutCompleted,
+    CustomerDeleted,
+    Event,
+    InvoiceSettled,
+    SubscriptionChanged,
+    Unhandled,
+    parse,
+    subscription_from_object,
+)
+from webhook.state_store import APPLIED, DONE, StateStore
+from webhook.subscriptions import SubState, transition
+
+log = logging.getLogger("tollway.webhook")
+CAS_ATTEMPTS = 8
+
+
+class UnknownTier(LookupError):
+    """No tier in the table lists any of the subscription's prices."""
+
+
+def tier_for(table: TierTable, prices: tuple[str, ...]) -> str:
+    for tier in table:
+        if any(p in tier.stripe_prices for p in prices):
+            return tier.name
+    return ""
+
+
+class Processor:
+    def __init__(
+        self,
+        keys: KeyStore,
+        states: StateStore,
+        checkouts: Checkouts,
+        tiers: Callable[[], TierTable],
+        grace_s: int,
+        stripe: Any = None,  # a StripeClient when re-fetching or resolving tiers is possible
+        refetch: bool = False,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = keys
+        self.states = states
+        self.checkouts = checkouts
+        self.tiers = tiers
+        self.grace_s = grace_s
+        self.stripe = stripe
+        self.refetch = refetch
+        self.now = now
+        self._logged_unhandled: set[str] = set()
+
+    async def handle(self, event: dict[str, Any]) -> str:
+        intent = parse(event)
+        if isinstance(intent, Unhandled):
+            if intent.type not in self._logged_unhandled:
+                self._logged_unhandled.add(intent.type)
+                log.info("event_ignored", extra=fields(type=intent.type, event_id=intent.event_id))
+            return "ignored"
+        if isinstance(intent, SubscriptionChanged | InvoiceSettled):
+            return await self._subscription(intent)
+        if isinstance(intent, CheckoutCompleted):
+            return await self._once(intent.session, intent, self._checkout)
+        return await self._once(intent.customer, intent, self._customer_deleted)
+
+    async def _fetch_subscription(self, sub_id: str, event: Event) -> SubscriptionChanged:
+        sub = (await self.stripe.v1.subscriptions.retrieve_async(sub_id)).to_dict()
+        return subscription_from_object(event, sub, deleted=sub.get("status") == "canceled")
+
+    async def _subscription(self, event: SubscriptionChanged | InvoiceSettled) -> str:
+        if self.refetch and self.stripe is not None:
+            event = await self._fetch_subscription(event.subscription, event)
+        tier = ""
+        if isinstance(event, SubscriptionChanged):
+            tier = tier_for(self.tiers(), event.prices)
+            if event.prices and not tier:
+                log.error(
+                    "unknown_price",
+                    extra=fields(subscription=event.subscription, prices=list(event.prices)),
+                )
+        for _ in range(CAS_ATTEMPTS):
+            state, marker = await self.states.read(event.subscription, event.event_id)
+            if marker == DONE:
+                return "duplicate"
+            if marker == APPLIED:  # an earlier delivery applied it but did not finish
+                return await self._finish(state, event.event_id, "applied")
+            nxt = transition(state, event, tier, int(self.now()), self.grace_s)
+            result = await self.states.compare_and_set(state, nxt, event.event_id)
+            if result == 1:
+                return await self._finish(
+                    nxt, event.event_id, "applied" if nxt != state else "stale"
+                )
+        raise RuntimeError(f"subscription {event.subscription} kept changing; retry later")
+
+    async def _finish(self, state: SubState, event_id: str, outcome: str) -> str:
+        await self.states.fan_out(state)
+        await self.states.mark_done(state.subscription, event_id)
+        return outcome
+
+    async def _once(self, subject: str, intent: Any, apply: Callable[[Any], Any]) -> str:
+        """Events with no ordering to keep: apply idempotently, then mark done."""
+        if await self.states.marker(subject, intent.event_id) == DONE:
+            return "duplicate"
+        await apply(intent)
+        await self.states.mark_done(subject, intent.event_id)
+        return "applied"
+
+    async def resolve_tier(self, subscription: str, hint: str) -> tuple[str, SubState]:
+        """The tier for a new key: the subscription's known tier, the checkout's hint, or the
+        price of the subscription fetched from Stripe. Raises UnknownTier."""
+        state, _ = await self.states.read(subscription, "evt_none")
+        table = self.tiers()
+        if state.tier and table.get(state.tier):
+            return state.tier, state
+        if hint and table.get(hint):
+            return hint, state
+        if self.stripe is not None:
+            fetched = await self._fetch_subscription(subscription, Event("evt_fetch", 0))
+            tier = tier_for(table, fetched.prices)
+            if tier:
+                return tier, state
+        raise UnknownTier(f"no tier lists a price of subscription {subscription}")
+
+    async def _checkout(self, intent: CheckoutCompleted) -> None:
+        tier, state = await self.resolve_tier(intent.subscription, intent.tier_hint)
+        key_id = await self.checkouts.issue(
+            intent.session,
+            intent.customer,
+            intent.subscription,
+            tier,
+            intent.payment_status,
+            state,
+            now=int(self.now()),
+        )
+        log.info("key_issued", extra=fields(session=intent.session, key_id=key_id, tier=tier))
+
+    async def _customer_deleted(self, intent: CustomerDeleted) -> None:
+        for key_id in await self.keys.owned(intent.customer):
+            with contextlib.suppress(LookupError, ValueError):  # gone, or revoked already
+                await self.keys.revoke(key_id)
+        log.info("customer_keys_revoked", extra=fields(customer=intent.customer))

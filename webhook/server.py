@@ -1,0 +1,90 @@
+"""Build the webhook service from settings and run it until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from tollway.keys import KeyHasher
+from tollway.logs import fields
+from tollway.redis_client import connect
+from tollway.settings import WebhookSettings
+from tollway.store import KeyStore
+from tollway.stripe_api import Stripe, StripeNotConfigured
+from tollway.tiers import TierError, TierTable, load_tiers
+from webhook.app import WebhookApp
+from webhook.checkout import Checkouts
+from webhook.metrics import WebhookMetrics
+from webhook.processor import Processor
+from webhook.state_store import StateStore
+
+log = logging.getLogger("tollway.webhook")
+
+
+class Tiers:
+    """The tier table, reloaded on SIGHUP; a bad file keeps the old one."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.table = load_tiers(path)
+
+    def __call__(self) -> TierTable:
+        return self.table
+
+    def reload(self) -> None:
+        try:
+            self.table = load_tiers(self.path)
+            log.info("tiers_reloaded", extra=fields(path=self.path))
+        except TierError as exc:
+            log.error("tiers_reload_rejected", extra=fields(problems=exc.problems))
+
+
+async def serve(settings: WebhookSettings) -> None:
+    tiers = Tiers(str(settings.tiers))
+    redis = connect(settings.redis_url, timeout_s=5.0)
+    keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
+    stripe_client: Stripe | None
+    try:
+        stripe_client = Stripe(settings)
+    except StripeNotConfigured:
+        stripe_client = None
+        log.warning("stripe_not_configured", extra=fields(effect="no /checkout, no re-fetch"))
+    checkouts = Checkouts(redis, keys, settings.key_pepper.encode(), settings.claim_ttl_s)
+    processor = Processor(
+        keys,
+        StateStore(redis, keys),
+        checkouts,
+        tiers,
+        grace_s=int(settings.grace_days * 86400),
+        stripe=stripe_client,
+        refetch=settings.refetch,
+    )
+    if not settings.secrets:
+        log.warning("no_webhook_secret", extra=fields(effect="every delivery is refused"))
+    app = WebhookApp(
+        processor, checkouts, tiers, settings.secrets, settings.tolerance_s,
+        settings.max_body_bytes, WebhookMetrics(), stripe_client,
+        settings.success_url, settings.cancel_url,
+    ).build()  # fmt: skip
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, tiers.reload)
+    log.info("serving", extra=fields(port=settings.port))
+    await stop.wait()
+    log.info("stopping")
+    await runner.cleanup()  # stops accepting, lets in-flight requests finish
+    with contextlib.suppress(Exception):
+        await redis.aclose()
+    if stripe_client is not None:
+        await stripe_client.aclose()
+    log.info("stopped")
