@@ -25,7 +25,8 @@ def test_tollway_dev_starts_serves_and_stops_everything(tmp_path):
     argv = [sys.executable, "-m", "tollway", "dev", "--port", str(ports.envoy),
             "--admin-port", str(ports.envoy_admin), "--authz-port", str(ports.authz),
             "--metrics-port", str(ports.authz_metrics), "--upstream-port", str(ports.upstream),
-            "--redis-port", str(ports.redis)]  # fmt: skip
+            "--redis-port", str(ports.redis), "--webhook-port", str(ports.webhook),
+            "--standin-port", str(ports.standin)]  # fmt: skip
     env = {**os.environ, "TOLLWAY_DEV_DIR": str(tmp_path / "dev")}
     env.pop("TOLLWAY_REDIS_URL", None)
     proc = subprocess.Popen(
@@ -58,7 +59,9 @@ def test_tollway_dev_starts_serves_and_stops_everything(tmp_path):
         reader.join(5)
         assert proc.stdout is not None
         proc.stdout.close()
-    for port in (ports.envoy, ports.authz, ports.upstream, ports.redis, ports.envoy_admin):
+    every = (ports.envoy, ports.authz, ports.upstream, ports.redis, ports.envoy_admin,
+             ports.webhook, ports.standin)  # fmt: skip
+    for port in every:
         assert not port_open(port), f"port {port} still open after tollway dev stopped"
 
 
