@@ -35,6 +35,29 @@ class KeyRecord:
     expires_at: int = 0  # epoch s after which the key counts as revoked (rotation overlap)
     sync_version: int = 0  # the subscription state version last copied onto this record
 
+    @classmethod
+    def template(
+        cls,
+        tier: str,
+        customer: str,
+        created: int,
+        subscription: str = "",
+        status: KeyStatus = KeyStatus.ACTIVE,
+    ) -> KeyRecord:
+        """A record for a key yet to be drawn (no id or hash), metered over DEFAULT_PERIOD_S from
+        ``created`` until its subscription says otherwise."""
+        return cls(
+            key_id="",
+            hash="",
+            status=status,
+            tier=tier,
+            customer=customer,
+            created=created,
+            subscription=subscription,
+            period_start=created,
+            period_end=created + DEFAULT_PERIOD_S,
+        )
+
     def to_redis(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from tollway import schema, scripts
 from tollway.keys import KeyHasher, KeyMode, generate_key, looks_like_key_id, parse_key
-from tollway.records import DEFAULT_PERIOD_S, KeyRecord, KeyStatus
+from tollway.records import KeyRecord, KeyStatus
 
 OPERATOR_HOLD = "operator"
 
@@ -61,17 +61,7 @@ class KeyStore:
         """Issue a new active key. Returns (plaintext, record); only the record is stored."""
         created = int(time.time()) if now is None else now
         schema.owned_keys(customer)  # raises ValueError for an id unfit for a key name
-        template = KeyRecord(
-            key_id="",
-            hash="",
-            status=KeyStatus.ACTIVE,
-            tier=tier,
-            customer=customer,
-            created=created,
-            subscription=subscription,
-            period_start=created,
-            period_end=created + DEFAULT_PERIOD_S,
-        )
+        template = KeyRecord.template(tier, customer, created, subscription)
         while True:
             plaintext, record = self.new_record(template, mode)
             # A 64-bit key id collision is astronomically unlikely; if it happens, draw again.

@@ -14,7 +14,7 @@ from typing import Any
 
 from tollway import schema, scripts
 from tollway.keys import KeyMode, parse_key
-from tollway.records import DEFAULT_PERIOD_S, KeyRecord, KeyStatus
+from tollway.records import KeyRecord, KeyStatus
 from tollway.store import KeyStore
 from webhook import claims
 from webhook.subscriptions import SubState
@@ -60,17 +60,7 @@ class Checkouts:
         """Make sure ``session`` has its one key; returns its key id."""
         created = int(time.time()) if now is None else now
         status = KeyStatus.ACTIVE if payment_status in PAID else KeyStatus.PENDING
-        template = KeyRecord(
-            key_id="",
-            hash="",
-            status=status,
-            tier=tier,
-            customer=customer,
-            created=created,
-            subscription=subscription,
-            period_start=created,
-            period_end=created + DEFAULT_PERIOD_S,
-        )
+        template = KeyRecord.template(tier, customer, created, subscription, status)
         plaintext, record = self.keys.new_record(template, KeyMode.LIVE)
         fields = {
             **record.to_redis(),

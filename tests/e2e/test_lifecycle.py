@@ -152,3 +152,15 @@ def test_unsigned_and_oversized_webhooks_are_refused(edge):
         assert status == 400, raw
     status, _ = fetch(hook, b"x" * ((1 << 20) + 1), {"Stripe-Signature": "t=1,v1=00"})
     assert status == 413
+
+
+def test_webhook_metrics_and_graceful_stop(edge):
+    """/metrics counts applied events and refusals by code; SIGTERM exits 0."""
+    hook = f"http://127.0.0.1:{edge.stack.ports.webhook}"
+    fetch(f"{hook}/webhooks/stripe", b"{}")  # no signature
+    status, text = fetch(f"{hook}/metrics")
+    assert status == 200
+    assert 'tollway_webhook_rejected_total{code="missing_signature"}' in text.decode()
+    assert "tollway_webhook_apply_seconds_count" in text.decode()
+    assert fetch(f"{hook}/healthz")[0] == 200
+    assert edge.stack.stop("webhook") == 0
