@@ -13,7 +13,8 @@ Stripe objects get the same treatment, tagged by their id, so each webhook event
     tw:{<sub_id>}:sub            hash    subscription state (webhook.subscriptions.SubState)
     tw:{<sub_or_cus_id>}:keys    set     key ids issued for that subscription or customer
     tw:{<subject>}:evt:<evt_id>  string "applied", then "done": one event's idempotency marker
-    tw:{<cs_id>}:checkout        hash    the key issued for a checkout session, and its claim
+    tw:{<cs_id>}:checkout        hash    the key issued for a checkout session
+    tw:{<cs_id>}:claim           string  that key, sealed, until claimed or the TTL ends
 """
 
 from __future__ import annotations
@@ -76,3 +77,8 @@ def event_marker(subject: str, event_id: str) -> str:
 
 def checkout_record(session: str) -> str:
     return f"{_stripe(session)}:checkout"
+
+
+def checkout_claim(session: str) -> str:
+    """The sealed key awaiting its one claim; Redis expires it after the claim window."""
+    return f"{_stripe(session)}:claim"

@@ -62,29 +62,27 @@ class Checkouts:
         status = KeyStatus.ACTIVE if payment_status in PAID else KeyStatus.PENDING
         template = KeyRecord.template(tier, customer, created, subscription, status)
         plaintext, record = self.keys.new_record(template, KeyMode.LIVE)
-        fields = {
-            **record.to_redis(),
-            "claim": claims.seal(plaintext, session, self.secret),
-            "claim_expires": str(created + self.claim_ttl_s),
-        }
+        sealed = claims.seal(plaintext, session, self.secret)
         name = schema.checkout_record(session)
-        key_id = await self._reserve(keys=[name], args=[x for kv in fields.items() for x in kv])
+        fields = [x for kv in record.to_redis().items() for x in kv]
+        key_id = await self._reserve(
+            keys=[name, schema.checkout_claim(session)],
+            args=[sealed, str(self.claim_ttl_s), *fields],
+        )
         # Whoever reserved first, (re)write the record from the session's copy: this finishes an
         # issuance that crashed between reserving and writing.
         raw = await self.redis.hgetall(name)
-        winner = KeyRecord.from_redis(
-            {k: v for k, v in raw.items() if k not in ("claim", "claim_expires", "claimed")}
-        )
+        winner = KeyRecord.from_redis({k: v for k, v in raw.items() if k != "claimed"})
         await self.keys.store(winner)
         if state.status is not None:
             await self.keys.sync(key_id, state.version, state.key_fields())
         return str(key_id)
 
-    async def claim(self, session: str, now: int | None = None) -> Claimed | None:
+    async def claim(self, session: str) -> Claimed | None:
         """The plaintext key for ``session``, once. None if no key was issued for it yet.
-        Raises ClaimGone("already_claimed" or "claim_expired")."""
-        at = int(time.time()) if now is None else now
-        reply = await self._claim(keys=[schema.checkout_record(session)], args=[str(at)])
+        Raises ClaimGone("already_claimed", "claim_expired" or "claim_unreadable")."""
+        keys = [schema.checkout_record(session), schema.checkout_claim(session)]
+        reply = await self._claim(keys=keys, args=[])
         code = int(reply[0])
         if code == 0:
             return None

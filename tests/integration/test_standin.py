@@ -189,3 +189,47 @@ async def test_refetch_mode_applies_stripes_current_state(standin, redis):
     assert await proc.handle(stale) == "applied"
     state, _ = await proc.states.read(sub_id, "evt_x")
     assert (state.status, state.tier) == (KeyStatus.ACTIVE, "pro")
+
+
+async def test_claim_before_the_webhook_issues_the_key_once(standin, redis):
+    """A claim that beats the webhook asks Stripe, issues the key itself, and the late webhook
+    finds it issued: one key per session, whichever comes first."""
+    from aiohttp.test_utils import TestClient
+    from prometheus_client import CollectorRegistry
+
+    from tests.support import TEST_TIERS
+    from tollway.keys import KeyHasher, parse_key
+    from tollway.store import KeyStore
+    from tollway.tiers import parse_tiers
+    from webhook.app import WebhookApp
+    from webhook.checkout import Checkouts
+    from webhook.metrics import WebhookMetrics
+    from webhook.processor import Processor
+    from webhook.state_store import StateStore
+
+    s, client, _ = standin
+    prod = await client.v1.products.create_async({"name": "Pro"})
+    pid = (await client.v1.prices.create_async({"product": prod.id, "currency": "usd",
+                                                "lookup_key": "tollway_pro"})).id  # fmt: skip
+    keys = KeyStore(redis, KeyHasher())
+    checkouts = Checkouts(redis, keys, b"pepper", 900)
+    table = parse_tiers(TEST_TIERS, "t")
+    proc = Processor(keys, StateStore(redis, keys), checkouts, lambda: table, 3600, stripe=client)
+    app = WebhookApp(proc, checkouts, lambda: table, ["whsec_t"], 300, 1 << 20,
+                     WebhookMetrics(CollectorRegistry()), client, "u", "u").build()  # fmt: skip
+    async with TestClient(aiohttp.test_utils.TestServer(app, host="127.0.0.1")) as http:
+        r = await http.post("/checkout", json={"tier": "pro"})
+        session = (await r.json())["id"]
+        r = await http.get(f"/keys/claim?session_id={session}")
+        assert (r.status, (await r.json())["error"]["code"]) == (409, "checkout_incomplete")
+        s.world.complete_checkout(session)  # paid; no webhook delivered (no URL configured)
+        r = await http.get(f"/keys/claim?session_id={session}")
+        body = await r.json()
+        assert r.status == 200 and parse_key(body["api_key"]) and body["tier"] == "pro"
+        assert r.headers["cache-control"] == "no-store"
+        late = next(e for e in s.world.events if e["type"] == "checkout.session.completed")
+        assert await proc.handle(late) == "applied"
+        sub = late["data"]["object"]["subscription"]
+        assert await keys.owned(sub) == [body["key_id"]]
+        r = await http.get(f"/keys/claim?session_id={session}")
+        assert r.status == 410

@@ -82,7 +82,7 @@ async def issue_key(proc) -> str:
     return key_id
 
 
-async def test_checkout_issues_one_key_claimable_once(proc):
+async def test_checkout_issues_one_key_claimable_once(proc, redis):
     """checkout.session.completed issues one active key on the price's tier; the claim works once."""
     key_id = await issue_key(proc)
     rec = await record(proc, key_id)
@@ -93,19 +93,23 @@ async def test_checkout_issues_one_key_claimable_once(proc):
         "sub_1",
     )
     assert (rec.period_start, rec.period_end) == (NOW - 10, NOW + 1000)
-    claimed = await proc.checkouts.claim("cs_1", now=NOW)
+    claimed = await proc.checkouts.claim("cs_1")
     assert parse_key(claimed.api_key) is not None and claimed.key_id == key_id
     assert KeyHasher.key_id(KeyHasher().digest(claimed.api_key)) == key_id
     with pytest.raises(ClaimGone, match="already_claimed"):
-        await proc.checkouts.claim("cs_1", now=NOW)
+        await proc.checkouts.claim("cs_1")
+    assert await redis.exists(schema.checkout_claim("cs_1")) == 0
     assert await proc.keys.owned("cus_1") == [key_id]
 
 
-async def test_claim_window_expires(proc):
-    """An unclaimed key's plaintext is gone after the claim window: 410 claim_expired."""
+async def test_claim_window_expires_in_redis(proc, redis):
+    """The sealed key carries Redis's own TTL of the claim window; once gone: claim_expired."""
     await issue_key(proc)
+    ttl = await redis.ttl(schema.checkout_claim("cs_1"))
+    assert 890 < ttl <= 900
+    await redis.delete(schema.checkout_claim("cs_1"))  # what the TTL does at 900 s
     with pytest.raises(ClaimGone, match="claim_expired"):
-        await proc.checkouts.claim("cs_1", now=NOW + 901)
+        await proc.checkouts.claim("cs_1")
 
 
 async def test_duplicate_event_changes_nothing(proc):
