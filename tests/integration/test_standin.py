@@ -209,8 +209,9 @@ async def test_claim_before_the_webhook_issues_the_key_once(standin, redis):
 
     s, client, _ = standin
     prod = await client.v1.products.create_async({"name": "Pro"})
-    pid = (await client.v1.prices.create_async({"product": prod.id, "currency": "usd",
-                                                "lookup_key": "tollway_pro"})).id  # fmt: skip
+    await client.v1.prices.create_async(
+        {"product": prod.id, "currency": "usd", "lookup_key": "tollway_pro"}
+    )
     keys = KeyStore(redis, KeyHasher())
     checkouts = Checkouts(redis, keys, b"pepper", 900)
     table = parse_tiers(TEST_TIERS, "t")
