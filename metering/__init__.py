@@ -1,1 +1,1 @@
-"""Usage → Stripe Billing Meter Events. Not built yet: authz already counts usage per window."""
+"""Usage → Stripe Billing Meter Events, exactly once, surviving crashes and Stripe's faults."""

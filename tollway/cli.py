@@ -19,15 +19,17 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from metering import cli as metering_cli
 from tollway.keys import KeyHasher, KeyMode
 from tollway.redis_client import connect
-from tollway.settings import SettingsError, StoreSettings, load
+from tollway.settings import MeteringSettings, SettingsError, StoreSettings, load
 from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import TierError, load_tiers
 
 # Commands that are whole programs with their own flags: name -> module with main(argv).
 SERVICES = {
     "authz": "authz.__main__",
+    "metering": "metering.__main__",  # but `tollway metering dead-letters` is an admin command
     "webhook": "webhook.__main__",
     "stripe-standin": "tollway.standin.__main__",
     "dev": "tollway.dev.cli",
@@ -41,6 +43,16 @@ class CliError(Exception):
 def _store_settings(args: argparse.Namespace) -> StoreSettings:
     base = load(StoreSettings, os.environ)
     flags = {"redis_url": args.redis_url, "tiers": args.tiers}
+    return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+
+
+def _metering_settings(args: argparse.Namespace) -> MeteringSettings:
+    base = load(MeteringSettings, os.environ)
+    flags = {
+        "redis_url": args.redis_url,
+        "tiers": args.tiers,
+        "stripe_api_base": getattr(args, "stripe_api_base", None),
+    }
     return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
 
 
@@ -216,6 +228,7 @@ def parser() -> argparse.ArgumentParser:
     tiers = sub.add_parser("tiers", help="the tier table").add_subparsers(
         dest="tiers_command", required=True
     )
+    metering_cli.add_commands(sub, _store_flags)
     check = tiers.add_parser("check", help="validate a tier table; exit 1 with every problem")
     check.add_argument("file")
     check.set_defaults(run=tiers_check)
@@ -233,10 +246,17 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Service commands own their flags; hand them everything after the command name.
-    if argv and argv[0] in SERVICES:
+    if argv and argv[0] in SERVICES and argv[1:2] != ["dead-letters"]:
         module = importlib.import_module(SERVICES[argv[0]])
         return int(module.main(argv[1:]))
     args = parser().parse_args(argv)
+    if args.command in ("usage", "metering", "reconcile"):
+        try:
+            settings = _metering_settings(args)
+        except SettingsError as exc:
+            print(f"tollway: {exc}", file=sys.stderr)
+            return 1
+        return metering_cli.run(args, settings)
     try:
         return int(args.run(args))
     except (CliError, KeyNotFound, SettingsError) as exc:

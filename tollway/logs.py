@@ -42,3 +42,5 @@ def setup(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # stripe-python logs every request at INFO; our own events say what matters.
+    logging.getLogger("stripe").setLevel(max(logging.WARNING, root.level))

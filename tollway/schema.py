@@ -15,6 +15,18 @@ Stripe objects get the same treatment, tagged by their id, so each webhook event
     tw:{<subject>}:evt:<evt_id>  string "applied", then "done": one event's idempotency marker
     tw:{<cs_id>}:checkout        hash    the key issued for a checkout session
     tw:{<cs_id>}:claim           string  that key, sealed, until claimed or the TTL ends
+
+Metering moves usage on, every hop idempotent (see metering/ledger.py):
+
+    tw:{<key_id>}:outbox         hash    "<window>:<seq>" -> requests taken out of usage
+    tw:{<key_id>}:outseq         string  the outbox's sequence counter
+    tw:{<customer>}:xfer:<key_id>:<window>:<seq>   string  an outbox entry's transfer marker
+    tw:{<customer>}:open         hash    "<meter>|<window>" -> closed usage, all keys summed
+    tw:{<customer>}:gen          hash    "<meter>|<window>" -> claims made for that window
+    tw:{<customer>}:pending      hash    "<meter>|<window>|<gen>" -> JSON meter event to send
+    tw:{<customer>}:sent         hash    "<meter>|<window>" -> requests Stripe has accepted
+    tw:{<customer>}:lease        string  the metering daemon currently sending for them
+    tw:metering:deadletters      hash    identifier -> JSON: event and Stripe's refusal
 """
 
 from __future__ import annotations
@@ -82,3 +94,29 @@ def checkout_record(session: str) -> str:
 def checkout_claim(session: str) -> str:
     """The sealed key awaiting its one claim; Redis expires it after the claim window."""
     return f"{_stripe(session)}:claim"
+
+
+def outbox(key_id: str) -> str:
+    return f"{_tag(key_id)}:outbox"
+
+
+def outbox_seq(key_id: str) -> str:
+    return f"{_tag(key_id)}:outseq"
+
+
+def transfer_marker(customer: str, key_id: str, entry: str) -> str:
+    return f"{_stripe(customer)}:xfer:{key_id}:{entry}"
+
+
+def ledger(customer: str, part: str) -> str:
+    """The customer's metering ledger: part is open, gen, pending, sent or lease."""
+    assert part in ("open", "gen", "pending", "sent", "lease")
+    return f"{_stripe(customer)}:{part}"
+
+
+DEAD_LETTERS = f"{PREFIX}:metering:deadletters"
+
+
+def tag_of(name: str) -> str:
+    """The hash tag inside a key name: ``tw:{abc}:usage`` -> ``abc``."""
+    return name[name.index("{") + 1 : name.index("}")]

@@ -134,6 +134,7 @@ class DevSettings(StoreSettings):
     redis_port: int = env("TOLLWAY_DEV_REDIS_PORT", 6380, "the dev stack's own redis-server")
     webhook_port: int = env("TOLLWAY_WEBHOOK_PORT", 8081, "webhook service")
     standin_port: int = env("TOLLWAY_STANDIN_PORT", 12111, "the Stripe stand-in")
+    metering_port: int = env("TOLLWAY_METERING_PORT", 8082, "metering /healthz and /metrics")
     state_dir: Path = env("TOLLWAY_DEV_DIR", Path(".tollway/dev"), "logs, rendered configs")
 
 
@@ -188,3 +189,25 @@ class StandinSettings(StripeSettings):
     standin_port: int = env("TOLLWAY_STANDIN_PORT", 12111, "stand-in HTTP port")
     # Where the stand-in delivers signed webhooks for what happens in it ("" = nowhere).
     webhook_url: str = env("TOLLWAY_STANDIN_WEBHOOK_URL", "", "webhook endpoint to deliver to")
+
+
+@dataclass(frozen=True)
+class MeteringSettings(StoreSettings, StripeSettings):
+    """The metering daemon."""
+
+    host: str = env("TOLLWAY_METERING_HOST", "127.0.0.1", "address /healthz and /metrics bind")
+    port: int = env("TOLLWAY_METERING_PORT", 8082, "/healthz and /metrics port")
+    interval_s: float = env("TOLLWAY_METERING_INTERVAL", 60.0, "seconds between drains")
+    # Must equal authz's: it is how the daemon knows when a window has closed.
+    usage_window_s: int = env("TOLLWAY_USAGE_WINDOW_S", 60, "usage counter window in seconds")
+    # authz counts with Redis TIME and so does the drain, so a little slack is plenty.
+    close_slack_s: int = env("TOLLWAY_METERING_CLOSE_SLACK_S", 2, "wait after a window ends")
+    # Stripe's live-mode limit for meter events.
+    rate_per_s: float = env("TOLLWAY_METERING_RATE", 1000.0, "max meter events sent per second")
+    attempts: int = env("TOLLWAY_METERING_ATTEMPTS", 6, "tries per event per drain")
+    # How long a daemon may go silent before another takes its customers over. It is renewed
+    # before every send, so it only has to outlast one event's retries.
+    lease_s: float = env("TOLLWAY_METERING_LEASE_S", 10.0, "per-customer sending lease")
+    # Warn well before Stripe's 35-day limit on backdated events makes usage unbillable.
+    max_age_warn_days: float = env("TOLLWAY_METERING_WARN_DAYS", 25.0, "warn when usage is older")
+    log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")

@@ -23,7 +23,7 @@ class StripeNotConfigured(RuntimeError):
 class Stripe:
     """A StripeClient (``.v1``) together with the HTTP client it owns, so it can be closed."""
 
-    def __init__(self, settings: StripeSettings) -> None:
+    def __init__(self, settings: StripeSettings, max_network_retries: int = 2) -> None:
         if not settings.stripe_api_key and not settings.stripe_api_base:
             raise StripeNotConfigured(
                 "set STRIPE_API_KEY (or TOLLWAY_STRIPE_API_BASE for the stand-in)"
@@ -35,7 +35,7 @@ class Stripe:
             base_addresses=base,  # type: ignore[arg-type]
             stripe_version=API_VERSION,
             http_client=self._http,
-            max_network_retries=2,
+            max_network_retries=max_network_retries,
         )
         self.v1 = self.client.v1
 

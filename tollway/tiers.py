@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 TIER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 FEATURE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 PRICE_ID = re.compile(r"^\S{1,200}$")
+METER_EVENT = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")  # Stripe's event_name: at most 100
 
 
 E = TypeVar("E", bound=StrEnum)
@@ -48,6 +49,7 @@ class Tier:
     stripe_prices: tuple[str, ...]
     on_store_error: OnStoreError
     dry_run: bool
+    meter_event: str = "api_requests"  # the Stripe Billing Meter event_name usage is sent as
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ _FIELDS: dict[str, tuple[bool, Any]] = {
     "on_store_error": (False, "deny"),
     "dry_run": (False, False),
     "description": (False, ""),
+    "meter_event": (False, "api_requests"),
 }
 
 
@@ -146,6 +149,10 @@ class _Validator:
         store = self.choice(name, "on_store_error", v["on_store_error"], OnStoreError, True)
         if not isinstance(v["dry_run"], bool):
             self.fail(name, "dry_run", f"must be true or false, got {v['dry_run']!r}")
+        if not (isinstance(v["meter_event"], str) and METER_EVENT.match(v["meter_event"])):
+            self.fail(
+                name, "meter_event", f"must match {METER_EVENT.pattern}, got {v['meter_event']!r}"
+            )
         if not isinstance(v["description"], str):
             self.fail(name, "description", f"must be a string, got {v['description']!r}")
         features = self.string_list(name, "features", v["features"], FEATURE_NAME)
@@ -162,6 +169,7 @@ class _Validator:
             stripe_prices=tuple(prices),
             on_store_error=store,
             dry_run=v["dry_run"],
+            meter_event=v["meter_event"],
         )
 
     def choice(self, tier: str, key: str, value: object, enum: type[E], present: bool) -> E | None:

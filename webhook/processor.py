@@ -12,11 +12,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+from tollway import schema
 from tollway.logs import fields
 from tollway.store import KeyStore
 from tollway.tiers import TierTable
@@ -36,6 +38,7 @@ from webhook.subscriptions import SubState, transition
 
 log = logging.getLogger("tollway.webhook")
 CAS_ATTEMPTS = 8
+METER_ERROR_REPORT = "v1.billing.meter.error_report_triggered"
 
 
 class UnknownTier(LookupError):
@@ -72,6 +75,8 @@ class Processor:
         self._logged_unhandled: set[str] = set()
 
     async def handle(self, event: dict[str, Any]) -> str:
+        if event["type"] == METER_ERROR_REPORT:
+            return await self._meter_error(event)
         intent = parse(event)
         if isinstance(intent, Unhandled):
             if intent.type not in self._logged_unhandled:
@@ -154,6 +159,26 @@ class Processor:
             now=int(self.now()),
         )
         log.info("key_issued", extra=fields(session=intent.session, key_id=key_id, tier=tier))
+
+    async def _meter_error(self, event: dict[str, Any]) -> str:
+        """A thin (v2) event: Stripe could not bill some meter events, e.g. for an unknown
+        customer. Recorded with the dead letters, where `tollway metering dead-letters` lists it."""
+        raw = event.get("related_object")
+        related: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        record = {
+            "kind": "meter_error_report",
+            "reason": "Stripe reported meter events it could not bill; see the event in Stripe",
+            "event": {
+                "id": event["id"],
+                "created": event.get("created"),
+                "related_object": related,
+            },
+            "customer": "",
+            "field": "",
+        }
+        await self.keys.redis.hset(schema.DEAD_LETTERS, event["id"], json.dumps(record))
+        log.error("meter_error_report", extra=fields(event_id=event["id"], meter=related.get("id")))
+        return "applied"
 
     async def _customer_deleted(self, intent: CustomerDeleted) -> None:
         for key_id in await self.keys.owned(intent.customer):

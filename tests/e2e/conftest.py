@@ -129,6 +129,8 @@ def running_edge(
     finally:
         stack.stop_all()
         edge.redis.close()
+        (tmp / "stack.log").write_text("\n".join(logs) + "\n")  # every line, for a post-mortem
+        print(f"all logs: {tmp / 'stack.log'}")
         print("\n".join(logs[-80:]))  # shown by pytest when a test failed
 
 

@@ -5,14 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from authz.reasons import Reason
-from tollway.settings import AuthzSettings, DevSettings, StandinSettings, WebhookSettings, describe
+from tollway.settings import (
+    AuthzSettings,
+    DevSettings,
+    MeteringSettings,
+    StandinSettings,
+    WebhookSettings,
+    describe,
+)
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_every_setting_is_in_the_readme():
     """Each TOLLWAY_* variable the services read appears in the README's settings table."""
-    classes = (AuthzSettings, DevSettings, WebhookSettings, StandinSettings)
+    classes = (AuthzSettings, DevSettings, WebhookSettings, StandinSettings, MeteringSettings)
     names = {var for cls in classes for var, _, _ in describe(cls)}
     missing = sorted(n for n in names if f"`{n}`" not in README)
     assert missing == []

@@ -13,8 +13,8 @@ from tollway.tiers import OnStoreError, OverQuota, TierError, load_tiers, parse_
 
 HERE = Path(__file__).parent / "tiers"
 KNOWN = (
-    "burst, description, dry_run, features, monthly_quota, on_store_error, over_quota, "
-    "requests_per_second, stripe_prices"
+    "burst, description, dry_run, features, meter_event, monthly_quota, on_store_error, "
+    "over_quota, requests_per_second, stripe_prices"
 )
 
 

@@ -27,7 +27,8 @@ from tollway.store import KeyStore
 from tollway.tiers import Tier, TierError, load_tiers
 
 DEMO_TIER = "free"
-COLORS = {"redis": 31, "authz": 32, "upstream": 33, "envoy": 35, "webhook": 36, "standin": 34}
+COLORS = {"redis": 31, "authz": 32, "upstream": 33, "envoy": 35, "webhook": 36, "standin": 34,
+          "metering": 37}  # fmt: skip
 _print_lock = threading.Lock()
 
 
@@ -52,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-port", type=int, help="own redis-server (TOLLWAY_DEV_REDIS_PORT, 6380)")
     p.add_argument("--webhook-port", type=int, help="webhook service (TOLLWAY_WEBHOOK_PORT, 8081)")
     p.add_argument("--standin-port", type=int, help="Stripe stand-in (TOLLWAY_STANDIN_PORT, 12111)")
+    p.add_argument("--metering-port", type=int, help="metering (TOLLWAY_METERING_PORT, 8082)")
     p.add_argument("--redis-url", help="use this Redis instead of starting one (TOLLWAY_REDIS_URL)")
     p.add_argument("--tiers", type=Path, help="tier table (TOLLWAY_TIERS)")
     return p
@@ -69,6 +71,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[De
         "redis_port": args.redis_port,
         "webhook_port": args.webhook_port,
         "standin_port": args.standin_port,
+        "metering_port": args.metering_port,
         "redis_url": args.redis_url,
         "tiers": args.tiers,
     }
@@ -135,6 +138,11 @@ Subscribe through the Stripe stand-in (webhooks go to {hook}/webhooks/stripe):
   {trig} customer.subscription.updated --subscription $SUB --status unpaid   # 402
   {trig} invoice.paid --subscription $SUB             # 200 again
   {trig} customer.subscription.deleted --subscription $SUB   # 401 key_revoked
+
+Usage is drained to Stripe Billing Meter Events every few seconds (10 s windows here):
+  {tollway} usage show --customer cus_demo --redis-url {stack.effective_redis_url}
+  curl -s {stack.standin_url}/_standin/meter_events   # what the stand-in has accepted
+  {tollway} reconcile --customer cus_demo --since 2020-01-01 --redis-url {stack.effective_redis_url} --stripe-api-base {stack.standin_url}
 """
 
 
@@ -156,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         redis=settings.redis_port,
         webhook=settings.webhook_port,
         standin=settings.standin_port,
+        metering=settings.metering_port,
     )
     environ = dict(os.environ)
     use_standin = not (environ.get("STRIPE_API_KEY") or environ.get("TOLLWAY_STRIPE_API_BASE"))
@@ -166,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sink=_sink,
         redis_url=None if own_redis else settings.redis_url,
         standin=use_standin,
+        # Short windows and drains, so the demo shows usage reaching Stripe within seconds.
+        env={
+            "TOLLWAY_USAGE_WINDOW_S": environ.get("TOLLWAY_USAGE_WINDOW_S", "10"),
+            "TOLLWAY_METERING_INTERVAL": environ.get("TOLLWAY_METERING_INTERVAL", "5"),
+        },
         webhook_secret=environ.get("STRIPE_WEBHOOK_SECRET") or f"whsec_dev_{os.urandom(12).hex()}",
     )
     stopping = threading.Event()

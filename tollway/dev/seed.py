@@ -1,5 +1,6 @@
 """Give the Stripe stand-in a product and a monthly price for every lookup key in the tier
-table, so that `POST /checkout` works in the local stack. (``tollway stripe sync``, planned,
+table, and a Billing Meter for every meter_event, so that `POST /checkout` and metering work
+in the local stack. (``tollway stripe sync``, planned,
 will do this properly against real Stripe too.)"""
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ async def seed_prices(api_base: str, table: TierTable) -> dict[str, str]:
                     }
                 )
                 out[lookup] = price.id
+        meters = await stripe.v1.billing.meters.list_async()
+        have = {m.event_name for m in meters.data}
+        for event_name in sorted({t.meter_event for t in table} - have):
+            await stripe.v1.billing.meters.create_async(
+                {
+                    "event_name": event_name,
+                    "display_name": event_name,
+                    "default_aggregation": {"formula": "sum"},
+                }
+            )
     finally:
         await stripe.aclose()
     return out

@@ -74,10 +74,11 @@ class Ports:
     redis: int = 6380
     webhook: int = 8081
     standin: int = 12111
+    metering: int = 8082
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(8)))
+        return cls(*(free_port() for _ in range(9)))
 
 
 @dataclass
@@ -188,6 +189,10 @@ class Stack:
             argv = [py, "-m", "webhook", "--port", str(p.webhook), "--redis-url",
                     self.effective_redis_url, "--tiers", str(self.tiers)]  # fmt: skip
             return argv, lambda: http_ok(f"http://127.0.0.1:{p.webhook}/healthz")
+        if name == "metering":
+            argv = [py, "-m", "metering", "--port", str(p.metering), "--redis-url",
+                    self.effective_redis_url, "--tiers", str(self.tiers)]  # fmt: skip
+            return argv, lambda: http_ok(f"http://127.0.0.1:{p.metering}/healthz")
         if name == "upstream":
             argv = [py, "-m", "tollway.dev.upstream", "--port", str(p.upstream)]
             return argv, lambda: port_open(p.upstream)
@@ -201,7 +206,7 @@ class Stack:
 
     def start_all(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        names = ["upstream", "authz", "webhook", "envoy"]
+        names = ["upstream", "authz", "webhook", "metering", "envoy"]
         if self.standin:
             names.insert(0, "standin")
         if self.redis_url is None:
@@ -231,7 +236,15 @@ class Stack:
         proc.pump.join(5)  # the child's output is drained and its pipe closed
         return proc.popen.returncode
 
+    def kill(self, name: str) -> int:
+        """SIGKILL one process, as a crash would; returns its exit code."""
+        proc = self.procs.pop(name)
+        proc.popen.kill()
+        code = proc.popen.wait()
+        proc.pump.join(5)
+        return code
+
     def stop_all(self) -> None:
         # Front to back: clients first, so nothing is mid-request against a stopped backend.
-        for name in ["envoy", "webhook", "standin", "authz", "upstream", "redis"]:
+        for name in ["envoy", "metering", "webhook", "standin", "authz", "upstream", "redis"]:
             self.stop(name)

@@ -85,7 +85,7 @@ def check_len(params: dict[str, Any], name: str, limit: int) -> None:
 @dataclass
 class Fault:
     path: str
-    kind: str = "error"  # error | delay | reset
+    kind: str = "error"  # error | delay | reset | lost (handled, then the answer is dropped)
     status: int = 500
     times: int = 1
     retry_after: int | None = None
@@ -99,6 +99,8 @@ class Standin:
     webhook_secret: str = ""
     faults: list[Fault] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    # Idempotency-Key -> (status, body) of the first successful answer, replayed as Stripe does.
+    idempotent: dict[str, tuple[int, str]] = field(default_factory=dict)
     retry_delays: tuple[float, ...] = RETRY_DELAYS_S
 
     def __post_init__(self) -> None:
@@ -145,6 +147,7 @@ class Standin:
     # -- middleware ----------------------------------------------------------------------------
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        fault = None
         if request.path.startswith("/v1/"):
             auth = request.headers.get("Authorization", "")
             if not auth.startswith("Bearer sk_") and not auth.startswith("Bearer rk_"):
@@ -157,21 +160,35 @@ class Standin:
                 if fault.delay_ms:
                     await asyncio.sleep(fault.delay_ms / 1000)
                 if fault.kind == "reset":
-                    if request.transport is not None:
-                        request.transport.abort()
-                    raise asyncio.CancelledError
+                    self._drop(request)
                 if fault.kind == "error":
                     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
                     kind = "rate_limit_error" if fault.status == 429 else "api_error"
                     return stripe_error(fault.status, "Injected fault", kind=kind, headers=headers)
+        idem = request.headers.get("Idempotency-Key") if request.method == "POST" else None
+        if idem and idem in self.idempotent:
+            status, body = self.idempotent[idem]
+            return web.Response(status=status, text=body, content_type="application/json",
+                                headers={"Idempotent-Replayed": "true"})  # fmt: skip
         try:
-            return await handler(request)  # type: ignore[no-any-return]
+            resp: web.Response = await handler(request)
         except ParamError as exc:
             return stripe_error(400, str(exc), exc.param, exc.code)
         except FormError as exc:
             return stripe_error(400, str(exc), exc.param, "parameter_invalid")
         except NotFound as exc:
             return stripe_error(404, str(exc), "id", "resource_missing")
+        if idem and 200 <= resp.status < 300 and resp.text is not None:
+            self.idempotent[idem] = (resp.status, resp.text)
+        if fault is not None and fault.kind == "lost":
+            self._drop(request)  # Stripe did the work; the answer never arrives
+        return resp
+
+    @staticmethod
+    def _drop(request: web.Request) -> None:
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError
 
     async def params(self, request: web.Request) -> dict[str, Any]:
         pairs = list(request.query.items())
@@ -300,6 +317,78 @@ class Standin:
     async def cancel_subscription(self, request: web.Request) -> web.Response:
         return web.json_response(self.world.set_status(request.match_info["id"], "canceled"))
 
+    async def create_meter(self, request: web.Request) -> web.Response:
+        p = await self.params(request)
+        check_params(p, {"event_name", "display_name", "default_aggregation", "customer_mapping",
+                         "value_settings", "event_time_window"},
+                     {"event_name", "display_name", "default_aggregation"})  # fmt: skip
+        check_len(p, "event_name", 100)
+        agg = p["default_aggregation"]
+        if not isinstance(agg, dict) or agg.get("formula") not in ("sum", "count", "last"):
+            raise ParamError("Invalid default_aggregation[formula]", "default_aggregation[formula]")
+        try:
+            return web.json_response(self.world.meter(p))
+        except ValueError as exc:
+            raise ParamError(str(exc), "event_name") from None
+
+    async def list_meters(self, request: web.Request) -> web.Response:
+        check_params(await self.params(request), {"status", "limit"})
+        data = list(self.world.objects["billing.meter"].values())
+        return web.json_response(
+            {"object": "list", "url": "/v1/billing/meters", "has_more": False, "data": data}
+        )
+
+    async def create_meter_event(self, request: web.Request) -> web.Response:
+        p = await self.params(request)
+        check_params(
+            p, {"event_name", "payload", "identifier", "timestamp"}, {"event_name", "payload"}
+        )
+        check_len(p, "event_name", 100)
+        check_len(p, "identifier", 100)
+        payload = p["payload"]
+        if not isinstance(payload, dict) or not all(isinstance(v, str) for v in payload.values()):
+            raise ParamError("Invalid object: payload values must be strings", "payload")
+        for name in ("stripe_customer_id", "value"):
+            if not payload.get(name):
+                raise ParamError(
+                    f"Missing required param: payload[{name}].",
+                    f"payload[{name}]",
+                    "parameter_missing",
+                )
+        try:
+            float(payload["value"])
+        except ValueError:
+            raise ParamError("Invalid payload[value]: must be a number", "payload[value]") from None
+        if "timestamp" in p:
+            ts = str(p["timestamp"])
+            if not ts.isdigit():
+                raise ParamError("Invalid integer: timestamp", "timestamp")
+            now = int(self.world.now())
+            if int(ts) < now - 35 * 86400 or int(ts) > now + 300:
+                raise ParamError(
+                    "Timestamp must be within the past 35 calendar days or up to 5 minutes in the future.",
+                    "timestamp",
+                )
+        try:
+            return web.json_response(self.world.meter_event(p))
+        except ValueError as exc:
+            raise ParamError(str(exc), "identifier") from None
+
+    async def event_summaries(self, request: web.Request) -> web.Response:
+        p = await self.params(request)
+        check_params(p, {"customer", "start_time", "end_time", "value_grouping_window", "limit"},
+                     {"customer", "start_time", "end_time"})  # fmt: skip
+        if not (str(p["start_time"]).isdigit() and str(p["end_time"]).isdigit()):
+            raise ParamError("Invalid integer: start_time/end_time", "start_time")
+        summary = self.world.event_summary(
+            request.match_info["id"], p["customer"], int(p["start_time"]), int(p["end_time"])
+        )
+        return web.json_response({"object": "list", "has_more": False, "data": [summary],
+                                  "url": f"/v1/billing/meters/{request.match_info['id']}/event_summaries"})  # fmt: skip
+
+    async def list_meter_events(self, _: web.Request) -> web.Response:
+        return web.json_response({"data": self.world.meter_events})
+
     # -- control -------------------------------------------------------------------------------
     async def pay(self, request: web.Request) -> web.Response:
         cs = self.world.complete_checkout(request.match_info["id"])
@@ -369,6 +458,11 @@ class Standin:
         r.add_get("/v1/checkout/sessions/{id}", self.get_session)
         r.add_post("/v1/subscriptions/{id}", self.update_subscription)
         r.add_delete("/v1/subscriptions/{id}", self.cancel_subscription)
+        r.add_post("/v1/billing/meters", self.create_meter)
+        r.add_get("/v1/billing/meters", self.list_meters)
+        r.add_post("/v1/billing/meter_events", self.create_meter_event)
+        r.add_get("/v1/billing/meters/{id}/event_summaries", self.event_summaries)
+        r.add_get("/_standin/meter_events", self.list_meter_events)
         r.add_get("/v1/{kind}/{id}", self.get_object)
         r.add_get("/pay/{id}", self.pay)
         r.add_post("/_standin/checkout/sessions/{id}/complete", self.complete)

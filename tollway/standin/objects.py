@@ -35,8 +35,12 @@ class World:
         self.now = now
         self.objects: dict[str, dict[str, dict[str, Any]]] = {
             k: {}
-            for k in ("customer", "product", "price", "checkout.session", "subscription", "invoice")
-        }
+            for k in ("customer", "product", "price", "checkout.session", "subscription", "invoice",
+                      "billing.meter")
+        }  # fmt: skip
+        self.meter_events: list[dict[str, Any]] = []  # accepted, de-duplicated by identifier
+        self.identifiers: set[str] = set()
+        self.duplicate_refusals = 0  # meter events refused because the identifier was used
         self.events: list[dict[str, Any]] = []
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
@@ -98,6 +102,45 @@ class World:
             "lookup_key": lookup, "metadata": params.get("metadata", {}),
             "type": "recurring" if recurring else "one_time", "created": int(self.now()),
         })  # fmt: skip
+
+    def meter(self, params: dict[str, Any]) -> dict[str, Any]:
+        for m in self.objects["billing.meter"].values():
+            if m["event_name"] == params["event_name"] and m["status"] == "active":
+                raise ValueError(
+                    f"An active meter with event_name {params['event_name']} already exists."
+                )
+        return self.put({
+            "id": new_id("mtr_"), "object": "billing.meter", "event_name": params["event_name"],
+            "display_name": params["display_name"], "status": "active",
+            "default_aggregation": {"formula": params["default_aggregation"]["formula"]},
+            "created": int(self.now()),
+        })  # fmt: skip
+
+    def meter_event(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Record an accepted meter event. Raises ValueError for a repeated identifier."""
+        identifier = params.get("identifier") or new_id("mev_")
+        if identifier in self.identifiers:
+            self.duplicate_refusals += 1
+            raise ValueError(f"An event already exists with identifier {identifier}.")
+        self.identifiers.add(identifier)
+        event = {
+            "object": "billing.meter_event", "created": int(self.now()), "livemode": False,
+            "event_name": params["event_name"], "identifier": identifier,
+            "payload": dict(params["payload"]),
+            "timestamp": int(params.get("timestamp") or self.now()),
+        }  # fmt: skip
+        self.meter_events.append(event)
+        return event
+
+    def event_summary(self, meter_id: str, customer: str, start: int, end: int) -> dict[str, Any]:
+        meter = self.get("billing.meter", meter_id)
+        total = sum(
+            float(e["payload"]["value"]) for e in self.meter_events
+            if e["event_name"] == meter["event_name"]
+            and e["payload"].get("stripe_customer_id") == customer and start <= e["timestamp"] < end
+        )  # fmt: skip
+        return {"object": "billing.meter_event_summary", "id": new_id("mtrusg_"), "meter": meter_id,
+                "aggregated_value": total, "start_time": start, "end_time": end, "livemode": False}  # fmt: skip
 
     def checkout_session(self, params: dict[str, Any]) -> dict[str, Any]:
         sid = new_id("cs_test_")

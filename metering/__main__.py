@@ -1,0 +1,67 @@
+"""``python -m metering``: drain usage into Stripe Billing Meter Events. Also ``tollway metering``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tollway import logs
+from tollway.settings import MeteringSettings, SettingsError, load
+from tollway.stripe_api import StripeNotConfigured
+from tollway.tiers import TierError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tollway metering", description=__doc__)
+    p.add_argument(
+        "--interval", type=float, help="seconds between drains (TOLLWAY_METERING_INTERVAL, 60)"
+    )
+    p.add_argument(
+        "--port", type=int, help="/healthz and /metrics port (TOLLWAY_METERING_PORT, 8082)"
+    )
+    p.add_argument("--redis-url", help="Redis URL (TOLLWAY_REDIS_URL)")
+    p.add_argument("--tiers", type=Path, help="tier table path (TOLLWAY_TIERS)")
+    p.add_argument(
+        "--mode",
+        choices=["v1"],
+        default="v1",
+        help="v1 meter events (the v2 stream is not built yet)",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        base = load(MeteringSettings, os.environ)
+    except SettingsError as exc:
+        print(f"tollway metering: {exc}", file=sys.stderr)
+        return 2
+    flags = {
+        "interval_s": args.interval,
+        "port": args.port,
+        "redis_url": args.redis_url,
+        "tiers": args.tiers,
+    }
+    settings = dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+    logs.setup("metering", settings.log_level)
+    from metering.server import serve
+
+    try:
+        asyncio.run(serve(settings))
+    except (TierError, StripeNotConfigured) as exc:
+        print(f"tollway metering: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"tollway metering: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

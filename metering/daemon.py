@@ -1,0 +1,113 @@
+"""The drain loop: every interval, move closed usage on and send it to Stripe.
+
+One pass:
+1. find key ids with usage and customers with open or pending usage (SCAN);
+2. for each key: take its closed windows and transfer them to its customer (idempotent);
+3. for each customer whose sending lease we get: claim open usage into pending events, send
+   each, ack or dead-letter it. A lease expires, so a dead daemon's customers are taken over.
+
+Several daemons can run at once: every step is idempotent or guarded by the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from metering.ledger import Ledger, Pending
+from metering.metrics import MeteringMetrics
+from metering.sender import Outcome, Sender, event_for
+from tollway import schema
+from tollway.logs import fields
+from tollway.tiers import TierTable
+
+log = logging.getLogger("tollway.metering")
+
+
+@dataclass
+class PassResult:
+    moved: int = 0
+    sent: dict[Outcome, int] = field(default_factory=dict)
+
+
+class Drainer:
+    def __init__(
+        self,
+        redis: Any,
+        ledger: Ledger,
+        sender: Sender,
+        tiers: Any,  # () -> TierTable
+        metrics: MeteringMetrics,
+        warn_age_s: float,
+        lease_ms: int = 10_000,
+    ) -> None:
+        self.redis = redis
+        self.ledger = ledger
+        self.sender = sender
+        self.tiers = tiers
+        self.metrics = metrics
+        self.warn_age_s = warn_age_s
+        self.lease_ms = lease_ms
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
+
+    async def _meter_of(self, key_id: str) -> tuple[str, str] | None:
+        customer, tier = await self.redis.hmget(schema.key_record(key_id), "customer", "tier")
+        if not customer:
+            return None
+        table: TierTable = self.tiers()
+        t = table.get(tier or "")
+        return customer, t.meter_event if t else "api_requests"
+
+    async def drain(self) -> PassResult:
+        result = PassResult()
+        keys, customers = await self.ledger.discover()
+        for key_id in sorted(keys):
+            owner = await self._meter_of(key_id)
+            if owner is None:
+                log.error("usage_without_key_record", extra=fields(key_id=key_id))
+                continue
+            customer, meter = owner
+            result.moved += await self.ledger.move_key(key_id, customer, meter)
+            customers.add(customer)
+        oldest: float | None = None
+        pending_left = 0
+        for customer in sorted(customers):
+            if not await self.ledger.lease(customer, self.owner, self.lease_ms):
+                log.debug("customer_leased_elsewhere", extra=fields(customer=customer))
+                continue  # another daemon is sending for this customer
+            try:
+                for p in await self.ledger.claim(customer):
+                    if not await self.ledger.lease(customer, self.owner, self.lease_ms):
+                        break  # we were too slow and lost the lease: leave the rest to its holder
+                    outcome = await self._send(p)
+                    result.sent[outcome] = result.sent.get(outcome, 0) + 1
+                    if outcome is Outcome.RETRY_LATER:
+                        pending_left += 1
+                        oldest = p.window if oldest is None else min(oldest, p.window)
+            finally:
+                await self.ledger.release(customer, self.owner)
+        self.metrics.pending.set(pending_left)
+        age = time.time() - oldest if oldest is not None else 0.0
+        self.metrics.oldest_pending_age.set(age)
+        if age > self.warn_age_s:
+            log.error("usage_near_stripe_age_limit", extra=fields(age_days=round(age / 86400, 1)))
+        return result
+
+    async def _send(self, p: Pending) -> Outcome:
+        outcome, reason = await self.sender.send(p)
+        if outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE):
+            await self.ledger.ack(p)
+            self.metrics.sent.labels(outcome.value).inc()
+        elif outcome is Outcome.DEAD:
+            await self.ledger.dead_letter(p, event_for(p, self.sender.window_s), reason)
+            self.metrics.dead_letters.inc()
+            log.error(
+                "dead_letter",
+                extra=fields(identifier=p.identifier, customer=p.customer, reason=reason),
+            )
+        else:
+            log.warning("send_deferred", extra=fields(identifier=p.identifier, reason=reason))
+        return outcome

@@ -1,0 +1,150 @@
+"""Usage on its way from authz's per-key counters to Stripe, every hop idempotent.
+
+    authz ─HINCRBY─> tw:{key}:usage ─take─> tw:{key}:outbox ─transfer─> tw:{cus}:open
+          ─claim─> tw:{cus}:pending ─(send to Stripe)─ack─> tw:{cus}:sent
+
+take and claim are single scripts in one slot. A key and its customer are in different slots,
+so transfer is made idempotent instead: each outbox entry has a marker in the customer's slot,
+and is deleted from the outbox only after it has been added. A pending event has a
+deterministic identifier (customer, meter, window, claim generation), so a re-send after a
+crash is de-duplicated by Stripe, and is deleted only after Stripe has accepted it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from tollway import schema, scripts
+
+MARKER_TTL_S = 40 * 86400  # longer than Stripe accepts backdated events (35 days)
+
+
+@dataclass(frozen=True)
+class Pending:
+    customer: str
+    meter: str
+    window: int  # start, epoch s
+    gen: int
+    value: int
+
+    @property
+    def field(self) -> str:
+        return f"{self.meter}|{self.window}|{self.gen}"
+
+    @property
+    def identifier(self) -> str:
+        """Deterministic, at most 100 characters, as Stripe requires."""
+        raw = f"{self.customer}|{self.meter}|{self.window}|{self.gen}".encode()
+        return "tw_" + hashlib.sha256(raw).hexdigest()[:48]
+
+
+def parse_pending(customer: str, flat: list[Any]) -> list[Pending]:
+    out = []
+    for field, value in zip(flat[::2], flat[1::2], strict=True):
+        meter, window, gen = str(field).rsplit("|", 2)
+        out.append(Pending(customer, meter, int(window), int(gen), int(value)))
+    return out
+
+
+class Ledger:
+    def __init__(self, redis: Any, window_s: int, slack_s: int) -> None:
+        self.redis = redis
+        self.window_s = window_s
+        self.slack_s = slack_s
+        self._take = scripts.register(redis, "usage_take")
+        self._transfer = scripts.register(redis, "usage_transfer")
+        self._claim = scripts.register(redis, "usage_claim")
+        self._ack = scripts.register(redis, "usage_ack")
+        self._lease = scripts.register(redis, "lease")
+
+    async def discover(self) -> tuple[set[str], set[str]]:
+        """(key ids with usage or an outbox, customers with open or pending usage)."""
+        keys: set[str] = set()
+        customers: set[str] = set()
+        async for name in self.redis.scan_iter(match=f"{schema.PREFIX}:{{*}}:*", count=1000):
+            suffix = name.rsplit(":", 1)[-1]
+            if suffix in ("usage", "outbox"):
+                keys.add(schema.tag_of(name))
+            elif suffix in ("open", "pending"):
+                customers.add(schema.tag_of(name))
+        return keys, customers
+
+    async def move_key(self, key_id: str, customer: str, meter: str) -> int:
+        """Take the key's closed windows and transfer them to its customer; returns requests moved."""
+        flat = await self._take(
+            keys=[schema.key_usage(key_id), schema.outbox(key_id), schema.outbox_seq(key_id)],
+            args=[str(self.window_s), str(self.slack_s)],
+        )
+        moved = 0
+        for entry, n in zip(flat[::2], flat[1::2], strict=True):
+            window = str(entry).split(":", 1)[0]
+            added = await self._transfer(
+                keys=[
+                    schema.transfer_marker(customer, key_id, entry),
+                    schema.ledger(customer, "open"),
+                ],
+                args=[f"{meter}|{window}", str(n), str(MARKER_TTL_S)],
+            )
+            moved += int(n) if added else 0
+            await self.redis.hdel(schema.outbox(key_id), entry)
+        return moved
+
+    async def claim(self, customer: str) -> list[Pending]:
+        flat = await self._claim(
+            keys=[schema.ledger(customer, p) for p in ("open", "gen", "pending")], args=[customer]
+        )
+        return parse_pending(customer, flat)
+
+    async def ack(self, p: Pending) -> int:
+        keys = [schema.ledger(p.customer, "pending"), schema.ledger(p.customer, "sent")]
+        return int(await self._ack(keys=keys, args=[p.field, f"{p.meter}|{p.window}"]))
+
+    async def dead_letter(self, p: Pending, event: dict[str, Any], reason: str) -> None:
+        """Park an event Stripe refused for good; written before the pending entry goes."""
+        record = {"event": event, "reason": reason, "customer": p.customer, "field": p.field}
+        await self.redis.hset(schema.DEAD_LETTERS, p.identifier, json.dumps(record))
+        await self.redis.hdel(schema.ledger(p.customer, "pending"), p.field)
+
+    async def dead_letters(self) -> dict[str, dict[str, Any]]:
+        raw = await self.redis.hgetall(schema.DEAD_LETTERS)
+        return {k: json.loads(v) for k, v in raw.items()}
+
+    async def retry_dead_letter(self, identifier: str) -> bool:
+        """Put a dead letter back to pending (same identifier), e.g. after fixing a customer."""
+        raw = await self.redis.hget(schema.DEAD_LETTERS, identifier)
+        if raw is None:
+            return False
+        rec = json.loads(raw)
+        if rec.get("kind") == "meter_error_report":
+            raise ValueError(
+                "a Stripe error report is not a meter event; fix it in Stripe, then drop it"
+            )
+        value = int(rec["event"]["payload"]["value"])
+        await self.redis.hset(schema.ledger(rec["customer"], "pending"), rec["field"], value)
+        await self.redis.hdel(schema.DEAD_LETTERS, identifier)
+        return True
+
+    async def drop_dead_letter(self, identifier: str) -> bool:
+        return bool(await self.redis.hdel(schema.DEAD_LETTERS, identifier))
+
+    async def lease(self, customer: str, owner: str, ttl_ms: int) -> bool:
+        """Take (or renew) the customer's sending lease. A dead daemon's lease expires after
+        ``ttl_ms``, and another takes its customers over."""
+        return bool(
+            await self._lease(keys=[schema.ledger(customer, "lease")], args=[owner, str(ttl_ms)])
+        )
+
+    async def release(self, customer: str, owner: str) -> None:
+        name = schema.ledger(customer, "lease")
+        if await self.redis.get(name) == owner:
+            await self.redis.delete(name)
+
+    async def customer_view(self, customer: str) -> AsyncIterator[tuple[str, str, int]]:
+        """(state, "<meter>|<window>[|gen]", requests) for every window of the customer."""
+        for state in ("open", "pending", "sent"):
+            for field, n in (await self.redis.hgetall(schema.ledger(customer, state))).items():
+                yield state, field, int(n)

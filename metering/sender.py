@@ -1,0 +1,125 @@
+"""Send one pending usage record to Stripe as a Billing Meter Event, and say how it went.
+
+Two layers of idempotency, as Stripe recommends: the body's ``identifier`` (Stripe refuses a
+repeat for at least 24 hours) and an ``Idempotency-Key`` derived from it (a network retry gets
+Stripe's first answer replayed).
+
+Outcomes:
+    ACCEPTED     Stripe took it
+    DUPLICATE    Stripe already has this identifier: it was delivered before (counts as sent)
+    DEAD         a 4xx refusal (unknown customer, bad value, too old): parked as a dead letter
+    RETRY_LATER  429, 5xx, timeouts, connection errors, still failing after every attempt
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Any
+
+import stripe
+
+from metering.ledger import Pending
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    DEAD = "dead"
+    RETRY_LATER = "retry_later"
+
+
+class RateLimiter:
+    """At most ``rate`` acquisitions a second (a token bucket of one second's worth)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.last = time.monotonic()
+
+    async def acquire(self) -> None:
+        while True:
+            now = time.monotonic()
+            self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+def event_for(p: Pending, window_s: int) -> dict[str, Any]:
+    return {
+        "event_name": p.meter,
+        "identifier": p.identifier,
+        "timestamp": p.window + window_s,  # the end of the window
+        "payload": {"stripe_customer_id": p.customer, "value": str(p.value)},
+    }
+
+
+def _is_duplicate(exc: stripe.StripeError) -> bool:
+    message = str(exc.user_message or "")
+    return exc.code == "duplicate_meter_event" or "already exists with identifier" in message
+
+
+def _retry_after(exc: stripe.StripeError) -> float | None:
+    raw = (exc.headers or {}).get("retry-after") or (exc.headers or {}).get("Retry-After")
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+class Sender:
+    def __init__(
+        self,
+        stripe_client: Any,
+        limiter: RateLimiter,
+        window_s: int,
+        attempts: int,
+        on_retry: Callable[[], None] = lambda: None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        base_delay_s: float = 0.2,
+        max_delay_s: float = 10.0,
+    ) -> None:
+        self.stripe = stripe_client
+        self.limiter = limiter
+        self.window_s = window_s
+        self.attempts = max(1, attempts)
+        self.on_retry = on_retry
+        self.sleep = sleep
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
+
+    async def send(self, p: Pending) -> tuple[Outcome, str]:
+        params = event_for(p, self.window_s)
+        options = {"idempotency_key": f"tw-ik-{p.identifier}"}
+        reason = ""
+        for attempt in range(self.attempts):
+            if attempt:
+                self.on_retry()
+            await self.limiter.acquire()
+            wait: float | None = None
+            try:
+                await self.stripe.v1.billing.meter_events.create_async(params, options)
+                return Outcome.ACCEPTED, ""
+            except stripe.StripeError as exc:
+                status = exc.http_status or 0
+                reason = f"{type(exc).__name__} {status}: {exc.user_message or exc}"
+                if _is_duplicate(exc):
+                    return Outcome.DUPLICATE, reason
+                retryable = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError) or (
+                    status == 429 or status >= 500 or status == 0
+                )
+                if not retryable:
+                    return Outcome.DEAD, reason
+                wait = _retry_after(exc)
+            except (TimeoutError, OSError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            if attempt + 1 < self.attempts:
+                backoff = min(self.max_delay_s, self.base_delay_s * 2**attempt)
+                await self.sleep(wait if wait is not None else backoff * random.uniform(0.5, 1.0))  # noqa: S311
+        return Outcome.RETRY_LATER, reason

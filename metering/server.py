@@ -1,0 +1,90 @@
+"""Run the metering daemon: drain every interval, serve /healthz and /metrics, stop on SIGTERM.
+
+SIGTERM lets the running pass finish its current event, then exits; anything not yet acked is
+still pending in Redis and is sent by the next daemon with the same identifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from metering.daemon import Drainer
+from metering.ledger import Ledger
+from metering.metrics import MeteringMetrics
+from metering.sender import RateLimiter, Sender
+from tollway.logs import fields
+from tollway.redis_client import connect
+from tollway.settings import MeteringSettings
+from tollway.stripe_api import Stripe
+from tollway.tiers import load_tiers
+
+log = logging.getLogger("tollway.metering")
+
+
+async def serve(settings: MeteringSettings) -> None:
+    table = load_tiers(settings.tiers)
+    redis = connect(settings.redis_url, timeout_s=10.0)
+    stripe_client = Stripe(settings, max_network_retries=0)  # we retry, honouring Retry-After
+    metrics = MeteringMetrics()
+    sender = Sender(
+        stripe_client,
+        RateLimiter(settings.rate_per_s),
+        settings.usage_window_s,
+        settings.attempts,
+        on_retry=metrics.retries.inc,
+    )
+    ledger = Ledger(redis, settings.usage_window_s, settings.close_slack_s)
+    drainer = Drainer(
+        redis, ledger, sender, lambda: table, metrics, settings.max_age_warn_days * 86400
+    )
+    last_ok = [time.time()]
+
+    async def healthz(_: web.Request) -> web.Response:
+        stale = time.time() - last_ok[0] > 3 * settings.interval_s + 30
+        return web.json_response(
+            {"status": "stale" if stale else "ok"}, status=503 if stale else 200
+        )
+
+    async def prometheus(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"content-type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("serving", extra=fields(port=settings.port, interval_s=settings.interval_s))
+    while not stop.is_set():
+        try:
+            with metrics.drain_seconds.time():
+                result = await drainer.drain()
+            last_ok[0] = time.time()
+            if result.moved or result.sent:
+                log.info(
+                    "drained",
+                    extra=fields(
+                        moved=result.moved, sent={k.value: v for k, v in result.sent.items()}
+                    ),
+                )
+        except Exception:  # Redis or Stripe trouble: everything is still in Redis; try again
+            log.exception("drain_failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.interval_s)
+    log.info("stopping")
+    await runner.cleanup()
+    await stripe_client.aclose()
+    await redis.aclose()
+    log.info("stopped")

@@ -1,0 +1,236 @@
+"""Metering against a real Redis and the Stripe stand-in: exactly once through every fault."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry
+
+from metering.daemon import Drainer
+from metering.ledger import Ledger
+from metering.metrics import MeteringMetrics
+from metering.sender import Outcome, RateLimiter, Sender
+from tests.support import TEST_TIERS
+from tollway import schema
+from tollway.keys import KeyHasher
+from tollway.settings import StripeSettings
+from tollway.standin.app import Fault, Standin
+from tollway.standin.objects import World
+from tollway.store import KeyStore
+from tollway.stripe_api import Stripe
+from tollway.tiers import parse_tiers
+
+pytestmark = pytest.mark.integration
+TABLE = parse_tiers(TEST_TIERS.replace('features = ["reports", "analytics"]\nstripe_prices = ["tollway_pro"]',
+                                       'features = ["reports", "analytics"]\nstripe_prices = ["tollway_pro"]\nmeter_event = "pro_calls"'),
+                    "t")  # fmt: skip
+W = 60  # window length
+
+
+@pytest.fixture
+async def standin():
+    world = World("http://127.0.0.1")
+    s = Standin(world)
+    server = TestServer(s.build(), host="127.0.0.1")
+    await server.start_server()
+    client = Stripe(
+        StripeSettings(stripe_api_base=str(server.make_url("")).rstrip("/")), max_network_retries=0
+    )
+    yield s, client
+    await client.aclose()
+    await server.close()
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+def drainer(redis, client, attempts: int = 6) -> Drainer:
+    metrics = MeteringMetrics(CollectorRegistry())
+    sender = Sender(
+        client, RateLimiter(1000), W, attempts, on_retry=metrics.retries.inc, sleep=no_sleep
+    )
+    return Drainer(redis, Ledger(redis, W, 0), sender, lambda: TABLE, metrics, 25 * 86400)
+
+
+async def old_window(back: int = 2) -> int:
+    now = int(time.time())
+    return now - now % W - back * W
+
+
+async def usage(redis, key_id: str, window: int, n: int) -> None:
+    await redis.hincrby(schema.key_usage(key_id), str(window), n)
+
+
+def accepted(s: Standin, customer: str) -> int:
+    return sum(
+        int(e["payload"]["value"])
+        for e in s.world.meter_events
+        if e["payload"]["stripe_customer_id"] == customer
+    )
+
+
+async def test_only_closed_windows_are_taken(redis):
+    """The current window stays with authz; closed ones move to the outbox with a sequence."""
+    ledger = Ledger(redis, W, 0)
+    now = int(time.time())
+    current = now - now % W
+    await usage(redis, "k1", current, 5)
+    await usage(redis, "k1", current - W, 3)
+    assert await ledger.move_key("k1", "cus_1", "api_requests") == 3
+    assert await redis.hgetall(schema.key_usage("k1")) == {str(current): "5"}
+    assert await redis.hgetall(schema.ledger("cus_1", "open")) == {
+        f"api_requests|{current - W}": "3"
+    }
+    assert await redis.hgetall(schema.outbox("k1")) == {}
+
+
+async def test_a_crash_between_transfer_and_outbox_delete_does_not_double_count(redis):
+    """Re-running a transfer whose outbox entry survived a crash adds nothing twice."""
+    ledger = Ledger(redis, W, 0)
+    w = await old_window()
+    await usage(redis, "k1", w, 4)
+    await ledger.move_key("k1", "cus_1", "m")
+    # Simulate the crash: the entry is back in the outbox, its transfer marker still set.
+    await redis.hset(schema.outbox("k1"), f"{w}:1", 4)
+    assert await ledger.move_key("k1", "cus_1", "m") == 0
+    assert await redis.hget(schema.ledger("cus_1", "open"), f"m|{w}") == "4"
+
+
+async def test_late_usage_for_a_claimed_window_gets_a_new_identifier(redis):
+    """Usage written back into a window already claimed is claimed again under gen 2."""
+    ledger = Ledger(redis, W, 0)
+    w = await old_window()
+    await usage(redis, "k1", w, 2)
+    await ledger.move_key("k1", "cus_1", "m")
+    (first,) = await ledger.claim("cus_1")
+    await ledger.ack(first)
+    await usage(redis, "k1", w, 3)  # an outage's buffered usage, written back late
+    await ledger.move_key("k1", "cus_1", "m")
+    (second,) = await ledger.claim("cus_1")
+    assert (first.gen, first.value, second.gen, second.value) == (1, 2, 2, 3)
+    assert first.identifier != second.identifier and len(second.identifier) <= 100
+
+
+async def test_drain_aggregates_keys_per_customer_window_and_meter(redis, standin):
+    """Two keys of one customer make one event per window, named by the tier's meter_event."""
+    s, client = standin
+    keys = KeyStore(redis, KeyHasher())
+    _, a = await keys.create("pro", "cus_A")
+    _, b = await keys.create("pro", "cus_A")
+    _, c = await keys.create("free", "cus_B")
+    w = await old_window()
+    for rec, n in ((a, 3), (b, 4), (c, 5)):
+        await usage(redis, rec.key_id, w, n)
+    await usage(redis, a.key_id, w - W, 1)
+    result = await drainer(redis, client).drain()
+    assert result.sent == {Outcome.ACCEPTED: 3}
+    events = sorted((e["payload"]["stripe_customer_id"], e["event_name"], e["payload"]["value"], e["timestamp"])
+                    for e in s.world.meter_events)  # fmt: skip
+    assert events == [("cus_A", "pro_calls", "1", w), ("cus_A", "pro_calls", "7", w + W),
+                      ("cus_B", "api_requests", "5", w + W)]  # fmt: skip
+    assert await redis.hgetall(schema.ledger("cus_A", "pending")) == {}
+    assert await redis.hgetall(schema.ledger("cus_A", "sent")) == {
+        f"pro_calls|{w}": "7",
+        f"pro_calls|{w - W}": "1",
+    }
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(path="/v1/billing/meter_events", status=500, times=3),
+        Fault(path="/v1/billing/meter_events", status=429, retry_after=1, times=2),
+        Fault(path="/v1/billing/meter_events", kind="reset", times=2),
+        Fault(path="/v1/billing/meter_events", kind="lost", times=2),
+        Fault(path="/v1/billing/meter_events", kind="delay", delay_ms=200, times=1),
+    ],
+    ids=["500", "429", "reset", "lost-response", "slow"],
+)
+async def test_every_fault_still_bills_exactly_once(redis, standin, fault):
+    """5xx, 429, resets, slow and lost responses: the usage arrives exactly once."""
+    s, client = standin
+    _, rec = await KeyStore(redis, KeyHasher()).create("free", "cus_F")
+    await usage(redis, rec.key_id, await old_window(), 9)
+    s.faults.append(fault)
+    d = drainer(redis, client)
+    await d.drain()
+    assert accepted(s, "cus_F") == 9 and fault.times == 0
+    assert await redis.hgetall(schema.ledger("cus_F", "pending")) == {}
+    if fault.kind != "delay":
+        assert d.metrics.retries._value.get() >= 1
+
+
+async def test_accepted_but_unacked_is_not_billed_twice(redis, standin):
+    """If the daemon dies after Stripe accepted but before the ack, the re-send is a duplicate."""
+    s, client = standin
+    _, rec = await KeyStore(redis, KeyHasher()).create("free", "cus_X")
+    await usage(redis, rec.key_id, await old_window(), 6)
+    d = drainer(redis, client)
+    await d.ledger.move_key(rec.key_id, "cus_X", "api_requests")
+    (p,) = await d.ledger.claim("cus_X")
+    assert (await d.sender.send(p))[0] is Outcome.ACCEPTED  # ...and then the daemon dies
+    s.idempotent.clear()  # past Stripe's idempotency window: only the identifier protects us
+    result = await d.drain()
+    assert result.sent == {Outcome.DUPLICATE: 1}
+    assert accepted(s, "cus_X") == 6 and s.world.duplicate_refusals == 1
+    assert await redis.hget(schema.ledger("cus_X", "sent"), f"api_requests|{p.window}") == "6"
+
+
+async def test_validation_errors_become_dead_letters_and_can_be_retried(redis, standin):
+    """A 4xx refusal parks the event with Stripe's message; retry puts it back unchanged."""
+    s, client = standin
+    _, rec = await KeyStore(redis, KeyHasher()).create("free", "cus_D")
+    await usage(redis, rec.key_id, await old_window(), 2)
+    s.faults.append(Fault(path="/v1/billing/meter_events", status=400))
+    d = drainer(redis, client)
+    assert (await d.drain()).sent == {Outcome.DEAD: 1}
+    ((identifier, letter),) = (await d.ledger.dead_letters()).items()
+    assert "Injected fault" in letter["reason"] and letter["event"]["payload"]["value"] == "2"
+    assert await redis.hgetall(schema.ledger("cus_D", "pending")) == {}
+    assert await d.ledger.retry_dead_letter(identifier)
+    assert (await d.drain()).sent == {Outcome.ACCEPTED: 1}
+    assert accepted(s, "cus_D") == 2 and s.world.meter_events[0]["identifier"] == identifier
+
+
+async def test_usage_older_than_35_days_is_refused_and_flagged(redis, standin):
+    """Stripe refuses timestamps over 35 days old: a dead letter, not a silent loss."""
+    _, client = standin
+    _, rec = await KeyStore(redis, KeyHasher()).create("free", "cus_O")
+    await usage(redis, rec.key_id, await old_window(36 * 24 * 60), 1)
+    d = drainer(redis, client)
+    assert (await d.drain()).sent == {Outcome.DEAD: 1}
+    (letter,) = (await d.ledger.dead_letters()).values()
+    assert "35 calendar days" in letter["reason"]
+
+
+async def test_persistent_failure_keeps_usage_pending_and_ages_it(redis, standin):
+    """When every attempt fails, the event stays pending, counted and aged in the metrics."""
+    s, client = standin
+    _, rec = await KeyStore(redis, KeyHasher()).create("free", "cus_P")
+    await usage(redis, rec.key_id, await old_window(30 * 24 * 60), 4)
+    s.faults.append(Fault(path="/v1/billing/meter_events", status=503, times=100))
+    d = drainer(redis, client, attempts=3)
+    assert (await d.drain()).sent == {Outcome.RETRY_LATER: 1}
+    assert d.metrics.pending._value.get() == 1
+    assert d.metrics.oldest_pending_age._value.get() > 29 * 86400
+    s.faults.clear()
+    await d.drain()
+    assert accepted(s, "cus_P") == 4
+
+
+async def test_two_daemons_at_once_never_double_send(redis, standin):
+    """Two drainers racing over 40 customers bill every request once and repeat nothing."""
+    s, client = standin
+    keys = KeyStore(redis, KeyHasher())
+    w = await old_window()
+    for i in range(40):
+        _, rec = await keys.create("free", f"cus_{i}")
+        await usage(redis, rec.key_id, w, i + 1)
+    await asyncio.gather(drainer(redis, client).drain(), drainer(redis, client).drain())
+    await drainer(redis, client).drain()  # whatever a lease made one of them skip
+    assert sum(int(e["payload"]["value"]) for e in s.world.meter_events) == sum(range(1, 41))
+    assert len(s.world.meter_events) == 40 and s.world.duplicate_refusals == 0

@@ -1,0 +1,13 @@
+-- lease.lua: take a lease, or renew it if we hold it already.
+-- KEYS[1] the lease; ARGV[1] owner; ARGV[2] ttl in ms
+-- Returns 1 if the caller holds the lease for the next ttl ms, 0 if someone else does.
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
