@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tollway import logs
-from tollway.settings import AuthzSettings, SettingsError, load
-from tollway.tiers import TierError
+from authz.server import Worker
+from authz.workers import supervise
+from tollway import logs, service
+from tollway.settings import AuthzSettings, SettingsError, with_flags
 
 
 def parser() -> argparse.ArgumentParser:
@@ -27,9 +26,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_from(args: argparse.Namespace) -> AuthzSettings:
-    base = load(AuthzSettings, os.environ)
-    flags = {
+def _flags(args: argparse.Namespace) -> dict[str, object]:
+    return {
         "host": args.host,
         "port": args.port,
         "metrics_port": args.metrics_port,
@@ -37,37 +35,29 @@ def settings_from(args: argparse.Namespace) -> AuthzSettings:
         "redis_url": args.redis_url,
         "tiers": args.tiers,
     }
-    return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+
+
+def settings_from(args: argparse.Namespace) -> AuthzSettings:
+    return with_flags(AuthzSettings, os.environ, _flags(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
-    try:
-        settings = settings_from(args)
-    except SettingsError as exc:
-        print(f"tollway authz: {exc}", file=sys.stderr)
-        return 2
-    logs.setup("authz", settings.log_level)
-    if args.worker_index is None and settings.workers > 1:
-        from authz.workers import supervise
+    if args.worker_index is None:
+        try:
+            settings = settings_from(args)
+        except SettingsError as exc:
+            print(f"tollway authz: {exc}", file=sys.stderr)
+            return 2
+        if settings.workers > 1:
+            logs.setup("authz", settings.log_level)
+            return supervise(settings.workers, argv)
 
-        return supervise(settings.workers, argv)
-
-    from authz.server import Worker
-
-    async def run() -> None:
+    async def serve(settings: AuthzSettings) -> None:
         await Worker(settings, args.worker_index or 0).run()
 
-    try:
-        asyncio.run(run())
-    except TierError as exc:
-        print(f"tollway authz: invalid tier table:\n{exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"tollway authz: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return service.run("authz", AuthzSettings, _flags(args), serve)
 
 
 if __name__ == "__main__":

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tollway import logs
-from tollway.settings import MeteringSettings, SettingsError, load
-from tollway.stripe_api import StripeNotConfigured
-from tollway.tiers import TierError
+from metering.server import serve
+from tollway import service
+from tollway.settings import MeteringSettings
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,30 +33,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        base = load(MeteringSettings, os.environ)
-    except SettingsError as exc:
-        print(f"tollway metering: {exc}", file=sys.stderr)
-        return 2
     flags = {
         "interval_s": args.interval,
         "port": args.port,
         "redis_url": args.redis_url,
         "tiers": args.tiers,
     }
-    settings = dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
-    logs.setup("metering", settings.log_level)
-    from metering.server import serve
-
-    try:
-        asyncio.run(serve(settings))
-    except (TierError, StripeNotConfigured) as exc:
-        print(f"tollway metering: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"tollway metering: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return service.run("metering", MeteringSettings, flags, serve)
 
 
 if __name__ == "__main__":

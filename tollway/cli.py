@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import importlib
 import json
 import os
@@ -22,7 +21,7 @@ from redis.exceptions import RedisError
 from metering import cli as metering_cli
 from tollway.keys import KeyHasher, KeyMode
 from tollway.redis_client import connect
-from tollway.settings import MeteringSettings, SettingsError, StoreSettings, load
+from tollway.settings import MeteringSettings, SettingsError, StoreSettings, with_flags
 from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import TierError, load_tiers
 
@@ -41,19 +40,16 @@ class CliError(Exception):
 
 
 def _store_settings(args: argparse.Namespace) -> StoreSettings:
-    base = load(StoreSettings, os.environ)
-    flags = {"redis_url": args.redis_url, "tiers": args.tiers}
-    return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+    return with_flags(StoreSettings, os.environ, {"redis_url": args.redis_url, "tiers": args.tiers})
 
 
 def _metering_settings(args: argparse.Namespace) -> MeteringSettings:
-    base = load(MeteringSettings, os.environ)
     flags = {
         "redis_url": args.redis_url,
         "tiers": args.tiers,
         "stripe_api_base": getattr(args, "stripe_api_base", None),
     }
-    return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+    return with_flags(MeteringSettings, os.environ, flags)
 
 
 def _with_store(fn: Callable[[KeyStore, argparse.Namespace, StoreSettings], Awaitable[int]]) -> Any:

@@ -211,3 +211,10 @@ class MeteringSettings(StoreSettings, StripeSettings):
     # Warn well before Stripe's 35-day limit on backdated events makes usage unbillable.
     max_age_warn_days: float = env("TOLLWAY_METERING_WARN_DAYS", 25.0, "warn when usage is older")
     log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
+
+
+def with_flags(cls: type[T], environ: Mapping[str, str], flags: Mapping[str, Any]) -> T:
+    """Settings from ``environ``, then every flag that was given (not None) on top."""
+    return dataclasses.replace(
+        load(cls, environ), **{k: v for k, v in flags.items() if v is not None}
+    )  # type: ignore[type-var]

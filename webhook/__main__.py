@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tollway import logs
-from tollway.settings import SettingsError, WebhookSettings, load
-from tollway.tiers import TierError
+from tollway import service
+from tollway.settings import WebhookSettings
+from webhook.server import serve
 
 
 def parser() -> argparse.ArgumentParser:
@@ -26,25 +23,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        base = load(WebhookSettings, os.environ)
-    except SettingsError as exc:
-        print(f"tollway webhook: {exc}", file=sys.stderr)
-        return 2
     flags = {"host": args.host, "port": args.port, "redis_url": args.redis_url, "tiers": args.tiers}
-    settings = dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
-    logs.setup("webhook", settings.log_level)
-    from webhook.server import serve
-
-    try:
-        asyncio.run(serve(settings))
-    except TierError as exc:
-        print(f"tollway webhook: invalid tier table:\n{exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"tollway webhook: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return service.run("webhook", WebhookSettings, flags, serve)
 
 
 if __name__ == "__main__":

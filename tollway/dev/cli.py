@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import os
 import shlex
 import signal
@@ -22,7 +21,7 @@ from tollway.dev.seed import seed_prices
 from tollway.dev.stack import Ports, Stack
 from tollway.keys import KeyHasher
 from tollway.redis_client import connect
-from tollway.settings import DevSettings, SettingsError, load
+from tollway.settings import DevSettings, SettingsError, with_flags
 from tollway.store import KeyStore
 from tollway.tiers import Tier, TierError, load_tiers
 
@@ -61,7 +60,6 @@ def parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[DevSettings, bool]:
     """The dev settings, and whether to run our own Redis (only when no URL was given)."""
-    base = load(DevSettings, environ)
     flags = {
         "envoy_port": args.port,
         "envoy_admin_port": args.admin_port,
@@ -76,7 +74,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[De
         "tiers": args.tiers,
     }
     own_redis = args.redis_url is None and "TOLLWAY_REDIS_URL" not in environ
-    settings = dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+    settings = with_flags(DevSettings, environ, flags)
     return settings, own_redis
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -11,7 +10,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from tollway import logs
-from tollway.settings import SettingsError, StandinSettings, load
+from tollway.settings import SettingsError, StandinSettings, with_flags
 from tollway.standin.app import Standin
 from tollway.standin.objects import World
 
@@ -21,13 +20,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--port", type=int, help="HTTP port (TOLLWAY_STANDIN_PORT, default 12111)")
     p.add_argument("--webhook-url", help="deliver signed events here (TOLLWAY_STANDIN_WEBHOOK_URL)")
     args = p.parse_args(argv)
+    flags = {"standin_port": args.port, "webhook_url": args.webhook_url}
     try:
-        base = load(StandinSettings, os.environ)
+        s = with_flags(StandinSettings, os.environ, flags)
     except SettingsError as exc:
         print(f"tollway stripe-standin: {exc}", file=sys.stderr)
         return 2
-    flags = {"standin_port": args.port, "webhook_url": args.webhook_url}
-    s = dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
     logs.setup("standin")
     world = World(f"http://{s.host}:{s.standin_port}")
     secret = s.secrets[0] if s.secrets else ""
