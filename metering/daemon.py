@@ -17,12 +17,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from metering.ledger import Ledger, Pending
+from metering.ledger import Ledger, Pending, Period
 from metering.metrics import MeteringMetrics
 from metering.sender import Outcome, Sender, event_for
 from tollway import schema
 from tollway.logs import fields
-from tollway.tiers import TierTable
+from tollway.tiers import Report, TierTable
 
 log = logging.getLogger("tollway.metering")
 
@@ -53,24 +53,29 @@ class Drainer:
         self.lease_ms = lease_ms
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
 
-    async def _meter_of(self, key_id: str) -> tuple[str, str] | None:
-        customer, tier = await self.redis.hmget(schema.key_record(key_id), "customer", "tier")
+    async def _owner_of(self, key_id: str) -> tuple[str, str, int, Period] | None:
+        """(customer, meter, included requests to leave unreported, billing period) of a key."""
+        customer, tier, start, end = await self.redis.hmget(
+            schema.key_record(key_id), "customer", "tier", "period_start", "period_end"
+        )
         if not customer:
             return None
         table: TierTable = self.tiers()
         t = table.get(tier or "")
-        return customer, t.meter_event if t else "api_requests"
+        meter = t.meter_event if t else "api_requests"
+        included = t.monthly_quota if t and t.report is Report.OVERAGE else 0
+        return customer, meter, included, Period(int(start or 0), int(end or 0))
 
     async def drain(self) -> PassResult:
         result = PassResult()
         keys, customers = await self.ledger.discover()
         for key_id in sorted(keys):
-            owner = await self._meter_of(key_id)
+            owner = await self._owner_of(key_id)
             if owner is None:
                 log.error("usage_without_key_record", extra=fields(key_id=key_id))
                 continue
-            customer, meter = owner
-            result.moved += await self.ledger.move_key(key_id, customer, meter)
+            customer, meter, included, period = owner
+            result.moved += await self.ledger.move_key(key_id, customer, meter, included, period)
             customers.add(customer)
         oldest: float | None = None
         pending_left = 0

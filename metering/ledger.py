@@ -19,8 +19,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from tollway import schema, scripts
+from tollway.records import DEFAULT_PERIOD_S
 
 MARKER_TTL_S = 40 * 86400  # longer than Stripe accepts backdated events (35 days)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A key's billing period (from its record), to find the period a window belongs to."""
+
+    start: int
+    end: int
+
+    def start_for(self, window: int) -> int:
+        """The start of the period containing ``window``: rolled by whole periods, as check.lua does."""
+        length = self.end - self.start if self.end > self.start else DEFAULT_PERIOD_S
+        return self.start + ((window - self.start) // length) * length
 
 
 @dataclass(frozen=True)
@@ -73,8 +87,17 @@ class Ledger:
                 customers.add(schema.tag_of(name))
         return keys, customers
 
-    async def move_key(self, key_id: str, customer: str, meter: str) -> int:
-        """Take the key's closed windows and transfer them to its customer; returns requests moved."""
+    async def move_key(
+        self,
+        key_id: str,
+        customer: str,
+        meter: str,
+        included: int = 0,
+        period: Period | None = None,
+    ) -> int:
+        """Take the key's closed windows and transfer them to its customer; returns requests
+        added to the ledger. With ``included`` > 0 (report = "overage"), only requests past that
+        many in the window's billing period (``period``) are added."""
         flat = await self._take(
             keys=[schema.key_usage(key_id), schema.outbox(key_id), schema.outbox_seq(key_id)],
             args=[str(self.window_s), str(self.slack_s)],
@@ -82,14 +105,22 @@ class Ledger:
         moved = 0
         for entry, n in zip(flat[::2], flat[1::2], strict=True):
             window = str(entry).split(":", 1)[0]
+            start = (period or Period(0, 0)).start_for(int(window))
             added = await self._transfer(
                 keys=[
                     schema.transfer_marker(customer, key_id, entry),
                     schema.ledger(customer, "open"),
+                    schema.ledger(customer, "period"),
                 ],
-                args=[f"{meter}|{window}", str(n), str(MARKER_TTL_S)],
+                args=[
+                    f"{meter}|{window}",
+                    str(n),
+                    str(MARKER_TTL_S),
+                    str(included),
+                    f"{meter}|{start}",
+                ],
             )
-            moved += int(n) if added else 0
+            moved += max(0, int(added))
             await self.redis.hdel(schema.outbox(key_id), entry)
         return moved
 

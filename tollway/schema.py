@@ -22,6 +22,7 @@ Metering moves usage on, every hop idempotent (see metering/ledger.py):
     tw:{<key_id>}:outseq         string  the outbox's sequence counter
     tw:{<customer>}:xfer:<key_id>:<window>:<seq>   string  an outbox entry's transfer marker
     tw:{<customer>}:open         hash    "<meter>|<window>" -> closed usage, all keys summed
+    tw:{<customer>}:period       hash    "<meter>|<period start>" -> usage this period (overage)
     tw:{<customer>}:gen          hash    "<meter>|<window>" -> claims made for that window
     tw:{<customer>}:pending      hash    "<meter>|<window>|<gen>" -> JSON meter event to send
     tw:{<customer>}:sent         hash    "<meter>|<window>" -> requests Stripe has accepted
@@ -109,8 +110,8 @@ def transfer_marker(customer: str, key_id: str, entry: str) -> str:
 
 
 def ledger(customer: str, part: str) -> str:
-    """The customer's metering ledger: part is open, gen, pending, sent or lease."""
-    assert part in ("open", "gen", "pending", "sent", "lease")
+    """The customer's metering ledger: part is open, gen, pending, sent, lease or period."""
+    assert part in ("open", "gen", "pending", "sent", "lease", "period")
     return f"{_stripe(customer)}:{part}"
 
 

@@ -33,6 +33,11 @@ class OverQuota(StrEnum):
     BILL = "bill"  # keep serving; metering bills the overage
 
 
+class Report(StrEnum):
+    ALL = "all"  # report every request; the Stripe price (graduated tiers) prices the overage
+    OVERAGE = "overage"  # report only requests past monthly_quota in the billing period
+
+
 class OnStoreError(StrEnum):
     DENY = "deny"  # 503 store_unavailable: never serve what we cannot count or check
     ALLOW = "allow"  # serve, mark the request, and write usage back when Redis returns
@@ -50,6 +55,7 @@ class Tier:
     on_store_error: OnStoreError
     dry_run: bool
     meter_event: str = "api_requests"  # the Stripe Billing Meter event_name usage is sent as
+    report: Report = Report.ALL
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,7 @@ _FIELDS: dict[str, tuple[bool, Any]] = {
     "dry_run": (False, False),
     "description": (False, ""),
     "meter_event": (False, "api_requests"),
+    "report": (False, "all"),
 }
 
 
@@ -147,6 +154,9 @@ class _Validator:
             )
         over = self.choice(name, "over_quota", v["over_quota"], OverQuota, "over_quota" in raw)
         store = self.choice(name, "on_store_error", v["on_store_error"], OnStoreError, True)
+        report = self.choice(name, "report", v["report"], Report, True)
+        if report is Report.OVERAGE and _is_int(quota) and quota == 0:
+            self.fail(name, "report", '"overage" needs a monthly_quota > 0 to report usage past')
         if not isinstance(v["dry_run"], bool):
             self.fail(name, "dry_run", f"must be true or false, got {v['dry_run']!r}")
         if not (isinstance(v["meter_event"], str) and METER_EVENT.match(v["meter_event"])):
@@ -157,7 +167,7 @@ class _Validator:
             self.fail(name, "description", f"must be a string, got {v['description']!r}")
         features = self.string_list(name, "features", v["features"], FEATURE_NAME)
         prices = self.string_list(name, "stripe_prices", v["stripe_prices"], PRICE_ID)
-        if len(self.problems) > before or over is None or store is None:
+        if len(self.problems) > before or over is None or store is None or report is None:
             return None
         return Tier(
             name=name,
@@ -170,6 +180,7 @@ class _Validator:
             on_store_error=store,
             dry_run=v["dry_run"],
             meter_event=v["meter_event"],
+            report=report,
         )
 
     def choice(self, tier: str, key: str, value: object, enum: type[E], present: bool) -> E | None:

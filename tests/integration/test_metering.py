@@ -234,3 +234,41 @@ async def test_two_daemons_at_once_never_double_send(redis, standin):
     await drainer(redis, client).drain()  # whatever a lease made one of them skip
     assert sum(int(e["payload"]["value"]) for e in s.world.meter_events) == sum(range(1, 41))
     assert len(s.world.meter_events) == 40 and s.world.duplicate_refusals == 0
+
+
+async def test_overage_mode_reports_only_usage_past_the_quota_per_period(redis, standin):
+    """report = "overage", quota 10: 15 requests over two keys in a period report exactly 5;
+    the next billing period starts from zero again."""
+    s, client = standin
+    table = parse_tiers(
+        '[tiers.hybrid]\nrequests_per_second = 10.0\nburst = 10\nmonthly_quota = 10\n'
+        'over_quota = "bill"\nreport = "overage"\nmeter_event = "overage_calls"\n', "t"
+    )  # fmt: skip
+    keys = KeyStore(redis, KeyHasher())
+    w = await old_window(5)
+    period = {
+        "period_start": str(w - 3 * W),
+        "period_end": str(w + 3 * W),
+    }  # windows w..w+2W inside
+    recs = []
+    for _ in range(2):
+        _, rec = await keys.create("hybrid", "cus_H")
+        await redis.hset(schema.key_record(rec.key_id), mapping=period)
+        recs.append(rec)
+    await usage(redis, recs[0].key_id, w, 4)
+    await usage(redis, recs[1].key_id, w, 3)
+    await usage(redis, recs[0].key_id, w + W, 8)
+    # The next period: 6 of its 10 included requests, nothing to bill.
+    await usage(redis, recs[1].key_id, w + 3 * W, 6)
+    metrics = MeteringMetrics(CollectorRegistry())
+    sender = Sender(client, RateLimiter(1000), W, 3, sleep=no_sleep)
+    await Drainer(redis, Ledger(redis, W, 0), sender, lambda: table, metrics, 1e9).drain()
+    # The period's overage is exact (15 - 10 = 5); which windows carry it follows drain order.
+    events = s.world.meter_events
+    assert {e["event_name"] for e in events} == {"overage_calls"}
+    assert sum(int(e["payload"]["value"]) for e in events) == 5
+    assert all(w - 3 * W < e["timestamp"] <= w + 3 * W for e in events)
+    assert await redis.hgetall(schema.ledger("cus_H", "period")) == {
+        f"overage_calls|{w - 3 * W}": "15",
+        f"overage_calls|{w + 3 * W}": "6",
+    }

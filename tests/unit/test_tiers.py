@@ -14,7 +14,7 @@ from tollway.tiers import OnStoreError, OverQuota, TierError, load_tiers, parse_
 HERE = Path(__file__).parent / "tiers"
 KNOWN = (
     "burst, description, dry_run, features, meter_event, monthly_quota, on_store_error, "
-    "over_quota, requests_per_second, stripe_prices"
+    "over_quota, report, requests_per_second, stripe_prices"
 )
 
 
@@ -88,6 +88,18 @@ def test_invalid_tables_name_file_tier_and_field(fixture, expected):
     with pytest.raises(TierError) as err:
         load_tiers(path)
     assert err.value.problems == [f"{path}: {line}" for line in expected]
+
+
+def test_overage_reporting_needs_a_quota():
+    """report = "overage" with monthly_quota = 0 is a contradiction, named as such."""
+    text = '[tiers.x]\nrequests_per_second = 1\nburst = 1\nmonthly_quota = 0\nover_quota = "bill"\nreport = "overage"\n'
+    with pytest.raises(TierError) as err:
+        parse_tiers(text, "t.toml")
+    assert err.value.problems == [
+        't.toml: tier "x": field "report": "overage" needs a monthly_quota > 0 to report usage past'
+    ]
+    ok = parse_tiers(text.replace("monthly_quota = 0", "monthly_quota = 10"), "t.toml")
+    assert ok.get("x").report.value == "overage"
 
 
 def test_not_toml_reports_the_parse_error():
