@@ -24,9 +24,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tiers", type=Path, help="tier table path (TOLLWAY_TIERS)")
     p.add_argument(
         "--mode",
-        choices=["v1"],
-        default="v1",
-        help="v1 meter events (the v2 stream is not built yet)",
+        choices=["v1", "stream"],
+        help="v1 meter events, or the v2 meter event stream (TOLLWAY_METERING_MODE, v1)",
     )
     return p
 
@@ -38,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "port": args.port,
         "redis_url": args.redis_url,
         "tiers": args.tiers,
+        "mode": args.mode,
     }
     return service.run("metering", MeteringSettings, flags, serve)
 

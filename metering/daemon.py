@@ -20,6 +20,7 @@ from typing import Any
 from metering.ledger import Ledger, Pending, Period
 from metering.metrics import MeteringMetrics
 from metering.sender import Outcome, Sender, event_for
+from metering.stream import BATCH, StreamSender
 from tollway import schema
 from tollway.logs import fields
 from tollway.tiers import Report, TierTable
@@ -43,6 +44,7 @@ class Drainer:
         metrics: MeteringMetrics,
         warn_age_s: float,
         lease_ms: int = 10_000,
+        stream: StreamSender | None = None,
     ) -> None:
         self.redis = redis
         self.ledger = ledger
@@ -51,6 +53,7 @@ class Drainer:
         self.metrics = metrics
         self.warn_age_s = warn_age_s
         self.lease_ms = lease_ms
+        self.stream = stream
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
 
     async def _owner_of(self, key_id: str) -> tuple[str, str, int, Period] | None:
@@ -77,8 +80,22 @@ class Drainer:
             customer, meter, included, period = owner
             result.moved += await self.ledger.move_key(key_id, customer, meter, included, period)
             customers.add(customer)
-        oldest: float | None = None
-        pending_left = 0
+        deferred = await (
+            self._stream_all(customers, result)
+            if self.stream
+            else self._send_all(customers, result)
+        )
+        oldest = min((p.window for p in deferred), default=None)
+        self.metrics.pending.set(len(deferred))
+        age = time.time() - oldest if oldest is not None else 0.0
+        self.metrics.oldest_pending_age.set(age)
+        if age > self.warn_age_s:
+            log.error("usage_near_stripe_age_limit", extra=fields(age_days=round(age / 86400, 1)))
+        return result
+
+    async def _send_all(self, customers: set[str], result: PassResult) -> list[Pending]:
+        """v1: one customer at a time, under its lease, one event per request."""
+        deferred: list[Pending] = []
         for customer in sorted(customers):
             if not await self.ledger.lease(customer, self.owner, self.lease_ms):
                 log.debug("customer_leased_elsewhere", extra=fields(customer=customer))
@@ -87,22 +104,38 @@ class Drainer:
                 for p in await self.ledger.claim(customer):
                     if not await self.ledger.lease(customer, self.owner, self.lease_ms):
                         break  # we were too slow and lost the lease: leave the rest to its holder
-                    outcome = await self._send(p)
-                    result.sent[outcome] = result.sent.get(outcome, 0) + 1
-                    if outcome is Outcome.RETRY_LATER:
-                        pending_left += 1
-                        oldest = p.window if oldest is None else min(oldest, p.window)
+                    outcome, reason = await self.sender.send(p)
+                    await self._settle(p, outcome, reason, result, deferred)
             finally:
                 await self.ledger.release(customer, self.owner)
-        self.metrics.pending.set(pending_left)
-        age = time.time() - oldest if oldest is not None else 0.0
-        self.metrics.oldest_pending_age.set(age)
-        if age > self.warn_age_s:
-            log.error("usage_near_stripe_age_limit", extra=fields(age_days=round(age / 86400, 1)))
-        return result
+        return deferred
 
-    async def _send(self, p: Pending) -> Outcome:
-        outcome, reason = await self.sender.send(p)
+    async def _stream_all(self, customers: set[str], result: PassResult) -> list[Pending]:
+        """v2 stream: claim every leased customer, then send 100 events per request."""
+        assert self.stream is not None
+        held: list[str] = []
+        claimed: list[Pending] = []
+        deferred: list[Pending] = []
+        try:
+            for customer in sorted(customers):
+                if await self.ledger.lease(customer, self.owner, self.lease_ms):
+                    held.append(customer)
+                    claimed.extend(await self.ledger.claim(customer))
+            for i in range(0, len(claimed), BATCH):
+                batch = [p for p in claimed[i : i + BATCH]
+                         if await self.ledger.lease(p.customer, self.owner, self.lease_ms)]  # fmt: skip
+                for p, outcome, reason in await self.stream.send_batch(batch) if batch else []:
+                    await self._settle(p, outcome, reason, result, deferred)
+        finally:
+            for customer in held:
+                await self.ledger.release(customer, self.owner)
+        return deferred
+
+    async def _settle(
+        self, p: Pending, outcome: Outcome, reason: str, result: PassResult, deferred: list[Pending]
+    ) -> None:
+        """Record what Stripe said about one event: ack it, dead-letter it, or keep it pending."""
+        result.sent[outcome] = result.sent.get(outcome, 0) + 1
         if outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE):
             await self.ledger.ack(p)
             self.metrics.sent.labels(outcome.value).inc()
@@ -114,5 +147,5 @@ class Drainer:
                 extra=fields(identifier=p.identifier, customer=p.customer, reason=reason),
             )
         else:
+            deferred.append(p)
             log.warning("send_deferred", extra=fields(identifier=p.identifier, reason=reason))
-        return outcome

@@ -19,6 +19,7 @@ from metering.daemon import Drainer
 from metering.ledger import Ledger
 from metering.metrics import MeteringMetrics
 from metering.sender import RateLimiter, Sender
+from metering.stream import StreamSender
 from tollway.logs import fields
 from tollway.redis_client import connect
 from tollway.settings import MeteringSettings
@@ -41,8 +42,25 @@ async def serve(settings: MeteringSettings) -> None:
         on_retry=metrics.retries.inc,
     )
     ledger = Ledger(redis, settings.usage_window_s, settings.close_slack_s)
+    stream = None
+    if settings.mode == "stream":
+        stream = StreamSender(
+            stripe_client,
+            sender.limiter,
+            settings.usage_window_s,
+            settings.attempts,
+            sender,
+            on_retry=metrics.retries.inc,
+        )
     drainer = Drainer(
-        redis, ledger, sender, lambda: table, metrics, settings.max_age_warn_days * 86400
+        redis,
+        ledger,
+        sender,
+        lambda: table,
+        metrics,
+        settings.max_age_warn_days * 86400,
+        lease_ms=int(settings.lease_s * 1000),
+        stream=stream,
     )
     last_ok = [time.time()]
 

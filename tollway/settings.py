@@ -208,6 +208,8 @@ class MeteringSettings(StoreSettings, StripeSettings):
     # How long a daemon may go silent before another takes its customers over. It is renewed
     # before every send, so it only has to outlast one event's retries.
     lease_s: float = env("TOLLWAY_METERING_LEASE_S", 10.0, "per-customer sending lease")
+    # v1: one meter event per request. stream: Stripe's v2 meter event stream, 100 a request.
+    mode: str = env("TOLLWAY_METERING_MODE", "v1", "v1 or stream")
     # Warn well before Stripe's 35-day limit on backdated events makes usage unbillable.
     max_age_warn_days: float = env("TOLLWAY_METERING_WARN_DAYS", 25.0, "warn when usage is older")
     log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")

@@ -28,7 +28,12 @@ class Stripe:
             raise StripeNotConfigured(
                 "set STRIPE_API_KEY (or TOLLWAY_STRIPE_API_BASE for the stand-in)"
             )
-        base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+        # The stand-in serves the v2 meter event stream too (Stripe's is meter-events.stripe.com).
+        base = (
+            {"api": settings.stripe_api_base, "meter_events": settings.stripe_api_base}
+            if settings.stripe_api_base
+            else None
+        )
         self._http = stripe.AIOHTTPClient()
         self.client = stripe.StripeClient(
             settings.stripe_api_key or STANDIN_KEY,
@@ -38,6 +43,7 @@ class Stripe:
             max_network_retries=max_network_retries,
         )
         self.v1 = self.client.v1
+        self.v2 = self.client.v2
 
     async def aclose(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]

@@ -35,11 +35,12 @@ CUSTOMERS = ["cus_chaos_a", "cus_chaos_b", "cus_chaos_c"]
 REQUESTS_PER_KEY = 300
 KILLS = 6
 FAULTS = [
-    {"path": "/v1/billing/meter_events", "status": 429, "retry_after": 1, "times": 3},
-    {"path": "/v1/billing/meter_events", "status": 500, "times": 3},
-    {"path": "/v1/billing/meter_events", "kind": "lost", "times": 3},
-    {"path": "/v1/billing/meter_events", "kind": "reset", "times": 2},
+    {"status": 429, "retry_after": 1, "times": 3},
+    {"status": 500, "times": 3},
+    {"kind": "lost", "times": 3},
+    {"kind": "reset", "times": 2},
 ]
+PATHS = {"v1": "/v1/billing/meter_events", "stream": "/v2/billing/meter_event_stream"}
 
 
 def billed(edge) -> Counter[str]:
@@ -51,11 +52,12 @@ def billed(edge) -> Counter[str]:
 
 
 @pytest.mark.timeout(240)
-def test_billing_equals_2xx_through_kills_and_stripe_faults(tmp_path):
+@pytest.mark.parametrize("mode", ["v1", "stream"])
+def test_billing_equals_2xx_through_kills_and_stripe_faults(tmp_path, mode):
     """SIGKILL the daemon 6 times and inject every Stripe fault: billed == 2xx, per customer."""
     env = {"TOLLWAY_USAGE_WINDOW_S": "1", "TOLLWAY_METERING_INTERVAL": "0.3",
            "TOLLWAY_METERING_CLOSE_SLACK_S": "0", "TOLLWAY_METERING_ATTEMPTS": "3",
-           "TOLLWAY_METERING_LEASE_S": "2"}  # fmt: skip
+           "TOLLWAY_METERING_LEASE_S": "2", "TOLLWAY_METERING_MODE": mode}  # fmt: skip
     with running_edge(tmp_path, TEST_TIERS + LOAD_TIER, env=env) as edge:
         asyncio.run(
             seed_prices(edge.stack.standin_url, parse_tiers(edge.stack.tiers.read_text(), "t"))
@@ -81,6 +83,7 @@ def test_billing_equals_2xx_through_kills_and_stripe_faults(tmp_path):
             edge.stack.kill("metering")
             fault = next(faults, None)
             if fault is not None:
+                fault = {**fault, "path": PATHS[mode]}
                 assert fetch(f"{edge.stack.standin_url}/_standin/faults", json.dumps(fault).encode(),
                              {"content-type": "application/json"})[0] == 200  # fmt: skip
             edge.stack.start("metering")

@@ -272,3 +272,78 @@ async def test_overage_mode_reports_only_usage_past_the_quota_per_period(redis, 
         f"overage_calls|{w - 3 * W}": "15",
         f"overage_calls|{w + 3 * W}": "6",
     }
+
+
+def stream_drainer(redis, client, attempts: int = 4):
+    from metering.stream import StreamSender
+
+    metrics = MeteringMetrics(CollectorRegistry())
+    v1 = Sender(client, RateLimiter(1000), W, attempts, sleep=no_sleep)
+    stream = StreamSender(
+        client, RateLimiter(1000), W, attempts, v1, on_retry=metrics.retries.inc, sleep=no_sleep
+    )
+    d = Drainer(redis, Ledger(redis, W, 0), v1, lambda: TABLE, metrics, 25 * 86400, stream=stream)
+    return d, stream
+
+
+async def seed_customers(redis, n: int, per: int = 2) -> int:
+    keys = KeyStore(redis, KeyHasher())
+    w = await old_window()
+    for i in range(n):
+        _, rec = await keys.create("free", f"cus_s{i}")
+        await usage(redis, rec.key_id, w, per)
+    return n * per
+
+
+async def test_stream_mode_sends_100_events_per_request(redis, standin):
+    """250 customers' usage goes out in 3 stream requests over one session, exactly once."""
+    s, client = standin
+    total = await seed_customers(redis, 250)
+    d, stream = stream_drainer(redis, client)
+    calls = []
+    original = stream.send_batch
+
+    async def counting(batch):
+        calls.append(len(batch))
+        return await original(batch)
+
+    stream.send_batch = counting
+    result = await d.drain()
+    assert calls == [100, 100, 50] and stream.sessions == 1
+    assert result.sent == {Outcome.ACCEPTED: 250}
+    assert sum(int(e["payload"]["value"]) for e in s.world.meter_events) == total
+
+
+async def test_stream_renews_an_expired_session(redis, standin):
+    """A session token that stops working (401) is replaced and the batch goes through."""
+    s, client = standin
+    total = await seed_customers(redis, 3)
+    d, stream = stream_drainer(redis, client)
+    await stream._session()
+    s.sessions.clear()  # Stripe forgot the token early
+    await d.drain()
+    assert stream.sessions == 2
+    assert sum(int(e["payload"]["value"]) for e in s.world.meter_events) == total
+
+
+async def test_stream_batch_refused_with_4xx_falls_back_to_v1(redis, standin):
+    """A 4xx on the whole batch is retried event by event through v1; nothing is lost."""
+    s, client = standin
+    total = await seed_customers(redis, 5)
+    s.faults.append(Fault(path="/v2/billing/meter_event_stream", status=400))
+    d, _ = stream_drainer(redis, client)
+    result = await d.drain()
+    assert result.sent == {Outcome.ACCEPTED: 5}
+    assert sum(int(e["payload"]["value"]) for e in s.world.meter_events) == total
+
+
+async def test_stream_survives_lost_responses_and_5xx(redis, standin):
+    """A stream request whose answer is lost, or that fails with 5xx, is re-sent without doubling."""
+    s, client = standin
+    total = await seed_customers(redis, 120)
+    s.faults += [Fault(path="/v2/billing/meter_event_stream", kind="lost"),
+                 Fault(path="/v2/billing/meter_event_stream", status=503)]  # fmt: skip
+    d, _ = stream_drainer(redis, client)
+    await d.drain()
+    assert sum(int(e["payload"]["value"]) for e in s.world.meter_events) == total
+    assert len({e["identifier"] for e in s.world.meter_events}) == 120

@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO
 
@@ -78,7 +78,18 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(9)))
+        """Nine distinct free ports: every socket stays bound until all are drawn, so the OS
+        cannot hand the same port out twice."""
+        socks = []
+        try:
+            for _ in range(len(fields(cls))):
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", 0))
+                socks.append(sock)
+            return cls(*(int(sock.getsockname()[1]) for sock in socks))
+        finally:
+            for sock in socks:
+                sock.close()
 
 
 @dataclass

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -25,7 +26,7 @@ import stripe
 from aiohttp import web
 
 from tollway.standin.forms import FormError, decode
-from tollway.standin.objects import NotFound, World
+from tollway.standin.objects import NotFound, World, new_id
 
 log = logging.getLogger("tollway.standin")
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
@@ -101,6 +102,8 @@ class Standin:
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     # Idempotency-Key -> (status, body) of the first successful answer, replayed as Stripe does.
     idempotent: dict[str, tuple[int, str]] = field(default_factory=dict)
+    session_ttl_s: int = 900  # v2 meter event session tokens, as Stripe's: 15 minutes
+    sessions: dict[str, float] = field(default_factory=dict)  # token -> expiry
     retry_delays: tuple[float, ...] = RETRY_DELAYS_S
 
     def __post_init__(self) -> None:
@@ -148,9 +151,14 @@ class Standin:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         fault = None
-        if request.path.startswith("/v1/"):
+        if request.path.startswith(("/v1/", "/v2/")):
             auth = request.headers.get("Authorization", "")
-            if not auth.startswith("Bearer sk_") and not auth.startswith("Bearer rk_"):
+            if request.path == "/v2/billing/meter_event_stream":
+                expiry = self.sessions.get(auth.removeprefix("Bearer "), 0.0)
+                if expiry <= self.world.now():
+                    return stripe_error(401, "The meter event session token is invalid or expired.",
+                                        kind="authentication_error")  # fmt: skip
+            elif not auth.startswith("Bearer sk_") and not auth.startswith("Bearer rk_"):
                 return stripe_error(401, "You did not provide an API key.")
             fault = next(
                 (f for f in self.faults if request.path.startswith(f.path) and f.times > 0), None
@@ -386,6 +394,55 @@ class Standin:
         return web.json_response({"object": "list", "has_more": False, "data": [summary],
                                   "url": f"/v1/billing/meters/{request.match_info['id']}/event_summaries"})  # fmt: skip
 
+    async def create_meter_session(self, _: web.Request) -> web.Response:
+        token = new_id("mes_tok_")
+        expires = self.world.now() + self.session_ttl_s
+        self.sessions[token] = expires
+
+        def iso(t: float) -> str:
+            return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+        return web.json_response({
+            "id": new_id("mes_"), "object": "v2.billing.meter_event_session", "livemode": False,
+            "authentication_token": token, "created": iso(self.world.now()), "expires_at": iso(expires),
+        })  # fmt: skip
+
+    async def stream_events(self, request: web.Request) -> web.Response:
+        """v2: up to 100 events; well-formed requests are taken whole, repeats dropped silently
+        (Stripe validates the events themselves asynchronously)."""
+        try:
+            body = await request.json()
+        except ValueError:
+            raise ParamError("Request body must be JSON", "events") from None
+        events = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(events, list) or not 1 <= len(events) <= 100:
+            raise ParamError("events must be a list of 1 to 100 meter events", "events")
+        parsed = []
+        for i, e in enumerate(events):
+            if not isinstance(e, dict) or set(e) - {
+                "event_name",
+                "identifier",
+                "payload",
+                "timestamp",
+            }:
+                raise ParamError("Invalid meter event", f"events[{i}]")
+            payload = e.get("payload")
+            if not (isinstance(e.get("event_name"), str) and 0 < len(e["event_name"]) <= 100
+                    and isinstance(payload, dict) and all(isinstance(v, str) for v in payload.values())
+                    and payload.get("stripe_customer_id") and payload.get("value")):  # fmt: skip
+                raise ParamError("Invalid meter event", f"events[{i}]")
+            try:
+                ts = datetime.fromisoformat(
+                    str(e.get("timestamp")).replace("Z", "+00:00")
+                ).timestamp()
+            except ValueError:
+                raise ParamError("Invalid timestamp", f"events[{i}][timestamp]") from None
+            parsed.append({**e, "timestamp": str(int(ts))})
+        for e in parsed:
+            if e.get("identifier") not in self.world.identifiers:
+                self.world.meter_event(e)
+        return web.json_response({})
+
     async def list_meter_events(self, _: web.Request) -> web.Response:
         return web.json_response({"data": self.world.meter_events})
 
@@ -463,6 +520,8 @@ class Standin:
         r.add_post("/v1/billing/meter_events", self.create_meter_event)
         r.add_get("/v1/billing/meters/{id}/event_summaries", self.event_summaries)
         r.add_get("/_standin/meter_events", self.list_meter_events)
+        r.add_post("/v2/billing/meter_event_session", self.create_meter_session)
+        r.add_post("/v2/billing/meter_event_stream", self.stream_events)
         r.add_get("/v1/{kind}/{id}", self.get_object)
         r.add_get("/pay/{id}", self.pay)
         r.add_post("/_standin/checkout/sessions/{id}/complete", self.complete)
