@@ -78,15 +78,32 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        """Nine distinct free ports: every socket stays bound until all are drawn, so the OS
-        cannot hand the same port out twice."""
-        socks = []
+        """Distinct free ports: every socket stays bound until all are drawn, so the OS cannot
+        hand the same port out twice. authz_metrics gets a free pair (port and port + 1), since
+        authz worker i serves metrics on authz_metrics + i; tests run up to two workers."""
+        socks: list[socket.socket] = []
+
+        def bind(port: int = 0) -> int:
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                raise
+            socks.append(sock)
+            return int(sock.getsockname()[1])
+
         try:
-            for _ in range(len(fields(cls))):
-                sock = socket.socket()
-                sock.bind(("127.0.0.1", 0))
-                socks.append(sock)
-            return cls(*(int(sock.getsockname()[1]) for sock in socks))
+            ports = {}
+            for f in fields(cls):
+                ports[f.name] = bind()
+                while f.name == "authz_metrics":
+                    try:
+                        bind(ports[f.name] + 1)
+                        break
+                    except OSError:
+                        ports[f.name] = bind()
+            return cls(**ports)
         finally:
             for sock in socks:
                 sock.close()
