@@ -11,11 +11,13 @@ Several daemons can run at once: every step is idempotent or guarded by the leas
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from metering.ledger import Ledger, Pending, Period
 from metering.metrics import MeteringMetrics
@@ -26,6 +28,18 @@ from tollway.logs import fields
 from tollway.tiers import Report, TierTable
 
 log = logging.getLogger("tollway.metering")
+T = TypeVar("T")
+
+
+async def each(items: Iterable[T], fn: Callable[[T], Awaitable[Any]], width: int) -> None:
+    """``fn`` over ``items``, at most ``width`` at a time (Redis round trips overlap)."""
+    sem = asyncio.Semaphore(width)
+
+    async def one(item: T) -> None:
+        async with sem:
+            await fn(item)
+
+    await asyncio.gather(*(one(i) for i in items))
 
 
 @dataclass
@@ -45,6 +59,7 @@ class Drainer:
         warn_age_s: float,
         lease_ms: int = 10_000,
         stream: StreamSender | None = None,
+        width: int = 64,
     ) -> None:
         self.redis = redis
         self.ledger = ledger
@@ -54,6 +69,7 @@ class Drainer:
         self.warn_age_s = warn_age_s
         self.lease_ms = lease_ms
         self.stream = stream
+        self.width = width  # keys or customers worked on at once
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
 
     async def _owner_of(self, key_id: str) -> tuple[str, str, int, Period] | None:
@@ -72,14 +88,17 @@ class Drainer:
     async def drain(self) -> PassResult:
         result = PassResult()
         keys, customers = await self.ledger.discover()
-        for key_id in sorted(keys):
+
+        async def move(key_id: str) -> None:
             owner = await self._owner_of(key_id)
             if owner is None:
                 log.error("usage_without_key_record", extra=fields(key_id=key_id))
-                continue
+                return
             customer, meter, included, period = owner
             result.moved += await self.ledger.move_key(key_id, customer, meter, included, period)
             customers.add(customer)
+
+        await each(sorted(keys), move, self.width)
         deferred = await (
             self._stream_all(customers, result)
             if self.stream
@@ -94,12 +113,14 @@ class Drainer:
         return result
 
     async def _send_all(self, customers: set[str], result: PassResult) -> list[Pending]:
-        """v1: one customer at a time, under its lease, one event per request."""
+        """v1: each customer under its lease, one event per request, many customers at once
+        (the rate limiter keeps the total under Stripe's limit)."""
         deferred: list[Pending] = []
-        for customer in sorted(customers):
+
+        async def send_for(customer: str) -> None:
             if not await self.ledger.lease(customer, self.owner, self.lease_ms):
                 log.debug("customer_leased_elsewhere", extra=fields(customer=customer))
-                continue  # another daemon is sending for this customer
+                return  # another daemon is sending for this customer
             try:
                 for p in await self.ledger.claim(customer):
                     if not await self.ledger.lease(customer, self.owner, self.lease_ms):
@@ -108,6 +129,8 @@ class Drainer:
                     await self._settle(p, outcome, reason, result, deferred)
             finally:
                 await self.ledger.release(customer, self.owner)
+
+        await each(sorted(customers), send_for, self.width)
         return deferred
 
     async def _stream_all(self, customers: set[str], result: PassResult) -> list[Pending]:
@@ -116,19 +139,26 @@ class Drainer:
         held: list[str] = []
         claimed: list[Pending] = []
         deferred: list[Pending] = []
+
+        async def claim(customer: str) -> None:
+            if await self.ledger.lease(customer, self.owner, self.lease_ms):
+                held.append(customer)
+                claimed.extend(await self.ledger.claim(customer))
+
         try:
-            for customer in sorted(customers):
-                if await self.ledger.lease(customer, self.owner, self.lease_ms):
-                    held.append(customer)
-                    claimed.extend(await self.ledger.claim(customer))
+            await each(sorted(customers), claim, self.width)
             for i in range(0, len(claimed), BATCH):
-                batch = [p for p in claimed[i : i + BATCH]
-                         if await self.ledger.lease(p.customer, self.owner, self.lease_ms)]  # fmt: skip
+                chunk = claimed[i : i + BATCH]
+                renewed = await asyncio.gather(
+                    *(self.ledger.lease(c, self.owner, self.lease_ms) for c in {p.customer for p in chunk})
+                )  # fmt: skip
+                ours = {c for c, ok in zip({p.customer for p in chunk}, renewed, strict=True) if ok}
+                batch = [p for p in chunk if p.customer in ours]
                 for p, outcome, reason in await self.stream.send_batch(batch) if batch else []:
                     await self._settle(p, outcome, reason, result, deferred)
+
         finally:
-            for customer in held:
-                await self.ledger.release(customer, self.owner)
+            await each(held, lambda c: self.ledger.release(c, self.owner), self.width)
         return deferred
 
     async def _settle(

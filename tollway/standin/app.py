@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -104,6 +105,7 @@ class Standin:
     idempotent: dict[str, tuple[int, str]] = field(default_factory=dict)
     session_ttl_s: int = 900  # v2 meter event session tokens, as Stripe's: 15 minutes
     sessions: dict[str, float] = field(default_factory=dict)  # token -> expiry
+    calls: Counter[str] = field(default_factory=Counter)  # API requests by path, for benches
     retry_delays: tuple[float, ...] = RETRY_DELAYS_S
 
     def __post_init__(self) -> None:
@@ -152,6 +154,7 @@ class Standin:
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         fault = None
         if request.path.startswith(("/v1/", "/v2/")):
+            self.calls[request.path] += 1
             auth = request.headers.get("Authorization", "")
             if request.path == "/v2/billing/meter_event_stream":
                 expiry = self.sessions.get(auth.removeprefix("Bearer "), 0.0)

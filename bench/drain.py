@@ -1,0 +1,147 @@
+"""Bench: drain one closed window for N active customers into the Stripe stand-in.
+
+Starts its own redis-server and stand-in, writes N customers with one key and one window of
+usage each, runs one drain pass in v1 and in stream mode, and prints the time and the number
+of Stripe API calls each took.
+
+    python bench/drain.py [--customers 100000]
+
+v1 mode is bounded by design by Stripe's live-mode limit (TOLLWAY_METERING_RATE, 1000 events
+a second); stream mode sends 100 events a request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from metering.daemon import Drainer
+from metering.ledger import Ledger
+from metering.metrics import MeteringMetrics
+from metering.sender import RateLimiter, Sender
+from metering.stream import StreamSender
+from tollway import schema
+from tollway.dev import binaries
+from tollway.dev.stack import free_port, port_open, wait_for
+from tollway.records import KeyRecord
+from tollway.redis_client import connect
+from tollway.settings import StripeSettings
+from tollway.standin.app import Standin
+from tollway.standin.objects import World
+from tollway.stripe_api import Stripe
+from tollway.tiers import parse_tiers
+
+W = 60
+TIERS = parse_tiers(
+    '[tiers.pro]\nrequests_per_second = 10.0\nburst = 10\nmonthly_quota = 0\nover_quota = "bill"\n',
+    "bench",
+)
+
+
+async def seed(redis, n: int, window: int) -> None:
+    now = int(time.time())
+    for start in range(0, n, 2000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for i in range(start, min(n, start + 2000)):
+                key_id, customer = f"{i:016x}", f"cus_bench_{i}"
+                rec = KeyRecord.template("pro", customer, now)
+                pipe.hset(
+                    schema.key_record(key_id),
+                    mapping={**rec.to_redis(), "key_id": key_id, "hash": "x"},
+                )
+                pipe.sadd(schema.owned_keys(customer), key_id)
+                pipe.hset(schema.key_usage(key_id), str(window), 7)
+            await pipe.execute()
+
+
+async def run_mode(mode: str, n: int, redis_url: str) -> tuple[float, int, int]:
+    port = free_port()
+    standin = Standin(World(f"http://127.0.0.1:{port}"))
+    runner = web.AppRunner(standin.build(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    redis = connect(redis_url, timeout_s=30)
+    await redis.flushdb()
+    now = int(time.time())
+    await seed(redis, n, now - now % W - 2 * W)
+    client = Stripe(
+        StripeSettings(stripe_api_base=f"http://127.0.0.1:{port}"), max_network_retries=0
+    )
+    metrics = MeteringMetrics(CollectorRegistry())
+    v1 = Sender(client, RateLimiter(1000), W, 3)
+    stream = StreamSender(client, RateLimiter(1000), W, 3, v1) if mode == "stream" else None
+    drainer = Drainer(redis, Ledger(redis, W, 0), v1, lambda: TIERS, metrics, 1e9, stream=stream)
+    start = time.perf_counter()
+    result = await drainer.drain()
+    took = time.perf_counter() - start
+    accepted = sum(int(e["payload"]["value"]) for e in standin.world.meter_events)
+    assert accepted == 7 * n, (accepted, result)
+    calls = sum(standin.calls.values())
+    await client.aclose()
+    await redis.aclose()
+    await runner.cleanup()
+    return took, calls, len(standin.world.meter_events)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--customers", type=int, default=100_000)
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "drain.md")
+    args = p.parse_args()
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data:
+        redis = subprocess.Popen(
+            [
+                binaries.redis_server(),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                data,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: port_open(port), "redis-server", 10)
+            rows = []
+            for mode in ("v1", "stream"):
+                took, calls, events = asyncio.run(
+                    run_mode(mode, args.customers, f"redis://127.0.0.1:{port}/0")
+                )
+                rows.append(
+                    f"| {mode} | {args.customers:,} | {events:,} | {calls:,} | {took:.1f} s |"
+                )
+                print(rows[-1], flush=True)
+        finally:
+            redis.terminate()
+            redis.wait(10)
+    table = "\n".join([
+        f"Drain of one closed window, {args.customers:,} active customers, one key each "
+        f"({os.cpu_count()} cores):", "",
+        "| mode | customers | meter events | Stripe API calls | drain time |",
+        "|---|---|---|---|---|", *rows, "",
+    ])  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
