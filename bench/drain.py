@@ -32,8 +32,7 @@ from metering.metrics import MeteringMetrics
 from metering.sender import RateLimiter, Sender
 from metering.stream import StreamSender
 from tollway import schema
-from tollway.dev import binaries
-from tollway.dev.stack import free_port, port_open, wait_for
+from tollway.dev.stack import free_port, port_open, redis_argv, wait_for
 from tollway.records import KeyRecord
 from tollway.redis_client import connect
 from tollway.settings import StripeSettings
@@ -80,7 +79,7 @@ async def run_mode(mode: str, n: int, redis_url: str) -> tuple[float, int, int]:
     )
     metrics = MeteringMetrics(CollectorRegistry())
     v1 = Sender(client, RateLimiter(1000), W, 3)
-    stream = StreamSender(client, RateLimiter(1000), W, 3, v1) if mode == "stream" else None
+    stream = StreamSender(v1) if mode == "stream" else None
     drainer = Drainer(redis, Ledger(redis, W, 0), v1, lambda: TIERS, metrics, 1e9, stream=stream)
     start = time.perf_counter()
     result = await drainer.drain()
@@ -102,19 +101,7 @@ def main() -> int:
     port = free_port()
     with tempfile.TemporaryDirectory() as data:
         redis = subprocess.Popen(
-            [
-                binaries.redis_server(),
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                data,
-            ],
+            redis_argv(port, Path(data)),
             stdout=subprocess.DEVNULL,
         )
         try:

@@ -65,6 +65,13 @@ def _is_duplicate(exc: stripe.StripeError) -> bool:
     return exc.code == "duplicate_meter_event" or "already exists with identifier" in message
 
 
+def retryable(exc: stripe.StripeError) -> bool:
+    """429, 5xx and no answer at all are worth another try; any other 4xx is final."""
+    status = exc.http_status or 0
+    transient = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
+    return transient or status == 429 or status >= 500 or status == 0
+
+
 def _retry_after(exc: stripe.StripeError) -> float | None:
     raw = (exc.headers or {}).get("retry-after") or (exc.headers or {}).get("Retry-After")
     try:
@@ -94,9 +101,18 @@ class Sender:
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
 
-    async def send(self, p: Pending) -> tuple[Outcome, str]:
-        params = event_for(p, self.window_s)
-        options = {"idempotency_key": f"tw-ik-{p.identifier}"}
+    def backoff(self, attempt: int) -> float:
+        """Exponential, capped, with jitter so that daemons do not retry in step."""
+        cap: float = min(self.max_delay_s, self.base_delay_s * 2.0**attempt)
+        return cap * random.uniform(0.5, 1.0)  # noqa: S311
+
+    async def attempt(
+        self,
+        call: Callable[[], Awaitable[Any]],
+        classify: Callable[[stripe.StripeError], Outcome | None],
+    ) -> tuple[Outcome, str]:
+        """Run ``call`` until it succeeds (ACCEPTED), ``classify`` calls an error final, or the
+        attempts run out (RETRY_LATER). Between attempts: Retry-After, or backoff."""
         reason = ""
         for attempt in range(self.attempts):
             if attempt:
@@ -104,22 +120,29 @@ class Sender:
             await self.limiter.acquire()
             wait: float | None = None
             try:
-                await self.stripe.v1.billing.meter_events.create_async(params, options)
+                await call()
                 return Outcome.ACCEPTED, ""
             except stripe.StripeError as exc:
-                status = exc.http_status or 0
-                reason = f"{type(exc).__name__} {status}: {exc.user_message or exc}"
-                if _is_duplicate(exc):
-                    return Outcome.DUPLICATE, reason
-                retryable = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError) or (
-                    status == 429 or status >= 500 or status == 0
-                )
-                if not retryable:
-                    return Outcome.DEAD, reason
+                reason = f"{type(exc).__name__} {exc.http_status or 0}: {exc.user_message or exc}"
+                final = classify(exc)
+                if final is not None:
+                    return final, reason
                 wait = _retry_after(exc)
             except (TimeoutError, OSError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             if attempt + 1 < self.attempts:
-                backoff = min(self.max_delay_s, self.base_delay_s * 2**attempt)
-                await self.sleep(wait if wait is not None else backoff * random.uniform(0.5, 1.0))  # noqa: S311
+                await self.sleep(wait if wait is not None else self.backoff(attempt))
         return Outcome.RETRY_LATER, reason
+
+    async def send(self, p: Pending) -> tuple[Outcome, str]:
+        params = event_for(p, self.window_s)
+        options = {"idempotency_key": f"tw-ik-{p.identifier}"}
+
+        def classify(exc: stripe.StripeError) -> Outcome | None:
+            if _is_duplicate(exc):
+                return Outcome.DUPLICATE
+            return None if retryable(exc) else Outcome.DEAD
+
+        return await self.attempt(
+            lambda: self.stripe.v1.billing.meter_events.create_async(params, options), classify
+        )

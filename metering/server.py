@@ -44,14 +44,7 @@ async def serve(settings: MeteringSettings) -> None:
     ledger = Ledger(redis, settings.usage_window_s, settings.close_slack_s)
     stream = None
     if settings.mode == "stream":
-        stream = StreamSender(
-            stripe_client,
-            sender.limiter,
-            settings.usage_window_s,
-            settings.attempts,
-            sender,
-            on_retry=metrics.retries.inc,
-        )
+        stream = StreamSender(sender)
     drainer = Drainer(
         redis,
         ledger,

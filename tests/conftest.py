@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import TEST_TIERS
-from tollway.dev import binaries
-from tollway.dev.stack import free_port, port_open, wait_for
+from tollway.dev.stack import free_port, port_open, redis_argv, wait_for
 from tollway.redis_client import connect
 
 
@@ -20,21 +19,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     data = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        [
-            binaries.redis_server(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(data),
-            "--enable-debug-command",
-            "local",
-        ],
+        redis_argv(port, data, debug=True),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

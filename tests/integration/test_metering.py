@@ -279,9 +279,8 @@ def stream_drainer(redis, client, attempts: int = 4):
 
     metrics = MeteringMetrics(CollectorRegistry())
     v1 = Sender(client, RateLimiter(1000), W, attempts, sleep=no_sleep)
-    stream = StreamSender(
-        client, RateLimiter(1000), W, attempts, v1, on_retry=metrics.retries.inc, sleep=no_sleep
-    )
+    v1.on_retry = metrics.retries.inc
+    stream = StreamSender(v1)
     d = Drainer(redis, Ledger(redis, W, 0), v1, lambda: TABLE, metrics, 25 * 86400, stream=stream)
     return d, stream
 

@@ -33,6 +33,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def redis_argv(port: int, data_dir: Path, persist: bool = False, debug: bool = False) -> list[str]:
+    """A redis-server on loopback. ``persist``: a clean shutdown writes dump.rdb, so a restart
+    keeps the data. ``debug``: allow DEBUG commands (tests use DEBUG SLEEP)."""
+    argv = [binaries.redis_server(), "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "3600 1" if persist else "", "--appendonly", "no", "--dir", str(data_dir)]  # fmt: skip
+    return argv + (["--enable-debug-command", "local"] if debug else [])
+
+
 def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -200,9 +208,7 @@ class Stack:
         if name == "redis":
             data = self.state_dir / "redis"
             data.mkdir(parents=True, exist_ok=True)
-            # A save point makes a clean shutdown write dump.rdb, so a restart keeps the keys.
-            argv = [binaries.redis_server(), "--port", str(p.redis), "--bind", "127.0.0.1",
-                    "--save", "3600 1", "--appendonly", "no", "--dir", str(data.resolve())]  # fmt: skip
+            argv = redis_argv(p.redis, data.resolve(), persist=True)
             return argv, lambda: port_open(p.redis)
         if name == "authz":
             argv = [py, "-m", "authz", "--port", str(p.authz), "--metrics-port",
