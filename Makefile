@@ -30,6 +30,11 @@ integration: setup
 e2e: setup
 	$(BIN)/pytest tests/e2e
 
+# Everything measured side by side in one run; see README "Performance". About 3 minutes.
+bench: setup
+	@scripts/ensure-bench-tools.sh
+	$(BIN)/python bench/run.py
+
 check: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .

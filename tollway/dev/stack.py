@@ -41,7 +41,7 @@ def redis_argv(port: int, data_dir: Path, persist: bool = False, debug: bool = F
     return argv + (["--enable-debug-command", "local"] if debug else [])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -173,7 +173,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
         )
         assert popen.stdout is not None

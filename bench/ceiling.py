@@ -1,0 +1,37 @@
+"""The gRPC ceiling: an Authorization server whose Check does nothing but answer OK.
+
+What grpc.aio itself costs per check on this machine; authz is measured against it.
+``python bench/ceiling.py --port N``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+import grpc
+from envoy.service.auth.v3 import external_auth_pb2 as pb
+from envoy.service.auth.v3 import external_auth_pb2_grpc
+from google.rpc import code_pb2, status_pb2
+
+OK = pb.CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=pb.OkHttpResponse())
+
+
+class Empty(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
+    async def Check(self, request: Any, context: Any) -> Any:
+        return OK
+
+
+async def serve(port: int) -> None:
+    server = grpc.aio.server()
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(Empty(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--port", type=int, required=True)
+    asyncio.run(serve(p.parse_args().port))

@@ -1,0 +1,375 @@
+"""`make bench`: authz measured side by side with what it sits on, in one run, one table.
+
+Starts its own redis-server, the gRPC ceiling (bench/ceiling.py), authz, Envoy with two
+listeners (one with ext_authz from envoy/envoy.yaml, one without; both answer directly, so no
+upstream is measured), and the webhook service. Ratios within the run are what count: this
+machine is small and noisy.
+
+    python bench/run.py [--seconds 8] [--customers 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from envoy.service.auth.v3 import attribute_context_pb2 as ac
+from envoy.service.auth.v3 import external_auth_pb2 as pb
+
+from bench.drain import run_mode
+from tollway.dev import binaries
+from tollway.dev.envoy_config import ENVOY_YAML
+from tollway.dev.stack import die_with_parent, free_port, http_ok, port_open, redis_argv, wait_for
+from tollway.keys import KeyHasher
+from tollway.redis_client import connect
+from tollway.store import KeyStore
+
+HERE = Path(__file__).parent
+TIERS = '[tiers.bench]\nrequests_per_second = 1000000.0\nburst = 1000000\nmonthly_quota = 0\nover_quota = "bill"\n'
+CHECK_PATH = "/envoy.service.auth.v3.Authorization/Check"
+
+
+class Procs:
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        out = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                preexec_fn=die_with_parent)  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            self.stop(proc)
+
+
+def check_body(key: str) -> bytes:
+    """A CheckRequest as Envoy sends one (12 headers), framed for gRPC."""
+    headers = {
+        ":authority": "api.example.com", ":method": "GET", ":path": "/v1/things?page=2", ":scheme": "http",
+        "user-agent": "Mozilla/5.0 (X11; Linux x86_64)", "accept": "application/json",
+        "accept-encoding": "gzip, deflate", "x-forwarded-proto": "http",
+        "x-request-id": "6b1f4c1e-6f7a-4c3e-9d2b-3f0f7f6c2a11", "x-envoy-expected-rq-timeout-ms": "15000",
+        "content-length": "0", "x-api-key": key,
+    }  # fmt: skip
+    req = pb.CheckRequest(attributes=ac.AttributeContext(
+        source=ac.AttributeContext.Peer(), destination=ac.AttributeContext.Peer(),
+        request=ac.AttributeContext.Request(http=ac.AttributeContext.HttpRequest(
+            id="1234567890", method="GET", headers=headers, path="/v1/things?page=2",
+            host="api.example.com", scheme="http", protocol="HTTP/1.1")),
+    ))  # fmt: skip
+    raw = req.SerializeToString()
+    return b"\x00" + len(raw).to_bytes(4, "big") + raw
+
+
+def h2load(
+    port: int, body: Path, seconds: int, log: Path, conns: int = 4, streams: int = 16
+) -> dict[str, float]:
+    out = subprocess.run(
+        ["h2load", "-c", str(conns), "-m", str(streams), "-D", str(seconds), "-d", str(body),
+         "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", str(log),
+         f"http://127.0.0.1:{port}{CHECK_PATH}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rate = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    assert done and done.group(1) == done.group(2), out
+    lat = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line.strip())
+    return {"rps": rate, "n": float(done.group(1)), "p50": lat[len(lat) // 2] / 1000,
+            "p99": lat[int(len(lat) * 0.99)] / 1000}  # fmt: skip
+
+
+def wrk(
+    url: str, seconds: int, key: str | None, conns: int = 32, delay_ms: int | None = None
+) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        if key:
+            f.write(f'wrk.headers["x-api-key"] = "{key}"\n')
+        if delay_ms is not None:
+            f.write(f"function delay() return {delay_ms} end\n")
+    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", f.name, url],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    os.unlink(f.name)
+
+    def ms(label: str) -> float:
+        m = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out)
+        assert m, out
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    assert "Non-2xx" not in out, out
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+            "p50": ms("50%"), "p99": ms("99%")}  # fmt: skip
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def authz_pids(proc: subprocess.Popen[bytes]) -> list[int]:
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    return [proc.pid, *map(int, children)]
+
+
+def redis_calls(url: str) -> tuple[int, int]:
+    """(round trips, all commands) so far: EVAL/EVALSHA are round trips; the commands a script
+    runs inside Redis count as commands but cost no trip."""
+
+    async def go() -> tuple[int, int]:
+        r = connect(url)
+        stats = await r.info("commandstats")
+        await r.aclose()
+        inside = {"hmget", "hget", "hset", "hincrby", "expire", "time", "exists", "get", "set", "hdel",
+                  "hgetall", "incr", "pexpire"}  # fmt: skip
+        calls = {
+            k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items() if k != "cmdstat_info"
+        }
+        trips = sum(n for name, n in calls.items() if name not in inside)
+        return trips, sum(calls.values())
+
+    return asyncio.run(go())
+
+
+def worker_ok(metrics_port: int, workers: int) -> list[int]:
+    out = []
+    for i in range(workers):
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port + i}/metrics", timeout=5) as r:
+            m = re.search(
+                r'tollway_authz_decisions_total\{reason="ok"\} ([\d.e+]+)', r.read().decode()
+            )
+        out.append(int(float(m.group(1))) if m else 0)
+    return out
+
+
+def envoy_config(auth_port: int, base_port: int, admin: int, authz: int) -> dict[str, Any]:
+    shipped = yaml.safe_load(ENVOY_YAML.read_text())
+    hcm_filter = shipped["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    ext_authz = hcm_filter["typed_config"]["http_filters"][0]
+    router = hcm_filter["typed_config"]["http_filters"][-1]
+    cluster = next(
+        c for c in shipped["static_resources"]["clusters"] if c["name"] == "tollway_authz"
+    )
+    cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+        "socket_address"
+    ]["port_value"] = authz
+
+    def listener(name: str, port: int, filters: list[Any]) -> dict[str, Any]:
+        return {"name": name, "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "filter_chains": [{"filters": [{"name": hcm_filter["name"], "typed_config": {
+                    "@type": hcm_filter["typed_config"]["@type"], "stat_prefix": name,
+                    "route_config": {"virtual_hosts": [{"name": name, "domains": ["*"], "routes": [
+                        {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]},
+                    "http_filters": [*filters, router]}}]}]}  # fmt: skip
+
+    return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+            "static_resources": {"listeners": [listener("with_authz", auth_port, [ext_authz]),
+                                               listener("baseline", base_port, [])],
+                                 "clusters": [cluster]}}  # fmt: skip
+
+
+def webhook_rate(procs: Procs, redis_url: str, tiers: Path, n: int) -> float:
+    import aiohttp
+    import stripe
+
+    port, secret = free_port(), "whsec_bench"
+    proc = procs.start("webhook", [sys.executable, "-m", "webhook", "--port", str(port), "--redis-url", redis_url,
+                                   "--tiers", str(tiers)], {"STRIPE_WEBHOOK_SECRET": secret, "TOLLWAY_LOG_LEVEL": "WARNING"})  # fmt: skip
+    wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), "webhook", 20)
+    now = int(time.time())
+    bodies = []
+    for i in range(n):
+        event = {"id": f"evt_bench{i}", "type": "invoice.payment_failed", "created": now, "data": {"object": {
+            "customer": "cus_bench", "parent": {"subscription_details": {"subscription": f"sub_bench{i}"}}}}}  # fmt: skip
+        raw = json.dumps(event)
+        bodies.append(
+            (raw.encode(), stripe.WebhookSignature.generate_signature_header(raw, secret))
+        )
+
+    async def go() -> float:
+        sem = asyncio.Semaphore(32)
+        async with aiohttp.ClientSession() as http:
+
+            async def post(raw: bytes, sig: str) -> None:
+                async with sem, http.post(f"http://127.0.0.1:{port}/webhooks/stripe", data=raw,
+                                          headers={"Stripe-Signature": sig}) as r:  # fmt: skip
+                    assert r.status == 200, await r.text()
+
+            start = time.perf_counter()
+            await asyncio.gather(*(post(*b) for b in bodies))
+            return n / (time.perf_counter() - start)
+
+    rate = asyncio.run(go())
+    procs.stop(proc)
+    return rate
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--customers", type=int, default=20_000, help="metering drain size")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "latest.md")
+    args = ap.parse_args()
+    s = args.seconds
+    rows: list[tuple[str, str]] = []
+
+    def row(name: str, value: str) -> None:
+        rows.append((name, value))
+        print(f"{name:<62} {value}", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        procs = Procs(tmp)
+        try:
+            rport = free_port()
+            procs.start("redis", redis_argv(rport, tmp))
+            wait_for(lambda: port_open(rport), "redis", 10)
+            redis_url = f"redis://127.0.0.1:{rport}/0"
+            tiers = tmp / "tiers.toml"
+            tiers.write_text(TIERS)
+
+            async def make_key() -> str:
+                r = connect(redis_url)
+                key, _ = await KeyStore(r, KeyHasher()).create("bench", "cus_bench")
+                await r.aclose()
+                return key
+
+            key = asyncio.run(make_key())
+            body = tmp / "check.bin"
+            body.write_bytes(check_body(key))
+
+            cport = free_port()
+            ceiling = procs.start(
+                "ceiling", [sys.executable, str(HERE / "ceiling.py"), "--port", str(cport)]
+            )
+            wait_for(lambda: port_open(cport), "ceiling", 20)
+            ceil = h2load(cport, body, s, tmp / "ceil.log")
+            procs.stop(ceiling)
+            row(
+                "1. gRPC ceiling (empty handler), checks/s, h2load h2c",
+                f"{ceil['rps']:,.0f}  (p50 {ceil['p50']:.2f} ms, p99 {ceil['p99']:.2f} ms)",
+            )
+
+            authz_port = 0
+            for workers in (1, 2):
+                aport, mport = free_port(), free_port()
+                while not all(not port_open(mport + i) for i in range(workers)):
+                    mport = free_port()
+                authz = procs.start("authz", [sys.executable, "-m", "authz", "--port", str(aport), "--metrics-port",
+                                              str(mport), "--workers", str(workers), "--redis-url", redis_url,
+                                              "--tiers", str(tiers)], {"TOLLWAY_LOG_LEVEL": "WARNING"})  # fmt: skip
+                ports = [aport, *(mport + i for i in range(workers))]
+                wait_for(lambda ports=ports: all(port_open(p) for p in ports), "authz", 20)
+                h2load(aport, body, 2, tmp / "warm.log")  # warm up: connections, script cache
+                pids = authz_pids(authz) if workers > 1 else [authz.pid]
+                before_ok, before_cpu, before_redis = (
+                    worker_ok(mport, workers),
+                    cpu_seconds(pids),
+                    redis_calls(redis_url),
+                )
+                d = h2load(aport, body, s, tmp / f"authz{workers}.log")
+                after_ok, after_cpu, after_redis = (
+                    worker_ok(mport, workers),
+                    cpu_seconds(pids),
+                    redis_calls(redis_url),
+                )
+                spread = [a - b for a, b in zip(after_ok, before_ok, strict=True)]
+                cpu_us = (after_cpu - before_cpu) / d["n"] * 1e6
+                trips = (after_redis[0] - before_redis[0]) / d["n"]
+                commands = (after_redis[1] - before_redis[1]) / d["n"]
+                row(f"2. authz direct, {workers} worker(s), checks/s (÷ ceiling)",
+                    f"{d['rps']:,.0f}  ({d['rps'] / ceil['rps']:.2f})  p50 {d['p50']:.2f} ms, p99 {d['p99']:.2f} ms")  # fmt: skip
+                row("   CPU per check / Redis round trips (commands) per check / checks per worker",
+                    f"{cpu_us:.0f} µs / {trips:.2f} ({commands:.2f}) / {spread}")  # fmt: skip
+                if workers == 2:
+                    authz_port = aport
+                else:
+                    procs.stop(authz)
+
+            e_auth, e_base, admin = free_port(), free_port(), free_port()
+            cfg = tmp / "envoy.yaml"
+            cfg.write_text(yaml.safe_dump(envoy_config(e_auth, e_base, admin, authz_port)))
+            procs.start("envoy", [binaries.envoy(), "-c", str(cfg), "--disable-hot-restart", "--log-level", "warn",
+                                  "--concurrency", "2"])  # fmt: skip
+            wait_for(lambda: http_ok(f"http://127.0.0.1:{admin}/ready"), "envoy", 20)
+            wrk(f"http://127.0.0.1:{e_auth}/", 2, key)  # warm up
+            base = wrk(f"http://127.0.0.1:{e_base}/", s, key)
+            before_ok = worker_ok(mport, 2)
+            auth = wrk(f"http://127.0.0.1:{e_auth}/", s, key)
+            through = [a - b for a, b in zip(worker_ok(mport, 2), before_ok, strict=True)]
+            row("3. Envoy alone / Envoy + authz (2 workers), rps at saturation",
+                f"{base['rps']:,.0f} / {auth['rps']:,.0f}  (ratio {auth['rps'] / base['rps']:.3f})")  # fmt: skip
+            row("   checks per authz worker through Envoy (2 Envoy threads)", str(through))
+            slow_base = wrk(f"http://127.0.0.1:{e_base}/", s, key, conns=10, delay_ms=10)
+            slow_auth = wrk(f"http://127.0.0.1:{e_auth}/", s, key, conns=10, delay_ms=10)
+            row(f"   at ~1,000 rps (achieved {slow_auth['rps']:,.0f}): added p50 / added p99",
+                f"{slow_auth['p50'] - slow_base['p50']:.2f} ms / {slow_auth['p99'] - slow_base['p99']:.2f} ms"
+                f"  (Envoy alone p50 {slow_base['p50']:.2f}, p99 {slow_base['p99']:.2f} ms)")  # fmt: skip
+
+            rate = webhook_rate(procs, redis_url, tiers, 2000)
+            row("4. webhook: signed events applied per second (32 concurrent)", f"{rate:,.0f}")
+        finally:
+            procs.stop_all()
+        for mode in ("v1", "stream"):
+            took, calls = drain(mode, args.customers)
+            row(f"5. metering: drain one window, {args.customers:,} customers, {mode}",
+                f"{took:.1f} s, {calls:,} Stripe calls")  # fmt: skip
+
+    lines = [f"tollway bench, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+             "| measure | value |", "|---|---|", *(f"| {n.strip()} | {v} |" for n, v in rows), ""]  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+def drain(mode: str, customers: int) -> tuple[float, int]:
+    """(seconds, Stripe calls) to drain one window for ``customers``, on a fresh redis-server."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data:
+        proc = subprocess.Popen(
+            redis_argv(port, Path(data)), stdout=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
+        try:
+            wait_for(lambda: port_open(port), "redis", 10)
+            took, calls, _ = asyncio.run(run_mode(mode, customers, f"redis://127.0.0.1:{port}/0"))
+            return took, calls
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
