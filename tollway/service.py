@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from tollway import logs
@@ -18,6 +18,19 @@ from tollway.stripe_api import StripeNotConfigured
 from tollway.tiers import TierError
 
 S = TypeVar("S")
+
+
+def run_loop(main: Coroutine[Any, Any, None], event_loop: str) -> None:
+    """Run ``main`` on uvloop when asked for and installed, otherwise on asyncio's loop."""
+    if event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:  # e.g. Windows, where uvloop does not exist
+            pass
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 def run(
@@ -34,7 +47,7 @@ def run(
         return 2
     logs.setup(name, str(getattr(settings, "log_level", "INFO")))
     try:
-        asyncio.run(serve(settings))  # type: ignore[arg-type]
+        run_loop(serve(settings), str(getattr(settings, "event_loop", "asyncio")))  # type: ignore[arg-type]
     except TierError as exc:
         print(f"{prog}: invalid tier table:\n{exc}", file=sys.stderr)
         return 2

