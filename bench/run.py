@@ -125,9 +125,11 @@ def wrk(
         assert m, out
         return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
-    assert "Non-2xx" not in out, out
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    total = re.search(r"(\d+) requests in", out)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-            "p50": ms("50%"), "p99": ms("99%")}  # fmt: skip
+            "p50": ms("50%"), "p99": ms("99%"), "errors": float(bad.group(1)) if bad else 0.0,
+            "n": float(total.group(1)) if total else 0.0}  # fmt: skip
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -330,7 +332,8 @@ def main() -> int:
             auth = wrk(f"http://127.0.0.1:{e_auth}/", s, key)
             through = [a - b for a, b in zip(worker_ok(mport, 2), before_ok, strict=True)]
             row("3. Envoy alone / Envoy + authz (2 workers), rps at saturation",
-                f"{base['rps']:,.0f} / {auth['rps']:,.0f}  (ratio {auth['rps'] / base['rps']:.3f})")  # fmt: skip
+                f"{base['rps']:,.0f} / {auth['rps']:,.0f}  (ratio {auth['rps'] / base['rps']:.3f}); "
+                f"non-2xx {auth['errors']:.0f} of {auth['n']:,.0f}")  # fmt: skip
             row("   checks per authz worker through Envoy (2 Envoy threads)", str(through))
             slow_base = wrk(f"http://127.0.0.1:{e_base}/", s, key, conns=10, delay_ms=10)
             slow_auth = wrk(f"http://127.0.0.1:{e_auth}/", s, key, conns=10, delay_ms=10)
