@@ -99,6 +99,14 @@ def test_billing_equals_2xx_through_kills_and_stripe_faults(tmp_path, mode):
         time.sleep(2)  # a few more drain passes: nothing more may arrive
         assert billed(edge) == ok
 
+        status, metrics = fetch(f"http://127.0.0.1:{edge.stack.ports.metering}/metrics")
+        assert status == 200
+        for name in ("tollway_metering_pending_windows", "tollway_metering_oldest_pending_seconds",
+                     "tollway_metering_events_sent_total", "tollway_metering_retries_total",
+                     "tollway_metering_dead_letters_total"):  # fmt: skip
+            assert name in metrics.decode(), name
+        assert fetch(f"http://127.0.0.1:{edge.stack.ports.metering}/healthz")[0] == 200
+
         deliveries = json.loads(fetch(f"{edge.stack.standin_url}/_standin/meter_events")[1])["data"]
         assert len({e["identifier"] for e in deliveries}) == len(deliveries)
         for customer in CUSTOMERS:
