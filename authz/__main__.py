@@ -20,6 +20,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="gRPC port (TOLLWAY_AUTHZ_PORT, default 9191)")
     p.add_argument("--metrics-port", type=int, help="/metrics port, 0 = off (default 9192)")
     p.add_argument("--workers", type=int, help="worker processes (TOLLWAY_AUTHZ_WORKERS)")
+    p.add_argument(
+        "--worker-port-base",
+        type=int,
+        help="worker i also listens on this + i, for Envoy to balance over (TOLLWAY_AUTHZ_WORKER_PORT_BASE)",
+    )
     p.add_argument("--redis-url", help="Redis URL (TOLLWAY_REDIS_URL)")
     p.add_argument("--tiers", type=Path, help="tier table path (TOLLWAY_TIERS)")
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
@@ -32,6 +37,7 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
         "port": args.port,
         "metrics_port": args.metrics_port,
         "workers": args.workers,
+        "worker_port_base": args.worker_port_base,
         "redis_url": args.redis_url,
         "tiers": args.tiers,
     }

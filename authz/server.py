@@ -97,6 +97,10 @@ class Worker:
         port = int(self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}"))
         if port == 0:
             raise OSError(f"cannot bind {self.settings.host}:{self.settings.port}")
+        if self.settings.worker_port_base:
+            own = self.settings.worker_port_base + self.index
+            if int(self.server.add_insecure_port(f"{self.settings.host}:{own}")) == 0:
+                raise OSError(f"cannot bind this worker's own port {self.settings.host}:{own}")
         await self.server.start()
         for name in ("", AUTH_SERVICE):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

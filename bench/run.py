@@ -33,7 +33,7 @@ from envoy.service.auth.v3 import external_auth_pb2 as pb
 
 from bench.drain import run_mode
 from tollway.dev import binaries
-from tollway.dev.envoy_config import ENVOY_YAML
+from tollway.dev.envoy_config import render
 from tollway.dev.stack import die_with_parent, free_port, http_ok, port_open, redis_argv, wait_for
 from tollway.keys import KeyHasher
 from tollway.redis_client import connect
@@ -176,17 +176,18 @@ def worker_ok(metrics_port: int, workers: int) -> list[int]:
     return out
 
 
-def envoy_config(auth_port: int, base_port: int, admin: int, authz: int) -> dict[str, Any]:
-    shipped = yaml.safe_load(ENVOY_YAML.read_text())
+def envoy_config(
+    auth_port: int, base_port: int, admin: int, authz: int | list[int]
+) -> dict[str, Any]:
+    """Two listeners answering directly, one with ext_authz; the filter and the authz cluster are
+    taken from envoy/envoy.yaml, with the cluster pointed at ``authz`` (one port per worker)."""
+    shipped = render(0, 0, authz, 0)
     hcm_filter = shipped["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     ext_authz = hcm_filter["typed_config"]["http_filters"][0]
     router = hcm_filter["typed_config"]["http_filters"][-1]
     cluster = next(
         c for c in shipped["static_resources"]["clusters"] if c["name"] == "tollway_authz"
     )
-    cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
-        "socket_address"
-    ]["port_value"] = authz
 
     def listener(name: str, port: int, filters: list[Any]) -> dict[str, Any]:
         return {"name": name, "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
@@ -284,14 +285,14 @@ def main() -> int:
                 f"{ceil['rps']:,.0f}  (p50 {ceil['p50']:.2f} ms, p99 {ceil['p99']:.2f} ms)",
             )
 
-            authz_port = 0
+            worker_ports: list[int] = []
             for workers in (1, 2):
-                aport, mport = free_port(), free_port()
-                while not all(not port_open(mport + i) for i in range(workers)):
-                    mport = free_port()
+                aport, mport, wport = free_port(), free_port(), free_port()
+                while any(port_open(mport + i) or port_open(wport + i) for i in range(workers)):
+                    mport, wport = free_port(), free_port()
                 authz = procs.start("authz", [sys.executable, "-m", "authz", "--port", str(aport), "--metrics-port",
                                               str(mport), "--workers", str(workers), "--redis-url", redis_url,
-                                              "--tiers", str(tiers)], {"TOLLWAY_LOG_LEVEL": "WARNING"})  # fmt: skip
+                                              "--tiers", str(tiers), "--worker-port-base", str(wport)], {"TOLLWAY_LOG_LEVEL": "WARNING"})  # fmt: skip
                 ports = [aport, *(mport + i for i in range(workers))]
                 wait_for(lambda ports=ports: all(port_open(p) for p in ports), "authz", 20)
                 h2load(aport, body, 2, tmp / "warm.log")  # warm up: connections, script cache
@@ -316,13 +317,13 @@ def main() -> int:
                 row("   CPU per check / Redis round trips (commands) per check / checks per worker",
                     f"{cpu_us:.0f} µs / {trips:.2f} ({commands:.2f}) / {spread}")  # fmt: skip
                 if workers == 2:
-                    authz_port = aport
+                    worker_ports = [wport, wport + 1]
                 else:
                     procs.stop(authz)
 
             e_auth, e_base, admin = free_port(), free_port(), free_port()
             cfg = tmp / "envoy.yaml"
-            cfg.write_text(yaml.safe_dump(envoy_config(e_auth, e_base, admin, authz_port)))
+            cfg.write_text(yaml.safe_dump(envoy_config(e_auth, e_base, admin, worker_ports)))
             procs.start("envoy", [binaries.envoy(), "-c", str(cfg), "--disable-hot-restart", "--log-level", "warn",
                                   "--concurrency", "2"])  # fmt: skip
             wait_for(lambda: http_ok(f"http://127.0.0.1:{admin}/ready"), "envoy", 20)
@@ -334,7 +335,10 @@ def main() -> int:
             row("3. Envoy alone / Envoy + authz (2 workers), rps at saturation",
                 f"{base['rps']:,.0f} / {auth['rps']:,.0f}  (ratio {auth['rps'] / base['rps']:.3f}); "
                 f"non-2xx {auth['errors']:.0f} of {auth['n']:,.0f}")  # fmt: skip
-            row("   checks per authz worker through Envoy (2 Envoy threads)", str(through))
+            row(
+                "   checks per authz worker through Envoy (cluster lists each worker's port)",
+                str(through),
+            )
             slow_base = wrk(f"http://127.0.0.1:{e_base}/", s, key, conns=10, delay_ms=10)
             slow_auth = wrk(f"http://127.0.0.1:{e_auth}/", s, key, conns=10, delay_ms=10)
             row(f"   at ~1,000 rps (achieved {slow_auth['rps']:,.0f}): added p50 / added p99",

@@ -103,6 +103,11 @@ class AuthzSettings(StoreSettings):
     # Each worker serves Prometheus on metrics_port + its index; 0 turns metrics off.
     metrics_port: int = env("TOLLWAY_AUTHZ_METRICS_PORT", 9192, "Prometheus /metrics port")
     workers: int = env("TOLLWAY_AUTHZ_WORKERS", 1, "processes sharing the port (SO_REUSEPORT)")
+    # SO_REUSEPORT lets the kernel hash each connection to one worker, and Envoy opens only one
+    # HTTP/2 connection per thread, so all traffic can land on one worker. With a base port,
+    # worker i also listens on base + i; list those as the Envoy cluster's endpoints and its
+    # load balancer spreads requests over every worker.
+    worker_port_base: int = env("TOLLWAY_AUTHZ_WORKER_PORT_BASE", 0, "worker i also on base + i")
     # Redis socket read/connect timeout: how a hung or dead Redis is detected. It must fire
     # well inside Envoy's 250 ms ext_authz timeout so that the tier's on_store_error policy,
     # not Envoy's status_on_error, decides the answer.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,17 @@ import yaml
 ENVOY_YAML = Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"
 
 
-def _set_cluster_port(config: dict[str, Any], cluster: str, port: int) -> None:
+def _set_cluster_ports(config: dict[str, Any], cluster: str, ports: list[int]) -> None:
+    """Point ``cluster`` at 127.0.0.1 on ``ports``, one endpoint each, keeping everything else."""
     for c in config["static_resources"]["clusters"]:
         if c["name"] == cluster:
-            for group in c["load_assignment"]["endpoints"]:
-                for ep in group["lb_endpoints"]:
-                    ep["endpoint"]["address"]["socket_address"]["port_value"] = port
+            group = c["load_assignment"]["endpoints"][0]
+            template = group["lb_endpoints"][0]
+            group["lb_endpoints"] = []
+            for port in ports:
+                ep = copy.deepcopy(template)
+                ep["endpoint"]["address"]["socket_address"]["port_value"] = port
+                group["lb_endpoints"].append(ep)
             return
     raise KeyError(f"cluster {cluster!r} not in envoy config")
 
@@ -23,17 +29,20 @@ def _set_cluster_port(config: dict[str, Any], cluster: str, port: int) -> None:
 def render(
     listener_port: int,
     admin_port: int,
-    authz_port: int,
+    authz_port: int | list[int],
     upstream_port: int,
     source: Path = ENVOY_YAML,
 ) -> dict[str, Any]:
-    """The config at ``source`` with its four ports replaced; nothing else changes."""
+    """The config at ``source`` with its ports replaced; nothing else changes. ``authz_port``
+    may list one port per authz worker (see --worker-port-base)."""
     config: dict[str, Any] = yaml.safe_load(source.read_text(encoding="utf-8"))
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     listener = config["static_resources"]["listeners"][0]
     listener["address"]["socket_address"]["port_value"] = listener_port
-    _set_cluster_port(config, "tollway_authz", authz_port)
-    _set_cluster_port(config, "upstream", upstream_port)
+    _set_cluster_ports(
+        config, "tollway_authz", authz_port if isinstance(authz_port, list) else [authz_port]
+    )
+    _set_cluster_ports(config, "upstream", [upstream_port])
     return config
 
 

@@ -83,12 +83,13 @@ class Ports:
     webhook: int = 8081
     standin: int = 12111
     metering: int = 8082
+    authz_workers: int = 9200  # worker i also listens on authz_workers + i
 
     @classmethod
     def free(cls) -> Ports:
         """Distinct free ports: every socket stays bound until all are drawn, so the OS cannot
-        hand the same port out twice. authz_metrics gets a free pair (port and port + 1), since
-        authz worker i serves metrics on authz_metrics + i; tests run up to two workers."""
+        hand the same port out twice. authz_metrics and authz_workers get a free pair (port and
+        port + 1), since authz worker i uses them + i; tests run up to two workers."""
         socks: list[socket.socket] = []
 
         def bind(port: int = 0) -> int:
@@ -105,7 +106,7 @@ class Ports:
             ports = {}
             for f in fields(cls):
                 ports[f.name] = bind()
-                while f.name == "authz_metrics":
+                while f.name in ("authz_metrics", "authz_workers"):
                     try:
                         bind(ports[f.name] + 1)
                         break
@@ -214,6 +215,8 @@ class Stack:
             argv = [py, "-m", "authz", "--port", str(p.authz), "--metrics-port",
                     str(p.authz_metrics), "--redis-url", self.effective_redis_url,
                     "--tiers", str(self.tiers), "--workers", str(self.authz_workers)]  # fmt: skip
+            if self.authz_workers > 1:
+                argv += ["--worker-port-base", str(p.authz_workers)]
             return argv, lambda: port_open(p.authz)
         if name == "standin":
             argv = [py, "-m", "tollway.standin", "--port", str(p.standin), "--webhook-url",
@@ -231,7 +234,11 @@ class Stack:
             argv = [py, "-m", "tollway.dev.upstream", "--port", str(p.upstream)]
             return argv, lambda: port_open(p.upstream)
         if name == "envoy":
-            config = envoy_config.render(p.envoy, p.envoy_admin, p.authz, p.upstream)
+            # Several workers: Envoy balances over each one's own port (AuthzSettings.worker_port_base).
+            authz: int | list[int] = p.authz
+            if self.authz_workers > 1:
+                authz = [p.authz_workers + i for i in range(self.authz_workers)]
+            config = envoy_config.render(p.envoy, p.envoy_admin, authz, p.upstream)
             path = envoy_config.write(config, self.state_dir / "envoy.yaml")
             argv = [binaries.envoy(), "-c", str(path), "--disable-hot-restart",
                     "--log-level", "warn", "--concurrency", "2"]  # fmt: skip
