@@ -110,8 +110,9 @@ class AuthzSettings(StoreSettings):
     worker_port_base: int = env("TOLLWAY_AUTHZ_WORKER_PORT_BASE", 0, "worker i also on base + i")
     # Redis socket read/connect timeout: how a hung or dead Redis is detected. It must fire
     # well inside Envoy's 250 ms ext_authz timeout so that the tier's on_store_error policy,
-    # not Envoy's status_on_error, decides the answer.
-    store_timeout_ms: float = env("TOLLWAY_STORE_TIMEOUT_MS", 50.0, "Redis socket timeout")
+    # not Envoy's status_on_error, decides the answer. Not lower: at 50 ms, make bench saw a
+    # healthy Redis reported as failed under saturation (an event loop stalled past 50 ms).
+    store_timeout_ms: float = env("TOLLWAY_STORE_TIMEOUT_MS", 100.0, "Redis socket timeout")
     # The whole check's budget, queueing included. Past it the process is overloaded, not
     # Redis broken: shed with 503 overloaded, without tripping the breaker or degrading.
     check_deadline_ms: float = env("TOLLWAY_CHECK_DEADLINE_MS", 200.0, "budget for one check")

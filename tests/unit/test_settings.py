@@ -13,7 +13,7 @@ from tollway.settings import AuthzSettings, DevSettings, SettingsError, describe
 def test_defaults_without_environment():
     """Every field has a default."""
     s = load(AuthzSettings, {})
-    assert (s.port, s.metrics_port, s.store_timeout_ms, s.workers) == (9191, 9192, 50.0, 1)
+    assert (s.port, s.metrics_port, s.store_timeout_ms, s.workers) == (9191, 9192, 100.0, 1)
     assert s.redis_url == "redis://127.0.0.1:6379/0"
 
 
