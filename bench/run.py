@@ -342,6 +342,10 @@ def main() -> int:
             )
             alog = (tmp / "authz.log").read_text(errors="replace")
             causes = {e: alog.count(f'"event": "{e}"') for e in ("store_error", "overloaded")}
+            for line in [
+                x for x in alog.splitlines() if '"store_error"' in x or '"overloaded"' in x
+            ][:3]:
+                print(f"      {line[:300]}", flush=True)
             row(
                 "   authz's own refusals logged during the run (store_error / overloaded)",
                 f"{causes['store_error']} / {causes['overloaded']}",
