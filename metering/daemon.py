@@ -95,7 +95,10 @@ class Drainer:
                 log.error("usage_without_key_record", extra=fields(key_id=key_id))
                 return
             customer, meter, included, period = owner
-            result.moved += await self.ledger.move_key(key_id, customer, meter, included, period)
+            # Await first: `result.moved += await ...` would read `moved` before the await, and
+            # keys moved concurrently would overwrite each other's counts.
+            moved = await self.ledger.move_key(key_id, customer, meter, included, period)
+            result.moved += moved
             customers.add(customer)
 
         await each(sorted(keys), move, self.width)

@@ -128,6 +128,7 @@ async def test_drain_aggregates_keys_per_customer_window_and_meter(redis, standi
     await usage(redis, a.key_id, w - W, 1)
     result = await drainer(redis, client).drain()
     assert result.sent == {Outcome.ACCEPTED: 3}
+    assert result.moved == 3 + 4 + 5 + 1  # every key's usage, counted while keys move at once
     events = sorted((e["payload"]["stripe_customer_id"], e["event_name"], e["payload"]["value"], e["timestamp"])
                     for e in s.world.meter_events)  # fmt: skip
     assert events == [("cus_A", "pro_calls", "1", w), ("cus_A", "pro_calls", "7", w + W),
