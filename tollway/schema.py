@@ -62,11 +62,6 @@ def check_keys(key_id: str) -> list[str]:
     return [key_record(key_id), key_state(key_id), key_usage(key_id)]
 
 
-def record_pattern() -> str:
-    """SCAN pattern matching every key record."""
-    return f"{PREFIX}:{{*}}:key"
-
-
 def _stripe(object_id: str) -> str:
     if not STRIPE_ID.match(object_id):
         raise ValueError(f"not a Stripe id: {object_id[:80]!r}")

@@ -134,7 +134,7 @@ class Processor:
     async def resolve_tier(self, subscription: str, hint: str) -> tuple[str, SubState]:
         """The tier for a new key: the subscription's known tier, the checkout's hint, or the
         price of the subscription fetched from Stripe. Raises UnknownTier."""
-        state, _ = await self.states.read(subscription, "evt_none")
+        state = await self.states.state(subscription)
         table = self.tiers()
         if state.tier and table.get(state.tier):
             return state.tier, state

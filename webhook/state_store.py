@@ -27,6 +27,12 @@ class StateStore:
         self.keys = keys
         self._apply = scripts.register(redis, "apply_state")
 
+    async def state(self, subscription: str) -> SubState:
+        """The subscription's state alone."""
+        return SubState.from_redis(
+            subscription, await self.redis.hgetall(schema.subscription_state(subscription))
+        )
+
     async def read(self, subscription: str, event_id: str) -> tuple[SubState, str | None]:
         """The subscription's state and this event's marker (None, "applied" or "done")."""
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -187,7 +187,7 @@ async def test_refetch_mode_applies_stripes_current_state(standin, redis):
     stale = {"id": "evt_old", "type": "customer.subscription.created", "created": 1, "data": {"object": {
         "id": sub_id, "customer": "cus_x", "status": "incomplete", "items": {"data": []}}}}  # fmt: skip
     assert await proc.handle(stale) == "applied"
-    state, _ = await proc.states.read(sub_id, "evt_x")
+    state = await proc.states.state(sub_id)
     assert (state.status, state.tier) == (KeyStatus.ACTIVE, "pro")
 
 
