@@ -22,13 +22,15 @@ class UsageBuffer:
     def __init__(self, window_s: int) -> None:
         self.window_s = window_s
         self._counts: Counter[tuple[str, int]] = Counter()
+        self._total = 0  # kept, not summed: len() is read on every degraded request
 
     def __len__(self) -> int:
-        return sum(self._counts.values())
+        return self._total
 
     def add(self, key_id: str, now_s: float, n: int = 1) -> None:
         now = int(now_s)
         self._counts[(key_id, now - now % self.window_s)] += n
+        self._total += n
 
     async def flush(self, redis: Any) -> int:
         """Write every pending count to Redis; returns how many requests were written.
@@ -44,7 +46,9 @@ class UsageBuffer:
             await pipe.execute()
         self._counts.subtract(batch)
         self._counts = +self._counts  # drop zeros; counts added meanwhile stay
-        return sum(batch.values())
+        written = sum(batch.values())
+        self._total -= written
+        return written
 
     def save(self, directory: Path, name: str) -> Path | None:
         """Append pending counts to a spool file in ``directory``; None if there were none."""
@@ -56,6 +60,7 @@ class UsageBuffer:
             for (key_id, window), n in self._counts.items():
                 f.write(json.dumps({"key_id": key_id, "window": window, "n": n}) + "\n")
         self._counts.clear()
+        self._total = 0
         return path
 
     def load(self, directory: Path) -> int:
@@ -75,6 +80,7 @@ class UsageBuffer:
                 try:
                     row = json.loads(line)
                     self._counts[(str(row["key_id"]), int(row["window"]))] += int(row["n"])
+                    self._total += int(row["n"])
                     total += int(row["n"])
                 except (ValueError, KeyError, TypeError):
                     log.error("unreadable spool line in %s, not loaded: %r", path, line[:200])

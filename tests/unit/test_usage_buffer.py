@@ -42,3 +42,40 @@ def test_empty_buffer_saves_nothing(tmp_path):
     """Nothing pending means no spool file."""
     assert UsageBuffer(60).save(tmp_path, "w0") is None
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_length_follows_adds_flushes_and_saves(tmp_path):
+    """len() stays equal to the pending requests through add, a partial flush and save."""
+
+    class Pipe:
+        def __init__(self, buf) -> None:
+            self.buf = buf
+
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc) -> None:
+            return None
+
+        def hincrby(self, *args) -> None:
+            return None
+
+        async def execute(self) -> None:
+            self.buf.add("k9", 0, n=2)  # counted while the flush is in flight: must stay
+
+    class Redis:
+        def __init__(self, buf) -> None:
+            self.buf = buf
+
+        def pipeline(self, transaction: bool = False):
+            return Pipe(self.buf)
+
+    buf = UsageBuffer(60)
+    buf.add("k1", 0, n=3)
+    buf.add("k2", 70)
+    assert len(buf) == 4
+    assert await buf.flush(Redis(buf)) == 4
+    assert len(buf) == 2 == sum(buf._counts.values())
+    buf.save(tmp_path, "w")
+    assert len(buf) == 0
+    assert buf.load(tmp_path) == 2 and len(buf) == 2
