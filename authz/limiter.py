@@ -1,4 +1,11 @@
-"""The one Redis round trip per check: run check.lua under a timeout and a circuit breaker.
+"""The one Redis round trip per check: check.lua, coalesced, under a deadline and a breaker.
+
+One pipeline is out at a time. Checks that arrive while it is out wait, and go together as the
+next pipeline of EVALSHAs the moment it returns (envoyproxy/ratelimit's pipeline window, sized
+by Redis's own round trip instead of a fixed delay): an idle server sends at once, a busy one
+sends fewer, fuller pipelines, with one write, one deadline timer and one breaker verdict
+per batch. Every check still runs its own script, so each stays atomic on its own
+keys, and on Redis Cluster each is routed to its own slot's node.
 
 Two failures, told apart on purpose:
 
@@ -16,15 +23,19 @@ Redis wait unread behind other work, and cancelling them drops their connections
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from authz.breaker import Breaker
 from authz.outcome import Outcome
 from tollway import schema, scripts
 from tollway.clock import CheckClock
 from tollway.records import DEFAULT_PERIOD_S
+
+# One batch never carries more than this many checks; the rest go in the next pipeline.
+MAX_BATCH = 256
 
 
 class StoreUnavailable(Exception):
@@ -35,6 +46,9 @@ class Overloaded(Exception):
     """The check did not finish within its deadline for reasons of our own load."""
 
 
+Pending = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
+
+
 class Limiter:
     def __init__(
         self,
@@ -43,6 +57,7 @@ class Limiter:
         breaker: Breaker,
         deadline_s: float,
         usage_window_s: int,
+        on_pipeline: Callable[[], None] = lambda: None,
     ) -> None:
         self.redis = redis
         self.clock = clock
@@ -50,7 +65,12 @@ class Limiter:
         self.deadline_s = deadline_s
         self._window = str(usage_window_s)
         self._period = str(DEFAULT_PERIOD_S)
-        self._script = scripts.register(redis, "check")
+        self._source = scripts.source("check")
+        self._sha = scripts.sha1(self._source)
+        self._pending: list[Pending] = []
+        self._tasks: set[asyncio.Task[None]] = set()  # the pipeline out, if any
+        self._since = 0.0
+        self._on_pipeline = on_pipeline
 
     async def check(
         self, key_id: str, digest: str, cost: int, tier_args: tuple[str, ...]
@@ -58,17 +78,88 @@ class Limiter:
         if not self.breaker.allow():
             raise StoreUnavailable("circuit breaker open")
         now = self.clock.now_ms()
-        args = [digest, "" if now is None else str(now), str(cost), self._window, self._period]
+        keys = schema.check_keys(key_id)
+        command = ("EVALSHA", self._sha, len(keys), *keys, digest,
+                   "" if now is None else str(now), str(cost), self._window, self._period,
+                   *tier_args)  # fmt: skip
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        if not self._pending:
+            self._since = loop.time()  # the deadline runs from the oldest waiting check
+            if not self._tasks:
+                loop.call_soon(self._flush)
+        self._pending.append((command, fut))
+        reply = await fut
         try:
-            async with asyncio.timeout(self.deadline_s):
-                reply = await self._script(keys=schema.check_keys(key_id), args=[*args, *tier_args])
-            outcome = Outcome.from_reply(reply)
+            return Outcome.from_reply(reply)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise StoreUnavailable(f"unexpected reply from check.lua: {exc}") from exc
+
+    def _flush(self) -> None:
+        if not self._pending or self._tasks:
+            return
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        task = asyncio.get_running_loop().create_task(self._run(batch, self._since))
+        self._tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._flush()  # what queued up while every pipeline was out goes now, together
+
+    async def _run(self, batch: list[Pending], since: float) -> None:
+        try:
+            async with asyncio.timeout_at(since + self.deadline_s):
+                replies = await self._send([cmd for cmd, _ in batch])
         except TimeoutError as exc:  # builtin: our deadline (redis-py raises its own TimeoutError)
             if self.breaker.probing:
                 self.breaker.failure()  # a probe must resolve, or the breaker stays half-open
-            raise Overloaded(f"check took over {self.deadline_s * 1000:.0f} ms") from exc
-        except (RedisError, OSError, ValueError) as exc:
+            self._fail(batch, Overloaded(f"check took over {self.deadline_s * 1000:.0f} ms"), exc)
+            return
+        except (RedisError, OSError) as exc:
             self.breaker.failure()
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        self.breaker.success()
-        return outcome
+            self._fail(batch, StoreUnavailable(f"{type(exc).__name__}: {exc}"), exc)
+            return
+        except BaseException as exc:  # cancelled at shutdown: nobody waits for good news
+            self._fail(batch, StoreUnavailable(f"{type(exc).__name__}: {exc}"), exc)
+            raise
+        errors = [r for r in replies if isinstance(r, ResponseError)]
+        if errors:
+            self.breaker.failure()
+        else:
+            self.breaker.success()
+        for (_, fut), reply in zip(batch, replies, strict=True):
+            if fut.done():
+                continue
+            if isinstance(reply, ResponseError):
+                error = StoreUnavailable(f"{type(reply).__name__}: {reply}")
+                error.__cause__ = reply
+                fut.set_exception(error)
+            else:
+                fut.set_result(reply)
+
+    async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """One pipeline; a NOSCRIPT reply (restart, SCRIPT FLUSH, failover) loads the script
+        and sends those commands once more."""
+        replies = await self._pipeline(commands)
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            await self.redis.script_load(self._source)
+            again = await self._pipeline([commands[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        self._on_pipeline()
+        pipe = self.redis.pipeline(transaction=False)
+        for cmd in commands:
+            pipe.execute_command(*cmd)
+        return list(await pipe.execute(raise_on_error=False))
+
+    @staticmethod
+    def _fail(batch: list[Pending], error: Exception, cause: BaseException) -> None:
+        error.__cause__ = cause
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_exception(error)

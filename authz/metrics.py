@@ -36,6 +36,11 @@ class AuthzMetrics:
             "Requests counted in memory awaiting Redis",
             registry=reg,
         )
+        self.store_pipelines = Counter(
+            "tollway_authz_store_pipelines_total",
+            "Pipelines sent to Redis: one round trip each, carrying the checks of one loop tick",
+            registry=reg,
+        )
         self.tier_reloads = Counter(
             "tollway_authz_tier_reloads_total", "Tier table reloads", ["result"], registry=reg
         )

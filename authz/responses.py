@@ -1,9 +1,20 @@
-"""Turn a ``Decision`` into Envoy's CheckResponse (xds-protos messages)."""
+"""Turn a ``Decision`` into Envoy's CheckResponse, serialized (xds-protos messages).
+
+The OK path is the hot one, and nearly all of it repeats: the status, the upstream headers and
+the metadata are the same for every request of a key, and the RateLimit-* headers take few
+distinct values. Protobuf's wire format merges concatenated messages (repeated fields append,
+submessages merge), so an OK response is the cached serialization of its fixed part followed
+by one cached, serialized single-header CheckResponse per client header: about 0.6 µs instead
+of 16 µs for building and serializing the message each time. Every fragment is made by
+protobuf itself; tests compare the result with the message built the plain way.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
+import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 from envoy.type.v3 import http_status_pb2
@@ -18,6 +29,7 @@ _JSON = base_pb2.HeaderValueOption(
     append_action=_OVERWRITE,
 )
 _OK_STATUS = status_pb2.Status(code=code_pb2.OK)
+CACHE_SIZE = 16_384  # entries per cache; a miss costs a plain build, never a wrong answer
 
 
 def _options(headers: Headers) -> list[Any]:
@@ -37,8 +49,8 @@ def _metadata(d: Decision) -> Any:
     return meta
 
 
-def build(d: Decision) -> Any:
-    """The CheckResponse for ``d``: an OK with headers, or a denial with a JSON body."""
+def message(d: Decision) -> Any:
+    """The CheckResponse for ``d`` as a message: an OK with headers, or a denial with a JSON body."""
     if d.reason is None:
         return pb.CheckResponse(
             status=_OK_STATUS,
@@ -60,3 +72,46 @@ def build(d: Decision) -> Any:
         ),
         dynamic_metadata=_metadata(d),
     )
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _ok_fixed(
+    customer: str, tier: str, key_id: str, upstream: Headers, strip: tuple[str, ...]
+) -> bytes:
+    d = Decision(None, key_id=key_id, customer=customer, tier=tier, upstream_headers=upstream,
+                 strip=strip)  # fmt: skip
+    return bytes(message(d).SerializeToString())
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _client_header(key: str, value: str) -> bytes:
+    ok = pb.OkHttpResponse(response_headers_to_add=_options(((key, value),)))
+    return bytes(pb.CheckResponse(ok_response=ok).SerializeToString())
+
+
+def build(d: Decision) -> bytes:
+    """The serialized CheckResponse for ``d`` (what ``message(d)`` serializes to, merged)."""
+    if d.reason is None:
+        fixed = _ok_fixed(d.customer, d.tier, d.key_id, d.upstream_headers, d.strip)
+        return fixed + b"".join([_client_header(k, v) for k, v in d.client_headers])
+    return bytes(message(d).SerializeToString())
+
+
+def _identity(body: bytes) -> bytes:
+    return body
+
+
+def add_to_server(servicer: Any, server: Any) -> None:
+    """Register ``servicer.Check`` (which returns serialized bytes) as Envoy's Authorization
+    service: the generated helper would serialize a message; here the bytes pass through."""
+    handler = grpc.method_handlers_generic_handler(
+        "envoy.service.auth.v3.Authorization",
+        {
+            "Check": grpc.unary_unary_rpc_method_handler(
+                servicer.Check,
+                request_deserializer=pb.CheckRequest.FromString,
+                response_serializer=_identity,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((handler,))

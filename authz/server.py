@@ -15,11 +15,12 @@ import time
 from typing import Any
 
 import grpc
-from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from envoy.service.auth.v3 import external_auth_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from authz import responses
 from authz.breaker import Breaker
 from authz.limiter import Limiter
 from authz.metrics import AuthzMetrics
@@ -53,6 +54,7 @@ class Worker:
             breaker,
             settings.check_deadline_ms / 1000,
             settings.usage_window_s,
+            self.metrics.store_pipelines.inc,
         )
         self.service = AuthzService(
             Policy(load_tiers(settings.tiers)),
@@ -87,7 +89,7 @@ class Worker:
             log.warning("spooled_usage_loaded", extra=fields(requests=loaded))
         # SO_REUSEPORT lets --workers processes share one port.
         self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
-        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(self.service, self.server)
+        responses.add_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [AUTH_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

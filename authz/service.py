@@ -11,8 +11,6 @@ import logging
 import time
 from typing import Any
 
-from envoy.service.auth.v3 import external_auth_pb2_grpc
-
 from authz import responses
 from authz.decision import (
     Decision,
@@ -38,7 +36,9 @@ log = logging.getLogger("tollway.authz")
 KNOWN_KEYS_MAX = 100_000
 
 
-class AuthzService(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
+class AuthzService:
+    """Envoy's Authorization service; ``Check`` answers serialized bytes (responses.add_to_server)."""
+
     def __init__(
         self,
         policy: Policy,
@@ -54,7 +54,7 @@ class AuthzService(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignor
         self.metrics = metrics
         self._known: dict[str, tuple[str, str]] = {}  # digest -> (customer, tier)
 
-    async def Check(self, request: Any, context: Any) -> Any:
+    async def Check(self, request: Any, context: Any) -> bytes:
         return responses.build(await self.decide(request))
 
     async def decide(self, request: Any) -> Decision:

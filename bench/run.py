@@ -166,15 +166,22 @@ def redis_calls(url: str) -> tuple[int, int]:
     return asyncio.run(go())
 
 
-def worker_ok(metrics_port: int, workers: int) -> list[int]:
+def scrape(metrics_port: int, workers: int, sample: str) -> list[int]:
+    """One Prometheus sample (name with labels) from each worker's /metrics."""
     out = []
     for i in range(workers):
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port + i}/metrics", timeout=5) as r:
-            m = re.search(
-                r'tollway_authz_decisions_total\{reason="ok"\} ([\d.e+]+)', r.read().decode()
-            )
+            m = re.search(rf"^{re.escape(sample)} ([\d.e+]+)$", r.read().decode(), re.M)
         out.append(int(float(m.group(1))) if m else 0)
     return out
+
+
+def worker_ok(metrics_port: int, workers: int) -> list[int]:
+    return scrape(metrics_port, workers, 'tollway_authz_decisions_total{reason="ok"}')
+
+
+def pipelines(metrics_port: int, workers: int) -> int:
+    return sum(scrape(metrics_port, workers, "tollway_authz_store_pipelines_total"))
 
 
 def envoy_config(

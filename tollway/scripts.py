@@ -6,6 +6,7 @@ NoScriptError (a restart or SCRIPT FLUSH emptied the cache), loads the script an
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,3 +22,8 @@ def source(name: str) -> str:
 def register(client: Any, name: str) -> Any:
     """Register script ``name`` (``check``, ``create_record``, ``set_status``) with a redis.asyncio client."""
     return client.register_script(source(name))
+
+
+def sha1(text: str) -> str:
+    """The SHA1 digest Redis names a script by (what EVALSHA takes)."""
+    return hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()

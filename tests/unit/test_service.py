@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from envoy.service.auth.v3 import external_auth_pb2 as pb
 from google.rpc import code_pb2
 from prometheus_client import CollectorRegistry
 
@@ -48,6 +49,11 @@ def service(limiter: FakeLimiter) -> AuthzService:
     )
 
 
+async def call(svc: AuthzService, request) -> pb.CheckResponse:
+    """Check() as Envoy sees it: the bytes it answers, parsed."""
+    return pb.CheckResponse.FromString(await svc.Check(request, None))
+
+
 def headers_of(options) -> dict[str, str]:
     return {o.header.key: o.header.value for o in options}
 
@@ -56,7 +62,7 @@ async def test_ok_response_sets_headers_strips_key_and_metadata():
     """An allowed check overwrites x-tollway-* upstream, strips the key, and adds metadata."""
     fake = FakeLimiter()
     key = generate_key()
-    resp = await service(fake).Check(check_request({"x-api-key": key}), None)
+    resp = await call(service(fake), check_request({"x-api-key": key}))
     assert resp.status.code == code_pb2.OK
     ok = resp.ok_response
     assert headers_of(ok.headers) == {
@@ -74,7 +80,7 @@ async def test_ok_response_sets_headers_strips_key_and_metadata():
 async def test_missing_key_is_401_json_without_a_store_call():
     """No credential: 401 missing_api_key with JSON and www-authenticate; Redis untouched."""
     fake = FakeLimiter()
-    resp = await service(fake).Check(check_request(), None)
+    resp = await call(service(fake), check_request())
     denied = resp.denied_response
     assert resp.status.code == code_pb2.UNAUTHENTICATED and denied.status.code == 401
     assert json.loads(denied.body)["error"]["code"] == "missing_api_key"
@@ -88,7 +94,7 @@ async def test_bad_checksum_is_rejected_without_a_store_call():
     fake = FakeLimiter()
     key = generate_key()
     typo = key[:20] + ("a" if key[20] != "a" else "b") + key[21:]
-    resp = await service(fake).Check(check_request({"x-api-key": typo}), None)
+    resp = await call(service(fake), check_request({"x-api-key": typo}))
     assert resp.denied_response.status.code == 401
     assert json.loads(resp.denied_response.body)["error"]["code"] == "invalid_api_key"
     assert fake.calls == []
@@ -101,7 +107,7 @@ async def test_route_cost_and_feature_reach_the_store():
         {"authorization": f"Bearer {generate_key()}"},
         extensions={"tollway_cost": "5", "tollway_feature": "reports"},
     )
-    await service(fake).Check(req, None)
+    await call(service(fake), req)
     (_, _, cost, args) = fake.calls[0]
     assert cost == 5
     has_feature = {args[i]: args[i + 6] for i in range(0, len(args), 7)}
@@ -115,7 +121,7 @@ async def test_bad_route_cost_is_503_route_misconfigured():
     """An unusable tollway_cost in the Envoy config fails closed with a clear code."""
     fake = FakeLimiter()
     req = check_request({"x-api-key": generate_key()}, extensions={"tollway_cost": "lots"})
-    resp = await service(fake).Check(req, None)
+    resp = await call(service(fake), req)
     assert resp.denied_response.status.code == 503
     assert json.loads(resp.denied_response.body)["error"]["code"] == "route_misconfigured"
 
@@ -126,9 +132,9 @@ async def test_store_down_allows_known_key_on_allow_tier_and_buffers_usage():
     fake.outcome = Outcome(Code.OK, "resilient", "cus_9", remaining=50, wait_ms=0)
     svc = service(fake)
     key = generate_key()
-    await svc.Check(check_request({"x-api-key": key}), None)
+    await call(svc, check_request({"x-api-key": key}))
     fake.down = True
-    resp = await svc.Check(check_request({"x-api-key": key}), None)
+    resp = await call(svc, check_request({"x-api-key": key}))
     assert resp.HasField("ok_response")
     assert headers_of(resp.ok_response.headers)["x-tollway-degraded"] == "store_unavailable"
     assert len(svc.buffer) == 1
@@ -139,10 +145,10 @@ async def test_store_down_denies_unseen_keys_and_deny_tiers():
     fake = FakeLimiter()
     svc = service(fake)
     seen = generate_key()
-    await svc.Check(check_request({"x-api-key": seen}), None)  # tier free: on_store_error=deny
+    await call(svc, check_request({"x-api-key": seen}))  # tier free: on_store_error=deny
     fake.down = True
     for key in (seen, generate_key()):
-        resp = await svc.Check(check_request({"x-api-key": key}), None)
+        resp = await call(svc, check_request({"x-api-key": key}))
         assert resp.denied_response.status.code == 503
         assert json.loads(resp.denied_response.body)["error"]["code"] == "store_unavailable"
     assert len(svc.buffer) == 0
@@ -154,9 +160,9 @@ async def test_overload_is_503_overloaded_even_on_an_allow_tier():
     fake.outcome = Outcome(Code.OK, "resilient", "cus_9")
     svc = service(fake)
     key = generate_key()
-    await svc.Check(check_request({"x-api-key": key}), None)
+    await call(svc, check_request({"x-api-key": key}))
     fake.overloaded = True
-    resp = await svc.Check(check_request({"x-api-key": key}), None)
+    resp = await call(svc, check_request({"x-api-key": key}))
     assert resp.denied_response.status.code == 503
     assert json.loads(resp.denied_response.body)["error"]["code"] == "overloaded"
     assert len(svc.buffer) == 0
@@ -168,11 +174,11 @@ async def test_revoked_key_is_forgotten_for_degraded_mode():
     fake.outcome = Outcome(Code.OK, "resilient", "cus_9")
     svc = service(fake)
     key = generate_key()
-    await svc.Check(check_request({"x-api-key": key}), None)
+    await call(svc, check_request({"x-api-key": key}))
     fake.outcome = Outcome(Code.REVOKED, "resilient", "cus_9")
-    await svc.Check(check_request({"x-api-key": key}), None)
+    await call(svc, check_request({"x-api-key": key}))
     fake.down = True
-    resp = await svc.Check(check_request({"x-api-key": key}), None)
+    resp = await call(svc, check_request({"x-api-key": key}))
     assert resp.denied_response.status.code == 503
 
 
@@ -180,8 +186,8 @@ async def test_decisions_are_counted_by_reason():
     """The decisions metric is labelled with the same reason value as the JSON body."""
     fake = FakeLimiter()
     svc = service(fake)
-    await svc.Check(check_request(), None)
-    await svc.Check(check_request({"x-api-key": generate_key()}), None)
+    await call(svc, check_request())
+    await call(svc, check_request({"x-api-key": generate_key()}))
     value = svc.metrics.decisions.labels
     assert value("missing_api_key")._value.get() == 1
     assert value("ok")._value.get() == 1
