@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -36,6 +37,14 @@ from tollway.records import DEFAULT_PERIOD_S
 
 # One batch never carries more than this many checks; the rest go in the next pipeline.
 MAX_BATCH = 256
+
+
+class Mode(StrEnum):
+    """check.lua's ARGV[8]."""
+
+    SETTLE = "0"  # count a lease's requests and return its tokens; no request of its own
+    CHECK = "1"  # one request
+    LEASE = "2"  # one request, and a lease if the key's tier leases
 
 
 class StoreUnavailable(Exception):
@@ -73,15 +82,26 @@ class Limiter:
         self._on_pipeline = on_pipeline
 
     async def check(
-        self, key_id: str, digest: str, cost: int, tier_args: tuple[str, ...]
+        self,
+        key_id: str,
+        digest: str,
+        cost: int,
+        tier_args: tuple[str, ...],
+        spent: int = 0,
+        returned: int = 0,
+        mode: Mode = Mode.CHECK,
+        settlement: str = "",
     ) -> Outcome:
+        """Run check.lua for one request, or (``Mode.SETTLE``, cost 0) only settle a lease:
+        ``spent`` requests it let through are counted and ``returned`` tokens go back, once
+        per ``settlement`` id however often the call is retried."""
         if not self.breaker.allow():
             raise StoreUnavailable("circuit breaker open")
         now = self.clock.now_ms()
-        keys = schema.check_keys(key_id)
+        keys = schema.check_keys(key_id, settlement)
         command = ("EVALSHA", self._sha, len(keys), *keys, digest,
                    "" if now is None else str(now), str(cost), self._window, self._period,
-                   *tier_args)  # fmt: skip
+                   str(spent), str(returned), mode.value, *tier_args)  # fmt: skip
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         if not self._pending:

@@ -41,6 +41,11 @@ class AuthzMetrics:
             "Pipelines sent to Redis: one round trip each, carrying the checks of one loop tick",
             registry=reg,
         )
+        self.lease_owed = Gauge(
+            "tollway_authz_lease_owed_requests",
+            "Requests let through on leases and not yet counted in Redis",
+            registry=reg,
+        )
         self.tier_reloads = Counter(
             "tollway_authz_tier_reloads_total", "Tier table reloads", ["result"], registry=reg
         )

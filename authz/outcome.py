@@ -32,6 +32,7 @@ class Outcome:
     grace_until: int = 0  # past_due keys: epoch seconds when access stops
     would_deny: Code = Code.OK  # dry-run tiers: what the answer would have been
     now_ms: int = 0
+    granted: int = 0  # lease tiers: extra tokens taken for this process to spend locally
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> Outcome:
@@ -40,9 +41,9 @@ class Outcome:
             raise ValueError("empty reply from check script")
         v = [x.decode() if isinstance(x, bytes) else x for x in reply]
         v += [""] * max(0, 3 - len(v))  # short replies carry only code, tier, customer
-        ints = [int(x) for x in v[3:10]]
-        ints += [0] * (7 - len(ints))
+        ints = [int(x) for x in v[3:11]]
+        ints += [0] * (8 - len(ints))
         return cls(
             Code(int(v[0])), str(v[1]), str(v[2]),
-            ints[0], ints[1], ints[2], ints[3], ints[4], Code(ints[5]), ints[6],
+            ints[0], ints[1], ints[2], ints[3], ints[4], Code(ints[5]), ints[6], ints[7],
         )  # fmt: skip

@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 
 from tollway.tiers import OverQuota, Tier, TierTable
 
+ARGS_PER_TIER = 8  # check.lua's PER_TIER
+
 
 @dataclass
 class Policy:
-    """One tier table and its ARGV encodings (7 values per tier, see check.lua), per feature."""
+    """One tier table and its ARGV encodings (8 values per tier, see check.lua), per feature."""
 
     table: TierTable
     _args: dict[str | None, tuple[str, ...]] = field(default_factory=dict)
@@ -31,6 +33,7 @@ class Policy:
                     "1" if t.over_quota is OverQuota.BLOCK else "0",
                     "1" if t.dry_run else "0",
                     "1" if feature is None or feature in t.features else "0",
+                    str(t.lease_tokens),
                 )
             )
             # Features come from the Envoy config, so this cache is bounded by its routes.

@@ -20,8 +20,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from authz import responses
+from authz import invalidation, responses
 from authz.breaker import Breaker
+from authz.leases import LeaseBook
 from authz.limiter import Limiter
 from authz.metrics import AuthzMetrics
 from authz.policy import Policy
@@ -62,6 +63,7 @@ class Worker:
             KeyHasher(settings.key_pepper.encode()),
             self.buffer,
             self.metrics,
+            LeaseBook(settings.lease_ttl_ms / 1000),
         )
         self.health = health.aio.HealthServicer()
         self.server: Any = None
@@ -124,9 +126,28 @@ class Worker:
                 log.info("usage_flushed", extra=fields(requests=n))
             self.metrics.buffered_usage.set(len(self.buffer))
 
+    async def settle_loop(self) -> None:
+        """Settle expired and closed leases: count what they let through, return the rest."""
+        interval = min(0.25, self.settings.lease_ttl_ms / 4000)
+        while True:
+            await asyncio.sleep(interval)
+            await self._settle()
+
+    async def _settle(self) -> None:
+        try:
+            await self.service.settle_leases()
+        except Exception as exc:  # whatever failed stays owed in the lease book
+            log.warning("lease_settle_failed", extra=fields(error=repr(exc)))
+        self.metrics.lease_owed.set(self.service.leases.owed)
+
     async def stop(self) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.shutdown_grace_s)
+        leases = self.service.leases
+        leases.close_all()
+        await self._settle()
+        for owed in leases.due():  # Redis is away: keep the count as buffered usage
+            self.buffer.add(owed.key_id, time.time(), n=owed.spent)
         try:
             await asyncio.wait_for(self.buffer.flush(self.redis), timeout=1.0)
         except Exception as exc:
@@ -145,11 +166,13 @@ class Worker:
         if self.settings.metrics_port:
             http, _ = start_http_server(self.settings.metrics_port + self.index, self.settings.host)
         log.info("serving", extra=fields(port=port, worker=self.index, tiers=self.settings.tiers))
-        flusher = asyncio.create_task(self.flush_loop())
+        tasks = [asyncio.create_task(self.flush_loop()), asyncio.create_task(self.settle_loop()),
+                 asyncio.create_task(invalidation.listen(self.redis, self.service.leases))]  # fmt: skip
         await self._stop.wait()
         started = time.monotonic()
         log.info("stopping", extra=fields(worker=self.index))
-        flusher.cancel()
+        for task in tasks:
+            task.cancel()
         await self.stop()
         if http is not None:
             http.shutdown()

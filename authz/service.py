@@ -7,6 +7,7 @@ malformed request or store failure is a clear denial, never a gRPC error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -20,7 +21,8 @@ from authz.decision import (
     invalid_key,
     missing_key,
 )
-from authz.limiter import Limiter, Overloaded, StoreUnavailable
+from authz.leases import DEFAULT_LEASE_TTL_S, LeaseBook
+from authz.limiter import Limiter, Mode, Overloaded, StoreUnavailable
 from authz.metrics import AuthzMetrics
 from authz.outcome import Code
 from authz.policy import Policy
@@ -29,6 +31,7 @@ from authz.request import RequestInfo, RouteConfigError, extract
 from authz.usage_buffer import UsageBuffer
 from tollway.keys import KeyHasher, parse_key
 from tollway.logs import fields
+from tollway.tiers import LimiterMode
 
 log = logging.getLogger("tollway.authz")
 
@@ -46,12 +49,14 @@ class AuthzService:
         hasher: KeyHasher,
         buffer: UsageBuffer,
         metrics: AuthzMetrics,
+        leases: LeaseBook | None = None,
     ) -> None:
         self.policy = policy
         self.limiter = limiter
         self.hasher = hasher
         self.buffer = buffer
         self.metrics = metrics
+        self.leases = leases if leases is not None else LeaseBook(DEFAULT_LEASE_TTL_S)
         self._known: dict[str, tuple[str, str]] = {}  # digest -> (customer, tier)
 
     async def Check(self, request: Any, context: Any) -> bytes:
@@ -78,22 +83,68 @@ class AuthzService:
         digest = self.hasher.digest(info.key)
         key_id = self.hasher.key_id(digest)
         policy = self.policy  # one table for the whole check, even if a reload lands meanwhile
+        lease = self.leases.peek(key_id, digest)
+        if lease is not None:
+            tier = policy.tier(lease.out.tier)
+            if (
+                tier is not None
+                and tier.limiter is LimiterMode.LEASE
+                and (info.feature is None or info.feature in tier.features)
+                and self.leases.spend(lease, info.cost)
+            ):
+                return decide(
+                    info, key_id, lease.outcome(tier.burst, tier.requests_per_second), tier
+                )
+        return await self._ask_store(info, key_id, digest, policy)
+
+    async def _ask_store(
+        self, info: RequestInfo, key_id: str, digest: str, policy: Policy
+    ) -> Decision:
+        owed = self.leases.settle(key_id)
+        renewing = self.leases.renewing(key_id)  # one lease renewal per key at a time
         try:
             out = await self.limiter.check(
-                key_id, digest, info.cost, policy.tier_args(info.feature)
-            )
+                key_id, digest, info.cost, policy.tier_args(info.feature),
+                owed.spent, owed.returned, Mode.LEASE if renewing else Mode.CHECK, owed.id,
+            )  # fmt: skip
         except StoreUnavailable as exc:
+            self.leases.retry(owed)
             return self._store_error(info, key_id, digest, policy, exc)
         except Overloaded as exc:
+            self.leases.retry(owed)
             log.warning("overloaded", extra=fields(key_id=key_id, error=str(exc)))
             return deny(Reason.OVERLOADED, key_id=key_id)
         finally:
+            if renewing:
+                self.leases.renewed(key_id)
             self.metrics.breaker_open.set(1 if self.limiter.breaker.is_open else 0)
         if out.code is Code.OK:
             self._remember(digest, out.customer, out.tier)
+            self.leases.grant(key_id, digest, out)
         elif out.code in (Code.UNKNOWN_KEY, Code.REVOKED, Code.PAYMENT):
             self._known.pop(digest, None)
+            self.leases.close(key_id)
         return decide(info, key_id, out, policy.tier(out.tier))
+
+    async def settle_leases(self) -> int:
+        """Send every settlement owed (expired or closed leases, failed settlements); returns
+        how many requests were counted. Failures stay owed, under the same settlement id."""
+        due = self.leases.due()
+        if not due:
+            return 0
+        policy = self.policy
+        results = await asyncio.gather(
+            *(self.limiter.check(s.key_id, s.digest, 0, policy.tier_args(None), s.spent,
+                                 s.returned, Mode.SETTLE, s.id) for s in due),
+            return_exceptions=True,
+        )  # fmt: skip
+        counted = 0
+        for s, result in zip(due, results, strict=True):
+            if isinstance(result, BaseException):
+                self.leases.retry(s)
+            else:
+                counted += s.spent
+        return counted
 
     def _store_error(
         self, info: RequestInfo, key_id: str, digest: str, policy: Policy, exc: Exception

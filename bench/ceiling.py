@@ -34,4 +34,11 @@ async def serve(port: int) -> None:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--port", type=int, required=True)
-    asyncio.run(serve(p.parse_args().port))
+    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    args = p.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(serve(args.port))
+    else:
+        asyncio.run(serve(args.port))

@@ -41,7 +41,11 @@ from tollway.redis_client import connect
 from tollway.store import KeyStore
 
 HERE = Path(__file__).parent
-TIERS = '[tiers.bench]\nrequests_per_second = 1000000.0\nburst = 1000000\nmonthly_quota = 0\nover_quota = "bill"\n'
+TIERS = (
+    '[tiers.bench]\nrequests_per_second = 1000000.0\nburst = 1000000\nmonthly_quota = 0\nover_quota = "bill"\n'
+    '[tiers.bench_lease]\nrequests_per_second = 1000000.0\nburst = 1000000\nmonthly_quota = 0\nover_quota = "bill"\n'
+    'limiter = "lease"\nlease_tokens = 100\n'
+)  # fmt: skip
 CHECK_PATH = "/envoy.service.auth.v3.Authorization/Check"
 
 
@@ -271,27 +275,36 @@ def main() -> int:
             tiers = tmp / "tiers.toml"
             tiers.write_text(TIERS)
 
-            async def make_key() -> str:
+            async def make_key(tier: str) -> str:
                 r = connect(redis_url)
-                key, _ = await KeyStore(r, KeyHasher()).create("bench", "cus_bench")
+                key, _ = await KeyStore(r, KeyHasher()).create(tier, "cus_bench")
                 await r.aclose()
                 return key
 
-            key = asyncio.run(make_key())
+            key = asyncio.run(make_key("bench"))
             body = tmp / "check.bin"
             body.write_bytes(check_body(key))
+            lease_body = tmp / "check_lease.bin"
+            lease_body.write_bytes(check_body(asyncio.run(make_key("bench_lease"))))
 
-            cport = free_port()
-            ceiling = procs.start(
-                "ceiling", [sys.executable, str(HERE / "ceiling.py"), "--port", str(cport)]
-            )
-            wait_for(lambda: port_open(cport), "ceiling", 20)
-            ceil = h2load(cport, body, s, tmp / "ceil.log")
-            procs.stop(ceiling)
-            row(
-                "1. gRPC ceiling (empty handler), checks/s, h2load h2c",
-                f"{ceil['rps']:,.0f}  (p50 {ceil['p50']:.2f} ms, p99 {ceil['p99']:.2f} ms)",
-            )
+            ceil = {}
+            for loop in ("asyncio", "uvloop"):
+                cport = free_port()
+                ceiling = procs.start("ceiling", [sys.executable, str(HERE / "ceiling.py"), "--port", str(cport),
+                                                  "--loop", loop])  # fmt: skip
+                wait_for(lambda cport=cport: port_open(cport), "ceiling", 20)
+                cpu0 = cpu_seconds([ceiling.pid])
+                c = h2load(cport, body, s, tmp / "ceil.log")
+                c["cpu_us"] = (cpu_seconds([ceiling.pid]) - cpu0) / c["n"] * 1e6
+                procs.stop(ceiling)
+                ceil[loop] = c
+            c = ceil["asyncio"]
+            row("1. gRPC ceiling (empty handler, asyncio loop), checks/s, h2load h2c",
+                f"{c['rps']:,.0f}  (p50 {c['p50']:.2f} ms, p99 {c['p99']:.2f} ms), CPU {c['cpu_us']:.0f} µs/check")  # fmt: skip
+            c = ceil["uvloop"]
+            row("   the same empty handler on uvloop (what authz runs on)",
+                f"{c['rps']:,.0f}  (p50 {c['p50']:.2f} ms, p99 {c['p99']:.2f} ms), CPU {c['cpu_us']:.0f} µs/check")  # fmt: skip
+            ceil = ceil["asyncio"]
 
             worker_ports: list[int] = []
             for workers in (1, 2):
@@ -305,25 +318,27 @@ def main() -> int:
                 wait_for(lambda ports=ports: all(port_open(p) for p in ports), "authz", 20)
                 h2load(aport, body, 2, tmp / "warm.log")  # warm up: connections, script cache
                 pids = authz_pids(authz) if workers > 1 else [authz.pid]
-                before_ok, before_cpu, before_redis = (
-                    worker_ok(mport, workers),
-                    cpu_seconds(pids),
-                    redis_calls(redis_url),
-                )
-                d = h2load(aport, body, s, tmp / f"authz{workers}.log")
-                after_ok, after_cpu, after_redis = (
-                    worker_ok(mport, workers),
-                    cpu_seconds(pids),
-                    redis_calls(redis_url),
-                )
-                spread = [a - b for a, b in zip(after_ok, before_ok, strict=True)]
-                cpu_us = (after_cpu - before_cpu) / d["n"] * 1e6
-                trips = (after_redis[0] - before_redis[0]) / d["n"]
-                commands = (after_redis[1] - before_redis[1]) / d["n"]
-                row(f"2. authz direct, {workers} worker(s), checks/s (÷ ceiling)",
-                    f"{d['rps']:,.0f}  ({d['rps'] / ceil['rps']:.2f})  p50 {d['p50']:.2f} ms, p99 {d['p99']:.2f} ms")  # fmt: skip
-                row("   CPU per check / Redis round trips (commands) per check / checks per worker",
-                    f"{cpu_us:.0f} µs / {trips:.2f} ({commands:.2f}) / {spread}")  # fmt: skip
+                modes = [("exact", body)] + ([("lease", lease_body)] if workers == 1 else [])
+                for mode, mode_body in modes:
+                    h2load(aport, mode_body, 1, tmp / "warm.log")
+                    before_ok, before_cpu, before_redis, before_pipes = (
+                        worker_ok(mport, workers), cpu_seconds(pids), redis_calls(redis_url),
+                        pipelines(mport, workers),
+                    )  # fmt: skip
+                    d = h2load(aport, mode_body, s, tmp / f"authz{workers}.log")
+                    after_ok, after_cpu, after_redis, after_pipes = (
+                        worker_ok(mport, workers), cpu_seconds(pids), redis_calls(redis_url),
+                        pipelines(mport, workers),
+                    )  # fmt: skip
+                    spread = [a - b for a, b in zip(after_ok, before_ok, strict=True)]
+                    cpu_us = (after_cpu - before_cpu) / d["n"] * 1e6
+                    scripts = (after_redis[0] - before_redis[0]) / d["n"]
+                    commands = (after_redis[1] - before_redis[1]) / d["n"]
+                    pipes = (after_pipes - before_pipes) / d["n"]
+                    row(f"2. authz direct, {mode} mode, {workers} worker(s), checks/s (÷ ceiling)",
+                        f"{d['rps']:,.0f}  ({d['rps'] / ceil['rps']:.2f})  p50 {d['p50']:.2f} ms, p99 {d['p99']:.2f} ms")  # fmt: skip
+                    row("   CPU per check / Redis round trips (scripts; commands) per check / checks per worker",
+                        f"{cpu_us:.0f} µs / {pipes:.3f} ({scripts:.3f}; {commands:.2f}) / {spread}")  # fmt: skip
                 if workers == 2:
                     worker_ports = [wport, wport + 1]
                 else:

@@ -39,6 +39,8 @@ import re
 STRIPE_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
 PREFIX = "tw"
+# Pub/sub channel: a key id is published on it whenever that key's record changes.
+KEY_CHANGES = f"{PREFIX}:key-changes"
 
 
 def _tag(key_id: str) -> str:
@@ -57,9 +59,17 @@ def key_usage(key_id: str) -> str:
     return f"{_tag(key_id)}:usage"
 
 
-def check_keys(key_id: str) -> list[str]:
+def lease_settlement(key_id: str, settlement: str) -> str:
+    """Marks one lease settlement as applied, so a retried settlement never counts twice."""
+    return f"{_tag(key_id)}:settled:{settlement}"
+
+
+def check_keys(key_id: str, settlement: str = "") -> list[str]:
     """KEYS for the check script, in the order check.lua reads them."""
-    return [key_record(key_id), key_state(key_id), key_usage(key_id)]
+    keys = [key_record(key_id), key_state(key_id), key_usage(key_id)]
+    if settlement:
+        keys.append(lease_settlement(key_id, settlement))
+    return keys
 
 
 def _stripe(object_id: str) -> str:

@@ -120,6 +120,9 @@ class AuthzSettings(StoreSettings):
     # a full timeout; the cooldown is short so recovery is noticed within a second or two.
     breaker_failures: int = env("TOLLWAY_BREAKER_FAILURES", 3, "failures that open the breaker")
     breaker_cooldown_s: float = env("TOLLWAY_BREAKER_COOLDOWN_S", 1.0, "open time before a probe")
+    # Lease tiers (limiter = "lease"): how long a lease may be spent locally before it is
+    # settled; also the most a key's state change can take to reach a lease if pub/sub is down.
+    lease_ttl_ms: float = env("TOLLWAY_LEASE_TTL_MS", 1000.0, "lease tiers: lease lifetime")
     # Usage is counted per key per window; metering drains closed windows.
     usage_window_s: int = env("TOLLWAY_USAGE_WINDOW_S", 60, "usage counter window in seconds")
     # Where usage counted while Redis was down is kept if the process must exit before Redis

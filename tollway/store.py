@@ -7,14 +7,20 @@ revoked key refuses (revocation is final).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from tollway import schema, scripts
 from tollway.keys import KeyHasher, KeyMode, generate_key, looks_like_key_id, parse_key
+from tollway.logs import fields
 from tollway.records import KeyRecord, KeyStatus
+
+log = logging.getLogger("tollway.store")
 
 OPERATOR_HOLD = "operator"
 
@@ -93,7 +99,16 @@ class KeyStore:
             raise KeyNotFound(f"no key with id {record.key_id}")
         if result == -1:
             raise ValueError(f"key {record.key_id} is revoked; revocation is final")
+        await self.announce(record.key_id)
         return await self.get(record.key_id)
+
+    async def announce(self, key_id: str) -> None:
+        """Tell every authz process that the key's record changed, so that it drops what it
+        holds for the key (a lease). Best effort: a lease expires on its own within its TTL."""
+        try:
+            await self.redis.publish(schema.KEY_CHANGES, key_id)
+        except RedisError as exc:
+            log.warning("key_change_not_announced", extra=fields(key_id=key_id, error=str(exc)))
 
     async def revoke(self, key_or_id: str) -> KeyRecord:
         return await self._change(self._set_status, key_or_id, KeyStatus.REVOKED.value)
@@ -126,13 +141,17 @@ class KeyStore:
             await self.redis.hset(
                 schema.key_record(old.key_id), "expires_at", str(created + overlap_s)
             )
+            await self.announce(old.key_id)
         return plaintext, record
 
     async def sync(self, key_id: str, version: int, fields: Mapping[str, str]) -> int:
         """Copy subscription state onto a key record if ``version`` is not older than what it
         holds; returns sync_key.lua's answer (1 written, 0 missing, -1 older, -2 revoked)."""
         args = [str(version), *(x for pair in fields.items() for x in pair)]
-        return int(await self._sync(keys=[schema.key_record(key_id)], args=args))
+        result = int(await self._sync(keys=[schema.key_record(key_id)], args=args))
+        if result == 1:
+            await self.announce(key_id)
+        return result
 
     async def owned(self, owner: str) -> list[str]:
         """Key ids issued for a subscription or customer."""

@@ -38,6 +38,11 @@ class Report(StrEnum):
     OVERAGE = "overage"  # report only requests past monthly_quota in the billing period
 
 
+class LimiterMode(StrEnum):
+    EXACT = "exact"  # every check runs check.lua in Redis: one round trip per request
+    LEASE = "lease"  # each authz process spends small batches of tokens locally (authz/leases.py)
+
+
 class OnStoreError(StrEnum):
     DENY = "deny"  # 503 store_unavailable: never serve what we cannot count or check
     ALLOW = "allow"  # serve, mark the request, and write usage back when Redis returns
@@ -56,6 +61,8 @@ class Tier:
     dry_run: bool
     meter_event: str = "api_requests"  # the Stripe Billing Meter event_name usage is sent as
     report: Report = Report.ALL
+    limiter: LimiterMode = LimiterMode.EXACT
+    lease_tokens: int = 0  # lease mode: tokens one authz process takes from the bucket at once
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,8 @@ _FIELDS: dict[str, tuple[bool, Any]] = {
     "description": (False, ""),
     "meter_event": (False, "api_requests"),
     "report": (False, "all"),
+    "limiter": (False, "exact"),
+    "lease_tokens": (False, None),  # lease mode: default burst // 10, at least 1
 }
 
 
@@ -157,6 +166,15 @@ class _Validator:
         report = self.choice(name, "report", v["report"], Report, True)
         if report is Report.OVERAGE and _is_int(quota) and quota == 0:
             self.fail(name, "report", '"overage" needs a monthly_quota > 0 to report usage past')
+        limiter = self.choice(name, "limiter", v["limiter"], LimiterMode, True)
+        lease = v["lease_tokens"]
+        if lease is not None:
+            if limiter is not LimiterMode.LEASE:
+                self.fail(name, "lease_tokens", 'only applies with limiter = "lease"')
+            elif not (_is_int(lease) and lease >= 1):
+                self.fail(name, "lease_tokens", f"must be an integer >= 1, got {lease!r}")
+            elif _is_int(v["burst"]) and lease > v["burst"]:
+                self.fail(name, "lease_tokens", f"must be <= burst ({v['burst']}), got {lease}")
         if not isinstance(v["dry_run"], bool):
             self.fail(name, "dry_run", f"must be true or false, got {v['dry_run']!r}")
         if not (isinstance(v["meter_event"], str) and METER_EVENT.match(v["meter_event"])):
@@ -167,8 +185,16 @@ class _Validator:
             self.fail(name, "description", f"must be a string, got {v['description']!r}")
         features = self.string_list(name, "features", v["features"], FEATURE_NAME)
         prices = self.string_list(name, "stripe_prices", v["stripe_prices"], PRICE_ID)
-        if len(self.problems) > before or over is None or store is None or report is None:
+        if (
+            len(self.problems) > before
+            or over is None
+            or store is None
+            or report is None
+            or limiter is None
+        ):
             return None
+        if limiter is LimiterMode.LEASE and lease is None:
+            lease = max(1, v["burst"] // 10)
         return Tier(
             name=name,
             requests_per_second=float(rps),
@@ -181,6 +207,8 @@ class _Validator:
             dry_run=v["dry_run"],
             meter_event=v["meter_event"],
             report=report,
+            limiter=limiter,
+            lease_tokens=lease if limiter is LimiterMode.LEASE else 0,
         )
 
     def choice(self, tier: str, key: str, value: object, enum: type[E], present: bool) -> E | None:

@@ -103,6 +103,18 @@ class Edge:
         self.issued.append(plaintext)
         return plaintext, record.key_id
 
+    def revoke(self, key_id: str) -> None:
+        """Revoke through the real KeyStore (as `tollway keys revoke` does; it announces it)."""
+
+        async def go():
+            client = connect(self.stack.effective_redis_url)
+            try:
+                await KeyStore(client, KeyHasher()).revoke(key_id)
+            finally:
+                await client.aclose()
+
+        asyncio.run(go())
+
     def usage(self, key_id: str) -> int:
         return sum(int(v) for v in self.redis.hgetall(schema.key_usage(key_id)).values())
 

@@ -12,7 +12,7 @@ from authz.breaker import Breaker
 from authz.limiter import Overloaded, StoreUnavailable
 from authz.metrics import AuthzMetrics
 from authz.outcome import Code, Outcome
-from authz.policy import Policy
+from authz.policy import ARGS_PER_TIER, Policy
 from authz.service import AuthzService
 from authz.usage_buffer import UsageBuffer
 from tests.support import TEST_TIERS, check_request
@@ -30,7 +30,7 @@ class FakeLimiter:
         self.down = False
         self.overloaded = False
 
-    async def check(self, key_id, digest, cost, tier_args):
+    async def check(self, key_id, digest, cost, tier_args, *lease):
         self.calls.append((key_id, digest, cost, tier_args))
         if self.down:
             raise StoreUnavailable("ConnectionError: refused")
@@ -110,7 +110,7 @@ async def test_route_cost_and_feature_reach_the_store():
     await call(service(fake), req)
     (_, _, cost, args) = fake.calls[0]
     assert cost == 5
-    has_feature = {args[i]: args[i + 6] for i in range(0, len(args), 7)}
+    has_feature = {args[i]: args[i + 6] for i in range(0, len(args), ARGS_PER_TIER)}
     assert has_feature == {
         "free": "0", "pro": "1", "business": "1", "capped": "0", "resilient": "0", "shadow": "0",
         "big": "0",

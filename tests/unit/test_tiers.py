@@ -9,12 +9,19 @@ from pathlib import Path
 import pytest
 
 from tollway.cli import main as cli
-from tollway.tiers import OnStoreError, OverQuota, TierError, load_tiers, parse_tiers
+from tollway.tiers import (
+    LimiterMode,
+    OnStoreError,
+    OverQuota,
+    TierError,
+    load_tiers,
+    parse_tiers,
+)
 
 HERE = Path(__file__).parent / "tiers"
 KNOWN = (
-    "burst, description, dry_run, features, meter_event, monthly_quota, on_store_error, "
-    "over_quota, report, requests_per_second, stripe_prices"
+    "burst, description, dry_run, features, lease_tokens, limiter, meter_event, "
+    "monthly_quota, on_store_error, over_quota, report, requests_per_second, stripe_prices"
 )
 
 
@@ -144,3 +151,27 @@ def test_cli_entry_point_runs_as_a_program():
     )
     assert proc.returncode == 1
     assert 'field "requests_per_second"' in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ('limiter = "leased"', 'field "limiter": must be "exact" or "lease", got \'leased\''),
+        ("lease_tokens = 5", 'field "lease_tokens": only applies with limiter = "lease"'),
+        ('limiter = "lease"\nlease_tokens = 0', 'field "lease_tokens": must be an integer >= 1, got 0'),
+        ('limiter = "lease"\nlease_tokens = 11', 'field "lease_tokens": must be <= burst (10), got 11'),
+    ],
+)  # fmt: skip
+def test_lease_fields_are_validated(fields, problem):
+    text = f'[tiers.x]\nrequests_per_second = 1\nburst = 10\nmonthly_quota = 0\nover_quota = "bill"\n{fields}\n'
+    with pytest.raises(TierError) as err:
+        parse_tiers(text, "t.toml")
+    assert err.value.problems == [f't.toml: tier "x": {problem}']
+
+
+def test_lease_size_defaults_to_a_tenth_of_the_burst():
+    base = '[tiers.x]\nrequests_per_second = 1\nmonthly_quota = 0\nover_quota = "bill"\n'
+    lease = parse_tiers(base + 'burst = 250\nlimiter = "lease"\n', "t").tiers["x"]
+    assert (lease.limiter, lease.lease_tokens) == (LimiterMode.LEASE, 25)
+    assert parse_tiers(base + 'burst = 5\nlimiter = "lease"\n', "t").tiers["x"].lease_tokens == 1
+    assert parse_tiers(base + "burst = 250\n", "t").tiers["x"].lease_tokens == 0

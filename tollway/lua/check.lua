@@ -5,21 +5,34 @@
 --                         hold, expires_at
 --   KEYS[2] state   hash  tokens, ts (ms), q_period (period start, s), q_used
 --   KEYS[3] usage   hash  window start (s) -> requests let through (metering drains it)
+--   KEYS[4] settled string  optional: marks this lease settlement (ARGV[6], ARGV[7]) applied,
+--                           so a retry of the same settlement counts and returns nothing twice
 -- ARGV:
 --   ARGV[1] digest of the presented key; must equal the record's "hash" field
 --   ARGV[2] now in ms, or "" to use the Redis server clock so that every authz process agrees
 --   ARGV[3] cost of this route in bucket tokens
 --   ARGV[4] usage window length in seconds
 --   ARGV[5] billing period length in seconds for records that carry none
---   ARGV[6..] the tier table, 7 values per tier:
+--   ARGV[6] lease: requests already let through on an earlier lease; counted whatever the answer
+--   ARGV[7] lease: unused tokens of an earlier lease, given back to the bucket
+--   ARGV[8] "1": check this request (counted if it passes); "2": the same, and take a lease
+--           if the tier leases; "0": a settle-only call (cost 0, nothing counted but ARGV[6])
+--   ARGV[9..] the tier table, 8 values per tier:
 --             name, refill rate per second, burst, monthly quota (0 = unlimited),
---             block past quota (1/0), dry run (1/0), has the route's feature (1/0)
+--             block past quota (1/0), dry run (1/0), has the route's feature (1/0),
+--             lease size in tokens (0: exact mode, no lease)
+-- A check in exact mode passes 0, 0, 1 in ARGV[6..8].
+-- A lease tier's passing request also takes up to its lease size of extra tokens ("granted"),
+-- which the calling authz process spends locally; a lease never reaches past the quota.
 -- Returns {code, tier, customer, remaining, wait_ms, quota_used, period_end, grace_until,
---          would_deny, now_ms}; codes are authz.outcome.Code.
+--          would_deny, now_ms, granted}; codes are authz.outcome.Code.
 -- Quota and usage count requests; only the bucket is charged the route's cost.
 
 local OK, UNKNOWN_KEY, REVOKED, PAYMENT, FEATURE, QUOTA, RATE, NO_TIER = 0, 1, 2, 3, 4, 5, 6, 7
+local TIERS, PER_TIER = 9, 8
 
+local wsize = tonumber(ARGV[4])
+local spent, returned = tonumber(ARGV[6]), tonumber(ARGV[7])
 local rec = redis.call('HMGET', KEYS[1], 'hash', 'status', 'tier', 'customer',
                        'grace_until', 'period_start', 'period_end', 'hold', 'expires_at')
 if not rec[1] or rec[1] ~= ARGV[1] then
@@ -35,6 +48,45 @@ else
   now_ms = tonumber(ARGV[2])
 end
 local now = math.floor(now_ms / 1000)
+
+-- The billing period in force: the record's, rolled forward by whole periods if it has lapsed
+-- (a renewal webhook that has not arrived yet must not stop the quota from resetting).
+local pstart = tonumber(rec[6]) or 0
+local pend = tonumber(rec[7]) or 0
+local plen = pend - pstart
+if plen <= 0 then
+  plen = tonumber(ARGV[5])
+  pend = pstart + plen
+end
+if now >= pend then
+  pstart = pstart + math.floor((now - pstart) / plen) * plen
+  pend = pstart + plen
+end
+
+local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'q_period', 'q_used')
+local used = 0
+if tonumber(st[3]) == pstart then
+  used = tonumber(st[4]) or 0
+end
+
+-- Count n requests let through: the period's quota use, and the usage window metering bills.
+local function count(n)
+  if n <= 0 then
+    return
+  end
+  used = used + n
+  redis.call('HSET', KEYS[2], 'q_period', pstart, 'q_used', used)
+  redis.call('EXPIRE', KEYS[2], pend - now + 86400) -- relative: the clock may be pinned
+  redis.call('HINCRBY', KEYS[3], now - (now % wsize), n)
+end
+
+if KEYS[4] and (spent > 0 or returned > 0) then
+  if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', 86400) then
+    spent, returned = 0, 0 -- applied already: this is a retry of a call whose answer was lost
+  end
+end
+-- What a lease already let through is counted before anything can refuse this request.
+count(spent)
 
 local grace = 0
 local expires = tonumber(rec[9]) or 0
@@ -52,7 +104,7 @@ elseif status ~= 'active' then
 end
 
 local base
-for i = 6, #ARGV, 7 do
+for i = TIERS, #ARGV, PER_TIER do
   if ARGV[i] == tier then
     base = i
     break
@@ -68,22 +120,9 @@ local block = ARGV[base + 4] == '1'
 local dry = ARGV[base + 5] == '1'
 local feature_ok = ARGV[base + 6] == '1'
 local cost = tonumber(ARGV[3])
+local this = ARGV[8] == '0' and 0 or 1
+local lease = tonumber(ARGV[base + 7])
 
--- The billing period in force: the record's, rolled forward by whole periods if it has lapsed
--- (a renewal webhook that has not arrived yet must not stop the quota from resetting).
-local pstart = tonumber(rec[6]) or 0
-local pend = tonumber(rec[7]) or 0
-local plen = pend - pstart
-if plen <= 0 then
-  plen = tonumber(ARGV[5])
-  pend = pstart + plen
-end
-if now >= pend then
-  pstart = pstart + math.floor((now - pstart) / plen) * plen
-  pend = pstart + plen
-end
-
-local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'q_period', 'q_used')
 local tokens, ts = tonumber(st[1]), tonumber(st[2])
 if not tokens or not ts then
   tokens, ts = burst, now_ms
@@ -92,16 +131,13 @@ if now_ms > ts then
   tokens = math.min(burst, tokens + (now_ms - ts) * rate / 1000)
   ts = now_ms
 end
-tokens = math.min(tokens, burst) -- the tier's burst may have shrunk since the last call
-local used = 0
-if tonumber(st[3]) == pstart then
-  used = tonumber(st[4]) or 0
-end
+-- Returned lease tokens, and a burst that may have shrunk since the last call, both clamp.
+tokens = math.min(tokens + returned, burst)
 
 local deny, wait = OK, 0
 if not feature_ok then
   deny = FEATURE
-elseif quota > 0 and block and used >= quota then
+elseif quota > 0 and block and this > 0 and used >= quota then
   deny, wait = QUOTA, pend * 1000 - now_ms
 elseif tokens < cost then
   deny = RATE
@@ -113,17 +149,30 @@ elseif tokens < cost then
 end
 
 if deny ~= OK and not dry then
-  return {deny, tier, customer, math.floor(tokens), wait, used, pend, grace, OK, now_ms}
+  if returned > 0 then
+    redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts)
+  end
+  return {deny, tier, customer, math.floor(tokens), wait, used, pend, grace, OK, now_ms, 0}
 end
 
 -- Let through (a dry-run tier is let through whatever it would have been told).
 if tokens >= cost then
   tokens = tokens - cost
 end
-used = used + 1
+local granted = 0
+if deny == OK and ARGV[8] == '2' then
+  granted = math.min(lease, math.floor(tokens))
+end
+if quota > 0 and block then
+  granted = math.min(granted, quota - used - this) -- a lease never reaches past the quota
+end
+granted = math.max(granted, 0)
+tokens = tokens - granted
+used = used + this
 redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used)
-redis.call('EXPIRE', KEYS[2], pend - now + 86400) -- relative: the clock may be pinned
-local wsize = tonumber(ARGV[4])
-redis.call('HINCRBY', KEYS[3], now - (now % wsize), 1)
+redis.call('EXPIRE', KEYS[2], pend - now + 86400)
+if this > 0 then
+  redis.call('HINCRBY', KEYS[3], now - (now % wsize), this)
+end
 local full_ms = math.ceil((burst - tokens) * 1000 / rate)
-return {OK, tier, customer, math.floor(tokens), full_ms, used, pend, grace, deny, now_ms}
+return {OK, tier, customer, math.floor(tokens), full_ms, used, pend, grace, deny, now_ms, granted}

@@ -1,0 +1,129 @@
+"""Lease mode against a real Redis: rare Redis calls, exact usage, returned tokens, idempotent
+settlements, the quota cap, and revocation reaching a lease through pub/sub."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from envoy.service.auth.v3 import external_auth_pb2 as pb
+from prometheus_client import CollectorRegistry
+
+from authz import invalidation
+from authz.breaker import Breaker
+from authz.leases import LeaseBook
+from authz.limiter import Limiter, Mode
+from authz.metrics import AuthzMetrics
+from authz.policy import Policy
+from authz.service import AuthzService
+from authz.usage_buffer import UsageBuffer
+from tests.support import check_request
+from tollway import schema, scripts
+from tollway.clock import FixedClock, RedisTime
+from tollway.keys import KeyHasher
+from tollway.store import KeyStore
+from tollway.tiers import parse_tiers
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_767_225_600_000
+TIERS = """
+[tiers.leased]
+requests_per_second = 0.001
+burst = 1000
+monthly_quota = 0
+over_quota = "bill"
+limiter = "lease"
+lease_tokens = 50
+
+[tiers.leased_capped]
+requests_per_second = 1000.0
+burst = 1000
+monthly_quota = 20
+over_quota = "block"
+limiter = "lease"
+lease_tokens = 50
+"""
+POLICY = Policy(parse_tiers(TIERS, "test"))
+
+
+class Stack:
+    def __init__(self, redis, clock=None) -> None:
+        self.redis = redis
+        self.pipelines = 0
+        self.limiter = Limiter(redis, clock or FixedClock(T0), Breaker(3, 1.0), 2.0, 60,
+                               on_pipeline=self._count)  # fmt: skip
+        self.leases = LeaseBook(ttl_s=60.0)
+        self.service = AuthzService(POLICY, self.limiter, KeyHasher(), UsageBuffer(60),
+                                    AuthzMetrics(CollectorRegistry()), self.leases)  # fmt: skip
+        self.store = KeyStore(redis, KeyHasher())
+
+    def _count(self) -> None:
+        self.pipelines += 1
+
+    async def call(self, key: str) -> pb.CheckResponse:
+        return pb.CheckResponse.FromString(
+            await self.service.Check(check_request({"x-api-key": key}), None)
+        )
+
+    async def counted(self, key_id: str) -> int:
+        return sum(int(v) for v in (await self.redis.hgetall(schema.key_usage(key_id))).values())
+
+
+async def test_lease_mode_calls_redis_once_per_lease_and_counts_exactly(redis):
+    s = Stack(redis)
+    key, rec = await s.store.create("leased", "cus_1")
+    await redis.script_load(scripts.source("check"))  # no NOSCRIPT retry to count
+    codes = [(await s.call(key)).status.code for _ in range(500)]
+    assert codes == [0] * 500
+    assert s.pipelines == -(-500 // 51)  # each call: its own request plus a lease of 50
+    assert await s.counted(rec.key_id) < 500  # the last lease's requests are still owed
+    s.leases.close_all()
+    assert await s.service.settle_leases() > 0
+    assert await s.counted(rec.key_id) == 500
+    state = await redis.hgetall(schema.key_state(rec.key_id))
+    assert state["q_used"] == "500"
+    # The unused part of the last lease went back: 500 taken from a bucket of 1000.
+    assert float(state["tokens"]) == pytest.approx(500, abs=1)
+
+
+async def test_a_settlement_retried_with_the_same_id_counts_once(redis):
+    s = Stack(redis)
+    _, rec = await s.store.create("leased", "cus_1")
+    args = POLICY.tier_args(None)
+    for _ in range(2):  # the second call is a retry of the first, whose answer was "lost"
+        await s.limiter.check(rec.key_id, rec.hash, 0, args, 7, 3, Mode.SETTLE, "abc123")
+    await s.limiter.check(rec.key_id, rec.hash, 0, args, 2, 0, Mode.SETTLE, "def456")
+    assert await s.counted(rec.key_id) == 9
+
+
+async def test_a_lease_never_reaches_past_a_blocking_quota(redis):
+    s = Stack(redis)
+    key, rec = await s.store.create("leased_capped", "cus_1")
+    codes = [(await s.call(key)).denied_response.status.code for _ in range(30)]
+    assert codes == [0] * 20 + [429] * 10  # 0: not denied
+    s.leases.close_all()
+    await s.service.settle_leases()
+    assert await s.counted(rec.key_id) == 20
+
+
+async def test_revocation_reaches_a_lease_through_pubsub(redis):
+    s = Stack(redis, RedisTime())
+    key, rec = await s.store.create("leased", "cus_1")
+    ready = asyncio.Event()
+    listener = asyncio.create_task(invalidation.listen(redis, s.leases, ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 5)
+        assert [(await s.call(key)).status.code for _ in range(5)] == [0] * 5
+        assert len(s.leases) == 1 and s.pipelines <= 2  # four of them from the lease
+        await s.store.revoke(key)
+        for _ in range(100):  # pub/sub is asynchronous: allow it up to 1 s
+            if not len(s.leases):
+                break
+            await asyncio.sleep(0.01)
+        resp = await s.call(key)
+        assert resp.denied_response.status.code == 401
+        assert resp.status.message == "key_revoked"
+        assert await s.counted(rec.key_id) == 5  # the denial's call settled the lease
+    finally:
+        listener.cancel()
