@@ -1,30 +1,77 @@
-"""Prometheus metrics for authz. Label values are ``Reason`` values, or ``ok``/``degraded``."""
+"""Prometheus metrics for authz. Label values are ``Reason`` values, or ``ok``/``degraded``.
+
+The three metrics touched on every check (decisions, dry-run denials, check latency) are kept
+as plain counts on the event loop and turned into Prometheus families only when scraped
+(``HotPath.collect``): prometheus_client's own Counter and Histogram take a lock and walk
+label dictionaries on every update. In one A/B run through gRPC, dropping those updates
+altogether saved about 12 µs of CPU per check (201 against 213 µs); the plain counts cost
+about 1 µs. The rest change rarely and use prometheus_client directly.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from bisect import bisect_left
+from collections import Counter as Counts
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 from authz.decision import Decision
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class HotPath:
+    """Per-check counts, updated without locks (one event loop) and read at scrape time."""
+
+    def __init__(self) -> None:
+        self.decisions: Counts[str] = Counts()
+        self.dry_run: Counts[str] = Counts()
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one: above every bound
+        self.latency_sum = 0.0
+
+    def observe(self, d: Decision, seconds: float) -> None:
+        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+        if d.reason is None:
+            self.decisions["degraded" if d.degraded else "ok"] += 1
+            if d.would_deny is not None:
+                self.dry_run[d.would_deny.value] += 1
+        else:
+            self.decisions[d.reason.value] += 1
+
+    def collect(self) -> Iterator[Any]:
+        decisions = CounterMetricFamily(
+            "tollway_authz_decisions", "Check decisions by reason", labels=["reason"]
+        )
+        for reason, n in sorted(self.decisions.items()):
+            decisions.add_metric([reason], n)
+        yield decisions
+        dry = CounterMetricFamily(
+            "tollway_authz_dry_run_denials", "Denials a dry-run tier would have made",
+            labels=["reason"],
+        )  # fmt: skip
+        for reason, n in sorted(self.dry_run.items()):
+            dry.add_metric([reason], n)
+        yield dry
+        counts, total = list(self.buckets), 0
+        cumulative = []
+        for bound, n in zip((*map(str, LATENCY_BUCKETS), "+Inf"), counts, strict=True):
+            total += n
+            cumulative.append((bound, total))
+        yield HistogramMetricFamily(
+            "tollway_authz_check_seconds", "Time to decide one check, in the servicer",
+            buckets=cumulative, sum_value=self.latency_sum,
+        )  # fmt: skip
 
 
 class AuthzMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         reg = registry if registry is not None else REGISTRY
-        self.decisions = Counter(
-            "tollway_authz_decisions_total", "Check decisions by reason", ["reason"], registry=reg
-        )
-        self.dry_run = Counter(
-            "tollway_authz_dry_run_denials_total",
-            "Denials a dry-run tier would have made",
-            ["reason"],
-            registry=reg,
-        )
-        self.latency = Histogram(
-            "tollway_authz_check_seconds",
-            "Time to decide one check, in the servicer",
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=reg,
-        )
+        self.hot = HotPath()
+        reg.register(self.hot)
         self.store_errors = Counter(
             "tollway_authz_store_errors_total", "Checks the store could not answer", registry=reg
         )
@@ -49,13 +96,4 @@ class AuthzMetrics:
         self.tier_reloads = Counter(
             "tollway_authz_tier_reloads_total", "Tier table reloads", ["result"], registry=reg
         )
-        self._ok = self.decisions.labels("ok")
-
-    def observe(self, d: Decision, seconds: float) -> None:
-        self.latency.observe(seconds)
-        if d.reason is None:
-            (self.decisions.labels("degraded") if d.degraded else self._ok).inc()
-            if d.would_deny is not None:
-                self.dry_run.labels(d.would_deny.value).inc()
-        else:
-            self.decisions.labels(d.reason.value).inc()
+        self.observe = self.hot.observe

@@ -5,13 +5,14 @@ listeners (one with ext_authz from envoy/envoy.yaml, one without; both answer di
 upstream is measured), and the webhook service. Ratios within the run are what count: this
 machine is small and noisy.
 
-    python bench/run.py [--seconds 8] [--customers 20000]
+    python bench/run.py [--seconds 8] [--customers 100000] [--v1-customers 10000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
 import os
 import re
@@ -189,10 +190,12 @@ def pipelines(metrics_port: int, workers: int) -> int:
 
 
 def envoy_config(
-    auth_port: int, base_port: int, admin: int, authz: int | list[int]
-) -> dict[str, Any]:
-    """Two listeners answering directly, one with ext_authz; the filter and the authz cluster are
-    taken from envoy/envoy.yaml, with the cluster pointed at ``authz`` (one port per worker)."""
+    auth_port: int, base_port: int, admin: int, authz: int | list[int],
+    ceiling_listener: int | None = None, ceiling: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Listeners answering directly: one with ext_authz, one without, and optionally one with
+    ext_authz to the empty-handler ceiling. The filter and the authz cluster are taken from
+    envoy/envoy.yaml, with the cluster pointed at ``authz`` (one port per worker)."""
     shipped = render(0, 0, authz, 0)
     hcm_filter = shipped["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     ext_authz = hcm_filter["typed_config"]["http_filters"][0]
@@ -209,10 +212,24 @@ def envoy_config(
                         {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]},
                     "http_filters": [*filters, router]}}]}]}  # fmt: skip
 
+    listeners = [
+        listener("with_authz", auth_port, [ext_authz]),
+        listener("baseline", base_port, []),
+    ]
+    clusters = [cluster]
+    if ceiling_listener is not None and ceiling is not None:
+        to_ceiling = copy.deepcopy(ext_authz)
+        to_ceiling["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"] = "bench_ceiling"
+        ceiling_cluster = copy.deepcopy(cluster)
+        ceiling_cluster["name"] = ceiling_cluster["load_assignment"]["cluster_name"] = (
+            "bench_ceiling"
+        )
+        ceiling_cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [{"endpoint": {"address": {
+            "socket_address": {"address": "127.0.0.1", "port_value": ceiling}}}}]}]  # fmt: skip
+        listeners.append(listener("with_ceiling", ceiling_listener, [to_ceiling]))
+        clusters.append(ceiling_cluster)
     return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-            "static_resources": {"listeners": [listener("with_authz", auth_port, [ext_authz]),
-                                               listener("baseline", base_port, [])],
-                                 "clusters": [cluster]}}  # fmt: skip
+            "static_resources": {"listeners": listeners, "clusters": clusters}}  # fmt: skip
 
 
 def webhook_rate(procs: Procs, redis_url: str, tiers: Path, n: int) -> float:
@@ -254,7 +271,10 @@ def webhook_rate(procs: Procs, redis_url: str, tiers: Path, n: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=8)
-    ap.add_argument("--customers", type=int, default=20_000, help="metering drain size")
+    ap.add_argument("--customers", type=int, default=100_000, help="metering drain size (stream)")
+    ap.add_argument("--v1-customers", type=int, default=10_000,
+                    help="the v1 drain size: one call per customer at Stripe's 1,000/s, so 100k "
+                         "would take over 100 s by design")  # fmt: skip
     ap.add_argument("--out", type=Path, default=HERE / "results" / "latest.md")
     args = ap.parse_args()
     s = args.seconds
@@ -284,27 +304,41 @@ def main() -> int:
             key = asyncio.run(make_key("bench"))
             body = tmp / "check.bin"
             body.write_bytes(check_body(key))
+            lease_key = asyncio.run(make_key("bench_lease"))
             lease_body = tmp / "check_lease.bin"
-            lease_body.write_bytes(check_body(asyncio.run(make_key("bench_lease"))))
+            lease_body.write_bytes(check_body(lease_key))
 
-            ceil = {}
-            for loop in ("asyncio", "uvloop"):
+            ceilings = {}
+            for name, loop, ping in (("asyncio", "asyncio", False), ("uvloop", "uvloop", False),
+                                     ("ping", "uvloop", True)):  # fmt: skip
                 cport = free_port()
-                ceiling = procs.start("ceiling", [sys.executable, str(HERE / "ceiling.py"), "--port", str(cport),
-                                                  "--loop", loop])  # fmt: skip
+                argv = [
+                    sys.executable,
+                    str(HERE / "ceiling.py"),
+                    "--port",
+                    str(cport),
+                    "--loop",
+                    loop,
+                ]
+                ceiling = procs.start(
+                    "ceiling", argv + (["--redis-url", redis_url] if ping else [])
+                )
                 wait_for(lambda cport=cport: port_open(cport), "ceiling", 20)
+                h2load(cport, body, 1, tmp / "warm.log")
                 cpu0 = cpu_seconds([ceiling.pid])
                 c = h2load(cport, body, s, tmp / "ceil.log")
                 c["cpu_us"] = (cpu_seconds([ceiling.pid]) - cpu0) / c["n"] * 1e6
                 procs.stop(ceiling)
-                ceil[loop] = c
-            c = ceil["asyncio"]
-            row("1. gRPC ceiling (empty handler, asyncio loop), checks/s, h2load h2c",
-                f"{c['rps']:,.0f}  (p50 {c['p50']:.2f} ms, p99 {c['p99']:.2f} ms), CPU {c['cpu_us']:.0f} µs/check")  # fmt: skip
-            c = ceil["uvloop"]
-            row("   the same empty handler on uvloop (what authz runs on)",
-                f"{c['rps']:,.0f}  (p50 {c['p50']:.2f} ms, p99 {c['p99']:.2f} ms), CPU {c['cpu_us']:.0f} µs/check")  # fmt: skip
-            ceil = ceil["asyncio"]
+                ceilings[name] = c
+            ceil = ceilings["asyncio"]
+            for name, label in (
+                ("asyncio", "1. gRPC ceiling (empty handler, asyncio loop), checks/s, h2load h2c"),
+                ("uvloop", "   the same empty handler on uvloop (what authz runs on)"),
+                ("ping", "   the uvloop empty handler + one redis-py PING per check"),
+            ):
+                c = ceilings[name]
+                row(label, f"{c['rps']:,.0f}  ({c['rps'] / ceil['rps']:.2f})  p50 {c['p50']:.2f} ms, "
+                           f"p99 {c['p99']:.2f} ms, CPU {c['cpu_us']:.0f} µs/check")  # fmt: skip
 
             worker_ports: list[int] = []
             for workers in (1, 2):
@@ -344,24 +378,32 @@ def main() -> int:
                 else:
                     procs.stop(authz)
 
-            e_auth, e_base, admin = free_port(), free_port(), free_port()
+            # The uvloop empty handler stays up behind a listener of its own: what Envoy's
+            # ext_authz plus grpc.aio cost before authz does anything.
+            cport = free_port()
+            procs.start("ceiling", [sys.executable, str(HERE / "ceiling.py"), "--port", str(cport), "--loop", "uvloop"])  # fmt: skip
+            wait_for(lambda: port_open(cport), "ceiling", 20)
+            e_auth, e_base, e_ceil, admin = free_port(), free_port(), free_port(), free_port()
             cfg = tmp / "envoy.yaml"
-            cfg.write_text(yaml.safe_dump(envoy_config(e_auth, e_base, admin, worker_ports)))
+            cfg.write_text(
+                yaml.safe_dump(envoy_config(e_auth, e_base, admin, worker_ports, e_ceil, cport))
+            )
             procs.start("envoy", [binaries.envoy(), "-c", str(cfg), "--disable-hot-restart", "--log-level", "warn",
                                   "--concurrency", "2"])  # fmt: skip
             wait_for(lambda: http_ok(f"http://127.0.0.1:{admin}/ready"), "envoy", 20)
             wrk(f"http://127.0.0.1:{e_auth}/", 2, key)  # warm up
             base = wrk(f"http://127.0.0.1:{e_base}/", s, key)
-            before_ok = worker_ok(mport, 2)
-            auth = wrk(f"http://127.0.0.1:{e_auth}/", s, key)
-            through = [a - b for a, b in zip(worker_ok(mport, 2), before_ok, strict=True)]
-            row("3. Envoy alone / Envoy + authz (2 workers), rps at saturation",
-                f"{base['rps']:,.0f} / {auth['rps']:,.0f}  (ratio {auth['rps'] / base['rps']:.3f}); "
-                f"non-2xx {auth['errors']:.0f} of {auth['n']:,.0f}")  # fmt: skip
-            row(
-                "   checks per authz worker through Envoy (cluster lists each worker's port)",
-                str(through),
-            )
+            saturated = {}
+            for mode, mode_key in (("exact", key), ("lease", lease_key)):
+                before_ok = worker_ok(mport, 2)
+                saturated[mode] = wrk(f"http://127.0.0.1:{e_auth}/", s, mode_key)
+                saturated[mode]["spread"] = [
+                    a - b for a, b in zip(worker_ok(mport, 2), before_ok, strict=True)
+                ]  # type: ignore[assignment]
+            for mode, auth in saturated.items():
+                row(f"3. Envoy alone / Envoy + authz ({mode} mode, 2 workers), rps at saturation",
+                    f"{base['rps']:,.0f} / {auth['rps']:,.0f}  (ratio {auth['rps'] / base['rps']:.3f}); "
+                    f"non-2xx {auth['errors']:.0f} of {auth['n']:,.0f}; checks per worker {auth['spread']}")  # fmt: skip
             alog = (tmp / "authz.log").read_text(errors="replace")
             causes = {e: alog.count(f'"event": "{e}"') for e in ("store_error", "overloaded")}
             for line in [
@@ -373,28 +415,32 @@ def main() -> int:
                 f"{causes['store_error']} / {causes['overloaded']}",
             )
             # Paced runs, interleaved three times each; medians, so one hiccup cannot decide.
-            runs: dict[str, list[dict[str, float]]] = {"base": [], "auth": []}
+            paced = {"base": (e_base, key), "exact": (e_auth, key), "lease": (e_auth, lease_key),
+                     "ceiling": (e_ceil, key)}  # fmt: skip
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in paced}
             for _ in range(3):
-                for name, port in (("base", e_base), ("auth", e_auth)):
+                for name, (port, k) in paced.items():
                     runs[name].append(
-                        wrk(f"http://127.0.0.1:{port}/", max(3, s // 2), key, conns=10, delay_ms=10)
+                        wrk(f"http://127.0.0.1:{port}/", max(3, s // 3), k, conns=10, delay_ms=10)
                     )
-            slow_base, slow_auth = (
-                {k: statistics.median([r[k] for r in runs[name]]) for k in ("rps", "p50", "p99")}
-                for name in ("base", "auth")
-            )
-            row(f"   at ~1,000 rps (achieved {slow_auth['rps']:,.0f}; median of 3): added p50 / added p99",
-                f"{slow_auth['p50'] - slow_base['p50']:.2f} ms / {slow_auth['p99'] - slow_base['p99']:.2f} ms"
-                f"  (Envoy alone p50 {slow_base['p50']:.2f}, p99 {slow_base['p99']:.2f} ms)")  # fmt: skip
+            slow = {name: {k: statistics.median([r[k] for r in runs[name]]) for k in ("rps", "p50", "p99")}
+                    for name in paced}  # fmt: skip
+            b = slow["base"]
+            for name, label in (("exact", "authz, exact mode"), ("lease", "authz, lease mode"),
+                                ("ceiling", "the empty handler (uvloop)")):  # fmt: skip
+                a = slow[name]
+                row(f"   at ~1,000 rps, {label} (achieved {a['rps']:,.0f}; median of 3): added p50 / p99",
+                    f"{a['p50'] - b['p50']:.2f} ms / {a['p99'] - b['p99']:.2f} ms"
+                    f"  (Envoy alone p50 {b['p50']:.2f}, p99 {b['p99']:.2f} ms)")  # fmt: skip
 
             rate = webhook_rate(procs, redis_url, tiers, 2000)
             row("4. webhook: signed events applied per second (32 concurrent)", f"{rate:,.0f}")
         finally:
             procs.stop_all()
-        for mode in ("v1", "stream"):
-            took, calls = drain(mode, args.customers)
-            row(f"5. metering: drain one window, {args.customers:,} customers, {mode}",
-                f"{took:.1f} s, {calls:,} Stripe calls")  # fmt: skip
+        for mode, customers in (("stream", args.customers), ("v1", args.v1_customers)):
+            took, calls = drain(mode, customers)
+            row(f"5. metering: drain one window, {customers:,} customers, {mode}",
+                f"{took:.1f} s, {calls:,} Stripe calls, {customers / took:,.0f} customers/s")  # fmt: skip
 
     lines = [f"tollway bench, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
              "| measure | value |", "|---|---|", *(f"| {n.strip()} | {v} |" for n, v in rows), ""]  # fmt: skip

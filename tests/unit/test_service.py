@@ -188,6 +188,9 @@ async def test_decisions_are_counted_by_reason():
     svc = service(fake)
     await call(svc, check_request())
     await call(svc, check_request({"x-api-key": generate_key()}))
-    value = svc.metrics.decisions.labels
-    assert value("missing_api_key")._value.get() == 1
-    assert value("ok")._value.get() == 1
+    reg = CollectorRegistry()
+    reg.register(svc.metrics.hot)
+    value = reg.get_sample_value
+    assert value("tollway_authz_decisions_total", {"reason": "missing_api_key"}) == 1
+    assert value("tollway_authz_decisions_total", {"reason": "ok"}) == 1
+    assert value("tollway_authz_check_seconds_count") == 2
