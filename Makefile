@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test unit integration e2e check fmt bench clean
+.PHONY: setup run test test-cluster unit integration e2e check fmt bench clean
 
 # Idempotent and quick when nothing changed: pip runs only when pyproject.toml is newer.
 setup: $(STAMP)
@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/tollway dev
 
+# Every tier on one redis-server, then the integration and e2e tiers again on a local
+# 3-master Redis Cluster (tests marked single_redis are skipped there).
 test: setup
 	$(BIN)/pytest
+	$(BIN)/pytest --redis-mode cluster tests/integration tests/e2e
+
+test-cluster: setup
+	$(BIN)/pytest --redis-mode cluster tests/integration tests/e2e
 
 unit: setup
 	$(BIN)/pytest tests/unit

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
 from authz.breaker import Breaker
 from authz.outcome import Outcome
@@ -143,15 +143,16 @@ class Limiter:
         except BaseException as exc:  # cancelled at shutdown: nobody waits for good news
             self._fail(batch, StoreUnavailable(f"{type(exc).__name__}: {exc}"), exc)
             raise
-        errors = [r for r in replies if isinstance(r, ResponseError)]
-        if errors:
+        # An error reply, or on a cluster a node's timeout or dropped connection, comes back in
+        # place of its command's reply (redis-py's cluster pipeline does not raise those).
+        if any(isinstance(r, Exception) for r in replies):
             self.breaker.failure()
         else:
             self.breaker.success()
         for (_, fut), reply in zip(batch, replies, strict=True):
             if fut.done():
                 continue
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, Exception):
                 error = StoreUnavailable(f"{type(reply).__name__}: {reply}")
                 error.__cause__ = reply
                 fut.set_exception(error)

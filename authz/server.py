@@ -46,7 +46,9 @@ class Worker:
         self.settings = settings
         self.index = index
         self.metrics = AuthzMetrics()
-        self.redis = connect(settings.redis_url, timeout_s=settings.store_timeout_ms / 1000)
+        self.redis = connect(
+            settings.redis_url, timeout_s=settings.store_timeout_ms / 1000, cluster_retries=1
+        )
         self.buffer = UsageBuffer(settings.usage_window_s)
         breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown_s)
         self.limiter = Limiter(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -9,13 +10,45 @@ from pathlib import Path
 import pytest
 
 from tests.support import TEST_TIERS
+from tollway.dev.cluster import LocalCluster
 from tollway.dev.stack import free_port, port_open, redis_argv, wait_for
 from tollway.redis_client import connect
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--redis-mode",
+        choices=("single", "cluster"),
+        default=os.environ.get("TOLLWAY_TEST_REDIS_MODE", "single"),
+        help="run the integration and e2e tiers on one redis-server, or on a 3-master cluster",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--redis-mode") != "cluster":
+        return
+    skip = pytest.mark.skip(reason="needs a single redis-server (stops, blocks or debugs it)")
+    for item in items:
+        if "single_redis" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A redis-server of our own for the whole session; yields its URL and stops it after."""
+def redis_mode(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("--redis-mode"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_mode: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server (or, with --redis-mode cluster, a 3-master Redis Cluster) of our own for
+    the whole session; yields its URL and stops it after."""
+    if redis_mode == "cluster":
+        cluster = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
+        try:
+            yield cluster.url
+        finally:
+            cluster.stop()
+        return
     port = free_port()
     data = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(

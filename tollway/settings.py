@@ -22,6 +22,7 @@ T = TypeVar("T")
 # The example tier table that ships inside the package, used when no path is configured.
 DEFAULT_TIERS = Path(__file__).parent / "data" / "tiers.toml"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -86,12 +87,24 @@ class StoreSettings:
     """What every process needs to reach Redis and read the tier table."""
 
     redis_url: str = env("TOLLWAY_REDIS_URL", DEFAULT_REDIS_URL, "Redis to keep key state in")
+    # A Redis Cluster is chosen by a redis+cluster://host:port URL (any node), or by this.
+    redis_cluster: bool = env("TOLLWAY_REDIS_CLUSTER", False, "the Redis URL is a cluster node")
     tiers: Path = env("TOLLWAY_TIERS", DEFAULT_TIERS, "the tier table (TOML)")
     # HMAC pepper for key hashes. Empty means plain SHA-256; set it in production so a leaked
     # Redis dump cannot be checked against guessed keys offline.
     key_pepper: str = env("TOLLWAY_KEY_PEPPER", "", "server secret mixed into key hashes")
     # uvloop measured +11% checks/s for authz against asyncio's loop (make bench, same run).
     event_loop: str = env("TOLLWAY_EVENT_LOOP", "uvloop", "uvloop, or asyncio")
+
+    def __post_init__(self) -> None:
+        url = self.redis_url
+        if not url.startswith(REDIS_SCHEMES):
+            raise SettingsError(
+                f"TOLLWAY_REDIS_URL={url!r}: expected one of {', '.join(REDIS_SCHEMES)}"
+            )
+        if self.redis_cluster and url.startswith("redis://"):
+            # Frozen: the one place a field is rewritten, so every service connects the same way.
+            object.__setattr__(self, "redis_url", "redis+cluster://" + url.removeprefix("redis://"))
 
 
 @dataclass(frozen=True)

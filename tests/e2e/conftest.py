@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis as sync_redis
+from redis.cluster import RedisCluster
 
 from tests.support import TEST_TIERS
 from tollway import schema
 from tollway.dev.stack import Ports, Stack
 from tollway.keys import KeyHasher
-from tollway.redis_client import connect
+from tollway.redis_client import connect, connect_sync
 from tollway.store import KeyStore
 
 pytestmark = pytest.mark.e2e
@@ -79,7 +79,7 @@ class Edge:
         self.stack = stack
         self.logs = logs
         self.issued: list[str] = []
-        self.redis = sync_redis.Redis.from_url(stack.effective_redis_url, decode_responses=True)
+        self.redis = connect_sync(stack.effective_redis_url)
 
     def get(self, path: str, key: str | None = None, headers=None) -> Response:
         h = dict(headers or {})
@@ -115,8 +115,29 @@ class Edge:
 
         asyncio.run(go())
 
+    def command_calls(self, command: str) -> int:
+        """How many times Redis ran ``command`` so far, summed over every node of a cluster."""
+        if isinstance(self.redis, RedisCluster):
+            per_node = self.redis.info("commandstats", target_nodes=RedisCluster.ALL_NODES).values()
+        else:
+            per_node = [self.redis.info("commandstats")]
+        return sum(int(n.get(f"cmdstat_{command}", {}).get("calls", 0)) for n in per_node)
+
     def usage(self, key_id: str) -> int:
         return sum(int(v) for v in self.redis.hgetall(schema.key_usage(key_id)).values())
+
+
+# With --redis-mode cluster, every stack shares the session's Redis Cluster (flushed when a
+# stack starts) instead of starting a redis-server of its own.
+_shared_redis: dict[str, str | None] = {"url": None}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stacks_use_the_cluster(request: pytest.FixtureRequest, redis_mode: str) -> Iterator[None]:
+    if redis_mode == "cluster":
+        _shared_redis["url"] = request.getfixturevalue("redis_server")
+    yield
+    _shared_redis["url"] = None
 
 
 @contextlib.contextmanager
@@ -124,6 +145,11 @@ def running_edge(
     tmp: Path, tiers_text: str = TEST_TIERS, workers: int = 1, env: dict[str, str] | None = None
 ) -> Iterator[Edge]:
     """Start the whole stack in ``tmp``; stop it (and print its last log lines) on exit."""
+    redis_url = _shared_redis["url"]
+    if redis_url is not None:
+        flush = connect_sync(redis_url)
+        flush.flushall()
+        flush.close()
     tiers = tmp / "tiers.toml"
     tiers.write_text(tiers_text)
     logs: list[str] = []
@@ -133,7 +159,8 @@ def running_edge(
         with lock:
             logs.append(f"{name} | {line}")
 
-    stack = Stack(Ports.free(), tiers, tmp / "state", sink, authz_workers=workers, env=env or {})
+    stack = Stack(Ports.free(), tiers, tmp / "state", sink, redis_url=redis_url,
+                  authz_workers=workers, env=env or {})  # fmt: skip
     stack.start_all()
     edge = Edge(stack, logs)
     try:

@@ -12,7 +12,7 @@ from tests.e2e.conftest import Edge, running_edge
 from tests.support import TEST_TIERS
 from tollway.dev.stack import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.single_redis]  # stops and restarts its redis-server
 
 
 @pytest.fixture(scope="module")

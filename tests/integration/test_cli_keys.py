@@ -8,15 +8,15 @@ import pytest
 
 from tollway.cli import main as cli
 from tollway.keys import parse_key
+from tollway.redis_client import connect_sync
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def run(redis_server, tiers_file, capsys):
-    import redis as sync_redis
-
-    sync_redis.Redis.from_url(redis_server).flushdb()
+    with connect_sync(redis_server) as r:
+        r.flushdb()
 
     def go(*argv: str) -> tuple[int, str, str]:
         code = cli([*argv, "--redis-url", redis_server, "--tiers", str(tiers_file)])

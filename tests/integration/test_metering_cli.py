@@ -12,6 +12,7 @@ from aiohttp import web
 
 from tollway.cli import main as cli
 from tollway.dev.stack import free_port, port_open, wait_for
+from tollway.redis_client import connect_sync
 from tollway.settings import StripeSettings
 from tollway.standin.app import Fault, Standin
 from tollway.standin.objects import World
@@ -46,9 +47,7 @@ def standin_url():
 
 @pytest.fixture
 def run(redis_server, tiers_file, capsys, standin_url, monkeypatch):
-    import redis as sync_redis
-
-    r = sync_redis.Redis.from_url(redis_server, decode_responses=True)
+    r = connect_sync(redis_server)
     r.flushdb()
     monkeypatch.setenv("TOLLWAY_STRIPE_API_BASE", standin_url[0])
     monkeypatch.setenv("TOLLWAY_USAGE_WINDOW_S", str(W))
@@ -96,7 +95,7 @@ def drain(redis_server: str, tiers_file, base: str) -> None:
 def setup_usage(go, r, n: int = 5) -> tuple[str, int]:
     code, _, _ = go("keys", "create", "--tier", "free", "--customer", "cus_cli")
     assert code == 0
-    key_id = next(k.split("{")[1].split("}")[0] for k in r.keys("tw:{*}:key"))
+    key_id = next(k.split("{")[1].split("}")[0] for k in r.scan_iter(match="tw:{*}:key"))
     now = int(time.time())
     window = now - now % W - 2 * W
     r.hincrby(f"tw:{{{key_id}}}:usage", str(window), n)

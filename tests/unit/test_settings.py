@@ -60,3 +60,19 @@ def test_every_field_is_documented():
     rows = describe(DevSettings)
     assert len(rows) == len(dataclasses.fields(DevSettings))
     assert all(var.startswith("TOLLWAY_") and doc for var, _, doc in rows)
+
+
+def test_a_cluster_is_chosen_by_url_or_by_setting():
+    by_url = load(AuthzSettings, {"TOLLWAY_REDIS_URL": "redis+cluster://10.0.0.5:7000"})
+    by_flag = load(
+        AuthzSettings, {"TOLLWAY_REDIS_URL": "redis://10.0.0.5:7000", "TOLLWAY_REDIS_CLUSTER": "1"}
+    )
+    assert by_url.redis_url == by_flag.redis_url == "redis+cluster://10.0.0.5:7000"
+    assert load(AuthzSettings, {}).redis_url.startswith("redis://")
+
+
+def test_an_unknown_redis_scheme_is_a_clear_error():
+    with pytest.raises(
+        SettingsError, match="TOLLWAY_REDIS_URL='http://x': expected one of redis://"
+    ):
+        load(AuthzSettings, {"TOLLWAY_REDIS_URL": "http://x"})

@@ -33,3 +33,10 @@ def redis_server() -> str:
             "redis-server not found: run `make setup` or apt-get install redis-server"
         )
     return path
+
+
+def redis_cli() -> str:
+    path = _find("redis-cli")
+    if path is None:
+        raise MissingBinary("redis-cli not found: run `make setup` or apt-get install redis-server")
+    return path
