@@ -108,6 +108,11 @@ def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Every request header tollway may set for the upstream. Those an answer does not set are
+# removed, so that a client cannot pass one off as tollway's (the ones it sets overwrite).
+UPSTREAM_HEADERS = (CUSTOMER_HEADER, TIER_HEADER, KEY_ID_HEADER, DEGRADED_HEADER, DRY_RUN_HEADER)
+
+
 def _allowed(
     req: RequestInfo,
     key_id: str,
@@ -132,7 +137,7 @@ def _allowed(
         tier=tier.name,
         client_headers=client,
         upstream_headers=upstream,
-        strip=req.strip,
+        strip=req.strip + tuple(h for h in UPSTREAM_HEADERS if h not in {k for k, _ in upstream}),
         would_deny=would_deny,
         degraded=degraded,
     )

@@ -24,6 +24,7 @@ from authz.decision import (
 from authz.leases import DEFAULT_LEASE_TTL_S, LeaseBook
 from authz.limiter import Limiter, Mode, Overloaded, StoreUnavailable
 from authz.metrics import AuthzMetrics
+from authz.negatives import NegativeCache
 from authz.outcome import Code
 from authz.policy import Policy
 from authz.reasons import Reason
@@ -57,6 +58,7 @@ class AuthzService:
         self.buffer = buffer
         self.metrics = metrics
         self.leases = leases if leases is not None else LeaseBook(DEFAULT_LEASE_TTL_S)
+        self.unknown = NegativeCache()
         self._known: dict[str, tuple[str, str]] = {}  # digest -> (customer, tier)
 
     async def Check(self, request: Any, context: Any) -> bytes:
@@ -82,6 +84,8 @@ class AuthzService:
             return invalid_key()
         digest = self.hasher.digest(info.key)
         key_id = self.hasher.key_id(digest)
+        if digest in self.unknown:  # Redis said so within the last minute
+            return invalid_key(key_id)
         policy = self.policy  # one table for the whole check, even if a reload lands meanwhile
         lease = self.leases.peek(key_id, digest)
         if lease is not None:
@@ -124,6 +128,8 @@ class AuthzService:
         elif out.code in (Code.UNKNOWN_KEY, Code.REVOKED, Code.PAYMENT):
             self._known.pop(digest, None)
             self.leases.close(key_id)
+            if out.code is Code.UNKNOWN_KEY:
+                self.unknown.add(digest)
         return decide(info, key_id, out, policy.tier(out.tier))
 
     async def settle_leases(self) -> int:

@@ -37,7 +37,7 @@ from bench.drain import run_mode
 from tollway.dev import binaries
 from tollway.dev.envoy_config import render
 from tollway.dev.stack import die_with_parent, free_port, http_ok, port_open, redis_argv, wait_for
-from tollway.keys import KeyHasher
+from tollway.keys import KeyHasher, generate_key
 from tollway.redis_client import connect
 from tollway.store import KeyStore
 
@@ -307,6 +307,8 @@ def main() -> int:
             lease_key = asyncio.run(make_key("bench_lease"))
             lease_body = tmp / "check_lease.bin"
             lease_body.write_bytes(check_body(lease_key))
+            unknown_body = tmp / "check_unknown.bin"  # well-formed, valid checksum, never issued
+            unknown_body.write_bytes(check_body(generate_key()))
 
             ceilings = {}
             for name, loop, ping in (("asyncio", "asyncio", False), ("uvloop", "uvloop", False),
@@ -352,7 +354,12 @@ def main() -> int:
                 wait_for(lambda ports=ports: all(port_open(p) for p in ports), "authz", 20)
                 h2load(aport, body, 2, tmp / "warm.log")  # warm up: connections, script cache
                 pids = authz_pids(authz) if workers > 1 else [authz.pid]
-                modes = [("exact", body)] + ([("lease", lease_body)] if workers == 1 else [])
+                modes = [("exact mode", body)]
+                if workers == 1:
+                    modes += [
+                        ("lease mode", lease_body),
+                        ("one unknown key, flooded", unknown_body),
+                    ]
                 for mode, mode_body in modes:
                     h2load(aport, mode_body, 1, tmp / "warm.log")
                     before_ok, before_cpu, before_redis, before_pipes = (
@@ -369,7 +376,7 @@ def main() -> int:
                     scripts = (after_redis[0] - before_redis[0]) / d["n"]
                     commands = (after_redis[1] - before_redis[1]) / d["n"]
                     pipes = (after_pipes - before_pipes) / d["n"]
-                    row(f"2. authz direct, {mode} mode, {workers} worker(s), checks/s (÷ ceiling)",
+                    row(f"2. authz direct, {mode}, {workers} worker(s), checks/s (÷ ceiling)",
                         f"{d['rps']:,.0f}  ({d['rps'] / ceil['rps']:.2f})  p50 {d['p50']:.2f} ms, p99 {d['p99']:.2f} ms")  # fmt: skip
                     row("   CPU per check / Redis round trips (scripts; commands) per check / checks per worker",
                         f"{cpu_us:.0f} µs / {pipes:.3f} ({scripts:.3f}; {commands:.2f}) / {spread}")  # fmt: skip

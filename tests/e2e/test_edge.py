@@ -24,6 +24,8 @@ def test_allowed_request_reaches_upstream_with_identity_and_without_key(edge):
     assert r.upstream_saw("x-tollway-customer") == ["cus_allowed"]
     assert r.upstream_saw("x-tollway-tier") == ["pro"]
     assert r.upstream_saw("x-tollway-key-id") == [key_id]
+    assert r.upstream_saw("x-tollway-degraded") == []  # not set by tollway here: removed
+    assert r.upstream_saw("x-tollway-dry-run") == []
     assert r.upstream_saw("x-api-key") == []
     assert key not in r.body.decode()
     assert (r.headers["ratelimit-limit"], r.headers["ratelimit-remaining"]) == ("20", "19")
@@ -43,7 +45,8 @@ def test_spoofed_tollway_headers_are_overwritten(edge):
     """Client-sent x-tollway-* headers, even duplicated, never reach the upstream unchanged."""
     key, key_id = edge.issue("pro", customer="cus_real")
     spoof = [("x-api-key", key), ("x-tollway-customer", "cus_evil"), ("x-tollway-customer", "cus_evil2"),
-             ("X-Tollway-Tier", "enterprise"), ("x-tollway-key-id", "0000000000000000")]  # fmt: skip
+             ("X-Tollway-Tier", "enterprise"), ("x-tollway-key-id", "0000000000000000"),
+             ("x-tollway-degraded", "store_unavailable"), ("X-TOLLWAY-DRY-RUN", "rate_limited")]  # fmt: skip
     from tests.e2e.conftest import request
 
     r = request(edge.stack.ports.envoy, "/v1/things", spoof)

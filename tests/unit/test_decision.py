@@ -25,7 +25,8 @@ def out(code: Code, tier: str = "free", **kw) -> Outcome:
 def test_allowed_sets_upstream_identity_and_ratelimit_headers():
     """OK: customer, tier and key id go upstream; RateLimit-* go to the client."""
     d = decide(REQ, "kid1", out(Code.OK, remaining=3, wait_ms=1500), TABLE.get("free"))
-    assert d.allowed and d.strip == ("x-api-key",)
+    # The key is stripped, and so are the tollway headers this answer does not set.
+    assert d.allowed and d.strip == ("x-api-key", "x-tollway-degraded", "x-tollway-dry-run")
     assert d.upstream_headers == (
         ("x-tollway-customer", "cus_1"),
         ("x-tollway-tier", "free"),
@@ -126,6 +127,7 @@ def test_store_error_allows_known_key_on_allow_tier():
     d = decide_store_error(REQ, "kid1", ("cus_1", "resilient"), TABLE.get("resilient"))
     assert d.allowed and d.degraded
     assert ("x-tollway-degraded", "store_unavailable") in d.upstream_headers
+    assert "x-tollway-degraded" not in d.strip  # set (overwriting), so not removed
     assert ("x-tollway-customer", "cus_1") in d.upstream_headers
     assert ("x-tollway-degraded", "store_unavailable") in d.client_headers
 

@@ -71,7 +71,7 @@ async def test_ok_response_sets_headers_strips_key_and_metadata():
         "x-tollway-key-id": KeyHasher.key_id(KeyHasher().digest(key)),
     }
     assert all(o.append_action == o.OVERWRITE_IF_EXISTS_OR_ADD for o in ok.headers)
-    assert list(ok.headers_to_remove) == ["x-api-key"]
+    assert list(ok.headers_to_remove) == ["x-api-key", "x-tollway-degraded", "x-tollway-dry-run"]
     assert headers_of(ok.response_headers_to_add)["ratelimit-remaining"] == "4"
     assert resp.dynamic_metadata["customer"] == "cus_1" and resp.dynamic_metadata["tier"] == "free"
     assert key not in str(resp)
@@ -194,3 +194,20 @@ async def test_decisions_are_counted_by_reason():
     assert value("tollway_authz_decisions_total", {"reason": "missing_api_key"}) == 1
     assert value("tollway_authz_decisions_total", {"reason": "ok"}) == 1
     assert value("tollway_authz_check_seconds_count") == 2
+
+
+async def test_a_flood_of_one_unknown_key_reaches_the_store_once():
+    """Redis's "unknown key" is remembered: repeating the key costs no store call; a key with a
+    bad checksum never reaches the store at all."""
+    fake = FakeLimiter()
+    fake.outcome = Outcome(Code.UNKNOWN_KEY)
+    svc = service(fake)
+    unknown = generate_key()
+    codes = [(await call(svc, check_request({"x-api-key": unknown}))).status.message
+             for _ in range(100)]  # fmt: skip
+    assert codes == ["invalid_api_key"] * 100
+    assert len(fake.calls) == 1
+    typo = unknown[:-1] + ("A" if unknown[-1] != "A" else "B")
+    for _ in range(100):
+        await call(svc, check_request({"x-api-key": typo}))
+    assert len(fake.calls) == 1
