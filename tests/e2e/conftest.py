@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import http.client
 import json
+import re
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.cluster import RedisCluster
@@ -163,14 +165,47 @@ def running_edge(
                   authz_workers=workers, env=env or {})  # fmt: skip
     stack.start_all()
     edge = Edge(stack, logs)
+    leaks: list[str] = []
     try:
         yield edge
+        leaks = secrets_in(redis_values(edge.redis), "Redis", stack.webhook_secret)
     finally:
         stack.stop_all()
         edge.redis.close()
         (tmp / "stack.log").write_text("\n".join(logs) + "\n")  # every line, for a post-mortem
         print(f"all logs: {tmp / 'stack.log'}")
         print("\n".join(logs[-80:]))  # shown by pytest when a test failed
+    leaks += secrets_in(logs, "the logs", stack.webhook_secret)
+    assert not leaks, "secrets written where they must never be:\n" + "\n".join(leaks[:10])
+
+
+# Any plaintext API key, whoever issued it (tests, the claim flow, the CLI): the key format.
+PLAINTEXT_KEY = re.compile(r"tw_(?:live|test)_[0-9A-Za-z]{20,}")
+
+
+def redis_values(client: Any) -> list[str]:
+    """Every key name and every value in Redis, as text, one entry per item."""
+    out: list[str] = []
+    for name in client.scan_iter(count=1000):
+        kind = client.type(name)
+        out.append(name)
+        if kind == "string":
+            out.append(str(client.get(name)))
+        elif kind == "hash":
+            out.extend(f"{k}={v}" for k, v in client.hgetall(name).items())
+        elif kind in ("set", "zset", "list"):
+            read = {"set": client.smembers, "list": lambda n: client.lrange(n, 0, -1),
+                    "zset": lambda n: client.zrange(n, 0, -1)}[kind]  # fmt: skip
+            out.extend(map(str, read(name)))
+        elif kind == "stream":
+            out.extend(str(e) for e in client.xrange(name))
+    return out
+
+
+def secrets_in(texts: list[str], where: str, webhook_secret: str) -> list[str]:
+    """Each text that holds a plaintext key or the webhook signing secret."""
+    return [f"{where}: {t[:200]}" for t in texts
+            if PLAINTEXT_KEY.search(t) or webhook_secret in t]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -208,3 +208,19 @@ def test_grpc_health_and_reflection_are_served(edge):
         reply = next(iter(stub.ServerReflectionInfo(iter([req]), timeout=5)))
         names = {s.name for s in reply.list_services_response.service}
         assert {"envoy.service.auth.v3.Authorization", "grpc.health.v1.Health"} <= names
+
+
+def test_the_secret_scan_finds_a_planted_key_and_secret(edge):
+    """The scan every stack runs on exit (conftest.running_edge) would catch a leak."""
+    from tests.e2e.conftest import redis_values, secrets_in
+
+    key, _ = edge.issue("pro")
+    assert secrets_in(redis_values(edge.redis), "Redis", edge.stack.webhook_secret) == []
+    edge.redis.hset("tw:{planted}:x", "note", f"oops {key}")
+    edge.redis.set("tw:{planted}:y", edge.stack.webhook_secret)
+    try:
+        found = secrets_in(redis_values(edge.redis), "Redis", edge.stack.webhook_secret)
+        assert len(found) == 2
+        assert secrets_in([f"log line with {key}"], "logs", "whsec_x") != []
+    finally:
+        edge.redis.delete("tw:{planted}:x", "tw:{planted}:y")
