@@ -30,7 +30,8 @@ from typing import Any
 from redis.exceptions import NoScriptError, RedisError
 
 from authz.breaker import Breaker
-from authz.outcome import Outcome
+from authz.outcome import Code, Outcome
+from authz.redis_clock import RedisClock
 from tollway import schema, scripts
 from tollway.clock import CheckClock
 from tollway.records import DEFAULT_PERIOD_S
@@ -67,7 +68,11 @@ class Limiter:
         deadline_s: float,
         usage_window_s: int,
         on_pipeline: Callable[[], None] = lambda: None,
+        expire_after_ms: float | None = None,
     ) -> None:
+        """``expire_after_ms``: a check that Redis runs later than this after it was sent is
+        void (check.lua answers EXPIRED and writes nothing). Set it below the socket timeout,
+        so that whatever Redis runs in time is answered before authz gives up; None: off."""
         self.redis = redis
         self.clock = clock
         self.breaker = breaker
@@ -80,6 +85,8 @@ class Limiter:
         self._tasks: set[asyncio.Task[None]] = set()  # the pipeline out, if any
         self._since = 0.0
         self._on_pipeline = on_pipeline
+        self.expire_after_ms = expire_after_ms
+        self.redis_clock = RedisClock()
 
     async def check(
         self,
@@ -99,9 +106,10 @@ class Limiter:
             raise StoreUnavailable("circuit breaker open")
         now = self.clock.now_ms()
         keys = schema.check_keys(key_id, settlement)
+        # ARGV[9], the deadline, is filled in when the pipeline is sent (_dated).
         command = ("EVALSHA", self._sha, len(keys), *keys, digest,
                    "" if now is None else str(now), str(cost), self._window, self._period,
-                   str(spent), str(returned), mode.value, *tier_args)  # fmt: skip
+                   str(spent), str(returned), mode.value, "", *tier_args)  # fmt: skip
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
@@ -111,9 +119,15 @@ class Limiter:
         self._pending.append((command, fut))
         reply = await fut
         try:
-            return Outcome.from_reply(reply)
+            out = Outcome.from_reply(reply)
         except (ValueError, TypeError, IndexError) as exc:
             raise StoreUnavailable(f"unexpected reply from check.lua: {exc}") from exc
+        if out.code is Code.EXPIRED:
+            self.breaker.failure()
+            raise StoreUnavailable("Redis ran the check after its deadline; nothing was counted")
+        if out.now_ms:
+            self.redis_clock.learn(out.now_ms)
+        return out
 
     def _flush(self) -> None:
         if not self._pending or self._tasks:
@@ -171,11 +185,18 @@ class Limiter:
                 replies[i] = reply
         return replies
 
+    def _dated(self, cmd: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The command with its deadline (ARGV[9]) set from the moment it is sent."""
+        at = 11 + cmd[2]  # "EVALSHA", sha, numkeys, *keys, then ARGV[1..]: ARGV[9] is here
+        if self.expire_after_ms is None or cmd[at - 1] == Mode.SETTLE.value:
+            return cmd  # off, or a settle-only call (idempotent, so a late run is harmless)
+        return (*cmd[:at], self.redis_clock.deadline(self.expire_after_ms), *cmd[at + 1 :])
+
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         self._on_pipeline()
         pipe = self.redis.pipeline(transaction=False)
         for cmd in commands:
-            pipe.execute_command(*cmd)
+            pipe.execute_command(*self._dated(cmd))
         return list(await pipe.execute(raise_on_error=False))
 
     @staticmethod

@@ -16,6 +16,7 @@ class Code(IntEnum):
     QUOTA = 5
     RATE = 6
     NO_TIER = 7
+    EXPIRED = 8  # Redis ran the check after authz's deadline for it: nothing was changed
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from tollway.tiers import OverQuota, Tier, TierTable
 
-ARGS_PER_TIER = 8  # check.lua's PER_TIER
+ARGS_PER_TIER = 8  # check.lua's PER_TIER (the table starts at ARGV[10])
 
 
 @dataclass

@@ -58,6 +58,9 @@ class Worker:
             settings.check_deadline_ms / 1000,
             settings.usage_window_s,
             self.metrics.store_pipelines.inc,
+            # Whatever Redis runs within 80% of the socket timeout is answered before authz
+            # gives up on it; whatever it runs later (it was frozen) is void.
+            expire_after_ms=0.8 * settings.store_timeout_ms,
         )
         self.service = AuthzService(
             Policy(load_tiers(settings.tiers)),
@@ -144,12 +147,13 @@ class Worker:
 
     async def stop(self) -> None:
         await self.health.enter_graceful_shutdown()
+        await asyncio.sleep(self.settings.drain_s)  # Envoy's health check moves traffic away
         await self.server.stop(self.settings.shutdown_grace_s)
         leases = self.service.leases
         leases.close_all()
         await self._settle()
         for owed in leases.due():  # Redis is away: keep the count as buffered usage
-            self.buffer.add(owed.key_id, time.time(), n=owed.spent)
+            self.buffer.add(owed.key_id, time.time(), n=owed.spent, write_id=owed.id)
         try:
             await asyncio.wait_for(self.buffer.flush(self.redis), timeout=1.0)
         except Exception as exc:

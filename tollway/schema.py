@@ -59,16 +59,17 @@ def key_usage(key_id: str) -> str:
     return f"{_tag(key_id)}:usage"
 
 
-def lease_settlement(key_id: str, settlement: str) -> str:
-    """Marks one lease settlement as applied, so a retried settlement never counts twice."""
-    return f"{_tag(key_id)}:settled:{settlement}"
+def applied_marker(key_id: str, write_id: str) -> str:
+    """Marks one idempotent usage write (a lease settlement, a buffered count) as applied, so
+    that a retry of it never counts twice."""
+    return f"{_tag(key_id)}:applied:{write_id}"
 
 
 def check_keys(key_id: str, settlement: str = "") -> list[str]:
     """KEYS for the check script, in the order check.lua reads them."""
     keys = [key_record(key_id), key_state(key_id), key_usage(key_id)]
     if settlement:
-        keys.append(lease_settlement(key_id, settlement))
+        keys.append(applied_marker(key_id, settlement))
     return keys
 
 

@@ -142,6 +142,10 @@ class AuthzSettings(StoreSettings):
     # returns; the next start writes it back.
     spool_dir: Path = env("TOLLWAY_SPOOL_DIR", Path(".tollway/spool"), "unflushed usage on exit")
     shutdown_grace_s: float = env("TOLLWAY_SHUTDOWN_GRACE_S", 5.0, "time to finish calls on exit")
+    # On SIGTERM, authz reports NOT_SERVING but keeps answering for this long before it closes
+    # its ports, so that Envoy's health check (every 0.5 s in envoy.yaml) moves traffic away
+    # first: a rolling restart then fails no request.
+    drain_s: float = env("TOLLWAY_AUTHZ_DRAIN_S", 1.0, "NOT_SERVING before closing, on SIGTERM")
     log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
 
 

@@ -125,6 +125,11 @@ class Edge:
             per_node = [self.redis.info("commandstats")]
         return sum(int(n.get(f"cmdstat_{command}", {}).get("calls", 0)) for n in per_node)
 
+    def authz_metrics(self, worker: int = 0) -> str:
+        port = self.stack.ports.authz_metrics + worker
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
     def usage(self, key_id: str) -> int:
         return sum(int(v) for v in self.redis.hgetall(schema.key_usage(key_id)).values())
 
@@ -144,7 +149,11 @@ def _stacks_use_the_cluster(request: pytest.FixtureRequest, redis_mode: str) -> 
 
 @contextlib.contextmanager
 def running_edge(
-    tmp: Path, tiers_text: str = TEST_TIERS, workers: int = 1, env: dict[str, str] | None = None
+    tmp: Path,
+    tiers_text: str = TEST_TIERS,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    redis_aof: bool = False,
 ) -> Iterator[Edge]:
     """Start the whole stack in ``tmp``; stop it (and print its last log lines) on exit."""
     redis_url = _shared_redis["url"]
@@ -162,7 +171,7 @@ def running_edge(
             logs.append(f"{name} | {line}")
 
     stack = Stack(Ports.free(), tiers, tmp / "state", sink, redis_url=redis_url,
-                  authz_workers=workers, env=env or {})  # fmt: skip
+                  authz_workers=workers, redis_aof=redis_aof, env=env or {})  # fmt: skip
     stack.start_all()
     edge = Edge(stack, logs)
     leaks: list[str] = []

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.error
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -139,6 +141,57 @@ def test_claims_for_unknown_or_unpaid_sessions(edge):
     for session, want, code in cases:
         status, raw = fetch(f"{hook}/keys/claim?session_id={session}")
         assert status == want and json.loads(raw)["error"]["code"] == code
+
+
+def test_webhook_killed_while_deliveries_are_retried(edge):
+    """SIGKILL the webhook service, let Stripe's deliveries fail and retry (a paid checkout,
+    a failed payment, an upgrade, a recovery), then restart it: the key ends up exactly as
+    Stripe says, one key for the checkout, each event applied once."""
+    table = parse_tiers(edge.stack.tiers.read_text(), "tiers")
+    prices = asyncio.run(seed_prices(edge.stack.standin_url, table))
+    hook = f"http://127.0.0.1:{edge.stack.ports.webhook}"
+    session = post_json(f"{hook}/checkout", {"tier": "pro", "email": "kill@example.com"})
+    before = len(json.loads(fetch(f"{edge.stack.standin_url}/_standin/deliveries")[1])["data"])
+
+    assert edge.stack.kill("webhook") == -9
+    with pytest.raises(urllib.error.URLError):  # "pays"; the redirect to the dead claim fails
+        fetch(session["url"])
+    events = json.loads(fetch(f"{edge.stack.standin_url}/_standin/events")[1])["data"]
+    completed = [e for e in events if e["type"] == "checkout.session.completed"]
+    sub_id = completed[-1]["data"]["object"]["subscription"]
+    trigger(edge, "invoice.payment_failed", subscription=sub_id)
+    trigger(
+        edge, "customer.subscription.updated", subscription=sub_id, price=prices["tollway_business"]
+    )
+    trigger(edge, "invoice.paid", subscription=sub_id)
+    time.sleep(1.0)  # deliveries fail and are retried meanwhile
+    edge.stack.start("webhook")
+
+    def delivered() -> list[dict]:
+        data = json.loads(fetch(f"{edge.stack.standin_url}/_standin/deliveries")[1])["data"]
+        return data[before:]
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        events = {d["event"] for d in delivered()}
+        done = {d["event"] for d in delivered() if d["status"] == 200}
+        if events and events == done and len(events) >= 4:
+            break
+        time.sleep(0.2)
+    attempts = delivered()
+    assert any(d["status"] != 200 for d in attempts), "no delivery failed: the kill did not bite"
+    ok_per_event = Counter(d["event"] for d in attempts if d["status"] == 200)
+    assert ok_per_event and set(ok_per_event.values()) == {1}, attempts
+
+    status, raw = fetch(f"{hook}/keys/claim?session_id={session['id']}")
+    assert status == 200, raw
+    claim = json.loads(raw)
+    edge.issued.append(claim["api_key"])
+    r = within_1s(edge, claim["api_key"], lambda r: r.status == 200, "after the restart")
+    assert r.upstream_saw("x-tollway-tier") == ["business"] and "x-tollway-warning" not in r.headers
+    assert edge.redis.smembers(schema.owned_keys(sub_id)) == {claim["key_id"]}  # one key
+    state = edge.redis.hgetall(schema.subscription_state(sub_id))
+    assert state["status"] == "active"
 
 
 def test_unsigned_and_oversized_webhooks_are_refused(edge):

@@ -10,6 +10,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from authz.breaker import Breaker
 from authz.limiter import Limiter, Overloaded, StoreUnavailable
+from authz.outcome import Code
 from authz.policy import Policy
 from authz.usage_buffer import UsageBuffer
 from tests.support import TEST_TIERS
@@ -119,3 +120,41 @@ async def test_failed_flush_keeps_the_counts():
         await buf.flush(client)
     assert len(buf) == 7
     await client.aclose()
+
+
+async def test_a_check_redis_runs_after_its_deadline_changes_nothing(redis, redis_server):
+    """A frozen Redis runs what was queued in its socket when it resumes. A check run after
+    its deadline is void: it is answered EXPIRED and counts nothing, so a request authz had
+    already refused is never billed."""
+    _, record = await KeyStore(redis, KeyHasher()).create("pro", "cus_1")
+    client = connect(redis_server)  # no socket timeout: this test waits for the late answer
+    limiter = Limiter(client, RedisTime(), Breaker(3, 30.0), deadline_s=2.0, usage_window_s=60,
+                      expire_after_ms=50)  # fmt: skip
+    usage = schema.key_usage(record.key_id)
+    try:
+        await limiter.check(record.key_id, record.hash, 1, ARGS)  # also learns Redis's clock
+        assert limiter.redis_clock.offset_ms is not None
+        blocker = asyncio.create_task(sleep_redis(redis, record.key_id, 0.3))
+        await asyncio.sleep(0.05)
+        with pytest.raises(StoreUnavailable, match="after its deadline; nothing was counted"):
+            await limiter.check(record.key_id, record.hash, 1, ARGS)
+        await blocker
+        assert sum(map(int, (await redis.hgetall(usage)).values())) == 1
+        assert (await limiter.check(record.key_id, record.hash, 1, ARGS)).code is Code.OK
+        assert sum(map(int, (await redis.hgetall(usage)).values())) == 2
+    finally:
+        await client.aclose()
+
+
+async def test_a_buffered_write_retried_after_a_lost_answer_counts_once(redis):
+    """The first flush reached Redis but its answer was lost (simulated by failing after the
+    write): the retry carries the same write ids and adds nothing more."""
+    buf = UsageBuffer(60)
+    buf.add("k1", 120.0, n=3)
+    buf.add("k2", 130.0, n=2, write_id="settle1")
+    assert await buf.flush(redis) == 5
+    buf._sent = {"again": ("k1", 120, 3), "settle1": ("k2", 120, 2)}  # "again" is a new id
+    buf._total = 5
+    assert await buf.flush(redis) == 5
+    assert await redis.hgetall(schema.key_usage("k1")) == {"120": "6"}  # a new id: counted
+    assert await redis.hgetall(schema.key_usage("k2")) == {"120": "2"}  # the same id: once

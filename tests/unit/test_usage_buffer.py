@@ -57,7 +57,7 @@ async def test_length_follows_adds_flushes_and_saves(tmp_path):
         async def __aexit__(self, *exc) -> None:
             return None
 
-        def hincrby(self, *args) -> None:
+        def execute_command(self, *args) -> None:
             return None
 
         async def execute(self) -> None:
@@ -70,6 +70,9 @@ async def test_length_follows_adds_flushes_and_saves(tmp_path):
         def pipeline(self, transaction: bool = False):
             return Pipe(self.buf)
 
+        async def script_load(self, source: str) -> str:
+            return "sha"
+
     buf = UsageBuffer(60)
     buf.add("k1", 0, n=3)
     buf.add("k2", 70)
@@ -79,3 +82,15 @@ async def test_length_follows_adds_flushes_and_saves(tmp_path):
     buf.save(tmp_path, "w")
     assert len(buf) == 0
     assert buf.load(tmp_path) == 2 and len(buf) == 2
+
+
+def test_a_write_id_survives_the_spool(tmp_path):
+    """Counts that carry a write id (a settlement that may have reached Redis) keep it through
+    save and load, so that the eventual write still counts them once."""
+    buf = UsageBuffer(60)
+    buf.add("k1", 61, n=4, write_id="abc")
+    buf.add("k1", 62, n=1)
+    buf.save(tmp_path, "w0")
+    again = UsageBuffer(60)
+    assert again.load(tmp_path) == 5
+    assert again._sent == {"abc": ("k1", 60, 4)} and dict(again._counts) == {("k1", 60): 1}

@@ -33,11 +33,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def redis_argv(port: int, data_dir: Path, persist: bool = False, debug: bool = False) -> list[str]:
+def redis_argv(
+    port: int, data_dir: Path, persist: bool = False, debug: bool = False, aof: bool = False
+) -> list[str]:
     """A redis-server on loopback. ``persist``: a clean shutdown writes dump.rdb, so a restart
-    keeps the data. ``debug``: allow DEBUG commands (tests use DEBUG SLEEP)."""
+    keeps the data. ``aof``: every write is fsynced to an append-only file before Redis
+    answers, so even a SIGKILL loses nothing. ``debug``: allow DEBUG commands (DEBUG SLEEP)."""
     argv = [binaries.redis_server(), "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "3600 1" if persist else "", "--appendonly", "no", "--dir", str(data_dir)]  # fmt: skip
+            "--save", "3600 1" if persist else "", "--dir", str(data_dir),
+            "--appendonly", "yes" if aof else "no", "--appendfsync", "always"]  # fmt: skip
     return argv + (["--enable-debug-command", "local"] if debug else [])
 
 
@@ -139,6 +143,7 @@ class Stack:
     standin: bool = True
     webhook_secret: str = "whsec_tollway_dev"  # noqa: S105 (the local stack's own, not a real one)
     authz_workers: int = 1
+    redis_aof: bool = False  # fsync every write: a SIGKILLed redis-server loses nothing
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
 
@@ -155,7 +160,8 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.standin}"
 
     def _child_env(self) -> dict[str, str]:
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        # A local stack stops at once; the e2e rolling-restart test sets a drain of its own.
+        env = {"TOLLWAY_AUTHZ_DRAIN_S": "0", **os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         if self.standin:
             env["TOLLWAY_STRIPE_API_BASE"] = self.standin_url
             env["STRIPE_WEBHOOK_SECRET"] = self.webhook_secret
@@ -209,7 +215,7 @@ class Stack:
         if name == "redis":
             data = self.state_dir / "redis"
             data.mkdir(parents=True, exist_ok=True)
-            argv = redis_argv(p.redis, data.resolve(), persist=True)
+            argv = redis_argv(p.redis, data.resolve(), persist=True, aof=self.redis_aof)
             return argv, lambda: port_open(p.redis)
         if name == "authz":
             argv = [py, "-m", "authz", "--port", str(p.authz), "--metrics-port",

@@ -17,7 +17,10 @@
 --   ARGV[7] lease: unused tokens of an earlier lease, given back to the bucket
 --   ARGV[8] "1": check this request (counted if it passes); "2": the same, and take a lease
 --           if the tier leases; "0": a settle-only call (cost 0, nothing counted but ARGV[6])
---   ARGV[9..] the tier table, 8 values per tier:
+--   ARGV[9] deadline in Redis ms, or "": a check Redis runs later than this is answered
+--           EXPIRED and changes nothing, because authz has already given up on it (a frozen
+--           or partitioned Redis runs what was queued in its socket when it resumes)
+--   ARGV[10..] the tier table, 8 values per tier:
 --             name, refill rate per second, burst, monthly quota (0 = unlimited),
 --             block past quota (1/0), dry run (1/0), has the route's feature (1/0),
 --             lease size in tokens (0: exact mode, no lease)
@@ -29,7 +32,8 @@
 -- Quota and usage count requests; only the bucket is charged the route's cost.
 
 local OK, UNKNOWN_KEY, REVOKED, PAYMENT, FEATURE, QUOTA, RATE, NO_TIER = 0, 1, 2, 3, 4, 5, 6, 7
-local TIERS, PER_TIER = 9, 8
+local EXPIRED = 8
+local TIERS, PER_TIER = 10, 8
 
 local wsize = tonumber(ARGV[4])
 local spent, returned = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -46,6 +50,9 @@ if ARGV[2] == '' then
   now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 else
   now_ms = tonumber(ARGV[2])
+end
+if ARGV[9] ~= '' and now_ms > tonumber(ARGV[9]) then
+  return {EXPIRED}
 end
 local now = math.floor(now_ms / 1000)
 

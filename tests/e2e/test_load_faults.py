@@ -1,0 +1,180 @@
+"""Faults under load: real Envoy, a second process driving bounded load, and faults injected
+in the middle of it. Each test ends by counting: requests sent, failed, and usage lost or
+doubled (billed by metering, or counted in Redis, against the client's own 2xx count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Edge, running_edge
+from tests.e2e.test_chaos import billed
+from tollway.dev.seed import seed_prices
+from tollway.dev.stack import port_open, wait_for
+from tollway.tiers import parse_tiers
+
+pytestmark = pytest.mark.e2e
+TIERS = """
+[tiers.strict]
+requests_per_second = 100000.0
+burst = 100000
+monthly_quota = 0
+over_quota = "bill"
+on_store_error = "deny"
+
+[tiers.sturdy]
+requests_per_second = 100000.0
+burst = 100000
+monthly_quota = 0
+over_quota = "bill"
+on_store_error = "allow"
+"""
+METERING = {"TOLLWAY_USAGE_WINDOW_S": "1", "TOLLWAY_METERING_INTERVAL": "0.3",
+            "TOLLWAY_METERING_CLOSE_SLACK_S": "0", "TOLLWAY_METERING_LEASE_S": "2"}  # fmt: skip
+
+
+class Load:
+    """tests/e2e/loadgen.py in a process of its own, driving one thread per key."""
+
+    def __init__(
+        self, edge: Edge, tmp: Path, keys: dict[str, str], seconds: float, rate: float
+    ) -> None:
+        (tmp / "keys.json").write_text(json.dumps(keys))
+        self.out = tmp / "load.json"
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.loadgen", "--port",
+                                      str(edge.stack.ports.envoy), "--keys", str(tmp / "keys.json"),
+                                      "--seconds", str(seconds), "--rate", str(rate), "--out", str(self.out)])  # fmt: skip
+
+    def result(self) -> dict[str, dict]:
+        assert self.proc.wait(60) == 0
+        return json.loads(self.out.read_text())
+
+
+def p99(latencies: list[float]) -> float:
+    ordered = sorted(latencies)
+    return ordered[int(len(ordered) * 0.99)] if ordered else 0.0
+
+
+def report(name: str, results: dict[str, dict], faults: int) -> None:
+    sent = sum(sum(r["statuses"].values()) for r in results.values())
+    failed = sum(n for r in results.values() for s, n in r["statuses"].items() if s != "200")
+    print(f"[{name}] requests {sent}, faults injected {faults}, non-2xx {failed}, "
+          f"statuses {[(k, r['statuses']) for k, r in results.items()]}")  # fmt: skip
+
+
+@pytest.mark.single_redis
+@pytest.mark.timeout(120)
+def test_redis_killed_under_load_then_restarted(tmp_path):
+    """SIGKILL redis-server mid-run, restart it 2 s later. deny tiers answer 503 fast, allow
+    tiers keep serving, and metering bills exactly the 2xx responses, per customer."""
+    with running_edge(tmp_path, TIERS, env=METERING, redis_aof=True) as edge:
+        asyncio.run(seed_prices(edge.stack.standin_url, parse_tiers(TIERS, "t")))
+        keys = {"cus_strict": edge.issue("strict", customer="cus_strict")[0],
+                "cus_sturdy": edge.issue("sturdy", customer="cus_sturdy")[0]}  # fmt: skip
+        for key in keys.values():  # seen once, so that an allow tier can vouch for it later
+            assert edge.get("/v1/things", key).status == 200
+        edge.redis.close()
+        load = Load(edge, tmp_path, keys, seconds=8, rate=60)
+        time.sleep(2.0)
+        edge.stack.kill("redis")
+        time.sleep(2.0)
+        edge.stack.start("redis")
+        results = load.result()
+        report("redis killed", results, faults=1)
+
+        strict, sturdy = results["cus_strict"], results["cus_sturdy"]
+        assert set(strict["statuses"]) <= {"200", "503"} and strict["statuses"].get("503", 0) > 20
+        assert strict["statuses"].get("200", 0) > 100  # served before and after the outage
+        assert p99(strict["latencies_ms"]) < 500, "a dead Redis must cost one timeout, not seconds"
+        assert sturdy["statuses"] == {"200": sum(sturdy["statuses"].values())}
+
+        ok = Counter({c: r["statuses"].get("200", 0) + 1 for c, r in results.items()})  # + warm-up
+        deadline = time.monotonic() + 40
+        while billed(edge) != ok and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert billed(edge) == ok, (dict(billed(edge)), dict(ok))  # no usage lost or doubled
+        time.sleep(1.5)
+        assert billed(edge) == ok
+
+
+def authz_workers(edge: Edge) -> dict[int, int]:
+    """{worker index: pid} of the supervisor's live workers."""
+    sup = edge.stack.procs["authz"].popen.pid
+    out = {}
+    for pid in map(int, Path(f"/proc/{sup}/task/{sup}/children").read_text().split()):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if b"--worker-index" in argv:  # not an exited child waiting to be reaped
+            out[int(argv[argv.index(b"--worker-index") + 1])] = pid
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_rolling_restart_of_authz_under_load_fails_nothing(tmp_path):
+    """Two workers, SIGTERM one at a time under load: the client sees no failed request, and
+    every 2xx is counted once in Redis."""
+    env = {"TOLLWAY_AUTHZ_DRAIN_S": "1.0"}  # the default; the local stack's is 0
+    with running_edge(tmp_path, TIERS, workers=2, env=env) as edge:
+        key, key_id = edge.issue("strict", customer="cus_roll")
+        load = Load(edge, tmp_path, {"cus_roll": key}, seconds=10, rate=150)
+        time.sleep(1.5)
+        restarted = 0
+        for worker in (0, 1):
+            old = authz_workers(edge)[worker]
+            os.kill(old, signal.SIGTERM)
+            # The supervisor starts a fresh worker; wait until it serves on its own port again.
+            wait_for(lambda w=worker, o=old: authz_workers(edge).get(w, o) != o, "new worker", 15)
+            wait_for(lambda w=worker: port_open(edge.stack.ports.authz_workers + w), "port", 15)
+            restarted += 1
+            time.sleep(1.5)  # let Envoy's health check see it serving
+        results = load.result()
+        report("rolling restart", results, faults=restarted)
+        statuses = results["cus_roll"]["statuses"]
+        assert statuses == {"200": sum(statuses.values())}, statuses
+        wait_for(lambda: edge.usage(key_id) == statuses["200"], "usage counted", 5)
+
+
+@pytest.mark.single_redis
+@pytest.mark.timeout(60)
+def test_redis_partition_opens_the_breaker_and_recovers(tmp_path):
+    """redis-server frozen (SIGSTOP: connections hang, nothing is refused) under load: answers
+    stay fast 503s while the breaker is open, and service resumes once Redis does."""
+    with running_edge(tmp_path, TIERS) as edge:
+        key, key_id = edge.issue("strict", customer="cus_part")
+        assert edge.get("/v1/things", key).status == 200
+        load = Load(edge, tmp_path, {"cus_part": key}, seconds=7, rate=80)
+        redis_pid = edge.stack.procs["redis"].popen.pid
+        time.sleep(1.5)
+        os.kill(redis_pid, signal.SIGSTOP)
+        try:
+            time.sleep(2.0)
+            metrics = edge.authz_metrics()
+            assert "tollway_authz_breaker_open 1.0" in metrics
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
+        results = load.result()
+        report("partition", results, faults=1)
+        r = results["cus_part"]
+        assert set(r["statuses"]) <= {"200", "503"} and r["statuses"].get("503", 0) > 20
+        assert p99(r["latencies_ms"]) < 500
+        # The last second ran after recovery: all of it was served.
+        assert edge.get("/v1/things", key).status == 200
+        assert "tollway_authz_breaker_open 0.0" in edge.authz_metrics()
+        # Every 2xx is counted once (with the requests before and after the load), and no 503
+        # is: the checks a frozen Redis runs when it resumes are past their deadline (void).
+        ok = r["statuses"]["200"] + 2
+        wait_for(lambda: edge.usage(key_id) >= ok, "usage", 5)
+        time.sleep(0.5)
+        assert edge.usage(key_id) == ok
