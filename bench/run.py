@@ -289,7 +289,7 @@ def main() -> int:
         procs = Procs(tmp)
         try:
             rport = free_port()
-            procs.start("redis", redis_argv(rport, tmp))
+            redis_proc = procs.start("redis", redis_argv(rport, tmp))
             wait_for(lambda: port_open(rport), "redis", 10)
             redis_url = f"redis://127.0.0.1:{rport}/0"
             tiers = tmp / "tiers.toml"
@@ -362,15 +362,16 @@ def main() -> int:
                     ]
                 for mode, mode_body in modes:
                     h2load(aport, mode_body, 1, tmp / "warm.log")
-                    before_ok, before_cpu, before_redis, before_pipes = (
+                    before_ok, before_cpu, before_redis, before_pipes, before_rcpu = (
                         worker_ok(mport, workers), cpu_seconds(pids), redis_calls(redis_url),
-                        pipelines(mport, workers),
+                        pipelines(mport, workers), cpu_seconds([redis_proc.pid]),
                     )  # fmt: skip
                     d = h2load(aport, mode_body, s, tmp / f"authz{workers}.log")
-                    after_ok, after_cpu, after_redis, after_pipes = (
+                    after_ok, after_cpu, after_redis, after_pipes, after_rcpu = (
                         worker_ok(mport, workers), cpu_seconds(pids), redis_calls(redis_url),
-                        pipelines(mport, workers),
+                        pipelines(mport, workers), cpu_seconds([redis_proc.pid]),
                     )  # fmt: skip
+                    redis_us = (after_rcpu - before_rcpu) / d["n"] * 1e6
                     spread = [a - b for a, b in zip(after_ok, before_ok, strict=True)]
                     cpu_us = (after_cpu - before_cpu) / d["n"] * 1e6
                     scripts = (after_redis[0] - before_redis[0]) / d["n"]
@@ -378,8 +379,8 @@ def main() -> int:
                     pipes = (after_pipes - before_pipes) / d["n"]
                     row(f"2. authz direct, {mode}, {workers} worker(s), checks/s (÷ ceiling)",
                         f"{d['rps']:,.0f}  ({d['rps'] / ceil['rps']:.2f})  p50 {d['p50']:.2f} ms, p99 {d['p99']:.2f} ms")  # fmt: skip
-                    row("   CPU per check / Redis round trips (scripts; commands) per check / checks per worker",
-                        f"{cpu_us:.0f} µs / {pipes:.3f} ({scripts:.3f}; {commands:.2f}) / {spread}")  # fmt: skip
+                    row("   CPU per check / Redis round trips (scripts; commands) per check / Redis CPU per check / checks per worker",
+                        f"{cpu_us:.0f} µs / {pipes:.3f} ({scripts:.3f}; {commands:.2f}) / {redis_us:.1f} µs / {spread}")  # fmt: skip
                 if workers == 2:
                     worker_ports = [wport, wport + 1]
                 else:

@@ -7,6 +7,7 @@ revoked key refuses (revocation is final).
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Mapping
@@ -88,7 +89,8 @@ class KeyStore:
         if not raw:
             raise KeyNotFound(f"no key with id {key_id}")
         record = KeyRecord.from_redis({_s(k): _s(v) for k, v in raw.items()})
-        if not looks_like_key_id(key_or_id) and record.hash != self.hasher.digest(key_or_id):
+        presented = "" if looks_like_key_id(key_or_id) else self.hasher.digest(key_or_id)
+        if presented and not hmac.compare_digest(record.hash, presented):
             raise KeyNotFound(f"no key with id {key_id}")
         return record
 
