@@ -47,7 +47,7 @@ class Worker:
         self.index = index
         self.metrics = AuthzMetrics()
         self.redis = connect(
-            settings.redis_url, timeout_s=settings.store_timeout_ms / 1000, cluster_retries=1
+            settings.redis_url, timeout_s=settings.store_timeout_ms / 1000, cluster_retries=0
         )
         self.buffer = UsageBuffer(settings.usage_window_s)
         breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown_s)

@@ -14,6 +14,8 @@ from tollway.dev.cluster import LocalCluster
 from tollway.dev.stack import free_port, port_open, redis_argv, wait_for
 from tollway.redis_client import connect
 
+CLUSTERS: dict[str, LocalCluster] = {}  # the session's cluster, by URL
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -22,6 +24,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("TOLLWAY_TEST_REDIS_MODE", "single"),
         help="run the integration and e2e tiers on one redis-server, or on a 3-master cluster",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--redis-mode") == "cluster":
+        # redis-py's sync RedisCluster drops the clients of its old node objects without
+        # closing them when it rebuilds its slot map (after the e2e tests kill and restart
+        # every node), and their sockets are reported at garbage collection, at session end.
+        # Only the tests use sync clients; the services use redis.asyncio throughout.
+        config.addinivalue_line(
+            "filterwarnings",
+            "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning",
+        )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -44,6 +58,7 @@ def redis_server(redis_mode: str, tmp_path_factory: pytest.TempPathFactory) -> I
     the whole session; yields its URL and stops it after."""
     if redis_mode == "cluster":
         cluster = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
+        CLUSTERS[cluster.url] = cluster  # for the e2e tests that kill or freeze Redis
         try:
             yield cluster.url
         finally:

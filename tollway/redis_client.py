@@ -38,7 +38,10 @@ def connect(
     On a cluster, a command that fails (a timeout, a dropped connection, MOVED during a
     failover) is retried ``cluster_retries`` times after the slot map is refreshed, with a
     short backoff. redis-py's own default is 10 retries backing off up to 10 s, which would
-    hold a check for seconds: authz passes 1, so a dead node costs one timeout, not ten.
+    hold a check for seconds. authz passes 0: a dead node costs one failed check, which the
+    tier's on_store_error answers, instead of a retry that runs past the check's deadline
+    (measured: with 1 retry, checks on an allow tier timed out as overloaded when every node
+    was killed). The slot map is refreshed for the next check either way.
     """
     if is_cluster(url):
         return RedisCluster.from_url(

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from redis.cluster import RedisCluster
 
+from tests.conftest import CLUSTERS
 from tests.support import TEST_TIERS
 from tollway import schema
 from tollway.dev.stack import Ports, Stack
@@ -130,6 +131,26 @@ class Edge:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             return str(r.read().decode())
 
+    def redis_pids(self) -> list[int]:
+        """The redis-server processes behind this stack: its own, or every cluster node."""
+        cluster = CLUSTERS.get(self.stack.effective_redis_url)
+        return cluster.pids() if cluster else [self.stack.procs["redis"].popen.pid]
+
+    def kill_redis(self) -> None:
+        """SIGKILL Redis: this stack's redis-server, or every node of the cluster."""
+        cluster = CLUSTERS.get(self.stack.effective_redis_url)
+        if cluster:
+            cluster.kill()
+        else:
+            self.stack.kill("redis")
+
+    def restart_redis(self) -> None:
+        cluster = CLUSTERS.get(self.stack.effective_redis_url)
+        if cluster:
+            cluster.restart()
+        else:
+            self.stack.start("redis")
+
     def usage(self, key_id: str) -> int:
         return sum(int(v) for v in self.redis.hgetall(schema.key_usage(key_id)).values())
 
@@ -177,7 +198,8 @@ def running_edge(
     leaks: list[str] = []
     try:
         yield edge
-        leaks = secrets_in(redis_values(edge.redis), "Redis", stack.webhook_secret)
+        with connect_sync(stack.effective_redis_url) as fresh:  # Redis may have restarted
+            leaks = secrets_in(redis_values(fresh), "Redis", stack.webhook_secret)
     finally:
         stack.stop_all()
         edge.redis.close()

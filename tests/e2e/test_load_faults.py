@@ -72,11 +72,11 @@ def report(name: str, results: dict[str, dict], faults: int) -> None:
           f"statuses {[(k, r['statuses']) for k, r in results.items()]}")  # fmt: skip
 
 
-@pytest.mark.single_redis
 @pytest.mark.timeout(120)
 def test_redis_killed_under_load_then_restarted(tmp_path):
-    """SIGKILL redis-server mid-run, restart it 2 s later. deny tiers answer 503 fast, allow
-    tiers keep serving, and metering bills exactly the 2xx responses, per customer."""
+    """SIGKILL redis-server (every node, on a cluster) mid-run, restart it 2 s later. deny tiers
+    answer 503 fast, allow tiers keep serving, and metering bills exactly the 2xx responses,
+    per customer."""
     with running_edge(tmp_path, TIERS, env=METERING, redis_aof=True) as edge:
         asyncio.run(seed_prices(edge.stack.standin_url, parse_tiers(TIERS, "t")))
         keys = {"cus_strict": edge.issue("strict", customer="cus_strict")[0],
@@ -86,9 +86,9 @@ def test_redis_killed_under_load_then_restarted(tmp_path):
         edge.redis.close()
         load = Load(edge, tmp_path, keys, seconds=8, rate=60)
         time.sleep(2.0)
-        edge.stack.kill("redis")
+        edge.kill_redis()
         time.sleep(2.0)
-        edge.stack.start("redis")
+        edge.restart_redis()
         results = load.result()
         report("redis killed", results, faults=1)
 
@@ -146,24 +146,26 @@ def test_rolling_restart_of_authz_under_load_fails_nothing(tmp_path):
         wait_for(lambda: edge.usage(key_id) == statuses["200"], "usage counted", 5)
 
 
-@pytest.mark.single_redis
 @pytest.mark.timeout(60)
 def test_redis_partition_opens_the_breaker_and_recovers(tmp_path):
-    """redis-server frozen (SIGSTOP: connections hang, nothing is refused) under load: answers
-    stay fast 503s while the breaker is open, and service resumes once Redis does."""
+    """redis-server (every node, on a cluster) frozen with SIGSTOP under load: connections hang
+    and nothing is refused. Answers stay fast 503s while the breaker is open, and service
+    resumes once Redis does."""
     with running_edge(tmp_path, TIERS) as edge:
         key, key_id = edge.issue("strict", customer="cus_part")
         assert edge.get("/v1/things", key).status == 200
         load = Load(edge, tmp_path, {"cus_part": key}, seconds=7, rate=80)
-        redis_pid = edge.stack.procs["redis"].popen.pid
+        redis_pids = edge.redis_pids()
         time.sleep(1.5)
-        os.kill(redis_pid, signal.SIGSTOP)
+        for pid in redis_pids:
+            os.kill(pid, signal.SIGSTOP)
         try:
             time.sleep(2.0)
             metrics = edge.authz_metrics()
             assert "tollway_authz_breaker_open 1.0" in metrics
         finally:
-            os.kill(redis_pid, signal.SIGCONT)
+            for pid in redis_pids:
+                os.kill(pid, signal.SIGCONT)
         results = load.result()
         report("partition", results, faults=1)
         r = results["cus_part"]

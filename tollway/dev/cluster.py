@@ -3,6 +3,8 @@
 ``LocalCluster(data_dir).start()`` starts ``masters`` redis-servers with cluster mode on free
 loopback ports, joins them with ``redis-cli --cluster create`` (no replicas) and waits until
 the cluster reports ok. ``url`` is the ``redis+cluster://`` URL every tollway service takes.
+Every write is fsynced (AOF), so ``kill`` then ``restart`` loses nothing, like a single
+redis-server in tests/e2e/test_load_faults.py.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class LocalCluster:
     def _argv(self, port: int) -> list[str]:
         node_dir = self.data_dir / str(port)
         node_dir.mkdir(parents=True, exist_ok=True)
-        return [*redis_argv(port, node_dir, debug=True),
+        return [*redis_argv(port, node_dir, debug=True, aof=True),
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", "15000"]  # fmt: skip
 
@@ -66,6 +68,24 @@ class LocalCluster:
             if "cluster_state:ok" not in out:
                 return False
         return True
+
+    def kill(self) -> None:
+        """SIGKILL every node, as a crash of the whole cluster would."""
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+        self.procs = []
+
+    def restart(self) -> None:
+        """Start every node again on its port, data directory and nodes.conf; wait until ok."""
+        self.procs = [subprocess.Popen(self._argv(port), stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+                      for port in self.ports]  # fmt: skip
+        wait_for(lambda: all(port_open(p) for p in self.ports), "redis-servers", 10)
+        wait_for(self.ok, "redis cluster", 30)
+
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs]
 
     def stop(self) -> None:
         for proc in self.procs:
