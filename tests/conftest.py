@@ -26,18 +26,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("--redis-mode") == "cluster":
-        # redis-py's sync RedisCluster drops the clients of its old node objects without
-        # closing them when it rebuilds its slot map (after the e2e tests kill and restart
-        # every node), and their sockets are reported at garbage collection, at session end.
-        # Only the tests use sync clients; the services use redis.asyncio throughout.
-        config.addinivalue_line(
-            "filterwarnings",
-            "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning",
-        )
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--redis-mode") != "cluster":
         return
