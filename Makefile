@@ -21,6 +21,7 @@ run: setup
 # Every tier on one redis-server, then the integration and e2e tiers again on a local
 # 3-master Redis Cluster (tests marked single_redis are skipped there).
 test: setup
+	@scripts/ensure-compose.sh
 	$(BIN)/pytest
 	$(BIN)/pytest --redis-mode cluster tests/integration tests/e2e
 

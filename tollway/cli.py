@@ -19,6 +19,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from metering import cli as metering_cli
+from tollway import health as health_check
 from tollway.keys import KeyHasher, KeyMode
 from tollway.redis_client import connect
 from tollway.settings import MeteringSettings, SettingsError, StoreSettings, with_flags
@@ -229,6 +230,12 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(run=tiers_check)
 
+    health = sub.add_parser(
+        "health", help="exit 0 if a local service is serving (Docker HEALTHCHECK)"
+    )
+    health.add_argument("service", nargs="?", help="authz, webhook, metering or stripe-standin "
+                        "(default: the one PID 1 runs)")  # fmt: skip
+    health.set_defaults(run=lambda a: health_check.main(a.service))
     sub.add_parser("authz", help="run the ext_authz gRPC server", add_help=False)
     for name, text in (
         ("dev", "run the whole local stack"),

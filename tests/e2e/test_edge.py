@@ -224,3 +224,23 @@ def test_the_secret_scan_finds_a_planted_key_and_secret(edge):
         assert secrets_in([f"log line with {key}"], "logs", "whsec_x") != []
     finally:
         edge.redis.delete("tw:{planted}:x", "tw:{planted}:y")
+
+
+def test_tollway_health_reports_each_running_service(edge, monkeypatch, capsys):
+    """`tollway health SERVICE` (the image's HEALTHCHECK) exits 0 for each service of the
+    running stack, and 1 with the reason when nothing serves on the configured port."""
+    from tollway.cli import main as cli
+    from tollway.dev.stack import free_port
+
+    ports = edge.stack.ports
+    monkeypatch.setenv("TOLLWAY_AUTHZ_PORT", str(ports.authz))
+    monkeypatch.setenv("TOLLWAY_WEBHOOK_PORT", str(ports.webhook))
+    monkeypatch.setenv("TOLLWAY_METERING_PORT", str(ports.metering))
+    monkeypatch.setenv("TOLLWAY_STANDIN_PORT", str(ports.standin))
+    for service in ("authz", "webhook", "metering", "stripe-standin"):
+        assert cli(["health", service]) == 0, capsys.readouterr().out
+        assert f"{service}: serving" in capsys.readouterr().out
+    for var, service in (("TOLLWAY_AUTHZ_PORT", "authz"), ("TOLLWAY_WEBHOOK_PORT", "webhook")):
+        monkeypatch.setenv(var, str(free_port()))
+        assert cli(["health", service]) == 1
+        assert f"{service}: not serving" in capsys.readouterr().out

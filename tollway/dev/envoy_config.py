@@ -46,7 +46,42 @@ def render(
     return config
 
 
+# docker-compose.yml: authz runs 2 workers, each also on its own port (--worker-port-base).
+COMPOSE_AUTHZ_PORTS = [9300, 9301]
+COMPOSE_HEADER = (
+    "# Generated from envoy/envoy.yaml by `python -m tollway.dev.envoy_config --compose`;\n"
+    "# do not edit (a test checks that it is current). For docker-compose.yml: the clusters\n"
+    "# point at the authz and upstream services by name, and the listener binds every address.\n"
+)
+
+
+def for_compose(source: Path = ENVOY_YAML) -> dict[str, Any]:
+    """The shipped config with its clusters pointed at docker-compose's service names."""
+    config = render(10000, 9901, COMPOSE_AUTHZ_PORTS, 8080, source)
+    config["static_resources"]["listeners"][0]["address"]["socket_address"]["address"] = "0.0.0.0"
+    for c in config["static_resources"]["clusters"]:
+        host = {"tollway_authz": "authz", "upstream": "upstream"}[c["name"]]
+        c["type"] = "STRICT_DNS"
+        for ep in c["load_assignment"]["endpoints"][0]["lb_endpoints"]:
+            ep["endpoint"]["address"]["socket_address"]["address"] = host
+    return config
+
+
+def compose_text(source: Path = ENVOY_YAML) -> str:
+    return COMPOSE_HEADER + yaml.safe_dump(for_compose(source), sort_keys=False)
+
+
 def write(config: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--compose"]:
+        sys.exit("usage: python -m tollway.dev.envoy_config --compose")
+    out = ENVOY_YAML.with_name("envoy-compose.yaml")
+    out.write_text(compose_text(), encoding="utf-8")
+    print(f"wrote {out}")

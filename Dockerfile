@@ -1,0 +1,31 @@
+# One image for every tollway service: the entrypoint is the `tollway` CLI, and the command
+# picks the service (authz, webhook, metering, stripe-standin); `authz` by default.
+#   docker build -t tollway .
+#   docker run tollway authz --workers 2
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY tollway ./tollway
+COPY authz ./authz
+COPY webhook ./webhook
+COPY metering ./metering
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+RUN useradd --system --uid 10001 --create-home --home-dir /home/tollway tollway
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER tollway
+WORKDIR /home/tollway
+# Inside a container the services listen on every address; the ports are the defaults.
+ENV TOLLWAY_AUTHZ_HOST=0.0.0.0 \
+    TOLLWAY_WEBHOOK_HOST=0.0.0.0 \
+    TOLLWAY_METERING_HOST=0.0.0.0 \
+    TOLLWAY_STANDIN_HOST=0.0.0.0 \
+    TOLLWAY_SPOOL_DIR=/home/tollway/spool \
+    PYTHONUNBUFFERED=1
+EXPOSE 9191 9192 8081 8082 12111
+# `tollway health` asks whichever service PID 1 runs: gRPC health for authz, /healthz else.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["tollway", "health"]
+ENTRYPOINT ["tollway"]
+CMD ["authz"]

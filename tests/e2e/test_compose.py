@@ -1,0 +1,122 @@
+"""docker-compose.yml and the Dockerfile agree with the settings module, the Envoy config the
+stack mounts is current and valid, and a Compose CLI accepts the file (`docker compose config`)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tollway.dev import binaries
+from tollway.dev.envoy_config import COMPOSE_AUTHZ_PORTS, compose_text
+from tollway.settings import (
+    AuthzSettings,
+    DevSettings,
+    MeteringSettings,
+    StandinSettings,
+    WebhookSettings,
+    describe,
+    load,
+)
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SETTINGS = {"authz": AuthzSettings, "webhook": WebhookSettings, "metering": MeteringSettings,
+            "stripe-standin": StandinSettings}  # fmt: skip
+KNOWN = {row[0] for cls in (*SETTINGS.values(), DevSettings) for row in describe(cls)}
+
+
+def env_of(service: dict[str, Any]) -> dict[str, str]:
+    """The service's environment with ${VAR:-default} and ${VAR-default} at their defaults."""
+    return {k: re.sub(r"\$\{[A-Z_]+:?-([^}]*)\}", r"\1", str(v))
+            for k, v in service.get("environment", {}).items()}  # fmt: skip
+
+
+def test_every_service_is_there_with_health_checks_and_conditions():
+    services = COMPOSE["services"]
+    assert set(services) == {
+        "redis",
+        "authz",
+        "webhook",
+        "metering",
+        "stripe-standin",
+        "upstream",
+        "envoy",
+    }
+    assert services["envoy"]["image"].startswith("envoyproxy/envoy:v1.40")
+    for name, svc in services.items():
+        for dep, cond in svc.get("depends_on", {}).items():
+            assert cond == {"condition": "service_healthy"} and "healthcheck" in services[dep], (
+                name,
+                dep,
+            )
+    for name in SETTINGS:
+        assert services[name]["healthcheck"]["test"] == ["CMD", "tollway", "health", name]
+        assert services[name]["command"][0] == name
+
+
+def test_environment_and_ports_agree_with_the_settings():
+    services = COMPOSE["services"]
+    for name, cls in SETTINGS.items():
+        env = env_of(services[name])
+        assert set(env) <= KNOWN, sorted(set(env) - KNOWN)
+        settings = load(cls, env)  # every value is one the service accepts
+        assert getattr(settings, "redis_url", "redis://redis:6379/0") == "redis://redis:6379/0"
+    webhook = load(WebhookSettings, env_of(services["webhook"]))
+    assert services["webhook"]["ports"] == [f"{webhook.port}:{webhook.port}"]
+    assert load(StandinSettings, env_of(services["stripe-standin"])).webhook_url == (
+        f"http://webhook:{webhook.port}/webhooks/stripe")  # fmt: skip
+    authz = services["authz"]["command"]
+    workers = int(authz[authz.index("--workers") + 1])
+    base = int(authz[authz.index("--worker-port-base") + 1])
+    assert [base + i for i in range(workers)] == COMPOSE_AUTHZ_PORTS
+    assert load(AuthzSettings, env_of(services["authz"])).port == AuthzSettings().port
+
+
+def test_the_mounted_envoy_config_is_current_and_valid(tmp_path):
+    (mount,) = COMPOSE["services"]["envoy"]["volumes"]
+    source, target, _ = mount.split(":")
+    assert (
+        target == "/etc/envoy/envoy.yaml"
+        and "/etc/envoy/envoy.yaml" in COMPOSE["services"]["envoy"]["command"]
+    )
+    path = ROOT / source
+    assert path.read_text() == compose_text(), "run: python -m tollway.dev.envoy_config --compose"
+    listener = yaml.safe_load(path.read_text())["static_resources"]["listeners"][0]
+    assert COMPOSE["services"]["envoy"]["ports"] == [
+        f"{listener['address']['socket_address']['port_value']}:10000"
+    ]
+    proc = subprocess.run([binaries.envoy(), "--mode", "validate", "-c", str(path)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_the_dockerfile_runs_as_a_user_with_a_healthcheck():
+    text = (ROOT / "Dockerfile").read_text()
+    assert text.count("FROM ") >= 2  # multi-stage
+    assert re.search(r"^USER (?!root)\S+", text, re.M)
+    assert "HEALTHCHECK" in text and '["tollway", "health"]' in text
+    assert 'ENTRYPOINT ["tollway"]' in text
+
+
+def test_compose_config_accepts_the_file(tmp_path):
+    if (
+        subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
+        argv = ["docker", "compose"]
+    elif shutil.which("docker-compose"):
+        argv = ["docker-compose"]
+    else:
+        pytest.skip("no docker compose CLI here (scripts/ensure-compose.sh installs one as root)")
+    proc = subprocess.run([*argv, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+                          capture_output=True, text=True, check=False, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]

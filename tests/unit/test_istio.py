@@ -1,0 +1,90 @@
+"""The Istio and Kubernetes manifests in envoy/istio/: they parse, and the fields that must
+agree do: provider name and service, ports, probes, environment variables and secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from authz.server import AUTH_SERVICE
+from tollway.settings import AuthzSettings, MeteringSettings, WebhookSettings, describe, load
+
+ISTIO = Path(__file__).resolve().parents[2] / "envoy" / "istio"
+ENVOY_YAML = ISTIO.parent / "envoy.yaml"
+SETTINGS = {"authz": AuthzSettings, "webhook": WebhookSettings, "metering": MeteringSettings}
+
+
+def docs() -> list[dict[str, Any]]:
+    out = []
+    for path in sorted(ISTIO.glob("*.yaml")):
+        out += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return out
+
+
+def find(kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [
+        d for d in docs() if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    """The container's environment, with secret references read from the Secret manifest."""
+    (secret,) = find("Secret", "tollway-secrets")
+    out = {}
+    for e in container["env"]:
+        if "value" in e:
+            out[e["name"]] = str(e["value"])
+        else:
+            ref = e["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == "tollway-secrets" and ref["key"] in secret["stringData"], e
+            out[e["name"]] = secret["stringData"][ref["key"]]
+    return out
+
+
+def test_the_provider_the_policy_names_is_the_authz_service():
+    (mesh,) = find("IstioOperator")
+    (provider,) = mesh["spec"]["meshConfig"]["extensionProviders"]
+    (policy,) = find("AuthorizationPolicy")
+    assert policy["spec"]["action"] == "CUSTOM"
+    assert policy["spec"]["provider"]["name"] == provider["name"]
+    grpc = provider["envoyExtAuthzGrpc"]
+    (service,) = find("Service", "tollway-authz")
+    meta = service["metadata"]
+    assert grpc["service"] == f"{meta['name']}.{meta['namespace']}.svc.cluster.local"
+    assert grpc["failOpen"] is False and grpc["statusOnError"] == "503"
+    # The same timeout as the shipped envoy.yaml's ext_authz filter.
+    assert grpc["timeout"] == "0.25s" and "timeout: 0.25s" in ENVOY_YAML.read_text()
+    (port,) = [p for p in service["spec"]["ports"] if p["name"].startswith("grpc")]
+    assert grpc["port"] == port["port"] == AuthzSettings().port
+
+
+def test_each_deployment_agrees_with_its_service_settings_and_budget():
+    for name, cls in SETTINGS.items():
+        (deploy,) = find("Deployment", f"tollway-{name}")
+        (service,) = find("Service", f"tollway-{name}")
+        (pdb,) = find("PodDisruptionBudget", f"tollway-{name}")
+        spec = deploy["spec"]
+        labels = spec["template"]["metadata"]["labels"]
+        assert spec["replicas"] == 2
+        assert spec["selector"]["matchLabels"] == labels == service["spec"]["selector"]
+        assert pdb["spec"]["selector"]["matchLabels"] == labels and pdb["spec"]["minAvailable"] == 1
+        (container,) = spec["template"]["spec"]["containers"]
+        assert container["args"] == [name]
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        env = env_of(container)
+        known = {row[0] for row in describe(cls)}
+        assert set(env) <= known, sorted(set(env) - known)
+        settings = load(cls, env)  # every value is one the service accepts
+        assert settings.host == "0.0.0.0"
+        served = {p["containerPort"] for p in container["ports"]}
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= served
+        assert settings.port in served
+        probe = container["readinessProbe"]
+        if name == "authz":
+            assert probe["grpc"] == {"port": settings.port, "service": AUTH_SERVICE}
+            assert container["livenessProbe"]["grpc"]["port"] == settings.port
+            assert settings.metrics_port in served
+        else:
+            assert probe["httpGet"] == {"path": "/healthz", "port": settings.port}

@@ -1,0 +1,87 @@
+"""`tollway health [SERVICE]`: is the service in this container (or on this host) serving?
+
+Exit 0 if it is, 1 if not, with one line saying why. authz is asked over its gRPC health
+service for the Authorization service (NOT_SERVING while it drains); webhook, metering and the
+stand-in answer GET /healthz. Without SERVICE, the service is the one PID 1 runs, so a single
+Docker HEALTHCHECK serves every service of the image. Ports come from the same TOLLWAY_*
+settings the service reads.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tollway.settings import (
+    AuthzSettings,
+    MeteringSettings,
+    SettingsError,
+    StandinSettings,
+    WebhookSettings,
+    load,
+)
+
+SERVICES = ("authz", "webhook", "metering", "stripe-standin")
+TIMEOUT_S = 2.0
+AUTH_SERVICE = "envoy.service.auth.v3.Authorization"
+
+
+def service_of_pid1(cmdline: Path = Path("/proc/1/cmdline")) -> str | None:
+    try:
+        argv = cmdline.read_bytes().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return None
+    return next((a for a in argv if a in SERVICES), None)
+
+
+def _http(port: int, path: str) -> tuple[bool, str]:
+    url = f"http://127.0.0.1:{port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as r:
+            return r.status == 200, f"{url}: {r.status}"
+    except (urllib.error.URLError, OSError) as exc:
+        return False, f"{url}: {exc}"
+
+
+def _grpc(port: int) -> tuple[bool, str]:
+    target = f"127.0.0.1:{port}"
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=AUTH_SERVICE), timeout=TIMEOUT_S
+            )
+        except grpc.RpcError as exc:
+            return False, f"{target}: {exc.code().name}"
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    return reply.status == health_pb2.HealthCheckResponse.SERVING, f"{target}: {status}"
+
+
+def check(service: str, environ: Mapping[str, str]) -> tuple[bool, str]:
+    if service == "authz":
+        return _grpc(load(AuthzSettings, environ).port)
+    if service == "webhook":
+        return _http(load(WebhookSettings, environ).port, "/healthz")
+    if service == "metering":
+        return _http(load(MeteringSettings, environ).port, "/healthz")
+    if service == "stripe-standin":
+        return _http(load(StandinSettings, environ).standin_port, "/_standin/healthz")
+    return False, f"unknown service {service!r} (one of {', '.join(SERVICES)})"
+
+
+def main(service: str | None) -> int:
+    service = service or service_of_pid1()
+    if service is None:
+        print(f"tollway health: name a service ({', '.join(SERVICES)}); PID 1 runs none of them")
+        return 1
+    try:
+        ok, detail = check(service, os.environ)
+    except SettingsError as exc:
+        ok, detail = False, str(exc)
+    print(f"{service}: {'serving' if ok else 'not serving'} ({detail})")
+    return 0 if ok else 1
