@@ -16,14 +16,24 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import stripe as stripe_errors
 from redis.exceptions import RedisError
 
 from metering import cli as metering_cli
 from tollway import health as health_check
+from tollway import stripe_sync
 from tollway.keys import KeyHasher, KeyMode
 from tollway.redis_client import connect
-from tollway.settings import MeteringSettings, SettingsError, StoreSettings, with_flags
+from tollway.settings import (
+    MeteringSettings,
+    SettingsError,
+    StoreSettings,
+    StripeSettings,
+    load,
+    with_flags,
+)
 from tollway.store import KeyNotFound, KeyStore
+from tollway.stripe_api import Stripe, StripeNotConfigured
 from tollway.tiers import TierError, load_tiers
 
 # Commands that are whole programs with their own flags: name -> module with main(argv).
@@ -157,6 +167,40 @@ def stripe_trigger(args: argparse.Namespace) -> int:
     return 0
 
 
+def stripe_sync_cmd(args: argparse.Namespace) -> int:
+    """Print the plan of changes that makes Stripe match the tier table; apply it unless
+    --dry-run."""
+    try:
+        table = load_tiers(args.tiers or load(StoreSettings, os.environ).tiers)
+        stripe = Stripe(load(StripeSettings, os.environ))
+    except TierError as exc:
+        raise CliError("\n".join(exc.problems)) from None
+    except StripeNotConfigured as exc:
+        raise CliError(str(exc)) from None
+
+    async def go() -> int:
+        try:
+            changes = await stripe_sync.plan(stripe, table)
+            for change in changes:
+                print(change.line())
+            todo = [c for c in changes if c.action != stripe_sync.UNCHANGED]
+            if not todo:
+                print("Stripe already matches the tier table.")
+                return 0
+            if args.dry_run:
+                print(f"{len(todo)} change(s) planned; --dry-run, so nothing was applied.")
+                return 0
+            done = await stripe_sync.apply(stripe, changes)
+            print(f"applied {done} change(s).")
+            return 0
+        except stripe_errors.StripeError as exc:
+            raise CliError(f"Stripe refused: {exc.user_message or exc}") from None
+        finally:
+            await stripe.aclose()
+
+    return asyncio.run(go())
+
+
 def tiers_check(args: argparse.Namespace) -> int:
     try:
         table = load_tiers(args.file)
@@ -221,6 +265,13 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("TOLLWAY_STRIPE_API_BASE") or "http://127.0.0.1:12111",
     )
     trig.set_defaults(run=stripe_trigger)
+
+    sync = stripe_cmd.add_parser(
+        "sync", help="create or update Products, Prices and Billing Meters from the tier table"
+    )
+    sync.add_argument("--tiers", type=Path, help="tier table (default: $TOLLWAY_TIERS)")
+    sync.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    sync.set_defaults(run=stripe_sync_cmd)
 
     tiers = sub.add_parser("tiers", help="the tier table").add_subparsers(
         dest="tiers_command", required=True

@@ -63,6 +63,14 @@ class Tier:
     report: Report = Report.ALL
     limiter: LimiterMode = LimiterMode.EXACT
     lease_tokens: int = 0  # lease mode: tokens one authz process takes from the bucket at once
+    # What `tollway stripe sync` creates in Stripe for a paid tier (price_amount set): a Product,
+    # a recurring flat Price with lookup key stripe_prices[0], and, with overage_unit_amount, a
+    # metered Price on the tier's Billing Meter, graduated: monthly_quota requests at 0, then
+    # overage_unit_amount each. Amounts are in the currency's minor unit (cents).
+    price_amount: int | None = None
+    currency: str = "usd"
+    interval: str = "month"
+    overage_unit_amount: str | None = None  # a decimal string, e.g. "0.05" (cents per request)
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,13 @@ _FIELDS: dict[str, tuple[bool, Any]] = {
     "report": (False, "all"),
     "limiter": (False, "exact"),
     "lease_tokens": (False, None),  # lease mode: default burst // 10, at least 1
+    "price_amount": (False, None),
+    "currency": (False, "usd"),
+    "interval": (False, "month"),
+    "overage_unit_amount": (False, None),
 }
+CURRENCY = re.compile(r"^[a-z]{3}$")
+DECIMAL = re.compile(r"^\d{1,12}(\.\d{1,12})?$")
 
 
 def _is_int(v: object) -> bool:
@@ -185,6 +199,34 @@ class _Validator:
             self.fail(name, "description", f"must be a string, got {v['description']!r}")
         features = self.string_list(name, "features", v["features"], FEATURE_NAME)
         prices = self.string_list(name, "stripe_prices", v["stripe_prices"], PRICE_ID)
+        amount, overage = v["price_amount"], v["overage_unit_amount"]
+        if amount is not None and not (_is_int(amount) and amount >= 0):
+            self.fail(
+                name, "price_amount", f"must be an integer >= 0 (minor units), got {amount!r}"
+            )
+        elif amount is not None and (not prices or prices[0].startswith("price_")):
+            self.fail(name, "stripe_prices", "a tier with price_amount needs a lookup key first "
+                      "(not a price_ id): `tollway stripe sync` gives that key to its Price")  # fmt: skip
+        if not (isinstance(v["currency"], str) and CURRENCY.match(v["currency"])):
+            self.fail(
+                name,
+                "currency",
+                f"must be a 3-letter ISO code in lower case, got {v['currency']!r}",
+            )
+        if v["interval"] not in ("month", "year"):
+            self.fail(name, "interval", f'must be "month" or "year", got {v["interval"]!r}')
+        if overage is not None:
+            text = str(overage) if _is_int(overage) or isinstance(overage, float) else overage
+            if not (isinstance(text, str) and DECIMAL.match(text)):
+                self.fail(
+                    name,
+                    "overage_unit_amount",
+                    f'must be a decimal >= 0 like "0.05", got {overage!r}',
+                )
+            elif amount is None:
+                self.fail(name, "overage_unit_amount", "needs price_amount (0 for usage alone)")
+            else:
+                overage = text
         if (
             len(self.problems) > before
             or over is None
@@ -209,6 +251,10 @@ class _Validator:
             report=report,
             limiter=limiter,
             lease_tokens=lease if limiter is LimiterMode.LEASE else 0,
+            price_amount=amount,
+            currency=v["currency"],
+            interval=v["interval"],
+            overage_unit_amount=overage,
         )
 
     def choice(self, tier: str, key: str, value: object, enum: type[E], present: bool) -> E | None:

@@ -15,7 +15,8 @@ SNIPPETS = Path(__file__).resolve().parents[2] / "envoy" / "snippets"
 
 
 def test_snippets_validate_in_a_minimal_existing_config(tmp_path):
-    """An existing front proxy plus our filter, cluster and routes passes envoy --mode validate."""
+    """An existing front proxy plus our filter, cluster, routes and the ratelimit wiring passes
+    envoy --mode validate."""
     load = lambda name: yaml.safe_load((SNIPPETS / name).read_text())  # noqa: E731
     router = {
         "name": "envoy.filters.http.router",
@@ -43,13 +44,15 @@ def test_snippets_validate_in_a_minimal_existing_config(tmp_path):
             ],
         },
     }
+    ratelimit = load("ratelimit.yaml")
+    routes = load("routes.yaml")
+    routed = next(r for r in routes if r.get("route", {}).get("cluster") == "your_upstream")
+    routed["route"]["rate_limits"] = ratelimit["route_rate_limits"]
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "existing",
-        "route_config": {
-            "virtual_hosts": [{"name": "api", "domains": ["*"], "routes": load("routes.yaml")}]
-        },
-        "http_filters": [*load("http_filter.yaml"), router],
+        "route_config": {"virtual_hosts": [{"name": "api", "domains": ["*"], "routes": routes}]},
+        "http_filters": [*load("http_filter.yaml"), ratelimit["http_filter"], router],
     }
     config = {
         "static_resources": {
@@ -68,7 +71,7 @@ def test_snippets_validate_in_a_minimal_existing_config(tmp_path):
                     ],
                 }
             ],
-            "clusters": [*load("cluster.yaml"), upstream],
+            "clusters": [*load("cluster.yaml"), ratelimit["cluster"], upstream],
         }
     }
     path = tmp_path / "existing.yaml"

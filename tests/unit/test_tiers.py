@@ -20,8 +20,9 @@ from tollway.tiers import (
 
 HERE = Path(__file__).parent / "tiers"
 KNOWN = (
-    "burst, description, dry_run, features, lease_tokens, limiter, meter_event, "
-    "monthly_quota, on_store_error, over_quota, report, requests_per_second, stripe_prices"
+    "burst, currency, description, dry_run, features, interval, lease_tokens, limiter, "
+    "meter_event, monthly_quota, on_store_error, over_quota, overage_unit_amount, price_amount, "
+    "report, requests_per_second, stripe_prices"
 )
 
 
@@ -175,3 +176,35 @@ def test_lease_size_defaults_to_a_tenth_of_the_burst():
     assert (lease.limiter, lease.lease_tokens) == (LimiterMode.LEASE, 25)
     assert parse_tiers(base + 'burst = 5\nlimiter = "lease"\n', "t").tiers["x"].lease_tokens == 1
     assert parse_tiers(base + "burst = 250\n", "t").tiers["x"].lease_tokens == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ("price_amount = -1", 'field "price_amount": must be an integer >= 0 (minor units), got -1'),
+        ("price_amount = 900", 'field "stripe_prices": a tier with price_amount needs a lookup key first'),
+        ('price_amount = 900\nstripe_prices = ["x"]\ncurrency = "USD"', 'field "currency": must be a 3-letter'),
+        ('price_amount = 900\nstripe_prices = ["x"]\ninterval = "week"', 'field "interval": must be "month" or "year"'),
+        ('overage_unit_amount = "0.05"', 'field "overage_unit_amount": needs price_amount'),
+        ('price_amount = 0\nstripe_prices = ["x"]\noverage_unit_amount = "-1"', 'field "overage_unit_amount": must be a decimal'),
+    ],
+)  # fmt: skip
+def test_stripe_fields_are_validated(fields, problem):
+    text = f'[tiers.x]\nrequests_per_second = 1\nburst = 10\nmonthly_quota = 0\nover_quota = "bill"\n{fields}\n'
+    with pytest.raises(TierError) as err:
+        parse_tiers(text, "t.toml")
+    assert len(err.value.problems) == 1 and err.value.problems[0].startswith(
+        f't.toml: tier "x": {problem}'
+    )
+
+
+def test_a_paid_tier_reads_its_stripe_fields():
+    text = ('[tiers.pro]\nrequests_per_second = 1\nburst = 10\nmonthly_quota = 1000\nover_quota = "bill"\n'
+            'stripe_prices = ["tollway_pro_monthly"]\nprice_amount = 2900\noverage_unit_amount = 0.05\n')  # fmt: skip
+    tier = parse_tiers(text, "t").tiers["pro"]
+    assert (tier.price_amount, tier.currency, tier.interval, tier.overage_unit_amount) == (
+        2900,
+        "usd",
+        "month",
+        "0.05",
+    )

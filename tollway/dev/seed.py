@@ -1,7 +1,7 @@
 """Give the Stripe stand-in a product and a monthly price for every lookup key in the tier
 table, and a Billing Meter for every meter_event, so that `POST /checkout` and metering work
-in the local stack. (``tollway stripe sync``, planned,
-will do this properly against real Stripe too.)"""
+in the local stack, for any tier table (``tollway stripe sync`` does the full job, with the
+tier's own amounts, for tiers that set price_amount, against real Stripe too)."""
 
 from __future__ import annotations
 

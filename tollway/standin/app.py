@@ -40,6 +40,30 @@ class ParamError(Exception):
         self.code = code
 
 
+def check_tiers(p: dict[str, Any]) -> None:
+    """billing_scheme=tiered needs tiers_mode and tiers, the last one up_to=inf, each with an
+    amount; per_unit (the default) needs unit_amount(_decimal) and no tiers."""
+    if p.get("billing_scheme", "per_unit") not in ("per_unit", "tiered"):
+        raise ParamError("Invalid billing_scheme", "billing_scheme")
+    if p.get("billing_scheme") != "tiered":
+        if "tiers" in p or "tiers_mode" in p:
+            raise ParamError("tiers need billing_scheme=tiered", "tiers")
+        return
+    tiers = p.get("tiers")
+    if p.get("tiers_mode") not in ("graduated", "volume"):
+        raise ParamError("Missing required param: tiers_mode.", "tiers_mode")
+    if not isinstance(tiers, list) or not tiers or not all(isinstance(t, dict) for t in tiers):
+        raise ParamError("Missing required param: tiers.", "tiers")
+    for i, t in enumerate(tiers):
+        last = i == len(tiers) - 1
+        if (t.get("up_to") == "inf") != last or (not last and not str(t.get("up_to")).isdigit()):
+            raise ParamError(
+                "Only the last tier may be up_to=inf, and it must be", f"tiers[{i}][up_to]"
+            )
+        if "unit_amount" not in t and "unit_amount_decimal" not in t and "flat_amount" not in t:
+            raise ParamError("Each tier needs an amount", f"tiers[{i}]")
+
+
 def stripe_error(status: int, message: str, param: str | None = None, code: str | None = None,
                  kind: str = "invalid_request_error", headers: dict[str, str] | None = None) -> web.Response:  # fmt: skip
     body: dict[str, Any] = {"type": kind, "message": message}
@@ -234,12 +258,28 @@ class Standin:
         check_params(p, {"id", "name", "active", "metadata", "description"}, {"name"})
         check_len(p, "name", 250)
         check_metadata(p.get("metadata"))
+        if p.get("id") in self.world.objects["product"]:
+            raise ParamError(f"Product already exists: {p['id']}", "id", "resource_already_exists")
         return web.json_response(self.world.product(p))
+
+    async def update_product(self, request: web.Request) -> web.Response:
+        p = await self.params(request)
+        check_params(p, {"name", "active", "metadata", "description"})
+        check_len(p, "name", 250)
+        check_metadata(p.get("metadata"))
+        product = self.world.get("product", request.match_info["id"])
+        if "name" in p:
+            product["name"] = p["name"]
+        if "active" in p:
+            product["active"] = p["active"] != "false"
+        product["metadata"] = {**product["metadata"], **p.get("metadata", {})}
+        return web.json_response(product)
 
     async def create_price(self, request: web.Request) -> web.Response:
         p = await self.params(request)
-        check_params(p, {"currency", "product", "unit_amount", "recurring", "lookup_key", "metadata",
-                         "transfer_lookup_key", "nickname"}, {"currency", "product"})  # fmt: skip
+        check_params(p, {"currency", "product", "unit_amount", "unit_amount_decimal", "recurring",
+                         "lookup_key", "metadata", "transfer_lookup_key", "nickname", "billing_scheme",
+                         "tiers_mode", "tiers"}, {"currency", "product"})  # fmt: skip
         self.world.get("product", p["product"])
         if "unit_amount" in p and not str(p["unit_amount"]).isdigit():
             raise ParamError("Invalid integer: unit_amount", "unit_amount")
@@ -250,6 +290,22 @@ class Standin:
             not isinstance(rec, dict) or rec.get("interval") not in ("day", "week", "month", "year")
         ):
             raise ParamError("Invalid recurring[interval]", "recurring[interval]")
+        if rec is not None and rec.get("usage_type", "licensed") not in ("licensed", "metered"):
+            raise ParamError("Invalid recurring[usage_type]", "recurring[usage_type]")
+        if rec is not None and rec.get("usage_type") == "metered":
+            if not rec.get("meter"):
+                raise ParamError("Metered prices need recurring[meter]", "recurring[meter]")
+            self.world.get("billing.meter", rec["meter"])
+        check_tiers(p)
+        lookup = p.get("lookup_key")
+        taken = [
+            x["id"]
+            for x in self.world.objects["price"].values()
+            if lookup and x["lookup_key"] == lookup
+        ]
+        if taken and p.get("transfer_lookup_key") != "true":
+            raise ParamError(f"A price ({taken[0]}) already uses the lookup key {lookup}. Pass "
+                             "transfer_lookup_key to move it.", "lookup_key")  # fmt: skip
         return web.json_response(self.world.price(p))
 
     async def list_prices(self, request: web.Request) -> web.Response:
@@ -512,6 +568,7 @@ class Standin:
         r.add_post("/v1/customers", self.create_customer)
         r.add_delete("/v1/customers/{id}", self.delete_customer)
         r.add_post("/v1/products", self.create_product)
+        r.add_post("/v1/products/{id}", self.update_product)
         r.add_post("/v1/prices", self.create_price)
         r.add_get("/v1/prices", self.list_prices)
         r.add_post("/v1/checkout/sessions", self.create_session)

@@ -101,6 +101,12 @@ class World:
                           "meter": recurring.get("meter")} if recurring else None,
             "lookup_key": lookup, "metadata": params.get("metadata", {}),
             "type": "recurring" if recurring else "one_time", "created": int(self.now()),
+            "billing_scheme": params.get("billing_scheme", "per_unit"),
+            "tiers_mode": params.get("tiers_mode"),
+            "tiers": [{"up_to": None if t["up_to"] == "inf" else int(t["up_to"]),
+                       "unit_amount": int(t["unit_amount"]) if "unit_amount" in t else None,
+                       "unit_amount_decimal": t.get("unit_amount_decimal", t.get("unit_amount"))}
+                      for t in params.get("tiers", [])] or None,
         })  # fmt: skip
 
     def meter(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,108 @@
+"""`tollway stripe sync` against the Stripe stand-in: the first run creates Products, Prices and
+the Billing Meter; the second changes nothing; a changed amount replaces one Price and moves
+its lookup key; --dry-run changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tollway import stripe_sync
+from tollway.cli import main as cli
+from tollway.tiers import parse_tiers
+
+pytestmark = pytest.mark.integration
+TIERS = """
+[tiers.free]
+requests_per_second = 1.0
+burst = 5
+monthly_quota = 1000
+over_quota = "block"
+
+[tiers.pro]
+requests_per_second = 20.0
+burst = 40
+monthly_quota = 100000
+over_quota = "bill"
+stripe_prices = ["tollway_pro_monthly"]
+price_amount = 2900
+overage_unit_amount = "0.05"
+
+[tiers.team]
+requests_per_second = 50.0
+burst = 100
+monthly_quota = 0
+over_quota = "bill"
+stripe_prices = ["tollway_team_monthly"]
+price_amount = 9900
+interval = "year"
+"""
+
+
+def counts(world) -> tuple[int, int, int]:
+    return (len(world.objects["product"]), len(world.objects["price"]),
+            len(world.objects["billing.meter"]))  # fmt: skip
+
+
+async def test_sync_creates_then_changes_nothing_then_replaces_a_price(standin):
+    s, client, _ = standin
+    table = parse_tiers(TIERS, "tiers.toml")
+    first = await stripe_sync.plan(client, table)
+    assert [(c.action, c.kind, c.key) for c in first] == [
+        ("create", "meter", "api_requests"),
+        ("create", "product", "tollway_pro"),
+        ("create", "price", "tollway_pro_monthly"),
+        ("create", "price", "tollway_pro_monthly_usage"),
+        ("create", "product", "tollway_team"),
+        ("create", "price", "tollway_team_monthly"),
+    ]
+    assert await stripe_sync.apply(client, first) == 6
+    assert counts(s.world) == (2, 3, 1)  # the free tier gets nothing
+
+    usage = (
+        await client.v1.prices.list_async({"lookup_keys": ["tollway_pro_monthly_usage"]})
+    ).data[0]
+    assert usage.recurring.usage_type == "metered"
+    assert usage.recurring.meter == next(iter(s.world.objects["billing.meter"]))
+    assert [(t.up_to, str(t.unit_amount_decimal)) for t in usage.tiers] == [
+        (100000, "0"),
+        (None, "0.05"),
+    ]
+
+    second = await stripe_sync.plan(client, table)
+    assert {c.action for c in second} == {"unchanged"} and len(second) == 6
+    assert await stripe_sync.apply(client, second) == 0
+    assert counts(s.world) == (2, 3, 1)
+
+    changed = parse_tiers(TIERS.replace("price_amount = 2900", "price_amount = 3900"), "tiers.toml")
+    third = await stripe_sync.plan(client, changed)
+    assert [(c.action, c.key) for c in third if c.action != "unchanged"] == [
+        ("replace", "tollway_pro_monthly")
+    ]
+    old = (await client.v1.prices.list_async({"lookup_keys": ["tollway_pro_monthly"]})).data[0]
+    await stripe_sync.apply(client, third)
+    new = (await client.v1.prices.list_async({"lookup_keys": ["tollway_pro_monthly"]})).data
+    assert [p.unit_amount for p in new] == [3900] and new[0].id != old.id
+    assert s.world.objects["price"][old.id]["lookup_key"] is None  # moved, not duplicated
+
+
+async def test_the_cli_prints_the_plan_and_dry_run_changes_nothing(
+    standin, tmp_path, monkeypatch, capsys
+):
+    s, _, base = standin
+    path = tmp_path / "tiers.toml"
+    path.write_text(TIERS)
+    monkeypatch.setenv("TOLLWAY_STRIPE_API_BASE", base)
+
+    async def sync(*flags: str) -> str:
+        # The CLI runs its own event loop; this one keeps serving the stand-in meanwhile.
+        assert await asyncio.to_thread(cli, ["stripe", "sync", "--tiers", str(path), *flags]) == 0
+        return capsys.readouterr().out
+
+    out = await sync("--dry-run")
+    assert "create    product tollway_pro" in out and "nothing was applied" in out
+    assert counts(s.world) == (0, 0, 0)
+    assert "applied 6 change(s)" in await sync()
+    assert "Stripe already matches the tier table." in await sync()
+    assert counts(s.world) == (2, 3, 1)
