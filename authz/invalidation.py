@@ -2,8 +2,9 @@
 
 KeyStore publishes a key id on ``schema.KEY_CHANGES`` after every change to that key's record
 (revocation, hold, billing status or tier from a webhook, rotation). Pub/sub delivers at most
-once, so after any disconnect every lease is closed: whatever was missed meanwhile cannot
-outlive the reconnect. A lease's TTL bounds staleness even if this listener is down.
+once, so after any disconnect every lease is closed, and no new lease is taken until the
+subscription is back: whatever was missed meanwhile cannot outlive the reconnect. A lease's
+TTL bounds staleness even so.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ async def listen(redis: Any, leases: LeaseBook, ready: asyncio.Event | None = No
     while True:
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
+            await redis.ping()  # a cluster client learns its slot map first (pub/sub needs it)
             await pubsub.subscribe(schema.KEY_CHANGES)
             leases.close_all()  # anything published before this subscription is unknown
+            leases.accepting = True
             if ready is not None:
                 ready.set()
             async for message in pubsub.listen():
@@ -37,6 +40,7 @@ async def listen(redis: Any, leases: LeaseBook, ready: asyncio.Event | None = No
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a dropped connection: close everything, then resubscribe
+            leases.accepting = False  # no new leases until changes can reach them again
             leases.close_all()
             log.warning("invalidation_disconnected", extra=fields(error=repr(exc)))
             await asyncio.sleep(RECONNECT_S)

@@ -63,9 +63,14 @@ class Lease:
 
 
 class LeaseBook:
-    def __init__(self, ttl_s: float, now: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl_s: float, now: Callable[[], float] = time.monotonic, accepting: bool = True
+    ) -> None:
         self.ttl_s = ttl_s
         self._now = now
+        # New leases are taken only while key changes can reach them: authz's invalidation
+        # listener sets this once it is subscribed, and clears it when it loses the channel.
+        self.accepting = accepting
         self._live: dict[str, Lease] = {}
         self._closed: dict[str, Lease] = {}  # no longer spendable, not yet settled
         self._renewing: set[str] = set()

@@ -68,7 +68,7 @@ class Worker:
             KeyHasher(settings.key_pepper.encode()),
             self.buffer,
             self.metrics,
-            LeaseBook(settings.lease_ttl_ms / 1000),
+            LeaseBook(settings.lease_ttl_ms / 1000, accepting=False),  # until subscribed
         )
         self.health = health.aio.HealthServicer()
         self.server: Any = None

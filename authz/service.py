@@ -105,7 +105,8 @@ class AuthzService:
         self, info: RequestInfo, key_id: str, digest: str, policy: Policy
     ) -> Decision:
         owed = self.leases.settle(key_id)
-        renewing = self.leases.renewing(key_id)  # one lease renewal per key at a time
+        # One lease renewal per key at a time, and none while key changes cannot reach leases.
+        renewing = self.leases.accepting and self.leases.renewing(key_id)
         try:
             out = await self.limiter.check(
                 key_id, digest, info.cost, policy.tier_args(info.feature),

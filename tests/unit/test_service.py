@@ -9,7 +9,7 @@ from google.rpc import code_pb2
 from prometheus_client import CollectorRegistry
 
 from authz.breaker import Breaker
-from authz.limiter import Overloaded, StoreUnavailable
+from authz.limiter import Mode, Overloaded, StoreUnavailable
 from authz.metrics import AuthzMetrics
 from authz.outcome import Code, Outcome
 from authz.policy import ARGS_PER_TIER, Policy
@@ -26,12 +26,14 @@ class FakeLimiter:
     def __init__(self) -> None:
         self.breaker = Breaker(3, 1.0)
         self.calls: list[tuple[str, str, int, tuple[str, ...]]] = []
+        self.modes: list[object] = []
         self.outcome = Outcome(Code.OK, "free", "cus_1", remaining=4, wait_ms=1000)
         self.down = False
         self.overloaded = False
 
     async def check(self, key_id, digest, cost, tier_args, *lease):
         self.calls.append((key_id, digest, cost, tier_args))
+        self.modes.append(lease[2] if len(lease) > 2 else None)
         if self.down:
             raise StoreUnavailable("ConnectionError: refused")
         if self.overloaded:
@@ -211,3 +213,15 @@ async def test_a_flood_of_one_unknown_key_reaches_the_store_once():
     for _ in range(100):
         await call(svc, check_request({"x-api-key": typo}))
     assert len(fake.calls) == 1
+
+
+async def test_no_lease_is_asked_for_while_key_changes_cannot_reach_leases():
+    """Until the invalidation listener is subscribed (LeaseBook.accepting), checks run in exact
+    mode: a lease taken then could miss a revocation."""
+    fake = FakeLimiter()
+    svc = service(fake)
+    svc.leases.accepting = False
+    await call(svc, check_request({"x-api-key": generate_key()}))
+    svc.leases.accepting = True
+    await call(svc, check_request({"x-api-key": generate_key()}))
+    assert fake.modes == [Mode.CHECK, Mode.LEASE]
