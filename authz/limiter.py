@@ -27,7 +27,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from authz.breaker import Breaker
 from authz.outcome import Code, Outcome
@@ -150,11 +150,14 @@ class Limiter:
                 self.breaker.failure()  # a probe must resolve, or the breaker stays half-open
             self._fail(batch, Overloaded(f"check took over {self.deadline_s * 1000:.0f} ms"), exc)
             return
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # RedisError, OSError, and redis-py's RedisClusterException,
+            # which is not a RedisError (raised when no node of a restarted cluster answers)
             self.breaker.failure()
             self._fail(batch, StoreUnavailable(f"{type(exc).__name__}: {exc}"), exc)
             return
         except BaseException as exc:  # cancelled at shutdown: nobody waits for good news
+            if self.breaker.probing:
+                self.breaker.failure()  # a probe must always resolve, or the breaker sticks
             self._fail(batch, StoreUnavailable(f"{type(exc).__name__}: {exc}"), exc)
             raise
         # An error reply, or on a cluster a node's timeout or dropped connection, comes back in

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from tollway import schema, scripts
 from tollway.keys import KeyHasher, KeyMode, generate_key, looks_like_key_id, parse_key
@@ -109,7 +109,7 @@ class KeyStore:
         holds for the key (a lease). Best effort: a lease expires on its own within its TTL."""
         try:
             await self.redis.publish(schema.KEY_CHANGES, key_id)
-        except RedisError as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             log.warning("key_change_not_announced", extra=fields(key_id=key_id, error=str(exc)))
 
     async def revoke(self, key_or_id: str) -> KeyRecord:
