@@ -82,7 +82,7 @@ class Limiter:
         self._source = scripts.source("check")
         self._sha = scripts.sha1(self._source)
         self._pending: list[Pending] = []
-        self._tasks: set[asyncio.Task[None]] = set()  # the pipeline out, if any
+        self._out: asyncio.Task[None] | None = None  # the pipeline out, if any
         self._since = 0.0
         self._on_pipeline = on_pipeline
         self.expire_after_ms = expire_after_ms
@@ -114,7 +114,7 @@ class Limiter:
         fut: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
             self._since = loop.time()  # the deadline runs from the oldest waiting check
-            if not self._tasks:
+            if self._out is None:
                 loop.call_soon(self._flush)
         self._pending.append((command, fut))
         reply = await fut
@@ -130,16 +130,15 @@ class Limiter:
         return out
 
     def _flush(self) -> None:
-        if not self._pending or self._tasks:
+        if not self._pending or self._out is not None:
             return
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        task = asyncio.get_running_loop().create_task(self._run(batch, self._since))
-        self._tasks.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._done)
+        self._out = asyncio.get_running_loop().create_task(self._run(batch, self._since))
+        self._out.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._flush()  # what queued up while every pipeline was out goes now, together
+    def _done(self, _: asyncio.Task[None]) -> None:
+        self._out = None
+        self._flush()  # what queued up while the pipeline was out goes now, together
 
     async def _run(self, batch: list[Pending], since: float) -> None:
         try:
@@ -188,18 +187,23 @@ class Limiter:
                 replies[i] = reply
         return replies
 
-    def _dated(self, cmd: tuple[Any, ...]) -> tuple[Any, ...]:
-        """The command with its deadline (ARGV[9]) set from the moment it is sent."""
+    @staticmethod
+    def _dated(cmd: tuple[Any, ...], deadline: str) -> tuple[Any, ...]:
+        """The command with its deadline (ARGV[9]) set."""
         at = 11 + cmd[2]  # "EVALSHA", sha, numkeys, *keys, then ARGV[1..]: ARGV[9] is here
-        if self.expire_after_ms is None or cmd[at - 1] == Mode.SETTLE.value:
+        if not deadline or cmd[at - 1] == Mode.SETTLE.value:
             return cmd  # off, or a settle-only call (idempotent, so a late run is harmless)
-        return (*cmd[:at], self.redis_clock.deadline(self.expire_after_ms), *cmd[at + 1 :])
+        return (*cmd[:at], deadline, *cmd[at + 1 :])
 
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         self._on_pipeline()
+        # One deadline for the whole pipeline, dated from the moment it is sent.
+        deadline = (
+            "" if self.expire_after_ms is None else self.redis_clock.deadline(self.expire_after_ms)
+        )
         pipe = self.redis.pipeline(transaction=False)
         for cmd in commands:
-            pipe.execute_command(*self._dated(cmd))
+            pipe.execute_command(*self._dated(cmd, deadline))
         return list(await pipe.execute(raise_on_error=False))
 
     @staticmethod

@@ -29,6 +29,8 @@ _JSON = base_pb2.HeaderValueOption(
     append_action=_OVERWRITE,
 )
 _OK_STATUS = status_pb2.Status(code=code_pb2.OK)
+# The service Envoy calls, as gRPC names it (and as its health and reflection entries do).
+AUTH_SERVICE = pb.DESCRIPTOR.services_by_name["Authorization"].full_name
 CACHE_SIZE = 16_384  # entries per cache; a miss costs a plain build, never a wrong answer
 
 
@@ -111,6 +113,7 @@ def add_to_server(servicer: Any, server: Any) -> None:
             response_serializer=_identity,
         )
     }
-    service = "envoy.service.auth.v3.Authorization"
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
-    server.add_registered_method_handlers(service, handlers)  # grpc's faster lookup, as generated
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(AUTH_SERVICE, handlers),))
+    server.add_registered_method_handlers(
+        AUTH_SERVICE, handlers
+    )  # grpc's faster lookup, as generated

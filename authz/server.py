@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import grpc
-from envoy.service.auth.v3 import external_auth_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
@@ -26,6 +25,7 @@ from authz.leases import LeaseBook
 from authz.limiter import Limiter
 from authz.metrics import AuthzMetrics
 from authz.policy import Policy
+from authz.responses import AUTH_SERVICE
 from authz.service import AuthzService
 from authz.usage_buffer import UsageBuffer
 from tollway.clock import RedisTime
@@ -37,7 +37,6 @@ from tollway.tiers import TierError, load_tiers
 
 log = logging.getLogger("tollway.authz")
 
-AUTH_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
 FLUSH_INTERVAL_S = 0.5
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from authz.responses import AUTH_SERVICE
 from tollway.settings import (
     AuthzSettings,
     MeteringSettings,
@@ -29,7 +30,6 @@ from tollway.settings import (
 
 SERVICES = ("authz", "webhook", "metering", "stripe-standin")
 TIMEOUT_S = 2.0
-AUTH_SERVICE = "envoy.service.auth.v3.Authorization"
 
 
 def service_of_pid1(cmdline: Path = Path("/proc/1/cmdline")) -> str | None:

@@ -17,7 +17,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-CLUSTER_SCHEME = "redis+cluster://"
+from tollway.settings import CLUSTER_SCHEME
+
 # Concurrent commands beyond this wait for a free connection (bounded by the caller's own
 # timeout) instead of failing: redis-py's default pool raises past 100 connections.
 DEFAULT_POOL_SIZE = 64
@@ -25,6 +26,11 @@ DEFAULT_POOL_SIZE = 64
 
 def is_cluster(url: str) -> bool:
     return url.startswith(CLUSTER_SCHEME)
+
+
+def _node_url(url: str) -> str:
+    """The redis:// URL of the cluster node a redis+cluster:// URL names."""
+    return "redis://" + url.removeprefix(CLUSTER_SCHEME)
 
 
 def connect(
@@ -45,7 +51,7 @@ def connect(
     """
     if is_cluster(url):
         return RedisCluster.from_url(
-            "redis://" + url.removeprefix(CLUSTER_SCHEME),
+            _node_url(url),
             decode_responses=True,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
@@ -67,7 +73,7 @@ def connect_sync(url: str, timeout_s: float | None = 5.0) -> Any:
     """A blocking client for ``url`` (tests, the bench's bookkeeping): Redis or RedisCluster."""
     if is_cluster(url):
         return redis.cluster.RedisCluster.from_url(
-            "redis://" + url.removeprefix(CLUSTER_SCHEME), decode_responses=True,
+            _node_url(url), decode_responses=True,
             socket_timeout=timeout_s,
         )  # fmt: skip
     return redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout_s)

@@ -22,7 +22,8 @@ T = TypeVar("T")
 # The example tier table that ships inside the package, used when no path is configured.
 DEFAULT_TIERS = Path(__file__).parent / "data" / "tiers.toml"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://")
+CLUSTER_SCHEME = "redis+cluster://"  # a Redis Cluster, reached through any of its nodes
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", CLUSTER_SCHEME)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -104,7 +105,7 @@ class StoreSettings:
             )
         if self.redis_cluster and url.startswith("redis://"):
             # Frozen: the one place a field is rewritten, so every service connects the same way.
-            object.__setattr__(self, "redis_url", "redis+cluster://" + url.removeprefix("redis://"))
+            object.__setattr__(self, "redis_url", CLUSTER_SCHEME + url.removeprefix("redis://"))
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ class Change:
     key: str  # product id, price lookup key, or meter event name
     detail: str
     params: dict[str, Any] = field(default_factory=dict)  # what apply() sends
+    meter_event: str = ""  # a metered price whose meter this run creates: apply() fills its id
 
     def line(self) -> str:
         return f"{self.action:<9} {self.kind:<7} {self.key}  {self.detail}"
@@ -109,46 +110,44 @@ async def plan(client: Any, table: TierTable) -> list[Change]:
         wanted = [flat_price(tier)]
         if tier.overage_unit_amount is not None:
             wanted.append(
-                usage_price(tier, meters.get(tier.meter_event, f"<meter {tier.meter_event}>"))
+                usage_price(tier, meters.get(tier.meter_event, ""))  # "": made by this run
             )
         for want in wanted:
             key = want["lookup_key"]
             found = (await client.v1.prices.list_async({"lookup_keys": [key], "active": True})).data
             what = (f"{want['unit_amount']} {want['currency']}/{tier.interval}" if "unit_amount" in want
                     else f"{tier.monthly_quota} included, then {tier.overage_unit_amount} {tier.currency} each")  # fmt: skip
+            pending = tier.meter_event if want["recurring"].get("meter") == "" else ""
             if not found:
-                changes.append(Change(CREATE, "price", key, what, want))
+                changes.append(Change(CREATE, "price", key, what, want, pending))
             elif _same_price(want, found[0]):
                 changes.append(Change(UNCHANGED, "price", key, f"{found[0].id}: {what}"))
             else:
                 changes.append(Change(REPLACE, "price", key, f"{found[0].id} -> a new price: {what}",
-                                      {**want, "transfer_lookup_key": True}))  # fmt: skip
+                                      {**want, "transfer_lookup_key": True}, pending))  # fmt: skip
     return changes
 
 
 async def apply(client: Any, changes: list[Change]) -> int:
     """Carry out ``changes`` in order (meters, then each product before its prices); returns
-    how many calls changed something. A metered price made in the same run gets its meter's
-    new id."""
-    meter_ids: dict[str, str] = {}
+    how many calls changed something. A metered price whose meter is made in the same run gets
+    that meter's new id."""
+    created: dict[str, str] = {}  # meter event name -> id of the meter made here
     done = 0
     for c in changes:
         if c.action == UNCHANGED:
-            if c.kind == "meter":
-                meter_ids[c.key] = c.detail
             continue
         if c.kind == "meter":
             meter = await client.v1.billing.meters.create_async(c.params)
-            meter_ids[c.key] = meter.id
+            created[c.key] = meter.id
         elif c.kind == "product" and c.action == CREATE:
             await client.v1.products.create_async(c.params)
         elif c.kind == "product":
             await client.v1.products.update_async(c.key, c.params)
         else:
             params = dict(c.params)
-            meter = params.get("recurring", {}).get("meter", "")
-            if meter.startswith("<meter "):
-                params["recurring"] = {**params["recurring"], "meter": meter_ids[meter[7:-1]]}
+            if c.meter_event:
+                params["recurring"] = {**params["recurring"], "meter": created[c.meter_event]}
             await client.v1.prices.create_async(params)
         done += 1
     return done

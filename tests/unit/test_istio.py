@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from authz.server import AUTH_SERVICE
+from authz.responses import AUTH_SERVICE
 from tollway.settings import AuthzSettings, MeteringSettings, WebhookSettings, describe, load
 
 ISTIO = Path(__file__).resolve().parents[2] / "envoy" / "istio"

@@ -44,12 +44,7 @@ class LocalCluster:
             if port + 10000 < 65536 and port not in self.ports and not port_open(port + 10000):
                 self.ports.append(port)
         try:
-            for port in self.ports:
-                self.procs.append(subprocess.Popen(
-                    self._argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    preexec_fn=die_with_parent,
-                ))  # fmt: skip
-            wait_for(lambda: all(port_open(p) for p in self.ports), "redis-servers", 10)
+            self._spawn()
             subprocess.run(
                 [binaries.redis_cli(), "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
                  "--cluster-replicas", "0", "--cluster-yes"],
@@ -76,12 +71,16 @@ class LocalCluster:
             proc.wait()
         self.procs = []
 
-    def restart(self) -> None:
-        """Start every node again on its port, data directory and nodes.conf; wait until ok."""
+    def _spawn(self) -> None:
+        """Start a redis-server on each port and wait until every one listens."""
         self.procs = [subprocess.Popen(self._argv(port), stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
                       for port in self.ports]  # fmt: skip
         wait_for(lambda: all(port_open(p) for p in self.ports), "redis-servers", 10)
+
+    def restart(self) -> None:
+        """Start every node again on its port, data directory and nodes.conf; wait until ok."""
+        self._spawn()
         wait_for(self.ok, "redis cluster", 30)
 
     def pids(self) -> list[int]:
