@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from authz.outcome import Code, Outcome
+from authz.check_reply import Code, Outcome
 from authz.reasons import Reason
 from authz.request import RequestInfo
 from tollway.tiers import OnStoreError, Tier

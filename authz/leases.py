@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from hmac import compare_digest
 
-from authz.outcome import Outcome
+from authz.check_reply import Outcome
 
 DEFAULT_LEASE_TTL_S = 1.0
 

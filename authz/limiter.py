@@ -30,7 +30,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from authz.breaker import Breaker
-from authz.outcome import Code, Outcome
+from authz.check_reply import Code, Outcome
 from authz.redis_clock import RedisClock
 from tollway import schema, scripts
 from tollway.clock import CheckClock

@@ -93,7 +93,4 @@ class AuthzMetrics:
             "Requests let through on leases and not yet counted in Redis",
             registry=reg,
         )
-        self.tier_reloads = Counter(
-            "tollway_authz_tier_reloads_total", "Tier table reloads", ["result"], registry=reg
-        )
         self.observe = self.hot.observe

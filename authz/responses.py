@@ -21,6 +21,7 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
+from authz import AUTH_SERVICE
 from authz.decision import Decision, Headers
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -30,7 +31,6 @@ _JSON = base_pb2.HeaderValueOption(
 )
 _OK_STATUS = status_pb2.Status(code=code_pb2.OK)
 # The service Envoy calls, as gRPC names it (and as its health and reflection entries do).
-AUTH_SERVICE = pb.DESCRIPTOR.services_by_name["Authorization"].full_name
 CACHE_SIZE = 16_384  # entries per cache; a miss costs a plain build, never a wrong answer
 
 

@@ -19,21 +19,20 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from authz import invalidation, responses
+from authz import AUTH_SERVICE, invalidation, responses
 from authz.breaker import Breaker
 from authz.leases import LeaseBook
 from authz.limiter import Limiter
 from authz.metrics import AuthzMetrics
 from authz.policy import Policy
-from authz.responses import AUTH_SERVICE
-from authz.service import AuthzService
+from authz.servicer import AuthzService
+from authz.settings import AuthzSettings
 from authz.usage_buffer import UsageBuffer
 from tollway.clock import RedisTime
 from tollway.keys import KeyHasher
 from tollway.logs import fields
 from tollway.redis_client import connect
-from tollway.settings import AuthzSettings
-from tollway.tiers import TierError, load_tiers
+from tollway.tier_source import TierSource
 
 log = logging.getLogger("tollway.authz")
 
@@ -61,14 +60,16 @@ class Worker:
             # gives up on it; whatever it runs later (it was frozen) is void.
             expire_after_ms=0.8 * settings.store_timeout_ms,
         )
+        self.tiers = TierSource(settings.tiers)
         self.service = AuthzService(
-            Policy(load_tiers(settings.tiers)),
+            Policy(self.tiers()),
             self.limiter,
             KeyHasher(settings.key_pepper.encode()),
             self.buffer,
             self.metrics,
             LeaseBook(settings.lease_ttl_ms / 1000, accepting=False),  # until subscribed
         )
+        self.tiers.on_change(self.service.use_tiers)
         self.health = health.aio.HealthServicer()
         self.server: Any = None
         self._stop = asyncio.Event()
@@ -76,17 +77,6 @@ class Worker:
     @property
     def spool_name(self) -> str:
         return f"authz-{self.settings.port}-{self.index}"
-
-    def reload_tiers(self) -> None:
-        try:
-            table = load_tiers(self.settings.tiers)
-        except TierError as exc:
-            self.metrics.tier_reloads.labels("rejected").inc()
-            log.error("tiers_reload_rejected", extra=fields(problems=exc.problems))
-            return
-        self.service.policy = Policy(table)
-        self.metrics.tier_reloads.labels("ok").inc()
-        log.info("tiers_reloaded", extra=fields(path=table.source, tiers=sorted(table.tiers)))
 
     async def start(self) -> int:
         """Start serving; returns the bound gRPC port."""
@@ -165,7 +155,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload_tiers)
+        self.tiers.reload_on_sighup(loop)
         port = await self.start()
         http = None
         if self.settings.metrics_port:

@@ -26,18 +26,21 @@ from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from devkit.stack import free_port, port_open, redis_argv, wait_for
+from devkit.standin.app import Standin
+from devkit.standin.objects import World
 from metering.daemon import Drainer
 from metering.ledger import Ledger
 from metering.metrics import MeteringMetrics
-from metering.sender import RateLimiter, Sender
-from metering.stream import StreamSender
+from metering.retry import RateLimiter, Retrier
+from metering.sinks import MeterEventSink, Sink
+from metering.stream import StreamSink
 from tollway import schema
-from tollway.dev.stack import free_port, port_open, redis_argv, wait_for
+from tollway.keys import KeyHasher
 from tollway.records import KeyRecord
 from tollway.redis_client import connect
 from tollway.settings import StripeSettings
-from tollway.standin.app import Standin
-from tollway.standin.objects import World
+from tollway.store import KeyStore
 from tollway.stripe_api import Stripe
 from tollway.tiers import parse_tiers
 
@@ -78,9 +81,12 @@ async def run_mode(mode: str, n: int, redis_url: str) -> tuple[float, int, int]:
         StripeSettings(stripe_api_base=f"http://127.0.0.1:{port}"), max_network_retries=0
     )
     metrics = MeteringMetrics(CollectorRegistry())
-    v1 = Sender(client, RateLimiter(1000), W, 3)
-    stream = StreamSender(v1) if mode == "stream" else None
-    drainer = Drainer(redis, Ledger(redis, W, 0), v1, lambda: TIERS, metrics, 1e9, stream=stream)
+    retrier = Retrier(RateLimiter(1000), 3)
+    sink: Sink = MeterEventSink(client, retrier, W)
+    if mode == "stream":
+        sink = StreamSink(client, retrier, W, fallback=sink)
+    keys = KeyStore(redis, KeyHasher())
+    drainer = Drainer(keys, Ledger(redis, W, 0), sink, lambda: TIERS, metrics, 1e9)
     start = time.perf_counter()
     result = await drainer.drain()
     took = time.perf_counter() - start

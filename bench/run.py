@@ -34,9 +34,9 @@ from envoy.service.auth.v3 import attribute_context_pb2 as ac
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 
 from bench.drain import run_mode
-from tollway.dev import binaries
-from tollway.dev.envoy_config import render
-from tollway.dev.stack import die_with_parent, free_port, http_ok, port_open, redis_argv, wait_for
+from devkit import binaries
+from devkit.envoy_config import render
+from devkit.stack import die_with_parent, free_port, http_ok, port_open, redis_argv, wait_for
 from tollway.keys import KeyHasher, generate_key
 from tollway.redis_client import connect
 from tollway.store import KeyStore

@@ -3,10 +3,12 @@
 One pass:
 1. find key ids with usage and customers with open or pending usage (SCAN);
 2. for each key: take its closed windows and transfer them to its customer (idempotent);
-3. for each customer whose sending lease we get: claim open usage into pending events, send
-   each, ack or dead-letter it. A lease expires, so a dead daemon's customers are taken over.
+3. for each customer whose send lock we get: claim open usage into pending events;
+4. hand the pending events to the sink in batches (renewing the lock of each batch's
+   customers first), and ack, dead-letter or defer each by the sink's result. A lock
+   expires, so a dead daemon's customers are taken over.
 
-Several daemons can run at once: every step is idempotent or guarded by the lease.
+Several daemons can run at once: every step is idempotent or guarded by the send lock.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from metering.ledger import Ledger, Pending, Period
+from metering.ledger import Ledger, PendingEvent, Period
 from metering.metrics import MeteringMetrics
-from metering.sender import Outcome, Sender, event_for
-from metering.stream import BATCH, StreamSender
-from tollway import schema
+from metering.retry import SendResult
+from metering.sinks import Sink, event_for
 from tollway.logs import fields
+from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import Report, TierTable
 
 log = logging.getLogger("tollway.metering")
@@ -45,45 +47,41 @@ async def each(items: Iterable[T], fn: Callable[[T], Awaitable[Any]], width: int
 @dataclass
 class PassResult:
     moved: int = 0
-    sent: dict[Outcome, int] = field(default_factory=dict)
+    sent: dict[SendResult, int] = field(default_factory=dict)
 
 
 class Drainer:
     def __init__(
         self,
-        redis: Any,
+        keys: KeyStore,
         ledger: Ledger,
-        sender: Sender,
-        tiers: Any,  # () -> TierTable
+        sink: Sink,
+        tiers: Callable[[], TierTable],
         metrics: MeteringMetrics,
         warn_age_s: float,
-        lease_ms: int = 10_000,
-        stream: StreamSender | None = None,
+        lock_ms: int = 10_000,
         width: int = 64,
     ) -> None:
-        self.redis = redis
+        self.keys = keys
         self.ledger = ledger
-        self.sender = sender
+        self.sink = sink
         self.tiers = tiers
         self.metrics = metrics
         self.warn_age_s = warn_age_s
-        self.lease_ms = lease_ms
-        self.stream = stream
+        self.lock_ms = lock_ms
         self.width = width  # keys or customers worked on at once
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
 
     async def _owner_of(self, key_id: str) -> tuple[str, str, int, Period] | None:
         """(customer, meter, included requests to leave unreported, billing period) of a key."""
-        customer, tier, start, end = await self.redis.hmget(
-            schema.key_record(key_id), "customer", "tier", "period_start", "period_end"
-        )
-        if not customer:
+        try:
+            record = await self.keys.get(key_id)
+        except KeyNotFound:
             return None
-        table: TierTable = self.tiers()
-        t = table.get(tier or "")
+        t = self.tiers().get(record.tier)
         meter = t.meter_event if t else "api_requests"
         included = t.monthly_quota if t and t.report is Report.OVERAGE else 0
-        return customer, meter, included, Period(int(start or 0), int(end or 0))
+        return record.customer, meter, included, Period(record.period_start, record.period_end)
 
     async def drain(self) -> PassResult:
         result = PassResult()
@@ -102,11 +100,7 @@ class Drainer:
             customers.add(customer)
 
         await each(sorted(keys), move, self.width)
-        deferred = await (
-            self._stream_all(customers, result)
-            if self.stream
-            else self._send_all(customers, result)
-        )
+        deferred = await self._send_all(customers, result)
         oldest = min((p.window for p in deferred), default=None)
         self.metrics.pending.set(len(deferred))
         age = time.time() - oldest if oldest is not None else 0.0
@@ -115,65 +109,55 @@ class Drainer:
             log.error("usage_near_stripe_age_limit", extra=fields(age_days=round(age / 86400, 1)))
         return result
 
-    async def _send_all(self, customers: set[str], result: PassResult) -> list[Pending]:
-        """v1: each customer under its lease, one event per request, many customers at once
-        (the rate limiter keeps the total under Stripe's limit)."""
-        deferred: list[Pending] = []
-
-        async def send_for(customer: str) -> None:
-            if not await self.ledger.lease(customer, self.owner, self.lease_ms):
-                log.debug("customer_leased_elsewhere", extra=fields(customer=customer))
-                return  # another daemon is sending for this customer
-            try:
-                for p in await self.ledger.claim(customer):
-                    if not await self.ledger.lease(customer, self.owner, self.lease_ms):
-                        break  # we were too slow and lost the lease: leave the rest to its holder
-                    outcome, reason = await self.sender.send(p)
-                    await self._settle(p, outcome, reason, result, deferred)
-            finally:
-                await self.ledger.release(customer, self.owner)
-
-        await each(sorted(customers), send_for, self.width)
-        return deferred
-
-    async def _stream_all(self, customers: set[str], result: PassResult) -> list[Pending]:
-        """v2 stream: claim every leased customer, then send 100 events per request."""
-        assert self.stream is not None
+    async def _send_all(self, customers: set[str], result: PassResult) -> list[PendingEvent]:
+        """Claim every customer whose send lock we get, then hand their pending events to the
+        sink in batches; returns the events left pending for a later pass."""
         held: list[str] = []
-        claimed: list[Pending] = []
-        deferred: list[Pending] = []
+        claimed: list[PendingEvent] = []
+        deferred: list[PendingEvent] = []
 
         async def claim(customer: str) -> None:
-            if await self.ledger.lease(customer, self.owner, self.lease_ms):
-                held.append(customer)
-                claimed.extend(await self.ledger.claim(customer))
+            if not await self.ledger.lock(customer, self.owner, self.lock_ms):
+                log.debug("customer_locked_elsewhere", extra=fields(customer=customer))
+                return  # another daemon is sending for this customer
+            held.append(customer)
+            claimed.extend(await self.ledger.claim(customer))
+
+        async def send(chunk: list[PendingEvent]) -> None:
+            owners = sorted({p.customer for p in chunk})
+            renewed = await asyncio.gather(
+                *(self.ledger.lock(c, self.owner, self.lock_ms) for c in owners)
+            )
+            # A customer whose lock we lost (we were too slow) is left to the lock's holder.
+            ours = {c for c, ok in zip(owners, renewed, strict=True) if ok}
+            batch = [p for p in chunk if p.customer in ours]
+            for p, sent, reason in await self.sink.send(batch) if batch else []:
+                await self._settle(p, sent, reason, result, deferred)
 
         try:
             await each(sorted(customers), claim, self.width)
-            for i in range(0, len(claimed), BATCH):
-                chunk = claimed[i : i + BATCH]
-                renewed = await asyncio.gather(
-                    *(self.ledger.lease(c, self.owner, self.lease_ms) for c in {p.customer for p in chunk})
-                )  # fmt: skip
-                ours = {c for c, ok in zip({p.customer for p in chunk}, renewed, strict=True) if ok}
-                batch = [p for p in chunk if p.customer in ours]
-                for p, outcome, reason in await self.stream.send_batch(batch) if batch else []:
-                    await self._settle(p, outcome, reason, result, deferred)
-
+            size = self.sink.batch_size
+            chunks = [claimed[i : i + size] for i in range(0, len(claimed), size)]
+            await each(chunks, send, self.sink.concurrency)
         finally:
-            await each(held, lambda c: self.ledger.release(c, self.owner), self.width)
+            await each(held, lambda c: self.ledger.unlock(c, self.owner), self.width)
         return deferred
 
     async def _settle(
-        self, p: Pending, outcome: Outcome, reason: str, result: PassResult, deferred: list[Pending]
+        self,
+        p: PendingEvent,
+        sent: SendResult,
+        reason: str,
+        result: PassResult,
+        deferred: list[PendingEvent],
     ) -> None:
         """Record what Stripe said about one event: ack it, dead-letter it, or keep it pending."""
-        result.sent[outcome] = result.sent.get(outcome, 0) + 1
-        if outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE):
+        result.sent[sent] = result.sent.get(sent, 0) + 1
+        if sent in (SendResult.ACCEPTED, SendResult.DUPLICATE):
             await self.ledger.ack(p)
-            self.metrics.sent.labels(outcome.value).inc()
-        elif outcome is Outcome.DEAD:
-            await self.ledger.dead_letter(p, event_for(p, self.sender.window_s), reason)
+            self.metrics.sent.labels(sent.value).inc()
+        elif sent is SendResult.DEAD:
+            await self.ledger.dead_letter(p, event_for(p, self.ledger.window_s), reason)
             self.metrics.dead_letters.inc()
             log.error(
                 "dead_letter",

@@ -13,12 +13,12 @@ crash is de-duplicated by Stripe, and is deleted only after Stripe has accepted 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from tollway import schema, scripts
+from tollway.dead_letters import ERROR_REPORT, DeadLetters
 from tollway.records import DEFAULT_PERIOD_S
 
 MARKER_TTL_S = 40 * 86400  # longer than Stripe accepts backdated events (35 days)
@@ -38,7 +38,7 @@ class Period:
 
 
 @dataclass(frozen=True)
-class Pending:
+class PendingEvent:
     customer: str
     meter: str
     window: int  # start, epoch s
@@ -56,11 +56,11 @@ class Pending:
         return "tw_" + hashlib.sha256(raw).hexdigest()[:48]
 
 
-def parse_pending(customer: str, flat: list[Any]) -> list[Pending]:
+def parse_pending(customer: str, flat: list[Any]) -> list[PendingEvent]:
     out = []
     for field, value in zip(flat[::2], flat[1::2], strict=True):
         meter, window, gen = str(field).rsplit("|", 2)
-        out.append(Pending(customer, meter, int(window), int(gen), int(value)))
+        out.append(PendingEvent(customer, meter, int(window), int(gen), int(value)))
     return out
 
 
@@ -73,7 +73,8 @@ class Ledger:
         self._transfer = scripts.register(redis, "usage_transfer")
         self._claim = scripts.register(redis, "usage_claim")
         self._ack = scripts.register(redis, "usage_ack")
-        self._lease = scripts.register(redis, "lease")
+        self._lock = scripts.register(redis, "send_lock")
+        self.dead = DeadLetters(redis)
 
     async def discover(self) -> tuple[set[str], set[str]]:
         """(key ids with usage or an outbox, customers with open or pending usage)."""
@@ -124,53 +125,51 @@ class Ledger:
             await self.redis.hdel(schema.outbox(key_id), entry)
         return moved
 
-    async def claim(self, customer: str) -> list[Pending]:
+    async def claim(self, customer: str) -> list[PendingEvent]:
         flat = await self._claim(
             keys=[schema.ledger(customer, p) for p in ("open", "gen", "pending")], args=[customer]
         )
         return parse_pending(customer, flat)
 
-    async def ack(self, p: Pending) -> int:
+    async def ack(self, p: PendingEvent) -> int:
         keys = [schema.ledger(p.customer, "pending"), schema.ledger(p.customer, "sent")]
         return int(await self._ack(keys=keys, args=[p.field, f"{p.meter}|{p.window}"]))
 
-    async def dead_letter(self, p: Pending, event: dict[str, Any], reason: str) -> None:
+    async def dead_letter(self, p: PendingEvent, event: dict[str, Any], reason: str) -> None:
         """Park an event Stripe refused for good; written before the pending entry goes."""
         record = {"event": event, "reason": reason, "customer": p.customer, "field": p.field}
-        await self.redis.hset(schema.DEAD_LETTERS, p.identifier, json.dumps(record))
+        await self.dead.park(p.identifier, record)
         await self.redis.hdel(schema.ledger(p.customer, "pending"), p.field)
 
     async def dead_letters(self) -> dict[str, dict[str, Any]]:
-        raw = await self.redis.hgetall(schema.DEAD_LETTERS)
-        return {k: json.loads(v) for k, v in raw.items()}
+        return await self.dead.all()
 
     async def retry_dead_letter(self, identifier: str) -> bool:
         """Put a dead letter back to pending (same identifier), e.g. after fixing a customer."""
-        raw = await self.redis.hget(schema.DEAD_LETTERS, identifier)
-        if raw is None:
+        rec = await self.dead.get(identifier)
+        if rec is None:
             return False
-        rec = json.loads(raw)
-        if rec.get("kind") == "meter_error_report":
+        if rec.get("kind") == ERROR_REPORT:
             raise ValueError(
                 "a Stripe error report is not a meter event; fix it in Stripe, then drop it"
             )
         value = int(rec["event"]["payload"]["value"])
         await self.redis.hset(schema.ledger(rec["customer"], "pending"), rec["field"], value)
-        await self.redis.hdel(schema.DEAD_LETTERS, identifier)
+        await self.dead.remove(identifier)
         return True
 
     async def drop_dead_letter(self, identifier: str) -> bool:
-        return bool(await self.redis.hdel(schema.DEAD_LETTERS, identifier))
+        return await self.dead.remove(identifier)
 
-    async def lease(self, customer: str, owner: str, ttl_ms: int) -> bool:
-        """Take (or renew) the customer's sending lease. A dead daemon's lease expires after
-        ``ttl_ms``, and another takes its customers over."""
+    async def lock(self, customer: str, owner: str, ttl_ms: int) -> bool:
+        """Take (or renew) the customer's send lock: only its holder sends for the customer.
+        A dead daemon's lock expires after ``ttl_ms``, and another takes its customers over."""
         return bool(
-            await self._lease(keys=[schema.ledger(customer, "lease")], args=[owner, str(ttl_ms)])
+            await self._lock(keys=[schema.ledger(customer, "lock")], args=[owner, str(ttl_ms)])
         )
 
-    async def release(self, customer: str, owner: str) -> None:
-        name = schema.ledger(customer, "lease")
+    async def unlock(self, customer: str, owner: str) -> None:
+        name = schema.ledger(customer, "lock")
         if await self.redis.get(name) == owner:
             await self.redis.delete(name)
 

@@ -1,5 +1,7 @@
 """Run the metering daemon: drain every interval, serve /healthz and /metrics, stop on SIGTERM.
 
+SIGHUP reloads the tier table (a bad file keeps the old one).
+
 SIGTERM lets the running pass finish its current event, then exits; anything not yet acked is
 still pending in Redis and is sent by the next daemon with the same identifier.
 """
@@ -18,42 +20,39 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from metering.daemon import Drainer
 from metering.ledger import Ledger
 from metering.metrics import MeteringMetrics
-from metering.sender import RateLimiter, Sender
-from metering.stream import StreamSender
+from metering.retry import RateLimiter, Retrier
+from metering.settings import MeteringSettings
+from metering.sinks import MeterEventSink, Sink
+from metering.stream import StreamSink
+from tollway.keys import KeyHasher
 from tollway.logs import fields
 from tollway.redis_client import connect
-from tollway.settings import MeteringSettings
+from tollway.store import KeyStore
 from tollway.stripe_api import Stripe
-from tollway.tiers import load_tiers
+from tollway.tier_source import TierSource
 
 log = logging.getLogger("tollway.metering")
 
 
 async def serve(settings: MeteringSettings) -> None:
-    table = load_tiers(settings.tiers)
+    tiers = TierSource(settings.tiers)
     redis = connect(settings.redis_url, timeout_s=10.0)
     stripe_client = Stripe(settings, max_network_retries=0)  # we retry, honouring Retry-After
     metrics = MeteringMetrics()
-    sender = Sender(
-        stripe_client,
-        RateLimiter(settings.rate_per_s),
-        settings.usage_window_s,
-        settings.attempts,
-        on_retry=metrics.retries.inc,
+    retrier = Retrier(
+        RateLimiter(settings.rate_per_s), settings.attempts, on_retry=metrics.retries.inc
     )
-    ledger = Ledger(redis, settings.usage_window_s, settings.close_slack_s)
-    stream = None
-    if settings.mode == "stream":
-        stream = StreamSender(sender)
+    sink: Sink = MeterEventSink(stripe_client, retrier, settings.usage_window_s)
+    if settings.sink == "stream":
+        sink = StreamSink(stripe_client, retrier, settings.usage_window_s, fallback=sink)
     drainer = Drainer(
-        redis,
-        ledger,
-        sender,
-        lambda: table,
+        KeyStore(redis, KeyHasher(settings.key_pepper.encode())),
+        Ledger(redis, settings.usage_window_s, settings.close_slack_s),
+        sink,
+        tiers,
         metrics,
         settings.max_age_warn_days * 86400,
-        lease_ms=int(settings.lease_s * 1000),
-        stream=stream,
+        lock_ms=int(settings.send_lock_s * 1000),
     )
     last_ok = [time.time()]
 
@@ -77,6 +76,7 @@ async def serve(settings: MeteringSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    tiers.reload_on_sighup(loop)
     log.info("serving", extra=fields(port=settings.port, interval_s=settings.interval_s))
     while not stop.is_set():
         try:

@@ -1,23 +1,26 @@
-"""``--mode stream``: send pending usage through Stripe's v2 meter event stream.
+"""``TOLLWAY_METERING_SINK=stream``: pending usage through Stripe's v2 meter event stream.
 
 Up to 100 events per request, authenticated by a meter event session token that lasts 15
 minutes and is renewed before it runs out. The identifier is the same deterministic one as in
-v1 mode, so Stripe de-duplicates re-sends after a crash. A batch Stripe refuses with a 4xx is
-sent again event by event through v1, so one bad event cannot hold back 99 good ones.
+v1, so Stripe de-duplicates re-sends after a crash. A batch Stripe refuses with a 4xx is sent
+again event by event through the ``fallback`` sink, so one bad event cannot hold back 99 good
+ones. One batch is out at a time: the session token is shared, and 100 events a request is
+already 100 times v1's rate.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import stripe
 
-from metering.ledger import Pending
-from metering.sender import Outcome, Sender, retryable
+from metering.ledger import PendingEvent
+from metering.retry import Retrier, SendResult, retryable
+from metering.sinks import Sent, Sink
 
 BATCH = 100
 RENEW_BEFORE_S = 60
@@ -27,11 +30,22 @@ def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-class StreamSender:
-    """Batches for the v2 stream; retries, backoff and the rate limit are the v1 Sender's."""
+class StreamSink:
+    batch_size = BATCH
+    concurrency = 1
 
-    def __init__(self, v1: Sender, now: Callable[[], float] = time.time) -> None:
-        self.v1 = v1
+    def __init__(
+        self,
+        stripe_client: Any,
+        retrier: Retrier,
+        window_s: int,
+        fallback: Sink,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.stripe = stripe_client
+        self.retrier = retrier
+        self.window_s = window_s
+        self.fallback = fallback
         self.now = now
         self._token = ""
         self._expires = 0.0
@@ -39,23 +53,23 @@ class StreamSender:
 
     async def _session(self) -> str:
         if not self._token or self._expires - self.now() < RENEW_BEFORE_S:
-            session = await self.v1.stripe.v2.billing.meter_event_session.create_async()
+            session = await self.stripe.v2.billing.meter_event_session.create_async()
             self._token = session.authentication_token
             expires = datetime.fromisoformat(str(session.expires_at).replace("Z", "+00:00"))
             self._expires = expires.timestamp()
             self.sessions += 1
         return self._token
 
-    def event(self, p: Pending) -> dict[str, Any]:
+    def event(self, p: PendingEvent) -> dict[str, Any]:
         return {
             "event_name": p.meter,
             "identifier": p.identifier,
-            "timestamp": _iso(p.window + self.v1.window_s),
+            "timestamp": _iso(p.window + self.window_s),
             "payload": {"stripe_customer_id": p.customer, "value": str(p.value)},
         }
 
-    async def send_batch(self, batch: list[Pending]) -> list[tuple[Pending, Outcome, str]]:
-        """Send up to 100 events; the outcome of each."""
+    async def send(self, batch: Sequence[PendingEvent]) -> list[Sent]:
+        """Send up to 100 events in one request; the result of each."""
         body = {"events": [self.event(p) for p in batch]}
         key = (
             "tw-ik-"
@@ -64,17 +78,17 @@ class StreamSender:
 
         async def call() -> None:
             token = await self._session()
-            await self.v1.stripe.v2.billing.meter_event_stream.create_async(
+            await self.stripe.v2.billing.meter_event_stream.create_async(
                 body, {"api_key": token, "idempotency_key": key}
             )
 
-        def classify(exc: stripe.StripeError) -> Outcome | None:
+        def classify(exc: stripe.StripeError) -> SendResult | None:
             if exc.http_status == 401:
                 self._token = ""  # the session ran out early: open a new one and retry
                 return None
-            return None if retryable(exc) else Outcome.DEAD
+            return None if retryable(exc) else SendResult.DEAD
 
-        outcome, reason = await self.v1.attempt(call, classify)
-        if outcome is Outcome.DEAD:  # the batch was refused: find the bad event(s) one by one
-            return [(p, *await self.v1.send(p)) for p in batch]
-        return [(p, outcome, reason) for p in batch]
+        result, reason = await self.retrier.attempt(call, classify)
+        if result is SendResult.DEAD:  # the batch was refused: find the bad event(s) one by one
+            return await self.fallback.send(batch)
+        return [(p, result, reason) for p in batch]

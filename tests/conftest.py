@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit.cluster import LocalCluster
+from devkit.stack import free_port, port_open, redis_argv, wait_for
 from tests.support import TEST_TIERS
-from tollway.dev.cluster import LocalCluster
-from tollway.dev.stack import free_port, port_open, redis_argv, wait_for
 from tollway.redis_client import connect
 
 CLUSTERS: dict[str, LocalCluster] = {}  # the session's cluster, by URL

@@ -26,7 +26,7 @@ Metering moves usage on, every hop idempotent (see metering/ledger.py):
     tw:{<customer>}:gen          hash    "<meter>|<window>" -> claims made for that window
     tw:{<customer>}:pending      hash    "<meter>|<window>|<gen>" -> JSON meter event to send
     tw:{<customer>}:sent         hash    "<meter>|<window>" -> requests Stripe has accepted
-    tw:{<customer>}:lease        string  the metering daemon currently sending for them
+    tw:{<customer>}:lock         string  the send lock: the metering daemon sending for them
     tw:metering:deadletters      hash    identifier -> JSON: event and Stripe's refusal
 """
 
@@ -116,8 +116,8 @@ def transfer_marker(customer: str, key_id: str, entry: str) -> str:
 
 
 def ledger(customer: str, part: str) -> str:
-    """The customer's metering ledger: part is open, gen, pending, sent, lease or period."""
-    assert part in ("open", "gen", "pending", "sent", "lease", "period")
+    """The customer's metering ledger: part is open, gen, pending, sent, lock or period."""
+    assert part in ("open", "gen", "pending", "sent", "lock", "period")
     return f"{_stripe(customer)}:{part}"
 
 

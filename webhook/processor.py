@@ -12,13 +12,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from tollway import schema
+from tollway.dead_letters import ERROR_REPORT, DeadLetters
 from tollway.logs import fields
 from tollway.store import KeyStore
 from tollway.tiers import TierTable
@@ -58,6 +57,7 @@ class Processor:
         keys: KeyStore,
         states: StateStore,
         checkouts: Checkouts,
+        dead_letters: DeadLetters,
         tiers: Callable[[], TierTable],
         grace_s: int,
         stripe: Any = None,  # a StripeClient when re-fetching or resolving tiers is possible
@@ -67,6 +67,7 @@ class Processor:
         self.keys = keys
         self.states = states
         self.checkouts = checkouts
+        self.dead_letters = dead_letters
         self.tiers = tiers
         self.grace_s = grace_s
         self.stripe = stripe
@@ -166,7 +167,7 @@ class Processor:
         raw = event.get("related_object")
         related: dict[str, Any] = raw if isinstance(raw, dict) else {}
         record = {
-            "kind": "meter_error_report",
+            "kind": ERROR_REPORT,
             "reason": "Stripe reported meter events it could not bill; see the event in Stripe",
             "event": {
                 "id": event["id"],
@@ -176,7 +177,7 @@ class Processor:
             "customer": "",
             "field": "",
         }
-        await self.keys.redis.hset(schema.DEAD_LETTERS, event["id"], json.dumps(record))
+        await self.dead_letters.park(event["id"], record)
         log.error("meter_error_report", extra=fields(event_id=event["id"], meter=related.get("id")))
         return "applied"
 

@@ -9,42 +9,25 @@ import signal
 
 from aiohttp import web
 
+from tollway.dead_letters import DeadLetters
 from tollway.keys import KeyHasher
 from tollway.logs import fields
 from tollway.redis_client import connect
-from tollway.settings import WebhookSettings
 from tollway.store import KeyStore
 from tollway.stripe_api import Stripe, StripeNotConfigured
-from tollway.tiers import TierError, TierTable, load_tiers
+from tollway.tier_source import TierSource
 from webhook.app import WebhookApp
 from webhook.checkout import Checkouts
 from webhook.metrics import WebhookMetrics
 from webhook.processor import Processor
+from webhook.settings import WebhookSettings
 from webhook.state_store import StateStore
 
 log = logging.getLogger("tollway.webhook")
 
 
-class Tiers:
-    """The tier table, reloaded on SIGHUP; a bad file keeps the old one."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.table = load_tiers(path)
-
-    def __call__(self) -> TierTable:
-        return self.table
-
-    def reload(self) -> None:
-        try:
-            self.table = load_tiers(self.path)
-            log.info("tiers_reloaded", extra=fields(path=self.path))
-        except TierError as exc:
-            log.error("tiers_reload_rejected", extra=fields(problems=exc.problems))
-
-
 async def serve(settings: WebhookSettings) -> None:
-    tiers = Tiers(str(settings.tiers))
+    tiers = TierSource(settings.tiers)
     redis = connect(settings.redis_url, timeout_s=5.0)
     keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
     stripe_client: Stripe | None
@@ -58,6 +41,7 @@ async def serve(settings: WebhookSettings) -> None:
         keys,
         StateStore(redis, keys),
         checkouts,
+        DeadLetters(redis),
         tiers,
         grace_s=int(settings.grace_days * 86400),
         stripe=stripe_client,
@@ -78,7 +62,7 @@ async def serve(settings: WebhookSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, tiers.reload)
+    tiers.reload_on_sighup(loop)
     log.info("serving", extra=fields(port=settings.port))
     await stop.wait()
     log.info("stopping")

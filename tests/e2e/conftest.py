@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from redis.cluster import RedisCluster
 
+from devkit.stack import Ports, Stack
 from tests.conftest import CLUSTERS
 from tests.support import TEST_TIERS
 from tollway import schema
-from tollway.dev.stack import Ports, Stack
 from tollway.keys import KeyHasher
 from tollway.redis_client import connect, connect_sync
 from tollway.store import KeyStore

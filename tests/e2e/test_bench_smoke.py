@@ -9,7 +9,7 @@ import yaml
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 
 from bench.run import check_body, drain, envoy_config
-from tollway.dev import binaries
+from devkit import binaries
 
 pytestmark = pytest.mark.e2e
 

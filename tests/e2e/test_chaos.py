@@ -17,10 +17,10 @@ from collections import Counter
 
 import pytest
 
+from cli.main import main as cli
+from devkit.seed import seed_prices
 from tests.e2e.conftest import fetch, request, running_edge
 from tests.support import TEST_TIERS
-from tollway.cli import main as cli
-from tollway.dev.seed import seed_prices
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.e2e
@@ -57,7 +57,7 @@ def test_billing_equals_2xx_through_kills_and_stripe_faults(tmp_path, mode):
     """SIGKILL the daemon 6 times and inject every Stripe fault: billed == 2xx, per customer."""
     env = {"TOLLWAY_USAGE_WINDOW_S": "1", "TOLLWAY_METERING_INTERVAL": "0.3",
            "TOLLWAY_METERING_CLOSE_SLACK_S": "0", "TOLLWAY_METERING_ATTEMPTS": "3",
-           "TOLLWAY_METERING_LEASE_S": "2", "TOLLWAY_METERING_MODE": mode}  # fmt: skip
+           "TOLLWAY_METERING_SEND_LOCK_S": "2", "TOLLWAY_METERING_SINK": mode}  # fmt: skip
     with running_edge(tmp_path, TEST_TIERS + LOAD_TIER, env=env) as edge:
         asyncio.run(
             seed_prices(edge.stack.standin_url, parse_tiers(edge.stack.tiers.read_text(), "t"))

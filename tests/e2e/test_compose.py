@@ -12,17 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tollway.dev import binaries
-from tollway.dev.envoy_config import COMPOSE_AUTHZ_PORTS, compose_text
-from tollway.settings import (
-    AuthzSettings,
-    DevSettings,
-    MeteringSettings,
-    StandinSettings,
-    WebhookSettings,
-    describe,
-    load,
-)
+from authz.settings import AuthzSettings
+from devkit import binaries
+from devkit.envoy_config import COMPOSE_AUTHZ_PORTS, compose_text
+from devkit.settings import DevSettings, StandinSettings
+from metering.settings import MeteringSettings
+from tollway.settings import describe, load
+from webhook.settings import WebhookSettings
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +83,7 @@ def test_the_mounted_envoy_config_is_current_and_valid(tmp_path):
         and "/etc/envoy/envoy.yaml" in COMPOSE["services"]["envoy"]["command"]
     )
     path = ROOT / source
-    assert path.read_text() == compose_text(), "run: python -m tollway.dev.envoy_config --compose"
+    assert path.read_text() == compose_text(), "run: python -m devkit.envoy_config --compose"
     listener = yaml.safe_load(path.read_text())["static_resources"]["listeners"][0]
     assert COMPOSE["services"]["envoy"]["ports"] == [
         f"{listener['address']['socket_address']['port_value']}:10000"

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
+from devkit import binaries, envoy_config
+from devkit.stack import Ports, port_open, wait_for
 from tests.e2e.conftest import fetch, request, running_edge
-from tollway.dev import binaries, envoy_config
-from tollway.dev.stack import Ports, port_open, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 def test_tollway_dev_starts_serves_and_stops_everything(tmp_path):
     """`tollway dev` prints a working key; a curl through Envoy is 200; SIGTERM stops it all."""
     ports = Ports.free()
-    argv = [sys.executable, "-m", "tollway", "dev", "--port", str(ports.envoy),
+    argv = [sys.executable, "-m", "cli", "dev", "--port", str(ports.envoy),
             "--admin-port", str(ports.envoy_admin), "--authz-port", str(ports.authz),
             "--metrics-port", str(ports.authz_metrics), "--upstream-port", str(ports.upstream),
             "--redis-port", str(ports.redis), "--webhook-port", str(ports.webhook),

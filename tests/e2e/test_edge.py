@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tollway.cli import main as cli
+from cli.main import main as cli
 
 pytestmark = pytest.mark.e2e
 
@@ -229,8 +229,8 @@ def test_the_secret_scan_finds_a_planted_key_and_secret(edge):
 def test_tollway_health_reports_each_running_service(edge, monkeypatch, capsys):
     """`tollway health SERVICE` (the image's HEALTHCHECK) exits 0 for each service of the
     running stack, and 1 with the reason when nothing serves on the configured port."""
-    from tollway.cli import main as cli
-    from tollway.dev.stack import free_port
+    from cli.main import main as cli
+    from devkit.stack import free_port
 
     ports = edge.stack.ports
     monkeypatch.setenv("TOLLWAY_AUTHZ_PORT", str(ports.authz))

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from devkit.stack import wait_for
 from tests.e2e.conftest import Edge, running_edge
 from tests.support import TEST_TIERS
-from tollway.dev.stack import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.single_redis]  # stops and restarts its redis-server
 

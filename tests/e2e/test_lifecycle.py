@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from devkit.seed import seed_prices
 from tests.e2e.conftest import Edge, Response, fetch, running_edge
 from tests.support import TEST_TIERS
 from tollway import schema
-from tollway.dev.seed import seed_prices
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.e2e

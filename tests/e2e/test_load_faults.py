@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from devkit.seed import seed_prices
+from devkit.stack import port_open, wait_for
 from tests.e2e.conftest import Edge, running_edge
 from tests.e2e.test_chaos import billed
-from tollway.dev.seed import seed_prices
-from tollway.dev.stack import port_open, wait_for
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.e2e

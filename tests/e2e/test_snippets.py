@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tollway.dev import binaries
+from devkit import binaries
 
 pytestmark = pytest.mark.e2e
 SNIPPETS = Path(__file__).resolve().parents[2] / "envoy" / "snippets"

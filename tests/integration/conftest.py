@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import TestServer
 
+from devkit.standin.app import Standin
+from devkit.standin.objects import World
 from tollway.settings import StripeSettings
-from tollway.standin.app import Standin
-from tollway.standin.objects import World
 from tollway.stripe_api import Stripe
 
 

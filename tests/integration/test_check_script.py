@@ -8,8 +8,8 @@ import time
 import pytest
 
 from authz.breaker import Breaker
+from authz.check_reply import Code
 from authz.limiter import Limiter
-from authz.outcome import Code
 from authz.policy import Policy
 from tests.support import TEST_TIERS, redis_dump
 from tollway import schema

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tollway.cli import main as cli
+from cli.main import main as cli
 from tollway.keys import parse_key
 from tollway.redis_client import connect_sync
 
@@ -82,7 +82,7 @@ def test_unknown_or_malformed_keys_exit_1(run, arg):
 
 def test_unreachable_redis_is_a_clean_error(tiers_file, capsys):
     """No Redis: exit 1 and one line naming the URL, no traceback."""
-    from tollway.dev.stack import free_port
+    from devkit.stack import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0"
     code = cli(["keys", "create", "--tier", "pro", "--redis-url", url, "--tiers", str(tiers_file)])

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from tests.support import TEST_TIERS
+from tollway.dead_letters import DeadLetters
 from tollway.keys import KeyHasher
 from tollway.redis_client import connect
 from tollway.store import KeyStore
@@ -105,7 +106,9 @@ def test_hostile_deliveries_get_clear_answers_and_change_nothing(redis_server):
     redis = connect(redis_server, timeout_s=5.0)
     keys = KeyStore(redis, KeyHasher())
     checkouts = Checkouts(redis, keys, b"pepper", 900)
-    processor = Processor(keys, StateStore(redis, keys), checkouts, lambda: TABLE, 3 * 86400)
+    processor = Processor(
+        keys, StateStore(redis, keys), checkouts, DeadLetters(redis), lambda: TABLE, 3 * 86400
+    )
     app = WebhookApp(processor, checkouts, lambda: TABLE, [SECRET], 300, MAX_BODY,
                      WebhookMetrics(CollectorRegistry()), None, "", "").build()  # fmt: skip
     client = TestClient(TestServer(app, host="127.0.0.1"), loop=loop)

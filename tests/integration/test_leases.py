@@ -15,7 +15,7 @@ from authz.leases import LeaseBook
 from authz.limiter import Limiter, Mode
 from authz.metrics import AuthzMetrics
 from authz.policy import Policy
-from authz.service import AuthzService
+from authz.servicer import AuthzService
 from authz.usage_buffer import UsageBuffer
 from tests.support import check_request
 from tollway import schema, scripts

@@ -9,14 +9,14 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from authz.breaker import Breaker
+from authz.check_reply import Code
 from authz.limiter import Limiter, Overloaded, StoreUnavailable
-from authz.outcome import Code
 from authz.policy import Policy
 from authz.usage_buffer import UsageBuffer
+from devkit.stack import free_port
 from tests.support import TEST_TIERS
 from tollway import schema
 from tollway.clock import RedisTime
-from tollway.dev.stack import free_port
 from tollway.keys import KeyHasher
 from tollway.redis_client import connect
 from tollway.store import KeyStore

@@ -9,16 +9,17 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
+from devkit.standin.app import Fault, Standin
+from devkit.standin.objects import World
 from metering.daemon import Drainer
 from metering.ledger import Ledger
 from metering.metrics import MeteringMetrics
-from metering.sender import Outcome, RateLimiter, Sender
+from metering.retry import RateLimiter, Retrier, SendResult
+from metering.sinks import MeterEventSink
 from tests.support import TEST_TIERS
 from tollway import schema
 from tollway.keys import KeyHasher
 from tollway.settings import StripeSettings
-from tollway.standin.app import Fault, Standin
-from tollway.standin.objects import World
 from tollway.store import KeyStore
 from tollway.stripe_api import Stripe
 from tollway.tiers import parse_tiers
@@ -50,10 +51,10 @@ async def no_sleep(_: float) -> None:
 
 def drainer(redis, client, attempts: int = 6) -> Drainer:
     metrics = MeteringMetrics(CollectorRegistry())
-    sender = Sender(
-        client, RateLimiter(1000), W, attempts, on_retry=metrics.retries.inc, sleep=no_sleep
-    )
-    return Drainer(redis, Ledger(redis, W, 0), sender, lambda: TABLE, metrics, 25 * 86400)
+    retrier = Retrier(RateLimiter(1000), attempts, on_retry=metrics.retries.inc, sleep=no_sleep)
+    sink = MeterEventSink(client, retrier, W)
+    keys = KeyStore(redis, KeyHasher())
+    return Drainer(keys, Ledger(redis, W, 0), sink, lambda: TABLE, metrics, 25 * 86400)
 
 
 async def old_window(back: int = 2) -> int:
@@ -127,7 +128,7 @@ async def test_drain_aggregates_keys_per_customer_window_and_meter(redis, standi
         await usage(redis, rec.key_id, w, n)
     await usage(redis, a.key_id, w - W, 1)
     result = await drainer(redis, client).drain()
-    assert result.sent == {Outcome.ACCEPTED: 3}
+    assert result.sent == {SendResult.ACCEPTED: 3}
     assert result.moved == 3 + 4 + 5 + 1  # every key's usage, counted while keys move at once
     events = sorted((e["payload"]["stripe_customer_id"], e["event_name"], e["payload"]["value"], e["timestamp"])
                     for e in s.world.meter_events)  # fmt: skip
@@ -173,10 +174,10 @@ async def test_accepted_but_unacked_is_not_billed_twice(redis, standin):
     d = drainer(redis, client)
     await d.ledger.move_key(rec.key_id, "cus_X", "api_requests")
     (p,) = await d.ledger.claim("cus_X")
-    assert (await d.sender.send(p))[0] is Outcome.ACCEPTED  # ...and then the daemon dies
+    assert (await d.sink.send_one(p))[0] is SendResult.ACCEPTED  # ...and then the daemon dies
     s.idempotent.clear()  # past Stripe's idempotency window: only the identifier protects us
     result = await d.drain()
-    assert result.sent == {Outcome.DUPLICATE: 1}
+    assert result.sent == {SendResult.DUPLICATE: 1}
     assert accepted(s, "cus_X") == 6 and s.world.duplicate_refusals == 1
     assert await redis.hget(schema.ledger("cus_X", "sent"), f"api_requests|{p.window}") == "6"
 
@@ -188,12 +189,12 @@ async def test_validation_errors_become_dead_letters_and_can_be_retried(redis, s
     await usage(redis, rec.key_id, await old_window(), 2)
     s.faults.append(Fault(path="/v1/billing/meter_events", status=400))
     d = drainer(redis, client)
-    assert (await d.drain()).sent == {Outcome.DEAD: 1}
+    assert (await d.drain()).sent == {SendResult.DEAD: 1}
     ((identifier, letter),) = (await d.ledger.dead_letters()).items()
     assert "Injected fault" in letter["reason"] and letter["event"]["payload"]["value"] == "2"
     assert await redis.hgetall(schema.ledger("cus_D", "pending")) == {}
     assert await d.ledger.retry_dead_letter(identifier)
-    assert (await d.drain()).sent == {Outcome.ACCEPTED: 1}
+    assert (await d.drain()).sent == {SendResult.ACCEPTED: 1}
     assert accepted(s, "cus_D") == 2 and s.world.meter_events[0]["identifier"] == identifier
 
 
@@ -203,7 +204,7 @@ async def test_usage_older_than_35_days_is_refused_and_flagged(redis, standin):
     _, rec = await KeyStore(redis, KeyHasher()).create("free", "cus_O")
     await usage(redis, rec.key_id, await old_window(36 * 24 * 60), 1)
     d = drainer(redis, client)
-    assert (await d.drain()).sent == {Outcome.DEAD: 1}
+    assert (await d.drain()).sent == {SendResult.DEAD: 1}
     (letter,) = (await d.ledger.dead_letters()).values()
     assert "35 calendar days" in letter["reason"]
 
@@ -215,7 +216,7 @@ async def test_persistent_failure_keeps_usage_pending_and_ages_it(redis, standin
     await usage(redis, rec.key_id, await old_window(30 * 24 * 60), 4)
     s.faults.append(Fault(path="/v1/billing/meter_events", status=503, times=100))
     d = drainer(redis, client, attempts=3)
-    assert (await d.drain()).sent == {Outcome.RETRY_LATER: 1}
+    assert (await d.drain()).sent == {SendResult.RETRY_LATER: 1}
     assert d.metrics.pending._value.get() == 1
     assert d.metrics.oldest_pending_age._value.get() > 29 * 86400
     s.faults.clear()
@@ -262,8 +263,8 @@ async def test_overage_mode_reports_only_usage_past_the_quota_per_period(redis, 
     # The next period: 6 of its 10 included requests, nothing to bill.
     await usage(redis, recs[1].key_id, w + 3 * W, 6)
     metrics = MeteringMetrics(CollectorRegistry())
-    sender = Sender(client, RateLimiter(1000), W, 3, sleep=no_sleep)
-    await Drainer(redis, Ledger(redis, W, 0), sender, lambda: table, metrics, 1e9).drain()
+    sink = MeterEventSink(client, Retrier(RateLimiter(1000), 3, sleep=no_sleep), W)
+    await Drainer(keys, Ledger(redis, W, 0), sink, lambda: table, metrics, 1e9).drain()
     # The period's overage is exact (15 - 10 = 5); which windows carry it follows drain order.
     events = s.world.meter_events
     assert {e["event_name"] for e in events} == {"overage_calls"}
@@ -276,13 +277,13 @@ async def test_overage_mode_reports_only_usage_past_the_quota_per_period(redis, 
 
 
 def stream_drainer(redis, client, attempts: int = 4):
-    from metering.stream import StreamSender
+    from metering.stream import StreamSink
 
     metrics = MeteringMetrics(CollectorRegistry())
-    v1 = Sender(client, RateLimiter(1000), W, attempts, sleep=no_sleep)
-    v1.on_retry = metrics.retries.inc
-    stream = StreamSender(v1)
-    d = Drainer(redis, Ledger(redis, W, 0), v1, lambda: TABLE, metrics, 25 * 86400, stream=stream)
+    retrier = Retrier(RateLimiter(1000), attempts, on_retry=metrics.retries.inc, sleep=no_sleep)
+    stream = StreamSink(client, retrier, W, fallback=MeterEventSink(client, retrier, W))
+    keys = KeyStore(redis, KeyHasher())
+    d = Drainer(keys, Ledger(redis, W, 0), stream, lambda: TABLE, metrics, 25 * 86400)
     return d, stream
 
 
@@ -301,16 +302,16 @@ async def test_stream_mode_sends_100_events_per_request(redis, standin):
     total = await seed_customers(redis, 250)
     d, stream = stream_drainer(redis, client)
     calls = []
-    original = stream.send_batch
+    original = stream.send
 
     async def counting(batch):
         calls.append(len(batch))
         return await original(batch)
 
-    stream.send_batch = counting
+    stream.send = counting
     result = await d.drain()
     assert calls == [100, 100, 50] and stream.sessions == 1
-    assert result.sent == {Outcome.ACCEPTED: 250}
+    assert result.sent == {SendResult.ACCEPTED: 250}
     assert sum(int(e["payload"]["value"]) for e in s.world.meter_events) == total
 
 
@@ -333,7 +334,7 @@ async def test_stream_batch_refused_with_4xx_falls_back_to_v1(redis, standin):
     s.faults.append(Fault(path="/v2/billing/meter_event_stream", status=400))
     d, _ = stream_drainer(redis, client)
     result = await d.drain()
-    assert result.sent == {Outcome.ACCEPTED: 5}
+    assert result.sent == {SendResult.ACCEPTED: 5}
     assert sum(int(e["payload"]["value"]) for e in s.world.meter_events) == total
 
 

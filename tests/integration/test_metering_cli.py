@@ -10,12 +10,13 @@ import time
 import pytest
 from aiohttp import web
 
-from tollway.cli import main as cli
-from tollway.dev.stack import free_port, port_open, wait_for
+from cli.main import main as cli
+from devkit.stack import free_port, port_open, wait_for
+from devkit.standin.app import Fault, Standin
+from devkit.standin.objects import World
+from tollway.dead_letters import DeadLetters
 from tollway.redis_client import connect_sync
 from tollway.settings import StripeSettings
-from tollway.standin.app import Fault, Standin
-from tollway.standin.objects import World
 
 pytestmark = pytest.mark.integration
 W = 60
@@ -68,8 +69,11 @@ def drain(redis_server: str, tiers_file, base: str) -> None:
     from metering.daemon import Drainer
     from metering.ledger import Ledger
     from metering.metrics import MeteringMetrics
-    from metering.sender import RateLimiter, Sender
+    from metering.retry import RateLimiter, Retrier
+    from metering.sinks import MeterEventSink
+    from tollway.keys import KeyHasher
     from tollway.redis_client import connect
+    from tollway.store import KeyStore
     from tollway.stripe_api import Stripe
     from tollway.tiers import load_tiers
 
@@ -77,11 +81,11 @@ def drain(redis_server: str, tiers_file, base: str) -> None:
         redis = connect(redis_server)
         client = Stripe(StripeSettings(stripe_api_base=base), max_network_retries=0)
         table = load_tiers(tiers_file)
-        sender = Sender(client, RateLimiter(100), W, 1)
+        sink = MeterEventSink(client, Retrier(RateLimiter(100), 1), W)
         await Drainer(
-            redis,
+            KeyStore(redis, KeyHasher()),
             Ledger(redis, W, 0),
-            sender,
+            sink,
             lambda: table,
             MeteringMetrics(CollectorRegistry()),
             1e9,
@@ -172,7 +176,12 @@ async def test_meter_error_reports_from_stripe_become_dead_letters(redis):
     keys = KeyStore(redis, KeyHasher())
     table = parse_tiers(TEST_TIERS, "t")
     proc = Processor(
-        keys, StateStore(redis, keys), Checkouts(redis, keys, b"", 900), lambda: table, 60
+        keys,
+        StateStore(redis, keys),
+        Checkouts(redis, keys, b"", 900),
+        DeadLetters(redis),
+        lambda: table,
+        60,
     )
     thin = {"id": "evt_thin1", "object": "v2.core.event", "type": "v1.billing.meter.error_report_triggered",
             "created": "2026-11-21T00:00:00.000Z", "related_object": {"id": "mtr_1", "type": "billing.meter"}}  # fmt: skip

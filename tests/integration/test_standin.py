@@ -11,6 +11,7 @@ import stripe
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tollway.dead_letters import DeadLetters
 from webhook.signature import verify
 
 pytestmark = pytest.mark.integration
@@ -77,7 +78,7 @@ async def test_injected_500_is_retried_by_the_sdk_and_429_carries_retry_after(st
     s, client, base = standin
     pid = await price(client)
     s.faults.append(
-        __import__("tollway.standin.app", fromlist=["Fault"]).Fault(path="/v1/checkout/sessions")
+        __import__("devkit.standin.app", fromlist=["Fault"]).Fault(path="/v1/checkout/sessions")
     )
     cs = await client.v1.checkout.sessions.create_async(
         {"mode": "subscription", "success_url": "u", "line_items": [{"price": pid, "quantity": 1}]}
@@ -165,7 +166,7 @@ async def test_refetch_mode_applies_stripes_current_state(standin, redis):
     sub_id = s.world.complete_checkout(cs.id)["subscription"]
     keys = KeyStore(redis, KeyHasher())
     table = parse_tiers(TEST_TIERS, "t")
-    proc = Processor(keys, StateStore(redis, keys), Checkouts(redis, keys, b"", 900), lambda: table,
+    proc = Processor(keys, StateStore(redis, keys), Checkouts(redis, keys, b"", 900), DeadLetters(redis), lambda: table,
                      3600, stripe=client, refetch=True)  # fmt: skip
     stale = {"id": "evt_old", "type": "customer.subscription.created", "created": 1, "data": {"object": {
         "id": sub_id, "customer": "cus_x", "status": "incomplete", "items": {"data": []}}}}  # fmt: skip
@@ -198,7 +199,15 @@ async def test_claim_before_the_webhook_issues_the_key_once(standin, redis):
     keys = KeyStore(redis, KeyHasher())
     checkouts = Checkouts(redis, keys, b"pepper", 900)
     table = parse_tiers(TEST_TIERS, "t")
-    proc = Processor(keys, StateStore(redis, keys), checkouts, lambda: table, 3600, stripe=client)
+    proc = Processor(
+        keys,
+        StateStore(redis, keys),
+        checkouts,
+        DeadLetters(redis),
+        lambda: table,
+        3600,
+        stripe=client,
+    )
     app = WebhookApp(proc, checkouts, lambda: table, ["whsec_t"], 300, 1 << 20,
                      WebhookMetrics(CollectorRegistry()), client, "u", "u").build()  # fmt: skip
     async with TestClient(aiohttp.test_utils.TestServer(app, host="127.0.0.1")) as http:

@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from tollway import stripe_sync
-from tollway.cli import main as cli
+from cli import stripe_sync
+from cli.main import main as cli
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.integration

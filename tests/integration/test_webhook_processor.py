@@ -8,6 +8,7 @@ import pytest
 
 from tests.support import TEST_TIERS
 from tollway import schema
+from tollway.dead_letters import DeadLetters
 from tollway.keys import KeyHasher, parse_key
 from tollway.records import KeyStatus
 from tollway.store import KeyStore
@@ -62,7 +63,7 @@ class FlakyKeys(KeyStore):
 @pytest.fixture
 def proc(redis):
     keys = FlakyKeys(redis, KeyHasher())
-    p = Processor(keys, StateStore(redis, keys), Checkouts(redis, keys, b"pepper", 900),
+    p = Processor(keys, StateStore(redis, keys), Checkouts(redis, keys, b"pepper", 900), DeadLetters(redis),
                   lambda: TABLE, GRACE, now=lambda: NOW)  # fmt: skip
     return p
 

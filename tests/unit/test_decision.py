@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from authz.check_reply import Code, Outcome
 from authz.decision import decide, decide_store_error
-from authz.outcome import Code, Outcome
 from authz.reasons import Reason
 from authz.request import RequestInfo
 from tests.support import TEST_TIERS

@@ -5,14 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from authz.reasons import Reason
-from tollway.settings import (
-    AuthzSettings,
-    DevSettings,
-    MeteringSettings,
-    StandinSettings,
-    WebhookSettings,
-    describe,
-)
+from authz.settings import AuthzSettings
+from devkit.settings import DevSettings, StandinSettings
+from metering.settings import MeteringSettings
+from tollway.settings import describe
+from webhook.settings import WebhookSettings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

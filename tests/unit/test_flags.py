@@ -6,10 +6,9 @@ import dataclasses
 import typing
 from pathlib import Path
 
-from authz.__main__ import parser as authz_parser
-from authz.__main__ import settings_from as authz_settings
-from tollway.dev.cli import parser as dev_parser
-from tollway.dev.cli import settings_from as dev_settings
+from authz.cli import settings_from as authz_settings
+from cli.main import parser
+from devkit.cli import settings_from as dev_settings
 
 
 def assert_typed(settings: object) -> None:
@@ -21,19 +20,21 @@ def assert_typed(settings: object) -> None:
 
 def test_authz_flags_are_typed():
     """`tollway authz --tiers X --port N ...` yields a Path and ints, not strings."""
-    args = authz_parser().parse_args(
-        ["--tiers", "t.toml", "--port", "7", "--workers", "2", "--redis-url", "redis://x"]
+    args = parser().parse_args(
+        ["authz", "--tiers", "t.toml", "--port", "7", "--workers", "2", "--redis-url", "redis://x"]
     )
-    s = authz_settings(args)
+    s = authz_settings(args, {})
     assert s.tiers == Path("t.toml") and s.port == 7 and s.workers == 2
     assert_typed(s)
 
 
 def test_dev_flags_are_typed_and_a_url_means_no_own_redis():
     """`tollway dev --tiers X` yields a Path; --redis-url turns off the dev stack's own Redis."""
-    args = dev_parser().parse_args(["--tiers", "t.toml", "--port", "1", "--redis-url", "redis://x"])
+    args = parser().parse_args(
+        ["dev", "--tiers", "t.toml", "--port", "1", "--redis-url", "redis://x"]
+    )
     s, own_redis = dev_settings(args, {})
     assert s.tiers == Path("t.toml") and s.envoy_port == 1 and own_redis is False
     assert_typed(s)
-    _, own_redis = dev_settings(dev_parser().parse_args([]), {})
+    _, own_redis = dev_settings(parser().parse_args(["dev"]), {})
     assert own_redis is True

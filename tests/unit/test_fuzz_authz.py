@@ -11,7 +11,7 @@ from envoy.service.auth.v3 import external_auth_pb2 as pb
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from authz.outcome import Code, Outcome
+from authz.check_reply import Code, Outcome
 from tests.unit.test_service import FakeLimiter, service
 from tollway.keys import generate_key, parse_key
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tollway.health import check, service_of_pid1
+from cli.health import check, service_of_pid1
 
 
 def test_the_service_is_read_from_pid_1s_command_line(tmp_path):

@@ -8,8 +8,11 @@ from typing import Any
 
 import yaml
 
-from authz.responses import AUTH_SERVICE
-from tollway.settings import AuthzSettings, MeteringSettings, WebhookSettings, describe, load
+from authz import AUTH_SERVICE
+from authz.settings import AuthzSettings
+from metering.settings import MeteringSettings
+from tollway.settings import describe, load
+from webhook.settings import WebhookSettings
 
 ISTIO = Path(__file__).resolve().parents[2] / "envoy" / "istio"
 ENVOY_YAML = ISTIO.parent / "envoy.yaml"

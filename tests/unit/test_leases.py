@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from authz.check_reply import Code, Outcome
 from authz.leases import LeaseBook
-from authz.outcome import Code, Outcome
 
 
 class Clock:

@@ -6,8 +6,8 @@ import pytest
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 
 from authz import responses
+from authz.check_reply import Code, Outcome
 from authz.decision import decide, decide_store_error, invalid_key, missing_key
-from authz.outcome import Code, Outcome
 from authz.request import RequestInfo
 from tests.support import TEST_TIERS
 from tollway.tiers import parse_tiers
@@ -51,3 +51,12 @@ def test_ok_headers_keep_their_order_and_are_not_merged_across_decisions():
                                                      "x-tollway-dry-run"]  # fmt: skip
     assert {h.header.value for h in b.ok_response.headers} >= {"kid2", "pro"}
     assert b.dynamic_metadata["key_id"] == "kid2"
+
+
+def test_auth_service_name_matches_envoys_descriptor():
+    """The service name authz registers and reports health under is Envoy's own."""
+    from envoy.service.auth.v3 import external_auth_pb2 as pb
+
+    from authz import AUTH_SERVICE
+
+    assert pb.DESCRIPTOR.services_by_name["Authorization"].full_name == AUTH_SERVICE

@@ -9,11 +9,11 @@ from google.rpc import code_pb2
 from prometheus_client import CollectorRegistry
 
 from authz.breaker import Breaker
+from authz.check_reply import Code, Outcome
 from authz.limiter import Mode, Overloaded, StoreUnavailable
 from authz.metrics import AuthzMetrics
-from authz.outcome import Code, Outcome
 from authz.policy import ARGS_PER_TIER, Policy
-from authz.service import AuthzService
+from authz.servicer import AuthzService
 from authz.usage_buffer import UsageBuffer
 from tests.support import TEST_TIERS, check_request
 from tollway.keys import KeyHasher, generate_key

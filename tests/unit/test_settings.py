@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tollway.settings import AuthzSettings, DevSettings, SettingsError, describe, load
+from authz.settings import AuthzSettings
+from devkit.settings import DevSettings
+from tollway.settings import SettingsError, describe, load
 
 
 def test_defaults_without_environment():

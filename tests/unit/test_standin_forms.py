@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tollway.standin.forms import FormError, decode
+from devkit.standin.forms import FormError, decode
 from webhook.claims import seal, unseal
 
 

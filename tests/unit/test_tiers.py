@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tollway.cli import main as cli
+from cli.main import main as cli
 from tollway.tiers import (
     LimiterMode,
     OnStoreError,
@@ -145,7 +145,7 @@ def test_cli_tiers_check_exit_codes(capsys):
 def test_cli_entry_point_runs_as_a_program():
     """The installed console script validates a file (exit 1 with messages on stdout)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "tollway", "tiers", "check", str(HERE / "zero_rate.toml")],
+        [sys.executable, "-m", "cli", "tiers", "check", str(HERE / "zero_rate.toml")],
         capture_output=True,
         text=True,
         check=False,

@@ -1,6 +1,6 @@
 """A demo upstream that echoes what it received as JSON: method, path and every header.
 
-``python -m tollway.dev.upstream --port 8080``. Headers come back as a list of [name, value]
+``python -m devkit.upstream --port 8080``. Headers come back as a list of [name, value]
 pairs, so duplicates stay visible.
 """
 

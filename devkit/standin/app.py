@@ -26,10 +26,10 @@ import aiohttp
 import stripe
 from aiohttp import web
 
-from tollway.standin.forms import FormError, decode
-from tollway.standin.objects import NotFound, World, new_id
+from devkit.standin.forms import FormError, decode
+from devkit.standin.objects import NotFound, World, new_id
 
-log = logging.getLogger("tollway.standin")
+log = logging.getLogger("devkit.standin")
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
 
 

@@ -1,25 +1,30 @@
-"""``tollway stripe-standin``: run the local Stripe stand-in."""
+"""``tollway stripe-standin`` (and ``python -m devkit.standin``): the local Stripe stand-in."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 
 from aiohttp import web
 
+from devkit.settings import StandinSettings
+from devkit.standin.app import Standin
+from devkit.standin.objects import World
 from tollway import logs
-from tollway.settings import SettingsError, StandinSettings, with_flags
-from tollway.standin.app import Standin
-from tollway.standin.objects import World
+from tollway.process import Subparsers
+from tollway.settings import SettingsError, with_flags
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tollway stripe-standin", description=__doc__)
+def register(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "stripe-standin", help="run the local Stripe stand-in", description=__doc__
+    )
     p.add_argument("--port", type=int, help="HTTP port (TOLLWAY_STANDIN_PORT, default 12111)")
     p.add_argument("--webhook-url", help="deliver signed events here (TOLLWAY_STANDIN_WEBHOOK_URL)")
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     flags = {"standin_port": args.port, "webhook_url": args.webhook_url}
     try:
         s = with_flags(StandinSettings, os.environ, flags)
@@ -32,7 +37,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     standin = Standin(world, webhook_url=s.webhook_url, webhook_secret=secret)
     web.run_app(standin.build(), host=s.host, port=s.standin_port, print=None, access_log=None)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

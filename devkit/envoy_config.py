@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-ENVOY_YAML = Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"
+ENVOY_YAML = Path(__file__).resolve().parents[1] / "envoy" / "envoy.yaml"
 
 
 def _set_cluster_ports(config: dict[str, Any], cluster: str, ports: list[int]) -> None:
@@ -49,7 +49,7 @@ def render(
 # docker-compose.yml: authz runs 2 workers, each also on its own port (--worker-port-base).
 COMPOSE_AUTHZ_PORTS = [9300, 9301]
 COMPOSE_HEADER = (
-    "# Generated from envoy/envoy.yaml by `python -m tollway.dev.envoy_config --compose`;\n"
+    "# Generated from envoy/envoy.yaml by `python -m devkit.envoy_config --compose`;\n"
     "# do not edit (a test checks that it is current). For docker-compose.yml: the clusters\n"
     "# point at the authz and upstream services by name, and the listener binds every address.\n"
 )
@@ -81,7 +81,7 @@ if __name__ == "__main__":
     import sys
 
     if sys.argv[1:] != ["--compose"]:
-        sys.exit("usage: python -m tollway.dev.envoy_config --compose")
+        sys.exit("usage: python -m devkit.envoy_config --compose")
     out = ENVOY_YAML.with_name("envoy-compose.yaml")
     out.write_text(compose_text(), encoding="utf-8")
     print(f"wrote {out}")

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tollway.dev import binaries
-from tollway.dev.stack import die_with_parent, free_port, port_open, redis_argv, wait_for
+from devkit import binaries
+from devkit.stack import die_with_parent, free_port, port_open, redis_argv, wait_for
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO
 
-from tollway.dev import binaries, envoy_config
+from devkit import binaries, envoy_config
 
 Sink = Callable[[str, str], None]  # (process name, line)
 
@@ -225,7 +225,7 @@ class Stack:
                 argv += ["--worker-port-base", str(p.authz_workers)]
             return argv, lambda: port_open(p.authz)
         if name == "standin":
-            argv = [py, "-m", "tollway.standin", "--port", str(p.standin), "--webhook-url",
+            argv = [py, "-m", "devkit.standin", "--port", str(p.standin), "--webhook-url",
                     f"http://127.0.0.1:{p.webhook}/webhooks/stripe"]  # fmt: skip
             return argv, lambda: port_open(p.standin)
         if name == "webhook":
@@ -237,7 +237,7 @@ class Stack:
                     self.effective_redis_url, "--tiers", str(self.tiers)]  # fmt: skip
             return argv, lambda: http_ok(f"http://127.0.0.1:{p.metering}/healthz")
         if name == "upstream":
-            argv = [py, "-m", "tollway.dev.upstream", "--port", str(p.upstream)]
+            argv = [py, "-m", "devkit.upstream", "--port", str(p.upstream)]
             return argv, lambda: port_open(p.upstream)
         if name == "envoy":
             # Several workers: Envoy balances over each one's own port (AuthzSettings.worker_port_base).

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from authz import responses
+from authz.check_reply import Code
 from authz.decision import (
     Decision,
     decide,
@@ -25,14 +26,13 @@ from authz.leases import DEFAULT_LEASE_TTL_S, LeaseBook
 from authz.limiter import Limiter, Mode, Overloaded, StoreUnavailable
 from authz.metrics import AuthzMetrics
 from authz.negatives import NegativeCache
-from authz.outcome import Code
 from authz.policy import Policy
 from authz.reasons import Reason
 from authz.request import RequestInfo, RouteConfigError, extract
 from authz.usage_buffer import UsageBuffer
 from tollway.keys import KeyHasher, parse_key
 from tollway.logs import fields
-from tollway.tiers import LimiterMode
+from tollway.tiers import LimiterMode, TierTable
 
 log = logging.getLogger("tollway.authz")
 
@@ -60,6 +60,10 @@ class AuthzService:
         self.leases = leases if leases is not None else LeaseBook(DEFAULT_LEASE_TTL_S)
         self.unknown = NegativeCache()
         self._known: dict[str, tuple[str, str]] = {}  # digest -> (customer, tier)
+
+    def use_tiers(self, table: TierTable) -> None:
+        """Decide every check from now on by ``table`` (a reload of the tier file)."""
+        self.policy = Policy(table)
 
     async def Check(self, request: Any, context: Any) -> bytes:
         return responses.build(await self.decide(request))

@@ -1,10 +1,11 @@
-"""Send one pending usage record to Stripe as a Billing Meter Event, and say how it went.
+"""Trying a Stripe call until it succeeds, is refused for good, or runs out of attempts.
 
-Two layers of idempotency, as Stripe recommends: the body's ``identifier`` (Stripe refuses a
-repeat for at least 24 hours) and an ``Idempotency-Key`` derived from it (a network retry gets
-Stripe's first answer replayed).
+Stripe's advice for meter events: retry 429, 5xx and lost connections with exponential
+backoff and jitter, honour Retry-After, and treat any other 4xx as final. Every attempt first
+takes a token from a ``RateLimiter`` shared by the whole daemon, so the total stays under
+Stripe's rate limit however many customers are sent at once.
 
-Outcomes:
+Results (``SendResult``):
     ACCEPTED     Stripe took it
     DUPLICATE    Stripe already has this identifier: it was delivered before (counts as sent)
     DEAD         a 4xx refusal (unknown customer, bad value, too old): parked as a dead letter
@@ -22,10 +23,8 @@ from typing import Any
 
 import stripe
 
-from metering.ledger import Pending
 
-
-class Outcome(StrEnum):
+class SendResult(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     DEAD = "dead"
@@ -51,20 +50,6 @@ class RateLimiter:
             await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
-def event_for(p: Pending, window_s: int) -> dict[str, Any]:
-    return {
-        "event_name": p.meter,
-        "identifier": p.identifier,
-        "timestamp": p.window + window_s,  # the end of the window
-        "payload": {"stripe_customer_id": p.customer, "value": str(p.value)},
-    }
-
-
-def _is_duplicate(exc: stripe.StripeError) -> bool:
-    message = str(exc.user_message or "")
-    return exc.code == "duplicate_meter_event" or "already exists with identifier" in message
-
-
 def retryable(exc: stripe.StripeError) -> bool:
     """429, 5xx and no answer at all are worth another try; any other 4xx is final."""
     status = exc.http_status or 0
@@ -80,21 +65,17 @@ def _retry_after(exc: stripe.StripeError) -> float | None:
         return None
 
 
-class Sender:
+class Retrier:
     def __init__(
         self,
-        stripe_client: Any,
         limiter: RateLimiter,
-        window_s: int,
         attempts: int,
         on_retry: Callable[[], None] = lambda: None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         base_delay_s: float = 0.2,
         max_delay_s: float = 10.0,
     ) -> None:
-        self.stripe = stripe_client
         self.limiter = limiter
-        self.window_s = window_s
         self.attempts = max(1, attempts)
         self.on_retry = on_retry
         self.sleep = sleep
@@ -109,8 +90,8 @@ class Sender:
     async def attempt(
         self,
         call: Callable[[], Awaitable[Any]],
-        classify: Callable[[stripe.StripeError], Outcome | None],
-    ) -> tuple[Outcome, str]:
+        classify: Callable[[stripe.StripeError], SendResult | None],
+    ) -> tuple[SendResult, str]:
         """Run ``call`` until it succeeds (ACCEPTED), ``classify`` calls an error final, or the
         attempts run out (RETRY_LATER). Between attempts: Retry-After, or backoff."""
         reason = ""
@@ -121,7 +102,7 @@ class Sender:
             wait: float | None = None
             try:
                 await call()
-                return Outcome.ACCEPTED, ""
+                return SendResult.ACCEPTED, ""
             except stripe.StripeError as exc:
                 reason = f"{type(exc).__name__} {exc.http_status or 0}: {exc.user_message or exc}"
                 final = classify(exc)
@@ -132,17 +113,4 @@ class Sender:
                 reason = f"{type(exc).__name__}: {exc}"
             if attempt + 1 < self.attempts:
                 await self.sleep(wait if wait is not None else self.backoff(attempt))
-        return Outcome.RETRY_LATER, reason
-
-    async def send(self, p: Pending) -> tuple[Outcome, str]:
-        params = event_for(p, self.window_s)
-        options = {"idempotency_key": f"tw-ik-{p.identifier}"}
-
-        def classify(exc: stripe.StripeError) -> Outcome | None:
-            if _is_duplicate(exc):
-                return Outcome.DUPLICATE
-            return None if retryable(exc) else Outcome.DEAD
-
-        return await self.attempt(
-            lambda: self.stripe.v1.billing.meter_events.create_async(params, options), classify
-        )
+        return SendResult.RETRY_LATER, reason

@@ -12,16 +12,17 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from tollway.dev.binaries import MissingBinary
-from tollway.dev.seed import seed_prices
-from tollway.dev.stack import Ports, Stack
+from devkit.binaries import MissingBinary
+from devkit.seed import seed_prices
+from devkit.settings import DevSettings
+from devkit.stack import Ports, Stack
 from tollway.keys import KeyHasher
+from tollway.process import Subparsers
 from tollway.redis_client import connect
-from tollway.settings import DevSettings, SettingsError, with_flags
+from tollway.settings import SettingsError, with_flags
 from tollway.store import KeyStore
 from tollway.tiers import Tier, TierError, load_tiers
 
@@ -38,8 +39,8 @@ def _sink(name: str, line: str) -> None:
         print(f"{label} | {line}", flush=True)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tollway dev", description=__doc__)
+def register(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("dev", help="run the whole local stack", description=__doc__)
     p.add_argument("--port", type=int, help="Envoy listener port (TOLLWAY_ENVOY_PORT, 10000)")
     p.add_argument(
         "--admin-port", type=int, help="Envoy admin port (TOLLWAY_ENVOY_ADMIN_PORT, 9901)"
@@ -55,7 +56,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metering-port", type=int, help="metering (TOLLWAY_METERING_PORT, 8082)")
     p.add_argument("--redis-url", help="use this Redis instead of starting one (TOLLWAY_REDIS_URL)")
     p.add_argument("--tiers", type=Path, help="tier table (TOLLWAY_TIERS)")
-    return p
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[DevSettings, bool]:
@@ -144,8 +144,7 @@ Usage is drained to Stripe Billing Meter Events every few seconds (10 s windows 
 """
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     try:
         settings, own_redis = settings_from(args, dict(os.environ))
         table = load_tiers(settings.tiers)

@@ -9,6 +9,7 @@ settings the service reads.
 
 from __future__ import annotations
 
+import argparse
 import os
 import urllib.error
 import urllib.request
@@ -18,15 +19,13 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from authz.responses import AUTH_SERVICE
-from tollway.settings import (
-    AuthzSettings,
-    MeteringSettings,
-    SettingsError,
-    StandinSettings,
-    WebhookSettings,
-    load,
-)
+from authz import AUTH_SERVICE
+from authz.settings import AuthzSettings
+from devkit.settings import StandinSettings
+from metering.settings import MeteringSettings
+from tollway.process import Subparsers
+from tollway.settings import SettingsError, load
+from webhook.settings import WebhookSettings
 
 SERVICES = ("authz", "webhook", "metering", "stripe-standin")
 TIMEOUT_S = 2.0
@@ -74,8 +73,16 @@ def check(service: str, environ: Mapping[str, str]) -> tuple[bool, str]:
     return False, f"unknown service {service!r} (one of {', '.join(SERVICES)})"
 
 
-def main(service: str | None) -> int:
-    service = service or service_of_pid1()
+def register(subparsers: Subparsers) -> None:
+    health = subparsers.add_parser(
+        "health", help="exit 0 if a local service is serving (Docker HEALTHCHECK)"
+    )
+    health.add_argument("service", nargs="?", help="authz, webhook, metering or stripe-standin "
+                        "(default: the one PID 1 runs)")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    service = args.service or service_of_pid1()
     if service is None:
         print(f"tollway health: name a service ({', '.join(SERVICES)}); PID 1 runs none of them")
         return 1

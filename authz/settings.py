@@ -1,0 +1,50 @@
+"""authz's settings: the ext_authz server, read from ``TOLLWAY_*`` (tollway.settings.load)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tollway.settings import StoreSettings, env
+
+
+@dataclass(frozen=True)
+class AuthzSettings(StoreSettings):
+    """The ext_authz gRPC server."""
+
+    host: str = env("TOLLWAY_AUTHZ_HOST", "127.0.0.1", "address the gRPC server binds")
+    port: int = env("TOLLWAY_AUTHZ_PORT", 9191, "gRPC port Envoy calls")
+    # Each worker serves Prometheus on metrics_port + its index; 0 turns metrics off.
+    metrics_port: int = env("TOLLWAY_AUTHZ_METRICS_PORT", 9192, "Prometheus /metrics port")
+    workers: int = env("TOLLWAY_AUTHZ_WORKERS", 1, "processes sharing the port (SO_REUSEPORT)")
+    # SO_REUSEPORT lets the kernel hash each connection to one worker, and Envoy opens only one
+    # HTTP/2 connection per thread, so all traffic can land on one worker. With a base port,
+    # worker i also listens on base + i; list those as the Envoy cluster's endpoints and its
+    # load balancer spreads requests over every worker.
+    worker_port_base: int = env("TOLLWAY_AUTHZ_WORKER_PORT_BASE", 0, "worker i also on base + i")
+    # Redis socket read/connect timeout: how a hung or dead Redis is detected. It must fire
+    # well inside Envoy's 250 ms ext_authz timeout so that the tier's on_store_error policy,
+    # not Envoy's status_on_error, decides the answer. Not lower: at 50 ms, make bench saw a
+    # healthy Redis reported as failed under saturation (an event loop stalled past 50 ms).
+    store_timeout_ms: float = env("TOLLWAY_STORE_TIMEOUT_MS", 100.0, "Redis socket timeout")
+    # The whole check's budget, queueing included. Past it the process is overloaded, not
+    # Redis broken: shed with 503 overloaded, without tripping the breaker or degrading.
+    check_deadline_ms: float = env("TOLLWAY_CHECK_DEADLINE_MS", 200.0, "budget for one check")
+    # Opening after a few consecutive failures stops a dead Redis from costing every request
+    # a full timeout; the cooldown is short so recovery is noticed within a second or two.
+    breaker_failures: int = env("TOLLWAY_BREAKER_FAILURES", 3, "failures that open the breaker")
+    breaker_cooldown_s: float = env("TOLLWAY_BREAKER_COOLDOWN_S", 1.0, "open time before a probe")
+    # Lease tiers (limiter = "lease"): how long a lease may be spent locally before it is
+    # settled; also the most a key's state change can take to reach a lease if pub/sub is down.
+    lease_ttl_ms: float = env("TOLLWAY_LEASE_TTL_MS", 1000.0, "lease tiers: lease lifetime")
+    # Usage is counted per key per window; metering drains closed windows.
+    usage_window_s: int = env("TOLLWAY_USAGE_WINDOW_S", 60, "usage counter window in seconds")
+    # Where usage counted while Redis was down is kept if the process must exit before Redis
+    # returns; the next start writes it back.
+    spool_dir: Path = env("TOLLWAY_SPOOL_DIR", Path(".tollway/spool"), "unflushed usage on exit")
+    shutdown_grace_s: float = env("TOLLWAY_SHUTDOWN_GRACE_S", 5.0, "time to finish calls on exit")
+    # On SIGTERM, authz reports NOT_SERVING but keeps answering for this long before it closes
+    # its ports, so that Envoy's health check (every 0.5 s in envoy.yaml) moves traffic away
+    # first: a rolling restart then fails no request.
+    drain_s: float = env("TOLLWAY_AUTHZ_DRAIN_S", 1.0, "NOT_SERVING before closing, on SIGTERM")
+    log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")

@@ -1,0 +1,46 @@
+"""What the operator's commands share: the --redis-url/--tiers flags, and a KeyStore for one
+command's run, with an unreachable Redis reported as one line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from redis.exceptions import RedisError
+
+from tollway.keys import KeyHasher
+from tollway.process import CliError
+from tollway.redis_client import connect
+from tollway.settings import StoreSettings, with_flags
+from tollway.store import KeyStore
+
+S = TypeVar("S", bound=StoreSettings)
+
+
+def add_store_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis-url", help="Redis URL (default: $TOLLWAY_REDIS_URL)")
+    p.add_argument("--tiers", type=Path, help="tier table (default: $TOLLWAY_TIERS)")
+
+
+def settings_of(cls: type[S], args: argparse.Namespace, **flags: object) -> S:
+    """``cls`` from the environment, with --redis-url, --tiers and ``flags`` on top."""
+    return with_flags(cls, os.environ, {"redis_url": args.redis_url, "tiers": args.tiers, **flags})
+
+
+def with_store(settings: StoreSettings, fn: Callable[[KeyStore], Awaitable[int]]) -> int:
+    """Run ``fn`` with a KeyStore on ``settings``' Redis; closes the connection after."""
+
+    async def go() -> int:
+        redis = connect(settings.redis_url, timeout_s=5.0)
+        try:
+            return await fn(KeyStore(redis, KeyHasher(settings.key_pepper.encode())))
+        except (RedisError, OSError) as exc:
+            raise CliError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(go())

@@ -1,0 +1,60 @@
+"""``tollway usage show --customer ID``: a customer's usage, counted, pending and sent, per
+window and in total."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import UTC, datetime
+
+from cli.store_access import add_store_flags, settings_of
+from metering.ledger import Ledger
+from metering.settings import MeteringSettings
+from metering.usage_report import Row, customer_windows
+from tollway.keys import KeyHasher
+from tollway.process import Subparsers
+from tollway.redis_client import connect
+from tollway.store import KeyStore
+from tollway.tiers import load_tiers
+
+
+def register(subparsers: Subparsers) -> None:
+    usage = subparsers.add_parser("usage", help="usage per customer").add_subparsers(
+        dest="usage_command", required=True
+    )
+    show = usage.add_parser("show", help="counted, pending and sent, per window")
+    show.add_argument("--customer", required=True)
+    add_store_flags(show)
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(show(settings_of(MeteringSettings, args), args.customer))
+
+
+async def windows(settings: MeteringSettings, customer: str) -> dict[str, Row]:
+    """The customer's rows, read with a connection of their own."""
+    redis = connect(settings.redis_url, timeout_s=5.0)
+    try:
+        keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
+        ledger = Ledger(redis, settings.usage_window_s, 0)
+        return await customer_windows(keys, ledger, customer, load_tiers(settings.tiers))
+    finally:
+        await redis.aclose()
+
+
+def when(window: str) -> str:
+    return datetime.fromtimestamp(int(window), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def show(settings: MeteringSettings, customer: str) -> int:
+    rows = await windows(settings, customer)
+    total = {"counting": 0, "pending": 0, "sent": 0}
+    print(f"{'meter':<20} {'window start':<21} {'counting':>9} {'pending':>8} {'sent':>8}")
+    for field in sorted(rows, key=lambda f: (f.split("|")[0], int(f.split("|")[1]))):
+        meter, window = field.split("|")
+        r = rows[field]
+        print(f"{meter:<20} {when(window):<21} {r['counting']:>9} {r['pending']:>8} {r['sent']:>8}")
+        for k in total:
+            total[k] += r[k]
+    print(f"{'total':<42} {total['counting']:>9} {total['pending']:>8} {total['sent']:>8}")
+    return 0

@@ -1,0 +1,35 @@
+"""Settings of the dev kit: ``tollway dev`` and the Stripe stand-in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tollway.settings import StoreSettings, StripeSettings, env
+
+
+@dataclass(frozen=True)
+class DevSettings(StoreSettings):
+    """``tollway dev``: the whole local stack; every port can be moved so two stacks coexist."""
+
+    envoy_port: int = env("TOLLWAY_ENVOY_PORT", 10000, "Envoy listener (the API clients call)")
+    envoy_admin_port: int = env("TOLLWAY_ENVOY_ADMIN_PORT", 9901, "Envoy admin")
+    authz_port: int = env("TOLLWAY_AUTHZ_PORT", 9191, "authz gRPC")
+    authz_metrics_port: int = env("TOLLWAY_AUTHZ_METRICS_PORT", 9192, "authz /metrics")
+    upstream_port: int = env("TOLLWAY_UPSTREAM_PORT", 8080, "demo echo upstream")
+    # Not 6379, so that a system Redis on the default port is never touched.
+    redis_port: int = env("TOLLWAY_DEV_REDIS_PORT", 6380, "the dev stack's own redis-server")
+    webhook_port: int = env("TOLLWAY_WEBHOOK_PORT", 8081, "webhook service")
+    standin_port: int = env("TOLLWAY_STANDIN_PORT", 12111, "the Stripe stand-in")
+    metering_port: int = env("TOLLWAY_METERING_PORT", 8082, "metering /healthz and /metrics")
+    state_dir: Path = env("TOLLWAY_DEV_DIR", Path(".tollway/dev"), "logs, rendered configs")
+
+
+@dataclass(frozen=True)
+class StandinSettings(StripeSettings):
+    """The local Stripe stand-in."""
+
+    host: str = env("TOLLWAY_STANDIN_HOST", "127.0.0.1", "address the stand-in binds")
+    standin_port: int = env("TOLLWAY_STANDIN_PORT", 12111, "stand-in HTTP port")
+    # Where the stand-in delivers signed webhooks for what happens in it ("" = nowhere).
+    webhook_url: str = env("TOLLWAY_STANDIN_WEBHOOK_URL", "", "webhook endpoint to deliver to")

@@ -1,0 +1,48 @@
+"""What a customer's usage is doing: counted (not yet moved on), pending, and sent to Stripe.
+
+The one read of metering's state for people: ``tollway usage show`` and ``tollway reconcile``
+use it. Key records are read through the KeyStore, usage and the ledger through the schema.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from metering.ledger import Ledger
+from tollway import schema
+from tollway.store import KeyNotFound, KeyStore
+from tollway.tiers import TierTable
+
+Row = dict[str, int]  # {"counting", "pending", "sent"}
+
+
+async def unsent_usage(keys: KeyStore, customer: str, tiers: TierTable) -> dict[str, int]:
+    """Usage of the customer's keys not yet moved to the ledger, by "<meter>|<window>"."""
+    redis: Any = keys.redis
+    out: dict[str, int] = defaultdict(int)
+    for key_id in await keys.owned(customer):
+        try:
+            tier = (await keys.get(key_id)).tier
+        except KeyNotFound:
+            tier = ""
+        t = tiers.get(tier)
+        meter = t.meter_event if t else "api_requests"
+        for window, n in (await redis.hgetall(schema.key_usage(key_id))).items():
+            out[f"{meter}|{window}"] += int(n)
+        for entry, n in (await redis.hgetall(schema.outbox(key_id))).items():
+            out[f"{meter}|{entry.split(':', 1)[0]}"] += int(n)
+    return out
+
+
+async def customer_windows(
+    keys: KeyStore, ledger: Ledger, customer: str, tiers: TierTable
+) -> dict[str, Row]:
+    """ "<meter>|<window>" -> {"counting", "pending", "sent"}."""
+    rows: dict[str, Row] = defaultdict(lambda: {"counting": 0, "pending": 0, "sent": 0})
+    for field, n in (await unsent_usage(keys, customer, tiers)).items():
+        rows[field]["counting"] += n
+    async for state, field, n in ledger.customer_view(customer):
+        meter, window = field.split("|")[:2]
+        rows[f"{meter}|{window}"]["sent" if state == "sent" else "pending"] += n
+    return rows

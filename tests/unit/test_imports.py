@@ -1,0 +1,84 @@
+"""The layout's import rules, read from the source: who may import whom.
+
+- the kernel (tollway) imports no service, and neither the command line nor the dev kit;
+- a service (authz, webhook, metering) imports no other service, nor cli or devkit;
+- the dev kit imports no service: it starts them as processes;
+- the command line imports a service only through its public modules.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+KERNEL, SERVICES, CLI, DEVKIT = "tollway", ("authz", "webhook", "metering"), "cli", "devkit"
+# What a service offers the command line: its commands, its settings, and metering's ledger
+# and usage report (what `tollway usage` and `tollway reconcile` read).
+PUBLIC = {
+    "authz": {"authz", "authz.cli", "authz.settings"},
+    "webhook": {"webhook.cli", "webhook.settings"},
+    "metering": {"metering.cli", "metering.settings", "metering.ledger", "metering.usage_report"},
+}
+
+
+def imports_of(package: str) -> list[tuple[str, str]]:
+    """(file, imported module) for every import in ``package``'s source."""
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found += [(str(path.relative_to(ROOT)), a.name) for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                base = node.module
+                found += [(str(path.relative_to(ROOT)), f"{base}.{a.name}") for a in node.names]
+                found.append((str(path.relative_to(ROOT)), base))
+    return found
+
+
+def top(module: str) -> str:
+    return module.split(".")[0]
+
+
+def forbidden(package: str, banned: set[str]) -> list[tuple[str, str]]:
+    return [(f, m) for f, m in imports_of(package) if top(m) in banned]
+
+
+def test_the_kernel_imports_no_service_nor_cli_nor_devkit():
+    """tollway/ is what every service shares, so it can depend on none of them."""
+    assert forbidden(KERNEL, {*SERVICES, CLI, DEVKIT}) == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_imports_no_other_service(service):
+    """A service reaches another service's state only through the kernel (e.g. dead letters)."""
+    others = {s for s in SERVICES if s != service}
+    assert forbidden(service, {*others, CLI, DEVKIT}) == []
+
+
+def test_the_dev_kit_imports_no_service():
+    """The dev kit runs the services as processes; it does not reach into them."""
+    assert forbidden(DEVKIT, {*SERVICES, CLI}) == []
+
+
+def test_the_command_line_uses_only_the_services_public_modules():
+    """cli/ imports a service's commands and settings (and metering's ledger), never its
+    internals; names imported from a public module are allowed too."""
+    wrong = []
+    for f, m in imports_of(CLI):
+        service = top(m)
+        if service not in SERVICES:
+            continue
+        public = PUBLIC[service]
+        if m not in public and m.rsplit(".", 1)[0] not in public:
+            wrong.append((f, m))
+    assert wrong == []
+
+
+def test_the_rules_see_a_violation():
+    """The walker finds an import, so the rules above can fail."""
+    assert ("cli/main.py", "authz.cli") in imports_of(CLI)
+    assert any(m.startswith("tollway.") for _, m in imports_of("authz"))

@@ -1,0 +1,33 @@
+"""The webhook service's settings, read from ``TOLLWAY_*`` and ``STRIPE_*`` (tollway.settings.load)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tollway.settings import StoreSettings, StripeSettings, env
+
+
+@dataclass(frozen=True)
+class WebhookSettings(StoreSettings, StripeSettings):
+    """The Stripe webhook service."""
+
+    host: str = env("TOLLWAY_WEBHOOK_HOST", "127.0.0.1", "address the webhook service binds")
+    port: int = env("TOLLWAY_WEBHOOK_PORT", 8081, "webhook HTTP port")
+    # Stripe's own default tolerance; a replayed old delivery is refused past it.
+    tolerance_s: int = env("TOLLWAY_WEBHOOK_TOLERANCE_S", 300, "max age of a signed delivery")
+    max_body_bytes: int = env("TOLLWAY_WEBHOOK_MAX_BODY", 1 << 20, "larger bodies get 413")
+    grace_days: float = env("TOLLWAY_GRACE_DAYS", 3.0, "days a past_due key keeps working")
+    # Stripe's advice for out-of-order delivery: fetch the object and apply its current state.
+    refetch: bool = env("TOLLWAY_WEBHOOK_REFETCH", False, "re-fetch subscriptions from Stripe")
+    # Stripe replaces {CHECKOUT_SESSION_ID}; pointing success at the claim route hands the key
+    # straight to the customer.
+    success_url: str = env(
+        "TOLLWAY_CHECKOUT_SUCCESS_URL",
+        "http://127.0.0.1:8081/keys/claim?session_id={CHECKOUT_SESSION_ID}",
+        "where Checkout sends the customer after paying",
+    )
+    cancel_url: str = env(
+        "TOLLWAY_CHECKOUT_CANCEL_URL", "http://127.0.0.1:8081/", "where an abandoned Checkout goes"
+    )
+    claim_ttl_s: int = env("TOLLWAY_CLAIM_TTL_S", 900, "how long an unclaimed key can be claimed")
+    log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
