@@ -20,7 +20,7 @@ class Code(IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class CheckReply:
     code: Code
     tier: str = ""
     customer: str = ""
@@ -36,7 +36,7 @@ class Outcome:
     granted: int = 0  # lease tiers: extra tokens taken for this process to spend locally
 
     @classmethod
-    def from_reply(cls, reply: list[Any]) -> Outcome:
+    def parse(cls, reply: list[Any]) -> CheckReply:
         """Parse the script's reply; raises ValueError on a reply it did not produce."""
         if not reply:
             raise ValueError("empty reply from check script")

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from authz.check_reply import Code, Outcome
+from authz.check_reply import CheckReply, Code
 from authz.reasons import Reason
 from authz.request import RequestInfo
 from tollway.tiers import OnStoreError, Tier
@@ -143,7 +143,7 @@ def _allowed(
     )
 
 
-def decide(req: RequestInfo, key_id: str, out: Outcome, tier: Tier | None) -> Decision:
+def on_reply(req: RequestInfo, key_id: str, out: CheckReply, tier: Tier | None) -> Decision:
     """The verdict for a request whose key reached the store and got ``out`` back.
 
     ``tier`` is the loaded tier named by ``out.tier``, or None if the table has no such tier.
@@ -194,7 +194,7 @@ def decide(req: RequestInfo, key_id: str, out: Outcome, tier: Tier | None) -> De
     return refuse(reason, msg, headers)
 
 
-def decide_store_error(
+def on_store_error(
     req: RequestInfo, key_id: str, known: tuple[str, str] | None, tier: Tier | None
 ) -> Decision:
     """The verdict when the store could not be asked.

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from hmac import compare_digest
 
-from authz.check_reply import Outcome
+from authz.check_reply import CheckReply
 
 DEFAULT_LEASE_TTL_S = 1.0
 
@@ -47,12 +47,12 @@ class Settlement:
 @dataclass(slots=True)
 class Lease:
     digest: str
-    out: Outcome  # what check.lua answered when it granted the lease
+    out: CheckReply  # what check.lua answered when it granted the lease
     tokens: int  # left to spend here
     expires: float  # monotonic seconds
     spent: int = 0  # requests let through on it, not yet counted in Redis
 
-    def outcome(self, burst: int, rate: float) -> Outcome:
+    def outcome(self, burst: int, rate: float) -> CheckReply:
         """What to tell the client: the bucket as last seen plus what this lease still holds."""
         remaining = self.out.remaining + self.tokens
         full_ms = int((burst - remaining) * 1000 / rate) if remaining < burst else 0
@@ -121,7 +121,7 @@ class LeaseBook:
         return (sum(x.spent for x in self._live.values()) + sum(x.spent for x in self._closed.values())
                 + sum(x.spent for x in self._retries.values()))  # fmt: skip
 
-    def grant(self, key_id: str, digest: str, out: Outcome) -> None:
+    def grant(self, key_id: str, digest: str, out: CheckReply) -> None:
         if out.granted <= 0:
             return
         expires = self._now() + self.ttl_s

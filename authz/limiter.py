@@ -7,14 +7,8 @@ sends fewer, fuller pipelines, with one write, one deadline timer and one breake
 per batch. Every check still runs its own script, so each stays atomic on its own
 keys, and on Redis Cluster each is routed to its own slot's node.
 
-Two failures, told apart on purpose:
-
-    Exception
-    ├── StoreUnavailable   Redis is broken: a socket timeout or connection error from redis-py,
-    │                      an error reply, an unparseable reply, or the breaker is open. Feeds
-    │                      the breaker; the tier's on_store_error policy answers.
-    └── Overloaded         this process ran out of its check deadline (queueing for the event
-                           loop or a pool connection). Redis is not blamed: 503 overloaded.
+Failures are the check store's (authz/check_store.py): StoreUnavailable feeds the breaker
+and the tier's on_store_error policy answers; Overloaded does not blame Redis.
 
 A timeout around the whole call cannot tell the two apart: under load, replies from a healthy
 Redis wait unread behind other work, and cancelling them drops their connections.
@@ -24,14 +18,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
 from authz.breaker import Breaker
-from authz.check_reply import Code, Outcome
+from authz.check_reply import CheckReply, Code
+from authz.check_store import Overloaded, ScriptCall, StoreUnavailable
 from authz.redis_clock import RedisClock
+from authz.usage_buffer import UsageBuffer
 from tollway import schema, scripts
 from tollway.clock import CheckClock
 from tollway.records import DEFAULT_PERIOD_S
@@ -40,23 +35,11 @@ from tollway.records import DEFAULT_PERIOD_S
 MAX_BATCH = 256
 
 
-class Mode(StrEnum):
-    """check.lua's ARGV[8]."""
+# A check waiting for the next pipeline: its EVALSHA command, and the future its reply goes to.
+Queued = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
 
-    SETTLE = "0"  # count a lease's requests and return its tokens; no request of its own
-    CHECK = "1"  # one request
-    LEASE = "2"  # one request, and a lease if the key's tier leases
-
-
-class StoreUnavailable(Exception):
-    """The store could not give an answer for this check."""
-
-
-class Overloaded(Exception):
-    """The check did not finish within its deadline for reasons of our own load."""
-
-
-Pending = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
+# A buffered write-back that takes longer than this has failed (the store is not answering).
+WRITE_BACK_TIMEOUT_S = 1.0
 
 
 class Limiter:
@@ -81,12 +64,29 @@ class Limiter:
         self._period = str(DEFAULT_PERIOD_S)
         self._source = scripts.source("check")
         self._sha = scripts.sha1(self._source)
-        self._pending: list[Pending] = []
+        self._pending: list[Queued] = []
         self._out: asyncio.Task[None] | None = None  # the pipeline out, if any
         self._since = 0.0
         self._on_pipeline = on_pipeline
         self.expire_after_ms = expire_after_ms
         self.redis_clock = RedisClock()
+
+    @property
+    def breaker_open(self) -> bool:
+        return self.breaker.is_open
+
+    async def write_back(self, buffer: UsageBuffer) -> int | None:
+        """Write buffered usage back once the breaker lets a call through; its verdict feeds
+        the breaker like a check's."""
+        if not self.breaker.allow():
+            return None
+        try:
+            n = await asyncio.wait_for(buffer.flush(self.redis), timeout=WRITE_BACK_TIMEOUT_S)
+        except Exception:
+            self.breaker.failure()
+            raise
+        self.breaker.success()
+        return n
 
     async def check(
         self,
@@ -96,10 +96,10 @@ class Limiter:
         tier_args: tuple[str, ...],
         spent: int = 0,
         returned: int = 0,
-        mode: Mode = Mode.CHECK,
+        call: ScriptCall = ScriptCall.CHECK,
         settlement: str = "",
-    ) -> Outcome:
-        """Run check.lua for one request, or (``Mode.SETTLE``, cost 0) only settle a lease:
+    ) -> CheckReply:
+        """Run check.lua for one request, or (``ScriptCall.SETTLE``, cost 0) only settle a lease:
         ``spent`` requests it let through are counted and ``returned`` tokens go back, once
         per ``settlement`` id however often the call is retried."""
         if not self.breaker.allow():
@@ -109,7 +109,7 @@ class Limiter:
         # ARGV[9], the deadline, is filled in when the pipeline is sent (_dated).
         command = ("EVALSHA", self._sha, len(keys), *keys, digest,
                    "" if now is None else str(now), str(cost), self._window, self._period,
-                   str(spent), str(returned), mode.value, "", *tier_args)  # fmt: skip
+                   str(spent), str(returned), call.value, "", *tier_args)  # fmt: skip
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
@@ -119,7 +119,7 @@ class Limiter:
         self._pending.append((command, fut))
         reply = await fut
         try:
-            out = Outcome.from_reply(reply)
+            out = CheckReply.parse(reply)
         except (ValueError, TypeError, IndexError) as exc:
             raise StoreUnavailable(f"unexpected reply from check.lua: {exc}") from exc
         if out.code is Code.EXPIRED:
@@ -140,7 +140,7 @@ class Limiter:
         self._out = None
         self._flush()  # what queued up while the pipeline was out goes now, together
 
-    async def _run(self, batch: list[Pending], since: float) -> None:
+    async def _run(self, batch: list[Queued], since: float) -> None:
         try:
             async with asyncio.timeout_at(since + self.deadline_s):
                 replies = await self._send([cmd for cmd, _ in batch])
@@ -191,7 +191,7 @@ class Limiter:
     def _dated(cmd: tuple[Any, ...], deadline: str) -> tuple[Any, ...]:
         """The command with its deadline (ARGV[9]) set."""
         at = 11 + cmd[2]  # "EVALSHA", sha, numkeys, *keys, then ARGV[1..]: ARGV[9] is here
-        if not deadline or cmd[at - 1] == Mode.SETTLE.value:
+        if not deadline or cmd[at - 1] == ScriptCall.SETTLE.value:
             return cmd  # off, or a settle-only call (idempotent, so a late run is harmless)
         return (*cmd[:at], deadline, *cmd[at + 1 :])
 
@@ -207,7 +207,7 @@ class Limiter:
         return list(await pipe.execute(raise_on_error=False))
 
     @staticmethod
-    def _fail(batch: list[Pending], error: Exception, cause: BaseException) -> None:
+    def _fail(batch: list[Queued], error: Exception, cause: BaseException) -> None:
         error.__cause__ = cause
         for _, fut in batch:
             if not fut.done():

@@ -21,11 +21,12 @@ from prometheus_client import start_http_server
 
 from authz import AUTH_SERVICE, invalidation, responses
 from authz.breaker import Breaker
+from authz.check_store import CheckStore
 from authz.leases import LeaseBook
 from authz.limiter import Limiter
 from authz.metrics import AuthzMetrics
 from authz.policy import Policy
-from authz.servicer import AuthzService
+from authz.servicer import AuthzServicer
 from authz.settings import AuthzSettings
 from authz.usage_buffer import UsageBuffer
 from tollway.clock import RedisTime
@@ -49,7 +50,7 @@ class Worker:
         )
         self.buffer = UsageBuffer(settings.usage_window_s)
         breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown_s)
-        self.limiter = Limiter(
+        self.store: CheckStore = Limiter(
             self.redis,
             RedisTime(),
             breaker,
@@ -61,9 +62,9 @@ class Worker:
             expire_after_ms=0.8 * settings.store_timeout_ms,
         )
         self.tiers = TierSource(settings.tiers)
-        self.service = AuthzService(
+        self.service = AuthzServicer(
             Policy(self.tiers()),
-            self.limiter,
+            self.store,
             KeyHasher(settings.key_pepper.encode()),
             self.buffer,
             self.metrics,
@@ -108,16 +109,15 @@ class Worker:
         """Write back usage buffered during a store outage once the store answers again."""
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
-            if not len(self.buffer) or not self.limiter.breaker.allow():
+            if not len(self.buffer):
                 continue
             try:
-                n = await asyncio.wait_for(self.buffer.flush(self.redis), timeout=1.0)
+                n = await self.store.write_back(self.buffer)
             except Exception as exc:  # any failure keeps the counts for the next round
-                self.limiter.breaker.failure()
                 log.warning("usage_flush_failed", extra=fields(error=repr(exc)))
             else:
-                self.limiter.breaker.success()
-                log.info("usage_flushed", extra=fields(requests=n))
+                if n is not None:
+                    log.info("usage_flushed", extra=fields(requests=n))
             self.metrics.buffered_usage.set(len(self.buffer))
 
     async def settle_loop(self) -> None:

@@ -1,6 +1,6 @@
 """The gRPC servicer: CheckRequest in, CheckResponse out; it only wires the pieces together.
 
-CheckRequest -> request.extract -> keys.parse_key -> Limiter.check (Redis) -> decision.decide
+CheckRequest -> request.extract -> keys.parse_key -> CheckStore.check (Redis) -> decision.on_reply
 -> responses.build. Every exception a check can meet is handled here or in Limiter: a
 malformed request or store failure is a clear denial, never a gRPC error.
 """
@@ -14,16 +14,16 @@ from typing import Any
 
 from authz import responses
 from authz.check_reply import Code
+from authz.check_store import CheckStore, Overloaded, ScriptCall, StoreUnavailable
 from authz.decision import (
     Decision,
-    decide,
-    decide_store_error,
     deny,
     invalid_key,
     missing_key,
+    on_reply,
+    on_store_error,
 )
 from authz.leases import DEFAULT_LEASE_TTL_S, LeaseBook
-from authz.limiter import Limiter, Mode, Overloaded, StoreUnavailable
 from authz.metrics import AuthzMetrics
 from authz.negatives import NegativeCache
 from authz.policy import Policy
@@ -32,7 +32,7 @@ from authz.request import RequestInfo, RouteConfigError, extract
 from authz.usage_buffer import UsageBuffer
 from tollway.keys import KeyHasher, parse_key
 from tollway.logs import fields
-from tollway.tiers import LimiterMode, TierTable
+from tollway.tiers import LimiterKind, TierTable
 
 log = logging.getLogger("tollway.authz")
 
@@ -40,26 +40,27 @@ log = logging.getLogger("tollway.authz")
 KNOWN_KEYS_MAX = 100_000
 
 
-class AuthzService:
+class AuthzServicer:
     """Envoy's Authorization service; ``Check`` answers serialized bytes (responses.add_to_server)."""
 
     def __init__(
         self,
         policy: Policy,
-        limiter: Limiter,
+        store: CheckStore,
         hasher: KeyHasher,
         buffer: UsageBuffer,
         metrics: AuthzMetrics,
         leases: LeaseBook | None = None,
     ) -> None:
         self.policy = policy
-        self.limiter = limiter
+        self.store = store
         self.hasher = hasher
         self.buffer = buffer
         self.metrics = metrics
         self.leases = leases if leases is not None else LeaseBook(DEFAULT_LEASE_TTL_S)
-        self.unknown = NegativeCache()
-        self._known: dict[str, tuple[str, str]] = {}  # digest -> (customer, tier)
+        self.unknown_keys = NegativeCache()  # digests Redis did not know, for a minute
+        # digest -> (customer, tier) last allowed: what on_store_error = "allow" answers from
+        self._last_allowed: dict[str, tuple[str, str]] = {}
 
     def use_tiers(self, table: TierTable) -> None:
         """Decide every check from now on by ``table`` (a reload of the tier file)."""
@@ -88,7 +89,7 @@ class AuthzService:
             return invalid_key()
         digest = self.hasher.digest(info.key)
         key_id = self.hasher.key_id(digest)
-        if digest in self.unknown:  # Redis said so within the last minute
+        if digest in self.unknown_keys:  # Redis said so within the last minute
             return invalid_key(key_id)
         policy = self.policy  # one table for the whole check, even if a reload lands meanwhile
         lease = self.leases.peek(key_id, digest)
@@ -96,11 +97,11 @@ class AuthzService:
             tier = policy.tier(lease.out.tier)
             if (
                 tier is not None
-                and tier.limiter is LimiterMode.LEASE
+                and tier.limiter is LimiterKind.LEASE
                 and (info.feature is None or info.feature in tier.features)
                 and self.leases.spend(lease, info.cost)
             ):
-                return decide(
+                return on_reply(
                     info, key_id, lease.outcome(tier.burst, tier.requests_per_second), tier
                 )
         return await self._ask_store(info, key_id, digest, policy)
@@ -112,9 +113,9 @@ class AuthzService:
         # One lease renewal per key at a time, and none while key changes cannot reach leases.
         renewing = self.leases.accepting and self.leases.renewing(key_id)
         try:
-            out = await self.limiter.check(
+            out = await self.store.check(
                 key_id, digest, info.cost, policy.tier_args(info.feature),
-                owed.spent, owed.returned, Mode.LEASE if renewing else Mode.CHECK, owed.id,
+                owed.spent, owed.returned, ScriptCall.LEASE if renewing else ScriptCall.CHECK, owed.id,
             )  # fmt: skip
         except StoreUnavailable as exc:
             self.leases.retry(owed)
@@ -126,16 +127,16 @@ class AuthzService:
         finally:
             if renewing:
                 self.leases.renewed(key_id)
-            self.metrics.breaker_open.set(1 if self.limiter.breaker.is_open else 0)
+            self.metrics.breaker_open.set(1 if self.store.breaker_open else 0)
         if out.code is Code.OK:
             self._remember(digest, out.customer, out.tier)
             self.leases.grant(key_id, digest, out)
         elif out.code in (Code.UNKNOWN_KEY, Code.REVOKED, Code.PAYMENT):
-            self._known.pop(digest, None)
+            self._last_allowed.pop(digest, None)
             self.leases.close(key_id)
             if out.code is Code.UNKNOWN_KEY:
-                self.unknown.add(digest)
-        return decide(info, key_id, out, policy.tier(out.tier))
+                self.unknown_keys.add(digest)
+        return on_reply(info, key_id, out, policy.tier(out.tier))
 
     async def settle_leases(self) -> int:
         """Send every settlement owed (expired or closed leases, failed settlements); returns
@@ -145,8 +146,8 @@ class AuthzService:
             return 0
         policy = self.policy
         results = await asyncio.gather(
-            *(self.limiter.check(s.key_id, s.digest, 0, policy.tier_args(None), s.spent,
-                                 s.returned, Mode.SETTLE, s.id) for s in due),
+            *(self.store.check(s.key_id, s.digest, 0, policy.tier_args(None), s.spent,
+                                 s.returned, ScriptCall.SETTLE, s.id) for s in due),
             return_exceptions=True,
         )  # fmt: skip
         counted = 0
@@ -161,8 +162,8 @@ class AuthzService:
         self, info: RequestInfo, key_id: str, digest: str, policy: Policy, exc: Exception
     ) -> Decision:
         self.metrics.store_errors.inc()
-        known = self._known.get(digest)
-        d = decide_store_error(info, key_id, known, policy.tier(known[1]) if known else None)
+        known = self._last_allowed.get(digest)
+        d = on_store_error(info, key_id, known, policy.tier(known[1]) if known else None)
         if d.degraded:
             self.buffer.add(key_id, time.time())
             self.metrics.buffered_usage.set(len(self.buffer))
@@ -170,11 +171,11 @@ class AuthzService:
         return d
 
     def _remember(self, digest: str, customer: str, tier: str) -> None:
-        if self._known.get(digest) == (customer, tier):
+        if self._last_allowed.get(digest) == (customer, tier):
             return
-        if len(self._known) >= KNOWN_KEYS_MAX:
-            self._known.pop(next(iter(self._known)))  # the oldest entry
-        self._known[digest] = (customer, tier)
+        if len(self._last_allowed) >= KNOWN_KEYS_MAX:
+            self._last_allowed.pop(next(iter(self._last_allowed)))  # the oldest entry
+        self._last_allowed[digest] = (customer, tier)
 
     def _log(self, d: Decision) -> None:
         log.info(

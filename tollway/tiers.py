@@ -38,7 +38,7 @@ class Report(StrEnum):
     OVERAGE = "overage"  # report only requests past monthly_quota in the billing period
 
 
-class LimiterMode(StrEnum):
+class LimiterKind(StrEnum):
     EXACT = "exact"  # every check runs check.lua in Redis: one round trip per request
     LEASE = "lease"  # each authz process spends small batches of tokens locally (authz/leases.py)
 
@@ -61,7 +61,7 @@ class Tier:
     dry_run: bool
     meter_event: str = "api_requests"  # the Stripe Billing Meter event_name usage is sent as
     report: Report = Report.ALL
-    limiter: LimiterMode = LimiterMode.EXACT
+    limiter: LimiterKind = LimiterKind.EXACT
     lease_tokens: int = 0  # lease mode: tokens one authz process takes from the bucket at once
     # What `tollway stripe sync` creates in Stripe for a paid tier (price_amount set): a Product,
     # a recurring flat Price with lookup key stripe_prices[0], and, with overage_unit_amount, a
@@ -180,10 +180,10 @@ class _Validator:
         report = self.choice(name, "report", v["report"], Report, True)
         if report is Report.OVERAGE and _is_int(quota) and quota == 0:
             self.fail(name, "report", '"overage" needs a monthly_quota > 0 to report usage past')
-        limiter = self.choice(name, "limiter", v["limiter"], LimiterMode, True)
+        limiter = self.choice(name, "limiter", v["limiter"], LimiterKind, True)
         lease = v["lease_tokens"]
         if lease is not None:
-            if limiter is not LimiterMode.LEASE:
+            if limiter is not LimiterKind.LEASE:
                 self.fail(name, "lease_tokens", 'only applies with limiter = "lease"')
             elif not (_is_int(lease) and lease >= 1):
                 self.fail(name, "lease_tokens", f"must be an integer >= 1, got {lease!r}")
@@ -235,7 +235,7 @@ class _Validator:
             or limiter is None
         ):
             return None
-        if limiter is LimiterMode.LEASE and lease is None:
+        if limiter is LimiterKind.LEASE and lease is None:
             lease = max(1, v["burst"] // 10)
         return Tier(
             name=name,
@@ -250,7 +250,7 @@ class _Validator:
             meter_event=v["meter_event"],
             report=report,
             limiter=limiter,
-            lease_tokens=lease if limiter is LimiterMode.LEASE else 0,
+            lease_tokens=lease if limiter is LimiterKind.LEASE else 0,
             price_amount=amount,
             currency=v["currency"],
             interval=v["interval"],

@@ -10,7 +10,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from authz.breaker import Breaker
 from authz.check_reply import Code
-from authz.limiter import Limiter, Overloaded, StoreUnavailable
+from authz.check_store import Overloaded, StoreUnavailable
+from authz.limiter import Limiter
 from authz.policy import Policy
 from authz.usage_buffer import UsageBuffer
 from devkit.stack import free_port

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from authz.check_reply import Code, Outcome
-from authz.decision import decide, decide_store_error
+from authz.check_reply import CheckReply, Code
+from authz.decision import on_reply, on_store_error
 from authz.reasons import Reason
 from authz.request import RequestInfo
 from tests.support import TEST_TIERS
@@ -18,13 +18,13 @@ REQ = RequestInfo(key="k", strip=("x-api-key",))
 NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def out(code: Code, tier: str = "free", **kw) -> Outcome:
-    return Outcome(code, tier, "cus_1", now_ms=NOW_MS, **kw)
+def out(code: Code, tier: str = "free", **kw) -> CheckReply:
+    return CheckReply(code, tier, "cus_1", now_ms=NOW_MS, **kw)
 
 
 def test_allowed_sets_upstream_identity_and_ratelimit_headers():
     """OK: customer, tier and key id go upstream; RateLimit-* go to the client."""
-    d = decide(REQ, "kid1", out(Code.OK, remaining=3, wait_ms=1500), TABLE.get("free"))
+    d = on_reply(REQ, "kid1", out(Code.OK, remaining=3, wait_ms=1500), TABLE.get("free"))
     # The key is stripped, and so are the tollway headers this answer does not set.
     assert d.allowed and d.strip == ("x-api-key", "x-tollway-degraded", "x-tollway-dry-run")
     assert d.upstream_headers == (
@@ -42,7 +42,7 @@ def test_allowed_sets_upstream_identity_and_ratelimit_headers():
 
 def test_past_due_in_grace_is_allowed_with_a_warning():
     """A key in its grace period passes and the client is told payment is overdue."""
-    d = decide(REQ, "kid1", out(Code.OK, grace_until=1_767_312_000), TABLE.get("free"))
+    d = on_reply(REQ, "kid1", out(Code.OK, grace_until=1_767_312_000), TABLE.get("free"))
     assert d.allowed
     assert (
         "x-tollway-warning",
@@ -52,14 +52,14 @@ def test_past_due_in_grace_is_allowed_with_a_warning():
 
 def test_dry_run_denial_is_allowed_and_marked():
     """A dry-run tier's would-be denial is let through, recorded and shown."""
-    d = decide(REQ, "kid1", out(Code.OK, "shadow", would_deny=Code.RATE), TABLE.get("shadow"))
+    d = on_reply(REQ, "kid1", out(Code.OK, "shadow", would_deny=Code.RATE), TABLE.get("shadow"))
     assert d.allowed and d.would_deny is Reason.RATE_LIMITED
     assert ("x-tollway-dry-run", "rate_limited") in d.client_headers
 
 
 def test_rate_limited_has_retry_after_rounded_up():
     """429 rate_limited carries retry-after in whole seconds, rounded up."""
-    d = decide(REQ, "kid1", out(Code.RATE, remaining=0, wait_ms=1001), TABLE.get("free"))
+    d = on_reply(REQ, "kid1", out(Code.RATE, remaining=0, wait_ms=1001), TABLE.get("free"))
     assert d.reason is Reason.RATE_LIMITED and d.reason.http_status == 429
     headers = dict(d.client_headers)
     assert headers["retry-after"] == "2" and headers["ratelimit-remaining"] == "0"
@@ -69,14 +69,16 @@ def test_rate_limited_has_retry_after_rounded_up():
 
 def test_route_costlier_than_burst_says_so():
     """A route whose cost exceeds the tier's burst can never pass; the message says why."""
-    d = decide(RequestInfo("k", (), cost=9), "kid1", out(Code.RATE, wait_ms=-1), TABLE.get("free"))
+    d = on_reply(
+        RequestInfo("k", (), cost=9), "kid1", out(Code.RATE, wait_ms=-1), TABLE.get("free")
+    )
     assert d.reason is Reason.RATE_LIMITED and "retry-after" not in dict(d.client_headers)
     assert "costs 9 requests, more than your plan's burst of 5" in d.message
 
 
 def test_quota_exceeded_retries_at_period_end():
     """429 quota_exceeded says when the period resets, in retry-after and the message."""
-    d = decide(
+    d = on_reply(
         REQ, "kid1", out(Code.QUOTA, "capped", wait_ms=86_400_000, period_end=1_767_312_000),
         TABLE.get("capped"),
     )  # fmt: skip
@@ -98,33 +100,33 @@ def test_quota_exceeded_retries_at_period_end():
 )
 def test_store_denials_map_to_reasons(code, reason, status):
     """Each script code maps to its reason and HTTP status with a JSON body."""
-    d = decide(REQ, "kid1", out(code), TABLE.get("free"))
+    d = on_reply(REQ, "kid1", out(code), TABLE.get("free"))
     assert d.reason is reason and reason.http_status == status
     assert json.loads(d.body()) == {"error": {"code": reason.value, "message": d.message}}
 
 
 def test_unknown_key_carries_a_bearer_challenge():
     """401 invalid_api_key says invalid_token in www-authenticate, as RFC 6750 asks."""
-    d = decide(REQ, "kid1", out(Code.UNKNOWN_KEY, ""), None)
+    d = on_reply(REQ, "kid1", out(Code.UNKNOWN_KEY, ""), None)
     assert d.reason is Reason.INVALID_API_KEY
     assert dict(d.client_headers)["www-authenticate"].endswith('error="invalid_token"')
 
 
 def test_tier_missing_from_table_is_plan_unavailable():
     """A record naming a tier the table lacks is a 503, not an allow."""
-    d = decide(REQ, "kid1", out(Code.NO_TIER, "gone"), None)
+    d = on_reply(REQ, "kid1", out(Code.NO_TIER, "gone"), None)
     assert d.reason is Reason.PLAN_UNAVAILABLE and d.reason.http_status == 503
 
 
 def test_past_due_after_grace_names_when_it_ended():
     """402 after the grace period says when the grace ended."""
-    d = decide(REQ, "kid1", out(Code.PAYMENT, grace_until=1_767_312_000), TABLE.get("free"))
+    d = on_reply(REQ, "kid1", out(Code.PAYMENT, grace_until=1_767_312_000), TABLE.get("free"))
     assert d.reason is Reason.PAYMENT_REQUIRED and "2026-01-02T00:00:00Z" in d.message
 
 
 def test_store_error_allows_known_key_on_allow_tier():
     """on_store_error=allow lets a key seen before through, marked degraded both ways."""
-    d = decide_store_error(REQ, "kid1", ("cus_1", "resilient"), TABLE.get("resilient"))
+    d = on_store_error(REQ, "kid1", ("cus_1", "resilient"), TABLE.get("resilient"))
     assert d.allowed and d.degraded
     assert ("x-tollway-degraded", "store_unavailable") in d.upstream_headers
     assert "x-tollway-degraded" not in d.strip  # set (overwriting), so not removed
@@ -137,12 +139,12 @@ def test_store_error_allows_known_key_on_allow_tier():
 )
 def test_store_error_denies_unless_known_and_allowed(known, tier):
     """A deny tier, an unseen key, or an unknown tier gets 503 store_unavailable."""
-    d = decide_store_error(REQ, "kid1", known, TABLE.get(tier) if tier else None)
+    d = on_store_error(REQ, "kid1", known, TABLE.get(tier) if tier else None)
     assert d.reason is Reason.STORE_UNAVAILABLE
 
 
 def test_store_error_still_gates_features():
     """Degraded mode does not open feature-gated routes to tiers without the feature."""
     req = RequestInfo("k", (), feature="reports")
-    d = decide_store_error(req, "kid1", ("cus_1", "resilient"), TABLE.get("resilient"))
+    d = on_store_error(req, "kid1", ("cus_1", "resilient"), TABLE.get("resilient"))
     assert d.reason is Reason.FEATURE_NOT_IN_PLAN

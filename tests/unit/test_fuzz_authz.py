@@ -11,13 +11,13 @@ from envoy.service.auth.v3 import external_auth_pb2 as pb
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from authz.check_reply import Code, Outcome
-from tests.unit.test_service import FakeLimiter, service
+from authz.check_reply import CheckReply, Code
+from tests.unit.test_service import FakeStore, service
 from tollway.keys import generate_key, parse_key
 
 VALID = generate_key()
-OUTCOMES = [Outcome(Code.OK, "pro", "cus_1", remaining=3), Outcome(Code.UNKNOWN_KEY),
-            Outcome(Code.RATE, "free", "cus_1", wait_ms=900), Outcome(Code.NO_TIER, "gone", "c")]  # fmt: skip
+OUTCOMES = [CheckReply(Code.OK, "pro", "cus_1", remaining=3), CheckReply(Code.UNKNOWN_KEY),
+            CheckReply(Code.RATE, "free", "cus_1", wait_ms=900), CheckReply(Code.NO_TIER, "gone", "c")]  # fmt: skip
 
 
 def nearly_valid() -> st.SearchStrategy[str]:
@@ -66,8 +66,10 @@ def check_requests(draw: st.DrawFn) -> pb.CheckRequest:
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(request=check_requests(), outcome=st.sampled_from(OUTCOMES))
-def test_any_check_request_gets_a_clear_answer(request: pb.CheckRequest, outcome: Outcome) -> None:
-    fake = FakeLimiter()
+def test_any_check_request_gets_a_clear_answer(
+    request: pb.CheckRequest, outcome: CheckReply
+) -> None:
+    fake = FakeStore()
     fake.outcome = outcome
     svc = service(fake)
     raw = asyncio.run(svc.Check(request, None))

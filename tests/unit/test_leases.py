@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from authz.check_reply import Code, Outcome
+from authz.check_reply import CheckReply, Code
 from authz.leases import LeaseBook
 
 
@@ -14,8 +14,8 @@ class Clock:
         return self.t
 
 
-def granted(n: int, remaining: int = 900) -> Outcome:
-    return Outcome(Code.OK, "leased", "cus_1", remaining=remaining, granted=n)
+def granted(n: int, remaining: int = 900) -> CheckReply:
+    return CheckReply(Code.OK, "leased", "cus_1", remaining=remaining, granted=n)
 
 
 def test_spend_until_empty_then_settle_counts_and_returns():

@@ -6,7 +6,8 @@ import pytest
 from redis.exceptions import RedisClusterException
 
 from authz.breaker import Breaker
-from authz.limiter import Limiter, StoreUnavailable
+from authz.check_store import StoreUnavailable
+from authz.limiter import Limiter
 from tollway.clock import RedisTime
 
 

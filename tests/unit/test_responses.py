@@ -6,8 +6,8 @@ import pytest
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 
 from authz import responses
-from authz.check_reply import Code, Outcome
-from authz.decision import decide, decide_store_error, invalid_key, missing_key
+from authz.check_reply import CheckReply, Code
+from authz.decision import invalid_key, missing_key, on_reply, on_store_error
 from authz.request import RequestInfo
 from tests.support import TEST_TIERS
 from tollway.tiers import parse_tiers
@@ -17,20 +17,20 @@ REQ = RequestInfo(key="k", strip=("x-api-key",))
 BEARER = RequestInfo(key="k", strip=("authorization",))
 
 
-def ok(tier: str = "free", **kw) -> Outcome:
-    return Outcome(Code.OK, tier, "cus_1", **kw)
+def ok(tier: str = "free", **kw) -> CheckReply:
+    return CheckReply(Code.OK, tier, "cus_1", **kw)
 
 
 DECISIONS = {
-    "ok": decide(REQ, "kid1", ok(remaining=3, wait_ms=1500), TABLE.get("free")),
-    "ok, other values": decide(REQ, "kid1", ok(remaining=0, wait_ms=5000), TABLE.get("free")),
-    "ok, bearer, other key": decide(BEARER, "kid2", ok("pro", remaining=19), TABLE.get("pro")),
-    "ok in grace": decide(REQ, "kid1", ok(grace_until=1_900_000_000), TABLE.get("free")),
-    "ok, dry run": decide(REQ, "kid1", ok(would_deny=Code.RATE), TABLE.get("free")),
-    "degraded": decide_store_error(REQ, "kid1", ("cus_1", "free"), TABLE.get("free")),
+    "ok": on_reply(REQ, "kid1", ok(remaining=3, wait_ms=1500), TABLE.get("free")),
+    "ok, other values": on_reply(REQ, "kid1", ok(remaining=0, wait_ms=5000), TABLE.get("free")),
+    "ok, bearer, other key": on_reply(BEARER, "kid2", ok("pro", remaining=19), TABLE.get("pro")),
+    "ok in grace": on_reply(REQ, "kid1", ok(grace_until=1_900_000_000), TABLE.get("free")),
+    "ok, dry run": on_reply(REQ, "kid1", ok(would_deny=Code.RATE), TABLE.get("free")),
+    "degraded": on_store_error(REQ, "kid1", ("cus_1", "free"), TABLE.get("free")),
     "missing key": missing_key(),
     "invalid key": invalid_key("kid1"),
-    "rate limited": decide(REQ, "kid1", Outcome(Code.RATE, "free", "cus_1", wait_ms=700), TABLE.get("free")),
+    "rate limited": on_reply(REQ, "kid1", CheckReply(Code.RATE, "free", "cus_1", wait_ms=700), TABLE.get("free")),
 }  # fmt: skip
 
 

@@ -8,26 +8,25 @@ from envoy.service.auth.v3 import external_auth_pb2 as pb
 from google.rpc import code_pb2
 from prometheus_client import CollectorRegistry
 
-from authz.breaker import Breaker
-from authz.check_reply import Code, Outcome
-from authz.limiter import Mode, Overloaded, StoreUnavailable
+from authz.check_reply import CheckReply, Code
+from authz.check_store import Overloaded, ScriptCall, StoreUnavailable
 from authz.metrics import AuthzMetrics
 from authz.policy import ARGS_PER_TIER, Policy
-from authz.servicer import AuthzService
+from authz.servicer import AuthzServicer
 from authz.usage_buffer import UsageBuffer
 from tests.support import TEST_TIERS, check_request
 from tollway.keys import KeyHasher, generate_key
 from tollway.tiers import parse_tiers
 
 
-class FakeLimiter:
-    """Implements Limiter.check: answers from a script of outcomes, or fails like a dead store."""
+class FakeStore:
+    """A CheckStore: answers from a scripted reply, or fails like a dead or slow store."""
 
     def __init__(self) -> None:
-        self.breaker = Breaker(3, 1.0)
+        self.breaker_open = False
         self.calls: list[tuple[str, str, int, tuple[str, ...]]] = []
         self.modes: list[object] = []
-        self.outcome = Outcome(Code.OK, "free", "cus_1", remaining=4, wait_ms=1000)
+        self.outcome = CheckReply(Code.OK, "free", "cus_1", remaining=4, wait_ms=1000)
         self.down = False
         self.overloaded = False
 
@@ -40,18 +39,21 @@ class FakeLimiter:
             raise Overloaded("check took over 200 ms")
         return self.outcome
 
+    async def write_back(self, buffer):
+        return None
 
-def service(limiter: FakeLimiter) -> AuthzService:
-    return AuthzService(
+
+def service(store: FakeStore) -> AuthzServicer:
+    return AuthzServicer(
         Policy(parse_tiers(TEST_TIERS, "test")),
-        limiter,  # type: ignore[arg-type]
+        store,
         KeyHasher(),
         UsageBuffer(60),
         AuthzMetrics(CollectorRegistry()),
     )
 
 
-async def call(svc: AuthzService, request) -> pb.CheckResponse:
+async def call(svc: AuthzServicer, request) -> pb.CheckResponse:
     """Check() as Envoy sees it: the bytes it answers, parsed."""
     return pb.CheckResponse.FromString(await svc.Check(request, None))
 
@@ -62,7 +64,7 @@ def headers_of(options) -> dict[str, str]:
 
 async def test_ok_response_sets_headers_strips_key_and_metadata():
     """An allowed check overwrites x-tollway-* upstream, strips the key, and adds metadata."""
-    fake = FakeLimiter()
+    fake = FakeStore()
     key = generate_key()
     resp = await call(service(fake), check_request({"x-api-key": key}))
     assert resp.status.code == code_pb2.OK
@@ -81,7 +83,7 @@ async def test_ok_response_sets_headers_strips_key_and_metadata():
 
 async def test_missing_key_is_401_json_without_a_store_call():
     """No credential: 401 missing_api_key with JSON and www-authenticate; Redis untouched."""
-    fake = FakeLimiter()
+    fake = FakeStore()
     resp = await call(service(fake), check_request())
     denied = resp.denied_response
     assert resp.status.code == code_pb2.UNAUTHENTICATED and denied.status.code == 401
@@ -93,7 +95,7 @@ async def test_missing_key_is_401_json_without_a_store_call():
 
 async def test_bad_checksum_is_rejected_without_a_store_call():
     """A typo'd key is refused offline: the checksum fails before any Redis work."""
-    fake = FakeLimiter()
+    fake = FakeStore()
     key = generate_key()
     typo = key[:20] + ("a" if key[20] != "a" else "b") + key[21:]
     resp = await call(service(fake), check_request({"x-api-key": typo}))
@@ -104,7 +106,7 @@ async def test_bad_checksum_is_rejected_without_a_store_call():
 
 async def test_route_cost_and_feature_reach_the_store():
     """The route's cost is passed on, and the tier ARGV marks which tiers have the feature."""
-    fake = FakeLimiter()
+    fake = FakeStore()
     req = check_request(
         {"authorization": f"Bearer {generate_key()}"},
         extensions={"tollway_cost": "5", "tollway_feature": "reports"},
@@ -121,7 +123,7 @@ async def test_route_cost_and_feature_reach_the_store():
 
 async def test_bad_route_cost_is_503_route_misconfigured():
     """An unusable tollway_cost in the Envoy config fails closed with a clear code."""
-    fake = FakeLimiter()
+    fake = FakeStore()
     req = check_request({"x-api-key": generate_key()}, extensions={"tollway_cost": "lots"})
     resp = await call(service(fake), req)
     assert resp.denied_response.status.code == 503
@@ -130,8 +132,8 @@ async def test_bad_route_cost_is_503_route_misconfigured():
 
 async def test_store_down_allows_known_key_on_allow_tier_and_buffers_usage():
     """After one good check, a store outage lets an allow-tier key through and counts it locally."""
-    fake = FakeLimiter()
-    fake.outcome = Outcome(Code.OK, "resilient", "cus_9", remaining=50, wait_ms=0)
+    fake = FakeStore()
+    fake.outcome = CheckReply(Code.OK, "resilient", "cus_9", remaining=50, wait_ms=0)
     svc = service(fake)
     key = generate_key()
     await call(svc, check_request({"x-api-key": key}))
@@ -144,7 +146,7 @@ async def test_store_down_allows_known_key_on_allow_tier_and_buffers_usage():
 
 async def test_store_down_denies_unseen_keys_and_deny_tiers():
     """A key never seen, or on a deny tier, gets 503 store_unavailable during an outage."""
-    fake = FakeLimiter()
+    fake = FakeStore()
     svc = service(fake)
     seen = generate_key()
     await call(svc, check_request({"x-api-key": seen}))  # tier free: on_store_error=deny
@@ -158,8 +160,8 @@ async def test_store_down_denies_unseen_keys_and_deny_tiers():
 
 async def test_overload_is_503_overloaded_even_on_an_allow_tier():
     """A missed deadline sheds load: 503 overloaded, never a degraded allow, nothing buffered."""
-    fake = FakeLimiter()
-    fake.outcome = Outcome(Code.OK, "resilient", "cus_9")
+    fake = FakeStore()
+    fake.outcome = CheckReply(Code.OK, "resilient", "cus_9")
     svc = service(fake)
     key = generate_key()
     await call(svc, check_request({"x-api-key": key}))
@@ -172,12 +174,12 @@ async def test_overload_is_503_overloaded_even_on_an_allow_tier():
 
 async def test_revoked_key_is_forgotten_for_degraded_mode():
     """Once the store says revoked, an outage cannot let the key back in."""
-    fake = FakeLimiter()
-    fake.outcome = Outcome(Code.OK, "resilient", "cus_9")
+    fake = FakeStore()
+    fake.outcome = CheckReply(Code.OK, "resilient", "cus_9")
     svc = service(fake)
     key = generate_key()
     await call(svc, check_request({"x-api-key": key}))
-    fake.outcome = Outcome(Code.REVOKED, "resilient", "cus_9")
+    fake.outcome = CheckReply(Code.REVOKED, "resilient", "cus_9")
     await call(svc, check_request({"x-api-key": key}))
     fake.down = True
     resp = await call(svc, check_request({"x-api-key": key}))
@@ -186,7 +188,7 @@ async def test_revoked_key_is_forgotten_for_degraded_mode():
 
 async def test_decisions_are_counted_by_reason():
     """The decisions metric is labelled with the same reason value as the JSON body."""
-    fake = FakeLimiter()
+    fake = FakeStore()
     svc = service(fake)
     await call(svc, check_request())
     await call(svc, check_request({"x-api-key": generate_key()}))
@@ -201,8 +203,8 @@ async def test_decisions_are_counted_by_reason():
 async def test_a_flood_of_one_unknown_key_reaches_the_store_once():
     """Redis's "unknown key" is remembered: repeating the key costs no store call; a key with a
     bad checksum never reaches the store at all."""
-    fake = FakeLimiter()
-    fake.outcome = Outcome(Code.UNKNOWN_KEY)
+    fake = FakeStore()
+    fake.outcome = CheckReply(Code.UNKNOWN_KEY)
     svc = service(fake)
     unknown = generate_key()
     codes = [(await call(svc, check_request({"x-api-key": unknown}))).status.message
@@ -218,10 +220,10 @@ async def test_a_flood_of_one_unknown_key_reaches_the_store_once():
 async def test_no_lease_is_asked_for_while_key_changes_cannot_reach_leases():
     """Until the invalidation listener is subscribed (LeaseBook.accepting), checks run in exact
     mode: a lease taken then could miss a revocation."""
-    fake = FakeLimiter()
+    fake = FakeStore()
     svc = service(fake)
     svc.leases.accepting = False
     await call(svc, check_request({"x-api-key": generate_key()}))
     svc.leases.accepting = True
     await call(svc, check_request({"x-api-key": generate_key()}))
-    assert fake.modes == [Mode.CHECK, Mode.LEASE]
+    assert fake.modes == [ScriptCall.CHECK, ScriptCall.LEASE]

@@ -10,7 +10,7 @@ import pytest
 
 from cli.main import main as cli
 from tollway.tiers import (
-    LimiterMode,
+    LimiterKind,
     OnStoreError,
     OverQuota,
     TierError,
@@ -173,7 +173,7 @@ def test_lease_fields_are_validated(fields, problem):
 def test_lease_size_defaults_to_a_tenth_of_the_burst():
     base = '[tiers.x]\nrequests_per_second = 1\nmonthly_quota = 0\nover_quota = "bill"\n'
     lease = parse_tiers(base + 'burst = 250\nlimiter = "lease"\n', "t").tiers["x"]
-    assert (lease.limiter, lease.lease_tokens) == (LimiterMode.LEASE, 25)
+    assert (lease.limiter, lease.lease_tokens) == (LimiterKind.LEASE, 25)
     assert parse_tiers(base + 'burst = 5\nlimiter = "lease"\n', "t").tiers["x"].lease_tokens == 1
     assert parse_tiers(base + "burst = 250\n", "t").tiers["x"].lease_tokens == 0
 

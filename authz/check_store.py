@@ -1,0 +1,67 @@
+"""The seam between the servicer and its store: what a check asks of Redis, and how it fails.
+
+``Limiter`` (authz/limiter.py, redis-py, coalesced pipelines) is the implementation today; the
+servicer and the worker depend only on this protocol, as envoyproxy/ratelimit's service
+depends only on its ``RateLimitCache``.
+
+Two failures, told apart on purpose:
+
+    Exception
+    ├── StoreUnavailable   the store is broken: a timeout, a connection error, an error or
+    │                      unparseable reply, or the breaker is open. The tier's
+    │                      on_store_error policy answers.
+    └── Overloaded         this process ran out of its check deadline for reasons of its own
+                           load. The store is not blamed: 503 overloaded.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Protocol
+
+from authz.check_reply import CheckReply
+from authz.usage_buffer import UsageBuffer
+
+
+class ScriptCall(StrEnum):
+    """What one call of check.lua does (its ARGV[8])."""
+
+    SETTLE = "0"  # count a lease's requests and return its tokens; no request of its own
+    CHECK = "1"  # one request
+    LEASE = "2"  # one request, and a lease if the key's tier leases
+
+
+class StoreUnavailable(Exception):
+    """The store could not give an answer for this check."""
+
+
+class Overloaded(Exception):
+    """The check did not finish within its deadline for reasons of our own load."""
+
+
+class CheckStore(Protocol):
+    @property
+    def breaker_open(self) -> bool:
+        """True while calls are refused without trying (the store was judged down)."""
+        ...
+
+    async def check(
+        self,
+        key_id: str,
+        digest: str,
+        cost: int,
+        tier_args: tuple[str, ...],
+        spent: int = 0,
+        returned: int = 0,
+        call: ScriptCall = ScriptCall.CHECK,
+        settlement: str = "",
+    ) -> CheckReply:
+        """Run one check (or, ``ScriptCall.SETTLE`` with cost 0, only settle a lease: ``spent``
+        requests are counted and ``returned`` tokens go back, once per ``settlement`` id).
+        Raises StoreUnavailable or Overloaded."""
+        ...
+
+    async def write_back(self, buffer: UsageBuffer) -> int | None:
+        """Write usage counted while the store was away; the requests written, or None when
+        the store is still judged down. Raises on failure; the buffer keeps what it holds."""
+        ...
