@@ -6,7 +6,8 @@
     GET  /healthz, GET /metrics
 
 Every error is JSON ``{"error": {"code", "message"}}``. Bad input is a 4xx and changes nothing;
-a failure to apply a good event is a 503, so that Stripe retries it.
+a failure to apply a good event is a 503, so that Stripe retries it. Which exception becomes
+which response is webhook/errors.py's table, for every route.
 """
 
 from __future__ import annotations
@@ -23,19 +24,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tollway.logs import fields
 from tollway.schema import STRIPE_ID
 from tollway.tiers import TierTable
-from webhook.checkout import Checkouts, ClaimGone
-from webhook.events import CheckoutCompleted, MalformedEvent, parse
+from webhook.checkout import Checkouts
+from webhook.errors import CheckoutIncomplete, NoPrice, Route, UnknownSession, answer, error
+from webhook.events import CheckoutCompleted, parse
 from webhook.metrics import WebhookMetrics
-from webhook.processor import Processor, UnknownTier
+from webhook.processor import Processor
 from webhook.signature import Rejected, verify
-from webhook.subscriptions import UnknownStatus
 
 log = logging.getLogger("tollway.webhook")
 EMAIL = re.compile(r"^[^@\s]{1,200}@[^@\s]{1,200}$")
-
-
-def error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
 class WebhookApp:
@@ -98,35 +95,33 @@ class WebhookApp:
         except web.HTTPRequestEntityTooLarge:
             self.metrics.rejected.labels("payload_too_large").inc()
             return error(413, "payload_too_large", f"bodies are limited to {self.max_body} bytes")
+        event: dict[str, Any] = {}
         try:
             event = verify(
                 raw, request.headers.get("Stripe-Signature"), self.secrets, self.tolerance_s
             )
-        except Rejected as exc:
-            self.metrics.rejected.labels(exc.code).inc()
-            return error(exc.status, exc.code, exc.message)
-        kind = str(event["type"])[:100]
-        try:
             with self.metrics.apply_seconds.time():
                 outcome = await self.processor.handle(event)
-        except (MalformedEvent, UnknownStatus) as exc:  # also from the claim path's parse
-            self.metrics.rejected.labels("malformed_event").inc()
-            log.warning(
-                "event_rejected", extra=fields(event_id=event.get("id"), type=kind, error=str(exc))
-            )
-            return error(400, "malformed_event", str(exc))
-        except UnknownTier as exc:
-            self.metrics.failed.labels(kind).inc()
-            log.error(
-                "event_failed", extra=fields(event_id=event.get("id"), type=kind, error=str(exc))
-            )
-            return error(503, "unknown_price", str(exc))
-        except Exception as exc:  # Redis or Stripe trouble: Stripe must retry, so never a 2xx
-            self.metrics.failed.labels(kind).inc()
-            log.exception("event_failed", extra=fields(event_id=event.get("id"), type=kind))
-            return error(503, "apply_failed", f"{type(exc).__name__}: could not apply; retry")
+        except Exception as exc:
+            return self._event_error(event, exc)
+        kind = str(event["type"])[:100]
         self.metrics.events.labels(kind if outcome != "ignored" else "other", outcome).inc()
         return web.json_response({"received": True, "outcome": outcome})
+
+    def _event_error(self, event: dict[str, Any], exc: Exception) -> web.Response:
+        """Count, log and answer a delivery that was refused or could not be applied."""
+        row, response = answer(Route.EVENT, exc)
+        kind = str(event.get("type", ""))[:100]
+        ids = {"event_id": event.get("id"), "type": kind}
+        if isinstance(exc, Rejected):
+            self.metrics.rejected.labels(row.code).inc()
+        elif row.refused:
+            self.metrics.rejected.labels(row.code).inc()
+            log.warning("event_rejected", extra=fields(**ids, error=str(exc)))
+        else:  # Redis or Stripe trouble, or no tier: Stripe must retry, so never a 2xx
+            self.metrics.failed.labels(kind).inc()
+            log.error("event_failed", extra=fields(**ids, error=repr(exc)), exc_info=exc)
+        return response
 
     async def create_checkout(self, request: web.Request) -> web.Response:
         try:
@@ -161,12 +156,9 @@ class WebhookApp:
             if email:
                 params["customer_email"] = email
             session = await self.stripe.v1.checkout.sessions.create_async(params)
-        except _NoPrice as exc:
+        except Exception as exc:
             log.error("checkout_failed", extra=fields(tier=tier.name, error=str(exc)))
-            return error(502, "unknown_price", str(exc))
-        except stripe.StripeError as exc:
-            log.error("checkout_failed", extra=fields(tier=tier.name, error=str(exc)))
-            return error(502, "stripe_error", exc.user_message or str(exc))
+            return answer(Route.CHECKOUT, exc)[1]
         return web.json_response({"url": session.url, "id": session.id})
 
     async def _price_id(self, price: str) -> str:
@@ -175,7 +167,7 @@ class WebhookApp:
             return price
         found = await self.stripe.v1.prices.list_async({"lookup_keys": [price], "active": True})
         if not found.data:
-            raise _NoPrice(f"no active price with lookup key {price!r}")
+            raise NoPrice(f"no active price with lookup key {price!r}")
         return str(found.data[0].id)
 
     async def claim(self, request: web.Request) -> web.Response:
@@ -188,18 +180,8 @@ class WebhookApp:
             got = await self.checkouts.claim(session)
             if got is None:
                 got = await self._issue_from_stripe(session)
-        except ClaimGone as exc:
-            return error(
-                410, exc.code, "this key was handed out already, or its claim window passed"
-            )
-        except LookupError as exc:
-            return error(404, "unknown_session", str(exc))
-        except _Incomplete as exc:
-            return error(409, "checkout_incomplete", str(exc))
-        except (MalformedEvent, UnknownTier) as exc:
-            return error(502, "stripe_session_unusable", str(exc))
-        except stripe.StripeError as exc:
-            return error(502, "stripe_error", exc.user_message or str(exc))
+        except Exception as exc:
+            return answer(Route.CLAIM, exc)[1]
         headers = {"cache-control": "no-store"}
         body = {
             "api_key": got.api_key,
@@ -212,14 +194,14 @@ class WebhookApp:
     async def _issue_from_stripe(self, session_id: str) -> Any:
         """A claim that beat the webhook: ask Stripe about the session and issue the key here."""
         if self.stripe is None:
-            raise LookupError(f"no key issued for {session_id} yet")
+            raise UnknownSession(f"no key issued for {session_id} yet")
         try:
             cs = (await self.stripe.v1.checkout.sessions.retrieve_async(session_id)).to_dict()
         except stripe.InvalidRequestError:
-            raise LookupError(f"no checkout session {session_id}") from None
+            raise UnknownSession(f"no checkout session {session_id}") from None
         status, paid = cs.get("status"), cs.get("payment_status")
         if status != "complete" or paid not in ("paid", "no_payment_required"):
-            raise _Incomplete(f"checkout {session_id} is {status}/{paid}")
+            raise CheckoutIncomplete(f"checkout {session_id} is {status}/{paid}")
         event = {
             "id": "evt_claim",
             "type": "checkout.session.completed",
@@ -228,20 +210,12 @@ class WebhookApp:
         }
         intent = parse(event)  # the same parsing and checks as the webhook's
         if not isinstance(intent, CheckoutCompleted):
-            raise _Incomplete(f"checkout {session_id} is not a subscription checkout")
+            raise CheckoutIncomplete(f"checkout {session_id} is not a subscription checkout")
         tier, state = await self.processor.resolve_tier(intent.subscription, intent.tier_hint)
         await self.checkouts.issue(
             session_id, intent.customer, intent.subscription, tier, intent.payment_status, state
         )
         got = await self.checkouts.claim(session_id)
         if got is None:
-            raise LookupError(f"no key issued for {session_id}")
+            raise UnknownSession(f"no key issued for {session_id}")
         return got
-
-
-class _Incomplete(Exception):
-    """The checkout session is not complete and paid."""
-
-
-class _NoPrice(LookupError):
-    """A tier's lookup key matches no active Stripe price."""
