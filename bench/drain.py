@@ -1,6 +1,6 @@
 """Bench: drain one closed window for N active customers into the Stripe stand-in.
 
-Starts its own redis-server and stand-in, writes N customers with one key and one window of
+Starts its own redis-server (under the dev kit's Stack) and stand-in, writes N customers with one key and one window of
 usage each, runs one drain pass in v1 and in stream mode, and prints the time and the number
 of Stripe API calls each took.
 
@@ -15,18 +15,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devkit.stack import free_port, port_open, redis_argv, wait_for
+from devkit.stack import Ports, Stack, free_port
 from devkit.standin.app import Standin
 from devkit.standin.objects import World
 from metering.daemon import Drainer
@@ -51,7 +51,7 @@ TIERS = parse_tiers(
 )
 
 
-async def seed(redis, n: int, window: int) -> None:
+async def seed(redis: Any, n: int, window: int) -> None:
     now = int(time.time())
     for start in range(0, n, 2000):
         async with redis.pipeline(transaction=False) as pipe:
@@ -104,26 +104,21 @@ def main() -> int:
     p.add_argument("--customers", type=int, default=100_000)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "drain.md")
     args = p.parse_args()
-    port = free_port()
     with tempfile.TemporaryDirectory() as data:
-        redis = subprocess.Popen(
-            redis_argv(port, Path(data)),
-            stdout=subprocess.DEVNULL,
-        )
+        stack = Stack(Ports.free(), Path(data) / "tiers.toml", Path(data), lambda _n, _l: None)
         try:
-            wait_for(lambda: port_open(port), "redis-server", 10)
+            stack.start("redis")
             rows = []
             for mode in ("v1", "stream"):
                 took, calls, events = asyncio.run(
-                    run_mode(mode, args.customers, f"redis://127.0.0.1:{port}/0")
+                    run_mode(mode, args.customers, stack.effective_redis_url)
                 )
                 rows.append(
                     f"| {mode} | {args.customers:,} | {events:,} | {calls:,} | {took:.1f} s |"
                 )
                 print(rows[-1], flush=True)
         finally:
-            redis.terminate()
-            redis.wait(10)
+            stack.stop_all()
     table = "\n".join([
         f"Drain of one closed window, {args.customers:,} active customers, one key each "
         f"({os.cpu_count()} cores):", "",

@@ -204,8 +204,13 @@ class Stack:
         wait_for(check, proc.name, timeout_s)
 
     def start(self, name: str) -> Proc:
-        """Start one process by name and wait until it is ready."""
-        proc = self._spawn(name, *self._spec(name))
+        """Start one of the stack's processes by name and wait until it is ready."""
+        return self.start_process(name, *self._spec(name))
+
+    def start_process(self, name: str, argv: list[str], ready: Callable[[], bool]) -> Proc:
+        """Start any other process under the stack's care (the bench's own Envoy and gRPC
+        ceiling): same environment, output to the sink, dies with us, stopped by stop_all."""
+        proc = self._spawn(name, argv, ready)
         self._await(proc)
         return proc
 
@@ -292,6 +297,9 @@ class Stack:
         return code
 
     def stop_all(self) -> None:
-        # Front to back: clients first, so nothing is mid-request against a stopped backend.
+        # Front to back: clients first, so nothing is mid-request against a stopped backend;
+        # then any process started with start_process, newest first.
         for name in ["envoy", "metering", "webhook", "standin", "authz", "upstream", "redis"]:
+            self.stop(name)
+        for name in reversed(list(self.procs)):
             self.stop(name)

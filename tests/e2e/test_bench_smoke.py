@@ -8,7 +8,9 @@ import pytest
 import yaml
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 
-from bench.run import check_body, drain, envoy_config
+from bench.listeners import envoy_config
+from bench.load import check_body
+from bench.run import drain_fresh
 from devkit import binaries
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +35,7 @@ def test_bench_check_request_is_grpc_framed_and_realistic():
 
 
 @pytest.mark.parametrize("mode", ["v1", "stream"])
-def test_bench_drain_bills_exactly(mode):
+def test_bench_drain_bills_exactly(mode, tmp_path):
     """The drain bench runs and its internal check (billed == usage) holds, in both modes."""
-    took, calls = drain(mode, 120)
+    took, calls = drain_fresh(mode, 120, tmp_path, lambda _name, _line: None)
     assert took > 0 and calls == (120 if mode == "v1" else 3)  # stream: 2 batches + a session

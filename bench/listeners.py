@@ -1,0 +1,51 @@
+"""The bench's Envoy config: listeners that answer directly (no upstream is measured), one with
+ext_authz, one without, and optionally one with ext_authz to the empty-handler ceiling. The
+filter and the authz cluster come from the shipped envoy/envoy.yaml."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from devkit.envoy_config import render
+
+
+def envoy_config(
+    auth_port: int, base_port: int, admin: int, authz: int | list[int],
+    ceiling_listener: int | None = None, ceiling: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """``authz`` is one port per worker; ``ceiling`` the empty handler's port."""
+    shipped = render(0, 0, authz, 0)
+    hcm_filter = shipped["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    ext_authz = hcm_filter["typed_config"]["http_filters"][0]
+    router = hcm_filter["typed_config"]["http_filters"][-1]
+    cluster = next(
+        c for c in shipped["static_resources"]["clusters"] if c["name"] == "tollway_authz"
+    )
+
+    def listener(name: str, port: int, filters: list[Any]) -> dict[str, Any]:
+        return {"name": name, "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "filter_chains": [{"filters": [{"name": hcm_filter["name"], "typed_config": {
+                    "@type": hcm_filter["typed_config"]["@type"], "stat_prefix": name,
+                    "route_config": {"virtual_hosts": [{"name": name, "domains": ["*"], "routes": [
+                        {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]},
+                    "http_filters": [*filters, router]}}]}]}  # fmt: skip
+
+    listeners = [
+        listener("with_authz", auth_port, [ext_authz]),
+        listener("baseline", base_port, []),
+    ]
+    clusters = [cluster]
+    if ceiling_listener is not None and ceiling is not None:
+        to_ceiling = copy.deepcopy(ext_authz)
+        to_ceiling["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"] = "bench_ceiling"
+        ceiling_cluster = copy.deepcopy(cluster)
+        ceiling_cluster["name"] = ceiling_cluster["load_assignment"]["cluster_name"] = (
+            "bench_ceiling"
+        )
+        ceiling_cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [{"endpoint": {"address": {
+            "socket_address": {"address": "127.0.0.1", "port_value": ceiling}}}}]}]  # fmt: skip
+        listeners.append(listener("with_ceiling", ceiling_listener, [to_ceiling]))
+        clusters.append(ceiling_cluster)
+    return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+            "static_resources": {"listeners": listeners, "clusters": clusters}}  # fmt: skip
