@@ -1,6 +1,6 @@
 """The seam between the servicer and its store: what a check asks of Redis, and how it fails.
 
-``Limiter`` (authz/limiter.py, redis-py, coalesced pipelines) is the implementation today; the
+``Limiter`` (authz/limiter.py: coalesced pipelines over the lean client) implements it; the
 servicer and the worker depend only on this protocol, as envoyproxy/ratelimit's service
 depends only on its ``RateLimitCache``.
 

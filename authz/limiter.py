@@ -1,5 +1,8 @@
 """The one Redis round trip per check: check.lua, coalesced, under a deadline and a breaker.
 
+The round trip goes over the lean pipelined client (authz/redis_pipe.py), not redis-py;
+redis-py is used here only for the rare write-back of usage buffered while Redis was away.
+
 One pipeline is out at a time. Checks that arrive while it is out wait, and go together as the
 next pipeline of EVALSHAs the moment it returns (envoyproxy/ratelimit's pipeline window, sized
 by Redis's own round trip instead of a fixed delay): an idle server sends at once, a busy one
@@ -20,12 +23,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from authz.breaker import Breaker
 from authz.check_reply import CheckReply, Code
 from authz.check_store import Overloaded, ScriptCall, StoreUnavailable
 from authz.redis_clock import RedisClock
+from authz.redis_node import ReplyLost
+from authz.redis_pipe import ScriptPipe, is_noscript
 from authz.usage_buffer import UsageBuffer
 from tollway import schema, scripts
 from tollway.clock import CheckClock
@@ -45,6 +48,7 @@ WRITE_BACK_TIMEOUT_S = 1.0
 class Limiter:
     def __init__(
         self,
+        pipe: ScriptPipe,
         redis: Any,
         clock: CheckClock,
         breaker: Breaker,
@@ -52,10 +56,14 @@ class Limiter:
         usage_window_s: int,
         on_pipeline: Callable[[], None] = lambda: None,
         expire_after_ms: float | None = None,
+        on_reply_lost: Callable[[float], None] = lambda n: None,
     ) -> None:
-        """``expire_after_ms``: a check that Redis runs later than this after it was sent is
-        void (check.lua answers EXPIRED and writes nothing). Set it below the socket timeout,
-        so that whatever Redis runs in time is answered before authz gives up; None: off."""
+        """``pipe`` carries the checks; ``redis`` (redis-py) the write-back.
+        ``expire_after_ms``: a check that Redis runs later than this after it was sent is
+        void (check.lua answers EXPIRED and writes nothing). Set it below the pipe's read
+        timeout, so that whatever Redis runs in time is answered before authz gives up; None:
+        off."""
+        self.pipe = pipe
         self.redis = redis
         self.clock = clock
         self.breaker = breaker
@@ -68,6 +76,7 @@ class Limiter:
         self._out: asyncio.Task[None] | None = None  # the pipeline out, if any
         self._since = 0.0
         self._on_pipeline = on_pipeline
+        self._on_reply_lost = on_reply_lost
         self.expire_after_ms = expire_after_ms
         self.redis_clock = RedisClock()
 
@@ -149,8 +158,7 @@ class Limiter:
                 self.breaker.failure()  # a probe must resolve, or the breaker stays half-open
             self._fail(batch, Overloaded(f"check took over {self.deadline_s * 1000:.0f} ms"), exc)
             return
-        except Exception as exc:  # RedisError, OSError, and redis-py's RedisClusterException,
-            # which is not a RedisError (raised when no node of a restarted cluster answers)
+        except Exception as exc:  # the pipe's StoreConnectionError (nothing sent), or a bug
             self.breaker.failure()
             self._fail(batch, StoreUnavailable(f"{type(exc).__name__}: {exc}"), exc)
             return
@@ -160,9 +168,12 @@ class Limiter:
             self._fail(batch, StoreUnavailable(f"{type(exc).__name__}: {exc}"), exc)
             raise
         # An error reply, or on a cluster a node's timeout or dropped connection, comes back in
-        # place of its command's reply (redis-py's cluster pipeline does not raise those).
+        # place of its command's reply.
         if any(isinstance(r, Exception) for r in replies):
             self.breaker.failure()
+            lost = sum(isinstance(r, ReplyLost) for r in replies)
+            if lost:
+                self._on_reply_lost(lost)  # refused, and possibly counted by Redis
         else:
             self.breaker.success()
         for (_, fut), reply in zip(batch, replies, strict=True):
@@ -179,9 +190,9 @@ class Limiter:
         """One pipeline; a NOSCRIPT reply (restart, SCRIPT FLUSH, failover) loads the script
         and sends those commands once more."""
         replies = await self._pipeline(commands)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        missing = [i for i, r in enumerate(replies) if is_noscript(r)]
         if missing:
-            await self.redis.script_load(self._source)
+            await self.pipe.script_load(self._source)
             again = await self._pipeline([commands[i] for i in missing])
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
@@ -201,10 +212,7 @@ class Limiter:
         deadline = (
             "" if self.expire_after_ms is None else self.redis_clock.deadline(self.expire_after_ms)
         )
-        pipe = self.redis.pipeline(transaction=False)
-        for cmd in commands:
-            pipe.execute_command(*self._dated(cmd, deadline))
-        return list(await pipe.execute(raise_on_error=False))
+        return await self.pipe.execute([self._dated(cmd, deadline) for cmd in commands])
 
     @staticmethod
     def _fail(batch: list[Queued], error: Exception, cause: BaseException) -> None:

@@ -88,6 +88,12 @@ class AuthzMetrics:
             "Pipelines sent to Redis: one round trip each, carrying the checks of one loop tick",
             registry=reg,
         )
+        self.store_replies_lost = Counter(
+            "tollway_authz_store_replies_lost_total",
+            "Checks sent to Redis whose reply never came (connection broken or read timed out):"
+            " Redis may have counted them although the request was refused",
+            registry=reg,
+        )
         self.lease_owed = Gauge(
             "tollway_authz_lease_owed_requests",
             "Requests let through on leases and not yet counted in Redis",

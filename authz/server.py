@@ -26,6 +26,7 @@ from authz.leases import LeaseBook
 from authz.limiter import Limiter
 from authz.metrics import AuthzMetrics
 from authz.policy import Policy
+from authz.redis_pipe import open_pipe
 from authz.servicer import AuthzServicer
 from authz.settings import AuthzSettings
 from authz.usage_buffer import UsageBuffer
@@ -50,7 +51,9 @@ class Worker:
         )
         self.buffer = UsageBuffer(settings.usage_window_s)
         breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown_s)
+        self.pipe = open_pipe(settings.redis_url, settings.store_timeout_ms / 1000)
         self.store: CheckStore = Limiter(
+            self.pipe,
             self.redis,
             RedisTime(),
             breaker,
@@ -60,6 +63,7 @@ class Worker:
             # Whatever Redis runs within 80% of the socket timeout is answered before authz
             # gives up on it; whatever it runs later (it was frozen) is void.
             expire_after_ms=0.8 * settings.store_timeout_ms,
+            on_reply_lost=self.metrics.store_replies_lost.inc,
         )
         self.tiers = TierSource(settings.tiers)
         self.service = AuthzServicer(
@@ -148,6 +152,8 @@ class Worker:
         except Exception as exc:
             path = self.buffer.save(self.settings.spool_dir, self.spool_name)
             log.error("usage_spooled", extra=fields(path=str(path), error=repr(exc)))
+        with contextlib.suppress(Exception):
+            await self.pipe.aclose()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
 

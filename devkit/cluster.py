@@ -1,8 +1,8 @@
 """A local Redis Cluster of redis-server processes, for tests and benchmarks.
 
 ``LocalCluster(data_dir).start()`` starts ``masters`` redis-servers with cluster mode on free
-loopback ports, joins them with ``redis-cli --cluster create`` (no replicas) and waits until
-the cluster reports ok. ``url`` is the ``redis+cluster://`` URL every tollway service takes.
+loopback ports (and ``replicas`` more per master), joins them with ``redis-cli --cluster
+create`` and waits until the cluster reports ok and every replica is in sync. ``url`` is the ``redis+cluster://`` URL every tollway service takes.
 Every write is fsynced (AOF), so ``kill`` then ``restart`` loses nothing, like a single
 redis-server in tests/e2e/test_load_faults.py.
 """
@@ -22,6 +22,7 @@ from devkit.stack import die_with_parent, free_port, port_open, redis_argv, wait
 class LocalCluster:
     data_dir: Path
     masters: int = 3
+    replicas: int = 0  # per master
     ports: list[int] = field(default_factory=list)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -38,7 +39,7 @@ class LocalCluster:
 
     def start(self) -> LocalCluster:
         self.ports = []
-        while len(self.ports) < self.masters:
+        while len(self.ports) < self.masters * (1 + self.replicas):
             port = free_port()
             # The cluster bus listens on port + 10000; it must be free as well.
             if port + 10000 < 65536 and port not in self.ports and not port_open(port + 10000):
@@ -47,10 +48,11 @@ class LocalCluster:
             self._spawn()
             subprocess.run(
                 [binaries.redis_cli(), "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-                 "--cluster-replicas", "0", "--cluster-yes"],
+                 "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                 check=True, capture_output=True, timeout=30,
             )  # fmt: skip
             wait_for(self.ok, "redis cluster", 20)
+            wait_for(self.replicas_in_sync, "redis cluster replicas", 20)
         except BaseException:
             self.stop()
             raise
@@ -63,6 +65,33 @@ class LocalCluster:
             if "cluster_state:ok" not in out:
                 return False
         return True
+
+    def cli(self, port: int, *args: str) -> str:
+        return subprocess.run([binaries.redis_cli(), "-p", str(port), *args],
+                              capture_output=True, text=True, check=False).stdout  # fmt: skip
+
+    def replicas_in_sync(self) -> bool:
+        """Every replica there is, linked to its primary with the initial sync done."""
+        synced = 0
+        for port in self.ports:
+            info = self.cli(port, "info", "replication")
+            synced += "master_link_status:up" in info and "master_sync_in_progress:0" in info
+        return synced == self.masters * self.replicas
+
+    def replica_of(self, port: int) -> int:
+        """The port of a replica of the primary on ``port``."""
+        primary_id = self.cli(port, "cluster", "myid").strip()
+        for line in self.cli(port, "cluster", "nodes").splitlines():
+            fields = line.split()  # id ip:port@bus flags master-id ...
+            if len(fields) > 3 and "slave" in fields[2] and fields[3] == primary_id:
+                return int(fields[1].split("@")[0].rsplit(":", 1)[1])
+        raise LookupError(f"no replica of 127.0.0.1:{port}")
+
+    def kill_node(self, port: int) -> None:
+        """SIGKILL one node, as a crash would."""
+        proc = self.procs[self.ports.index(port)]
+        proc.kill()
+        proc.wait()
 
     def kill(self) -> None:
         """SIGKILL every node, as a crash of the whole cluster would."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from authz.redis_pipe import open_pipe
 from devkit.cluster import LocalCluster
 from devkit.stack import free_port, port_open, redis_argv, wait_for
 from tests.support import TEST_TIERS
@@ -72,6 +73,14 @@ async def redis(redis_server: str) -> AsyncIterator[object]:
     """A client on a flushed database, closed after the test."""
     client = connect(redis_server)
     await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def pipe(redis_server: str) -> AsyncIterator[object]:
+    """authz's lean check-path client on the same Redis (or cluster), closed after the test."""
+    client = open_pipe(redis_server, timeout_s=5.0)
     yield client
     await client.aclose()
 

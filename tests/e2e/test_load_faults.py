@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,8 +76,11 @@ def report(name: str, results: dict[str, dict], faults: int) -> None:
 @pytest.mark.timeout(120)
 def test_redis_killed_under_load_then_restarted(tmp_path):
     """SIGKILL redis-server (every node, on a cluster) mid-run, restart it 2 s later. deny tiers
-    answer 503 fast, allow tiers keep serving, and metering bills exactly the 2xx responses,
-    per customer."""
+    answer 503 fast, allow tiers keep serving, and metering bills every 2xx response, per
+    customer. The one excess the product allows (README, Failure modes): a check Redis ran
+    and made durable just before it died, whose reply never came back. authz refused it (or,
+    on an allow tier, counted it again in memory) and reported it in
+    tollway_authz_store_replies_lost_total; billed - 2xx is at most that count."""
     with running_edge(tmp_path, TIERS, env=METERING, redis_aof=True) as edge:
         asyncio.run(seed_prices(edge.stack.standin_url, parse_tiers(TIERS, "t")))
         keys = {"cus_strict": edge.issue("strict", customer="cus_strict")[0],
@@ -99,12 +103,23 @@ def test_redis_killed_under_load_then_restarted(tmp_path):
         assert sturdy["statuses"] == {"200": sum(sturdy["statuses"].values())}
 
         ok = Counter({c: r["statuses"].get("200", 0) + 1 for c, r in results.items()})  # + warm-up
+        lost = replies_lost(edge)
         deadline = time.monotonic() + 40
-        while billed(edge) != ok and time.monotonic() < deadline:
+        while not billed(edge) >= ok and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert billed(edge) == ok, (dict(billed(edge)), dict(ok))  # no usage lost or doubled
-        time.sleep(1.5)
-        assert billed(edge) == ok
+        time.sleep(1.5)  # anything billed twice would show by now
+        got = billed(edge)
+        assert got >= ok, (dict(got), dict(ok))  # no 2xx left unbilled
+        excess = got.total() - ok.total()
+        assert excess <= lost, f"billed {dict(got)}, 2xx {dict(ok)}, replies lost {lost}"
+        print(f"[redis killed] billed - 2xx = {excess}, replies lost = {lost}")
+
+
+def replies_lost(edge: Edge) -> int:
+    """Checks authz sent whose reply never came, from its metrics."""
+    metrics = edge.authz_metrics()
+    m = re.search(r"^tollway_authz_store_replies_lost_total ([\d.e+]+)$", metrics, re.M)
+    return int(float(m.group(1))) if m else 0
 
 
 def authz_workers(edge: Edge) -> dict[int, int]:

@@ -25,12 +25,12 @@ POLICY = Policy(parse_tiers(TEST_TIERS, "test"))
 
 
 class Harness:
-    def __init__(self, redis, clock) -> None:
+    def __init__(self, redis, pipe, clock) -> None:
         self.redis = redis
         self.clock = clock
         self.store = KeyStore(redis, KeyHasher())
         self.pipelines = 0
-        self.limiter = Limiter(redis, clock, Breaker(3, 1.0), deadline_s=2.0, usage_window_s=60,
+        self.limiter = Limiter(pipe, redis, clock, Breaker(3, 1.0), deadline_s=2.0, usage_window_s=60,
                                on_pipeline=self._count)  # fmt: skip
 
     def _count(self) -> None:
@@ -51,8 +51,8 @@ class Harness:
 
 
 @pytest.fixture
-def h(redis) -> Harness:
-    return Harness(redis, FixedClock(T0))
+def h(redis, pipe) -> Harness:
+    return Harness(redis, pipe, FixedClock(T0))
 
 
 async def test_bucket_levels_are_exact_on_a_pinned_clock(h):
@@ -200,18 +200,18 @@ async def test_script_flush_is_survived(h):
     assert sum(int(v) for v in (await h.usage(kid)).values()) == 2
 
 
-async def test_redis_clock_mode_uses_server_time(redis):
+async def test_redis_clock_mode_uses_server_time(redis, pipe):
     """With no pinned time the script reads Redis TIME."""
-    h = Harness(redis, RedisTime())
+    h = Harness(redis, pipe, RedisTime())
     _, kid, digest = await h.key("pro")
     out = await h.check(kid, digest)
     assert out.code is Code.OK and abs(out.now_ms - time.time() * 1000) < 5000
 
 
-async def test_200_concurrent_takes_against_burst_50_allow_exactly_50(redis):
+async def test_200_concurrent_takes_against_burst_50_allow_exactly_50(redis, pipe):
     """The script is atomic: 200 concurrent checks on a burst-50 bucket admit exactly 50, and
     they travel coalesced: far fewer pipelines than checks, each check its own script run."""
-    h = Harness(redis, RedisTime())
+    h = Harness(redis, pipe, RedisTime())
     _, kid, digest = await h.key("big")  # burst 50, refill 0.001/s
     outs = await asyncio.gather(*(h.check(kid, digest) for _ in range(200)))
     assert 1 <= h.pipelines <= 3  # the first check alone, then the rest (256 per pipeline)

@@ -49,10 +49,10 @@ POLICY = Policy(parse_tiers(TIERS, "test"))
 
 
 class Stack:
-    def __init__(self, redis, clock=None) -> None:
+    def __init__(self, redis, pipe, clock=None) -> None:
         self.redis = redis
         self.pipelines = 0
-        self.limiter = Limiter(redis, clock or FixedClock(T0), Breaker(3, 1.0), 2.0, 60,
+        self.limiter = Limiter(pipe, redis, clock or FixedClock(T0), Breaker(3, 1.0), 2.0, 60,
                                on_pipeline=self._count)  # fmt: skip
         self.leases = LeaseBook(ttl_s=60.0)
         self.service = AuthzServicer(POLICY, self.limiter, KeyHasher(), UsageBuffer(60),
@@ -71,8 +71,8 @@ class Stack:
         return sum(int(v) for v in (await self.redis.hgetall(schema.key_usage(key_id))).values())
 
 
-async def test_lease_mode_calls_redis_once_per_lease_and_counts_exactly(redis):
-    s = Stack(redis)
+async def test_lease_mode_calls_redis_once_per_lease_and_counts_exactly(redis, pipe):
+    s = Stack(redis, pipe)
     key, rec = await s.store.create("leased", "cus_1")
     await redis.script_load(scripts.source("check"))  # no NOSCRIPT retry to count
     codes = [(await s.call(key)).status.code for _ in range(500)]
@@ -88,8 +88,8 @@ async def test_lease_mode_calls_redis_once_per_lease_and_counts_exactly(redis):
     assert float(state["tokens"]) == pytest.approx(500, abs=1)
 
 
-async def test_a_settlement_retried_with_the_same_id_counts_once(redis):
-    s = Stack(redis)
+async def test_a_settlement_retried_with_the_same_id_counts_once(redis, pipe):
+    s = Stack(redis, pipe)
     _, rec = await s.store.create("leased", "cus_1")
     args = POLICY.tier_args(None)
     for _ in range(2):  # the second call is a retry of the first, whose answer was "lost"
@@ -98,8 +98,8 @@ async def test_a_settlement_retried_with_the_same_id_counts_once(redis):
     assert await s.counted(rec.key_id) == 9
 
 
-async def test_a_lease_never_reaches_past_a_blocking_quota(redis):
-    s = Stack(redis)
+async def test_a_lease_never_reaches_past_a_blocking_quota(redis, pipe):
+    s = Stack(redis, pipe)
     key, rec = await s.store.create("leased_capped", "cus_1")
     codes = [(await s.call(key)).denied_response.status.code for _ in range(30)]
     assert codes == [0] * 20 + [429] * 10  # 0: not denied
@@ -108,8 +108,8 @@ async def test_a_lease_never_reaches_past_a_blocking_quota(redis):
     assert await s.counted(rec.key_id) == 20
 
 
-async def test_revocation_reaches_a_lease_through_pubsub(redis):
-    s = Stack(redis, RedisTime())
+async def test_revocation_reaches_a_lease_through_pubsub(redis, pipe):
+    s = Stack(redis, pipe, RedisTime())
     key, rec = await s.store.create("leased", "cus_1")
     ready = asyncio.Event()
     listener = asyncio.create_task(invalidation.listen(redis, s.leases, ready))

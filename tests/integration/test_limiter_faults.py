@@ -13,6 +13,7 @@ from authz.check_reply import Code
 from authz.check_store import Overloaded, StoreUnavailable
 from authz.limiter import Limiter
 from authz.policy import Policy
+from authz.redis_pipe import open_pipe
 from authz.usage_buffer import UsageBuffer
 from devkit.stack import free_port
 from tests.support import TEST_TIERS
@@ -41,8 +42,9 @@ ARGS = Policy(parse_tiers(TEST_TIERS, "test")).tier_args(None)
 async def test_slow_redis_times_out_and_opens_the_breaker(redis, redis_server):
     """A blocked Redis costs one short timeout per call until the breaker opens; then none."""
     _, record = await KeyStore(redis, KeyHasher()).create("pro", "cus_1")
-    client = connect(redis_server, timeout_s=0.05, cluster_retries=0)  # as authz connects
-    limiter = Limiter(client, RedisTime(), Breaker(3, 30.0), deadline_s=1.0, usage_window_s=60)
+    client = open_pipe(redis_server, timeout_s=0.05)  # as authz connects
+    limiter = Limiter(client, redis, RedisTime(), Breaker(3, 30.0), deadline_s=1.0,
+                      usage_window_s=60)  # fmt: skip
     try:
         # Warm up (connect, load the script). On a busy machine a 50 ms read can miss, so a few
         # tries, and the breaker forgets them: warm-up hiccups are not what is tested.
@@ -64,7 +66,7 @@ async def test_slow_redis_times_out_and_opens_the_breaker(redis, redis_server):
         # Five calls against a Redis blocked for 3 s return long before it wakes up (on a
         # cluster each failure also refreshes the slot map, see connect()).
         assert time.perf_counter() - start < 2.0
-        assert [e.startswith("TimeoutError") for e in errors] == [True, True, True, False, False]
+        assert [e.startswith("StoreTimeout") for e in errors] == [True, True, True, False, False]
         assert errors[3:] == ["circuit breaker open"] * 2
         assert limiter.breaker.is_open
         await blocker
@@ -75,8 +77,9 @@ async def test_slow_redis_times_out_and_opens_the_breaker(redis, redis_server):
 async def test_missed_deadline_is_overloaded_and_does_not_blame_redis(redis, redis_server):
     """Running out of the check deadline is Overloaded: the breaker stays closed."""
     _, record = await KeyStore(redis, KeyHasher()).create("pro", "cus_1")
-    client = connect(redis_server)  # no socket timeout: only the deadline can fire
-    limiter = Limiter(client, RedisTime(), Breaker(1, 30.0), deadline_s=2.0, usage_window_s=60)
+    client = open_pipe(redis_server, timeout_s=None)  # no read timeout: only the deadline
+    limiter = Limiter(client, redis, RedisTime(), Breaker(1, 30.0), deadline_s=2.0,
+                      usage_window_s=60)  # fmt: skip
     try:
         # Warm up (connect, load the script) with room to spare: that is not what is tested.
         await limiter.check(record.key_id, record.hash, 1, ARGS)
@@ -94,8 +97,9 @@ async def test_missed_deadline_is_overloaded_and_does_not_blame_redis(redis, red
 
 async def test_unreachable_redis_is_store_unavailable():
     """A refused connection surfaces as StoreUnavailable, never as a raw exception."""
-    client = connect(f"redis://127.0.0.1:{free_port()}/0")
-    limiter = Limiter(client, RedisTime(), Breaker(3, 1.0), deadline_s=0.5, usage_window_s=60)
+    client = open_pipe(f"redis://127.0.0.1:{free_port()}/0", timeout_s=None)
+    limiter = Limiter(client, None, RedisTime(), Breaker(3, 1.0), deadline_s=0.5,
+                      usage_window_s=60)  # fmt: skip
     with pytest.raises(StoreUnavailable, match="ConnectionError"):
         await limiter.check("0123456789abcdef", "0" * 64, 1, ARGS)
     await client.aclose()
@@ -128,9 +132,9 @@ async def test_a_check_redis_runs_after_its_deadline_changes_nothing(redis, redi
     its deadline is void: it is answered EXPIRED and counts nothing, so a request authz had
     already refused is never billed."""
     _, record = await KeyStore(redis, KeyHasher()).create("pro", "cus_1")
-    client = connect(redis_server)  # no socket timeout: this test waits for the late answer
-    limiter = Limiter(client, RedisTime(), Breaker(3, 30.0), deadline_s=2.0, usage_window_s=60,
-                      expire_after_ms=50)  # fmt: skip
+    client = open_pipe(redis_server, timeout_s=None)  # this test waits for the late answer
+    limiter = Limiter(client, redis, RedisTime(), Breaker(3, 30.0), deadline_s=2.0,
+                      usage_window_s=60, expire_after_ms=50)  # fmt: skip
     usage = schema.key_usage(record.key_id)
     try:
         await limiter.check(record.key_id, record.hash, 1, ARGS)  # also learns Redis's clock

@@ -1,48 +1,47 @@
-"""The limiter against a client that fails the way redis-py's cluster client does."""
+"""The limiter against a pipe that fails as a whole, then recovers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from redis.exceptions import RedisClusterException
 
 from authz.breaker import Breaker
 from authz.check_store import StoreUnavailable
 from authz.limiter import Limiter
+from authz.redis_node import StoreConnectionError
 from tollway.clock import RedisTime
 
 
 class Broken:
-    """A client whose pipelines raise RedisClusterException, which is not a RedisError."""
+    """A pipe whose pipelines raise until it is healed."""
 
     def __init__(self) -> None:
         self.healthy = False
 
-    def pipeline(self, transaction: bool = False):
-        outer = self
+    async def execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        if not self.healthy:
+            raise StoreConnectionError("cannot connect to 127.0.0.1:1")
+        return [[0, "pro", "cus_1", 5, 0, 1, 0, 0, 0, 1_767_225_600_000, 0]] * len(commands)
 
-        class Pipe:
-            def execute_command(self, *args) -> None:
-                return None
+    async def script_load(self, source: str) -> None:
+        return None
 
-            async def execute(self, raise_on_error: bool = True):
-                if not outer.healthy:
-                    raise RedisClusterException("Redis Cluster cannot be connected")
-                return [[0, "pro", "cus_1", 5, 0, 1, 0, 0, 0, 1_767_225_600_000, 0]]
-
-        return Pipe()
+    async def aclose(self) -> None:
+        return None
 
 
-async def test_a_cluster_error_is_a_store_failure_and_the_breaker_recovers():
+async def test_a_failed_pipeline_is_a_store_failure_and_the_breaker_recovers():
     clock = [0.0]
     breaker = Breaker(2, 1.0, now=lambda: clock[0])
     client = Broken()
-    limiter = Limiter(client, RedisTime(), breaker, deadline_s=1.0, usage_window_s=60)
+    limiter = Limiter(client, None, RedisTime(), breaker, deadline_s=1.0, usage_window_s=60)
     for _ in range(2):
-        with pytest.raises(StoreUnavailable, match="RedisClusterException"):
+        with pytest.raises(StoreUnavailable, match="StoreConnectionError"):
             await limiter.check("0123456789abcdef", "0" * 64, 1, ())
     assert breaker.is_open
     clock[0] = 1.5  # cooled down: the next check is the probe, and it fails too
-    with pytest.raises(StoreUnavailable, match="RedisClusterException"):
+    with pytest.raises(StoreUnavailable, match="StoreConnectionError"):
         await limiter.check("0123456789abcdef", "0" * 64, 1, ())
     assert breaker.is_open and not breaker.probing  # the probe resolved: it did not stick
     client.healthy = True
