@@ -17,6 +17,7 @@ class Code(IntEnum):
     RATE = 6
     NO_TIER = 7
     EXPIRED = 8  # Redis ran the check after authz's deadline for it: nothing was changed
+    TIER_CHANGED = 9  # the key's tier is not the one asked about (``tier``): nothing was changed
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from authz.check_reply import CheckReply
+from authz.policy import TierArgs
 from authz.usage_buffer import UsageBuffer
 
 
@@ -50,7 +51,7 @@ class CheckStore(Protocol):
         key_id: str,
         digest: str,
         cost: int,
-        tier_args: tuple[str, ...],
+        tier_args: TierArgs,
         spent: int = 0,
         returned: int = 0,
         call: ScriptCall = ScriptCall.CHECK,
@@ -58,7 +59,8 @@ class CheckStore(Protocol):
     ) -> CheckReply:
         """Run one check (or, ``ScriptCall.SETTLE`` with cost 0, only settle a lease: ``spent``
         requests are counted and ``returned`` tokens go back, once per ``settlement`` id).
-        Raises StoreUnavailable or Overloaded."""
+        ``tier_args`` gives the check values of the key's tier by name, from the table in
+        force. Raises StoreUnavailable or Overloaded."""
         ...
 
     async def write_back(self, buffer: UsageBuffer) -> int | None:

@@ -26,6 +26,7 @@ from typing import Any
 from authz.breaker import Breaker
 from authz.check_reply import CheckReply, Code
 from authz.check_store import Overloaded, ScriptCall, StoreUnavailable
+from authz.policy import TierArgs
 from authz.redis_clock import RedisClock
 from authz.redis_node import ReplyLost
 from authz.redis_pipe import ScriptPipe, is_noscript
@@ -36,6 +37,10 @@ from tollway.records import DEFAULT_PERIOD_S
 
 # One batch never carries more than this many checks; the rest go in the next pipeline.
 MAX_BATCH = 256
+
+# How many keys' tiers are remembered (the oldest is forgotten first). A forgotten or stale
+# entry costs one extra round trip, never a wrong answer.
+KEY_TIERS_MAX = 100_000
 
 
 # A check waiting for the next pipeline: its EVALSHA command, and the future its reply goes to.
@@ -79,6 +84,7 @@ class Limiter:
         self._on_reply_lost = on_reply_lost
         self.expire_after_ms = expire_after_ms
         self.redis_clock = RedisClock()
+        self.key_tiers: dict[str, str] = {}  # key id -> tier name check.lua last reported
 
     @property
     def breaker_open(self) -> bool:
@@ -102,7 +108,7 @@ class Limiter:
         key_id: str,
         digest: str,
         cost: int,
-        tier_args: tuple[str, ...],
+        tier_args: TierArgs,
         spent: int = 0,
         returned: int = 0,
         call: ScriptCall = ScriptCall.CHECK,
@@ -110,7 +116,42 @@ class Limiter:
     ) -> CheckReply:
         """Run check.lua for one request, or (``ScriptCall.SETTLE``, cost 0) only settle a lease:
         ``spent`` requests it let through are counted and ``returned`` tokens go back, once
-        per ``settlement`` id however often the call is retried."""
+        per ``settlement`` id however often the call is retried.
+
+        Only the key's tier goes to Redis, as this process last saw it (``key_tiers``). A key
+        not seen yet, or whose tier changed, costs one more round trip: check.lua answers
+        TIER_CHANGED with the record's tier, having changed nothing, and the check is sent
+        again with that tier's values, looked up in the table in force now."""
+        believed = self.key_tiers.get(key_id, "")
+        out = await self._run_script(
+            key_id, digest, cost, tier_args(believed), spent, returned, call, settlement
+        )
+        if out.code is not Code.TIER_CHANGED:
+            return out
+        self._learn_tier(key_id, out.tier)
+        out = await self._run_script(
+            key_id, digest, cost, tier_args(out.tier), spent, returned, call, settlement
+        )
+        if out.code is Code.TIER_CHANGED:  # changed again within one round trip
+            raise StoreUnavailable(f"the tier of key {key_id} changed during the check")
+        return out
+
+    def _learn_tier(self, key_id: str, tier: str) -> None:
+        if key_id not in self.key_tiers and len(self.key_tiers) >= KEY_TIERS_MAX:
+            self.key_tiers.pop(next(iter(self.key_tiers)))  # the oldest entry
+        self.key_tiers[key_id] = tier
+
+    async def _run_script(
+        self,
+        key_id: str,
+        digest: str,
+        cost: int,
+        tier_args: tuple[str, ...],
+        spent: int,
+        returned: int,
+        call: ScriptCall,
+        settlement: str,
+    ) -> CheckReply:
         if not self.breaker.allow():
             raise StoreUnavailable("circuit breaker open")
         now = self.clock.now_ms()

@@ -1,12 +1,16 @@
 """A lean pipelined Redis client for the check path: one connection to one Redis node.
 
-Why this exists, when redis-py is used everywhere else: on this project's 2-core machine,
-redis-py's asyncio client spends 32 to 36 µs of client CPU per EVALSHA under concurrency (its
-pipeline builds Command objects, a connection pool checkout and a per-command parse loop),
-against 2.2 µs for this design: ``hiredis.pack_command`` to encode, one ``transport.write`` per
+Why this exists, when redis-py is used everywhere else: authz makes one Redis round trip per
+check, and redis-py's asyncio client costs more CPU than the rest of the check's own work. Its
+pipeline builds Command objects, checks a connection out of a pool and runs a per-command
+parse loop. This client is ``hiredis.pack_command`` to encode, one ``transport.write`` per
 pipeline, and ``hiredis.Reader`` (C) to split the reply stream, over a bare
-``asyncio.Protocol``. authz runs one such round trip per check, so the difference is most of a
-check's own CPU (issue 12; ``make bench`` shows the rows).
+``asyncio.Protocol``. Client CPU per EVALSHA, measured on this project's 2-core machine:
+
+- ``bench/redis_clients.py`` (pipelines of 32, uvloop, one process): redis-py 8.2 µs, this
+  client 2.3 µs (``make bench`` reports it in every run);
+- inside authz, under h2load's concurrency, redis-py took 32 to 36 µs per EVALSHA (issue 12's
+  profile): pools, more and smaller pipelines, and the event loop's share.
 
 What it does, and no more:
 

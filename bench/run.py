@@ -8,7 +8,9 @@ webhook service. Ratios within the run are what count: this machine is small and
 One function per measurement, in the order of the table:
 
 1. ``ceilings``: the empty gRPC handler on asyncio and uvloop, and with one redis-py PING;
-2. ``authz_direct``: authz under h2load, per mode and worker count, with CPU and Redis costs;
+2. ``redis_clients``, ``many_tiers`` and ``authz_direct``: the Redis clients' CPU per
+   EVALSHA; authz under h2load with 3 tiers against 500, then per mode and worker count, with
+   CPU and Redis costs;
 3. ``envoy_saturated`` and ``added_latency``: Envoy alone against Envoy + authz;
 4. ``webhook_rate``: signed Stripe events applied per second;
 5. ``drain``: metering draining one window (bench/drain.py).
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import uvloop
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,6 +42,7 @@ from bench.drain import run_mode
 from bench.listeners import envoy_config
 from bench.load import check_body, h2load, wrk
 from bench.probes import cpu_seconds, pipelines, redis_calls, with_children, worker_ok
+from bench.redis_clients import compare
 from devkit import binaries
 from devkit.stack import Ports, Sink, Stack, free_port, http_ok, port_open, wait_for
 from tollway.keys import KeyHasher, generate_key
@@ -197,6 +201,36 @@ def authz_direct(b: Bench, workers: int, ceil: float) -> None:
                     f"{(rcpu1 - rcpu0) / n * 1e6:.1f} µs / {spread}")  # fmt: skip
 
 
+def redis_clients(b: Bench) -> None:
+    """2. (client) Client CPU per EVALSHA, redis-py against the lean client, batches of 32."""
+    out = uvloop.run(compare(b.redis_url))
+    b.table.row("   client CPU per EVALSHA (pipelines of 32, uvloop): redis-py / lean client",
+                f"{out['redis-py']:.1f} µs / {out['lean']:.1f} µs")  # fmt: skip
+
+
+def many_tiers(b: Bench, ceil: float, extra: int = 497) -> None:
+    """2. (tiers) authz, exact mode, 1 worker, with the tier table grown to 500 tiers: checks/s
+    against the same run with 3 tiers. check.lua takes only the key's tier, so the two should
+    match. Leaves authz stopped; the table restored."""
+    small = b.stack.tiers
+    big = b.tmp / "tiers-500.toml"
+    big.write_text(TIERS + "".join(
+        f'[tiers.custom{i}]\nrequests_per_second = 10.0\nburst = 10\nmonthly_quota = 0\nover_quota = "bill"\n'
+        for i in range(extra)))  # fmt: skip
+    rates = {}
+    for name, table in (("3", small), ("500", big)):
+        b.stack.stop("authz")
+        b.stack.tiers, b.stack.authz_workers = table, 1
+        b.stack.start("authz")
+        h2load(b.stack.ports.authz, b.bodies["exact"], 2, b.tmp / "warm.log")
+        rates[name] = h2load(b.stack.ports.authz, b.bodies["exact"], b.seconds, b.tmp / "tiers.log")
+    b.stack.stop("authz")
+    b.stack.tiers = small
+    r3, r500 = rates["3"]["rps"], rates["500"]["rps"]
+    b.table.row("2. authz direct, exact mode, 1 worker: checks/s with 3 tiers / with 500 tiers",
+                f"{r3:,.0f} / {r500:,.0f}  (ratio {r500 / r3:.2f}; ÷ ceiling {r3 / ceil:.2f} / {r500 / ceil:.2f})")  # fmt: skip
+
+
 @dataclass
 class EnvoyPorts:
     with_authz: int
@@ -338,6 +372,8 @@ def main() -> int:
         try:
             prepare(b)
             ceil = ceilings(b)
+            redis_clients(b)
+            many_tiers(b, ceil)
             for workers in (1, 2):
                 authz_direct(b, workers, ceil)
             ports = start_envoy(b)

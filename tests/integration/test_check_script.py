@@ -250,3 +250,86 @@ async def test_rotation_overlap_then_revocation(h):
     assert (await h.check(kid, digest)).code is Code.REVOKED
     assert (await h.check(new.key_id, new.hash)).code is Code.OK
     assert await h.store.owned("cus_1") == sorted([kid, new.key_id])
+
+
+class Recording:
+    """The lean pipe, keeping every command it sends."""
+
+    def __init__(self, pipe) -> None:
+        self.pipe = pipe
+        self.sent: list[tuple] = []
+
+    async def execute(self, commands):
+        self.sent += commands
+        return await self.pipe.execute(commands)
+
+    async def script_load(self, source):
+        await self.pipe.script_load(source)
+
+    async def aclose(self):
+        return None
+
+
+def many_tiers(n: int) -> str:
+    return TEST_TIERS + "".join(
+        f"[tiers.custom{i}]\nrequests_per_second = 5.0\nburst = {i + 1}\nmonthly_quota = 0\n"
+        f'over_quota = "bill"\n'
+        for i in range(n)
+    )
+
+
+async def test_a_check_sends_the_same_arguments_with_3_or_500_tiers(redis, pipe):
+    """Only the key's tier goes to Redis: the EVALSHA is the same length whatever the size of
+    the table, and the first check of a key costs one extra round trip, then none."""
+    sizes = {}
+    for n in (0, 500):
+        recording = Recording(pipe)
+        h = Harness(redis, recording, FixedClock(T0))
+        policy = Policy(parse_tiers(many_tiers(n), "test"))
+        _, kid, digest = await h.key("custom250" if n else "pro")
+        for _ in range(3):
+            out = await h.limiter.check(kid, digest, 1, policy.tier_args(None))
+            assert out.code is Code.OK
+        assert h.pipelines == 4  # TIER_CHANGED, then the check again, then two checks
+        sizes[n] = {len(cmd) for cmd in recording.sent}
+    # Two lengths: the first ask (the tier not known yet: its name only, "") and the checks
+    # carrying one tier's 8 values. The same two whatever the size of the table.
+    assert sizes[0] == sizes[500] and max(sizes[0]) - min(sizes[0]) == 8 - 1
+
+
+async def test_a_tier_change_is_seen_on_the_next_check(h):
+    """The record moves from free to pro: the next check is told TIER_CHANGED and asks again
+    with pro's values, in the same call."""
+    _, kid, digest = await h.key("free")
+    assert (await h.check(kid, digest)).tier == "free"
+    await h.redis.hset(schema.key_record(kid), "tier", "pro")
+    before = h.pipelines
+    out = await h.check(kid, digest)
+    assert (out.code, out.tier) == (Code.OK, "pro")
+    assert h.pipelines == before + 2
+    assert h.limiter.key_tiers[kid] == "pro"
+
+
+async def test_a_tier_table_reload_applies_to_the_next_check(h):
+    """The key's tier is remembered by name only: a reloaded table's values apply at once."""
+    _, kid, digest = await h.key("capped")  # quota 3, block
+    assert (await h.check(kid, digest)).code is Code.OK
+    tighter = Policy(parse_tiers(TEST_TIERS.replace("monthly_quota = 3", "monthly_quota = 1"), "t"))
+    out = await h.limiter.check(kid, digest, 1, tighter.tier_args(None))
+    assert out.code is Code.QUOTA
+
+
+async def test_the_state_expires_a_day_after_its_period(h):
+    """The state's TTL is set when a period starts, and moves when the next one starts."""
+    _, kid, digest = await h.key(
+        "pro", period_start=str(T0 // 1000), period_end=str(T0 // 1000 + 1000)
+    )
+    await h.check(kid, digest)
+    first = await h.redis.ttl(schema.key_state(kid))
+    assert 1000 + 86400 - 5 <= first <= 1000 + 86400
+    await h.redis.expire(schema.key_state(kid), 50)  # not set again within the period
+    await h.check(kid, digest)
+    assert await h.redis.ttl(schema.key_state(kid)) <= 50
+    h.clock.advance(1_500_000)  # the next period: [T0 + 1000 s, T0 + 2000 s)
+    await h.check(kid, digest)
+    assert 500 + 86400 - 5 <= await h.redis.ttl(schema.key_state(kid)) <= 500 + 86400

@@ -38,13 +38,15 @@ async def test_a_failed_pipeline_is_a_store_failure_and_the_breaker_recovers():
     limiter = Limiter(client, None, RedisTime(), breaker, deadline_s=1.0, usage_window_s=60)
     for _ in range(2):
         with pytest.raises(StoreUnavailable, match="StoreConnectionError"):
-            await limiter.check("0123456789abcdef", "0" * 64, 1, ())
+            await limiter.check("0123456789abcdef", "0" * 64, 1, lambda name: ())
     assert breaker.is_open
     clock[0] = 1.5  # cooled down: the next check is the probe, and it fails too
     with pytest.raises(StoreUnavailable, match="StoreConnectionError"):
-        await limiter.check("0123456789abcdef", "0" * 64, 1, ())
+        await limiter.check("0123456789abcdef", "0" * 64, 1, lambda name: ())
     assert breaker.is_open and not breaker.probing  # the probe resolved: it did not stick
     client.healthy = True
     clock[0] = 3.0
-    assert (await limiter.check("0123456789abcdef", "0" * 64, 1, ())).customer == "cus_1"
+    assert (
+        await limiter.check("0123456789abcdef", "0" * 64, 1, lambda name: ())
+    ).customer == "cus_1"
     assert not breaker.is_open

@@ -105,16 +105,19 @@ async def test_bad_checksum_is_rejected_without_a_store_call():
 
 
 async def test_route_cost_and_feature_reach_the_store():
-    """The route's cost is passed on, and the tier ARGV marks which tiers have the feature."""
+    """The route's cost is passed on, and each tier's ARGV says whether it has the feature."""
     fake = FakeStore()
     req = check_request(
         {"authorization": f"Bearer {generate_key()}"},
         extensions={"tollway_cost": "5", "tollway_feature": "reports"},
     )
     await call(service(fake), req)
-    (_, _, cost, args) = fake.calls[0]
+    (_, _, cost, tier_args) = fake.calls[0]
     assert cost == 5
-    has_feature = {args[i]: args[i + 6] for i in range(0, len(args), ARGS_PER_TIER)}
+    names = ["free", "pro", "business", "capped", "resilient", "shadow", "big"]
+    assert all(len(tier_args(name)) == ARGS_PER_TIER for name in names)
+    has_feature = {name: tier_args(name)[6] for name in names}
+    assert tier_args("platinum") == ("platinum",)  # not in the table: check.lua says NO_TIER
     assert has_feature == {
         "free": "0", "pro": "1", "business": "1", "capped": "0", "resilient": "0", "shadow": "0",
         "big": "0",

@@ -20,10 +20,15 @@
 --   ARGV[9] deadline in Redis ms, or "": a check Redis runs later than this is answered
 --           EXPIRED and changes nothing, because authz has already given up on it (a frozen
 --           or partitioned Redis runs what was queued in its socket when it resumes)
---   ARGV[10..] the tier table, 8 values per tier:
+--   ARGV[10..17] the key's tier, as the caller believes it to be (8 values):
 --             name, refill rate per second, burst, monthly quota (0 = unlimited),
 --             block past quota (1/0), dry run (1/0), has the route's feature (1/0),
---             lease size in tokens (0: exact mode, no lease)
+--             lease size in tokens (0: exact mode, no lease).
+--             The name alone, with ARGV[11] "", says the caller's tier table has no such tier.
+--             If the name is not the record's tier, nothing is read or written past the
+--             record: the answer is TIER_CHANGED with the record's tier, and the caller asks
+--             again with that tier's values. So the arguments, and the cost, do not grow with
+--             the size of the tier table.
 -- A check in exact mode passes 0, 0, 1 in ARGV[6..8].
 -- A lease tier's passing request also takes up to its lease size of extra tokens ("granted"),
 -- which the calling authz process spends locally; a lease never reaches past the quota.
@@ -32,8 +37,8 @@
 -- Quota and usage count requests; only the bucket is charged the route's cost.
 
 local OK, UNKNOWN_KEY, REVOKED, PAYMENT, FEATURE, QUOTA, RATE, NO_TIER = 0, 1, 2, 3, 4, 5, 6, 7
-local EXPIRED = 8
-local TIERS, PER_TIER = 10, 8
+local EXPIRED, TIER_CHANGED = 8, 9
+local TIER = 10
 
 local wsize = tonumber(ARGV[4])
 local spent, returned = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -43,6 +48,9 @@ if not rec[1] or rec[1] ~= ARGV[1] then
   return {UNKNOWN_KEY}
 end
 local status, tier, customer = rec[2] or '', rec[3] or '', rec[4] or ''
+if ARGV[TIER] ~= tier then
+  return {TIER_CHANGED, tier, customer}
+end
 
 local now_ms
 if ARGV[2] == '' then
@@ -72,8 +80,17 @@ end
 
 local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'q_period', 'q_used')
 local used = 0
-if tonumber(st[3]) == pstart then
+-- The state's TTL outlives its period by a day. It is set when the state starts a period
+-- (new, or rolled over), not on every call: the period end does not move within a period.
+local new_period = tonumber(st[3]) ~= pstart
+if not new_period then
   used = tonumber(st[4]) or 0
+end
+local function keep_state()
+  if new_period then
+    redis.call('EXPIRE', KEYS[2], pend - now + 86400) -- relative: the clock may be pinned
+    new_period = false
+  end
 end
 
 -- Count n requests let through: the period's quota use, and the usage window metering bills.
@@ -83,7 +100,7 @@ local function count(n)
   end
   used = used + n
   redis.call('HSET', KEYS[2], 'q_period', pstart, 'q_used', used)
-  redis.call('EXPIRE', KEYS[2], pend - now + 86400) -- relative: the clock may be pinned
+  keep_state()
   redis.call('HINCRBY', KEYS[3], now - (now % wsize), n)
 end
 
@@ -110,25 +127,18 @@ elseif status ~= 'active' then
   return {PAYMENT, tier, customer}
 end
 
-local base
-for i = TIERS, #ARGV, PER_TIER do
-  if ARGV[i] == tier then
-    base = i
-    break
-  end
-end
-if not base then
+if (ARGV[TIER + 1] or '') == '' then
   return {NO_TIER, tier, customer}
 end
-local rate = tonumber(ARGV[base + 1])
-local burst = tonumber(ARGV[base + 2])
-local quota = tonumber(ARGV[base + 3])
-local block = ARGV[base + 4] == '1'
-local dry = ARGV[base + 5] == '1'
-local feature_ok = ARGV[base + 6] == '1'
+local rate = tonumber(ARGV[TIER + 1])
+local burst = tonumber(ARGV[TIER + 2])
+local quota = tonumber(ARGV[TIER + 3])
+local block = ARGV[TIER + 4] == '1'
+local dry = ARGV[TIER + 5] == '1'
+local feature_ok = ARGV[TIER + 6] == '1'
 local cost = tonumber(ARGV[3])
 local this = ARGV[8] == '0' and 0 or 1
-local lease = tonumber(ARGV[base + 7])
+local lease = tonumber(ARGV[TIER + 7])
 
 local tokens, ts = tonumber(st[1]), tonumber(st[2])
 if not tokens or not ts then
@@ -157,7 +167,8 @@ end
 
 if deny ~= OK and not dry then
   if returned > 0 then
-    redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts)
+    redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used)
+    keep_state()
   end
   return {deny, tier, customer, math.floor(tokens), wait, used, pend, grace, OK, now_ms, 0}
 end
@@ -177,7 +188,7 @@ granted = math.max(granted, 0)
 tokens = tokens - granted
 used = used + this
 redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used)
-redis.call('EXPIRE', KEYS[2], pend - now + 86400)
+keep_state()
 if this > 0 then
   redis.call('HINCRBY', KEYS[3], now - (now % wsize), this)
 end
