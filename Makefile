@@ -18,12 +18,20 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/tollway dev
 
+# The e2e tests that exercise authz through Envoy, run again with authz and Envoy in HTTP
+# ext_authz mode (envoy/envoy-http.yaml).
+AUTHZ_E2E := tests/e2e/test_edge.py tests/e2e/test_faults.py tests/e2e/test_load_faults.py \
+	tests/e2e/test_leases.py tests/e2e/test_observability.py
+
 # Every tier on one redis-server, then the integration and e2e tiers again on a local
-# 3-master Redis Cluster (tests marked single_redis are skipped there).
+# 3-master Redis Cluster (tests marked single_redis are skipped there); then the authz e2e
+# tests in HTTP mode, on both.
 test: setup
 	@scripts/ensure-compose.sh
 	$(BIN)/pytest
 	$(BIN)/pytest --redis-mode cluster tests/integration tests/e2e
+	$(BIN)/pytest --authz-mode http $(AUTHZ_E2E)
+	$(BIN)/pytest --authz-mode http --redis-mode cluster $(AUTHZ_E2E)
 
 test-cluster: setup
 	$(BIN)/pytest --redis-mode cluster tests/integration tests/e2e

@@ -1,4 +1,4 @@
-"""``tollway authz`` (and ``python -m authz``): the ext_authz gRPC server."""
+"""``tollway authz`` (and ``python -m authz``): the ext_authz server, gRPC or HTTP."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from tollway.settings import SettingsError, with_flags
 
 # Flag name -> settings field, for the flags that override a TOLLWAY_* setting.
 FLAGS = {
+    "mode": "mode",
     "host": "host",
     "port": "port",
     "metrics_port": "metrics_port",
@@ -27,9 +28,14 @@ FLAGS = {
 
 
 def register(subparsers: process.Subparsers) -> None:
-    p = subparsers.add_parser("authz", help="run the ext_authz gRPC server", description=__doc__)
+    p = subparsers.add_parser("authz", help="run the ext_authz server", description=__doc__)
+    p.add_argument(
+        "--mode",
+        choices=("grpc", "http"),
+        help="Envoy's ext_authz transport: grpc_service or http_service (TOLLWAY_AUTHZ_MODE)",
+    )
     p.add_argument("--host", help="bind address (TOLLWAY_AUTHZ_HOST, default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="gRPC port (TOLLWAY_AUTHZ_PORT, default 9191)")
+    p.add_argument("--port", type=int, help="port Envoy calls (TOLLWAY_AUTHZ_PORT, default 9191)")
     p.add_argument("--metrics-port", type=int, help="/metrics port, 0 = off (default 9192)")
     p.add_argument("--workers", type=int, help="worker processes (TOLLWAY_AUTHZ_WORKERS)")
     p.add_argument(

@@ -1,11 +1,13 @@
-"""Read what a decision needs from an Envoy CheckRequest: the credential and the route's terms.
+"""Read what a decision needs from what Envoy sends: the credential and the route's terms.
 
-``extract(request)`` returns a ``RequestInfo``; it raises ``RouteConfigError`` when the route's
-``context_extensions`` (set by the operator in envoy.yaml) hold an unusable value.
+``extract(request)`` (a gRPC CheckRequest) and ``extract_http(headers)`` (HTTP mode) return a
+``RequestInfo``; they raise ``RouteConfigError`` when the route's terms (set by the operator in
+the Envoy config) hold an unusable value.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,17 +46,33 @@ def _bearer(value: str) -> str | None:
 
 
 def extract(request: Any) -> RequestInfo:
+    """gRPC mode: the route's terms come as ``context_extensions``."""
     attrs = request.attributes
-    headers = _headers(attrs.request.http)
     ext = attrs.context_extensions
+    return from_headers(_headers(attrs.request.http), ext.get(COST_KEY), ext.get(FEATURE_KEY))
 
+
+# HTTP mode: Envoy's ``authorization_request.headers_to_add`` carries the route's terms, from
+# its metadata (envoy/envoy-http.yaml). Envoy sets them itself, replacing any a client sent.
+COST_HEADER = "x-tollway-cost"
+FEATURE_HEADER = "x-tollway-feature"
+
+
+def extract_http(headers: Mapping[str, str]) -> RequestInfo:
+    """HTTP mode: the route's terms come as headers Envoy adds; a route without them sends
+    them empty."""
+    return from_headers(headers, headers.get(COST_HEADER) or None, headers.get(FEATURE_HEADER))
+
+
+def from_headers(
+    headers: Mapping[str, str], raw_cost: str | None, feature: str | None
+) -> RequestInfo:
     cost = 1
-    if COST_KEY in ext:
-        raw = ext[COST_KEY]
-        if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_COST:
-            raise RouteConfigError(f"{COST_KEY}={raw!r}: expected an integer 0..{MAX_COST}")
-        cost = int(raw)
-    feature = ext.get(FEATURE_KEY) or None
+    if raw_cost is not None:
+        if not (raw_cost.isascii() and raw_cost.isdigit()) or int(raw_cost) > MAX_COST:
+            raise RouteConfigError(f"{COST_KEY}={raw_cost!r}: expected an integer 0..{MAX_COST}")
+        cost = int(raw_cost)
+    feature = feature or None
 
     key = headers.get("x-api-key")
     if key is not None:

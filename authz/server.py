@@ -22,6 +22,7 @@ from prometheus_client import start_http_server
 from authz import AUTH_SERVICE, invalidation, responses
 from authz.breaker import Breaker
 from authz.check_store import CheckStore
+from authz.http_front import HttpFront
 from authz.leases import LeaseBook
 from authz.limiter import Limiter
 from authz.metrics import AuthzMetrics
@@ -76,7 +77,8 @@ class Worker:
         )
         self.tiers.on_change(self.service.use_tiers)
         self.health = health.aio.HealthServicer()
-        self.server: Any = None
+        self.server: Any = None  # gRPC mode
+        self.http: HttpFront | None = None  # HTTP mode
         self._stop = asyncio.Event()
 
     @property
@@ -84,10 +86,16 @@ class Worker:
         return f"authz-{self.settings.port}-{self.index}"
 
     async def start(self) -> int:
-        """Start serving; returns the bound gRPC port."""
+        """Start serving; returns the bound port."""
         loaded = self.buffer.load(self.settings.spool_dir)
         if loaded:
             log.warning("spooled_usage_loaded", extra=fields(requests=loaded))
+        if self.settings.mode == "http":
+            own = (
+                self.settings.worker_port_base + self.index if self.settings.worker_port_base else 0
+            )
+            self.http = HttpFront(self.service.decide_http)
+            return await self.http.start(self.settings.host, self.settings.port, own)
         # SO_REUSEPORT lets --workers processes share one port.
         self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
         responses.add_to_server(self.service, self.server)
@@ -139,9 +147,12 @@ class Worker:
         self.metrics.lease_owed.set(self.service.leases.owed)
 
     async def stop(self) -> None:
-        await self.health.enter_graceful_shutdown()
-        await asyncio.sleep(self.settings.drain_s)  # Envoy's health check moves traffic away
-        await self.server.stop(self.settings.shutdown_grace_s)
+        if self.http is not None:
+            await self.http.stop(self.settings.drain_s, self.settings.shutdown_grace_s)
+        else:
+            await self.health.enter_graceful_shutdown()
+            await asyncio.sleep(self.settings.drain_s)  # Envoy's health check moves traffic away
+            await self.server.stop(self.settings.shutdown_grace_s)
         leases = self.service.leases
         leases.close_all()
         await self._settle()
@@ -166,7 +177,8 @@ class Worker:
         http = None
         if self.settings.metrics_port:
             http, _ = start_http_server(self.settings.metrics_port + self.index, self.settings.host)
-        log.info("serving", extra=fields(port=port, worker=self.index, tiers=self.settings.tiers))
+        log.info("serving", extra=fields(port=port, worker=self.index, mode=self.settings.mode,
+                                         tiers=self.settings.tiers))  # fmt: skip
         tasks = [asyncio.create_task(self.flush_loop()), asyncio.create_task(self.settle_loop()),
                  asyncio.create_task(invalidation.listen(self.redis, self.service.leases))]  # fmt: skip
         await self._stop.wait()

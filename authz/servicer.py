@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from authz import responses
@@ -28,7 +29,7 @@ from authz.metrics import AuthzMetrics
 from authz.negatives import NegativeCache
 from authz.policy import Policy
 from authz.reasons import Reason
-from authz.request import RequestInfo, RouteConfigError, extract
+from authz.request import RequestInfo, RouteConfigError, extract, extract_http
 from authz.usage_buffer import UsageBuffer
 from tollway.keys import KeyHasher, parse_key
 from tollway.logs import fields
@@ -70,19 +71,28 @@ class AuthzServicer:
         return responses.build(await self.decide(request))
 
     async def decide(self, request: Any) -> Decision:
+        """gRPC mode: a CheckRequest."""
+        return await self._observed(extract, request)
+
+    async def decide_http(self, headers: Mapping[str, str]) -> Decision:
+        """HTTP mode: the headers of Envoy's authorization request (names lowercased)."""
+        return await self._observed(extract_http, headers)
+
+    async def _observed(self, read: Callable[[Any], RequestInfo], request: Any) -> Decision:
         start = time.perf_counter()
-        d = await self._decide(request)
+        try:
+            info = read(request)
+        except RouteConfigError as exc:
+            log.error("route_misconfigured", extra=fields(detail=str(exc)))
+            d = deny(Reason.ROUTE_MISCONFIGURED)
+        else:
+            d = await self._decide(info)
         self.metrics.observe(d, time.perf_counter() - start)
         if d.reason is not None or d.would_deny is not None or d.degraded:
             self._log(d)
         return d
 
-    async def _decide(self, request: Any) -> Decision:
-        try:
-            info = extract(request)
-        except RouteConfigError as exc:
-            log.error("route_misconfigured", extra=fields(detail=str(exc)))
-            return deny(Reason.ROUTE_MISCONFIGURED)
+    async def _decide(self, info: RequestInfo) -> Decision:
         if info.key is None:
             return missing_key()
         if parse_key(info.key) is None:

@@ -5,15 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tollway.settings import StoreSettings, env
+from tollway.settings import SettingsError, StoreSettings, env
+
+MODES = ("grpc", "http")
 
 
 @dataclass(frozen=True)
 class AuthzSettings(StoreSettings):
-    """The ext_authz gRPC server."""
+    """The ext_authz server."""
 
-    host: str = env("TOLLWAY_AUTHZ_HOST", "127.0.0.1", "address the gRPC server binds")
-    port: int = env("TOLLWAY_AUTHZ_PORT", 9191, "gRPC port Envoy calls")
+    # Envoy's two ext_authz transports: grpc_service (authz speaks envoy.service.auth.v3 over
+    # HTTP/2) or http_service (plain HTTP/1.1 on uvloop + httptools; cheaper per check).
+    mode: str = env("TOLLWAY_AUTHZ_MODE", "grpc", "grpc or http: Envoy's ext_authz transport")
+    host: str = env("TOLLWAY_AUTHZ_HOST", "127.0.0.1", "address the server binds")
+    port: int = env("TOLLWAY_AUTHZ_PORT", 9191, "port Envoy calls")
     # Each worker serves Prometheus on metrics_port + its index; 0 turns metrics off.
     metrics_port: int = env("TOLLWAY_AUTHZ_METRICS_PORT", 9192, "Prometheus /metrics port")
     workers: int = env("TOLLWAY_AUTHZ_WORKERS", 1, "processes sharing the port (SO_REUSEPORT)")
@@ -48,3 +53,10 @@ class AuthzSettings(StoreSettings):
     # first: a rolling restart then fails no request.
     drain_s: float = env("TOLLWAY_AUTHZ_DRAIN_S", 1.0, "NOT_SERVING before closing, on SIGTERM")
     log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mode not in MODES:
+            raise SettingsError(
+                f"TOLLWAY_AUTHZ_MODE={self.mode!r}: expected one of {', '.join(MODES)}"
+            )

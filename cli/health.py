@@ -1,8 +1,8 @@
 """`tollway health [SERVICE]`: is the service in this container (or on this host) serving?
 
-Exit 0 if it is, 1 if not, with one line saying why. authz is asked over its gRPC health
-service for the Authorization service (NOT_SERVING while it drains); webhook, metering and the
-stand-in answer GET /healthz. Without SERVICE, the service is the one PID 1 runs, so a single
+Exit 0 if it is, 1 if not, with one line saying why. authz in gRPC mode is asked over its
+gRPC health service for the Authorization service (NOT_SERVING while it drains); authz in
+HTTP mode (TOLLWAY_AUTHZ_MODE=http), webhook, metering and the stand-in answer GET /healthz. Without SERVICE, the service is the one PID 1 runs, so a single
 Docker HEALTHCHECK serves every service of the image. Ports come from the same TOLLWAY_*
 settings the service reads.
 """
@@ -63,7 +63,8 @@ def _grpc(port: int) -> tuple[bool, str]:
 
 def check(service: str, environ: Mapping[str, str]) -> tuple[bool, str]:
     if service == "authz":
-        return _grpc(load(AuthzSettings, environ).port)
+        authz = load(AuthzSettings, environ)
+        return _http(authz.port, "/healthz") if authz.mode == "http" else _grpc(authz.port)
     if service == "webhook":
         return _http(load(WebhookSettings, environ).port, "/healthz")
     if service == "metering":

@@ -45,7 +45,10 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument(
         "--admin-port", type=int, help="Envoy admin port (TOLLWAY_ENVOY_ADMIN_PORT, 9901)"
     )
-    p.add_argument("--authz-port", type=int, help="authz gRPC port (TOLLWAY_AUTHZ_PORT, 9191)")
+    p.add_argument("--authz-mode", choices=("grpc", "http"),
+                   help="Envoy's ext_authz transport, and envoy.yaml or envoy-http.yaml "
+                        "(TOLLWAY_AUTHZ_MODE, grpc)")  # fmt: skip
+    p.add_argument("--authz-port", type=int, help="authz port (TOLLWAY_AUTHZ_PORT, 9191)")
     p.add_argument(
         "--metrics-port", type=int, help="authz metrics (TOLLWAY_AUTHZ_METRICS_PORT, 9192)"
     )
@@ -63,6 +66,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[De
     flags = {
         "envoy_port": args.port,
         "envoy_admin_port": args.admin_port,
+        "authz_mode": args.authz_mode,
         "authz_port": args.authz_port,
         "authz_metrics_port": args.metrics_port,
         "upstream_port": args.upstream_port,
@@ -172,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         sink=_sink,
         redis_url=None if own_redis else settings.redis_url,
         standin=use_standin,
+        authz_mode=settings.authz_mode,
         # Short windows and drains, so the demo shows usage reaching Stripe within seconds.
         env={
             "TOLLWAY_USAGE_WINDOW_S": environ.get("TOLLWAY_USAGE_WINDOW_S", "10"),

@@ -9,6 +9,12 @@ from typing import Any
 import yaml
 
 ENVOY_YAML = Path(__file__).resolve().parents[1] / "envoy" / "envoy.yaml"
+ENVOY_HTTP_YAML = ENVOY_YAML.with_name("envoy-http.yaml")  # ext_authz http_service
+
+
+def source_for(authz_mode: str) -> Path:
+    """The shipped front-proxy config for authz's mode: "grpc" or "http"."""
+    return ENVOY_HTTP_YAML if authz_mode == "http" else ENVOY_YAML
 
 
 def _set_cluster_ports(config: dict[str, Any], cluster: str, ports: list[int]) -> None:

@@ -14,7 +14,8 @@ class DevSettings(StoreSettings):
 
     envoy_port: int = env("TOLLWAY_ENVOY_PORT", 10000, "Envoy listener (the API clients call)")
     envoy_admin_port: int = env("TOLLWAY_ENVOY_ADMIN_PORT", 9901, "Envoy admin")
-    authz_port: int = env("TOLLWAY_AUTHZ_PORT", 9191, "authz gRPC")
+    authz_mode: str = env("TOLLWAY_AUTHZ_MODE", "grpc", "authz's ext_authz mode: grpc or http")
+    authz_port: int = env("TOLLWAY_AUTHZ_PORT", 9191, "authz (gRPC or HTTP)")
     authz_metrics_port: int = env("TOLLWAY_AUTHZ_METRICS_PORT", 9192, "authz /metrics")
     upstream_port: int = env("TOLLWAY_UPSTREAM_PORT", 8080, "demo echo upstream")
     # Not 6379, so that a system Redis on the default port is never touched.

@@ -143,6 +143,7 @@ class Stack:
     standin: bool = True
     webhook_secret: str = "whsec_tollway_dev"  # noqa: S105 (the local stack's own, not a real one)
     authz_workers: int = 1
+    authz_mode: str = "grpc"  # or "http": Envoy's ext_authz transport (envoy-http.yaml)
     redis_aof: bool = False  # fsync every write: a SIGKILLed redis-server loses nothing
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
@@ -225,7 +226,8 @@ class Stack:
         if name == "authz":
             argv = [py, "-m", "authz", "--port", str(p.authz), "--metrics-port",
                     str(p.authz_metrics), "--redis-url", self.effective_redis_url,
-                    "--tiers", str(self.tiers), "--workers", str(self.authz_workers)]  # fmt: skip
+                    "--tiers", str(self.tiers), "--workers", str(self.authz_workers),
+                    "--mode", self.authz_mode]  # fmt: skip
             if self.authz_workers > 1:
                 argv += ["--worker-port-base", str(p.authz_workers)]
             return argv, lambda: port_open(p.authz)
@@ -249,7 +251,8 @@ class Stack:
             authz: int | list[int] = p.authz
             if self.authz_workers > 1:
                 authz = [p.authz_workers + i for i in range(self.authz_workers)]
-            config = envoy_config.render(p.envoy, p.envoy_admin, authz, p.upstream)
+            config = envoy_config.render(p.envoy, p.envoy_admin, authz, p.upstream,
+                                         envoy_config.source_for(self.authz_mode))  # fmt: skip
             path = envoy_config.write(config, self.state_dir / "envoy.yaml")
             argv = [binaries.envoy(), "-c", str(path), "--disable-hot-restart",
                     "--log-level", "warn", "--concurrency", "2"]  # fmt: skip

@@ -25,15 +25,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("TOLLWAY_TEST_REDIS_MODE", "single"),
         help="run the integration and e2e tiers on one redis-server, or on a 3-master cluster",
     )
+    parser.addoption(
+        "--authz-mode",
+        choices=("grpc", "http"),
+        default=os.environ.get("TOLLWAY_TEST_AUTHZ_MODE", "grpc"),
+        help="the e2e stacks' ext_authz transport: Envoy's grpc_service or http_service",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--redis-mode") != "cluster":
-        return
-    skip = pytest.mark.skip(reason="needs a single redis-server (stops, blocks or debugs it)")
+    skips = {}
+    if config.getoption("--redis-mode") == "cluster":
+        skips["single_redis"] = "needs a single redis-server (stops, blocks or debugs it)"
+    if config.getoption("--authz-mode") == "http":
+        skips["grpc_only"] = "about authz's gRPC mode only"
     for item in items:
-        if "single_redis" in item.keywords:
-            item.add_marker(skip)
+        for marker, reason in skips.items():
+            if marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def authz_mode(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("--authz-mode"))
 
 
 @pytest.fixture(scope="session")

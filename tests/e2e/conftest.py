@@ -158,14 +158,19 @@ class Edge:
 
 
 # With --redis-mode cluster, every stack shares the session's Redis Cluster (flushed when a
-# stack starts) instead of starting a redis-server of its own.
+# stack starts) instead of starting a redis-server of its own. With --authz-mode http, every
+# stack runs authz and Envoy in HTTP ext_authz mode (envoy/envoy-http.yaml).
 _shared_redis: dict[str, str | None] = {"url": None}
+_authz_mode = {"mode": "grpc"}
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _stacks_use_the_cluster(request: pytest.FixtureRequest, redis_mode: str) -> Iterator[None]:
+def _stacks_use_the_cluster(
+    request: pytest.FixtureRequest, redis_mode: str, authz_mode: str
+) -> Iterator[None]:
     if redis_mode == "cluster":
         _shared_redis["url"] = request.getfixturevalue("redis_server")
+    _authz_mode["mode"] = authz_mode
     yield
     _shared_redis["url"] = None
 
@@ -194,7 +199,8 @@ def running_edge(
             logs.append(f"{name} | {line}")
 
     stack = Stack(Ports.free(), tiers, tmp / "state", sink, redis_url=redis_url,
-                  authz_workers=workers, redis_aof=redis_aof, env=env or {})  # fmt: skip
+                  authz_workers=workers, redis_aof=redis_aof, env=env or {},
+                  authz_mode=_authz_mode["mode"])  # fmt: skip
     stack.start_all()
     edge = Edge(stack, logs)
     leaks: list[str] = []

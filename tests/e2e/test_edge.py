@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
 from cli.main import main as cli
+from tests.e2e.conftest import fetch
 
 pytestmark = pytest.mark.e2e
 
@@ -192,6 +194,7 @@ def test_metrics_count_decisions_by_reason(edge):
     assert "tollway_authz_check_seconds_bucket" in text
 
 
+@pytest.mark.grpc_only
 def test_grpc_health_and_reflection_are_served(edge):
     """authz answers grpc.health.v1 SERVING and lists the Authorization service by reflection."""
     import grpc
@@ -210,6 +213,22 @@ def test_grpc_health_and_reflection_are_served(edge):
         assert {"envoy.service.auth.v3.Authorization", "grpc.health.v1.Health"} <= names
 
 
+def test_health_is_served_in_the_stacks_mode(edge, authz_mode):
+    """The health check Envoy runs against authz answers SERVING, in either mode."""
+    if authz_mode == "http":
+        status, body = fetch(f"http://127.0.0.1:{edge.stack.ports.authz}/healthz")
+        assert (status, json.loads(body)) == (200, {"status": "serving"})
+    else:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        with grpc.insecure_channel(f"127.0.0.1:{edge.stack.ports.authz}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=5
+            )
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
 def test_the_secret_scan_finds_a_planted_key_and_secret(edge):
     """The scan every stack runs on exit (conftest.running_edge) would catch a leak."""
     from tests.e2e.conftest import redis_values, secrets_in
@@ -226,7 +245,7 @@ def test_the_secret_scan_finds_a_planted_key_and_secret(edge):
         edge.redis.delete("tw:{planted}:x", "tw:{planted}:y")
 
 
-def test_tollway_health_reports_each_running_service(edge, monkeypatch, capsys):
+def test_tollway_health_reports_each_running_service(edge, monkeypatch, capsys, authz_mode):
     """`tollway health SERVICE` (the image's HEALTHCHECK) exits 0 for each service of the
     running stack, and 1 with the reason when nothing serves on the configured port."""
     from cli.main import main as cli
@@ -234,6 +253,7 @@ def test_tollway_health_reports_each_running_service(edge, monkeypatch, capsys):
 
     ports = edge.stack.ports
     monkeypatch.setenv("TOLLWAY_AUTHZ_PORT", str(ports.authz))
+    monkeypatch.setenv("TOLLWAY_AUTHZ_MODE", authz_mode)
     monkeypatch.setenv("TOLLWAY_WEBHOOK_PORT", str(ports.webhook))
     monkeypatch.setenv("TOLLWAY_METERING_PORT", str(ports.metering))
     monkeypatch.setenv("TOLLWAY_STANDIN_PORT", str(ports.standin))

@@ -91,3 +91,37 @@ def test_each_deployment_agrees_with_its_service_settings_and_budget():
             assert settings.metrics_port in served
         else:
             assert probe["httpGet"] == {"path": "/healthz", "port": settings.port}
+
+
+def test_the_http_mode_provider_and_patch_agree_with_envoy_http_yaml():
+    """HTTP mode: the envoyExtAuthzHttp provider names the authz Service and port, sends the
+    headers envoy-http.yaml sends, and the patch turns the authz Deployment to HTTP mode."""
+    http = ISTIO / "http"
+    mesh = yaml.safe_load((http / "mesh-config.yaml").read_text())
+    (provider,) = mesh["spec"]["meshConfig"]["extensionProviders"]
+    p = provider["envoyExtAuthzHttp"]
+    (service,) = find("Service", "tollway-authz")
+    meta = service["metadata"]
+    assert p["service"] == f"{meta['name']}.{meta['namespace']}.svc.cluster.local"
+    assert p["port"] == AuthzSettings().port and p["failOpen"] is False
+    shipped = yaml.safe_load((ISTIO.parent / "envoy-http.yaml").read_text())
+    hcm = shipped["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    service_cfg = hcm["typed_config"]["http_filters"][0]["typed_config"]["http_service"]
+    assert p["pathPrefix"] == service_cfg["path_prefix"]
+
+    def names(matchers: dict[str, Any]) -> set[str]:
+        return {m.get("exact") or m["prefix"] for m in matchers["patterns"]}
+
+    resp = service_cfg["authorization_response"]
+    assert set(p["headersToUpstreamOnAllow"]) == names(resp["allowed_upstream_headers"])
+    on_allow = {h if not h.startswith("ratelimit-") else "ratelimit-" for h in p["headersToDownstreamOnAllow"]}  # fmt: skip
+    assert on_allow == names(resp["allowed_client_headers_on_success"])
+    on_deny = {h if not h.startswith("ratelimit-") else "ratelimit-" for h in p["headersToDownstreamOnDeny"]}  # fmt: skip
+    assert on_deny == names(resp["allowed_client_headers"])
+    patch = yaml.safe_load((http / "authz-patch.yaml").read_text())
+    (deploy,) = find("Deployment", "tollway-authz")
+    assert patch["metadata"] == {k: deploy["metadata"][k] for k in ("name", "namespace")}
+    (container,) = patch["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert load(AuthzSettings, env).mode == "http"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": p["port"]}

@@ -78,3 +78,11 @@ def test_an_unknown_redis_scheme_is_a_clear_error():
         SettingsError, match="TOLLWAY_REDIS_URL='http://x': expected one of redis://"
     ):
         load(AuthzSettings, {"TOLLWAY_REDIS_URL": "http://x"})
+
+
+def test_authz_mode_is_grpc_or_http():
+    """TOLLWAY_AUTHZ_MODE picks Envoy's ext_authz transport; anything else names the variable."""
+    assert load(AuthzSettings, {}).mode == "grpc"
+    assert load(AuthzSettings, {"TOLLWAY_AUTHZ_MODE": "http"}).mode == "http"
+    with pytest.raises(SettingsError, match="TOLLWAY_AUTHZ_MODE='rest'"):
+        load(AuthzSettings, {"TOLLWAY_AUTHZ_MODE": "rest"})

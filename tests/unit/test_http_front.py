@@ -1,0 +1,203 @@
+"""authz's HTTP front on a real loopback socket, with the servicer on a fake store: answers,
+pipelining, bad input (malformed, huge, odd methods, half-closed) and fuzzed bytes. Never a
+crash, never a dropped connection without an answer, never a 5xx from authz's own HTTP layer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from authz.check_reply import CheckReply, Code
+from authz.http_front import MAX_HEADER_BYTES, HttpFront
+from tests.unit.test_service import FakeStore, service
+from tollway.keys import generate_key
+
+KEY = generate_key()
+
+
+class Running:
+    def __init__(self) -> None:
+        self.store = FakeStore()
+        self.front = HttpFront(service(self.store).decide_http)
+        self.port = 0
+
+    async def __aenter__(self) -> Running:
+        self.port = await self.front.start("127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.front.stop(0, 0.5)
+
+    async def exchange(self, raw: bytes, half_close: bool = False) -> bytes:
+        """Send ``raw``, read until the server closes (or 2 s pass)."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        writer.write(raw)
+        await writer.drain()
+        if half_close:
+            writer.write_eof()
+        out = b""
+        try:
+            async with asyncio.timeout(2):
+                while chunk := await reader.read(65536):
+                    out += chunk
+        except TimeoutError:
+            pass
+        writer.close()
+        return out
+
+
+def check(path: str = "/check/v1/things", headers: dict[str, str] | None = None,
+          method: str = "GET", close: bool = False) -> bytes:  # fmt: skip
+    lines = [f"{method} {path} HTTP/1.1", "host: authz"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if close:
+        lines.append("connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def responses(raw: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """Split a stream of HTTP/1.1 responses (each with content-length) into parts."""
+    out = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.lower(): v for k, _, v in (x.partition(": ") for x in lines[1:])}
+        n = int(headers.get("content-length", "0"))
+        out.append((status, headers, rest[:n]))
+        raw = rest[n:]
+    return out
+
+
+async def test_an_allowed_check_answers_200_with_identity_and_strips_the_key():
+    async with Running() as r:
+        r.store.outcome = CheckReply(Code.OK, "free", "cus_1", remaining=4, wait_ms=1000)
+        (status, headers, body), = responses(await r.exchange(check(headers={"x-api-key": KEY}, close=True)))  # fmt: skip
+    assert status == 200 and body == b""
+    assert headers["x-tollway-customer"] == "cus_1" and headers["x-tollway-tier"] == "free"
+    assert headers["ratelimit-remaining"] == "4"
+    assert "x-api-key" in headers["x-envoy-auth-headers-to-remove"].split(",")
+
+
+async def test_denials_keep_status_json_and_headers():
+    async with Running() as r:
+        r.store.outcome = CheckReply(Code.RATE, "free", "cus_1", wait_ms=900)
+        raw = await r.exchange(check(headers={"x-api-key": KEY}) + check(close=True))
+    (s1, h1, b1), (s2, h2, b2) = responses(raw)
+    assert (s1, json.loads(b1)["error"]["code"], h1["retry-after"]) == (429, "rate_limited", "1")
+    assert h1["x-tollway-reason"] == "rate_limited"
+    assert (s2, json.loads(b2)["error"]["code"]) == (401, "missing_api_key")
+    assert h2["www-authenticate"].startswith("Bearer")
+
+
+async def test_pipelined_checks_are_answered_in_order():
+    async with Running() as r:
+        reqs = [check(headers={"x-api-key": KEY}) if i % 2 else check() for i in range(20)]
+        raw = await r.exchange(b"".join(reqs) + check(close=True))
+    statuses = [s for s, _, _ in responses(raw)]
+    assert statuses == [401, 200] * 10 + [401]
+
+
+async def test_route_terms_come_from_envoys_headers():
+    async with Running() as r:
+        await r.exchange(check(headers={"x-api-key": KEY, "x-tollway-cost": "5",
+                                        "x-tollway-feature": ""}, close=True))  # fmt: skip
+        (status, _, body), = responses(await r.exchange(check(headers={"x-api-key": KEY, "x-tollway-cost": "lots"}, close=True)))  # fmt: skip
+    assert r.store.calls[0][2] == 5
+    assert (status, json.loads(body)["error"]["code"]) == (503, "route_misconfigured")
+
+
+async def test_health_and_unknown_paths():
+    async with Running() as r:
+        raw = await r.exchange(check("/healthz") + check("/other", close=True))
+        (s1, _, b1), (s2, _, b2) = responses(raw)
+        assert (s1, json.loads(b1)) == (200, {"status": "serving"})
+        assert (s2, json.loads(b2)["error"]["code"]) == (404, "not_found")
+        r.front.serving = False  # draining
+        (s3, _, _), = responses(await r.exchange(check("/healthz", close=True)))  # fmt: skip
+    assert s3 == 503
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        (b"this is not http\r\n\r\n", 400, "bad_request"),
+        (b"GET /check HTTP/1.1\r\nbad header line\r\n\r\n", 400, "bad_request"),
+        (b"GET /check/" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long"),
+        (b"GET /check HTTP/1.1\r\nx-big: " + b"v" * (MAX_HEADER_BYTES + 10) + b"\r\n\r\n", 431,
+         "headers_too_large"),
+        (b"GET /check HTTP/1.1\r\n" + b"".join(b"h%d: v\r\n" % i for i in range(150)) + b"\r\n",
+         431, "headers_too_large"),
+        (b"POST /check HTTP/1.1\r\ncontent-length: 100000\r\n\r\n" + b"x" * 100000, 413,
+         "body_too_large"),
+    ],
+)  # fmt: skip
+async def test_bad_input_gets_a_clear_4xx_and_the_connection_closes(raw, status, code):
+    async with Running() as r:
+        got = responses(await r.exchange(raw))
+    assert [(s, json.loads(b)["error"]["code"]) for s, _, b in got] == [(status, code)]
+
+
+async def test_an_upgrade_is_answered_then_refused():
+    """The request is checked like any other; switching protocols is refused, then closed."""
+    async with Running() as r:
+        raw = b"GET /check HTTP/1.1\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\n"
+        got = responses(await r.exchange(raw))
+    assert [(s, json.loads(b)["error"]["code"]) for s, _, b in got] == [
+        (401, "missing_api_key"), (400, "bad_request")]  # fmt: skip
+
+
+async def test_odd_methods_are_checked_like_any_other():
+    """Envoy forwards the client's method; whatever it is, the key decides."""
+    async with Running() as r:
+        raw = await r.exchange(check(method="PURGE", headers={"x-api-key": KEY}) +
+                               check(method="DELETE", close=True))  # fmt: skip
+    assert [s for s, _, _ in responses(raw)] == [200, 401]
+
+
+async def test_a_half_closed_connection_gets_its_answers():
+    async with Running() as r:
+        raw = await r.exchange(check(headers={"x-api-key": KEY}) + check(), half_close=True)
+    assert [s for s, _, _ in responses(raw)] == [200, 401]
+
+
+async def test_a_failing_decision_is_a_clear_500_not_a_dropped_connection():
+    async with Running() as r:
+
+        async def broken(_headers):
+            raise RuntimeError("bug")
+
+        r.front.decide = broken
+        (status, _, body), = responses(await r.exchange(check(close=True)))  # fmt: skip
+    assert (status, json.loads(body)["error"]["code"]) == (500, "internal_error")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=300),
+            st.sampled_from([check(), check(headers={"x-api-key": KEY}), b"\r\n", b"GET ",
+                             b"HTTP/1.1\r\n", b"content-length: 5\r\n", b"transfer-encoding: chunked\r\n",
+                             b"\x00", b"\r\n\r\n0\r\n\r\n"]),
+        ),
+        max_size=8,
+    )
+)  # fmt: skip
+def test_fuzzed_bytes_never_crash_the_server(chunks):
+    """Whatever arrives, every answer is a well-formed HTTP response, none is a 5xx, and the
+    server keeps serving the next connection."""
+
+    async def go() -> None:
+        async with Running() as r:
+            raw = await r.exchange(b"".join(chunks), half_close=True)
+            for status, _, _ in responses(raw):
+                assert 200 <= status < 500
+            (status, _, _), = responses(await r.exchange(check("/healthz", close=True)))  # fmt: skip
+            assert status == 200
+
+    asyncio.run(go())
