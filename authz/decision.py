@@ -10,6 +10,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from authz.check_reply import CheckReply, Code
 from authz.reasons import Reason
@@ -113,6 +114,15 @@ def _iso(ts: int) -> str:
 UPSTREAM_HEADERS = (CUSTOMER_HEADER, TIER_HEADER, KEY_ID_HEADER, DEGRADED_HEADER, DRY_RUN_HEADER)
 
 
+@lru_cache(maxsize=64)
+def _strip(credential: tuple[str, ...], degraded: bool) -> tuple[str, ...]:
+    """The credential's headers, and every tollway header this answer does not set."""
+    sets = {CUSTOMER_HEADER, TIER_HEADER, KEY_ID_HEADER} | (
+        {DEGRADED_HEADER} if degraded else set()
+    )
+    return credential + tuple(h for h in UPSTREAM_HEADERS if h not in sets)
+
+
 def _allowed(
     req: RequestInfo,
     key_id: str,
@@ -137,7 +147,7 @@ def _allowed(
         tier=tier.name,
         client_headers=client,
         upstream_headers=upstream,
-        strip=req.strip + tuple(h for h in UPSTREAM_HEADERS if h not in {k for k, _ in upstream}),
+        strip=_strip(req.strip, bool(upstream_extra)),
         would_deny=would_deny,
         degraded=degraded,
     )

@@ -32,6 +32,7 @@ import httptools
 
 from authz import http_responses
 from authz.decision import Decision
+from authz.request import COST_HEADER, FEATURE_HEADER
 
 log = logging.getLogger("tollway.authz")
 
@@ -43,6 +44,10 @@ CHECK_PREFIX = b"/check"
 HEALTH_PATH = b"/healthz"
 
 Decide = Callable[[Mapping[str, str]], Awaitable[Decision]]
+# The request headers a decision reads (authz/request.py); the others are counted, not kept.
+READ_HEADERS = frozenset(
+    h.encode() for h in ("x-api-key", "authorization", COST_HEADER, FEATURE_HEADER)
+)
 
 
 class BadRequest(Exception):
@@ -64,8 +69,8 @@ class _Connection(asyncio.Protocol):
         self.url = b""
         self.headers: dict[str, str] = {}
         self.header_bytes = 0
+        self.header_count = 0
         self.body_bytes = 0
-        self._name = b""
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -110,11 +115,15 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value)
+        self.header_count += 1
         if self.header_bytes > MAX_HEADER_BYTES:
             raise BadRequest(431, "headers_too_large", f"headers over {MAX_HEADER_BYTES} bytes")
-        if len(self.headers) >= MAX_HEADERS:
+        if self.header_count > MAX_HEADERS:
             raise BadRequest(431, "headers_too_large", f"more than {MAX_HEADERS} headers")
-        key = name.decode("latin-1").lower()
+        lowered = name.lower()
+        if lowered not in READ_HEADERS:  # kept only what a decision reads
+            return
+        key = lowered.decode("latin-1")
         text = value.decode("latin-1")
         # A repeated header joins with a comma, as HTTP says a list header may.
         self.headers[key] = f"{self.headers[key]},{text}" if key in self.headers else text
@@ -126,13 +135,12 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         keep_alive = self.parser.should_keep_alive() and not self.front.draining_hard
-        path = self.url.split(b"?", 1)[0]
         loop = asyncio.get_running_loop()
-        if path.startswith(CHECK_PREFIX):
+        if self.url.startswith(CHECK_PREFIX):
             fut: asyncio.Future[bytes] = loop.create_task(self._check(self.headers, keep_alive))
         else:
             fut = loop.create_future()
-            fut.set_result(self._local(path, keep_alive))
+            fut.set_result(self._local(self.url.split(b"?", 1)[0], keep_alive))
         self.answers.append(fut)
         fut.add_done_callback(self._on_answer)
         if not keep_alive:

@@ -1,21 +1,22 @@
 """The bench's Envoy config: listeners that answer directly (no upstream is measured), one with
 ext_authz, one without, and optionally one with ext_authz to the empty-handler ceiling. The
-filter and the authz cluster come from the shipped envoy/envoy.yaml."""
+filter and the authz cluster come from the shipped envoy/envoy.yaml (gRPC mode) or
+envoy/envoy-http.yaml (HTTP mode)."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
-from devkit.envoy_config import render
+from devkit.envoy_config import render, source_for
 
 
 def envoy_config(
     auth_port: int, base_port: int, admin: int, authz: int | list[int],
-    ceiling_listener: int | None = None, ceiling: int | None = None,
+    ceiling_listener: int | None = None, ceiling: int | None = None, mode: str = "grpc",
 ) -> dict[str, Any]:  # fmt: skip
     """``authz`` is one port per worker; ``ceiling`` the empty handler's port."""
-    shipped = render(0, 0, authz, 0)
+    shipped = render(0, 0, authz, 0, source_for(mode))
     hcm_filter = shipped["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     ext_authz = hcm_filter["typed_config"]["http_filters"][0]
     router = hcm_filter["typed_config"]["http_filters"][-1]
@@ -38,7 +39,11 @@ def envoy_config(
     clusters = [cluster]
     if ceiling_listener is not None and ceiling is not None:
         to_ceiling = copy.deepcopy(ext_authz)
-        to_ceiling["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"] = "bench_ceiling"
+        service = to_ceiling["typed_config"]
+        if mode == "http":
+            service["http_service"]["server_uri"]["cluster"] = "bench_ceiling"
+        else:
+            service["grpc_service"]["envoy_grpc"]["cluster_name"] = "bench_ceiling"
         ceiling_cluster = copy.deepcopy(cluster)
         ceiling_cluster["name"] = ceiling_cluster["load_assignment"]["cluster_name"] = (
             "bench_ceiling"

@@ -1,17 +1,20 @@
 """`make bench`: authz measured side by side with what it sits on, in one run, one table.
 
 The processes run under the dev kit's ``Stack`` (devkit/stack.py), on free ports: a
-redis-server, the gRPC ceiling (bench/ceiling.py), authz with one and then two workers, Envoy
-with listeners that answer directly (bench/listeners.py; no upstream is measured), and the
-webhook service. Ratios within the run are what count: this machine is small and noisy.
+redis-server; the empty-handler ceilings, gRPC (bench/ceiling.py) and HTTP
+(bench/http_ceiling.py); authz in gRPC and then HTTP mode, with one and then two workers;
+Envoy with listeners that answer directly (bench/listeners.py; no upstream is measured); and
+the webhook service. Ratios within the run are what count: this machine is small and noisy.
 
-One function per measurement, in the order of the table:
+One function per measurement, in the order of the table (gRPC first, then HTTP):
 
-1. ``ceilings``: the empty gRPC handler on asyncio and uvloop, and with one redis-py PING;
+1. ``ceilings`` and ``http_ceiling``: the empty gRPC handler on asyncio and uvloop, and with
+   one redis-py PING; authz's HTTP front with an empty handler;
 2. ``redis_clients``, ``many_tiers`` and ``authz_direct``: the Redis clients' CPU per
-   EVALSHA; authz under h2load with 3 tiers against 500, then per mode and worker count, with
-   CPU and Redis costs;
-3. ``envoy_saturated`` and ``added_latency``: Envoy alone against Envoy + authz;
+   EVALSHA; authz with 3 tiers against 500; authz alone per limiter mode and worker count,
+   with its CPU and Redis's per check;
+3. ``through_envoy`` (``envoy_saturated``, ``added_latency``): Envoy alone, Envoy + the
+   empty handler and Envoy + authz;
 4. ``webhook_rate``: signed Stripe events applied per second;
 5. ``drain``: metering draining one window (bench/drain.py).
 
@@ -104,6 +107,7 @@ class Bench:
     seconds: int
     table: Table
     keys: dict[str, str] = field(default_factory=dict)  # "exact" | "lease" -> a live key
+    unknown_key: str = ""  # well formed, valid checksum, never issued
     bodies: dict[str, Path] = field(default_factory=dict)  # also "unknown": never issued
 
     @property
@@ -136,7 +140,8 @@ def prepare(b: Bench) -> None:
         "exact": asyncio.run(make_key("bench")),
         "lease": asyncio.run(make_key("bench_lease")),
     }
-    for name, key in (*b.keys.items(), ("unknown", generate_key())):  # unknown: valid checksum
+    b.unknown_key = generate_key()
+    for name, key in (*b.keys.items(), ("unknown", b.unknown_key)):
         b.bodies[name] = b.tmp / f"check_{name}.bin"
         b.bodies[name].write_bytes(check_body(key))
 
@@ -166,39 +171,68 @@ def ceilings(b: Bench) -> float:
     return ceil
 
 
-def authz_direct(b: Bench, workers: int, ceil: float) -> None:
-    """2. authz alone under h2load: checks/s against the ceiling, then CPU, Redis round trips
-    and Redis CPU per check, and how the checks spread over workers. One worker is measured in
-    exact mode, lease mode and with a flood of one unknown key; two workers in exact mode.
-    Leaves authz running."""
+def direct(b: Bench, mode: str, port: int, body: str, seconds: int) -> dict[str, float]:
+    """Load authz (or a ceiling) directly: gRPC checks with h2load, HTTP checks with wrk."""
+    if mode == "grpc":
+        return h2load(port, b.bodies[body], seconds, b.tmp / "direct.log")
+    key = b.keys.get(body, b.unknown_key)
+    return wrk(f"http://127.0.0.1:{port}/check/v1/things", seconds, key, conns=32)
+
+
+def restart_authz(b: Bench, mode: str, workers: int) -> None:
     b.stack.stop("authz")
-    b.stack.authz_workers = workers
+    b.stack.authz_mode, b.stack.authz_workers = mode, workers
     b.stack.start("authz")
-    port, mport = b.stack.ports.authz, b.stack.ports.authz_metrics
+    mport = b.stack.ports.authz_metrics
     wait_for(lambda: all(port_open(mport + i) for i in range(workers)), "authz metrics", 20)
-    h2load(port, b.bodies["exact"], 2, b.tmp / "warm.log")  # connections, script cache
+
+
+def authz_direct(b: Bench, mode: str, workers: int, ceil: float) -> None:
+    """2. authz alone, in ``mode``: checks/s against that mode's ceiling, then CPU, Redis
+    round trips and Redis CPU per check, and how the checks spread over worker processes.
+    One worker is measured in exact mode, lease mode and with a flood of one unknown key; two
+    workers in exact mode. Leaves authz running."""
+    restart_authz(b, mode, workers)
+    port, mport = b.stack.ports.authz, b.stack.ports.authz_metrics
+    direct(b, mode, port, "exact", 2)  # connections, script cache, the key's tier
     pids = with_children(b.pid("authz")) if workers > 1 else [b.pid("authz")]
     modes = [("exact mode", "exact")]
     if workers == 1:
         modes += [("lease mode", "lease"), ("one unknown key, flooded", "unknown")]
-    for mode, body in modes:
-        h2load(port, b.bodies[body], 1, b.tmp / "warm.log")
+    for limiter, body in modes:
+        direct(b, mode, port, body, 1)
 
         def sample() -> tuple[list[int], float, tuple[int, int], int, float]:
             return (worker_ok(mport, workers), cpu_seconds(pids), redis_calls(b.redis_url),
                     pipelines(mport, workers), cpu_seconds([b.pid("redis")]))  # fmt: skip
 
         ok0, cpu0, calls0, pipes0, rcpu0 = sample()
-        d = h2load(port, b.bodies[body], b.seconds, b.tmp / f"authz{workers}.log")
+        d = direct(b, mode, port, body, b.seconds)
         ok1, cpu1, calls1, pipes1, rcpu1 = sample()
         n = d["n"]
         spread = [a - z for a, z in zip(ok1, ok0, strict=True)]
-        b.table.row(f"2. authz direct, {mode}, {workers} worker(s), checks/s (÷ ceiling)",
+        b.table.row(f"2. {mode}: authz direct, {limiter}, {workers} worker(s), checks/s (÷ {mode} ceiling)",
                     f"{d['rps']:,.0f}  ({d['rps'] / ceil:.2f})  p50 {d['p50']:.2f} ms, p99 {d['p99']:.2f} ms")  # fmt: skip
         b.table.row("   CPU per check / Redis round trips (scripts; commands) per check / Redis CPU per check / checks per worker",
                     f"{(cpu1 - cpu0) / n * 1e6:.0f} µs / {(pipes1 - pipes0) / n:.3f} "
                     f"({(calls1[0] - calls0[0]) / n:.3f}; {(calls1[1] - calls0[1]) / n:.2f}) / "
                     f"{(rcpu1 - rcpu0) / n * 1e6:.1f} µs / {spread}")  # fmt: skip
+
+
+def http_ceiling(b: Bench) -> float:
+    """1. (HTTP) authz's HTTP front with a handler that answers 200 and nothing else, under the
+    same wrk load as authz in HTTP mode. Returns its checks/s."""
+    port = free_port()
+    argv = [sys.executable, str(HERE / "http_ceiling.py"), "--port", str(port)]
+    b.stack.start_process("ceiling", argv, lambda: port_open(port))
+    direct(b, "http", port, "exact", 1)
+    cpu0 = cpu_seconds([b.pid("ceiling")])
+    c = direct(b, "http", port, "exact", b.seconds)
+    cpu_us = (cpu_seconds([b.pid("ceiling")]) - cpu0) / c["n"] * 1e6
+    b.stack.stop("ceiling")
+    b.table.row("1. HTTP ceiling (authz's HTTP front, empty handler), checks/s, wrk direct",
+                f"{c['rps']:,.0f}  p50 {c['p50']:.2f} ms, p99 {c['p99']:.2f} ms, CPU {cpu_us:.1f} µs/check")  # fmt: skip
+    return c["rps"]
 
 
 def redis_clients(b: Bench) -> None:
@@ -208,10 +242,10 @@ def redis_clients(b: Bench) -> None:
                 f"{out['redis-py']:.1f} µs / {out['lean']:.1f} µs")  # fmt: skip
 
 
-def many_tiers(b: Bench, ceil: float, extra: int = 497) -> None:
-    """2. (tiers) authz, exact mode, 1 worker, with the tier table grown to 500 tiers: checks/s
-    against the same run with 3 tiers. check.lua takes only the key's tier, so the two should
-    match. Leaves authz stopped; the table restored."""
+def many_tiers(b: Bench, mode: str, extra: int = 497) -> None:
+    """2. (tiers) authz in ``mode``, exact mode, 1 worker, with the tier table grown to 500
+    tiers: checks/s against the same run with 3 tiers. check.lua takes only the key's tier,
+    so the two should match. Leaves authz stopped; the table restored."""
     small = b.stack.tiers
     big = b.tmp / "tiers-500.toml"
     big.write_text(TIERS + "".join(
@@ -219,16 +253,15 @@ def many_tiers(b: Bench, ceil: float, extra: int = 497) -> None:
         for i in range(extra)))  # fmt: skip
     rates = {}
     for name, table in (("3", small), ("500", big)):
-        b.stack.stop("authz")
-        b.stack.tiers, b.stack.authz_workers = table, 1
-        b.stack.start("authz")
-        h2load(b.stack.ports.authz, b.bodies["exact"], 2, b.tmp / "warm.log")
-        rates[name] = h2load(b.stack.ports.authz, b.bodies["exact"], b.seconds, b.tmp / "tiers.log")
+        b.stack.tiers = table
+        restart_authz(b, mode, 1)
+        direct(b, mode, b.stack.ports.authz, "exact", 2)
+        rates[name] = direct(b, mode, b.stack.ports.authz, "exact", b.seconds)["rps"]
     b.stack.stop("authz")
     b.stack.tiers = small
-    r3, r500 = rates["3"]["rps"], rates["500"]["rps"]
-    b.table.row("2. authz direct, exact mode, 1 worker: checks/s with 3 tiers / with 500 tiers",
-                f"{r3:,.0f} / {r500:,.0f}  (ratio {r500 / r3:.2f}; ÷ ceiling {r3 / ceil:.2f} / {r500 / ceil:.2f})")  # fmt: skip
+    r3, r500 = rates["3"], rates["500"]
+    b.table.row(f"2. {mode}: authz direct, exact mode, 1 worker: checks/s with 3 tiers / with 500 tiers",
+                f"{r3:,.0f} / {r500:,.0f}  (ratio {r500 / r3:.2f})")  # fmt: skip
 
 
 @dataclass
@@ -238,16 +271,22 @@ class EnvoyPorts:
     with_ceiling: int
 
 
-def start_envoy(b: Bench) -> EnvoyPorts:
-    """Envoy in front of authz's two workers, plus a listener to the uvloop empty handler, kept
-    up behind it: what Envoy's ext_authz plus grpc.aio cost before authz does anything."""
-    cport = b.start_ceiling("uvloop")
+def start_envoy(b: Bench, mode: str) -> EnvoyPorts:
+    """Envoy (the shipped config of ``mode``) in front of authz's two workers, plus a listener
+    to that mode's empty handler, kept up behind it: what Envoy's ext_authz plus the server
+    stack cost before authz does anything."""
+    if mode == "grpc":
+        cport = b.start_ceiling("uvloop")
+    else:
+        cport = free_port()
+        argv = [sys.executable, str(HERE / "http_ceiling.py"), "--port", str(cport)]
+        b.stack.start_process("ceiling", argv, lambda: port_open(cport))
     p = b.stack.ports
     ports = EnvoyPorts(p.envoy, free_port(), free_port())
     workers = [p.authz_workers + i for i in range(b.stack.authz_workers)]
     cfg = b.tmp / "envoy.yaml"
     cfg.write_text(yaml.safe_dump(envoy_config(ports.with_authz, ports.baseline, p.envoy_admin,
-                                               workers, ports.with_ceiling, cport)))  # fmt: skip
+                                               workers, ports.with_ceiling, cport, mode)))  # fmt: skip
     argv = [binaries.envoy(), "-c", str(cfg), "--disable-hot-restart", "--log-level", "warn",
             "--concurrency", "2"]  # fmt: skip
     b.stack.start_process("envoy", argv, lambda: http_ok(f"http://127.0.0.1:{p.envoy_admin}/ready"))
@@ -255,46 +294,60 @@ def start_envoy(b: Bench) -> EnvoyPorts:
     return ports
 
 
-def envoy_saturated(b: Bench, e: EnvoyPorts) -> None:
-    """3. Envoy alone against Envoy + authz (2 workers) at saturation, per limiter mode, and
-    the refusals authz logged meanwhile."""
+def envoy_saturated(b: Bench, e: EnvoyPorts, mode: str) -> None:
+    """3. Envoy alone, Envoy + the empty handler, and Envoy + authz (2 workers) at saturation,
+    per limiter mode, and the refusals authz logged meanwhile."""
     mport, workers = b.stack.ports.authz_metrics, b.stack.authz_workers
     base = wrk(f"http://127.0.0.1:{e.baseline}/", b.seconds, b.keys["exact"])
-    for mode in ("exact", "lease"):
+    empty = wrk(f"http://127.0.0.1:{e.with_ceiling}/", b.seconds, b.keys["exact"])
+    b.table.row(f"3. {mode}: Envoy alone / Envoy + empty handler, rps at saturation",
+                f"{base['rps']:,.0f} / {empty['rps']:,.0f}  (ratio {empty['rps'] / base['rps']:.3f})")  # fmt: skip
+    logged = len(b.logs.read("authz").splitlines())
+    for limiter in ("exact", "lease"):
         before = worker_ok(mport, workers)
-        auth = wrk(f"http://127.0.0.1:{e.with_authz}/", b.seconds, b.keys[mode])
+        auth = wrk(f"http://127.0.0.1:{e.with_authz}/", b.seconds, b.keys[limiter])
         spread = [a - z for a, z in zip(worker_ok(mport, workers), before, strict=True)]
-        b.table.row(f"3. Envoy alone / Envoy + authz ({mode} mode, 2 workers), rps at saturation",
-                    f"{base['rps']:,.0f} / {auth['rps']:,.0f}  (ratio {auth['rps'] / base['rps']:.3f}); "
+        b.table.row(f"3. {mode}: Envoy + authz ({limiter} mode, 2 workers), rps at saturation",
+                    f"{auth['rps']:,.0f}  (÷ Envoy alone {auth['rps'] / base['rps']:.3f}; "
+                    f"÷ Envoy + empty handler {auth['rps'] / empty['rps']:.2f}); "
                     f"non-2xx {auth['errors']:.0f} of {auth['n']:,.0f}; checks per worker {spread}")  # fmt: skip
-    alog = b.logs.read("authz")
-    refusals = [x for x in alog.splitlines() if '"store_error"' in x or '"overloaded"' in x]
+    alog = b.logs.read("authz").splitlines()[logged:]
+    refusals = [x for x in alog if '"store_error"' in x or '"overloaded"' in x]
     for line in refusals[:3]:
         print(f"      {line[:300]}", flush=True)
-    causes = {e: alog.count(f'"event": "{e}"') for e in ("store_error", "overloaded")}
+    causes = {c: sum(f'"event": "{c}"' in x for x in alog) for c in ("store_error", "overloaded")}
     b.table.row("   authz's own refusals logged during the run (store_error / overloaded)",
                 f"{causes['store_error']} / {causes['overloaded']}")  # fmt: skip
 
 
-def added_latency(b: Bench, e: EnvoyPorts) -> None:
+def added_latency(b: Bench, e: EnvoyPorts, mode: str) -> None:
     """3. (paced) Latency added at about 1,000 rps, against Envoy alone: runs interleaved three
     times each, medians, so one hiccup cannot decide."""
     paced = {"base": (e.baseline, "exact"), "exact": (e.with_authz, "exact"),
              "lease": (e.with_authz, "lease"), "ceiling": (e.with_ceiling, "exact")}  # fmt: skip
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in paced}
     for _ in range(3):
-        for name, (port, mode) in paced.items():
+        for name, (port, limiter) in paced.items():
             runs[name].append(wrk(f"http://127.0.0.1:{port}/", max(3, b.seconds // 3),
-                                  b.keys[mode], conns=10, delay_ms=10))  # fmt: skip
+                                  b.keys[limiter], conns=10, delay_ms=10))  # fmt: skip
     slow = {name: {k: statistics.median([r[k] for r in runs[name]]) for k in ("rps", "p50", "p99")}
             for name in paced}  # fmt: skip
     base = slow["base"]
     for name, label in (("exact", "authz, exact mode"), ("lease", "authz, lease mode"),
-                        ("ceiling", "the empty handler (uvloop)")):  # fmt: skip
+                        ("ceiling", "the empty handler")):  # fmt: skip
         a = slow[name]
-        b.table.row(f"   at ~1,000 rps, {label} (achieved {a['rps']:,.0f}; median of 3): added p50 / p99",
+        b.table.row(f"   {mode}: at ~1,000 rps, {label} (achieved {a['rps']:,.0f}; median of 3): added p50 / p99",
                     f"{a['p50'] - base['p50']:.2f} ms / {a['p99'] - base['p99']:.2f} ms"
                     f"  (Envoy alone p50 {base['p50']:.2f}, p99 {base['p99']:.2f} ms)")  # fmt: skip
+
+
+def through_envoy(b: Bench, mode: str) -> None:
+    """3. Envoy in front of authz's two workers in ``mode``; then Envoy and its ceiling stop."""
+    ports = start_envoy(b, mode)
+    envoy_saturated(b, ports, mode)
+    added_latency(b, ports, mode)
+    b.stack.stop("envoy")
+    b.stack.stop("ceiling")
 
 
 def webhook_rate(b: Bench, n: int = 2000) -> None:
@@ -373,12 +426,14 @@ def main() -> int:
             prepare(b)
             ceil = ceilings(b)
             redis_clients(b)
-            many_tiers(b, ceil)
             for workers in (1, 2):
-                authz_direct(b, workers, ceil)
-            ports = start_envoy(b)
-            envoy_saturated(b, ports)
-            added_latency(b, ports)
+                authz_direct(b, "grpc", workers, ceil)
+            through_envoy(b, "grpc")
+            http_ceil = http_ceiling(b)
+            many_tiers(b, "http")
+            for workers in (1, 2):
+                authz_direct(b, "http", workers, http_ceil)
+            through_envoy(b, "http")
             webhook_rate(b)
         finally:
             b.stack.stop_all()

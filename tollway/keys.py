@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_INDEX = {c: i for i, c in enumerate(ALPHABET)}
 BODY_BYTES = 32
 BODY_LEN = 43  # ceil(256 / log2(62))
 CHECK_LEN = 6  # 62**6 > 2**32
@@ -55,19 +55,19 @@ def generate_key(mode: KeyMode = KeyMode.LIVE) -> str:
     return head + _checksum(head)
 
 
+# The whole shape in one C-speed match (a per-character check cost about 4 µs on every
+# request in authz's profile).
+_SHAPE = re.compile(rf"tw_(?:live|test)_[0-9A-Za-z]{{{BODY_LEN + CHECK_LEN}}}")
+
+
 def parse_key(candidate: str) -> KeyMode | None:
     """The key's mode if ``candidate`` is well-formed with a valid checksum, else ``None``."""
-    if len(candidate) != KEY_LEN:
-        return None
-    mode = PREFIXES.get(candidate[:PREFIX_LEN])
-    if mode is None:
+    if len(candidate) != KEY_LEN or _SHAPE.fullmatch(candidate) is None:
         return None
     head, check = candidate[:-CHECK_LEN], candidate[-CHECK_LEN:]
-    if not all(c in _INDEX for c in candidate[PREFIX_LEN:]):
-        return None
     if not hmac.compare_digest(_checksum(head), check):
         return None
-    return mode
+    return PREFIXES[candidate[:PREFIX_LEN]]
 
 
 @dataclass(frozen=True)
