@@ -17,11 +17,14 @@ What lease mode trades, bounded and documented in the README:
 - usage is exact, but requests are counted in the usage window of their settlement, at most
   ``ttl_s`` (plus one sweep interval) after they were let through.
 
-No awaits in here: every method runs to completion on the event loop, so nothing races.
+No awaits in here: every method runs to completion on the event loop, so nothing races. A
+check that finds a renewal in flight may wait for it (``renewal``): when a lease runs out
+under load, the checks behind it then spend the new lease instead of each asking Redis.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Callable
@@ -74,6 +77,8 @@ class LeaseBook:
         self._live: dict[str, Lease] = {}
         self._closed: dict[str, Lease] = {}  # no longer spendable, not yet settled
         self._renewing: set[str] = set()
+        # key id -> a future the renewal in flight resolves, made only when a check waits
+        self._waiters: dict[str, asyncio.Future[None]] = {}
         self._retries: dict[str, Settlement] = {}
 
     def __len__(self) -> int:
@@ -168,3 +173,17 @@ class LeaseBook:
 
     def renewed(self, key_id: str) -> None:
         self._renewing.discard(key_id)
+        waiter = self._waiters.pop(key_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def renewal(self, key_id: str) -> asyncio.Future[None] | None:
+        """The key's renewal in flight, to wait for instead of asking Redis alongside it (its
+        lease may serve this check); None if there is none. It resolves however the renewal
+        ends, and the renewal runs under the check deadline."""
+        if key_id not in self._renewing:
+            return None
+        waiter = self._waiters.get(key_id)
+        if waiter is None:
+            waiter = self._waiters[key_id] = asyncio.get_running_loop().create_future()
+        return waiter

@@ -106,19 +106,36 @@ class AuthzServicer:
         if digest in self.unknown_keys:  # Redis said so within the last minute
             return invalid_key(key_id)
         policy = self.policy  # one table for the whole check, even if a reload lands meanwhile
-        lease = self.leases.peek(key_id, digest)
-        if lease is not None:
-            tier = policy.tier(lease.out.tier)
-            if (
-                tier is not None
-                and tier.limiter is LimiterKind.LEASE
-                and (info.feature is None or info.feature in tier.features)
-                and self.leases.spend(lease, info.cost)
-            ):
-                return on_reply(
-                    info, key_id, lease.outcome(tier.burst, tier.requests_per_second), tier
-                )
+        local = self._from_lease(info, key_id, digest, policy)
+        if local is not None:
+            return local
+        known = self._last_allowed.get(digest)
+        tier = policy.tier(known[1]) if known is not None else None
+        if tier is not None and tier.limiter is LimiterKind.LEASE:
+            renewal = self.leases.renewal(key_id)
+            if renewal is not None:  # its new lease may serve this check too
+                await renewal
+                local = self._from_lease(info, key_id, digest, policy)
+                if local is not None:
+                    return local
         return await self._ask_store(info, key_id, digest, policy)
+
+    def _from_lease(
+        self, info: RequestInfo, key_id: str, digest: str, policy: Policy
+    ) -> Decision | None:
+        """The answer from this process's lease on the key, if it has one that covers it."""
+        lease = self.leases.peek(key_id, digest)
+        if lease is None:
+            return None
+        tier = policy.tier(lease.out.tier)
+        if (
+            tier is not None
+            and tier.limiter is LimiterKind.LEASE
+            and (info.feature is None or info.feature in tier.features)
+            and self.leases.spend(lease, info.cost)
+        ):
+            return on_reply(info, key_id, lease.outcome(tier.burst, tier.requests_per_second), tier)
+        return None
 
     async def _ask_store(
         self, info: RequestInfo, key_id: str, digest: str, policy: Policy
