@@ -54,7 +54,8 @@ integration: setup
 e2e: setup
 	$(BIN)/pytest tests/e2e
 
-# Everything measured side by side in one run; see README "Performance". About 3 minutes.
+# Everything measured side by side in one run, gRPC and HTTP mode; see README "Performance".
+# About 7 minutes.
 bench: setup
 	@scripts/ensure-bench-tools.sh
 	$(BIN)/python bench/run.py

@@ -103,6 +103,8 @@ class LeaseBook:
     def settle(self, key_id: str) -> Settlement:
         """Close the key's leases for a call to Redis: what it must count and give back.
         If the call fails, hand the settlement to ``retry``: it is owed until Redis has it."""
+        if key_id not in self._live and key_id not in self._closed:
+            return Settlement(key_id, "", 0, 0, "")  # the common case: nothing owed
         spent = returned = 0
         digest = ""
         for book in (self._live, self._closed):

@@ -64,6 +64,7 @@ class AuthzServicer:
         self.unknown_keys = NegativeCache()  # digests Redis did not know, for a minute
         # digest -> (customer, tier) last allowed: what on_store_error = "allow" answers from
         self._last_allowed: dict[str, tuple[str, str]] = {}
+        self._breaker_shown: bool | None = None  # what tollway_authz_breaker_open says
         # presented key -> (digest, key id), for well-formed keys (the checksum holds)
         self._identities: dict[str, tuple[str, str]] = {}
 
@@ -158,7 +159,10 @@ class AuthzServicer:
         finally:
             if renewing:
                 self.leases.renewed(key_id)
-            self.metrics.breaker_open.set(1 if self.store.breaker_open else 0)
+            breaker = self.store.breaker_open
+            if breaker is not self._breaker_shown:  # prometheus' Gauge.set takes a lock
+                self._breaker_shown = breaker
+                self.metrics.breaker_open.set(1 if breaker else 0)
         if out.code is Code.OK:
             self._remember(digest, out.customer, out.tier)
             self.leases.grant(key_id, digest, out)
