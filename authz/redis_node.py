@@ -153,6 +153,8 @@ class RedisNode:
         failure of a command whose reply never came (the connection broke or the read timed
         out), is in that command's place. Raises StoreConnectionError when the pipeline could
         not be sent at all."""
+        if not commands:
+            return []
         conn = await self._connection()
         payload = b"".join([hiredis.pack_command(c) for c in commands])
         futs = conn.send(payload, len(commands))
