@@ -43,7 +43,8 @@ MAX_BODY = 64 * 1024
 CHECK_PREFIX = b"/check"
 HEALTH_PATH = b"/healthz"
 
-Decide = Callable[[Mapping[str, str]], Awaitable[Decision]]
+# The decision itself when it needs no await, else an awaitable of it.
+Decide = Callable[[Mapping[str, str]], Decision | Awaitable[Decision]]
 # The request headers a decision reads (authz/request.py); the others are counted, not kept.
 READ_HEADERS = frozenset(
     h.encode() for h in ("x-api-key", "authorization", COST_HEADER, FEATURE_HEADER)
@@ -137,7 +138,16 @@ class _Connection(asyncio.Protocol):
         keep_alive = self.parser.should_keep_alive() and not self.front.draining_hard
         loop = asyncio.get_running_loop()
         if self.url.startswith(CHECK_PREFIX):
-            fut: asyncio.Future[bytes] = loop.create_task(self._check(self.headers, keep_alive))
+            try:
+                decided = self.front.decide(self.headers)
+            except Exception:  # a bug: fail closed with a clear answer
+                log.exception("http_check_failed")
+                decided = None
+            if isinstance(decided, Decision) or decided is None:  # no task needed
+                fut: asyncio.Future[bytes] = loop.create_future()
+                fut.set_result(_answer(decided, keep_alive))
+            else:
+                fut = loop.create_task(self._check(decided, keep_alive))
         else:
             fut = loop.create_future()
             fut.set_result(self._local(self.url.split(b"?", 1)[0], keep_alive))
@@ -147,13 +157,13 @@ class _Connection(asyncio.Protocol):
             self.closing = True
 
     # -- answers -------------------------------------------------------------------------------
-    async def _check(self, headers: Mapping[str, str], keep_alive: bool) -> bytes:
+    async def _check(self, pending: Awaitable[Decision], keep_alive: bool) -> bytes:
         try:
-            d = await self.front.decide(headers)
+            d: Decision | None = await pending
         except Exception:  # a bug: fail closed with a clear answer, never a dropped connection
             log.exception("http_check_failed")
-            return http_responses.plain(500, "internal_error", "authz failed on this check")
-        return http_responses.build(d, keep_alive)
+            d = None
+        return _answer(d, keep_alive)
 
     def _local(self, path: bytes, keep_alive: bool) -> bytes:
         if path == HEALTH_PATH:
@@ -192,6 +202,13 @@ class _Connection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         return not self.answers
+
+
+def _answer(d: Decision | None, keep_alive: bool) -> bytes:
+    """The HTTP answer for a decision; None: the decision failed (a bug), answered 500."""
+    if d is None:
+        return http_responses.plain(500, "internal_error", "authz failed on this check")
+    return http_responses.build(d, keep_alive)
 
 
 class HttpFront:

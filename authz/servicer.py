@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from authz import responses
@@ -77,27 +77,49 @@ class AuthzServicer:
 
     async def decide(self, request: Any) -> Decision:
         """gRPC mode: a CheckRequest."""
-        return await self._observed(extract, request)
-
-    async def decide_http(self, headers: Mapping[str, str]) -> Decision:
-        """HTTP mode: the headers of Envoy's authorization request (names lowercased)."""
-        return await self._observed(extract_http, headers)
-
-    async def _observed(self, read: Callable[[Any], RequestInfo], request: Any) -> Decision:
         start = time.perf_counter()
         try:
-            info = read(request)
+            info = extract(request)
         except RouteConfigError as exc:
-            log.error("route_misconfigured", extra=fields(detail=str(exc)))
-            d = deny(Reason.ROUTE_MISCONFIGURED)
-        else:
-            d = await self._decide(info)
+            return self._finish(self._misconfigured(exc), start)
+        local = self._local(info)
+        if isinstance(local, Decision):
+            return self._finish(local, start)
+        return self._finish(await self._remote(info, *local), start)
+
+    def decide_http(self, headers: Mapping[str, str]) -> Decision | Awaitable[Decision]:
+        """HTTP mode: the headers of Envoy's authorization request (names lowercased). The
+        decision itself when it needs no await (no key, a bad or unknown key, a lease that
+        covers the check), so the HTTP front answers without a task; else an awaitable."""
+        start = time.perf_counter()
+        try:
+            info = extract_http(headers)
+        except RouteConfigError as exc:
+            return self._finish(self._misconfigured(exc), start)
+        local = self._local(info)
+        if isinstance(local, Decision):
+            return self._finish(local, start)
+        return self._remote_finished(info, local, start)
+
+    async def _remote_finished(
+        self, info: RequestInfo, local: tuple[str, str, Policy], start: float
+    ) -> Decision:
+        return self._finish(await self._remote(info, *local), start)
+
+    def _finish(self, d: Decision, start: float) -> Decision:
         self.metrics.observe(d, time.perf_counter() - start)
         if d.reason is not None or d.would_deny is not None or d.degraded:
             self._log(d)
         return d
 
-    async def _decide(self, info: RequestInfo) -> Decision:
+    @staticmethod
+    def _misconfigured(exc: RouteConfigError) -> Decision:
+        log.error("route_misconfigured", extra=fields(detail=str(exc)))
+        return deny(Reason.ROUTE_MISCONFIGURED)
+
+    def _local(self, info: RequestInfo) -> Decision | tuple[str, str, Policy]:
+        """The decision if this process can make it alone; else what asking Redis needs:
+        (digest, key id, the tier table of this check)."""
         if info.key is None:
             return missing_key()
         identity = self._identify(info.key)
@@ -108,8 +130,11 @@ class AuthzServicer:
             return invalid_key(key_id)
         policy = self.policy  # one table for the whole check, even if a reload lands meanwhile
         local = self._from_lease(info, key_id, digest, policy)
-        if local is not None:
-            return local
+        return local if local is not None else (digest, key_id, policy)
+
+    async def _remote(
+        self, info: RequestInfo, digest: str, key_id: str, policy: Policy
+    ) -> Decision:
         known = self._last_allowed.get(digest)
         tier = policy.tier(known[1]) if known is not None else None
         if tier is not None and tier.limiter is LimiterKind.LEASE:

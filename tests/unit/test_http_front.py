@@ -201,3 +201,27 @@ def test_fuzzed_bytes_never_crash_the_server(chunks):
             assert status == 200
 
     asyncio.run(go())
+
+
+async def test_a_decision_raising_at_once_is_a_clear_500_too():
+    async with Running() as r:
+
+        def broken(_headers):
+            raise RuntimeError("bug")
+
+        r.front.decide = broken
+        (status, _, body), = responses(await r.exchange(check(close=True)))  # fmt: skip
+    assert (status, json.loads(body)["error"]["code"]) == (500, "internal_error")
+
+
+async def test_decisions_that_need_no_store_come_back_without_waiting():
+    """No key, a malformed key: decided at once (the front writes them without a task); a
+    key to look up comes back as something to await."""
+    from authz.decision import Decision
+
+    svc = service(FakeStore())
+    assert isinstance(svc.decide_http({}), Decision)
+    assert isinstance(svc.decide_http({"x-api-key": "tw_live_nope"}), Decision)
+    pending = svc.decide_http({"x-api-key": KEY})
+    assert not isinstance(pending, Decision)
+    assert (await pending).allowed
