@@ -64,6 +64,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.answers: deque[asyncio.Future[bytes]] = deque()  # in request order
         self.closing = False  # no more requests are read; close once answers are out
+        self.hung_up = False  # the peer sent EOF: Envoy does so when its timeout fires
         self._reset()
 
     def _reset(self) -> None:
@@ -79,9 +80,10 @@ class _Connection(asyncio.Protocol):
         self.front.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Envoy closed the connection (its timeout fired, or it is shutting down). Checks in
+        flight still finish, so that what Redis did for them is recorded here too (a lease it
+        granted, say); their answers go nowhere (``_check`` counts them)."""
         self.front.connections.discard(self)
-        for fut in self.answers:
-            fut.cancel()
         self.answers.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -101,7 +103,7 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         """The client half-closed: answer what it sent, then close."""
-        self.closing = True
+        self.closing = self.hung_up = True
         self._flush()
         return True  # keep the write side open until the answers are out
 
@@ -163,6 +165,11 @@ class _Connection(asyncio.Protocol):
         except Exception:  # a bug: fail closed with a clear answer, never a dropped connection
             log.exception("http_check_failed")
             d = None
+        gone = self.hung_up or self.transport is None or self.transport.is_closing()
+        if d is not None and d.allowed and gone:
+            # Counted in Redis, but Envoy no longer waits: not served. (A client that only
+            # half-closed would be counted too: the count is an upper bound.)
+            self.front.on_unheard()
         return _answer(d, keep_alive)
 
     def _local(self, path: bytes, keep_alive: bool) -> bytes:
@@ -215,8 +222,11 @@ class HttpFront:
     """The HTTP server: one listening socket (shared by workers through SO_REUSEPORT) and
     optionally this worker's own port."""
 
-    def __init__(self, decide: Decide) -> None:
+    def __init__(self, decide: Decide, on_unheard: Callable[[], None] = lambda: None) -> None:
+        """``on_unheard``: called for each allowed check whose connection was gone by the time
+        it was decided (Envoy's timeout fired first): counted, but not served."""
         self.decide = decide
+        self.on_unheard = on_unheard
         self.serving = False
         self.draining_hard = False  # past the drain: answer with connection: close
         self.connections: set[_Connection] = set()

@@ -94,6 +94,12 @@ class AuthzMetrics:
             " Redis may have counted them although the request was refused",
             registry=reg,
         )
+        self.answers_unheard = Counter(
+            "tollway_authz_answers_unheard_total",
+            "HTTP mode: checks allowed and counted after Envoy had closed the connection (its"
+            " timeout fired first): counted, but the request was not served",
+            registry=reg,
+        )
         self.lease_owed = Gauge(
             "tollway_authz_lease_owed_requests",
             "Requests let through on leases and not yet counted in Redis",

@@ -94,7 +94,7 @@ class Worker:
             own = (
                 self.settings.worker_port_base + self.index if self.settings.worker_port_base else 0
             )
-            self.http = HttpFront(self.service.decide_http)
+            self.http = HttpFront(self.service.decide_http, self.metrics.answers_unheard.inc)
             return await self.http.start(self.settings.host, self.settings.port, own)
         # SO_REUSEPORT lets --workers processes share one port.
         self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])

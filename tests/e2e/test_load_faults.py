@@ -115,11 +115,15 @@ def test_redis_killed_under_load_then_restarted(tmp_path):
         print(f"[redis killed] billed - 2xx = {excess}, replies lost = {lost}")
 
 
-def replies_lost(edge: Edge) -> int:
-    """Checks authz sent whose reply never came, from its metrics."""
-    metrics = edge.authz_metrics()
-    m = re.search(r"^tollway_authz_store_replies_lost_total ([\d.e+]+)$", metrics, re.M)
+def counter(edge: Edge, name: str) -> int:
+    """One of authz's counters, from its metrics (0 if it has none)."""
+    m = re.search(rf"^{name} ([\d.e+]+)$", edge.authz_metrics(), re.M)
     return int(float(m.group(1))) if m else 0
+
+
+def replies_lost(edge: Edge) -> int:
+    """Checks authz sent whose reply never came."""
+    return counter(edge, "tollway_authz_store_replies_lost_total")
 
 
 def authz_workers(edge: Edge) -> dict[int, int]:
@@ -189,9 +193,17 @@ def test_redis_partition_opens_the_breaker_and_recovers(tmp_path):
         # The last second ran after recovery: all of it was served.
         assert edge.get("/v1/things", key).status == 200
         assert "tollway_authz_breaker_open 0.0" in edge.authz_metrics()
-        # Every 2xx is counted once (with the requests before and after the load), and no 503
-        # is: the checks a frozen Redis runs when it resumes are past their deadline (void).
+        # Every 2xx is counted once (with the requests before and after the load). A 503 is
+        # not, as the checks a frozen Redis runs when it resumes are past their deadline
+        # (void), with one exception the product reports rather than prevents. A check Redis
+        # ran in time, whose answer came too late, is counted but refused. Its reply may have
+        # reached authz after its read timeout (replies lost), or authz's answer may have
+        # reached Envoy after Envoy's own timeout (unheard; counted in HTTP mode). A starved
+        # machine (make test-stress) showed 1 in 561.
         ok = r["statuses"]["200"] + 2
         wait_for(lambda: edge.usage(key_id) >= ok, "usage", 5)
         time.sleep(0.5)
-        assert edge.usage(key_id) == ok
+        late = counter(edge, "tollway_authz_store_replies_lost_total") + counter(
+            edge, "tollway_authz_answers_unheard_total"
+        )
+        assert ok <= edge.usage(key_id) <= ok + late, (edge.usage(key_id), ok, late)

@@ -225,3 +225,28 @@ async def test_decisions_that_need_no_store_come_back_without_waiting():
     pending = svc.decide_http({"x-api-key": KEY})
     assert not isinstance(pending, Decision)
     assert (await pending).allowed
+
+
+async def test_an_allowed_answer_after_envoy_hung_up_is_counted_as_unheard():
+    """Envoy's timeout fired and it closed the connection; the check still finishes (what
+    Redis did is kept), and an allowed one is reported: counted, not served."""
+    from authz.decision import Decision
+
+    release = asyncio.Event()
+    unheard = []
+
+    async def slow(_headers):
+        await release.wait()
+        return Decision(None)
+
+    async with Running() as r:
+        r.front.decide, r.front.on_unheard = slow, lambda: unheard.append(1)
+        _, writer = await asyncio.open_connection("127.0.0.1", r.port)
+        writer.write(check())
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.sleep(0.05)
+    assert unheard == [1]
