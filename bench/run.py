@@ -251,16 +251,16 @@ def many_tiers(b: Bench, mode: str, extra: int = 497) -> None:
     big.write_text(TIERS + "".join(
         f'[tiers.custom{i}]\nrequests_per_second = 10.0\nburst = 10\nmonthly_quota = 0\nover_quota = "bill"\n'
         for i in range(extra)))  # fmt: skip
-    rates = {}
-    for name, table in (("3", small), ("500", big)):
+    rates: dict[str, list[float]] = {"3": [], "500": []}
+    for name, table in (("3", small), ("500", big)) * 2:  # interleaved: drift hits both
         b.stack.tiers = table
         restart_authz(b, mode, 1)
         direct(b, mode, b.stack.ports.authz, "exact", 2)
-        rates[name] = direct(b, mode, b.stack.ports.authz, "exact", b.seconds)["rps"]
+        rates[name].append(direct(b, mode, b.stack.ports.authz, "exact", b.seconds)["rps"])
     b.stack.stop("authz")
     b.stack.tiers = small
-    r3, r500 = rates["3"], rates["500"]
-    b.table.row(f"2. {mode}: authz direct, exact mode, 1 worker: checks/s with 3 tiers / with 500 tiers",
+    r3, r500 = (statistics.mean(rates[n]) for n in ("3", "500"))
+    b.table.row(f"2. {mode}: authz direct, exact mode, 1 worker: checks/s with 3 tiers / with 500 tiers (mean of 2, interleaved)",
                 f"{r3:,.0f} / {r500:,.0f}  (ratio {r500 / r3:.2f})")  # fmt: skip
 
 
