@@ -36,14 +36,17 @@ test: setup
 test-cluster: setup
 	$(BIN)/pytest --redis-mode cluster tests/integration tests/e2e
 
-# The integration and e2e tiers in both Redis modes while one busy process per core competes
-# for the CPU (scripts/with-cpu-hogs.sh): the suite must hold on a busy laptop too. Both modes
-# always run; the target fails if either did.
+# The integration and e2e tiers in both Redis modes, then the authz e2e tests in HTTP mode in
+# both, while one busy process per core competes for the CPU (scripts/with-cpu-hogs.sh): the
+# suite must hold on a busy laptop too. Every run always happens; the target fails if any did.
 test-stress: setup
 	@scripts/ensure-stress.sh
 	scripts/with-cpu-hogs.sh sh -c '$(BIN)/pytest tests/integration tests/e2e; a=$$?; \
 	  $(BIN)/pytest --redis-mode cluster tests/integration tests/e2e; b=$$?; \
-	  echo "test-stress: single $$a, cluster $$b"; [ $$a -eq 0 ] && [ $$b -eq 0 ]'
+	  $(BIN)/pytest --authz-mode http $(AUTHZ_E2E); c=$$?; \
+	  $(BIN)/pytest --authz-mode http --redis-mode cluster $(AUTHZ_E2E); d=$$?; \
+	  echo "test-stress: single $$a, cluster $$b, http single $$c, http cluster $$d"; \
+	  [ $$a -eq 0 ] && [ $$b -eq 0 ] && [ $$c -eq 0 ] && [ $$d -eq 0 ]'
 
 unit: setup
 	$(BIN)/pytest tests/unit
