@@ -250,3 +250,15 @@ async def test_an_allowed_answer_after_envoy_hung_up_is_counted_as_unheard():
         release.set()
         await asyncio.sleep(0.05)
     assert unheard == [1]
+
+
+async def test_a_request_arriving_byte_by_byte_is_read_whole():
+    async with Running() as r:
+        reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
+        for byte in check(headers={"x-api-key": KEY}, close=True):
+            writer.write(bytes([byte]))
+            await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 2)
+        writer.close()
+    (status, headers, _), = responses(raw)  # fmt: skip
+    assert status == 200 and headers["x-tollway-customer"] == "cus_1"
