@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from authz import responses
@@ -77,23 +77,21 @@ class AuthzServicer:
 
     async def decide(self, request: Any) -> Decision:
         """gRPC mode: a CheckRequest."""
-        start = time.perf_counter()
-        try:
-            info = extract(request)
-        except RouteConfigError as exc:
-            return self._finish(self._misconfigured(exc), start)
-        local = self._local(info)
-        if isinstance(local, Decision):
-            return self._finish(local, start)
-        return self._finish(await self._remote(info, *local), start)
+        d = self._begin(extract, request)
+        return d if isinstance(d, Decision) else await d
 
     def decide_http(self, headers: Mapping[str, str]) -> Decision | Awaitable[Decision]:
         """HTTP mode: the headers of Envoy's authorization request (names lowercased). The
         decision itself when it needs no await (no key, a bad or unknown key, a lease that
         covers the check), so the HTTP front answers without a task; else an awaitable."""
+        return self._begin(extract_http, headers)
+
+    def _begin(
+        self, read: Callable[[Any], RequestInfo], request: Any
+    ) -> Decision | Awaitable[Decision]:
         start = time.perf_counter()
         try:
-            info = extract_http(headers)
+            info = read(request)
         except RouteConfigError as exc:
             return self._finish(self._misconfigured(exc), start)
         local = self._local(info)
