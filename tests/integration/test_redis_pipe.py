@@ -298,3 +298,37 @@ def test_the_client_runs_on_uvloop_as_authz_does(redis_server):
 
     replies = uvloop.run(go())
     assert replies[0] == 7 and isinstance(replies[1], ReplyError)
+
+
+@pytest.fixture
+def password_redis(tmp_path):
+    """A redis-server of its own that requires the password "s3cret"; yields its port."""
+    import subprocess
+
+    from devkit.stack import port_open, redis_argv, wait_for
+
+    port = free_port()
+    proc = subprocess.Popen([*redis_argv(port, tmp_path), "--requirepass", "s3cret"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: port_open(port), "redis-server", 10)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_a_password_and_a_database_in_the_url_are_used(password_redis):
+    """redis://:secret@host:port/2 sends AUTH and SELECT on connect; a wrong password is a
+    clear connection error, not a hang."""
+    port = password_redis
+    good = open_pipe(f"redis://:s3cret@127.0.0.1:{port}/2", timeout_s=2.0)
+    assert await good.execute([("SET", "k", "v"), ("GET", "k")]) == ["OK", "v"]
+    await good.aclose()
+    other_db = open_pipe(f"redis://:s3cret@127.0.0.1:{port}/0", timeout_s=2.0)
+    assert await other_db.execute([("GET", "k")]) == [None]
+    await other_db.aclose()
+    bad = open_pipe(f"redis://:wrong@127.0.0.1:{port}/0", timeout_s=2.0)
+    with pytest.raises(ConnectionError, match=r"WRONGPASS|invalid"):
+        await bad.execute([("PING",)])
+    await bad.aclose()
