@@ -92,8 +92,12 @@ def _ceil_s(ms: int) -> int:
 
 
 def _policy(tier: Tier) -> str:
-    window = max(1, math.ceil(tier.burst / tier.requests_per_second))
-    return f"{tier.burst};w={window}"
+    return _policy_text(tier.burst, tier.requests_per_second)
+
+
+@lru_cache(maxsize=1024)
+def _policy_text(burst: int, rate: float) -> str:
+    return f"{burst};w={max(1, math.ceil(burst / rate))}"
 
 
 def _bucket_headers(tier: Tier, remaining: int, reset_s: int) -> Headers:

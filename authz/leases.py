@@ -28,7 +28,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from hmac import compare_digest
 
 from authz.check_reply import CheckReply
@@ -57,12 +57,12 @@ class Lease:
 
     def outcome(self, burst: int, rate: float) -> CheckReply:
         """What to tell the client: the bucket as last seen plus what this lease still holds."""
-        remaining = self.out.remaining + self.tokens
+        o = self.out
+        remaining = o.remaining + self.tokens
         full_ms = int((burst - remaining) * 1000 / rate) if remaining < burst else 0
-        return replace(
-            self.out, remaining=remaining, wait_ms=full_ms,
-            quota_used=self.out.quota_used + self.spent, granted=0,
-        )  # fmt: skip
+        # Built directly: dataclasses.replace cost 2 µs of every lease-mode check.
+        return CheckReply(o.code, o.tier, o.customer, remaining, full_ms, o.quota_used + self.spent,
+                          o.period_end, o.grace_until, o.would_deny, o.now_ms, 0)  # fmt: skip
 
 
 class LeaseBook:
