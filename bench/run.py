@@ -125,6 +125,13 @@ class Bench:
         self.stack.start_process("ceiling", argv, lambda: port_open(port))
         return port
 
+    def start_http_ceiling(self) -> int:
+        """authz's HTTP front with an empty handler (bench/http_ceiling.py); returns its port."""
+        port = free_port()
+        argv = [sys.executable, str(HERE / "http_ceiling.py"), "--port", str(port)]
+        self.stack.start_process("ceiling", argv, lambda: port_open(port))
+        return port
+
 
 def prepare(b: Bench) -> None:
     """redis-server, the tier table, a key per limiter mode, and one CheckRequest body each."""
@@ -222,9 +229,7 @@ def authz_direct(b: Bench, mode: str, workers: int, ceil: float) -> None:
 def http_ceiling(b: Bench) -> float:
     """1. (HTTP) authz's HTTP front with a handler that answers 200 and nothing else, under the
     same wrk load as authz in HTTP mode. Returns its checks/s."""
-    port = free_port()
-    argv = [sys.executable, str(HERE / "http_ceiling.py"), "--port", str(port)]
-    b.stack.start_process("ceiling", argv, lambda: port_open(port))
+    port = b.start_http_ceiling()
     direct(b, "http", port, "exact", 1)
     cpu0 = cpu_seconds([b.pid("ceiling")])
     c = direct(b, "http", port, "exact", b.seconds)
@@ -275,12 +280,7 @@ def start_envoy(b: Bench, mode: str) -> EnvoyPorts:
     """Envoy (the shipped config of ``mode``) in front of authz's two workers, plus a listener
     to that mode's empty handler, kept up behind it: what Envoy's ext_authz plus the server
     stack cost before authz does anything."""
-    if mode == "grpc":
-        cport = b.start_ceiling("uvloop")
-    else:
-        cport = free_port()
-        argv = [sys.executable, str(HERE / "http_ceiling.py"), "--port", str(cport)]
-        b.stack.start_process("ceiling", argv, lambda: port_open(cport))
+    cport = b.start_ceiling("uvloop") if mode == "grpc" else b.start_http_ceiling()
     p = b.stack.ports
     ports = EnvoyPorts(p.envoy, free_port(), free_port())
     workers = [p.authz_workers + i for i in range(b.stack.authz_workers)]

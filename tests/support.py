@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from envoy.service.auth.v3 import attribute_context_pb2 as ac
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 
@@ -113,3 +115,21 @@ async def redis_dump(client) -> str:
         elif kind == "zset":
             out.extend(m for m, _ in await client.zrange(name, 0, -1, withscores=True))
     return "\n".join(out)
+
+
+class RecordingPipe:
+    """authz's lean pipe, keeping every command it sends (tests count or inspect them)."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+        self.sent: list[tuple[Any, ...]] = []
+
+    async def execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        self.sent += commands
+        return list(await self.pipe.execute(commands))
+
+    async def script_load(self, source: str) -> None:
+        await self.pipe.script_load(source)
+
+    async def aclose(self) -> None:
+        return None

@@ -103,7 +103,7 @@ def test_redis_killed_under_load_then_restarted(tmp_path):
         assert sturdy["statuses"] == {"200": sum(sturdy["statuses"].values())}
 
         ok = Counter({c: r["statuses"].get("200", 0) + 1 for c, r in results.items()})  # + warm-up
-        lost = replies_lost(edge)
+        lost = counter(edge, "tollway_authz_store_replies_lost_total")
         deadline = time.monotonic() + 40
         while not billed(edge) >= ok and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -119,11 +119,6 @@ def counter(edge: Edge, name: str) -> int:
     """One of authz's counters, from its metrics (0 if it has none)."""
     m = re.search(rf"^{name} ([\d.e+]+)$", edge.authz_metrics(), re.M)
     return int(float(m.group(1))) if m else 0
-
-
-def replies_lost(edge: Edge) -> int:
-    """Checks authz sent whose reply never came."""
-    return counter(edge, "tollway_authz_store_replies_lost_total")
 
 
 def authz_workers(edge: Edge) -> dict[int, int]:

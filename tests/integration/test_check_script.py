@@ -11,7 +11,7 @@ from authz.breaker import Breaker
 from authz.check_reply import Code
 from authz.limiter import Limiter
 from authz.policy import Policy
-from tests.support import TEST_TIERS, redis_dump
+from tests.support import TEST_TIERS, RecordingPipe, redis_dump
 from tollway import schema
 from tollway.clock import FixedClock, RedisTime
 from tollway.keys import KeyHasher
@@ -252,24 +252,6 @@ async def test_rotation_overlap_then_revocation(h):
     assert await h.store.owned("cus_1") == sorted([kid, new.key_id])
 
 
-class Recording:
-    """The lean pipe, keeping every command it sends."""
-
-    def __init__(self, pipe) -> None:
-        self.pipe = pipe
-        self.sent: list[tuple] = []
-
-    async def execute(self, commands):
-        self.sent += commands
-        return await self.pipe.execute(commands)
-
-    async def script_load(self, source):
-        await self.pipe.script_load(source)
-
-    async def aclose(self):
-        return None
-
-
 def many_tiers(n: int) -> str:
     return TEST_TIERS + "".join(
         f"[tiers.custom{i}]\nrequests_per_second = 5.0\nburst = {i + 1}\nmonthly_quota = 0\n"
@@ -283,7 +265,7 @@ async def test_a_check_sends_the_same_arguments_with_3_or_500_tiers(redis, pipe)
     the table, and the first check of a key costs one extra round trip, then none."""
     sizes = {}
     for n in (0, 500):
-        recording = Recording(pipe)
+        recording = RecordingPipe(pipe)
         h = Harness(redis, recording, FixedClock(T0))
         policy = Policy(parse_tiers(many_tiers(n), "test"))
         _, kid, digest = await h.key("custom250" if n else "pro")

@@ -18,7 +18,7 @@ from authz.metrics import AuthzMetrics
 from authz.policy import Policy
 from authz.servicer import AuthzServicer
 from authz.usage_buffer import UsageBuffer
-from tests.support import check_request
+from tests.support import RecordingPipe, check_request
 from tollway import schema, scripts
 from tollway.clock import FixedClock, RedisTime
 from tollway.keys import KeyHasher
@@ -48,28 +48,11 @@ lease_tokens = 50
 POLICY = Policy(parse_tiers(TIERS, "test"))
 
 
-class Counting:
-    """The lean pipe, counting the scripts it sends."""
-
-    def __init__(self, pipe) -> None:
-        self.pipe, self.scripts = pipe, 0
-
-    async def execute(self, commands):
-        self.scripts += len(commands)
-        return await self.pipe.execute(commands)
-
-    async def script_load(self, source):
-        await self.pipe.script_load(source)
-
-    async def aclose(self):
-        return None
-
-
 class Stack:
     def __init__(self, redis, pipe, clock=None) -> None:
         self.redis = redis
         self.pipelines = 0
-        self.sent = Counting(pipe)
+        self.sent = RecordingPipe(pipe)
         self.limiter = Limiter(self.sent, redis, clock or FixedClock(T0), Breaker(3, 1.0), 2.0, 60,
                                on_pipeline=self._count)  # fmt: skip
         self.leases = LeaseBook(ttl_s=60.0)
@@ -156,13 +139,13 @@ async def test_checks_arriving_during_a_renewal_wait_for_its_lease(redis, pipe):
     s = Stack(redis, pipe)
     key, rec = await s.store.create("leased", "cus_1")
     await s.call(key)  # the key's tier is known: its checks may wait for a renewal
-    before = s.sent.scripts
+    before = len(s.sent.sent)
     for _ in range(10):
         codes = [r.status.code for r in await asyncio.gather(*(s.call(key) for _ in range(50)))]
         assert codes == [0] * 50
     # 500 checks on leases of 50 (+1 for the renewing check): about 10 renewals. Without the
     # wait, every check that met an empty lease went to Redis on its own: 100+ scripts.
-    assert s.sent.scripts - before <= 25
+    assert len(s.sent.sent) - before <= 25
     s.leases.close_all()
     await s.service.settle_leases()
     assert await s.counted(rec.key_id) == 501
