@@ -63,6 +63,11 @@ class CheckStore(Protocol):
         force. Raises StoreUnavailable or Overloaded."""
         ...
 
+    def usage_source(self, key_id: str) -> str:
+        """Where usage counted for ``key_id`` outside the store goes: its account if known,
+        else the key id (metering finds the account from the key's record)."""
+        ...
+
     async def write_back(self, buffer: UsageBuffer) -> int | None:
         """Write usage counted while the store was away; the requests written, or None when
         the store is still judged down. Raises on failure; the buffer keeps what it holds."""

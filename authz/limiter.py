@@ -38,9 +38,13 @@ from tollway.records import DEFAULT_PERIOD_S
 # One batch never carries more than this many checks; the rest go in the next pipeline.
 MAX_BATCH = 256
 
-# How many keys' tiers are remembered (the oldest is forgotten first). A forgotten or stale
-# entry costs one extra round trip, never a wrong answer.
+# How many keys' tiers and accounts are remembered (the oldest is forgotten first). A
+# forgotten or stale entry costs one extra round trip, never a wrong answer.
 KEY_TIERS_MAX = 100_000
+KEY_ACCOUNTS_MAX = 100_000
+
+# A key id whose directory entry has neither an account nor a record: no such key.
+NO_KEY = CheckReply(Code.UNKNOWN_KEY)
 
 
 # A check waiting for the next pipeline: its EVALSHA command, and the future its reply goes to.
@@ -85,10 +89,15 @@ class Limiter:
         self.expire_after_ms = expire_after_ms
         self.redis_clock = RedisClock()
         self.key_tiers: dict[str, str] = {}  # key id -> tier name check.lua last reported
+        # key id -> its account ("" for a legacy key): where its check runs (docs/accounts.md)
+        self.key_accounts: dict[str, str] = {}
 
     @property
     def breaker_open(self) -> bool:
         return self.breaker.is_open
+
+    def usage_source(self, key_id: str) -> str:
+        return self.key_accounts.get(key_id) or key_id
 
     async def write_back(self, buffer: UsageBuffer) -> int | None:
         """Write buffered usage back once the breaker lets a call through; its verdict feeds
@@ -118,23 +127,61 @@ class Limiter:
         ``spent`` requests it let through are counted and ``returned`` tokens go back, once
         per ``settlement`` id however often the call is retried.
 
+        The check runs in the key's account's slot (``key_accounts``). A key not seen yet costs
+        one more round trip, to its directory entry; a stale entry (a legacy key migrated since)
+        answers UNKNOWN_KEY, and is looked up again once.
+
         Only the key's tier goes to Redis, as this process last saw it (``key_tiers``). A key
         not seen yet, or whose tier changed, costs one more round trip: check.lua answers
         TIER_CHANGED with the record's tier, having changed nothing, and the check is sent
         again with that tier's values, looked up in the table in force now."""
+        account = self.key_accounts.get(key_id)
+        cached = account is not None
+        if account is None:
+            account = await self._locate(key_id)
+            if account is None:
+                return NO_KEY
         believed = self.key_tiers.get(key_id, "")
         out = await self._run_script(
-            key_id, digest, cost, tier_args(believed), spent, returned, call, settlement
+            key_id, account, digest, cost, tier_args(believed), spent, returned, call, settlement
         )
+        if out.code is Code.UNKNOWN_KEY and cached:
+            self.key_accounts.pop(key_id, None)
+            account = await self._locate(key_id)
+            if account is None:
+                return NO_KEY
+            out = await self._run_script(
+                key_id, account, digest, cost, tier_args(believed), spent, returned, call,
+                settlement,
+            )  # fmt: skip
         if out.code is not Code.TIER_CHANGED:
             return out
         self._learn_tier(key_id, out.tier)
         out = await self._run_script(
-            key_id, digest, cost, tier_args(out.tier), spent, returned, call, settlement
+            key_id, account, digest, cost, tier_args(out.tier), spent, returned, call, settlement
         )
         if out.code is Code.TIER_CHANGED:  # changed again within one round trip
             raise StoreUnavailable(f"the tier of key {key_id} changed during the check")
         return out
+
+    async def _locate(self, key_id: str) -> str | None:
+        """The key's account from its directory entry ("" for a legacy key), remembered; None
+        if there is no such key. The entry also holds the tier the key was issued on, so the
+        first check of a key usually costs two round trips, not three."""
+        directory = schema.key_directory(key_id)
+        reply = await self._call(("HMGET", directory, "account", "hash", "tier"))
+        if not isinstance(reply, list) or len(reply) != 3:
+            raise StoreUnavailable(f"unexpected reply to a key lookup: {reply!r}")
+        account, digest, tier = (x.decode() if isinstance(x, bytes) else x for x in reply)
+        if not account and not digest:
+            return None
+        found = str(account or "")
+        if tier and key_id not in self.key_tiers:
+            self._learn_tier(key_id, str(tier))  # the tier it was issued on: a hint
+        if key_id not in self.key_accounts and len(self.key_accounts) >= KEY_ACCOUNTS_MAX:
+            self.key_accounts.pop(next(iter(self.key_accounts)))  # the oldest entry
+        self.key_accounts[key_id] = found
+        return found
 
     def _learn_tier(self, key_id: str, tier: str) -> None:
         if key_id not in self.key_tiers and len(self.key_tiers) >= KEY_TIERS_MAX:
@@ -144,6 +191,7 @@ class Limiter:
     async def _run_script(
         self,
         key_id: str,
+        account: str,
         digest: str,
         cost: int,
         tier_args: tuple[str, ...],
@@ -155,19 +203,12 @@ class Limiter:
         if not self.breaker.allow():
             raise StoreUnavailable("circuit breaker open")
         now = self.clock.now_ms()
-        keys = schema.check_keys(key_id, settlement)
+        keys = schema.check_keys(key_id, account, settlement)
         # ARGV[9], the deadline, is filled in when the pipeline is sent (_dated).
         command = ("EVALSHA", self._sha, len(keys), *keys, digest,
                    "" if now is None else str(now), str(cost), self._window, self._period,
                    str(spent), str(returned), call.value, "", *tier_args)  # fmt: skip
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        if not self._pending:
-            self._since = loop.time()  # the deadline runs from the oldest waiting check
-            if self._out is None:
-                loop.call_soon(self._flush)
-        self._pending.append((command, fut))
-        reply = await fut
+        reply = await self._call(command)
         try:
             out = CheckReply.parse(reply)
         except (ValueError, TypeError, IndexError) as exc:
@@ -178,6 +219,17 @@ class Limiter:
         if out.now_ms:
             self.redis_clock.learn(out.now_ms)
         return out
+
+    async def _call(self, command: tuple[Any, ...]) -> Any:
+        """Queue one command for the next pipeline; its reply."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        if not self._pending:
+            self._since = loop.time()  # the deadline runs from the oldest waiting check
+            if self._out is None:
+                loop.call_soon(self._flush)
+        self._pending.append((command, fut))
+        return await fut
 
     def _flush(self) -> None:
         if not self._pending or self._out is not None:
@@ -242,9 +294,11 @@ class Limiter:
     @staticmethod
     def _dated(cmd: tuple[Any, ...], deadline: str) -> tuple[Any, ...]:
         """The command with its deadline (ARGV[9]) set."""
+        if not deadline or cmd[0] != "EVALSHA":
+            return cmd  # off, or a key lookup (it changes nothing)
         at = 11 + cmd[2]  # "EVALSHA", sha, numkeys, *keys, then ARGV[1..]: ARGV[9] is here
-        if not deadline or cmd[at - 1] == ScriptCall.SETTLE.value:
-            return cmd  # off, or a settle-only call (idempotent, so a late run is harmless)
+        if cmd[at - 1] == ScriptCall.SETTLE.value:
+            return cmd  # a settle-only call (idempotent, so a late run is harmless)
         return (*cmd[:at], deadline, *cmd[at + 1 :])
 
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:

@@ -34,8 +34,12 @@ REFRESH_MIN_INTERVAL_S = 0.1
 
 
 def slot_of(command: tuple[Any, ...]) -> int:
-    """The slot of an EVAL/EVALSHA's first key (``cmd, script, numkeys, key1, ...``)."""
-    key = command[3] if len(command) > 3 and int(command[2]) > 0 else ""
+    """The slot of an EVAL/EVALSHA's first key (``cmd, script, numkeys, key1, ...``), or of a
+    plain command's key (``cmd, key, ...``)."""
+    if command[0] not in ("EVALSHA", "EVAL"):
+        key = command[1] if len(command) > 1 else ""
+    else:
+        key = command[3] if len(command) > 3 and int(command[2]) > 0 else ""
     return int(key_slot(key.encode() if isinstance(key, str) else key))
 
 

@@ -157,7 +157,8 @@ class Worker:
         leases.close_all()
         await self._settle()
         for owed in leases.due():  # Redis is away: keep the count as buffered usage
-            self.buffer.add(owed.key_id, time.time(), n=owed.spent, write_id=owed.id)
+            source = self.service.store.usage_source(owed.key_id)
+            self.buffer.add(source, time.time(), n=owed.spent, write_id=owed.id)
         try:
             await asyncio.wait_for(self.buffer.flush(self.redis), timeout=1.0)
         except Exception as exc:

@@ -223,7 +223,7 @@ class AuthzServicer:
         known = self._last_allowed.get(digest)
         d = on_store_error(info, key_id, known, policy.tier(known[1]) if known else None)
         if d.degraded:
-            self.buffer.add(key_id, time.time())
+            self.buffer.add(self.store.usage_source(key_id), time.time())
             self.metrics.buffered_usage.set(len(self.buffer))
         log.warning("store_error", extra=fields(key_id=key_id, error=str(exc)))
         return d

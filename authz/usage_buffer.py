@@ -1,6 +1,6 @@
 """Usage let through while Redis was unreachable, kept until it can be written back.
 
-Counts are per (key id, window start). ``flush`` adds them to the same usage hashes check.lua
+Counts are per (usage source: the account, or a key id; window start). ``flush`` adds them to the same usage hashes check.lua
 increments, so metering sees no difference. ``save``/``load`` keep them across a restart.
 """
 
@@ -60,7 +60,7 @@ class UsageBuffer:
         sha = await redis.script_load(source)  # Redis may have restarted empty of scripts
         async with redis.pipeline(transaction=False) as pipe:
             for write_id, (key_id, window, n) in batch.items():
-                pipe.execute_command("EVALSHA", sha, 2, schema.key_usage(key_id),
+                pipe.execute_command("EVALSHA", sha, 2, schema.usage(key_id),
                                      schema.applied_marker(key_id, write_id), str(window), str(n),
                                      str(MARKER_TTL_S))  # fmt: skip
             await pipe.execute()

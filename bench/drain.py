@@ -58,12 +58,18 @@ async def seed(redis: Any, n: int, window: int) -> None:
             for i in range(start, min(n, start + 2000)):
                 key_id, customer = f"{i:016x}", f"cus_bench_{i}"
                 rec = KeyRecord.template("pro", customer, now)
+                pipe.hset(schema.key_directory(key_id), "account", customer)
                 pipe.hset(
-                    schema.key_record(key_id),
+                    schema.key_record(key_id, customer),
                     mapping={**rec.to_redis(), "key_id": key_id, "hash": "x"},
                 )
+                pipe.hset(
+                    schema.account_state(customer),
+                    mapping={"customer": customer, "tier": "pro", "period_start": now,
+                             "period_end": rec.period_end},
+                )  # fmt: skip
                 pipe.sadd(schema.owned_keys(customer), key_id)
-                pipe.hset(schema.key_usage(key_id), str(window), 7)
+                pipe.hset(schema.usage(customer), str(window), 7)
             await pipe.execute()
 
 

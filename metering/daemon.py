@@ -1,8 +1,9 @@
 """The drain loop: every interval, move closed usage on and send it to Stripe.
 
 One pass:
-1. find key ids with usage and customers with open or pending usage (SCAN);
-2. for each key: take its closed windows and transfer them to its customer (idempotent);
+1. find usage sources (accounts, and legacy keys) with usage, and customers with open or
+   pending usage (SCAN);
+2. for each source: take its closed windows and transfer them to its customer (idempotent);
 3. for each customer whose send lock we get: claim open usage into pending events;
 4. hand the pending events to the sink in batches (renewing the lock of each batch's
    customers first), and ack, dead-letter or defer each by the sink's result. A lock
@@ -25,6 +26,7 @@ from metering.ledger import Ledger, PendingEvent, Period
 from metering.metrics import MeteringMetrics
 from metering.retry import SendResult
 from metering.sinks import Sink, event_for
+from tollway import schema
 from tollway.logs import fields
 from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import Report, TierTable
@@ -72,34 +74,44 @@ class Drainer:
         self.width = width  # keys or customers worked on at once
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
 
-    async def _owner_of(self, key_id: str) -> tuple[str, str, int, Period] | None:
-        """(customer, meter, included requests to leave unreported, billing period) of a key."""
-        try:
-            record = await self.keys.get(key_id)
-        except KeyNotFound:
-            return None
-        t = self.tiers().get(record.tier)
+    async def _owner_of(self, source: str) -> tuple[str, str, int, Period] | None:
+        """(customer, meter, included requests to leave unreported, billing period) of a usage
+        source: an account (its own fields), or a legacy key (its record)."""
+        raw = await self.keys.redis.hgetall(schema.account_state(source))
+        account = {_s(k): _s(v) for k, v in raw.items()}
+        if account.get("customer"):
+            customer, tier = account["customer"], account.get("tier", "")
+            period = Period(int(account.get("period_start") or 0),
+                            int(account.get("period_end") or 0))  # fmt: skip
+        else:
+            try:
+                record = await self.keys.get(source)
+            except (KeyNotFound, ValueError):
+                return None
+            customer, tier = record.customer, record.tier
+            period = Period(record.period_start, record.period_end)
+        t = self.tiers().get(tier)
         meter = t.meter_event if t else "api_requests"
         included = t.monthly_quota if t and t.report is Report.OVERAGE else 0
-        return record.customer, meter, included, Period(record.period_start, record.period_end)
+        return customer, meter, included, period
 
     async def drain(self) -> PassResult:
         result = PassResult()
-        keys, customers = await self.ledger.discover()
+        sources, customers = await self.ledger.discover()
 
-        async def move(key_id: str) -> None:
-            owner = await self._owner_of(key_id)
+        async def move(source: str) -> None:
+            owner = await self._owner_of(source)
             if owner is None:
-                log.error("usage_without_key_record", extra=fields(key_id=key_id))
+                log.error("usage_without_owner", extra=fields(source=source))
                 return
             customer, meter, included, period = owner
             # Await first: `result.moved += await ...` would read `moved` before the await, and
             # keys moved concurrently would overwrite each other's counts.
-            moved = await self.ledger.move_key(key_id, customer, meter, included, period)
+            moved = await self.ledger.move_usage(source, customer, meter, included, period)
             result.moved += moved
             customers.add(customer)
 
-        await each(sorted(keys), move, self.width)
+        await each(sorted(sources), move, self.width)
         deferred = await self._send_all(customers, result)
         oldest = min((p.window for p in deferred), default=None)
         self.metrics.pending.set(len(deferred))
@@ -166,3 +178,7 @@ class Drainer:
         else:
             deferred.append(p)
             log.warning("send_deferred", extra=fields(identifier=p.identifier, reason=reason))
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v

@@ -1,9 +1,12 @@
-"""Usage on its way from authz's per-key counters to Stripe, every hop idempotent.
+"""Usage on its way from authz's per-account counters to Stripe, every hop idempotent.
 
-    authz ─HINCRBY─> tw:{key}:usage ─take─> tw:{key}:outbox ─transfer─> tw:{cus}:open
+    authz ─HINCRBY─> tw:{acct}:usage ─take─> tw:{acct}:outbox ─transfer─> tw:{cus}:open
+
+(A legacy key, issued before accounts, has its own usage hash under its key id: the
+"source" below is an account or such a key id.)
           ─claim─> tw:{cus}:pending ─(send to Stripe)─ack─> tw:{cus}:sent
 
-take and claim are single scripts in one slot. A key and its customer are in different slots,
+take and claim are single scripts in one slot. A source and its customer are in different slots,
 so transfer is made idempotent instead: each outbox entry has a marker in the customer's slot,
 and is deleted from the outbox only after it has been added. A pending event has a
 deterministic identifier (customer, meter, window, claim generation), so a re-send after a
@@ -26,7 +29,7 @@ MARKER_TTL_S = 40 * 86400  # longer than Stripe accepts backdated events (35 day
 
 @dataclass(frozen=True)
 class Period:
-    """A key's billing period (from its record), to find the period a window belongs to."""
+    """An account's billing period, to find the period a window belongs to."""
 
     start: int
     end: int
@@ -77,7 +80,7 @@ class Ledger:
         self.dead = DeadLetters(redis)
 
     async def discover(self) -> tuple[set[str], set[str]]:
-        """(key ids with usage or an outbox, customers with open or pending usage)."""
+        """(sources with usage or an outbox, customers with open or pending usage)."""
         keys: set[str] = set()
         customers: set[str] = set()
         async for name in self.redis.scan_iter(match=f"{schema.PREFIX}:{{*}}:*", count=1000):
@@ -88,19 +91,19 @@ class Ledger:
                 customers.add(schema.tag_of(name))
         return keys, customers
 
-    async def move_key(
+    async def move_usage(
         self,
-        key_id: str,
+        source: str,
         customer: str,
         meter: str,
         included: int = 0,
         period: Period | None = None,
     ) -> int:
-        """Take the key's closed windows and transfer them to its customer; returns requests
+        """Take the source's closed windows and transfer them to its customer; returns requests
         added to the ledger. With ``included`` > 0 (report = "overage"), only requests past that
         many in the window's billing period (``period``) are added."""
         flat = await self._take(
-            keys=[schema.key_usage(key_id), schema.outbox(key_id), schema.outbox_seq(key_id)],
+            keys=[schema.usage(source), schema.outbox(source), schema.outbox_seq(source)],
             args=[str(self.window_s), str(self.slack_s)],
         )
         moved = 0
@@ -109,7 +112,7 @@ class Ledger:
             start = (period or Period(0, 0)).start_for(int(window))
             added = await self._transfer(
                 keys=[
-                    schema.transfer_marker(customer, key_id, entry),
+                    schema.transfer_marker(customer, source, entry),
                     schema.ledger(customer, "open"),
                     schema.ledger(customer, "period"),
                 ],
@@ -122,7 +125,7 @@ class Ledger:
                 ],
             )
             moved += max(0, int(added))
-            await self.redis.hdel(schema.outbox(key_id), entry)
+            await self.redis.hdel(schema.outbox(source), entry)
         return moved
 
     async def claim(self, customer: str) -> list[PendingEvent]:

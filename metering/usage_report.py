@@ -18,19 +18,25 @@ Row = dict[str, int]  # {"counting", "pending", "sent"}
 
 
 async def unsent_usage(keys: KeyStore, customer: str, tiers: TierTable) -> dict[str, int]:
-    """Usage of the customer's keys not yet moved to the ledger, by "<meter>|<window>"."""
+    """Usage of the customer's accounts (and legacy keys) not yet moved to the ledger, by
+    "<meter>|<window>". A legacy key migrated into its account may still hold usage of its
+    own until metering drains it, so both are read."""
     redis: Any = keys.redis
     out: dict[str, int] = defaultdict(int)
+    sources: dict[str, str] = {}  # usage source -> tier
     for key_id in await keys.owned(customer):
         try:
-            tier = (await keys.get(key_id)).tier
+            record = await keys.get(key_id)
         except KeyNotFound:
-            tier = ""
+            continue
+        sources[key_id] = record.tier
+        sources.setdefault(record.account, record.tier)
+    for source, tier in sorted(sources.items()):
         t = tiers.get(tier)
         meter = t.meter_event if t else "api_requests"
-        for window, n in (await redis.hgetall(schema.key_usage(key_id))).items():
+        for window, n in (await redis.hgetall(schema.usage(source))).items():
             out[f"{meter}|{window}"] += int(n)
-        for entry, n in (await redis.hgetall(schema.outbox(key_id))).items():
+        for entry, n in (await redis.hgetall(schema.outbox(source))).items():
             out[f"{meter}|{entry.split(':', 1)[0]}"] += int(n)
     return out
 

@@ -58,6 +58,12 @@ class KeyRecord:
             period_end=created + DEFAULT_PERIOD_S,
         )
 
+    @property
+    def account(self) -> str:
+        """The account whose bucket, quota and usage this key draws on: its subscription if it
+        has one, else its customer (docs/accounts.md)."""
+        return self.subscription or self.customer
+
     def to_redis(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
 

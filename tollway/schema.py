@@ -1,11 +1,21 @@
 """Every Redis key name tollway uses, built here and nowhere else.
 
-All of one API key's state shares the hash tag ``{<key_id>}``, so the check script's keys land
+An account (docs/accounts.md) is the subscription when there is one, otherwise the customer.
+Everything one check reads or writes shares the account's hash tag, so check.lua's keys land
 in one Redis Cluster slot:
 
-    tw:{<key_id>}:key     hash   the key record (tollway.records.KeyRecord)
-    tw:{<key_id>}:state   hash   token bucket (tokens, ts_ms) and quota (q_period, q_used)
-    tw:{<key_id>}:usage   hash   window start (epoch s) -> requests let through; metering drains it
+    tw:{<account>}:key:<key_id>  hash   a key record (tollway.records.KeyRecord)
+    tw:{<account>}:account       hash   the account: customer, subscription, tier, period,
+                                        sync_version; its token bucket (tokens, ts) and
+                                        quota (q_period, q_used), shared by all its keys
+    tw:{<account>}:usage         hash   window start (epoch s) -> requests let through;
+                                        metering drains it
+    tw:{<key_id>}:key            hash   the key directory: {account} (authz caches it)
+
+Keys issued before accounts (the legacy layout) kept everything under the key's own tag:
+``tw:{<key_id>}:key`` was the whole record (with ``hash``, without ``account``), next to
+``tw:{<key_id>}:state`` and ``tw:{<key_id>}:usage``. authz and metering read both layouts;
+``tollway accounts migrate`` moves legacy keys into their accounts.
 
 Stripe objects get the same treatment, tagged by their id, so each webhook event's own writes
 (state plus idempotency marker) are in one slot:
@@ -16,11 +26,12 @@ Stripe objects get the same treatment, tagged by their id, so each webhook event
     tw:{<cs_id>}:checkout        hash    the key issued for a checkout session
     tw:{<cs_id>}:claim           string  that key, sealed, until claimed or the TTL ends
 
-Metering moves usage on, every hop idempotent (see metering/ledger.py):
+Metering moves usage on, every hop idempotent (see metering/ledger.py). ``<source>`` is the
+tag usage was counted under: an account, or a legacy key id:
 
-    tw:{<key_id>}:outbox         hash    "<window>:<seq>" -> requests taken out of usage
-    tw:{<key_id>}:outseq         string  the outbox's sequence counter
-    tw:{<customer>}:xfer:<key_id>:<window>:<seq>   string  an outbox entry's transfer marker
+    tw:{<source>}:outbox         hash    "<window>:<seq>" -> requests taken out of usage
+    tw:{<source>}:outseq         string  the outbox's sequence counter
+    tw:{<customer>}:xfer:<source>:<window>:<seq>   string  an outbox entry's transfer marker
     tw:{<customer>}:open         hash    "<meter>|<window>" -> closed usage, all keys summed
     tw:{<customer>}:period       hash    "<meter>|<period start>" -> usage this period (overage)
     tw:{<customer>}:gen          hash    "<meter>|<window>" -> claims made for that window
@@ -47,29 +58,46 @@ def _tag(key_id: str) -> str:
     return f"{PREFIX}:{{{key_id}}}"
 
 
-def key_record(key_id: str) -> str:
+def key_directory(key_id: str) -> str:
+    """Where a key id finds its account (``account`` field). A legacy key's whole record."""
     return f"{_tag(key_id)}:key"
 
 
-def key_state(key_id: str) -> str:
+def key_record(key_id: str, account: str) -> str:
+    """A key's record, in its account's slot. (No id check: this is on the check path, and an
+    account reaches it only from a record written through ``account_state``'s writers.)"""
+    return f"{_tag(account)}:key:{key_id}"
+
+
+def account_state(account: str) -> str:
+    return f"{_tag(account)}:account"
+
+
+def usage(source: str) -> str:
+    """Requests let through, by window: an account's (or a legacy key's, by its key id)."""
+    return f"{_tag(source)}:usage"
+
+
+def legacy_state(key_id: str) -> str:
+    """A legacy key's own bucket and quota (before accounts)."""
     return f"{_tag(key_id)}:state"
 
 
-def key_usage(key_id: str) -> str:
-    return f"{_tag(key_id)}:usage"
-
-
-def applied_marker(key_id: str, write_id: str) -> str:
+def applied_marker(source: str, write_id: str) -> str:
     """Marks one idempotent usage write (a lease settlement, a buffered count) as applied, so
-    that a retry of it never counts twice."""
-    return f"{_tag(key_id)}:applied:{write_id}"
+    that a retry of it never counts twice. In the slot of the usage it writes."""
+    return f"{_tag(source)}:applied:{write_id}"
 
 
-def check_keys(key_id: str, settlement: str = "") -> list[str]:
-    """KEYS for the check script, in the order check.lua reads them."""
-    keys = [key_record(key_id), key_state(key_id), key_usage(key_id)]
+def check_keys(key_id: str, account: str, settlement: str = "") -> list[str]:
+    """KEYS for the check script, in the order check.lua reads them. ``account`` "" is a
+    legacy key, whose record, bucket and usage are its own."""
+    if account:
+        keys = [key_record(key_id, account), account_state(account), usage(account)]
+    else:
+        keys = [key_directory(key_id), legacy_state(key_id), usage(key_id)]
     if settlement:
-        keys.append(applied_marker(key_id, settlement))
+        keys.append(applied_marker(account or key_id, settlement))
     return keys
 
 
@@ -103,16 +131,16 @@ def checkout_claim(session: str) -> str:
     return f"{_stripe(session)}:claim"
 
 
-def outbox(key_id: str) -> str:
-    return f"{_tag(key_id)}:outbox"
+def outbox(source: str) -> str:
+    return f"{_tag(source)}:outbox"
 
 
-def outbox_seq(key_id: str) -> str:
-    return f"{_tag(key_id)}:outseq"
+def outbox_seq(source: str) -> str:
+    return f"{_tag(source)}:outseq"
 
 
-def transfer_marker(customer: str, key_id: str, entry: str) -> str:
-    return f"{_stripe(customer)}:xfer:{key_id}:{entry}"
+def transfer_marker(customer: str, source: str, entry: str) -> str:
+    return f"{_stripe(customer)}:xfer:{source}:{entry}"
 
 
 def ledger(customer: str, part: str) -> str:

@@ -1,8 +1,10 @@
 """Key records in Redis: issue, look up, hold, revoke, rotate and sync API keys.
 
-Used by the CLI and the webhook service; authz only reads records through check.lua.
+A key's record lives in its account's slot (tollway/schema.py), found through the key's
+directory entry; a legacy key's record is its directory entry itself. Used by the CLI and the
+webhook service; authz only reads records through check.lua.
 Raises ``KeyNotFound`` for a key or id with no record, ``ValueError`` for a change that a
-revoked key refuses (revocation is final).
+revoked key refuses (revocation is final) or a key its account cannot take.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class KeyStore:
         self.redis = redis
         self.hasher = hasher
         self._create = scripts.register(redis, "create_record")
+        self._open = scripts.register(redis, "open_key")
+        self._sync_account = scripts.register(redis, "sync_account")
         self._set_status = scripts.register(redis, "set_status")
         self._set_hold = scripts.register(redis, "set_hold")
         self._sync = scripts.register(redis, "sync_key")
@@ -49,13 +53,34 @@ class KeyStore:
         return plaintext, record
 
     async def store(self, record: KeyRecord) -> bool:
-        """Write a new record whole; False if its key id is taken. Indexes are written first,
-        so a crash in between leaves at worst an index entry for a key that does not exist."""
+        """Write a new record whole; False if its key id is taken. The indexes and the key's
+        directory entry are written first, so a crash in between leaves at worst an entry for
+        a key that does not exist (401, and nobody holds that key). Raises ValueError if the
+        account is a customer's on another tier."""
+        account = record.account
         for owner in (record.customer, record.subscription):
             if owner:
                 await self.redis.sadd(schema.owned_keys(owner), record.key_id)
+        directory = schema.key_directory(record.key_id)
+        entry = ["account", account, "tier", record.tier]  # the tier: authz's first guess
+        claimed = bool(await self._create(keys=[directory], args=entry))
+        if not claimed and _s(await self.redis.hget(directory, "account") or "") != account:
+            return False  # the id is another account's key, or a legacy key's
+        # (An entry of this account already: a retry finishing an issuance that crashed here.)
         fields = [x for pair in record.to_redis().items() for x in pair]
-        return bool(await self._create(keys=[schema.key_record(record.key_id)], args=fields))
+        result = await self._open(
+            keys=[schema.key_record(record.key_id, account), schema.account_state(account)],
+            args=[record.tier, record.customer, record.subscription, str(record.period_start),
+                  str(record.period_end), *fields],
+        )  # fmt: skip
+        if isinstance(result, list):
+            if claimed:
+                await self.redis.delete(directory)
+            raise ValueError(
+                f"account {account} is on tier {_s(result[1])!r}; all keys of an account share "
+                f"its plan (issue the key with --tier {_s(result[1])})"
+            )
+        return bool(result)
 
     async def create(
         self,
@@ -83,9 +108,20 @@ class KeyStore:
             return self.hasher.key_id(self.hasher.digest(key_or_id))
         raise KeyNotFound("not a tollway key or key id")
 
+    async def locate(self, key_id: str) -> tuple[str, str]:
+        """(the key's record name, its account; "" for a legacy key). Raises KeyNotFound."""
+        directory = schema.key_directory(key_id)
+        account, digest = await self.redis.hmget(directory, "account", "hash")
+        if account:
+            return schema.key_record(key_id, _s(account)), _s(account)
+        if digest:
+            return directory, ""
+        raise KeyNotFound(f"no key with id {key_id}")
+
     async def get(self, key_or_id: str) -> KeyRecord:
         key_id = self.key_id_of(key_or_id)
-        raw = await self.redis.hgetall(schema.key_record(key_id))
+        name, _ = await self.locate(key_id)
+        raw = await self.redis.hgetall(name)
         if not raw:
             raise KeyNotFound(f"no key with id {key_id}")
         record = KeyRecord.from_redis({_s(k): _s(v) for k, v in raw.items()})
@@ -96,7 +132,8 @@ class KeyStore:
 
     async def _change(self, script: Any, key_or_id: str, arg: str) -> KeyRecord:
         record = await self.get(key_or_id)
-        result = await script(keys=[schema.key_record(record.key_id)], args=[arg])
+        name, _ = await self.locate(record.key_id)
+        result = await script(keys=[name], args=[arg])
         if result == 0:
             raise KeyNotFound(f"no key with id {record.key_id}")
         if result == -1:
@@ -140,9 +177,8 @@ class KeyStore:
         if overlap_s <= 0:
             await self.revoke(old.key_id)
         else:
-            await self.redis.hset(
-                schema.key_record(old.key_id), "expires_at", str(created + overlap_s)
-            )
+            name, _ = await self.locate(old.key_id)
+            await self.redis.hset(name, "expires_at", str(created + overlap_s))
             await self.announce(old.key_id)
         return plaintext, record
 
@@ -150,10 +186,22 @@ class KeyStore:
         """Copy subscription state onto a key record if ``version`` is not older than what it
         holds; returns sync_key.lua's answer (1 written, 0 missing, -1 older, -2 revoked)."""
         args = [str(version), *(x for pair in fields.items() for x in pair)]
-        result = int(await self._sync(keys=[schema.key_record(key_id)], args=args))
+        try:
+            name, _ = await self.locate(key_id)
+        except KeyNotFound:
+            return 0
+        result = int(await self._sync(keys=[name], args=args))
         if result == 1:
             await self.announce(key_id)
         return result
+
+    async def sync_account(
+        self, account: str, customer: str, version: int, fields: Mapping[str, str]
+    ) -> int:
+        """Copy subscription state onto the account itself (its plan, status and period), even
+        before it has a key; returns sync_account.lua's answer (1 written, -1 older)."""
+        args = [str(version), customer, account, *(x for pair in fields.items() for x in pair)]
+        return int(await self._sync_account(keys=[schema.account_state(account)], args=args))
 
     async def owned(self, owner: str) -> list[str]:
         """Key ids issued for a subscription or customer."""

@@ -1,4 +1,5 @@
-"""Subscription state and event markers in Redis, and their fan-out onto key records.
+"""Subscription state and event markers in Redis, and their fan-out onto the account and its
+key records.
 
 Each event's own writes are atomic: apply_state.lua compare-and-sets the subscription's state
 together with the event's idempotency marker, in the subscription's Redis slot. Key records
@@ -54,9 +55,13 @@ class StateStore:
         )
 
     async def fan_out(self, state: SubState) -> int:
-        """Copy ``state`` onto every key of the subscription; returns how many were written."""
+        """Copy ``state`` onto the subscription's account (which exists from the first event,
+        with or without a Checkout) and every key of it; returns how many keys were written."""
         if state.status is None:
             return 0
+        await self.keys.sync_account(
+            state.subscription, state.customer, state.version, state.account_fields()
+        )
         written = 0
         for key_id in await self.keys.owned(state.subscription):
             written += await self.keys.sync(key_id, state.version, state.key_fields()) == 1

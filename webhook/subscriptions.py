@@ -90,6 +90,10 @@ class SubState:
             out["tier"] = self.tier
         return out
 
+    def account_fields(self) -> dict[str, str]:
+        """What the subscription's account copies: the key fields, and the status as text."""
+        return self.key_fields()
+
 
 def _past_due(state: SubState, now: int, grace_s: int) -> SubState:
     if state.status is KeyStatus.PAST_DUE and state.grace_until:

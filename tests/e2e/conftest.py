@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 import gc
 import http.client
@@ -84,6 +85,7 @@ class Edge:
         self.stack = stack
         self.logs = logs
         self.issued: list[str] = []
+        self.accounts: dict[str, str] = {}  # key id -> account, of the keys issued here
         self.redis = connect_sync(stack.effective_redis_url)
 
     def get(self, path: str, key: str | None = None, headers=None) -> Response:
@@ -92,8 +94,11 @@ class Edge:
             h["x-api-key"] = key
         return request(self.stack.ports.envoy, path, h)
 
-    def issue(self, tier: str, customer: str = "cus_e2e", **fields: str) -> tuple[str, str]:
-        """Issue a key through the real KeyStore; returns (plaintext, key id)."""
+    def issue(self, tier: str, customer: str = "", **fields: str) -> tuple[str, str]:
+        """Issue a key through the real KeyStore, for a customer of its own unless ``customer``
+        is given (keys of one customer share its account's bucket and quota); returns
+        (plaintext, key id)."""
+        customer = customer or f"cus_e2e_{len(self.issued)}_{os.urandom(3).hex()}"
 
         async def go():
             client = connect(self.stack.effective_redis_url)
@@ -103,8 +108,9 @@ class Edge:
                 await client.aclose()
 
         plaintext, record = asyncio.run(go())
+        self.accounts[record.key_id] = record.account
         if fields:
-            self.redis.hset(schema.key_record(record.key_id), mapping=fields)
+            self.redis.hset(schema.key_record(record.key_id, record.account), mapping=fields)
         self.issued.append(plaintext)
         return plaintext, record.key_id
 
@@ -154,7 +160,9 @@ class Edge:
             self.stack.start("redis")
 
     def usage(self, key_id: str) -> int:
-        return sum(int(v) for v in self.redis.hgetall(schema.key_usage(key_id)).values())
+        """Requests counted for the account of key ``key_id`` (one issued here)."""
+        account = self.accounts[key_id]
+        return sum(int(v) for v in self.redis.hgetall(schema.usage(account)).values())
 
 
 # With --redis-mode cluster, every stack shares the session's Redis Cluster (flushed when a

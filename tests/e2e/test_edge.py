@@ -9,6 +9,7 @@ import pytest
 
 from cli.main import main as cli
 from tests.e2e.conftest import fetch
+from tollway import schema
 
 pytestmark = pytest.mark.e2e
 
@@ -111,7 +112,8 @@ def test_past_due_within_grace_is_allowed_with_warning_then_402(edge):
     key, key_id = edge.issue("pro", status="past_due", grace_until=str(int(time.time()) + 3600))
     r = edge.get("/v1/things", key)
     assert r.status == 200 and r.headers["x-tollway-warning"].startswith("payment overdue")
-    edge.redis.hset(f"tw:{{{key_id}}}:key", "grace_until", str(int(time.time()) - 1))
+    record = schema.key_record(key_id, edge.accounts[key_id])
+    edge.redis.hset(record, "grace_until", str(int(time.time()) - 1))
     r = edge.get("/v1/things", key)
     assert r.status == 402 and error_code(r) == "payment_required"
 

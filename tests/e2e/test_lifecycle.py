@@ -80,7 +80,7 @@ def test_subscribe_pay_fail_grace_recover_upgrade_cancel(edge):
     key = claim["api_key"]
     edge.issued.append(key)
     assert claim["tier"] == "pro"
-    sub = edge.redis.hget(schema.key_record(claim["key_id"]), "subscription")
+    sub = edge.redis.hget(schema.key_directory(claim["key_id"]), "account")  # its subscription
 
     r = within_1s(edge, key, lambda r: r.status == 200, "subscribed")
     assert r.upstream_saw("x-tollway-tier") == ["pro"]

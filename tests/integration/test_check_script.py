@@ -30,24 +30,39 @@ class Harness:
         self.clock = clock
         self.store = KeyStore(redis, KeyHasher())
         self.pipelines = 0
+        self.accounts = 0
+        self.account: dict[str, str] = {}  # key id -> account
         self.limiter = Limiter(pipe, redis, clock, Breaker(3, 1.0), deadline_s=2.0, usage_window_s=60,
                                on_pipeline=self._count)  # fmt: skip
 
     def _count(self) -> None:
         self.pipelines += 1
 
-    async def key(self, tier_name: str, **fields: str) -> tuple[str, str, str]:
-        """Issue a key created at T0, then override record ``fields``; (plaintext, id, digest)."""
-        plaintext, record = await self.store.create(tier_name, "cus_1", now=T0 // 1000)
+    async def key(
+        self, tier_name: str, customer: str = "", **fields: str
+    ) -> tuple[str, str, str]:
+        """Issue a key created at T0 (for a customer of its own unless ``customer`` is given),
+        then override record ``fields``; (plaintext, id, digest)."""
+        self.accounts += 1
+        customer = customer or f"cus_{self.accounts}"
+        plaintext, record = await self.store.create(tier_name, customer, now=T0 // 1000)
+        self.account[record.key_id] = customer
         if fields:
-            await self.redis.hset(schema.key_record(record.key_id), mapping=fields)
+            await self.redis.hset(self.record(record.key_id), mapping=fields)
         return plaintext, record.key_id, record.hash
+
+    def record(self, kid: str) -> str:
+        return schema.key_record(kid, self.account[kid])
+
+    def state(self, kid: str) -> str:
+        """The key's account's bucket and quota."""
+        return schema.account_state(self.account[kid])
 
     async def check(self, kid: str, digest: str, cost: int = 1, feature: str | None = None):
         return await self.limiter.check(kid, digest, cost, POLICY.tier_args(feature))
 
     async def usage(self, kid: str) -> dict[str, str]:
-        return await self.redis.hgetall(schema.key_usage(kid))
+        return await self.redis.hgetall(schema.usage(self.account[kid]))
 
 
 @pytest.fixture
@@ -63,14 +78,14 @@ async def test_bucket_levels_are_exact_on_a_pinned_clock(h):
     assert (denied.code, denied.remaining, denied.wait_ms) == (Code.RATE, 0, 1000)
     h.clock.advance(400)
     assert (await h.check(kid, digest)).wait_ms == 600
-    assert float(await h.redis.hget(schema.key_state(kid), "tokens")) == 0
+    assert float(await h.redis.hget(h.state(kid), "tokens")) == 0
     h.clock.advance(600)
     ok = await h.check(kid, digest)
     assert (ok.code, ok.remaining, ok.wait_ms) == (Code.OK, 0, 5000)
     h.clock.advance(2500)
     ok = await h.check(kid, digest)
     assert (ok.remaining, ok.wait_ms) == (1, 3500)
-    assert float(await h.redis.hget(schema.key_state(kid), "tokens")) == pytest.approx(1.5)
+    assert float(await h.redis.hget(h.state(kid), "tokens")) == pytest.approx(1.5)
 
 
 async def test_route_cost_drains_that_many_tokens(h):
@@ -121,7 +136,7 @@ async def test_subscription_period_from_the_record_is_used(h):
     _, kid, digest = await h.key("capped", period_start=str(start), period_end=str(start + 3600))
     out = await h.check(kid, digest)
     assert out.period_end == start + 3600
-    assert await h.redis.hget(schema.key_state(kid), "q_period") == str(start)
+    assert await h.redis.hget(h.state(kid), "q_period") == str(start)
 
 
 async def test_usage_is_counted_per_window_and_denials_are_not(h):
@@ -153,7 +168,7 @@ async def test_record_state_decides_before_the_bucket(h, fields, code):
     assert out.code is code
     if code is not Code.OK:
         assert await h.usage(kid) == {}
-        assert await h.redis.exists(schema.key_state(kid)) == 0
+        assert await h.redis.hmget(h.state(kid), "tokens", "q_used") == [None, None]
     else:
         assert out.grace_until == T0 // 1000 + 60
 
@@ -187,7 +202,7 @@ async def test_shrunk_burst_clamps_the_stored_tokens(h):
     """If the tier's burst is lowered, a fuller stored bucket is cut down to it."""
     _, kid, digest = await h.key("pro")  # burst 20
     await h.check(kid, digest)
-    await h.redis.hset(schema.key_state(kid), "tokens", "500")
+    await h.redis.hset(h.state(kid), "tokens", "500")
     assert (await h.check(kid, digest)).remaining == 19
 
 
@@ -268,15 +283,15 @@ async def test_a_check_sends_the_same_arguments_with_3_or_500_tiers(redis, pipe)
         recording = RecordingPipe(pipe)
         h = Harness(redis, recording, FixedClock(T0))
         policy = Policy(parse_tiers(many_tiers(n), "test"))
-        _, kid, digest = await h.key("custom250" if n else "pro")
+        _, kid, digest = await h.key("custom250" if n else "pro", customer=f"cus_t{n}")
         for _ in range(3):
             out = await h.limiter.check(kid, digest, 1, policy.tier_args(None))
             assert out.code is Code.OK
-        assert h.pipelines == 4  # TIER_CHANGED, then the check again, then two checks
+        assert h.pipelines == 4  # the key's directory entry, then three checks
         sizes[n] = {len(cmd) for cmd in recording.sent}
-    # Two lengths: the first ask (the tier not known yet: its name only, "") and the checks
-    # carrying one tier's 8 values. The same two whatever the size of the table.
-    assert sizes[0] == sizes[500] and max(sizes[0]) - min(sizes[0]) == 8 - 1
+    # The directory lookup (HMGET, 5 words), and the checks carrying one tier's 8 values: the
+    # same whatever the size of the table.
+    assert sizes[0] == sizes[500] and len(sizes[0]) == 2
 
 
 async def test_a_tier_change_is_seen_on_the_next_check(h):
@@ -284,7 +299,7 @@ async def test_a_tier_change_is_seen_on_the_next_check(h):
     with pro's values, in the same call."""
     _, kid, digest = await h.key("free")
     assert (await h.check(kid, digest)).tier == "free"
-    await h.redis.hset(schema.key_record(kid), "tier", "pro")
+    await h.redis.hset(h.record(kid), "tier", "pro")
     before = h.pipelines
     out = await h.check(kid, digest)
     assert (out.code, out.tier) == (Code.OK, "pro")
@@ -301,17 +316,16 @@ async def test_a_tier_table_reload_applies_to_the_next_check(h):
     assert out.code is Code.QUOTA
 
 
-async def test_the_state_expires_a_day_after_its_period(h):
-    """The state's TTL is set when a period starts, and moves when the next one starts."""
+async def test_the_account_state_has_no_ttl_and_its_quota_rolls_with_the_period(h):
+    """The bucket and quota are the account's, kept for as long as the account (no TTL, so
+    no EXPIRE on the check path); a new period starts the quota from zero."""
     _, kid, digest = await h.key(
-        "pro", period_start=str(T0 // 1000), period_end=str(T0 // 1000 + 1000)
+        "capped", period_start=str(T0 // 1000), period_end=str(T0 // 1000 + 1000)
     )
-    await h.check(kid, digest)
-    first = await h.redis.ttl(schema.key_state(kid))
-    assert 1000 + 86400 - 5 <= first <= 1000 + 86400
-    await h.redis.expire(schema.key_state(kid), 50)  # not set again within the period
-    await h.check(kid, digest)
-    assert await h.redis.ttl(schema.key_state(kid)) <= 50
+    for _ in range(3):
+        assert (await h.check(kid, digest)).code is Code.OK
+    assert (await h.check(kid, digest)).code is Code.QUOTA
+    assert await h.redis.ttl(h.state(kid)) == -1
     h.clock.advance(1_500_000)  # the next period: [T0 + 1000 s, T0 + 2000 s)
-    await h.check(kid, digest)
-    assert 500 + 86400 - 5 <= await h.redis.ttl(schema.key_state(kid)) <= 500 + 86400
+    out = await h.check(kid, digest)
+    assert (out.code, out.quota_used) == (Code.OK, 1)

@@ -68,8 +68,8 @@ class Stack:
             await self.service.Check(check_request({"x-api-key": key}), None)
         )
 
-    async def counted(self, key_id: str) -> int:
-        return sum(int(v) for v in (await self.redis.hgetall(schema.key_usage(key_id))).values())
+    async def counted(self, account: str) -> int:
+        return sum(int(v) for v in (await self.redis.hgetall(schema.usage(account))).values())
 
 
 async def test_lease_mode_calls_redis_once_per_lease_and_counts_exactly(redis, pipe):
@@ -81,11 +81,11 @@ async def test_lease_mode_calls_redis_once_per_lease_and_counts_exactly(redis, p
     # Each call: its own request plus a lease of 50; and once, first, the key's tier is
     # learned (check.lua answers TIER_CHANGED to a key this process has not seen).
     assert s.pipelines == 1 + -(-500 // 51)
-    assert await s.counted(rec.key_id) < 500  # the last lease's requests are still owed
+    assert await s.counted(rec.account) < 500  # the last lease's requests are still owed
     s.leases.close_all()
     assert await s.service.settle_leases() > 0
-    assert await s.counted(rec.key_id) == 500
-    state = await redis.hgetall(schema.key_state(rec.key_id))
+    assert await s.counted(rec.account) == 500
+    state = await redis.hgetall(schema.account_state(rec.account))
     assert state["q_used"] == "500"
     # The unused part of the last lease went back: 500 taken from a bucket of 1000.
     assert float(state["tokens"]) == pytest.approx(500, abs=1)
@@ -98,7 +98,7 @@ async def test_a_settlement_retried_with_the_same_id_counts_once(redis, pipe):
     for _ in range(2):  # the second call is a retry of the first, whose answer was "lost"
         await s.limiter.check(rec.key_id, rec.hash, 0, args, 7, 3, ScriptCall.SETTLE, "abc123")
     await s.limiter.check(rec.key_id, rec.hash, 0, args, 2, 0, ScriptCall.SETTLE, "def456")
-    assert await s.counted(rec.key_id) == 9
+    assert await s.counted(rec.account) == 9
 
 
 async def test_a_lease_never_reaches_past_a_blocking_quota(redis, pipe):
@@ -108,7 +108,7 @@ async def test_a_lease_never_reaches_past_a_blocking_quota(redis, pipe):
     assert codes == [0] * 20 + [429] * 10  # 0: not denied
     s.leases.close_all()
     await s.service.settle_leases()
-    assert await s.counted(rec.key_id) == 20
+    assert await s.counted(rec.account) == 20
 
 
 async def test_revocation_reaches_a_lease_through_pubsub(redis, pipe):
@@ -128,7 +128,7 @@ async def test_revocation_reaches_a_lease_through_pubsub(redis, pipe):
         resp = await s.call(key)
         assert resp.denied_response.status.code == 401
         assert resp.status.message == "key_revoked"
-        assert await s.counted(rec.key_id) == 5  # the denial's call settled the lease
+        assert await s.counted(rec.account) == 5  # the denial's call settled the lease
     finally:
         listener.cancel()
 
@@ -148,4 +148,4 @@ async def test_checks_arriving_during_a_renewal_wait_for_its_lease(redis, pipe):
     assert len(s.sent.sent) - before <= 25
     s.leases.close_all()
     await s.service.settle_leases()
-    assert await s.counted(rec.key_id) == 501
+    assert await s.counted(rec.account) == 501

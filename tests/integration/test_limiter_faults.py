@@ -27,10 +27,10 @@ from tollway.tiers import parse_tiers
 pytestmark = pytest.mark.integration
 
 
-async def sleep_redis(redis, key_id: str, seconds: float) -> None:
-    """DEBUG SLEEP the Redis that holds ``key_id``: on a cluster, the node serving its slot."""
+async def sleep_redis(redis, account: str, seconds: float) -> None:
+    """DEBUG SLEEP the Redis that holds ``account``: on a cluster, the node serving its slot."""
     if isinstance(redis, RedisCluster):
-        node = redis.get_node_from_key(schema.key_record(key_id))
+        node = redis.get_node_from_key(schema.account_state(account))
         await redis.execute_command("DEBUG", "SLEEP", str(seconds), target_nodes=node)
     else:
         await redis.execute_command("DEBUG", "SLEEP", str(seconds))
@@ -55,7 +55,7 @@ async def test_slow_redis_times_out_and_opens_the_breaker(redis, redis_server):
             except StoreUnavailable:
                 await asyncio.sleep(0.05)
         limiter.breaker.success()
-        blocker = asyncio.create_task(sleep_redis(redis, record.key_id, 3))
+        blocker = asyncio.create_task(sleep_redis(redis, record.account, 3))
         await asyncio.sleep(0.1)
         errors = []
         start = time.perf_counter()
@@ -84,7 +84,7 @@ async def test_missed_deadline_is_overloaded_and_does_not_blame_redis(redis, red
         # Warm up (connect, load the script) with room to spare: that is not what is tested.
         await limiter.check(record.key_id, record.hash, 1, ARGS)
         limiter.deadline_s = 0.05
-        blocker = asyncio.create_task(sleep_redis(redis, record.key_id, 0.3))
+        blocker = asyncio.create_task(sleep_redis(redis, record.account, 0.3))
         await asyncio.sleep(0.05)
         for _ in range(3):
             with pytest.raises(Overloaded, match="check took over 50 ms"):
@@ -111,8 +111,8 @@ async def test_buffered_usage_is_written_to_the_usage_hash(redis):
     buf.add("k1", 120.0, n=3)
     buf.add("k2", 200.0)
     assert await buf.flush(redis) == 4
-    assert await redis.hgetall(schema.key_usage("k1")) == {"120": "3"}
-    assert await redis.hgetall(schema.key_usage("k2")) == {"180": "1"}
+    assert await redis.hgetall(schema.usage("k1")) == {"120": "3"}
+    assert await redis.hgetall(schema.usage("k2")) == {"180": "1"}
     assert len(buf) == 0
 
 
@@ -135,11 +135,11 @@ async def test_a_check_redis_runs_after_its_deadline_changes_nothing(redis, redi
     client = open_pipe(redis_server, timeout_s=None)  # this test waits for the late answer
     limiter = Limiter(client, redis, RedisTime(), Breaker(3, 30.0), deadline_s=2.0,
                       usage_window_s=60, expire_after_ms=50)  # fmt: skip
-    usage = schema.key_usage(record.key_id)
+    usage = schema.usage(record.account)
     try:
         await limiter.check(record.key_id, record.hash, 1, ARGS)  # also learns Redis's clock
         assert limiter.redis_clock.offset_ms is not None
-        blocker = asyncio.create_task(sleep_redis(redis, record.key_id, 0.3))
+        blocker = asyncio.create_task(sleep_redis(redis, record.account, 0.3))
         await asyncio.sleep(0.05)
         with pytest.raises(StoreUnavailable, match="after its deadline; nothing was counted"):
             await limiter.check(record.key_id, record.hash, 1, ARGS)
@@ -161,5 +161,5 @@ async def test_a_buffered_write_retried_after_a_lost_answer_counts_once(redis):
     buf._sent = {"again": ("k1", 120, 3), "settle1": ("k2", 120, 2)}  # "again" is a new id
     buf._total = 5
     assert await buf.flush(redis) == 5
-    assert await redis.hgetall(schema.key_usage("k1")) == {"120": "6"}  # a new id: counted
-    assert await redis.hgetall(schema.key_usage("k2")) == {"120": "2"}  # the same id: once
+    assert await redis.hgetall(schema.usage("k1")) == {"120": "6"}  # a new id: counted
+    assert await redis.hgetall(schema.usage("k2")) == {"120": "2"}  # the same id: once

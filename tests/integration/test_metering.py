@@ -63,7 +63,7 @@ async def old_window(back: int = 2) -> int:
 
 
 async def usage(redis, key_id: str, window: int, n: int) -> None:
-    await redis.hincrby(schema.key_usage(key_id), str(window), n)
+    await redis.hincrby(schema.usage(key_id), str(window), n)
 
 
 def accepted(s: Standin, customer: str) -> int:
@@ -81,8 +81,8 @@ async def test_only_closed_windows_are_taken(redis):
     current = now - now % W
     await usage(redis, "k1", current, 5)
     await usage(redis, "k1", current - W, 3)
-    assert await ledger.move_key("k1", "cus_1", "api_requests") == 3
-    assert await redis.hgetall(schema.key_usage("k1")) == {str(current): "5"}
+    assert await ledger.move_usage("k1", "cus_1", "api_requests") == 3
+    assert await redis.hgetall(schema.usage("k1")) == {str(current): "5"}
     assert await redis.hgetall(schema.ledger("cus_1", "open")) == {
         f"api_requests|{current - W}": "3"
     }
@@ -94,10 +94,10 @@ async def test_a_crash_between_transfer_and_outbox_delete_does_not_double_count(
     ledger = Ledger(redis, W, 0)
     w = await old_window()
     await usage(redis, "k1", w, 4)
-    await ledger.move_key("k1", "cus_1", "m")
+    await ledger.move_usage("k1", "cus_1", "m")
     # Simulate the crash: the entry is back in the outbox, its transfer marker still set.
     await redis.hset(schema.outbox("k1"), f"{w}:1", 4)
-    assert await ledger.move_key("k1", "cus_1", "m") == 0
+    assert await ledger.move_usage("k1", "cus_1", "m") == 0
     assert await redis.hget(schema.ledger("cus_1", "open"), f"m|{w}") == "4"
 
 
@@ -106,11 +106,11 @@ async def test_late_usage_for_a_claimed_window_gets_a_new_identifier(redis):
     ledger = Ledger(redis, W, 0)
     w = await old_window()
     await usage(redis, "k1", w, 2)
-    await ledger.move_key("k1", "cus_1", "m")
+    await ledger.move_usage("k1", "cus_1", "m")
     (first,) = await ledger.claim("cus_1")
     await ledger.ack(first)
     await usage(redis, "k1", w, 3)  # an outage's buffered usage, written back late
-    await ledger.move_key("k1", "cus_1", "m")
+    await ledger.move_usage("k1", "cus_1", "m")
     (second,) = await ledger.claim("cus_1")
     assert (first.gen, first.value, second.gen, second.value) == (1, 2, 2, 3)
     assert first.identifier != second.identifier and len(second.identifier) <= 100
@@ -172,7 +172,7 @@ async def test_accepted_but_unacked_is_not_billed_twice(redis, standin):
     _, rec = await KeyStore(redis, KeyHasher()).create("free", "cus_X")
     await usage(redis, rec.key_id, await old_window(), 6)
     d = drainer(redis, client)
-    await d.ledger.move_key(rec.key_id, "cus_X", "api_requests")
+    await d.ledger.move_usage(rec.key_id, "cus_X", "api_requests")
     (p,) = await d.ledger.claim("cus_X")
     assert (await d.sink.send_one(p))[0] is SendResult.ACCEPTED  # ...and then the daemon dies
     s.idempotent.clear()  # past Stripe's idempotency window: only the identifier protects us
@@ -255,7 +255,7 @@ async def test_overage_mode_reports_only_usage_past_the_quota_per_period(redis, 
     recs = []
     for _ in range(2):
         _, rec = await keys.create("hybrid", "cus_H")
-        await redis.hset(schema.key_record(rec.key_id), mapping=period)
+        await redis.hset(schema.key_record(rec.key_id, rec.account), mapping=period)
         recs.append(rec)
     await usage(redis, recs[0].key_id, w, 4)
     await usage(redis, recs[1].key_id, w, 3)

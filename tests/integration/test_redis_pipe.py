@@ -25,6 +25,7 @@ from tests.support import TEST_TIERS
 from tollway import schema
 from tollway.clock import RedisTime
 from tollway.keys import KeyHasher
+from tollway.records import KeyRecord
 from tollway.redis_client import connect
 from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
@@ -89,41 +90,50 @@ class Proxy:
             w.transport.abort()
 
 
-async def node_port(pipe, key_id: str) -> int:
-    """The port of the Redis node that serves ``key_id``'s slot."""
+def account_slot(rec: KeyRecord) -> int:
+    """The slot a key's checks run in: its account's."""
+    return slot_of(("EVALSHA", "", 1, schema.account_state(rec.account)))
+
+
+async def node_port(pipe, rec: KeyRecord) -> int:
+    """The port of the Redis node that serves the slot ``rec``'s checks run in."""
     if isinstance(pipe, RedisClusterPipe):
         await pipe.refresh()
-        address = pipe._slots[slot_of(("EVALSHA", "", 1, schema.key_record(key_id)))]
+        address = pipe._slots[account_slot(rec)]
         assert address is not None
         return int(address.rsplit(":", 1)[1])
     return pipe.port
 
 
-def limiter(pipe, redis, breaker: Breaker | None = None) -> Limiter:
-    return Limiter(pipe, redis, RedisTime(), breaker or Breaker(1000, 1.0), deadline_s=5.0,
-                   usage_window_s=60)  # fmt: skip
+def limiter(pipe, redis, breaker: Breaker | None = None, *known: KeyRecord) -> Limiter:
+    """A limiter; the accounts of ``known`` keys already learnt (as after their first check),
+    so that a pipe to one node sends it nothing but those keys' checks."""
+    lim = Limiter(pipe, redis, RedisTime(), breaker or Breaker(1000, 1.0), deadline_s=5.0,
+                  usage_window_s=60)  # fmt: skip
+    lim.key_accounts.update({rec.key_id: rec.account for rec in known})
+    return lim
 
 
-async def used(redis, key_id: str) -> int:
-    return sum(map(int, (await redis.hgetall(schema.key_usage(key_id))).values()))
+async def used(redis, rec: KeyRecord) -> int:
+    return sum(map(int, (await redis.hgetall(schema.usage(rec.account))).values()))
 
 
 async def test_replies_split_byte_by_byte_are_matched_in_order(redis, pipe):
     """The node's replies arrive one byte per read: every check still gets its own answer."""
     _, rec = await KeyStore(redis, KeyHasher()).create("business", "cus_1")
-    async with Proxy(await node_port(pipe, rec.key_id), chunk=1) as proxy:
+    async with Proxy(await node_port(pipe, rec), chunk=1) as proxy:
         node = NodePipe("127.0.0.1", proxy.port, 5.0)
-        lim = limiter(node, redis)
+        lim = limiter(node, redis, None, rec)
         outs = await asyncio.gather(*(lim.check(rec.key_id, rec.hash, 1, ARGS) for _ in range(30)))
         await node.aclose()
     assert [o.code for o in outs] == [Code.OK] * 30
     assert sorted(o.quota_used for o in outs) == list(range(1, 31))
-    assert await used(redis, rec.key_id) == 30
+    assert await used(redis, rec) == 30
 
 
 async def test_an_error_reply_answers_its_own_command_only(pipe):
     """Error replies come back in their command's place; the commands around them succeed."""
-    key = schema.key_record("0123456789abcdef")
+    key = schema.key_directory("0123456789abcdef")
     replies = await pipe.execute([
         ("EVAL", "return 1", 1, key),
         ("EVAL", "return redis.error_reply('boom')", 1, key),
@@ -142,7 +152,7 @@ async def test_noscript_after_script_flush_loads_the_script_again(redis, pipe):
         assert await node.execute([("SCRIPT", "FLUSH")]) == ["OK"]
     outs = await asyncio.gather(*(lim.check(rec.key_id, rec.hash, 1, ARGS) for _ in range(5)))
     assert [o.code for o in outs] == [Code.OK] * 5
-    assert await used(redis, rec.key_id) == 6
+    assert await used(redis, rec) == 6
 
 
 async def test_a_connection_dropped_mid_pipeline_answers_every_check_once(redis, pipe):
@@ -150,9 +160,9 @@ async def test_a_connection_dropped_mid_pipeline_answers_every_check_once(redis,
     answer or a clear store error, nothing is sent again, and each is counted exactly once
     (Redis ran all 30). The next check reconnects."""
     _, rec = await KeyStore(redis, KeyHasher()).create("business", "cus_1")
-    async with Proxy(await node_port(pipe, rec.key_id)) as proxy:
+    async with Proxy(await node_port(pipe, rec)) as proxy:
         node = NodePipe("127.0.0.1", proxy.port, 5.0)
-        lim = limiter(node, redis)
+        lim = limiter(node, redis, None, rec)
         # Warm: the script is loaded and the key's tier learned, so the 30 go in one pipeline.
         assert (await lim.check(rec.key_id, rec.hash, 1, ARGS)).code is Code.OK
         proxy.cut_after = 600
@@ -163,12 +173,12 @@ async def test_a_connection_dropped_mid_pipeline_answers_every_check_once(redis,
         errors = [o for o in outs if isinstance(o, BaseException)]
         assert all(isinstance(e, StoreUnavailable) and "connection lost" in str(e) for e in errors)
         assert 0 < len(answered) < 30 and all(o.code is Code.OK for o in answered)
-        assert await used(redis, rec.key_id) == 1 + 30
+        assert await used(redis, rec) == 1 + 30
         assert (await lim.check(rec.key_id, rec.hash, 1, ARGS)).code is Code.OK
         assert proxy.connections == 2
         await node.aclose()
         await asyncio.sleep(0)  # the proxy's handlers see the close
-    assert await used(redis, rec.key_id) == 1 + 30 + 1
+    assert await used(redis, rec) == 1 + 30 + 1
 
 
 async def test_unreachable_node_backs_off_then_reconnects():
@@ -196,10 +206,11 @@ async def test_moved_follows_the_slot_and_fixes_the_map(redis, cluster_pipe):
     pipe = cluster_pipe
     _, rec = await KeyStore(redis, KeyHasher()).create("business", "cus_1")
     await pipe.refresh()
-    slot = slot_of(("EVALSHA", "", 1, schema.key_record(rec.key_id)))
+    slot = account_slot(rec)
     right = pipe._slots[slot]
     pipe._slots[slot] = next(a for a in set(pipe._slots) if a != right)
-    assert (await limiter(pipe, redis).check(rec.key_id, rec.hash, 1, ARGS)).code is Code.OK
+    lim = limiter(pipe, redis, None, rec)  # only the check goes to the mis-mapped slot
+    assert (await lim.check(rec.key_id, rec.hash, 1, ARGS)).code is Code.OK
     assert pipe._slots[slot] == right
 
 
@@ -209,7 +220,7 @@ async def test_ask_during_a_slot_migration_is_followed_for_that_command(redis, c
     pipe = cluster_pipe
     await pipe.refresh()
     key_id = "00000000000000aa"  # never issued: the source does not hold it
-    slot = slot_of(("EVALSHA", "", 1, schema.key_record(key_id)))
+    slot = slot_of(("EVALSHA", "", 1, schema.key_directory(key_id)))
     source = pipe._slots[slot]
     target = next(a for a in set(pipe._slots) if a != source)
     assert source is not None and target is not None
@@ -218,7 +229,7 @@ async def test_ask_during_a_slot_migration_is_followed_for_that_command(redis, c
     try:
         assert await dst.execute([("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)]) == ["OK"]
         assert await src.execute([("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)]) == ["OK"]
-        key = schema.key_record(key_id)
+        key = schema.key_directory(key_id)
         # One key: with several, a target answers TRYAGAIN until all of them have moved.
         (reply,) = await pipe.execute([("EVAL", "return redis.call('EXISTS', KEYS[1])", 1, key)])
         assert reply == 0  # answered by the target, after ASKING
@@ -246,11 +257,11 @@ async def test_a_primary_killed_and_replaced_by_its_replica(tmp_path, redis_mode
         lim = limiter(pipe, redis)
         assert {(await lim.check(r.key_id, r.hash, 1, ARGS)).code for r in recs} == {Code.OK}
         await asyncio.sleep(0.5)  # replication on loopback: well within this
-        victim = await node_port(pipe, recs[0].key_id)
+        victim = await node_port(pipe, recs[0])
         replica = cluster.replica_of(victim)
         cluster.kill_node(victim)
         assert cluster.cli(replica, "cluster", "failover", "takeover").strip() == "OK"
-        on_victim = [r for r in recs if await node_port_cached(pipe, r.key_id) == victim]
+        on_victim = [r for r in recs if await node_port_cached(pipe, r) == victim]
         others = [r for r in recs if r not in on_victim]
         refreshes = pipe.refreshes
         deadline = time.monotonic() + 20
@@ -276,9 +287,9 @@ async def test_a_primary_killed_and_replaced_by_its_replica(tmp_path, redis_mode
         cluster.stop()
 
 
-async def node_port_cached(pipe: RedisClusterPipe, key_id: str) -> int | None:
-    """The port the client's current map routes ``key_id`` to (no refresh)."""
-    address = pipe._slots[slot_of(("EVALSHA", "", 1, schema.key_record(key_id)))]
+async def node_port_cached(pipe: RedisClusterPipe, rec: KeyRecord) -> int | None:
+    """The port the client's current map routes ``rec``'s checks to (no refresh)."""
+    address = pipe._slots[account_slot(rec)]
     return int(address.rsplit(":", 1)[1]) if address else None
 
 
@@ -290,7 +301,7 @@ def test_the_client_runs_on_uvloop_as_authz_does(redis_server):
     async def go() -> list[object]:
         pipe = open_pipe(redis_server, timeout_s=5.0)
         try:
-            key = schema.key_record("0123456789abcdef")
+            key = schema.key_directory("0123456789abcdef")
             return await pipe.execute([("EVAL", "return 7", 1, key),
                                        ("EVAL", "return redis.error_reply('no')", 1, key)])  # fmt: skip
         finally:

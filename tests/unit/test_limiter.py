@@ -22,7 +22,13 @@ class Broken:
     async def execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if not self.healthy:
             raise StoreConnectionError("cannot connect to 127.0.0.1:1")
-        return [[0, "pro", "cus_1", 5, 0, 1, 0, 0, 0, 1_767_225_600_000, 0]] * len(commands)
+        return [self.reply(c) for c in commands]
+
+    @staticmethod
+    def reply(command: tuple[Any, ...]) -> list[Any]:
+        if command[0] == "HMGET":  # the key's directory entry
+            return ["sub_1", None, "pro"]
+        return [0, "pro", "cus_1", 5, 0, 1, 0, 0, 0, 1_767_225_600_000, 0]
 
     async def script_load(self, source: str) -> None:
         return None

@@ -42,6 +42,9 @@ class FakeStore:
     async def write_back(self, buffer):
         return None
 
+    def usage_source(self, key_id: str) -> str:
+        return "sub_1"  # the key's account
+
 
 def service(store: FakeStore) -> AuthzServicer:
     return AuthzServicer(
@@ -145,6 +148,7 @@ async def test_store_down_allows_known_key_on_allow_tier_and_buffers_usage():
     assert resp.HasField("ok_response")
     assert headers_of(resp.ok_response.headers)["x-tollway-degraded"] == "store_unavailable"
     assert len(svc.buffer) == 1
+    assert {source for source, _ in svc.buffer._counts} == {"sub_1"}  # under its account
 
 
 async def test_store_down_denies_unseen_keys_and_deny_tiers():

@@ -1,10 +1,13 @@
 -- check.lua: decide one API request for one key, atomically, in one round trip.
 --
--- KEYS (all share the key's {key_id} hash tag, so one Cluster slot):
---   KEYS[1] record  hash  hash, status, tier, customer, grace_until, period_start, period_end,
---                         hold, expires_at
---   KEYS[2] state   hash  tokens, ts (ms), q_period (period start, s), q_used
---   KEYS[3] usage   hash  window start (s) -> requests let through (metering drains it)
+-- KEYS (all share the account's hash tag, so one Cluster slot; see tollway/schema.py):
+--   KEYS[1] record  hash  the key: hash, status, tier, customer, grace_until, period_start,
+--                         period_end, hold, expires_at
+--   KEYS[2] state   hash  the account's: tokens, ts (ms), q_period (period start, s), q_used;
+--                         every key of the account draws on this one bucket and quota
+--   KEYS[3] usage   hash  the account's: window start (s) -> requests let through (metering
+--                         drains it)
+--   (A legacy key, issued before accounts, passes its own record, state and usage instead.)
 --   KEYS[4] settled string  optional: marks this lease settlement (ARGV[6], ARGV[7]) applied,
 --                           so a retry of the same settlement counts and returns nothing twice
 -- ARGV:
@@ -78,30 +81,11 @@ if now >= pend then
   pend = pstart + plen
 end
 
+-- The state has no TTL: it is the account's, and lives as long as the account does.
 local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'q_period', 'q_used')
 local used = 0
--- The state's TTL outlives its period by a day. It is set when the state starts a period
--- (new, or rolled over), not on every call: the period end does not move within a period.
-local new_period = tonumber(st[3]) ~= pstart
-if not new_period then
+if tonumber(st[3]) == pstart then
   used = tonumber(st[4]) or 0
-end
-local function keep_state()
-  if new_period then
-    redis.call('EXPIRE', KEYS[2], pend - now + 86400) -- relative: the clock may be pinned
-    new_period = false
-  end
-end
-
--- Count n requests let through: the period's quota use, and the usage window metering bills.
-local function count(n)
-  if n <= 0 then
-    return
-  end
-  used = used + n
-  redis.call('HSET', KEYS[2], 'q_period', pstart, 'q_used', used)
-  keep_state()
-  redis.call('HINCRBY', KEYS[3], now - (now % wsize), n)
 end
 
 if KEYS[4] and (spent > 0 or returned > 0) then
@@ -109,8 +93,13 @@ if KEYS[4] and (spent > 0 or returned > 0) then
     spent, returned = 0, 0 -- applied already: this is a retry of a call whose answer was lost
   end
 end
--- What a lease already let through is counted before anything can refuse this request.
-count(spent)
+-- What a lease already let through is counted before anything can refuse this request: the
+-- period's quota use, and the usage window metering bills.
+if spent > 0 then
+  used = used + spent
+  redis.call('HSET', KEYS[2], 'q_period', pstart, 'q_used', used)
+  redis.call('HINCRBY', KEYS[3], now - (now % wsize), spent)
+end
 
 local grace = 0
 local expires = tonumber(rec[9]) or 0
@@ -168,7 +157,6 @@ end
 if deny ~= OK and not dry then
   if returned > 0 then
     redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used)
-    keep_state()
   end
   return {deny, tier, customer, math.floor(tokens), wait, used, pend, grace, OK, now_ms, 0}
 end
@@ -188,7 +176,6 @@ granted = math.max(granted, 0)
 tokens = tokens - granted
 used = used + this
 redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used)
-keep_state()
 if this > 0 then
   redis.call('HINCRBY', KEYS[3], now - (now % wsize), this)
 end

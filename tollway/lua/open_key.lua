@@ -1,0 +1,24 @@
+-- open_key.lua: write a new key record into its account, and the account's own fields.
+-- KEYS[1] the key record (in the account's slot); KEYS[2] the account hash
+-- ARGV[1] tier, ARGV[2] customer, ARGV[3] subscription ("" for a customer account),
+-- ARGV[4] period_start, ARGV[5] period_end, ARGV[6..] the record's field, value pairs.
+-- Returns 1 if written, 0 if the record already exists, or {-1, tier} if the account is a
+-- customer account on another tier (all keys of an account share one plan); nothing is
+-- written then.
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+local tier = redis.call('HGET', KEYS[2], 'tier')
+if ARGV[3] == '' and tier and tier ~= '' and tier ~= ARGV[1] then
+  return {-1, tier}
+end
+local record = {}
+for i = 6, #ARGV do
+  record[#record + 1] = ARGV[i]
+end
+redis.call('HSET', KEYS[1], unpack(record))
+redis.call('HSET', KEYS[2], 'customer', ARGV[2], 'subscription', ARGV[3])
+if not tier or tier == '' then
+  redis.call('HSET', KEYS[2], 'tier', ARGV[1], 'period_start', ARGV[4], 'period_end', ARGV[5])
+end
+return 1
