@@ -38,9 +38,7 @@ class Harness:
     def _count(self) -> None:
         self.pipelines += 1
 
-    async def key(
-        self, tier_name: str, customer: str = "", **fields: str
-    ) -> tuple[str, str, str]:
+    async def key(self, tier_name: str, customer: str = "", **fields: str) -> tuple[str, str, str]:
         """Issue a key created at T0 (for a customer of its own unless ``customer`` is given),
         then override record ``fields``; (plaintext, id, digest)."""
         self.accounts += 1
