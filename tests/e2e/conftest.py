@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
 import gc
 import http.client
 import json
+import os
 import re
 import threading
 import urllib.error
