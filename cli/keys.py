@@ -1,4 +1,4 @@
-"""``tollway keys create|show|revoke|suspend|resume|rotate``: issue and manage API keys.
+"""``tollway keys create|list|show|revoke|suspend|resume|rotate``: issue and manage API keys.
 
 ``keys create`` and ``keys rotate`` print only the new key on stdout; everything else goes to
 stderr, so ``KEY=$(tollway keys create ...)`` works.
@@ -11,11 +11,13 @@ import json
 import os
 import sys
 
+from cli.accounts import print_keys
 from cli.store_access import add_store_flags, settings_of, with_store
+from tollway.accounts import Accounts
 from tollway.keys import KeyMode
 from tollway.process import CliError, Subparsers
 from tollway.settings import StoreSettings
-from tollway.store import KeyStore
+from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import TierError, load_tiers
 
 # Commands that change a key's state: name -> (KeyStore method, help).
@@ -31,10 +33,22 @@ def register(subparsers: Subparsers) -> None:
         dest="keys_command", required=True
     )
     create = keys.add_parser("create", help="issue a key; prints only the key")
-    create.add_argument("--tier", required=True)
-    create.add_argument("--customer", help="customer id (default: a generated local id)")
+    create.add_argument("--tier", help="the key's tier (not with --subscription)")
+    owner = create.add_mutually_exclusive_group()
+    owner.add_argument("--customer", help="customer id (default: a generated local id)")
+    owner.add_argument(
+        "--subscription",
+        help="bind the key to a subscription the webhook has seen: its tier comes from the "
+        "subscription's price, and it follows the subscription's billing state",
+    )
     create.add_argument("--test", action="store_true", help="issue a tw_test_ key")
     add_store_flags(create)
+    listing = keys.add_parser("list", help="the keys of a customer or subscription (never a key)")
+    whose = listing.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--customer")
+    whose.add_argument("--subscription")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    add_store_flags(listing)
     show = keys.add_parser("show", help="print a key's record as JSON (never the key)")
     show.add_argument("key", metavar="KEY_OR_ID")
     add_store_flags(show)
@@ -53,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     command = args.keys_command
     if command == "create":
         return with_store(settings, lambda store: create(store, args, settings))
+    if command == "list":
+        owner = args.customer or args.subscription
+        return with_store(settings, lambda store: list_keys(store, owner, args.json))
     if command == "show":
         return with_store(settings, lambda store: show(store, args.key))
     if command == "rotate":
@@ -65,13 +82,35 @@ async def create(store: KeyStore, args: argparse.Namespace, settings: StoreSetti
         table = load_tiers(settings.tiers)
     except TierError as exc:
         raise CliError(f"invalid tier table: {exc.problems[0]}") from None
-    if table.get(args.tier) is None:
-        raise CliError(f"unknown tier {args.tier!r} (tiers: {', '.join(table.tiers)})")
-    customer = args.customer or f"local_{os.urandom(4).hex()}"
     mode = KeyMode.TEST if args.test else KeyMode.LIVE
-    plaintext, record = await store.create(args.tier, customer, mode)
+    try:
+        if args.subscription:
+            if args.tier:
+                raise CliError("--tier comes from the subscription; leave it out")
+            plaintext, record = await store.create_for_subscription(args.subscription, mode)
+            if table.get(record.tier) is None:
+                print(f"warning: tier {record.tier!r} is not in the tier table", file=sys.stderr)
+        else:
+            if not args.tier:
+                raise CliError("--tier is required (or --subscription)")
+            if table.get(args.tier) is None:
+                raise CliError(f"unknown tier {args.tier!r} (tiers: {', '.join(table.tiers)})")
+            customer = args.customer or f"local_{os.urandom(4).hex()}"
+            plaintext, record = await store.create(args.tier, customer, mode)
+    except (ValueError, KeyNotFound) as exc:
+        raise CliError(str(exc.args[0] if exc.args else exc)) from None
     print(plaintext)
-    print(f"created key {record.key_id} (tier {record.tier}, customer {customer})", file=sys.stderr)
+    print(f"created key {record.key_id} (tier {record.tier}, account {record.account})",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
+async def list_keys(store: KeyStore, owner: str, as_json: bool) -> int:
+    rows = [r.listing() for r in await Accounts(store).records(owner)]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_keys(rows)
     return 0
 
 

@@ -17,13 +17,14 @@ import devkit.cli
 import devkit.standin.cli
 import metering.cli
 import webhook.cli
-from cli import health, keys, reconcile, stripe_commands, tiers, usage
+from cli import accounts, health, keys, reconcile, stripe_commands, tiers, usage
 from tollway.process import CliError, add_commands
 from tollway.settings import SettingsError
 from tollway.store import KeyNotFound
 
 COMMANDS = (
     keys,
+    accounts,
     tiers,
     stripe_commands,
     usage,

@@ -34,6 +34,8 @@ class KeyRecord:
     hold: str = ""  # "operator" while an operator has suspended the key (402), else ""
     expires_at: int = 0  # epoch s after which the key counts as revoked (rotation overlap)
     sync_version: int = 0  # the subscription state version last copied onto this record
+    prefix: str = ""  # the key's first characters, to tell keys apart ("" for legacy keys)
+    last_used: int = 0  # epoch s of a request let through, kept to the minute by check.lua
 
     @classmethod
     def template(
@@ -86,9 +88,18 @@ class KeyRecord:
                 hold=raw.get("hold", ""),
                 expires_at=int(raw.get("expires_at", 0)),
                 sync_version=int(raw.get("sync_version", 0)),
+                prefix=raw.get("prefix", ""),
+                last_used=int(raw.get("last_used", 0)),
             )
         except (KeyError, ValueError) as exc:
             raise ValueError(f"malformed key record: {exc!r}") from None
+
+    def listing(self) -> dict[str, object]:
+        """One line of ``tollway keys list``: never the key, nor its digest."""
+        state = "suspended" if self.hold else self.status.value
+        return {"key_id": self.key_id, "prefix": self.prefix, "status": state,
+                "tier": self.tier, "created": self.created, "last_used": self.last_used,
+                "expires_at": self.expires_at}  # fmt: skip
 
     def public(self) -> dict[str, object]:
         """The record as an operator may see it: everything but the digest."""

@@ -21,11 +21,16 @@ from redis.exceptions import RedisClusterException, RedisError
 from tollway import schema, scripts
 from tollway.keys import KeyHasher, KeyMode, generate_key, looks_like_key_id, parse_key
 from tollway.logs import fields
-from tollway.records import KeyRecord, KeyStatus
+from tollway.records import DEFAULT_PERIOD_S, KeyRecord, KeyStatus
 
 log = logging.getLogger("tollway.store")
 
 OPERATOR_HOLD = "operator"
+# How much of a key is kept to tell keys apart in listings ("tw_live_" and 4 of its 43 random
+# characters: 24 of its 256 bits).
+PREFIX_SHOWN = 12
+# What a key copies from its subscription (webhook.subscriptions.SubState.key_fields).
+SYNCED = ("status", "tier", "grace_until", "period_start", "period_end")
 
 
 class KeyNotFound(LookupError):
@@ -49,7 +54,8 @@ class KeyStore:
         """A fresh plaintext key and its record, with everything else copied from ``template``."""
         plaintext = generate_key(mode)
         digest = self.hasher.digest(plaintext)
-        record = replace(template, key_id=self.hasher.key_id(digest), hash=digest, mode=mode.value)
+        record = replace(template, key_id=self.hasher.key_id(digest), hash=digest,
+                         mode=mode.value, prefix=plaintext[:PREFIX_SHOWN])  # fmt: skip
         return plaintext, record
 
     async def store(self, record: KeyRecord) -> bool:
@@ -67,6 +73,21 @@ class KeyStore:
         if not claimed and _s(await self.redis.hget(directory, "account") or "") != account:
             return False  # the id is another account's key, or a legacy key's
         # (An entry of this account already: a retry finishing an issuance that crashed here.)
+        try:
+            return await self.place(record)
+        except ValueError:
+            if claimed:
+                await self.redis.delete(directory)
+                for owner in (record.customer, record.subscription):
+                    if owner:
+                        await self.redis.srem(schema.owned_keys(owner), record.key_id)
+            raise
+
+    async def place(self, record: KeyRecord) -> bool:
+        """Write ``record`` into its account, with the account's own fields if it is new;
+        False if it is there already. Raises ValueError if the account is a customer's on
+        another tier (all keys of an account share its plan)."""
+        account = record.account
         fields = [x for pair in record.to_redis().items() for x in pair]
         result = await self._open(
             keys=[schema.key_record(record.key_id, account), schema.account_state(account)],
@@ -74,11 +95,10 @@ class KeyStore:
                   str(record.period_end), *fields],
         )  # fmt: skip
         if isinstance(result, list):
-            if claimed:
-                await self.redis.delete(directory)
+            tier = _s(result[1])
             raise ValueError(
-                f"account {account} is on tier {_s(result[1])!r}; all keys of an account share "
-                f"its plan (issue the key with --tier {_s(result[1])})"
+                f"account {account} is on tier {tier!r}; all keys of an account share its plan "
+                f"(issue the key with --tier {tier})"
             )
         return bool(result)
 
@@ -99,6 +119,46 @@ class KeyStore:
             # A 64-bit key id collision is astronomically unlikely; if it happens, draw again.
             if await self.store(record):
                 return plaintext, record
+
+    async def create_for_subscription(
+        self, subscription: str, mode: KeyMode = KeyMode.LIVE, now: int | None = None
+    ) -> tuple[str, KeyRecord]:
+        """Issue a key bound to a subscription the webhook has seen (its account exists, with
+        or without a Checkout): its tier, customer, billing status and period are the
+        subscription's, and later events reach it like any key of the subscription. Raises
+        KeyNotFound for a subscription tollway has no state for, ValueError for a canceled
+        one."""
+        schema.owned_keys(subscription)  # raises ValueError for an id unfit for a key name
+        raw = await self.redis.hgetall(schema.account_state(subscription))
+        plan = {_s(k): _s(v) for k, v in raw.items()}
+        if not plan.get("sync_version") or not plan.get("tier") or not plan.get("customer"):
+            raise KeyNotFound(
+                f"tollway has no state for subscription {subscription}: no webhook event for "
+                "it with a known price has arrived (see Stripe's webhook deliveries)"
+            )
+        status = KeyStatus(plan.get("status") or "active")
+        if status is KeyStatus.REVOKED:
+            raise ValueError(f"subscription {subscription} is canceled; it takes no new keys")
+        created = int(time.time()) if now is None else now
+        template = replace(
+            KeyRecord.template(plan["tier"], plan["customer"], created, subscription, status),
+            grace_until=int(plan.get("grace_until") or 0),
+            period_start=int(plan.get("period_start") or created),
+            period_end=int(plan.get("period_end") or 0) or created + DEFAULT_PERIOD_S,
+            sync_version=int(plan["sync_version"]),
+        )
+        while True:
+            plaintext, record = self.new_record(template, mode)
+            if await self.store(record):
+                break
+        # An event applied while the key was being written may have missed it: copy the
+        # account's state again (sync_key.lua never moves a key backwards).
+        raw = await self.redis.hgetall(schema.account_state(subscription))
+        now_plan = {_s(k): _s(v) for k, v in raw.items()}
+        if now_plan.get("sync_version") != plan["sync_version"]:
+            copied = {k: now_plan[k] for k in SYNCED if now_plan.get(k)}
+            await self.sync(record.key_id, int(now_plan["sync_version"]), copied)
+        return plaintext, record
 
     def key_id_of(self, key_or_id: str) -> str:
         """The key id for a plaintext key or a key id. Raises KeyNotFound for anything else."""
@@ -169,7 +229,7 @@ class KeyStore:
         if old.status is KeyStatus.REVOKED:
             raise ValueError(f"key {old.key_id} is revoked; rotate a live key")
         created = int(time.time()) if now is None else now
-        template = replace(old, created=created, hold="", expires_at=0)
+        template = replace(old, created=created, hold="", expires_at=0, last_used=0)
         while True:
             plaintext, record = self.new_record(template, KeyMode(old.mode))
             if await self.store(record):

@@ -124,12 +124,17 @@ def subscription_from_object(
     items = _items(sub)
     prices: list[str] = []
     starts, ends = [], []
-    for item in items:
-        price = item.get("price")
+    # Older API versions carry a Plan (whose id is the price's id) instead of, or beside, the
+    # Price: on each item, and on the subscription itself when it has one plan.
+    for holder in [*items, sub]:
+        price = holder.get("price") if isinstance(holder.get("price"), dict) else holder.get("plan")
         if isinstance(price, dict):
-            prices.append(_id(price, "price"))
+            found = _id(price.get("id"), "price")
+            if found not in prices:
+                prices.append(found)
             if isinstance(price.get("lookup_key"), str):
                 prices.append(price["lookup_key"])
+    for item in items:
         if "current_period_start" in item:  # basil and later
             starts.append(_int(item["current_period_start"], "item period start"))
             ends.append(_int(item["current_period_end"], "item period end"))

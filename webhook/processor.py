@@ -146,6 +146,13 @@ class Processor:
             tier = tier_for(table, fetched.prices)
             if tier:
                 return tier, state
+            log.error("unknown_price", extra=fields(subscription=subscription,
+                                                    prices=list(fetched.prices)))  # fmt: skip
+            raise UnknownTier(
+                f"no tier lists any price of subscription {subscription} "
+                f"({', '.join(fetched.prices) or 'it has no price or plan'}): add one to a "
+                "tier's stripe_prices"
+            )
         raise UnknownTier(f"no tier lists a price of subscription {subscription}")
 
     async def _checkout(self, intent: CheckoutCompleted) -> None:

@@ -266,3 +266,47 @@ def test_tollway_health_reports_each_running_service(edge, monkeypatch, capsys, 
         monkeypatch.setenv(var, str(free_port()))
         assert cli(["health", service]) == 1
         assert f"{service}: not serving" in capsys.readouterr().out
+
+
+def cli_key(capsys, *args: str) -> str:
+    """Run a `tollway keys ...` command that prints a new key; the key."""
+    capsys.readouterr()
+    assert cli(["keys", *args]) == 0
+    return capsys.readouterr().out.strip()
+
+
+def test_rotation_keeps_the_account_quota(edge, capsys):
+    """capped (quota 3, block): after 3 requests, `tollway keys rotate --overlap 60` gives a
+    key that is refused too: the quota belongs to the account, not the key."""
+    key, _ = edge.issue("capped")
+    assert [edge.get("/v1/things", key).status for _ in range(3)] == [200] * 3
+    new = cli_key(capsys, "rotate", key, "--overlap", "60",
+                  "--redis-url", edge.stack.effective_redis_url)  # fmt: skip
+    edge.issued.append(new)
+    assert new != key
+    for k in (new, key):  # the old key still works in the overlap, on the same quota
+        r = edge.get("/v1/things", k)
+        assert r.status == 429 and error_code(r) == "quota_exceeded"
+
+
+def test_a_second_key_of_a_customer_shares_the_quota(edge, capsys):
+    """Two keys made with `tollway keys create --tier capped --customer C` get 3 in all."""
+    url = edge.stack.effective_redis_url
+    customer = f"cus_two_{time.time_ns()}"
+    keys = [cli_key(capsys, "create", "--tier", "capped", "--customer", customer,
+                    "--redis-url", url, "--tiers", str(edge.stack.tiers)) for _ in range(2)]  # fmt: skip
+    edge.issued += keys
+    statuses = [edge.get("/v1/things", keys[i % 2]).status for i in range(6)]
+    assert statuses == [200, 200, 200, 429, 429, 429]
+    capsys.readouterr()
+    assert cli(["accounts", "show", customer, "--redis-url", url]) == 0
+    shown = capsys.readouterr().out
+    assert "used          3 requests this period" in shown and shown.count("capped") >= 3
+
+
+def test_a_second_key_of_a_customer_shares_the_bucket(edge):
+    """big (burst 50, refill 0.001/s): 60 requests over two keys of one customer, 50 pass."""
+    customer = f"cus_burst_{time.time_ns()}"
+    keys = [edge.issue("big", customer=customer)[0] for _ in range(2)]
+    statuses = [edge.get("/v1/things", keys[i % 2]).status for i in range(60)]
+    assert statuses.count(200) == 50 and statuses.count(429) == 10

@@ -217,3 +217,44 @@ async def test_unknown_event_types_are_ignored(proc, redis):
         {"id": "evt_z", "type": "charge.refunded", "created": 1, "data": {"object": {}}}
     )
     assert await redis.dbsize() == 0
+
+
+def plan_only_event(eid: str, status: str, created: int, kind: str, sub: str = "sub_api") -> dict:
+    """A subscription as older API versions sent it: items carry a `plan`, no `price`."""
+    obj = {"id": sub, "customer": "cus_api", "status": status,
+           "current_period_start": NOW - 10, "current_period_end": NOW + 1000,
+           "items": {"data": [{"plan": {"id": "price_pro_plan", "object": "plan"}}]}}  # fmt: skip
+    return {"id": eid, "type": kind, "created": created, "data": {"object": obj}}
+
+
+PLAN_TABLE = parse_tiers(
+    TEST_TIERS.replace('stripe_prices = ["tollway_pro"]', 'stripe_prices = ["price_pro_plan"]'),
+    "test",
+)
+
+
+async def test_a_subscription_made_without_checkout_from_creation_to_cancellation(proc, redis):
+    """Created through the API (no Checkout), with plan-only items: the account exists from
+    the first event, on the plan's tier; a key bound to it follows past_due and cancellation."""
+    proc.tiers = lambda: PLAN_TABLE
+    created = plan_only_event("evt_api_c", "active", NOW, "customer.subscription.created")
+    assert await proc.handle(created) == "applied"
+    account = await redis.hgetall(schema.account_state("sub_api"))
+    assert (account["tier"], account["status"], account["customer"]) == ("pro", "active",
+                                                                         "cus_api")  # fmt: skip
+    _, rec = await proc.keys.create_for_subscription("sub_api", now=NOW)
+    assert (rec.tier, rec.status) == ("pro", KeyStatus.ACTIVE)
+    await proc.handle(invoice_event("evt_api_f", False, NOW + 10, sub="sub_api"))
+    assert (await record(proc, rec.key_id)).status is KeyStatus.PAST_DUE
+    deleted = plan_only_event("evt_api_d", "canceled", NOW + 20, "customer.subscription.deleted")
+    assert await proc.handle(deleted) == "applied"
+    assert (await record(proc, rec.key_id)).status is KeyStatus.REVOKED
+    assert (await redis.hgetall(schema.account_state("sub_api")))["status"] == "revoked"
+
+
+async def test_an_unknown_plan_is_logged_with_its_id(proc, caplog):
+    created = plan_only_event("evt_api_u", "active", NOW, "customer.subscription.created")
+    with caplog.at_level("ERROR"):
+        assert await proc.handle(created) == "applied"  # the state is kept; the tier is ""
+    assert any(r.getMessage() == "unknown_price" and "price_pro_plan" in str(r.__dict__)
+               for r in caplog.records)  # fmt: skip

@@ -2,7 +2,8 @@
 --
 -- KEYS (all share the account's hash tag, so one Cluster slot; see tollway/schema.py):
 --   KEYS[1] record  hash  the key: hash, status, tier, customer, grace_until, period_start,
---                         period_end, hold, expires_at
+--                         period_end, hold, expires_at, last_used (written at most once a
+--                         minute)
 --   KEYS[2] state   hash  the account's: tokens, ts (ms), q_period (period start, s), q_used;
 --                         every key of the account draws on this one bucket and quota
 --   KEYS[3] usage   hash  the account's: window start (s) -> requests let through (metering
@@ -46,7 +47,8 @@ local TIER = 10
 local wsize = tonumber(ARGV[4])
 local spent, returned = tonumber(ARGV[6]), tonumber(ARGV[7])
 local rec = redis.call('HMGET', KEYS[1], 'hash', 'status', 'tier', 'customer',
-                       'grace_until', 'period_start', 'period_end', 'hold', 'expires_at')
+                       'grace_until', 'period_start', 'period_end', 'hold', 'expires_at',
+                       'last_used')
 if not rec[1] or rec[1] ~= ARGV[1] then
   return {UNKNOWN_KEY}
 end
@@ -178,6 +180,9 @@ used = used + this
 redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used)
 if this > 0 then
   redis.call('HINCRBY', KEYS[3], now - (now % wsize), this)
+  if now - (tonumber(rec[10]) or 0) >= 60 then
+    redis.call('HSET', KEYS[1], 'last_used', now)
+  end
 end
 local full_ms = math.ceil((burst - tokens) * 1000 / rate)
 return {OK, tier, customer, math.floor(tokens), full_ms, used, pend, grace, deny, now_ms, granted}

@@ -1,0 +1,91 @@
+"""``tollway accounts show|migrate``: what an account holds, and moving legacy keys into
+accounts.
+
+An account is the subscription when there is one, otherwise the customer: every key of it
+draws on one token bucket, one monthly quota and one usage count (docs/accounts.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+
+from cli.store_access import add_store_flags, settings_of, with_store
+from tollway.accounts import Accounts
+from tollway.process import Subparsers
+from tollway.settings import StoreSettings
+from tollway.store import KeyStore
+
+
+def register(subparsers: Subparsers) -> None:
+    accounts = subparsers.add_parser("accounts", help="accounts and their keys").add_subparsers(
+        dest="accounts_command", required=True
+    )
+    show = accounts.add_parser(
+        "show", help="an account's plan, status, usage this period and keys (never a key)"
+    )
+    show.add_argument("account", metavar="ACCOUNT", help="a subscription (sub_...) or customer id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    add_store_flags(show)
+    migrate = accounts.add_parser(
+        "migrate", help="move keys issued before accounts into their accounts (idempotent)"
+    )
+    add_store_flags(migrate)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_of(StoreSettings, args)
+    if args.accounts_command == "show":
+        return with_store(settings, lambda store: show(store, args.account, args.json))
+    return with_store(settings, migrate)
+
+
+def when(epoch: int | str) -> str:
+    t = int(epoch or 0)
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M") if t else "-"
+
+
+async def show(store: KeyStore, account: str, as_json: bool) -> int:
+    view = await Accounts(store).show(account)
+    if as_json:
+        print(json.dumps(view.public(), indent=2))
+        return 0
+    plan = view.plan
+    print(f"account       {view.account}")
+    print(f"customer      {plan.get('customer', '-')}")
+    print(f"subscription  {plan.get('subscription') or '-'}")
+    print(f"tier          {plan.get('tier', '-')}")
+    print(f"status        {plan.get('status') or 'active'}")
+    if plan.get("status") == "past_due":
+        print(f"grace until   {when(plan.get('grace_until', 0))}")
+    print(f"period        {when(plan.get('period_start', 0))} .. {when(plan.get('period_end', 0))}")
+    print(f"used          {view.quota_used} requests this period")
+    print()
+    print_keys([k.listing() for k in view.keys])
+    return 0
+
+
+def print_keys(rows: list[dict[str, object]]) -> None:
+    print(f"{'key id':<17} {'prefix':<13} {'status':<10} {'tier':<12} {'created':<17} "
+          f"{'last used':<17} {'expires':<17}")  # fmt: skip
+    for r in rows:
+        print(f"{r['key_id']!s:<17} {r['prefix'] or '-'!s:<13} {r['status']!s:<10} "
+              f"{r['tier']!s:<12} {when(str(r['created'])):<17} {when(str(r['last_used'])):<17} "
+              f"{when(str(r['expires_at'])):<17}")  # fmt: skip
+
+
+async def migrate(store: KeyStore) -> int:
+    accounts = Accounts(store)
+    moved = failed = 0
+    async for key_id in accounts.legacy_keys():
+        result = await accounts.migrate(key_id)
+        if result.outcome == "migrated":
+            moved += 1
+        else:
+            failed += 1
+            print(f"key {key_id} not migrated: {result.outcome}", file=sys.stderr)
+    print(f"migrated {moved} key(s) into their accounts; {failed} left as they were",
+          file=sys.stderr)  # fmt: skip
+    return 1 if failed else 0

@@ -1,0 +1,209 @@
+"""Accounts against a real Redis: every key of an account draws on one bucket, one quota and
+one usage count; rotation and tier changes keep them; keys written by the code before
+accounts keep working, and migrate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from authz.breaker import Breaker
+from authz.check_reply import Code
+from authz.limiter import Limiter
+from authz.policy import Policy
+from authz.redis_pipe import open_pipe
+from tests.support import TEST_TIERS
+from tollway import schema
+from tollway.accounts import Accounts
+from tollway.clock import FixedClock
+from tollway.keys import KeyHasher
+from tollway.records import KeyRecord
+from tollway.store import KeyNotFound, KeyStore
+from tollway.tiers import parse_tiers
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_767_225_600_000
+POLICY = Policy(parse_tiers(TEST_TIERS, "test"))
+LEGACY = json.loads((Path(__file__).parent / "fixtures" / "legacy_store.json").read_text())
+
+
+def limiter(pipe, redis, clock: FixedClock) -> Limiter:
+    return Limiter(pipe, redis, clock, Breaker(3, 1.0), deadline_s=5.0, usage_window_s=60)
+
+
+async def check(lim: Limiter, rec: KeyRecord) -> Code:
+    return (await lim.check(rec.key_id, rec.hash, 1, POLICY.tier_args(None))).code
+
+
+async def usage(redis, source: str) -> int:
+    return sum(int(v) for v in (await redis.hgetall(schema.usage(source))).values())
+
+
+async def test_two_keys_of_a_customer_share_one_quota(redis, pipe):
+    """quota 3, block: three requests over two keys, then both are refused."""
+    store = KeyStore(redis, KeyHasher())
+    lim = limiter(pipe, redis, FixedClock(T0))
+    _, a = await store.create("capped", "cus_q", now=T0 // 1000)
+    _, b = await store.create("capped", "cus_q", now=T0 // 1000)
+    assert [await check(lim, k) for k in (a, b, a)] == [Code.OK] * 3
+    assert [await check(lim, k) for k in (a, b)] == [Code.QUOTA] * 2
+    assert await usage(redis, "cus_q") == 3
+
+
+async def test_two_keys_of_a_customer_share_one_bucket(redis, pipe):
+    """burst 5, no refill on a pinned clock: five requests in all, not five per key."""
+    store = KeyStore(redis, KeyHasher())
+    lim = limiter(pipe, redis, FixedClock(T0))
+    _, a = await store.create("free", "cus_b", now=T0 // 1000)
+    _, b = await store.create("free", "cus_b", now=T0 // 1000)
+    codes = [await check(lim, k) for k in (a, b) * 4]
+    assert codes.count(Code.OK) == 5 and codes[5:] == [Code.RATE] * 3
+
+
+async def test_rotation_keeps_the_quota(redis, pipe):
+    """The successor of a key that used the whole quota is refused too."""
+    store = KeyStore(redis, KeyHasher())
+    lim = limiter(pipe, redis, FixedClock(T0))
+    _, old = await store.create("capped", "cus_r", now=T0 // 1000)
+    assert [await check(lim, old) for _ in range(3)] == [Code.OK] * 3
+    _, new = await store.rotate(old.key_id, overlap_s=60, now=T0 // 1000)
+    assert new.account == old.account == "cus_r"
+    assert await check(lim, new) is Code.QUOTA
+    assert await check(lim, old) is Code.QUOTA  # still valid in the overlap, still out of quota
+
+
+async def test_a_key_of_another_tier_is_refused_for_a_customer_account(redis):
+    """All keys of an account share its plan: the refused key leaves nothing behind."""
+    store = KeyStore(redis, KeyHasher())
+    _, first = await store.create("capped", "cus_t")
+    with pytest.raises(ValueError, match="account cus_t is on tier 'capped'"):
+        await store.create("pro", "cus_t")
+    assert await store.owned("cus_t") == [first.key_id]
+    entries = [n async for n in redis.scan_iter(match="tw:{*}:key")]
+    assert entries == [schema.key_directory(first.key_id)]  # the refused key's is gone
+
+
+async def test_a_tier_change_keeps_the_quota_used_and_clamps_the_bucket(redis, pipe):
+    """From business (burst 60) to free (burst 5, quota 1000): the bucket drops to 5, and the
+    requests already counted this period stay counted."""
+    store = KeyStore(redis, KeyHasher())
+    lim = limiter(pipe, redis, FixedClock(T0))
+    await store.sync_account("sub_tc", "cus_tc", 1, {"tier": "business", "status": "active"})
+    _, rec = await store.create_for_subscription("sub_tc", now=T0 // 1000)
+    for _ in range(10):
+        assert await check(lim, rec) is Code.OK
+    await store.sync_account("sub_tc", "cus_tc", 2, {"tier": "free", "status": "active"})
+    assert await store.sync(rec.key_id, 2, {"tier": "free"}) == 1
+    out = await lim.check(rec.key_id, rec.hash, 1, POLICY.tier_args(None))
+    assert (out.code, out.tier, out.quota_used, out.remaining) == (Code.OK, "free", 11, 4)
+
+
+async def test_a_key_bound_to_a_subscription_follows_it(redis, pipe):
+    """keys create --subscription: tier and state from the subscription's account."""
+    store = KeyStore(redis, KeyHasher())
+    with pytest.raises(KeyNotFound, match="no state for subscription sub_none"):
+        await store.create_for_subscription("sub_none")
+    await store.sync_account("sub_x", "cus_x", 3, {"tier": "pro", "status": "past_due",
+                                                   "grace_until": "1900000000"})  # fmt: skip
+    _, rec = await store.create_for_subscription("sub_x")
+    assert (rec.tier, rec.customer, rec.status.value, rec.account) == ("pro", "cus_x",
+                                                                       "past_due", "sub_x")  # fmt: skip
+    assert rec.sync_version == 3 and await store.owned("sub_x") == [rec.key_id]
+    await store.sync_account("sub_x", "cus_x", 4, {"status": "revoked"})
+    with pytest.raises(ValueError, match="canceled"):
+        await store.create_for_subscription("sub_x")
+
+
+async def load_legacy(redis) -> dict[str, dict[str, str]]:
+    for name, value in LEGACY["redis"].items():
+        if "hash" in value:
+            await redis.hset(name, mapping=value["hash"])
+        elif "set" in value:
+            await redis.sadd(name, *value["set"])
+        else:
+            await redis.set(name, value["string"])
+    return LEGACY["keys"]  # type: ignore[no-any-return]
+
+
+async def test_keys_written_before_accounts_keep_working_then_migrate(redis, pipe):
+    """A store written by the code before accounts (tests/integration/fixtures): its keys pass
+    on their own layout; `accounts migrate` folds the two keys of cus_legacy into one account
+    (quota 3: 2 + 1 used, so both are refused after), idempotently; a process that cached a
+    key's legacy place finds the account on its next check."""
+    keys = await load_legacy(redis)
+    store = KeyStore(redis, KeyHasher())
+    lim = limiter(pipe, redis, FixedClock(LEGACY["now_ms"]))
+    a, b, c = [await store.get(keys[n]["key"]) for n in "abc"]
+    assert a.prefix == "" and a.account == "cus_legacy"
+    assert await check(lim, b) is Code.OK  # b's own quota of 3: 2 used now, on its own layout
+    assert lim.key_accounts[b.key_id] == ""  # legacy
+    accounts = Accounts(store)
+    legacy = sorted([k async for k in accounts.legacy_keys()])
+    assert legacy == sorted(keys[n]["key_id"] for n in "abc")
+    outcomes = [(await accounts.migrate(k)).outcome for k in legacy]
+    assert outcomes == ["migrated"] * 3
+    assert [(await accounts.migrate(k)).outcome for k in legacy] == ["already_migrated"] * 3
+    assert [k async for k in accounts.legacy_keys()] == []
+    view = await accounts.show("cus_legacy")
+    assert view.quota_used == 2 + 2 and {k.key_id for k in view.keys} == {a.key_id, b.key_id}
+    assert await check(lim, b) is Code.QUOTA  # the cached legacy place: looked up again
+    assert lim.key_accounts[b.key_id] == "cus_legacy"
+    assert await check(lim, a) is Code.QUOTA
+    assert await check(lim, c) is Code.OK  # big: its own account, its state carried over
+    assert (await accounts.show("cus_other")).quota_used == 5
+    # The usage counted before the migration stays under the key ids, for metering to drain.
+    assert await usage(redis, a.key_id) == 2 and await usage(redis, "cus_legacy") == 0
+
+
+async def test_usage_show_reads_the_account_and_legacy_usage(redis, pipe):
+    from metering.usage_report import unsent_usage
+
+    keys = await load_legacy(redis)
+    store = KeyStore(redis, KeyHasher())
+    accounts = Accounts(store)
+    async for k in accounts.legacy_keys():
+        await accounts.migrate(k)
+    lim = limiter(pipe, redis, FixedClock(LEGACY["now_ms"] + 120_000))
+    c = await store.get(keys["c"]["key"])
+    assert await check(lim, c) is Code.OK
+    unsent = await unsent_usage(store, "cus_other", POLICY.table)
+    assert sum(unsent.values()) == 4 + 1  # 4 under the legacy key id, 1 under the account
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    plan=st.lists(st.tuples(st.integers(0, 1), st.integers(0, 2)), min_size=1, max_size=40),
+    tier=st.sampled_from(["capped", "free"]),
+)
+async def test_any_interleaving_over_keys_and_processes_stays_within_the_plan(
+    redis_server, plan, tier
+):
+    """Requests over an account's three keys, from two authz processes (each its own lean
+    client), sent concurrently in any order: on a pinned clock, no more pass than the quota
+    (capped: 3, block) or the burst (free: 5) allows, and exactly that many when asked for
+    more, and usage counts exactly the requests let through."""
+    from tollway.redis_client import connect
+
+    redis = connect(redis_server)
+    pipes = [open_pipe(redis_server, timeout_s=5.0) for _ in range(2)]
+    try:
+        await redis.flushdb()
+        store = KeyStore(redis, KeyHasher())
+        recs = [(await store.create(tier, "cus_h", now=T0 // 1000))[1] for _ in range(3)]
+        procs = [limiter(p, redis, FixedClock(T0)) for p in pipes]
+        codes = await asyncio.gather(*(check(procs[p], recs[k]) for p, k in plan))
+        allowed = codes.count(Code.OK)
+        limit = 3 if tier == "capped" else 5
+        assert allowed == min(limit, len(plan))
+        assert await usage(redis, "cus_h") == allowed
+    finally:
+        for p in pipes:
+            await p.aclose()
+        await redis.aclose()

@@ -1,0 +1,127 @@
+"""Accounts: what an operator reads about one, and the migration of legacy keys into them.
+
+An account is the subscription when there is one, otherwise the customer (docs/accounts.md).
+It owns the token bucket, the monthly quota and the usage its keys draw on. Its hash
+(``schema.account_state``) holds its plan (customer, subscription, tier, status, period,
+written when a key is issued and by the webhook) beside that bucket and quota.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from tollway import schema, scripts
+from tollway.keys import looks_like_key_id
+from tollway.logs import fields
+from tollway.records import KeyRecord
+from tollway.store import KeyNotFound, KeyStore
+
+log = logging.getLogger("tollway.accounts")
+
+
+@dataclass(frozen=True)
+class AccountView:
+    account: str
+    plan: dict[str, str]  # customer, subscription, tier, status, period_start, period_end, ...
+    quota_used: int  # requests counted this period (0 if the stored count is a past period's)
+    tokens: float | None  # the bucket's level at its last update; None before the first check
+    keys: list[KeyRecord]
+
+    def public(self) -> dict[str, object]:
+        return {
+            "account": self.account,
+            **{k: v for k, v in self.plan.items() if not k.startswith("merged:")},
+            "quota_used": self.quota_used,
+            "keys": [k.listing() for k in self.keys],
+        }
+
+
+@dataclass(frozen=True)
+class Migrated:
+    key_id: str
+    account: str
+    outcome: str  # "migrated", or why not: "tier_conflict: ..." / "changed_meanwhile"
+
+
+class Accounts:
+    def __init__(self, keys: KeyStore) -> None:
+        self.keys = keys
+        self.redis: Any = keys.redis
+        self._merge = scripts.register(self.redis, "merge_legacy")
+        self._point = scripts.register(self.redis, "point_key")
+
+    async def records(self, owner: str) -> list[KeyRecord]:
+        """The records of the keys issued for a customer or subscription, oldest first."""
+        out = []
+        for key_id in await self.keys.owned(owner):
+            try:
+                out.append(await self.keys.get(key_id))
+            except KeyNotFound:
+                continue  # an index entry whose issuance never finished
+        return sorted(out, key=lambda r: (r.created, r.key_id))
+
+    async def show(self, account: str) -> AccountView:
+        """Raises KeyNotFound if tollway knows nothing of ``account``."""
+        raw = await self.redis.hgetall(schema.account_state(account))
+        plan = {_s(k): _s(v) for k, v in raw.items()}
+        keys = await self.records(account)
+        if not plan and not keys:
+            raise KeyNotFound(f"no account {account}")
+        state = {k: plan.pop(k, "") for k in ("tokens", "ts", "q_period", "q_used")}
+        start = keys[0].period_start if keys else int(plan.get("period_start") or 0)
+        start = int(plan.get("period_start") or start)
+        used = int(state["q_used"] or 0) if int(state["q_period"] or -1) >= start else 0
+        tokens = float(state["tokens"]) if state["tokens"] else None
+        return AccountView(account, plan, used, tokens, keys)
+
+    async def legacy_keys(self) -> AsyncIterator[str]:
+        """Key ids whose record is still in the legacy layout (their own slot)."""
+        async for name in self.redis.scan_iter(match=f"{schema.PREFIX}:{{*}}:key", count=1000):
+            key_id = schema.tag_of(_s(name))
+            if not looks_like_key_id(key_id):
+                continue
+            account, digest = await self.redis.hmget(name, "account", "hash")
+            if digest and not account:
+                yield key_id
+
+    async def migrate(self, key_id: str) -> Migrated:
+        """Move one legacy key into its account: its record, then its bucket and quota folded
+        into the account's (once), then its directory entry pointed at the account. Each
+        step is idempotent, so a run that stops half-way is finished by the next one; until
+        the last step the key keeps working on its legacy layout. Its unsent usage stays under
+        its key id, where metering drains it as before."""
+        legacy = schema.key_directory(key_id)
+        raw = await self.redis.hgetall(legacy)
+        if not raw or "account" in raw:
+            return Migrated(key_id, _s(raw.get("account", "")), "already_migrated")
+        record = KeyRecord.from_redis({_s(k): _s(v) for k, v in raw.items()})
+        account = record.account
+        try:
+            await self.keys.place(record)
+        except ValueError as exc:
+            return Migrated(key_id, account, f"tier_conflict: {exc}")
+        state = await self.redis.hmget(
+            schema.legacy_state(key_id), "tokens", "ts", "q_period", "q_used"
+        )
+        await self._merge(
+            keys=[schema.account_state(account)],
+            args=[key_id, *(_s(v) if v is not None else "" for v in state)],
+        )
+        switched = int(
+            await self._point(
+                keys=[legacy, schema.legacy_state(key_id)],
+                args=[account, record.hash, record.tier],
+            )
+        )
+        if switched < 0:
+            return Migrated(key_id, account, "changed_meanwhile")
+        await self.keys.announce(key_id)
+        log.info("key_migrated", extra=fields(key_id=key_id, account=account))
+        return Migrated(key_id, account, "migrated")
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
