@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+# An account's limits after its overrides: rate per second, burst, monthly quota, and its
+# features (None: the tier's).
+Limits = tuple[float, int, int, frozenset[str] | None]
+
 
 class Code(IntEnum):
     OK = 0
@@ -35,6 +39,7 @@ class CheckReply:
     would_deny: Code = Code.OK  # dry-run tiers: what the answer would have been
     now_ms: int = 0
     granted: int = 0  # lease tiers: extra tokens taken for this process to spend locally
+    limits: Limits | None = None  # the account's overrides are in force: its limits
 
     @classmethod
     def parse(cls, reply: list[Any]) -> CheckReply:
@@ -51,7 +56,11 @@ class CheckReply:
         v += [""] * max(0, 3 - len(v))  # short replies carry only code, tier, customer
         ints = [int(x) for x in v[3:11]]
         ints += [0] * (8 - len(ints))
+        limits: Limits | None = None
+        if len(v) == 15:
+            features = None if v[14] == "-" else frozenset(f for f in str(v[14]).split(",") if f)
+            limits = (float(v[11]), int(v[12]), int(v[13]), features)
         return cls(
             Code(int(v[0])), str(v[1]), str(v[2]),
-            ints[0], ints[1], ints[2], ints[3], ints[4], Code(ints[5]), ints[6], ints[7],
+            ints[0], ints[1], ints[2], ints[3], ints[4], Code(ints[5]), ints[6], ints[7], limits,
         )  # fmt: skip

@@ -7,15 +7,19 @@ check.lua takes one tier's values, not the table: a check costs the same with 3 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
+from authz.check_reply import CheckReply, Limits
 from tollway.tiers import OverQuota, Tier, TierTable
 
-ARGS_PER_TIER = 8  # check.lua's ARGV[10..17]
+# Tiers as overridden for some account, remembered (the oldest is forgotten first).
+OVERRIDDEN_MAX = 10_000
 
-# A tier's name -> its 8 check.lua values for one route's feature (just the name if the
-# table has no such tier: check.lua then answers NO_TIER).
+ARGS_PER_TIER = 8  # check.lua's ARGV[10..17]; ARGV[18] is the route's feature
+
+# A tier's name -> its 8 check.lua values for one route's feature, then the feature (the name
+# and empty values if the table has no such tier: check.lua then answers NO_TIER).
 TierArgs = Callable[[str], tuple[str, ...]]
 
 
@@ -25,9 +29,27 @@ class Policy:
 
     table: TierTable
     _args: dict[tuple[str, str | None], tuple[str, ...]] = field(default_factory=dict)
+    _overridden: dict[tuple[str, Limits], Tier] = field(default_factory=dict)
 
     def tier(self, name: str) -> Tier | None:
         return self.table.get(name)
+
+    def tier_for(self, out: CheckReply) -> Tier | None:
+        """The tier a reply's limits come from: the named tier, with the account's overrides
+        (tollway accounts set-limits) when check.lua reports some."""
+        tier = self.table.get(out.tier)
+        if out.limits is None or tier is None:
+            return tier
+        key = (out.tier, out.limits)
+        found = self._overridden.get(key)
+        if found is None:
+            rate, burst, quota, features = out.limits
+            found = replace(tier, requests_per_second=rate, burst=burst, monthly_quota=quota,
+                            features=tier.features if features is None else features)  # fmt: skip
+            if len(self._overridden) >= OVERRIDDEN_MAX:
+                self._overridden.pop(next(iter(self._overridden)))
+            self._overridden[key] = found
+        return found
 
     def tier_args(self, feature: str | None) -> TierArgs:
         return partial(self.args_for, feature=feature)
@@ -38,7 +60,7 @@ class Policy:
             return args
         t = self.table.get(name)
         if t is None:
-            return (name,)
+            return (name, *[""] * (ARGS_PER_TIER - 1), feature or "")
         args = (
             t.name,
             repr(t.requests_per_second),
@@ -48,6 +70,7 @@ class Policy:
             "1" if t.dry_run else "0",
             "1" if feature is None or feature in t.features else "0",
             str(t.lease_tokens),
+            feature or "",
         )
         # Tiers come from the table and features from the Envoy config: bounded.
         self._args[(name, feature)] = args

@@ -151,7 +151,7 @@ class AuthzServicer:
         lease = self.leases.peek(key_id, digest)
         if lease is None:
             return None
-        tier = policy.tier(lease.out.tier)
+        tier = policy.tier_for(lease.out)
         if (
             tier is not None
             and tier.limiter is LimiterKind.LEASE
@@ -194,7 +194,7 @@ class AuthzServicer:
             self.leases.close(key_id)
             if out.code is Code.UNKNOWN_KEY:
                 self.unknown_keys.add(digest)
-        return on_reply(info, key_id, out, policy.tier(out.tier))
+        return on_reply(info, key_id, out, policy.tier_for(out))
 
     async def settle_leases(self) -> int:
         """Send every settlement owed (expired or closed leases, failed settlements); returns

@@ -1,5 +1,5 @@
-"""``tollway accounts show|migrate``: what an account holds, and moving legacy keys into
-accounts.
+"""``tollway accounts show|set-limits|migrate``: what an account holds, its own limits, and
+moving legacy keys into accounts.
 
 An account is the subscription when there is one, otherwise the customer: every key of it
 draws on one token bucket, one monthly quota and one usage count (docs/accounts.md).
@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from cli.store_access import add_store_flags, settings_of, with_store
 from tollway.accounts import Accounts
-from tollway.process import Subparsers
+from tollway.process import CliError, Subparsers
 from tollway.settings import StoreSettings
 from tollway.store import KeyStore
 
@@ -29,6 +29,16 @@ def register(subparsers: Subparsers) -> None:
     show.add_argument("account", metavar="ACCOUNT", help="a subscription (sub_...) or customer id")
     show.add_argument("--json", action="store_true", help="print JSON")
     add_store_flags(show)
+    limits = accounts.add_parser(
+        "set-limits", help="give one account its own limits in place of its tier's"
+    )
+    limits.add_argument("account", metavar="ACCOUNT")
+    limits.add_argument("--rate", help="requests per second the bucket refills")
+    limits.add_argument("--burst", help="the bucket's size")
+    limits.add_argument("--quota", help="monthly quota (0 = unlimited)")
+    limits.add_argument("--features", help="comma-separated features ('' for none)")
+    limits.add_argument("--clear", action="store_true", help="drop earlier overrides first")
+    add_store_flags(limits)
     migrate = accounts.add_parser(
         "migrate", help="move keys issued before accounts into their accounts (idempotent)"
     )
@@ -39,7 +49,37 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_of(StoreSettings, args)
     if args.accounts_command == "show":
         return with_store(settings, lambda store: show(store, args.account, args.json))
+    if args.accounts_command == "set-limits":
+        return with_store(settings, lambda store: set_limits(store, args))
     return with_store(settings, migrate)
+
+
+def _number(text: str, kind: type[int] | type[float]) -> object:
+    """``text`` as a number if it is one, else the text (the validator names it)."""
+    try:
+        return kind(text)
+    except ValueError:
+        return text
+
+
+async def set_limits(store: KeyStore, args: argparse.Namespace) -> int:
+    limits: dict[str, object] = {}
+    if args.rate is not None:
+        limits["requests_per_second"] = _number(args.rate, float)
+    if args.burst is not None:
+        limits["burst"] = _number(args.burst, int)
+    if args.quota is not None:
+        limits["monthly_quota"] = _number(args.quota, int)
+    if args.features is not None:
+        limits["features"] = [f.strip() for f in args.features.split(",") if f.strip()]
+    if not limits and not args.clear:
+        raise CliError("nothing to set: give --rate, --burst, --quota, --features or --clear")
+    try:
+        await Accounts(store).set_limits(args.account, limits, args.clear)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print(f"account {args.account}: limits set; applied at its next request", file=sys.stderr)
+    return 0
 
 
 def when(epoch: int | str) -> str:
@@ -62,6 +102,8 @@ async def show(store: KeyStore, account: str, as_json: bool) -> int:
         print(f"grace until   {when(plan.get('grace_until', 0))}")
     print(f"period        {when(plan.get('period_start', 0))} .. {when(plan.get('period_end', 0))}")
     print(f"used          {view.quota_used} requests this period")
+    for field, value in view.overrides.items():
+        print(f"override      {field} = {value or '(none)'}")
     print()
     print_keys([k.listing() for k in view.keys])
     return 0

@@ -1,16 +1,18 @@
-"""``tollway usage show --customer ID``: a customer's usage, counted, pending and sent, per
-window and in total."""
+"""``tollway usage show --customer ID [--by window|key]``: a customer's usage, counted,
+pending and sent, per window and in total; or, by key, what each of its keys used this
+billing period (every key of an account draws on the account's one quota)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from datetime import UTC, datetime
 
 from cli.store_access import add_store_flags, settings_of
 from metering.ledger import Ledger
 from metering.settings import MeteringSettings
-from metering.usage_report import Row, customer_windows
+from metering.usage_report import Row, customer_windows, per_key
 from tollway.keys import KeyHasher
 from tollway.process import Subparsers
 from tollway.redis_client import connect
@@ -24,11 +26,30 @@ def register(subparsers: Subparsers) -> None:
     )
     show = usage.add_parser("show", help="counted, pending and sent, per window")
     show.add_argument("--customer", required=True)
+    show.add_argument("--by", choices=("window", "key"), default="window")
     add_store_flags(show)
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(show(settings_of(MeteringSettings, args), args.customer))
+    settings = settings_of(MeteringSettings, args)
+    if args.by == "key":
+        return asyncio.run(show_by_key(settings, args.customer))
+    return asyncio.run(show(settings, args.customer))
+
+
+async def show_by_key(settings: MeteringSettings, customer: str) -> int:
+    redis = connect(settings.redis_url, timeout_s=5.0)
+    try:
+        keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
+        rows = await per_key(keys, customer, int(time.time()))
+    finally:
+        await redis.aclose()
+    print(f"{'account':<30} {'key id':<17} {'prefix':<13} {'status':<10} {'this period':>11}")
+    for record, n in rows:
+        status = record.listing()["status"]
+        print(f"{record.account:<30} {record.key_id:<17} {record.prefix or '-':<13} "
+              f"{status!s:<10} {n:>11}")  # fmt: skip
+    return 0
 
 
 async def windows(settings: MeteringSettings, customer: str) -> dict[str, Row]:

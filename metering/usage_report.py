@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from metering.ledger import Ledger
+from metering.ledger import Ledger, Period
 from tollway import schema
+from tollway.records import KeyRecord
 from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import TierTable
 
@@ -52,3 +53,24 @@ async def customer_windows(
         meter, window = field.split("|")[:2]
         rows[f"{meter}|{window}"]["sent" if state == "sent" else "pending"] += n
     return rows
+
+
+async def per_key(keys: KeyStore, customer: str, now: int) -> list[tuple[KeyRecord, int]]:
+    """Each of the customer's keys with the requests it made this billing period (its share of
+    its account's quota use, kept by check.lua). A legacy key's count is its own quota use."""
+    redis: Any = keys.redis
+    out = []
+    for key_id in await keys.owned(customer):
+        try:
+            record = await keys.get(key_id)
+            _, account = await keys.locate(key_id)
+        except KeyNotFound:
+            continue
+        start = Period(record.period_start, record.period_end).start_for(now)
+        if account:
+            raw = await redis.hget(schema.account_state(account), f"n:{key_id}")
+            period, _, n = str(raw or "0:0").partition(":")
+        else:
+            period, n = await redis.hmget(schema.legacy_state(key_id), "q_period", "q_used")
+        out.append((record, int(n or 0) if int(period or -1) == start else 0))
+    return sorted(out, key=lambda rn: (rn[0].account, rn[0].created, rn[0].key_id))

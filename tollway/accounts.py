@@ -9,7 +9,7 @@ written when a key is issued and by the webhook) beside that bucket and quota.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +18,13 @@ from tollway.keys import looks_like_key_id
 from tollway.logs import fields
 from tollway.records import KeyRecord
 from tollway.store import KeyNotFound, KeyStore
+from tollway.tiers import check_limits
 
 log = logging.getLogger("tollway.accounts")
+
+# What an operator may override per account (a tier field -> the account hash's field).
+OVERRIDES = {"requests_per_second": "o_rate", "burst": "o_burst",
+             "monthly_quota": "o_quota", "features": "o_features"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -30,13 +35,17 @@ class AccountView:
     tokens: float | None  # the bucket's level at its last update; None before the first check
     keys: list[KeyRecord]
 
+    @property
+    def overrides(self) -> dict[str, str]:
+        """The operator's overrides of the tier, by tier field."""
+        return {k: self.plan[f] for k, f in OVERRIDES.items() if f in self.plan}
+
     def public(self) -> dict[str, object]:
-        return {
-            "account": self.account,
-            **{k: v for k, v in self.plan.items() if not k.startswith("merged:")},
-            "quota_used": self.quota_used,
-            "keys": [k.listing() for k in self.keys],
-        }
+        hidden = set(OVERRIDES.values())
+        plan = {k: v for k, v in self.plan.items()
+                if not k.startswith(("merged:", "n:")) and k not in hidden}  # fmt: skip
+        return {"account": self.account, **plan, "overrides": self.overrides,
+                "quota_used": self.quota_used, "keys": [k.listing() for k in self.keys]}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,28 @@ class Accounts:
         self.redis: Any = keys.redis
         self._merge = scripts.register(self.redis, "merge_legacy")
         self._point = scripts.register(self.redis, "point_key")
+        self._overrides = scripts.register(self.redis, "set_overrides")
+
+    async def set_limits(self, account: str, limits: Mapping[str, object], clear: bool) -> None:
+        """Give the account its own limits in place of its tier's (``limits`` holds tier field
+        names), after clearing earlier ones if ``clear``. Validated as the tier table is, and
+        written at once or not at all; every authz process applies them on the account's next
+        check (leases of its keys are closed). Raises ValueError, or KeyNotFound."""
+        problems = check_limits(f"account {account}", limits)
+        if problems:
+            raise ValueError("; ".join(problems))
+        pairs: list[str] = []
+        for key, value in limits.items():
+            text = ",".join(value) if isinstance(value, list) else repr(value)
+            pairs += [OVERRIDES[key], text]
+        schema.owned_keys(account)  # raises ValueError for an id unfit for a key name
+        name = schema.account_state(account)
+        if not await self._overrides(keys=[name], args=["1" if clear else "0", *pairs]):
+            raise KeyNotFound(f"no account {account}")
+        for key_id in await self.keys.owned(account):
+            await self.keys.announce(key_id)
+        log.info("account_limits_set", extra=fields(account=account, clear=clear,
+                                                    limits=dict(limits)))  # fmt: skip
 
     async def records(self, owner: str) -> list[KeyRecord]:
         """The records of the keys issued for a customer or subscription, oldest first."""

@@ -138,7 +138,7 @@ class _Validator:
         self.problems.append(": ".join([*where, message]))
 
     def string_list(
-        self, tier: str, key: str, value: object, pattern: re.Pattern[str]
+        self, tier: str | None, key: str, value: object, pattern: re.Pattern[str]
     ) -> list[str]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self.fail(tier, key, f"must be a list of strings, got {value!r}")
@@ -148,6 +148,22 @@ class _Validator:
             self.fail(tier, key, f"invalid entries {bad!r} (allowed: {pattern.pattern})")
             return []
         return list(value)
+
+    def limits(self, name: str | None, raw: Mapping[str, object]) -> None:
+        """The checks of requests_per_second, burst and monthly_quota, where present (a tier's,
+        or an account's overrides)."""
+        rps = raw.get("requests_per_second")
+        ok_rps = (_is_int(rps) or isinstance(rps, float)) and math.isfinite(rps) and rps > 0  # type: ignore[arg-type, operator]
+        if "requests_per_second" in raw and not ok_rps:
+            self.fail(name, "requests_per_second", f"must be a number > 0, got {rps!r}")
+        burst = raw.get("burst")
+        if "burst" in raw and not (_is_int(burst) and burst >= 1):  # type: ignore[operator]
+            self.fail(name, "burst", f"must be an integer >= 1, got {burst!r}")
+        quota = raw.get("monthly_quota")
+        if "monthly_quota" in raw and not (_is_int(quota) and quota >= 0):  # type: ignore[operator]
+            self.fail(
+                name, "monthly_quota", f"must be an integer >= 0 (0 = unlimited), got {quota!r}"
+            )
 
     def tier(self, name: str, raw: object) -> Tier | None:
         if not TIER_NAME.match(name):
@@ -164,17 +180,8 @@ class _Validator:
                 self.fail(name, key, "is required")
         v = {k: raw.get(k, default) for k, (_, default) in _FIELDS.items()}
 
-        rps = v["requests_per_second"]
-        ok_rps = (_is_int(rps) or isinstance(rps, float)) and math.isfinite(rps) and rps > 0
-        if "requests_per_second" in raw and not ok_rps:
-            self.fail(name, "requests_per_second", f"must be a number > 0, got {rps!r}")
-        if "burst" in raw and not (_is_int(v["burst"]) and v["burst"] >= 1):
-            self.fail(name, "burst", f"must be an integer >= 1, got {v['burst']!r}")
-        quota = v["monthly_quota"]
-        if "monthly_quota" in raw and not (_is_int(quota) and quota >= 0):
-            self.fail(
-                name, "monthly_quota", f"must be an integer >= 0 (0 = unlimited), got {quota!r}"
-            )
+        self.limits(name, raw)
+        rps, quota = v["requests_per_second"], v["monthly_quota"]
         over = self.choice(name, "over_quota", v["over_quota"], OverQuota, "over_quota" in raw)
         store = self.choice(name, "on_store_error", v["on_store_error"], OnStoreError, True)
         report = self.choice(name, "report", v["report"], Report, True)
@@ -265,6 +272,18 @@ class _Validator:
         allowed = " or ".join(f'"{e.value}"' for e in enum)
         self.fail(tier, key, f"must be {allowed}, got {value!r}")
         return None
+
+
+def check_limits(source: str, limits: Mapping[str, object]) -> list[str]:
+    """Problems with an account's overrides (requests_per_second, burst, monthly_quota,
+    features), in the tier table's words: ``account sub_1: field "burst": must be ...``."""
+    v = _Validator(source)
+    for key in sorted(set(limits) - {"requests_per_second", "burst", "monthly_quota", "features"}):
+        v.fail(None, key, "cannot be overridden per account")
+    v.limits(None, limits)
+    if "features" in limits:
+        v.string_list(None, "features", limits["features"], FEATURE_NAME)
+    return v.problems
 
 
 def parse_tiers(text: str, source: str) -> TierTable:

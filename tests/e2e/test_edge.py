@@ -310,3 +310,19 @@ def test_a_second_key_of_a_customer_shares_the_bucket(edge):
     keys = [edge.issue("big", customer=customer)[0] for _ in range(2)]
     statuses = [edge.get("/v1/things", keys[i % 2]).status for i in range(60)]
     assert statuses.count(200) == 50 and statuses.count(429) == 10
+
+
+def test_an_account_s_own_limits_apply_at_the_edge(edge):
+    """`tollway accounts set-limits ACCOUNT --burst 2`: the next requests see burst 2 in their
+    RateLimit headers and a 429 at the third; --clear brings the tier's burst back."""
+    customer = f"cus_limits_{time.time_ns()}"
+    key, _ = edge.issue("big", customer=customer)  # burst 50, refill 0.001/s
+    assert edge.get("/v1/things", key).headers["ratelimit-limit"] == "50"
+    url = edge.stack.effective_redis_url
+    assert cli(["accounts", "set-limits", customer, "--burst", "2", "--redis-url", url]) == 0
+    statuses = [edge.get("/v1/things", key) for _ in range(3)]
+    assert [r.status for r in statuses] == [200, 200, 429]
+    assert statuses[0].headers["ratelimit-limit"] == "2"
+    assert cli(["accounts", "set-limits", customer, "--burst", "x", "--redis-url", url]) == 1
+    assert cli(["accounts", "set-limits", customer, "--clear", "--redis-url", url]) == 0
+    assert edge.get("/v1/things", key).headers["ratelimit-limit"] == "50"

@@ -207,3 +207,51 @@ async def test_any_interleaving_over_keys_and_processes_stays_within_the_plan(
         for p in pipes:
             await p.aclose()
         await redis.aclose()
+
+
+async def test_each_key_s_share_of_the_period_is_kept(redis, pipe):
+    """`tollway usage show --by key`: what each key of the account used this period, counted
+    by check.lua in the same write as the account's quota (no extra command)."""
+    from metering.usage_report import per_key
+
+    store = KeyStore(redis, KeyHasher())
+    lim = limiter(pipe, redis, FixedClock(T0))
+    _, a = await store.create("pro", "cus_k", now=T0 // 1000)
+    _, b = await store.create("pro", "cus_k", now=T0 // 1000)
+    for k in (a, a, b):
+        assert await check(lim, k) is Code.OK
+    rows = await per_key(store, "cus_k", T0 // 1000)
+    assert sorted((r.key_id, n) for r, n in rows) == sorted([(a.key_id, 2), (b.key_id, 1)])
+    assert (await Accounts(store).show("cus_k")).quota_used == 3
+    later = await per_key(store, "cus_k", T0 // 1000 + 31 * 86400)  # the next period
+    assert sorted(n for _, n in later) == [0, 0]
+
+
+async def test_an_account_s_own_limits_replace_its_tier_s_until_cleared(redis, pipe):
+    """set-limits: burst 2 and quota 4 for one account of tier free (burst 5, quota 1000),
+    features none; validated with the tier table's words; --clear restores the tier."""
+    store = KeyStore(redis, KeyHasher())
+    accounts = Accounts(store)
+    clock = FixedClock(T0)
+    lim = limiter(pipe, redis, clock)
+    _, rec = await store.create("free", "cus_o", now=T0 // 1000)
+    with pytest.raises(ValueError, match='account cus_o: field "burst": must be an integer >= 1'):
+        await accounts.set_limits("cus_o", {"burst": 0}, clear=False)
+    with pytest.raises(KeyNotFound):
+        await accounts.set_limits("cus_nobody", {"burst": 2}, clear=False)
+    await accounts.set_limits("cus_o", {"burst": 2, "monthly_quota": 4}, clear=False)
+    out = await lim.check(rec.key_id, rec.hash, 1, POLICY.tier_args(None))
+    assert out.code is Code.OK and out.limits == (1.0, 2, 4, None)
+    assert POLICY.tier_for(out).burst == 2  # what the RateLimit headers quote
+    assert [await check(lim, rec) for _ in range(2)] == [Code.OK, Code.RATE]
+    clock.advance(10_000)
+    assert [await check(lim, rec) for _ in range(3)] == [Code.OK, Code.OK, Code.QUOTA]
+    await accounts.set_limits("cus_o", {"features": ["reports"]}, clear=True)
+    clock.advance(10_000)  # the bucket refills
+    assert (await accounts.show("cus_o")).overrides == {"features": "reports"}
+    args = POLICY.tier_args("reports")  # free lacks it; the account has it now
+    assert (await lim.check(rec.key_id, rec.hash, 1, args)).code is Code.OK
+    assert (await lim.check(rec.key_id, rec.hash, 1, POLICY.tier_args("x"))).code is Code.FEATURE
+    await accounts.set_limits("cus_o", {}, clear=True)
+    out = await lim.check(rec.key_id, rec.hash, 1, POLICY.tier_args("reports"))
+    assert out.code is Code.FEATURE and out.limits is None

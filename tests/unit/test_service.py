@@ -118,9 +118,11 @@ async def test_route_cost_and_feature_reach_the_store():
     (_, _, cost, tier_args) = fake.calls[0]
     assert cost == 5
     names = ["free", "pro", "business", "capped", "resilient", "shadow", "big"]
-    assert all(len(tier_args(name)) == ARGS_PER_TIER for name in names)
+    assert all(len(tier_args(name)) == ARGS_PER_TIER + 1 for name in names)
+    assert {tier_args(name)[-1] for name in names} == {"reports"}  # for an account's override
     has_feature = {name: tier_args(name)[6] for name in names}
-    assert tier_args("platinum") == ("platinum",)  # not in the table: check.lua says NO_TIER
+    # Not in the table: the name and empty values; check.lua says NO_TIER.
+    assert tier_args("platinum") == ("platinum", "", "", "", "", "", "", "", "reports")
     assert has_feature == {
         "free": "0", "pro": "1", "business": "1", "capped": "0", "resilient": "0", "shadow": "0",
         "big": "0",

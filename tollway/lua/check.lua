@@ -5,7 +5,11 @@
 --                         period_end, hold, expires_at, last_used (written at most once a
 --                         minute)
 --   KEYS[2] state   hash  the account's: tokens, ts (ms), q_period (period start, s), q_used;
---                         every key of the account draws on this one bucket and quota
+--                         every key of the account draws on this one bucket and quota.
+--                         Also n:<key id> -> "<period start>:<requests>", each key's share
+--                         of the period's use (tollway usage show --by key), and the
+--                         operator's per-account overrides of the tier: o_rate, o_burst,
+--                         o_quota, o_features (comma-separated; tollway accounts set-limits)
 --   KEYS[3] usage   hash  the account's: window start (s) -> requests let through (metering
 --                         drains it)
 --   (A legacy key, issued before accounts, passes its own record, state and usage instead.)
@@ -28,16 +32,19 @@
 --             name, refill rate per second, burst, monthly quota (0 = unlimited),
 --             block past quota (1/0), dry run (1/0), has the route's feature (1/0),
 --             lease size in tokens (0: exact mode, no lease).
---             The name alone, with ARGV[11] "", says the caller's tier table has no such tier.
+--             The name with ARGV[11] "", says the caller's tier table has no such tier.
 --             If the name is not the record's tier, nothing is read or written past the
 --             record: the answer is TIER_CHANGED with the record's tier, and the caller asks
 --             again with that tier's values. So the arguments, and the cost, do not grow with
 --             the size of the tier table.
+--   ARGV[18] the route's feature ("" for none), for an account whose features are overridden
 -- A check in exact mode passes 0, 0, 1 in ARGV[6..8].
 -- A lease tier's passing request also takes up to its lease size of extra tokens ("granted"),
 -- which the calling authz process spends locally; a lease never reaches past the quota.
 -- Returns {code, tier, customer, remaining, wait_ms, quota_used, period_end, grace_until,
---          would_deny, now_ms, granted}; codes are authz.outcome.Code.
+--          would_deny, now_ms, granted}; codes are authz.outcome.Code. An account with
+-- overrides gets its limits in force after those: rate, burst, quota, features ("-": the
+-- tier's).
 -- Quota and usage count requests; only the bucket is charged the route's cost.
 
 local OK, UNKNOWN_KEY, REVOKED, PAYMENT, FEATURE, QUOTA, RATE, NO_TIER = 0, 1, 2, 3, 4, 5, 6, 7
@@ -84,10 +91,20 @@ if now >= pend then
 end
 
 -- The state has no TTL: it is the account's, and lives as long as the account does.
-local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'q_period', 'q_used')
-local used = 0
+-- The key's own count field in the account's state (none for a legacy key: its state is its own).
+local kid = string.match(KEYS[1], ':key:(%x+)$')
+local kfield = kid and ('n:' .. kid) or 'n:'
+local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'q_period', 'q_used', kfield,
+                      'o_rate', 'o_burst', 'o_quota', 'o_features')
+local used, kused = 0, 0
 if tonumber(st[3]) == pstart then
   used = tonumber(st[4]) or 0
+end
+if st[5] then
+  local kp, kn = string.match(st[5], '^(%d+):(%d+)$')
+  if tonumber(kp) == pstart then
+    kused = tonumber(kn)
+  end
 end
 
 if KEYS[4] and (spent > 0 or returned > 0) then
@@ -98,8 +115,8 @@ end
 -- What a lease already let through is counted before anything can refuse this request: the
 -- period's quota use, and the usage window metering bills.
 if spent > 0 then
-  used = used + spent
-  redis.call('HSET', KEYS[2], 'q_period', pstart, 'q_used', used)
+  used, kused = used + spent, kused + spent
+  redis.call('HSET', KEYS[2], 'q_period', pstart, 'q_used', used, kfield, pstart .. ':' .. kused)
   redis.call('HINCRBY', KEYS[3], now - (now % wsize), spent)
 end
 
@@ -130,6 +147,16 @@ local feature_ok = ARGV[TIER + 6] == '1'
 local cost = tonumber(ARGV[3])
 local this = ARGV[8] == '0' and 0 or 1
 local lease = tonumber(ARGV[TIER + 7])
+local overridden = st[6] or st[7] or st[8] or st[9]
+if overridden then
+  rate = tonumber(st[6]) or rate
+  burst = tonumber(st[7]) or burst
+  quota = tonumber(st[8]) or quota
+  if st[9] then
+    local listed = string.find(',' .. st[9] .. ',', ',' .. ARGV[18] .. ',', 1, true)
+    feature_ok = ARGV[18] == '' or listed ~= nil
+  end
+end
 
 local tokens, ts = tonumber(st[1]), tonumber(st[2])
 if not tokens or not ts then
@@ -158,9 +185,14 @@ end
 
 if deny ~= OK and not dry then
   if returned > 0 then
-    redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used)
+    redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts)
   end
-  return {deny, tier, customer, math.floor(tokens), wait, used, pend, grace, OK, now_ms, 0}
+  local reply = {deny, tier, customer, math.floor(tokens), wait, used, pend, grace, OK, now_ms, 0}
+  if overridden then
+    reply[12], reply[13], reply[14], reply[15] = tostring(rate), tostring(burst), tostring(quota),
+                                                 st[9] or '-'
+  end
+  return reply
 end
 
 -- Let through (a dry-run tier is let through whatever it would have been told).
@@ -176,8 +208,9 @@ if quota > 0 and block then
 end
 granted = math.max(granted, 0)
 tokens = tokens - granted
-used = used + this
-redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used)
+used, kused = used + this, kused + this
+redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used,
+           kfield, pstart .. ':' .. kused)
 if this > 0 then
   redis.call('HINCRBY', KEYS[3], now - (now % wsize), this)
   if now - (tonumber(rec[10]) or 0) >= 60 then
@@ -185,4 +218,10 @@ if this > 0 then
   end
 end
 local full_ms = math.ceil((burst - tokens) * 1000 / rate)
-return {OK, tier, customer, math.floor(tokens), full_ms, used, pend, grace, deny, now_ms, granted}
+local reply = {OK, tier, customer, math.floor(tokens), full_ms, used, pend, grace, deny, now_ms,
+               granted}
+if overridden then
+  reply[12], reply[13], reply[14], reply[15] = tostring(rate), tostring(burst), tostring(quota),
+                                               st[9] or '-'
+end
+return reply
