@@ -13,10 +13,11 @@ import sys
 from datetime import UTC, datetime
 
 from cli.store_access import add_store_flags, settings_of, with_store
-from tollway.accounts import Accounts
+from tollway.accounts import Accounts, AccountView
 from tollway.process import CliError, Subparsers
 from tollway.settings import StoreSettings
 from tollway.store import KeyStore
+from tollway.tiers import TierError, load_tiers
 
 
 def register(subparsers: Subparsers) -> None:
@@ -48,7 +49,7 @@ def register(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = settings_of(StoreSettings, args)
     if args.accounts_command == "show":
-        return with_store(settings, lambda store: show(store, args.account, args.json))
+        return with_store(settings, lambda store: show(store, args.account, args.json, settings))
     if args.accounts_command == "set-limits":
         return with_store(settings, lambda store: set_limits(store, args))
     return with_store(settings, migrate)
@@ -87,10 +88,23 @@ def when(epoch: int | str) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M") if t else "-"
 
 
-async def show(store: KeyStore, account: str, as_json: bool) -> int:
+def quota_of(view: AccountView, settings: StoreSettings) -> int | None:
+    """The account's monthly quota in force (0: unlimited; None: its tier is not in the
+    table)."""
+    if "monthly_quota" in view.overrides:
+        return int(view.overrides["monthly_quota"])
+    try:
+        tier = load_tiers(settings.tiers).get(view.plan.get("tier", ""))
+    except TierError:
+        return None
+    return tier.monthly_quota if tier else None
+
+
+async def show(store: KeyStore, account: str, as_json: bool, settings: StoreSettings) -> int:
     view = await Accounts(store).show(account)
+    quota = quota_of(view, settings)
     if as_json:
-        print(json.dumps(view.public(), indent=2))
+        print(json.dumps({**view.public(), "quota": quota}, indent=2))
         return 0
     plan = view.plan
     print(f"account       {view.account}")
@@ -101,7 +115,8 @@ async def show(store: KeyStore, account: str, as_json: bool) -> int:
     if plan.get("status") == "past_due":
         print(f"grace until   {when(plan.get('grace_until', 0))}")
     print(f"period        {when(plan.get('period_start', 0))} .. {when(plan.get('period_end', 0))}")
-    print(f"used          {view.quota_used} requests this period")
+    of = {None: "", 0: " (no quota)"}.get(quota, f" of {quota}")
+    print(f"used          {view.quota_used}{of} requests this period")
     for field, value in view.overrides.items():
         print(f"override      {field} = {value or '(none)'}")
     print()

@@ -68,8 +68,9 @@ async def per_key(keys: KeyStore, customer: str, now: int) -> list[tuple[KeyReco
             continue
         start = Period(record.period_start, record.period_end).start_for(now)
         if account:
-            raw = await redis.hget(schema.account_state(account), f"n:{key_id}")
-            period, _, n = str(raw or "0:0").partition(":")
+            n, period = await redis.hmget(
+                schema.account_state(account), f"n:{key_id}", f"p:{key_id}"
+            )
         else:
             period, n = await redis.hmget(schema.legacy_state(key_id), "q_period", "q_used")
         out.append((record, int(n or 0) if int(period or -1) == start else 0))

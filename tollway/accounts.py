@@ -43,7 +43,7 @@ class AccountView:
     def public(self) -> dict[str, object]:
         hidden = set(OVERRIDES.values())
         plan = {k: v for k, v in self.plan.items()
-                if not k.startswith(("merged:", "n:")) and k not in hidden}  # fmt: skip
+                if not k.startswith(("merged:", "n:", "p:")) and k not in hidden}  # fmt: skip
         return {"account": self.account, **plan, "overrides": self.overrides,
                 "quota_used": self.quota_used, "keys": [k.listing() for k in self.keys]}  # fmt: skip
 

@@ -106,3 +106,53 @@ async def test_revocation_is_final_in_the_script(redis):
     assert await redis.hget(name, "status") == "revoked"
     assert await script(keys=[schema.key_directory("0123456789abcdef")], args=["active"]) == 0
     assert await redis.exists(schema.key_directory("0123456789abcdef")) == 0
+
+
+def test_list_shows_prefix_and_state_never_the_key(run):
+    """keys list --customer: one row per key, with its prefix; never the key itself."""
+    keys = [run("keys", "create", "--tier", "pro", "--customer", "cus_l")[1].strip()
+            for _ in range(2)]  # fmt: skip
+    run("keys", "revoke", keys[0])
+    code, out, _ = run("keys", "list", "--customer", "cus_l", "--json")
+    rows = json.loads(out)
+    assert code == 0 and [r["status"] for r in rows] == ["revoked", "active"]
+    assert [r["prefix"] for r in rows] == [k[:12] for k in keys]
+    assert not any(k in out or k[12:20] in out for k in keys)
+    code, out, _ = run("keys", "list", "--customer", "cus_l")
+    assert code == 0 and out.count("tw_live_") == 2 and keys[0] not in out
+
+
+def test_create_for_a_subscription_and_its_errors(run, redis_server):
+    """--subscription takes the tier from the subscription's account; a subscription tollway
+    has not heard of, or --tier beside it, is a one-line error."""
+    code, _, err = run("keys", "create", "--subscription", "sub_unknown")
+    assert code == 1 and "no state for subscription sub_unknown" in err
+    with connect_sync(redis_server) as r:
+        r.hset("tw:{sub_cli}:account", mapping={"customer": "cus_s", "subscription": "sub_cli",
+                                                "tier": "business", "status": "active",
+                                                "sync_version": "1"})  # fmt: skip
+    code, _, err = run("keys", "create", "--subscription", "sub_cli", "--tier", "pro")
+    assert code == 1 and "--tier comes from the subscription" in err
+    code, out, err = run("keys", "create", "--subscription", "sub_cli")
+    assert code == 0 and parse_key(out.strip()) and "tier business, account sub_cli" in err
+
+
+def test_accounts_set_limits_validates_like_the_tier_table(run):
+    run("keys", "create", "--tier", "pro", "--customer", "cus_v")
+    code, _, err = run("accounts", "set-limits", "cus_v", "--burst", "0", "--rate", "fast")
+    assert code == 1
+    assert err.strip() == ('tollway: account cus_v: field "requests_per_second": must be a number '
+                           "> 0, got 'fast'; account cus_v: field \"burst\": must be an integer "
+                           ">= 1, got 0")  # fmt: skip
+    assert run("accounts", "set-limits", "cus_none", "--burst", "2")[0] == 1
+    assert run("accounts", "set-limits", "cus_v")[0] == 1  # nothing to set
+    code, _, _ = run("accounts", "set-limits", "cus_v", "--quota", "10", "--features", "a,b")
+    code, out, _ = run("accounts", "show", "cus_v", "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["overrides"] == {"monthly_quota": "10", "features": "a,b"}
+    assert shown["quota"] == 10 and shown["tier"] == "pro" and len(shown["keys"]) == 1
+
+
+def test_accounts_migrate_with_nothing_to_do(run):
+    code, _, err = run("accounts", "migrate")
+    assert code == 0 and "migrated 0 key(s)" in err

@@ -6,8 +6,8 @@
 --                         minute)
 --   KEYS[2] state   hash  the account's: tokens, ts (ms), q_period (period start, s), q_used;
 --                         every key of the account draws on this one bucket and quota.
---                         Also n:<key id> -> "<period start>:<requests>", each key's share
---                         of the period's use (tollway usage show --by key), and the
+--                         Also n:<key id> and p:<key id>: each key's share of the period's
+--                         use and that period's start (tollway usage show --by key), and the
 --                         operator's per-account overrides of the tier: o_rate, o_burst,
 --                         o_quota, o_features (comma-separated; tollway accounts set-limits)
 --   KEYS[3] usage   hash  the account's: window start (s) -> requests let through (metering
@@ -91,20 +91,18 @@ if now >= pend then
 end
 
 -- The state has no TTL: it is the account's, and lives as long as the account does.
--- The key's own count field in the account's state (none for a legacy key: its state is its own).
-local kid = string.match(KEYS[1], ':key:(%x+)$')
-local kfield = kid and ('n:' .. kid) or 'n:'
+-- The key's own count in the account's state (the key id ends KEYS[1]; a legacy key's state is
+-- its own, and these two fields in it are never read).
+local kfield = 'n:' .. string.sub(KEYS[1], -16)
+local pfield = 'p:' .. string.sub(KEYS[1], -16)
 local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'q_period', 'q_used', kfield,
-                      'o_rate', 'o_burst', 'o_quota', 'o_features')
+                      'o_rate', 'o_burst', 'o_quota', 'o_features', pfield)
 local used, kused = 0, 0
 if tonumber(st[3]) == pstart then
   used = tonumber(st[4]) or 0
 end
-if st[5] then
-  local kp, kn = string.match(st[5], '^(%d+):(%d+)$')
-  if tonumber(kp) == pstart then
-    kused = tonumber(kn)
-  end
+if tonumber(st[10]) == pstart then
+  kused = tonumber(st[5]) or 0
 end
 
 if KEYS[4] and (spent > 0 or returned > 0) then
@@ -116,7 +114,7 @@ end
 -- period's quota use, and the usage window metering bills.
 if spent > 0 then
   used, kused = used + spent, kused + spent
-  redis.call('HSET', KEYS[2], 'q_period', pstart, 'q_used', used, kfield, pstart .. ':' .. kused)
+  redis.call('HSET', KEYS[2], 'q_period', pstart, 'q_used', used, kfield, kused, pfield, pstart)
   redis.call('HINCRBY', KEYS[3], now - (now % wsize), spent)
 end
 
@@ -210,7 +208,7 @@ granted = math.max(granted, 0)
 tokens = tokens - granted
 used, kused = used + this, kused + this
 redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used,
-           kfield, pstart .. ':' .. kused)
+           kfield, kused, pfield, pstart)
 if this > 0 then
   redis.call('HINCRBY', KEYS[3], now - (now % wsize), this)
   if now - (tonumber(rec[10]) or 0) >= 60 then
