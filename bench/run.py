@@ -139,7 +139,7 @@ def prepare(b: Bench) -> None:
 
     async def make_key(tier: str) -> str:
         r = connect(b.redis_url)
-        key, _ = await KeyStore(r, KeyHasher()).create(tier, "cus_bench")
+        key, _ = await KeyStore(r, KeyHasher()).create(tier, f"cus_bench_{tier}")
         await r.aclose()
         return key
 
