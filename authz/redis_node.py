@@ -59,10 +59,37 @@ class StoreTimeout(ReplyLost):
     """The command was sent but the node did not answer within the client's read timeout."""
 
 
+class _Pipeline:
+    """One pipeline's replies as they arrive, and the one future that gets them all.
+    (A future per command, awaited with ``asyncio.wait``, cost about 2 µs more per command.)"""
+
+    __slots__ = ("fut", "n", "replies")
+
+    def __init__(self, fut: asyncio.Future[list[Any]], n: int) -> None:
+        self.fut = fut
+        self.n = n
+        self.replies: list[Any] = []
+
+    def add(self, reply: Any) -> bool:
+        """Take the next reply; True once the pipeline is complete (and answered)."""
+        self.replies.append(reply)
+        if len(self.replies) < self.n:
+            return False
+        if not self.fut.done():  # its caller may have stopped waiting
+            self.fut.set_result(self.replies)
+        return True
+
+    def fail(self, error: BaseException) -> None:
+        """The replies still missing never come: ``error`` in their places."""
+        self.replies += [error] * (self.n - len(self.replies))
+        if not self.fut.done():
+            self.fut.set_result(self.replies)
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader(encoding="utf-8", errors="replace")
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.waiting: deque[_Pipeline] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
 
@@ -71,6 +98,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
+        waiting = self.waiting
         while True:
             try:
                 reply = self.reader.gets()
@@ -79,12 +107,11 @@ class _Connection(asyncio.Protocol):
                 return
             if reply is False:
                 return
-            if not self.waiting:  # a reply nobody asked for: the stream cannot be trusted
+            if not waiting:  # a reply nobody asked for: the stream cannot be trusted
                 self.close(ReplyLost("unexpected reply"))
                 return
-            fut = self.waiting.popleft()
-            if not fut.done():
-                fut.set_result(reply)
+            if waiting[0].add(reply):
+                waiting.popleft()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(ReplyLost(f"connection lost: {exc or 'closed by peer'}"))
@@ -93,9 +120,7 @@ class _Connection(asyncio.Protocol):
         if self.lost is None:
             self.lost = error
         while self.waiting:
-            fut = self.waiting.popleft()
-            if not fut.done():
-                fut.set_exception(self.lost)
+            self.waiting.popleft().fail(self.lost)
 
     def close(self, error: BaseException) -> None:
         self._fail(error)
@@ -106,13 +131,13 @@ class _Connection(asyncio.Protocol):
     def alive(self) -> bool:
         return self.lost is None and self.transport is not None
 
-    def send(self, payload: bytes, n: int) -> list[asyncio.Future[Any]]:
+    def send(self, payload: bytes, n: int) -> asyncio.Future[list[Any]]:
+        """Write a pipeline of ``n`` commands; a future of their ``n`` replies, in order."""
         assert self.transport is not None
-        loop = asyncio.get_running_loop()
-        futs = [loop.create_future() for _ in range(n)]
-        self.waiting.extend(futs)
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self.waiting.append(_Pipeline(fut, n))
         self.transport.write(payload)
-        return futs
+        return fut
 
 
 class RedisNode:
@@ -157,16 +182,20 @@ class RedisNode:
             return []
         conn = await self._connection()
         payload = b"".join([hiredis.pack_command(c) for c in commands])
-        futs = conn.send(payload, len(commands))
+        fut = conn.send(payload, len(commands))
+        timer = None
+        if self.timeout_s is not None:
+            timer = asyncio.get_running_loop().call_later(self.timeout_s, self._timed_out, conn)
         try:
-            _, pending = await asyncio.wait(futs, timeout=self.timeout_s)
-        except asyncio.CancelledError:
-            for fut in futs:  # the caller gave up: the replies are read and dropped in order
-                fut.cancel()
-            raise
-        if pending:
-            conn.close(StoreTimeout(f"no reply from {self.address} within {self.timeout_s} s"))
-        return [f.exception() or f.result() for f in futs]
+            # Cancelling this await leaves the pipeline queued: its replies are read and
+            # dropped in order.
+            return await fut
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _timed_out(self, conn: _Connection) -> None:
+        conn.close(StoreTimeout(f"no reply from {self.address} within {self.timeout_s} s"))
 
     async def _connection(self) -> _Connection:
         if self._conn is not None and self._conn.alive:
@@ -212,7 +241,7 @@ class RedisNode:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._hello:
                 payload = b"".join([hiredis.pack_command(c) for c in self._hello])
-                for reply in await asyncio.gather(*conn.send(payload, len(self._hello))):
+                for reply in await conn.send(payload, len(self._hello)):
                     if isinstance(reply, ReplyError):
                         conn.close(StoreConnectionError(str(reply)))
                         raise StoreConnectionError(

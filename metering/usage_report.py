@@ -68,9 +68,12 @@ async def per_key(keys: KeyStore, customer: str, now: int) -> list[tuple[KeyReco
             continue
         start = Period(record.period_start, record.period_end).start_for(now)
         if account:
-            n, period = await redis.hmget(
-                schema.account_state(account), f"n:{key_id}", f"p:{key_id}"
-            )
+            n, period, a_start, a_end = await redis.hmget(
+                schema.account_state(account), f"n:{key_id}", f"p:{key_id}", "period_start",
+                "period_end",
+            )  # fmt: skip
+            if a_start and a_end:  # the account's period is the one its keys count in
+                start = Period(int(a_start), int(a_end)).start_for(now)
         else:
             period, n = await redis.hmget(schema.legacy_state(key_id), "q_period", "q_used")
         out.append((record, int(n or 0) if int(period or -1) == start else 0))

@@ -255,3 +255,14 @@ async def test_an_account_s_own_limits_replace_its_tier_s_until_cleared(redis, p
     await accounts.set_limits("cus_o", {}, clear=True)
     out = await lim.check(rec.key_id, rec.hash, 1, POLICY.tier_args("reports"))
     assert out.code is Code.FEATURE and out.limits is None
+
+
+async def test_keys_issued_at_different_times_count_in_the_account_s_one_period(redis, pipe):
+    """A customer account's second key, issued later, counts in the account's period (set by
+    its first key), not one of its own: the quota is not reset by a later key."""
+    store = KeyStore(redis, KeyHasher())
+    lim = limiter(pipe, redis, FixedClock(T0 + 5_000))
+    _, a = await store.create("capped", "cus_p", now=T0 // 1000)
+    _, b = await store.create("capped", "cus_p", now=T0 // 1000 + 3)  # its own record's period
+    assert b.period_start != a.period_start
+    assert [await check(lim, k) for k in (a, a, b, b)] == [Code.OK] * 3 + [Code.QUOTA]

@@ -47,6 +47,9 @@ class Harness:
         self.account[record.key_id] = customer
         if fields:
             await self.redis.hset(self.record(record.key_id), mapping=fields)
+        period = {k: v for k, v in fields.items() if k in ("period_start", "period_end")}
+        if period:  # the billing period is the account's
+            await self.redis.hset(self.state(record.key_id), mapping=period)
         return plaintext, record.key_id, record.hash
 
     def record(self, kid: str) -> str:
@@ -128,8 +131,8 @@ async def test_bill_tier_keeps_serving_past_quota(h):
         assert (await h.check(kid, digest)).code is Code.OK
 
 
-async def test_subscription_period_from_the_record_is_used(h):
-    """The quota period comes from the record's period_start/period_end."""
+async def test_the_account_s_billing_period_is_used(h):
+    """The quota period comes from the account's period_start/period_end."""
     start = T0 // 1000 - 100
     _, kid, digest = await h.key("capped", period_start=str(start), period_end=str(start + 3600))
     out = await h.check(kid, digest)

@@ -9,7 +9,8 @@
 --                         Also n:<key id> and p:<key id>: each key's share of the period's
 --                         use and that period's start (tollway usage show --by key), and the
 --                         operator's per-account overrides of the tier: o_rate, o_burst,
---                         o_quota, o_features (comma-separated; tollway accounts set-limits)
+--                         o_quota, o_features (comma-separated; tollway accounts set-limits).
+--                         Its period_start and period_end are the account's billing period
 --   KEYS[3] usage   hash  the account's: window start (s) -> requests let through (metering
 --                         drains it)
 --   (A legacy key, issued before accounts, passes its own record, state and usage instead.)
@@ -76,10 +77,20 @@ if ARGV[9] ~= '' and now_ms > tonumber(ARGV[9]) then
 end
 local now = math.floor(now_ms / 1000)
 
--- The billing period in force: the record's, rolled forward by whole periods if it has lapsed
--- (a renewal webhook that has not arrived yet must not stop the quota from resetting).
-local pstart = tonumber(rec[6]) or 0
-local pend = tonumber(rec[7]) or 0
+-- The state has no TTL: it is the account's, and lives as long as the account does.
+-- The key's own count in the account's state (the key id ends KEYS[1]; a legacy key's state is
+-- its own, and these two fields in it are never read).
+local kfield = 'n:' .. string.sub(KEYS[1], -16)
+local pfield = 'p:' .. string.sub(KEYS[1], -16)
+local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'q_period', 'q_used', kfield,
+                      'o_rate', 'o_burst', 'o_quota', 'o_features', pfield,
+                      'period_start', 'period_end')
+
+-- The billing period in force: the account's (a legacy key's: its record's), rolled forward by
+-- whole periods if it has lapsed (a renewal webhook that has not arrived yet must not stop the
+-- quota from resetting). Every key of an account counts in the same period.
+local pstart = tonumber(st[11]) or tonumber(rec[6]) or 0
+local pend = tonumber(st[12]) or tonumber(rec[7]) or 0
 local plen = pend - pstart
 if plen <= 0 then
   plen = tonumber(ARGV[5])
@@ -90,13 +101,6 @@ if now >= pend then
   pend = pstart + plen
 end
 
--- The state has no TTL: it is the account's, and lives as long as the account does.
--- The key's own count in the account's state (the key id ends KEYS[1]; a legacy key's state is
--- its own, and these two fields in it are never read).
-local kfield = 'n:' .. string.sub(KEYS[1], -16)
-local pfield = 'p:' .. string.sub(KEYS[1], -16)
-local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'q_period', 'q_used', kfield,
-                      'o_rate', 'o_burst', 'o_quota', 'o_features', pfield)
 local used, kused = 0, 0
 if tonumber(st[3]) == pstart then
   used = tonumber(st[4]) or 0
