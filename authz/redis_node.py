@@ -7,8 +7,9 @@ parse loop. This client is ``hiredis.pack_command`` to encode, one ``transport.w
 pipeline, and ``hiredis.Reader`` (C) to split the reply stream, over a bare
 ``asyncio.Protocol``. Client CPU per EVALSHA, measured on this project's 2-core machine:
 
-- ``bench/redis_clients.py`` (pipelines of 32, uvloop, one process): redis-py 8.2 µs, this
-  client 2.3 µs (``make bench`` reports it in every run);
+- ``bench/redis_clients.py`` (pipelines of 32, uvloop, one process): redis-py 9.0 µs, this
+  client 1.9 µs (``make bench`` reports it in every run). It was 3.0 µs with a future per
+  command awaited through ``asyncio.wait``; one future per pipeline saved the difference;
 - inside authz, under h2load's concurrency, redis-py took 32 to 36 µs per EVALSHA (issue 12's
   profile): pools, more and smaller pipelines, and the event loop's share.
 
