@@ -37,7 +37,8 @@ _REASON = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: see CheckReply (authz/check_reply.py).
+@dataclass(slots=True)
 class Decision:
     reason: Reason | None  # None: allowed
     message: str = ""

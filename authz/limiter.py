@@ -216,8 +216,6 @@ class Limiter:
         if out.code is Code.EXPIRED:
             self.breaker.failure()
             raise StoreUnavailable("Redis ran the check after its deadline; nothing was counted")
-        if out.now_ms:
-            self.redis_clock.learn(out.now_ms)
         return out
 
     async def _call(self, command: tuple[Any, ...]) -> Any:
@@ -269,6 +267,12 @@ class Limiter:
                 self._on_reply_lost(lost)  # refused, and possibly counted by Redis
         else:
             self.breaker.success()
+        # Redis's clock, once a pipeline, not once a check: from the pipeline's last full
+        # check reply, whose TIME was read last and so is the least delayed sample of them.
+        for reply in reversed(replies):
+            if type(reply) is list and len(reply) >= 11:
+                self.redis_clock.learn(int(reply[9]))
+                break
         for (_, fut), reply in zip(batch, replies, strict=True):
             if fut.done():
                 continue

@@ -20,7 +20,8 @@ class RouteConfigError(ValueError):
     """A route's tollway_* context extension is invalid."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed: see CheckReply (authz/check_reply.py).
+@dataclass(slots=True)
 class RequestInfo:
     key: str | None  # the presented credential, unvalidated
     strip: tuple[str, ...]  # headers that carried it, removed before the upstream sees them
