@@ -64,12 +64,13 @@ def key_directory(key_id: str) -> str:
 
 
 def key_record(key_id: str, account: str) -> str:
-    """A key's record, in its account's slot. (No id check: this is on the check path, and an
-    account reaches it only from a record written through ``account_state``'s writers.)"""
+    """A key's record, in its account's slot. (No id check: it is on the check path, and an
+    account comes from a directory entry the KeyStore wrote after checking the id.)"""
     return f"{_tag(account)}:key:{key_id}"
 
 
 def account_state(account: str) -> str:
+    """An account's plan, bucket, quota and overrides (no id check, as ``key_record``)."""
     return f"{_tag(account)}:account"
 
 
