@@ -313,16 +313,19 @@ def test_the_client_runs_on_uvloop_as_authz_does(redis_server):
 
 @pytest.fixture
 def password_redis(tmp_path):
-    """A redis-server of its own that requires the password "s3cret"; yields its port."""
+    """A redis-server of its own that requires the password "s3cret", and also listens on
+    a Unix socket (tmp_path / "redis.sock"); yields its port."""
     import subprocess
 
     from devkit.stack import port_open, redis_argv, wait_for
 
     port = free_port()
-    proc = subprocess.Popen([*redis_argv(port, tmp_path), "--requirepass", "s3cret"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    argv = [*redis_argv(port, tmp_path), "--requirepass", "s3cret",
+            "--unixsocket", str(tmp_path / "redis.sock"), "--unixsocketperm", "700"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: port_open(port), "redis-server", 10)
+        wait_for(lambda: (tmp_path / "redis.sock").exists(), "redis-server's socket", 10)
         yield port
     finally:
         proc.terminate()
@@ -343,3 +346,15 @@ async def test_a_password_and_a_database_in_the_url_are_used(password_redis):
     with pytest.raises(ConnectionError, match=r"WRONGPASS|invalid"):
         await bad.execute([("PING",)])
     await bad.aclose()
+
+
+async def test_a_unix_socket_url_is_used(password_redis, tmp_path):
+    """unix://:secret@/path?db=3 connects over the socket, with AUTH and SELECT."""
+    url = f"unix://:s3cret@{tmp_path / 'redis.sock'}?db=3"
+    pipe = open_pipe(url, timeout_s=2.0)
+    try:
+        assert (await pipe.execute([("SET", "u", "1")]))[0] == "OK"
+        info = (await pipe.execute([("CLIENT", "INFO")]))[0]
+        assert "db=3" in info and "laddr=" in info and ".sock" in info
+    finally:
+        await pipe.aclose()
