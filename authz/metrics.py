@@ -96,8 +96,9 @@ class AuthzMetrics:
         )
         self.answers_unheard = Counter(
             "tollway_authz_answers_unheard_total",
-            "HTTP mode: checks allowed and counted after Envoy had closed the connection (its"
-            " timeout fired first): counted, but the request was not served",
+            "Checks allowed and counted after Envoy had given up on them (its timeout fired"
+            " first: the HTTP connection closed, or the gRPC call cancelled): counted, but the"
+            " request was not served",
             registry=reg,
         )
         self.lease_owed = Gauge(

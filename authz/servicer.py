@@ -73,7 +73,21 @@ class AuthzServicer:
         self.policy = Policy(table)
 
     async def Check(self, request: Any, context: Any) -> bytes:
-        return responses.build(await self.decide(request))
+        d = self._begin(extract, request)
+        if isinstance(d, Decision):
+            return responses.build(d)
+        # The decision runs on if Envoy gives up on the RPC (its timeout cancels the handler):
+        # what Redis counted for it is then known, and counted as unheard.
+        decided = asyncio.ensure_future(d)
+        try:
+            return responses.build(await asyncio.shield(decided))
+        except asyncio.CancelledError:
+            decided.add_done_callback(self._unheard)
+            raise
+
+    def _unheard(self, decided: asyncio.Future[Decision]) -> None:
+        if not decided.cancelled() and decided.exception() is None and decided.result().allowed:
+            self.metrics.answers_unheard.inc()
 
     async def decide(self, request: Any) -> Decision:
         """gRPC mode: a CheckRequest."""

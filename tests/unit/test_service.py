@@ -236,3 +236,30 @@ async def test_no_lease_is_asked_for_while_key_changes_cannot_reach_leases():
     svc.leases.accepting = True
     await call(svc, check_request({"x-api-key": generate_key()}))
     assert fake.modes == [ScriptCall.CHECK, ScriptCall.LEASE]
+
+
+async def test_a_grpc_check_envoy_gave_up_on_is_counted_as_unheard():
+    """Envoy's timeout cancels the RPC while Redis is counting: the check still finishes, and
+    an allowed one is counted in tollway_authz_answers_unheard_total."""
+    import asyncio
+
+    fake = FakeStore()
+    release = asyncio.Event()
+    answer = fake.check
+
+    async def slow(*args):
+        await release.wait()
+        return await answer(*args)
+
+    fake.check = slow  # type: ignore[method-assign]
+    svc = service(fake)
+    rpc = asyncio.ensure_future(svc.Check(check_request({"x-api-key": generate_key()}), None))
+    await asyncio.sleep(0.01)
+    rpc.cancel()
+    await asyncio.sleep(0)
+    assert svc.metrics.answers_unheard._value.get() == 0
+    release.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert rpc.cancelled() and len(fake.calls) == 1
+    assert svc.metrics.answers_unheard._value.get() == 1
