@@ -9,6 +9,9 @@ routed by the slot of its first key.
 - ``MOVED slot host:port`` moves that slot at once and the command is sent there; ``ASK`` sends
   ``ASKING`` and the command to the node named, for that command only. A command follows at
   most ``MAX_REDIRECTS`` redirections, then its error reply is its answer.
+- ``TRYAGAIN`` (a multi-key script on a slot whose keys are half migrated: Redis ran nothing)
+  is sent again to the same node after 10, 20, then 40 ms, within those hops; by then the
+  keys have usually moved and the node answers MOVED or ASK.
 - A node that fails (cannot be reached, times out, drops its connection) fails only the
   commands routed to it: their places hold the exception, as error replies do. Nothing is
   sent twice after a failure, since the node may have run it.
@@ -30,6 +33,9 @@ log = logging.getLogger("tollway.authz")
 
 SLOTS = 16384
 MAX_REDIRECTS = 3
+# TRYAGAIN (a multi-key command on a slot whose keys are half migrated; nothing was run):
+# sent again after this, doubling, within the same MAX_REDIRECTS hops.
+TRYAGAIN_DELAY_S = 0.01
 REFRESH_MIN_INTERVAL_S = 0.1
 
 
@@ -41,6 +47,10 @@ def slot_of(command: tuple[Any, ...]) -> int:
     else:
         key = command[3] if len(command) > 3 and int(command[2]) > 0 else ""
     return int(key_slot(key.encode() if isinstance(key, str) else key))
+
+
+def is_tryagain(reply: Any) -> bool:
+    return isinstance(reply, ReplyError) and str(reply).startswith("TRYAGAIN")
 
 
 def redirect(reply: Any) -> tuple[str, int, str] | None:
@@ -69,6 +79,7 @@ class RedisClusterPipe:
         self._refresh: asyncio.Task[None] | None = None
         self._refreshed_at = float("-inf")
         self.refreshes = 0  # maps loaded, for tests and logs
+        self.tryagains = 0  # TRYAGAIN replies sent again, for tests
 
     def node(self, address: str) -> RedisNode:
         if address not in self.nodes:
@@ -138,15 +149,26 @@ class RedisClusterPipe:
         replies: list[Any] = [None] * len(commands)
         # (index, node address, asking)
         todo = [(i, self._slots[slot_of(c)], False) for i, c in enumerate(commands)]
+        delay = 0.0
         for hop in range(MAX_REDIRECTS + 1):
+            if delay:
+                await asyncio.sleep(delay)
+                delay = 0.0
             groups: dict[str | None, list[tuple[int, bool]]] = {}
             for i, address, asking in todo:
                 groups.setdefault(address, []).append((i, asking))
             sent = [self._send(address, group, commands) for address, group in groups.items()]
             todo = []
-            for group, result in zip(groups.values(), await asyncio.gather(*sent), strict=True):
-                for (i, _), reply in zip(group, result, strict=True):
+            for (address, group), result in zip(
+                groups.items(), await asyncio.gather(*sent), strict=True
+            ):
+                for (i, asking), reply in zip(group, result, strict=True):
                     replies[i] = reply
+                    if hop < MAX_REDIRECTS and is_tryagain(reply):
+                        self.tryagains += 1
+                        todo.append((i, address, asking))
+                        delay = TRYAGAIN_DELAY_S * 2**hop
+                        continue
                     moved = redirect(reply) if hop < MAX_REDIRECTS else None
                     if moved is None:
                         continue

@@ -241,6 +241,50 @@ async def test_ask_during_a_slot_migration_is_followed_for_that_command(redis, c
             await node.execute([("CLUSTER", "SETSLOT", slot, "STABLE")])
 
 
+async def test_tryagain_during_a_slot_migration_is_sent_again(redis, cluster_pipe):
+    """A check's keys half migrated: the source answers TRYAGAIN (it ran nothing). The client
+    sends the command again after a short wait; the keys have moved meanwhile, so the source
+    answers MOVED and the target runs it, once."""
+    pipe = cluster_pipe
+    await pipe.refresh()
+    first, second = "tw:{00000000000000bb}:a", "tw:{00000000000000bb}:b"
+    slot = slot_of(("EVAL", "", 1, first))
+    source = pipe._slots[slot]
+    target = next(a for a in set(pipe._slots) if a != source)
+    assert source is not None and target is not None
+    src, dst = pipe.node(source), pipe.node(target)
+    (src_id,), (dst_id,) = await src.execute([("CLUSTER", "MYID")]), await dst.execute([("CLUSTER", "MYID")])  # fmt: skip
+    host, port = target.rsplit(":", 1)
+    script = "redis.call('INCR', KEYS[2]); return redis.call('GET', KEYS[1])"
+    try:
+        assert await src.execute([("SET", first, "here")]) == ["OK"]
+        assert await dst.execute([("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)]) == ["OK"]
+        assert await src.execute([("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)]) == ["OK"]
+        (direct,) = await src.execute([("EVAL", script, 2, first, second)])
+        assert str(direct).startswith("TRYAGAIN")  # `first` is here, `second` is not
+
+        async def finish_migration() -> None:
+            await asyncio.sleep(0.005)
+            assert await src.execute([("MIGRATE", host, port, first, 0, 5000)]) == ["OK"]
+            for node in (dst, src):
+                await node.execute([("CLUSTER", "SETSLOT", slot, "NODE", dst_id)])
+
+        (reply,), _ = await asyncio.gather(
+            pipe.execute([("EVAL", script, 2, first, second)]), finish_migration()
+        )
+        assert reply == "here" and pipe.tryagains >= 1
+        assert await dst.execute([("GET", second)]) == ["1"]  # run once, on the target
+    finally:
+        await dst.execute([("DEL", first, second)])
+        await src.execute([("DEL", first, second)])
+        for node in (src, dst):
+            await node.execute([("CLUSTER", "SETSLOT", slot, "STABLE")])
+        # The slot is the target's now: hand it back, so later tests find the map they expect.
+        for node in (src, dst):
+            await node.execute([("CLUSTER", "SETSLOT", slot, "NODE", src_id)])
+        await pipe.refresh()
+
+
 async def test_a_primary_killed_and_replaced_by_its_replica(tmp_path, redis_mode):
     """SIGKILL the primary serving a key, promote its replica: checks on that primary's slots
     fail as clear store errors until the slot map is refreshed, then pass on the new primary;
