@@ -51,3 +51,25 @@ def test_lease_tier_through_envoy(tmp_path):
             time.sleep(0.05)
         time.sleep(0.3)  # a late double count would show now
         assert edge.usage(key_id) == ok
+
+
+def test_an_account_s_own_limits_reach_lease_holders_within_1s(tmp_path):
+    """`tollway accounts set-limits --burst 5` on a lease-mode account: both workers close the
+    account's leases (the key-change channel), and within 1 s answers quote burst 5."""
+    from cli.main import main as cli
+
+    with running_edge(tmp_path, TIERS, workers=2, env={"TOLLWAY_LEASE_TTL_MS": "5000"}) as edge:
+        customer = f"cus_lease_limits_{time.time_ns()}"
+        key, _ = edge.issue("leased", customer=customer)
+        first = [edge.get("/v1/things", key) for _ in range(20)]  # leases taken, 5 s TTL
+        assert {r.headers["ratelimit-limit"] for r in first} == {"1000"}
+        url = edge.stack.effective_redis_url
+        assert cli(["accounts", "set-limits", customer, "--burst", "5", "--redis-url", url]) == 0
+        changed_at = time.monotonic()
+        seen = ""
+        while time.monotonic() - changed_at < 1.0:
+            seen = edge.get("/v1/things", key).headers.get("ratelimit-limit", "")
+            if seen == "5":
+                break
+            time.sleep(0.02)
+        assert seen == "5", "the account's new burst was not applied within 1 s"
