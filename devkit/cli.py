@@ -120,6 +120,9 @@ Try:
   {tollway} keys suspend {key_id} {redis} && curl -i {url}/hello {h}   # 402 payment_required
   {tollway} keys resume {key_id} {redis}
   {tollway} keys create --tier pro {redis}   # another key, on another tier
+  {tollway} keys create --tier {tier.name} --customer cus_demo {redis}   # a second key: same account, same limits
+  {tollway} accounts show cus_demo {redis}   # the account: plan, use this period, its keys
+  {tollway} accounts set-limits cus_demo --burst 2 {redis}   # its own limits, at the next request
 {stripe}
 Ctrl-C stops everything.
 """
