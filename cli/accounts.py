@@ -1,5 +1,6 @@
-"""``tollway accounts show|set-limits|migrate``: what an account holds, its own limits, and
-moving legacy keys into accounts.
+"""``tollway accounts show|set-limits|set-tier|migrate``: what an account holds, its own
+limits, an operator's change of a customer account's tier, and moving legacy keys into
+accounts.
 
 An account is the subscription when there is one, otherwise the customer: every key of it
 draws on one token bucket, one monthly quota and one usage count (docs/accounts.md).
@@ -40,6 +41,12 @@ def register(subparsers: Subparsers) -> None:
     limits.add_argument("--features", help="comma-separated features ('' for none)")
     limits.add_argument("--clear", action="store_true", help="drop earlier overrides first")
     add_store_flags(limits)
+    tier = accounts.add_parser(
+        "set-tier", help="move a customer account and all its keys to another tier"
+    )
+    tier.add_argument("account", metavar="ACCOUNT")
+    tier.add_argument("tier", metavar="TIER")
+    add_store_flags(tier)
     migrate = accounts.add_parser(
         "migrate", help="move keys issued before accounts into their accounts (idempotent)"
     )
@@ -52,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         return with_store(settings, lambda store: show(store, args.account, args.json, settings))
     if args.accounts_command == "set-limits":
         return with_store(settings, lambda store: set_limits(store, args))
+    if args.accounts_command == "set-tier":
+        return with_store(settings, lambda store: set_tier(store, args, settings))
     return with_store(settings, migrate)
 
 
@@ -131,6 +140,22 @@ def print_keys(rows: list[dict[str, object]]) -> None:
         print(f"{r['key_id']!s:<17} {r['prefix'] or '-'!s:<13} {r['status']!s:<10} "
               f"{r['tier']!s:<12} {when(str(r['created'])):<17} {when(str(r['last_used'])):<17} "
               f"{when(str(r['expires_at'])):<17}")  # fmt: skip
+
+
+async def set_tier(store: KeyStore, args: argparse.Namespace, settings: StoreSettings) -> int:
+    try:
+        table = load_tiers(settings.tiers)
+    except TierError as exc:
+        raise CliError(f"invalid tier table: {exc.problems[0]}") from None
+    if table.get(args.tier) is None:
+        raise CliError(f"unknown tier {args.tier!r} (tiers: {', '.join(table.tiers)})")
+    try:
+        moved = await Accounts(store).set_tier(args.account, args.tier)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print(f"account {args.account} is on tier {args.tier} ({moved} key(s)); its quota used "
+          "this period stays, and its bucket clamps to the new burst", file=sys.stderr)  # fmt: skip
+    return 0
 
 
 async def migrate(store: KeyStore) -> int:

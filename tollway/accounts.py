@@ -62,6 +62,31 @@ class Accounts:
         self._merge = scripts.register(self.redis, "merge_legacy")
         self._point = scripts.register(self.redis, "point_key")
         self._overrides = scripts.register(self.redis, "set_overrides")
+        self._set_tier = scripts.register(self.redis, "set_tier")
+
+    async def set_tier(self, account: str, tier: str) -> int:
+        """Move a customer account and all its live keys to ``tier`` at once (the caller checks
+        that the tier is in the table). Its bucket and quota carry over. A subscription's tier
+        follows its price: refused with ValueError. Returns the keys moved; raises
+        KeyNotFound."""
+        schema.owned_keys(account)  # raises ValueError for an id unfit for a key name
+        plan = await self.redis.hmget(schema.account_state(account), "customer", "subscription")
+        if plan[1]:
+            raise ValueError(
+                f"account {account} is a subscription: its tier follows its price in Stripe "
+                "(or give it its own limits with set-limits)"
+            )
+        key_ids = [k for k in await self.keys.owned(account)
+                   if (await self.keys.locate(k))[1] == account]  # fmt: skip
+        records = [schema.key_record(k, account) for k in key_ids]
+        moved = int(await self._set_tier(keys=[schema.account_state(account), *records],
+                                         args=[tier]))  # fmt: skip
+        if moved < 0:
+            raise KeyNotFound(f"no account {account}")
+        for key_id in key_ids:
+            await self.keys.announce(key_id)
+        log.info("account_tier_set", extra=fields(account=account, tier=tier, keys=moved))
+        return moved
 
     async def set_limits(self, account: str, limits: Mapping[str, object], clear: bool) -> None:
         """Give the account its own limits in place of its tier's (``limits`` holds tier field

@@ -98,7 +98,8 @@ class KeyStore:
             tier = _s(result[1])
             raise ValueError(
                 f"account {account} is on tier {tier!r}; all keys of an account share its plan "
-                f"(issue the key with --tier {tier})"
+                f"(issue the key with --tier {tier}, or move the account with "
+                f"`tollway accounts set-tier {account} TIER`)"
             )
         return bool(result)
 

@@ -266,3 +266,27 @@ async def test_keys_issued_at_different_times_count_in_the_account_s_one_period(
     _, b = await store.create("capped", "cus_p", now=T0 // 1000 + 3)  # its own record's period
     assert b.period_start != a.period_start
     assert [await check(lim, k) for k in (a, a, b, b)] == [Code.OK] * 3 + [Code.QUOTA]
+
+
+async def test_an_operator_s_tier_change_carries_the_account_over(redis, pipe):
+    """accounts set-tier: a customer account on free (burst 5, quota 1000) moves to capped
+    (quota 3, block) with both its keys at once; the 2 requests used stay counted, so one more
+    passes; a revoked key stays as it was; a subscription account is refused."""
+    store = KeyStore(redis, KeyHasher())
+    accounts = Accounts(store)
+    lim = limiter(pipe, redis, FixedClock(T0))
+    _, a = await store.create("free", "cus_st", now=T0 // 1000)
+    _, b = await store.create("free", "cus_st", now=T0 // 1000)
+    _, gone = await store.create("free", "cus_st", now=T0 // 1000)
+    await store.revoke(gone.key_id)
+    assert [await check(lim, k) for k in (a, b)] == [Code.OK, Code.OK]
+    assert await accounts.set_tier("cus_st", "capped") == 2
+    assert [await check(lim, k) for k in (b, a)] == [Code.OK, Code.QUOTA]
+    assert {(await store.get(k.key_id)).tier for k in (a, b)} == {"capped"}
+    assert (await store.get(gone.key_id)).tier == "free"
+    assert (await accounts.show("cus_st")).plan["tier"] == "capped"
+    await store.sync_account("sub_st", "cus_st", 1, {"tier": "pro", "status": "active"})
+    with pytest.raises(ValueError, match="its tier follows its price"):
+        await accounts.set_tier("sub_st", "free")
+    with pytest.raises(KeyNotFound):
+        await accounts.set_tier("cus_nobody", "free")

@@ -156,3 +156,15 @@ def test_accounts_set_limits_validates_like_the_tier_table(run):
 def test_accounts_migrate_with_nothing_to_do(run):
     code, _, err = run("accounts", "migrate")
     assert code == 0 and "migrated 0 key(s)" in err
+
+
+def test_accounts_set_tier_moves_a_customer_account(run):
+    key = run("keys", "create", "--tier", "free", "--customer", "cus_t")[1].strip()
+    code, _, err = run("keys", "create", "--tier", "pro", "--customer", "cus_t")
+    assert code == 1 and "accounts set-tier cus_t TIER" in err
+    assert run("accounts", "set-tier", "cus_t", "platinum")[0] == 1  # not in the table
+    code, _, err = run("accounts", "set-tier", "cus_t", "pro")
+    assert code == 0 and "(1 key(s))" in err
+    code, out, _ = run("keys", "show", key)
+    assert json.loads(out)["tier"] == "pro"
+    assert run("keys", "create", "--tier", "pro", "--customer", "cus_t")[0] == 0
