@@ -89,11 +89,6 @@ class AuthzServicer:
         if not decided.cancelled() and decided.exception() is None and decided.result().allowed:
             self.metrics.answers_unheard.inc()
 
-    async def decide(self, request: Any) -> Decision:
-        """gRPC mode: a CheckRequest."""
-        d = self._begin(extract, request)
-        return d if isinstance(d, Decision) else await d
-
     def decide_http(self, headers: Mapping[str, str]) -> Decision | Awaitable[Decision]:
         """HTTP mode: the headers of Envoy's authorization request (names lowercased). The
         decision itself when it needs no await (no key, a bad or unknown key, a lease that

@@ -125,8 +125,7 @@ async def change(store: KeyStore, method: str, key: str) -> int:
         record = await getattr(store, method)(key)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    state = "suspended" if record.hold else record.status.value
-    print(f"key {record.key_id} is now {state}", file=sys.stderr)
+    print(f"key {record.key_id} is now {record.state}", file=sys.stderr)
     return 0
 
 

@@ -46,9 +46,8 @@ async def show_by_key(settings: MeteringSettings, customer: str) -> int:
         await redis.aclose()
     print(f"{'account':<30} {'key id':<17} {'prefix':<13} {'status':<10} {'this period':>11}")
     for record, n in rows:
-        status = record.listing()["status"]
         print(f"{record.account:<30} {record.key_id:<17} {record.prefix or '-':<13} "
-              f"{status!s:<10} {n:>11}")  # fmt: skip
+              f"{record.state:<10} {n:>11}")  # fmt: skip
     return 0
 
 

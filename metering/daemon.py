@@ -26,7 +26,6 @@ from metering.ledger import Ledger, PendingEvent, Period
 from metering.metrics import MeteringMetrics
 from metering.retry import SendResult
 from metering.sinks import Sink, event_for
-from tollway import schema
 from tollway.logs import fields
 from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import Report, TierTable
@@ -77,8 +76,7 @@ class Drainer:
     async def _owner_of(self, source: str) -> tuple[str, str, int, Period] | None:
         """(customer, meter, included requests to leave unreported, billing period) of a usage
         source: an account (its own fields), or a legacy key (its record)."""
-        raw = await self.keys.redis.hgetall(schema.account_state(source))
-        account = {_s(k): _s(v) for k, v in raw.items()}
+        account = await self.keys.account_plan(source)
         if account.get("customer"):
             customer, tier = account["customer"], account.get("tier", "")
             period = Period(int(account.get("period_start") or 0),
@@ -178,7 +176,3 @@ class Drainer:
         else:
             deferred.append(p)
             log.warning("send_deferred", extra=fields(identifier=p.identifier, reason=reason))
-
-
-def _s(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v

@@ -1,10 +1,10 @@
 """Usage on its way from authz's per-account counters to Stripe, every hop idempotent.
 
     authz ─HINCRBY─> tw:{acct}:usage ─take─> tw:{acct}:outbox ─transfer─> tw:{cus}:open
+          ─claim─> tw:{cus}:pending ─(send to Stripe)─ack─> tw:{cus}:sent
 
 (A legacy key, issued before accounts, has its own usage hash under its key id: the
 "source" below is an account or such a key id.)
-          ─claim─> tw:{cus}:pending ─(send to Stripe)─ack─> tw:{cus}:sent
 
 take and claim are single scripts in one slot. A source and its customer are in different slots,
 so transfer is made idempotent instead: each outbox entry has a marker in the customer's slot,

@@ -62,8 +62,7 @@ async def per_key(keys: KeyStore, customer: str, now: int) -> list[tuple[KeyReco
     out = []
     for key_id in await keys.owned(customer):
         try:
-            record = await keys.get(key_id)
-            _, account = await keys.locate(key_id)
+            record, _, account = await keys.find(key_id)
         except KeyNotFound:
             continue
         start = Period(record.period_start, record.period_end).start_for(now)

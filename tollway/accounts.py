@@ -17,7 +17,7 @@ from tollway import schema, scripts
 from tollway.keys import looks_like_key_id
 from tollway.logs import fields
 from tollway.records import KeyRecord
-from tollway.store import KeyNotFound, KeyStore
+from tollway.store import KeyNotFound, KeyStore, text
 from tollway.tiers import check_limits
 
 log = logging.getLogger("tollway.accounts")
@@ -32,7 +32,6 @@ class AccountView:
     account: str
     plan: dict[str, str]  # customer, subscription, tier, status, period_start, period_end, ...
     quota_used: int  # requests counted this period (0 if the stored count is a past period's)
-    tokens: float | None  # the bucket's level at its last update; None before the first check
     keys: list[KeyRecord]
 
     @property
@@ -76,6 +75,7 @@ class Accounts:
                 f"account {account} is a subscription: its tier follows its price in Stripe "
                 "(or give it its own limits with set-limits)"
             )
+        # The customer's set also lists the keys of its subscriptions: only this account's.
         key_ids = [k for k in await self.keys.owned(account)
                    if (await self.keys.locate(k))[1] == account]  # fmt: skip
         records = [schema.key_record(k, account) for k in key_ids]
@@ -121,22 +121,19 @@ class Accounts:
 
     async def show(self, account: str) -> AccountView:
         """Raises KeyNotFound if tollway knows nothing of ``account``."""
-        raw = await self.redis.hgetall(schema.account_state(account))
-        plan = {_s(k): _s(v) for k, v in raw.items()}
+        plan = await self.keys.account_plan(account)
         keys = await self.records(account)
         if not plan and not keys:
             raise KeyNotFound(f"no account {account}")
         state = {k: plan.pop(k, "") for k in ("tokens", "ts", "q_period", "q_used")}
-        start = keys[0].period_start if keys else int(plan.get("period_start") or 0)
-        start = int(plan.get("period_start") or start)
+        start = int(plan.get("period_start") or (keys[0].period_start if keys else 0))
         used = int(state["q_used"] or 0) if int(state["q_period"] or -1) >= start else 0
-        tokens = float(state["tokens"]) if state["tokens"] else None
-        return AccountView(account, plan, used, tokens, keys)
+        return AccountView(account, plan, used, keys)
 
     async def legacy_keys(self) -> AsyncIterator[str]:
         """Key ids whose record is still in the legacy layout (their own slot)."""
         async for name in self.redis.scan_iter(match=f"{schema.PREFIX}:{{*}}:key", count=1000):
-            key_id = schema.tag_of(_s(name))
+            key_id = schema.tag_of(text(name))
             if not looks_like_key_id(key_id):
                 continue
             account, digest = await self.redis.hmget(name, "account", "hash")
@@ -152,8 +149,8 @@ class Accounts:
         legacy = schema.key_directory(key_id)
         raw = await self.redis.hgetall(legacy)
         if not raw or "account" in raw:
-            return Migrated(key_id, _s(raw.get("account", "")), "already_migrated")
-        record = KeyRecord.from_redis({_s(k): _s(v) for k, v in raw.items()})
+            return Migrated(key_id, text(raw.get("account", "")), "already_migrated")
+        record = KeyRecord.from_redis({text(k): text(v) for k, v in raw.items()})
         account = record.account
         try:
             await self.keys.place(record)
@@ -164,7 +161,7 @@ class Accounts:
         )
         await self._merge(
             keys=[schema.account_state(account)],
-            args=[key_id, *(_s(v) if v is not None else "" for v in state)],
+            args=[key_id, *(text(v) if v is not None else "" for v in state)],
         )
         switched = int(
             await self._point(
@@ -177,7 +174,3 @@ class Accounts:
         await self.keys.announce(key_id)
         log.info("key_migrated", extra=fields(key_id=key_id, account=account))
         return Migrated(key_id, account, "migrated")
-
-
-def _s(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v

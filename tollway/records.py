@@ -94,10 +94,14 @@ class KeyRecord:
         except (KeyError, ValueError) as exc:
             raise ValueError(f"malformed key record: {exc!r}") from None
 
+    @property
+    def state(self) -> str:
+        """What an operator sees: the status, or "suspended" under an operator's hold."""
+        return "suspended" if self.hold else self.status.value
+
     def listing(self) -> dict[str, object]:
         """One line of ``tollway keys list``: never the key, nor its digest."""
-        state = "suspended" if self.hold else self.status.value
-        return {"key_id": self.key_id, "prefix": self.prefix, "status": state,
+        return {"key_id": self.key_id, "prefix": self.prefix, "status": self.state,
                 "tier": self.tier, "created": self.created, "last_used": self.last_used,
                 "expires_at": self.expires_at}  # fmt: skip
 

@@ -70,7 +70,7 @@ class KeyStore:
         directory = schema.key_directory(record.key_id)
         entry = ["account", account, "tier", record.tier]  # the tier: authz's first guess
         claimed = bool(await self._create(keys=[directory], args=entry))
-        if not claimed and _s(await self.redis.hget(directory, "account") or "") != account:
+        if not claimed and text(await self.redis.hget(directory, "account") or "") != account:
             return False  # the id is another account's key, or a legacy key's
         # (An entry of this account already: a retry finishing an issuance that crashed here.)
         try:
@@ -95,7 +95,7 @@ class KeyStore:
                   str(record.period_end), *fields],
         )  # fmt: skip
         if isinstance(result, list):
-            tier = _s(result[1])
+            tier = text(result[1])
             raise ValueError(
                 f"account {account} is on tier {tier!r}; all keys of an account share its plan "
                 f"(issue the key with --tier {tier}, or move the account with "
@@ -130,8 +130,7 @@ class KeyStore:
         KeyNotFound for a subscription tollway has no state for, ValueError for a canceled
         one."""
         schema.owned_keys(subscription)  # raises ValueError for an id unfit for a key name
-        raw = await self.redis.hgetall(schema.account_state(subscription))
-        plan = {_s(k): _s(v) for k, v in raw.items()}
+        plan = await self.account_plan(subscription)
         if not plan.get("sync_version") or not plan.get("tier") or not plan.get("customer"):
             raise KeyNotFound(
                 f"tollway has no state for subscription {subscription}: no webhook event for "
@@ -154,8 +153,7 @@ class KeyStore:
                 break
         # An event applied while the key was being written may have missed it: copy the
         # account's state again (sync_key.lua never moves a key backwards).
-        raw = await self.redis.hgetall(schema.account_state(subscription))
-        now_plan = {_s(k): _s(v) for k, v in raw.items()}
+        now_plan = await self.account_plan(subscription)
         if now_plan.get("sync_version") != plan["sync_version"]:
             copied = {k: now_plan[k] for k in SYNCED if now_plan.get(k)}
             await self.sync(record.key_id, int(now_plan["sync_version"]), copied)
@@ -174,26 +172,35 @@ class KeyStore:
         directory = schema.key_directory(key_id)
         account, digest = await self.redis.hmget(directory, "account", "hash")
         if account:
-            return schema.key_record(key_id, _s(account)), _s(account)
+            return schema.key_record(key_id, text(account)), text(account)
         if digest:
             return directory, ""
         raise KeyNotFound(f"no key with id {key_id}")
 
     async def get(self, key_or_id: str) -> KeyRecord:
+        return (await self.find(key_or_id))[0]
+
+    async def find(self, key_or_id: str) -> tuple[KeyRecord, str, str]:
+        """(the key's record, the record's name, its account; "" for a legacy key): ``get``
+        with where it was found, for callers that then write there. Raises KeyNotFound."""
         key_id = self.key_id_of(key_or_id)
-        name, _ = await self.locate(key_id)
+        name, account = await self.locate(key_id)
         raw = await self.redis.hgetall(name)
         if not raw:
             raise KeyNotFound(f"no key with id {key_id}")
-        record = KeyRecord.from_redis({_s(k): _s(v) for k, v in raw.items()})
+        record = KeyRecord.from_redis({text(k): text(v) for k, v in raw.items()})
         presented = "" if looks_like_key_id(key_or_id) else self.hasher.digest(key_or_id)
         if presented and not hmac.compare_digest(record.hash, presented):
             raise KeyNotFound(f"no key with id {key_id}")
-        return record
+        return record, name, account
+
+    async def account_plan(self, account: str) -> dict[str, str]:
+        """The account's hash as text: its plan, bucket, quota and overrides ({} if none)."""
+        raw = await self.redis.hgetall(schema.account_state(account))
+        return {text(k): text(v) for k, v in raw.items()}
 
     async def _change(self, script: Any, key_or_id: str, arg: str) -> KeyRecord:
-        record = await self.get(key_or_id)
-        name, _ = await self.locate(record.key_id)
+        record, name, _ = await self.find(key_or_id)
         result = await script(keys=[name], args=[arg])
         if result == 0:
             raise KeyNotFound(f"no key with id {record.key_id}")
@@ -226,7 +233,7 @@ class KeyStore:
     ) -> tuple[str, KeyRecord]:
         """Issue a successor with the same customer, tier and subscription; the old key stays
         valid for ``overlap_s`` seconds (0: revoked at once). Returns the new (plaintext, record)."""
-        old = await self.get(key_or_id)
+        old, name, _ = await self.find(key_or_id)
         if old.status is KeyStatus.REVOKED:
             raise ValueError(f"key {old.key_id} is revoked; rotate a live key")
         created = int(time.time()) if now is None else now
@@ -238,7 +245,6 @@ class KeyStore:
         if overlap_s <= 0:
             await self.revoke(old.key_id)
         else:
-            name, _ = await self.locate(old.key_id)
             await self.redis.hset(name, "expires_at", str(created + overlap_s))
             await self.announce(old.key_id)
         return plaintext, record
@@ -266,8 +272,9 @@ class KeyStore:
 
     async def owned(self, owner: str) -> list[str]:
         """Key ids issued for a subscription or customer."""
-        return sorted(_s(k) for k in await self.redis.smembers(schema.owned_keys(owner)))
+        return sorted(text(k) for k in await self.redis.smembers(schema.owned_keys(owner)))
 
 
-def _s(v: bytes | str) -> str:
+def text(v: bytes | str) -> str:
+    """A Redis reply as text, whether the client decodes responses or not."""
     return v.decode() if isinstance(v, bytes) else v
