@@ -68,6 +68,11 @@ class CheckStore(Protocol):
         else the key id (metering finds the account from the key's record)."""
         ...
 
+    async def note_unheard(self, request_id: str, stamp: str) -> None:
+        """Keep ``stamp`` under ``request_id`` for the access-log receiver (an allowed check
+        Envoy gave up on). Raises on failure."""
+        ...
+
     async def write_back(self, buffer: UsageBuffer) -> int | None:
         """Write usage counted while the store was away; the requests written, or None when
         the store is still judged down. Raises on failure; the buffer keeps what it holds."""

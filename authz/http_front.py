@@ -47,7 +47,7 @@ HEALTH_PATH = b"/healthz"
 Decide = Callable[[Mapping[str, str]], Decision | Awaitable[Decision]]
 # The request headers a decision reads (authz/request.py); the others are counted, not kept.
 READ_HEADERS = frozenset(
-    h.encode() for h in ("x-api-key", "authorization", COST_HEADER, FEATURE_HEADER)
+    h.encode() for h in ("x-api-key", "authorization", COST_HEADER, FEATURE_HEADER, "x-request-id")
 )
 
 
@@ -169,7 +169,7 @@ class _Connection(asyncio.Protocol):
         if d is not None and d.allowed and gone:
             # Counted in Redis, but Envoy no longer waits: not served. (A client that only
             # half-closed would be counted too: the count is an upper bound.)
-            self.front.on_unheard()
+            self.front.on_unheard(d)
         return _answer(d, keep_alive)
 
     def _local(self, path: bytes, keep_alive: bool) -> bytes:
@@ -222,7 +222,9 @@ class HttpFront:
     """The HTTP server: one listening socket (shared by workers through SO_REUSEPORT) and
     optionally this worker's own port."""
 
-    def __init__(self, decide: Decide, on_unheard: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, decide: Decide, on_unheard: Callable[[Decision], None] = lambda d: None
+    ) -> None:
         """``on_unheard``: called for each allowed check whose connection was gone by the time
         it was decided (Envoy's timeout fired first): counted, but not served."""
         self.decide = decide

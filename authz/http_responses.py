@@ -12,7 +12,8 @@ the body. Which answer headers go where is Envoy's config (envoy/envoy-http.yaml
 - removed from the upstream request: ``x-envoy-auth-headers-to-remove`` (the key's header,
   and any x-tollway-* header this answer does not set, so none can be spoofed);
 - into the access log's dynamic metadata (``dynamic_metadata_from_headers``):
-  x-tollway-customer, -tier, -key-id and -reason.
+  x-tollway-customer, -tier, -key-id and -reason, and x-tollway-usage-log (the signed usage
+  stamp of a counted request, tollway/usage_log.py).
 
 As in gRPC mode (authz/responses.py), an OK answer repeats per key: its fixed part is cached,
 and the RateLimit-* lines are cached one by one.
@@ -23,8 +24,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 from authz.decision import CUSTOMER_HEADER, KEY_ID_HEADER, TIER_HEADER, Decision, Headers
+from tollway.usage_log import METADATA_KEY
 
 REASON_HEADER = "x-tollway-reason"
+_STAMP = f"{METADATA_KEY}: ".encode()  # the stamp holds no CR or LF (tollway/usage_log.py)
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
 CACHE_SIZE = 16_384
 
@@ -64,6 +67,8 @@ def build(d: Decision, keep_alive: bool = True) -> bytes:
     close = b"" if keep_alive else b"connection: close\r\n"
     if d.reason is None:
         head = _ok_fixed(d.upstream_headers, d.strip)
+        if d.usage_log:
+            head += _STAMP + d.usage_log.encode("latin-1", "replace") + b"\r\n"
         return head + b"".join([_client_line(k, v) for k, v in d.client_headers]) + close + b"\r\n"
     body = d.body().encode()
     meta = ((CUSTOMER_HEADER, d.customer), (TIER_HEADER, d.tier), (KEY_ID_HEADER, d.key_id),

@@ -34,6 +34,7 @@ from authz.usage_buffer import UsageBuffer
 from tollway import schema, scripts
 from tollway.clock import CheckClock
 from tollway.records import DEFAULT_PERIOD_S
+from tollway.usage_log import UNHEARD_TTL_S
 
 # One batch never carries more than this many checks; the rest go in the next pipeline.
 MAX_BATCH = 256
@@ -98,6 +99,10 @@ class Limiter:
 
     def usage_source(self, key_id: str) -> str:
         return self.key_accounts.get(key_id) or key_id
+
+    async def note_unheard(self, request_id: str, stamp: str) -> None:
+        # Off the check path (rare: a check Envoy gave up on), so through redis-py.
+        await self.redis.set(schema.unheard(request_id), stamp, ex=UNHEARD_TTL_S)
 
     async def write_back(self, buffer: UsageBuffer) -> int | None:
         """Write buffered usage back once the breaker lets a call through; its verdict feeds

@@ -27,6 +27,7 @@ class RequestInfo:
     strip: tuple[str, ...]  # headers that carried it, removed before the upstream sees them
     cost: int = 1
     feature: str | None = None
+    request_id: str = ""  # Envoy's x-request-id: what the access log names the request by
 
 
 def _headers(http: Any) -> Any:
@@ -84,4 +85,5 @@ def from_headers(
         key = _bearer(auth) if auth is not None else None
         # A non-Bearer Authorization header belongs to the upstream; leave it alone.
         strip = ("authorization",) if key is not None else ()
-    return RequestInfo(key=key or None, strip=strip, cost=cost, feature=feature)
+    return RequestInfo(key=key or None, strip=strip, cost=cost, feature=feature,
+                       request_id=headers.get("x-request-id", ""))  # fmt: skip

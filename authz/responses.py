@@ -23,6 +23,7 @@ from google.rpc import code_pb2, status_pb2
 
 from authz import AUTH_SERVICE
 from authz.decision import Decision, Headers
+from tollway.usage_log import METADATA_KEY
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _JSON = base_pb2.HeaderValueOption(
@@ -46,6 +47,8 @@ def _options(headers: Headers) -> list[Any]:
 def _metadata(d: Decision) -> Any:
     meta = struct_pb2.Struct()
     meta.update({"customer": d.customer, "tier": d.tier, "key_id": d.key_id})
+    if d.usage_log:
+        meta[METADATA_KEY] = d.usage_log
     if d.reason is not None:
         meta["reason"] = d.reason.value
     return meta
@@ -91,11 +94,38 @@ def _client_header(key: str, value: str) -> bytes:
     return bytes(pb.CheckResponse(ok_response=ok).SerializeToString())
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: int, body: bytes) -> bytes:
+    """A length-delimited protobuf field: its tag byte, length and body."""
+    return bytes((tag,)) + _varint(len(body)) + body
+
+
+_STAMP_KEY = _field(0x0A, METADATA_KEY.encode())  # Struct.fields entry: key = 1
+
+
+def _stamp(text: str) -> bytes:
+    """A CheckResponse holding only dynamic_metadata {METADATA_KEY: text}, written by hand:
+    it differs on every request, and protobuf builds it in 4 µs against 0.5 here. (The
+    CheckResponse's dynamic_metadata is field 4; Struct.fields 1; a map entry's value 2;
+    Value.string_value 3. tests/unit/test_responses.py checks it against protobuf's own.)"""
+    value = _field(0x1A, text.encode())
+    return _field(0x22, _field(0x0A, _STAMP_KEY + _field(0x12, value)))
+
+
 def build(d: Decision) -> bytes:
     """The serialized CheckResponse for ``d`` (what ``message(d)`` serializes to, merged)."""
     if d.reason is None:
         fixed = _ok_fixed(d.customer, d.tier, d.key_id, d.upstream_headers, d.strip)
-        return fixed + b"".join([_client_header(k, v) for k, v in d.client_headers])
+        out = fixed + b"".join([_client_header(k, v) for k, v in d.client_headers])
+        return out + _stamp(d.usage_log) if d.usage_log else out
     return bytes(message(d).SerializeToString())
 
 

@@ -36,6 +36,7 @@ from tollway.keys import KeyHasher
 from tollway.logs import fields
 from tollway.redis_client import connect
 from tollway.tier_source import TierSource
+from tollway.usage_log import Stamper
 
 log = logging.getLogger("tollway.authz")
 
@@ -74,6 +75,7 @@ class Worker:
             self.buffer,
             self.metrics,
             LeaseBook(settings.lease_ttl_ms / 1000, accepting=False),  # until subscribed
+            Stamper(settings.usage_log_secret) if settings.usage_log_secret else None,
         )
         self.tiers.on_change(self.service.use_tiers)
         self.health = health.aio.HealthServicer()
@@ -94,7 +96,7 @@ class Worker:
             own = (
                 self.settings.worker_port_base + self.index if self.settings.worker_port_base else 0
             )
-            self.http = HttpFront(self.service.decide_http, self.metrics.answers_unheard.inc)
+            self.http = HttpFront(self.service.decide_http, self.service.unheard)
             return await self.http.start(self.settings.host, self.settings.port, own)
         # SO_REUSEPORT lets --workers processes share one port.
         self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])

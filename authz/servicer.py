@@ -34,6 +34,7 @@ from authz.usage_buffer import UsageBuffer
 from tollway.keys import KeyHasher, parse_key
 from tollway.logs import fields
 from tollway.tiers import LimiterKind, TierTable
+from tollway.usage_log import Stamper
 
 log = logging.getLogger("tollway.authz")
 
@@ -54,8 +55,13 @@ class AuthzServicer:
         buffer: UsageBuffer,
         metrics: AuthzMetrics,
         leases: LeaseBook | None = None,
+        stamper: Stamper | None = None,
     ) -> None:
+        """``stamper``: sign a usage stamp on every counted request, for Envoy's access log
+        (tollway/usage_log.py); None: the usage log is off."""
         self.policy = policy
+        self.stamper = stamper
+        self._unheard_notes: set[asyncio.Task[None]] = set()
         self.store = store
         self.hasher = hasher
         self.buffer = buffer
@@ -86,8 +92,33 @@ class AuthzServicer:
             raise
 
     def _unheard(self, decided: asyncio.Future[Decision]) -> None:
-        if not decided.cancelled() and decided.exception() is None and decided.result().allowed:
-            self.metrics.answers_unheard.inc()
+        if not decided.cancelled() and decided.exception() is None:
+            self.unheard(decided.result())
+
+    def unheard(self, d: Decision) -> None:
+        """``d`` was decided after Envoy stopped waiting for it: Envoy answered 503 itself. If
+        it was counted, that is counted here, and its stamp is left for the access-log
+        receiver, which refunds it when Envoy's entry for the request confirms the 503."""
+        if not d.allowed:
+            return
+        self.metrics.answers_unheard.inc()
+        if d.usage_log:
+            task = asyncio.ensure_future(self.store.note_unheard(d.request_id, d.usage_log))
+            self._unheard_notes.add(task)
+            task.add_done_callback(self._noted)
+
+    def _noted(self, task: asyncio.Task[None]) -> None:
+        self._unheard_notes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("unheard_note_failed", extra=fields(error=str(task.exception())))
+
+    def _stamped(self, d: Decision, info: RequestInfo, at: float) -> Decision:
+        """``d``, with its usage stamp if it lets a counted request through."""
+        if self.stamper is not None and d.reason is None and info.request_id:
+            d.request_id = info.request_id
+            source = self.store.usage_source(d.key_id)
+            d.usage_log = self.stamper.sign(info.request_id, source, d.key_id, d.tier, int(at))
+        return d
 
     def decide_http(self, headers: Mapping[str, str]) -> Decision | Awaitable[Decision]:
         """HTTP mode: the headers of Envoy's authorization request (names lowercased). The
@@ -167,7 +198,9 @@ class AuthzServicer:
             and (info.feature is None or info.feature in tier.features)
             and self.leases.spend(lease, info.cost)
         ):
-            return on_reply(info, key_id, lease.outcome(tier.burst, tier.requests_per_second), tier)
+            d = on_reply(info, key_id, lease.outcome(tier.burst, tier.requests_per_second), tier)
+            # Counted when the lease is settled: in the window of that moment, near enough.
+            return self._stamped(d, info, time.time()) if self.stamper is not None else d
         return None
 
     async def _ask_store(
@@ -203,7 +236,8 @@ class AuthzServicer:
             self.leases.close(key_id)
             if out.code is Code.UNKNOWN_KEY:
                 self.unknown_keys.add(digest)
-        return on_reply(info, key_id, out, policy.tier_for(out))
+        d = on_reply(info, key_id, out, policy.tier_for(out))
+        return self._stamped(d, info, out.now_ms / 1000) if self.stamper is not None else d
 
     async def settle_leases(self) -> int:
         """Send every settlement owed (expired or closed leases, failed settlements); returns
@@ -232,8 +266,10 @@ class AuthzServicer:
         known = self._last_allowed.get(digest)
         d = on_store_error(info, key_id, known, policy.tier(known[1]) if known else None)
         if d.degraded:
-            self.buffer.add(self.store.usage_source(key_id), time.time())
+            now = time.time()
+            self.buffer.add(self.store.usage_source(key_id), now)
             self.metrics.buffered_usage.set(len(self.buffer))
+            self._stamped(d, info, now)
         log.warning("store_error", extra=fields(key_id=key_id, error=str(exc)))
         return d
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tollway.settings import SettingsError, StoreSettings, env
+from tollway.settings import SettingsError, StoreSettings, UsageLogSettings, env
 
 MODES = ("grpc", "http")
 
 
 @dataclass(frozen=True)
-class AuthzSettings(StoreSettings):
+class AuthzSettings(StoreSettings, UsageLogSettings):
     """The ext_authz server."""
 
     # Envoy's two ext_authz transports: grpc_service (authz speaks envoy.service.auth.v3 over

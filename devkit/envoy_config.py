@@ -38,9 +38,11 @@ def render(
     authz_port: int | list[int],
     upstream_port: int,
     source: Path = ENVOY_YAML,
+    usage_log_port: int | list[int] = 9193,
 ) -> dict[str, Any]:
     """The config at ``source`` with its ports replaced; nothing else changes. ``authz_port``
-    may list one port per authz worker (see --worker-port-base)."""
+    may list one port per authz worker (see --worker-port-base); ``usage_log_port`` those of the
+    access-log receivers."""
     config: dict[str, Any] = yaml.safe_load(source.read_text(encoding="utf-8"))
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     listener = config["static_resources"]["listeners"][0]
@@ -49,6 +51,8 @@ def render(
         config, "tollway_authz", authz_port if isinstance(authz_port, list) else [authz_port]
     )
     _set_cluster_ports(config, "upstream", [upstream_port])
+    receivers = usage_log_port if isinstance(usage_log_port, list) else [usage_log_port]
+    _set_cluster_ports(config, "tollway_usage_log", receivers)
     return config
 
 
@@ -66,7 +70,8 @@ def for_compose(source: Path = ENVOY_YAML) -> dict[str, Any]:
     config = render(10000, 9901, COMPOSE_AUTHZ_PORTS, 8080, source)
     config["static_resources"]["listeners"][0]["address"]["socket_address"]["address"] = "0.0.0.0"
     for c in config["static_resources"]["clusters"]:
-        host = {"tollway_authz": "authz", "upstream": "upstream"}[c["name"]]
+        host = {"tollway_authz": "authz", "upstream": "upstream",
+                "tollway_usage_log": "receiver"}[c["name"]]  # fmt: skip
         c["type"] = "STRICT_DNS"
         for ep in c["load_assignment"]["endpoints"][0]["lb_endpoints"]:
             ep["endpoint"]["address"]["socket_address"]["address"] = host

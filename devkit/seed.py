@@ -1,5 +1,5 @@
 """Give the Stripe stand-in a product and a monthly price for every lookup key in the tier
-table, and a Billing Meter for every meter_event, so that `POST /checkout` and metering work
+table, and a Billing Meter for every meter_event and usage_meter, so that `POST /checkout` and metering work
 in the local stack, for any tier table (``tollway stripe sync`` does the full job, with the
 tier's own amounts, for tiers that set price_amount, against real Stripe too)."""
 
@@ -36,7 +36,8 @@ async def seed_prices(api_base: str, table: TierTable) -> dict[str, str]:
                 out[lookup] = price.id
         meters = await stripe.v1.billing.meters.list_async()
         have = {m.event_name for m in meters.data}
-        for event_name in sorted({t.meter_event for t in table} - have):
+        wanted = {t.meter_event for t in table} | {t.usage_meter for t in table if t.usage_meter}
+        for event_name in sorted(wanted - have):
             await stripe.v1.billing.meters.create_async(
                 {
                     "event_name": event_name,

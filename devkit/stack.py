@@ -87,6 +87,8 @@ class Ports:
     webhook: int = 8081
     standin: int = 12111
     metering: int = 8082
+    receiver: int = 9193  # the access-log receiver's gRPC port
+    receiver_metrics: int = 9194
     authz_workers: int = 9200  # worker i also listens on authz_workers + i
 
     @classmethod
@@ -142,11 +144,17 @@ class Stack:
     # environment's STRIPE_API_KEY / TOLLWAY_STRIPE_API_BASE say where Stripe is.
     standin: bool = True
     webhook_secret: str = "whsec_tollway_dev"  # noqa: S105 (the local stack's own, not a real one)
+    usage_log_secret: str = "tollway-dev-usage-log"  # noqa: S105 (authz and the receiver share it)
     authz_workers: int = 1
     authz_mode: str = "grpc"  # or "http": Envoy's ext_authz transport (envoy-http.yaml)
     redis_aof: bool = False  # fsync every write: a SIGKILLed redis-server loses nothing
+    # Access-log receivers: "receiver" on ports.receiver, then "receiver-1"... on free ports.
+    # Two or more let one restart while Envoy streams to another.
+    receivers: int = 1
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
+    # Each receiver's (gRPC, /metrics) ports, by name: drawn when the stack starts.
+    receiver_ports: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -162,7 +170,8 @@ class Stack:
 
     def _child_env(self) -> dict[str, str]:
         # A local stack stops at once; the e2e rolling-restart test sets a drain of its own.
-        env = {"TOLLWAY_AUTHZ_DRAIN_S": "0", **os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        env = {"TOLLWAY_AUTHZ_DRAIN_S": "0", "TOLLWAY_USAGE_LOG_SECRET": self.usage_log_secret,
+               **os.environ, **self.env, "PYTHONUNBUFFERED": "1"}  # fmt: skip
         if self.standin:
             env["TOLLWAY_STRIPE_API_BASE"] = self.standin_url
             env["STRIPE_WEBHOOK_SECRET"] = self.webhook_secret
@@ -243,6 +252,12 @@ class Stack:
             argv = [py, "-m", "metering", "--port", str(p.metering), "--redis-url",
                     self.effective_redis_url, "--tiers", str(self.tiers)]  # fmt: skip
             return argv, lambda: http_ok(f"http://127.0.0.1:{p.metering}/healthz")
+        if name in self.receiver_ports:
+            grpc_port, metrics = self.receiver_ports[name]
+            argv = [py, "-m", "metering", "receive", "--port", str(grpc_port), "--metrics-port",
+                    str(metrics), "--redis-url", self.effective_redis_url,
+                    "--tiers", str(self.tiers)]  # fmt: skip
+            return argv, lambda: http_ok(f"http://127.0.0.1:{metrics}/healthz")
         if name == "upstream":
             argv = [py, "-m", "devkit.upstream", "--port", str(p.upstream)]
             return argv, lambda: port_open(p.upstream)
@@ -252,7 +267,8 @@ class Stack:
             if self.authz_workers > 1:
                 authz = [p.authz_workers + i for i in range(self.authz_workers)]
             config = envoy_config.render(p.envoy, p.envoy_admin, authz, p.upstream,
-                                         envoy_config.source_for(self.authz_mode))  # fmt: skip
+                                         envoy_config.source_for(self.authz_mode),
+                                         [g for g, _ in self.receiver_ports.values()])  # fmt: skip
             path = envoy_config.write(config, self.state_dir / "envoy.yaml")
             argv = [binaries.envoy(), "-c", str(path), "--disable-hot-restart",
                     "--log-level", "warn", "--concurrency", "2"]  # fmt: skip
@@ -261,7 +277,10 @@ class Stack:
 
     def start_all(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        names = ["upstream", "authz", "webhook", "metering", "envoy"]
+        self.receiver_ports = {"receiver": (self.ports.receiver, self.ports.receiver_metrics)}
+        for i in range(1, self.receivers):
+            self.receiver_ports[f"receiver-{i}"] = (free_port(), free_port())
+        names = ["upstream", "authz", "webhook", "metering", *self.receiver_ports, "envoy"]
         if self.standin:
             names.insert(0, "standin")
         if self.redis_url is None:
@@ -302,7 +321,8 @@ class Stack:
     def stop_all(self) -> None:
         # Front to back: clients first, so nothing is mid-request against a stopped backend;
         # then any process started with start_process, newest first.
-        for name in ["envoy", "metering", "webhook", "standin", "authz", "upstream", "redis"]:
+        for name in ["envoy", *self.receiver_ports, "metering", "webhook", "standin", "authz",
+                     "upstream", "redis"]:  # fmt: skip
             self.stop(name)
         for name in reversed(list(self.procs)):
             self.stop(name)

@@ -1,6 +1,7 @@
 """``tollway metering`` (and ``python -m metering``): the daemon that drains usage into Stripe
-Billing Meter Events; ``tollway metering dead-letters [list|retry ID|drop ID]`` tends what
-Stripe refused."""
+Billing Meter Events; ``tollway metering receive`` runs Envoy's access-log receiver (refunds
+and reported amounts, metering/receiver.py); ``tollway metering dead-letters [list|retry
+ID|drop ID]`` tends what Stripe refused, and refunds that found no window."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from metering import receiver
 from metering.ledger import Ledger
 from metering.server import serve
-from metering.settings import SINKS, MeteringSettings
+from metering.settings import SINKS, MeteringSettings, ReceiverSettings
 from tollway import process
 from tollway.process import CliError
 from tollway.redis_client import connect
@@ -37,7 +39,13 @@ def register(subparsers: process.Subparsers) -> None:
         choices=SINKS,
         help="v1 meter events, or the v2 meter event stream (TOLLWAY_METERING_SINK, v1)",
     )
-    admin = p.add_subparsers(dest="metering_command", metavar="dead-letters")
+    admin = p.add_subparsers(dest="metering_command", metavar="dead-letters | receive")
+    rx = admin.add_parser("receive", help="run Envoy's access-log receiver")
+    rx.add_argument("--port", type=int, help="gRPC port (TOLLWAY_ACCESSLOG_PORT, 9193)")
+    rx.add_argument("--metrics-port", type=int,
+                    help="/healthz and /metrics (TOLLWAY_ACCESSLOG_METRICS_PORT, 9194)")  # fmt: skip
+    rx.add_argument("--redis-url", help="Redis URL (TOLLWAY_REDIS_URL)")
+    rx.add_argument("--tiers", type=Path, help="tier table path (TOLLWAY_TIERS)")
     dl = admin.add_parser("dead-letters", help="meter events Stripe refused")
     dl.add_argument("action", nargs="?", default="list", choices=["list", "retry", "drop"])
     dl.add_argument("id", nargs="?")
@@ -46,6 +54,10 @@ def register(subparsers: process.Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.metering_command == "receive":
+        flags = {"port": args.port, "metrics_port": args.metrics_port,
+                 "redis_url": args.redis_url, "tiers": args.tiers}  # fmt: skip
+        return process.run("metering receive", ReceiverSettings, flags, receiver.serve)
     if args.metering_command == "dead-letters":
         settings = with_flags(
             MeteringSettings, os.environ, {"redis_url": args.redis_url, "tiers": args.tiers}

@@ -62,6 +62,7 @@ class Drainer:
         warn_age_s: float,
         lock_ms: int = 10_000,
         width: int = 64,
+        silence_s: float = 30.0,
     ) -> None:
         self.keys = keys
         self.ledger = ledger
@@ -71,11 +72,15 @@ class Drainer:
         self.warn_age_s = warn_age_s
         self.lock_ms = lock_ms
         self.width = width  # keys or customers worked on at once
+        # An access log (once heard) silent this long: refunds are not being applied.
+        self.silence_s = silence_s
+        self._silent = False
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
 
-    async def _owner_of(self, source: str) -> tuple[str, str, int, Period] | None:
-        """(customer, meter, included requests to leave unreported, billing period) of a usage
-        source: an account (its own fields), or a legacy key (its record)."""
+    async def _owner_of(self, source: str) -> tuple[str, str, int, Period, str] | None:
+        """(customer, meter, included requests to leave unreported, billing period, the meter
+        of reported amounts or "") of a usage source: an account (its own fields), or a legacy
+        key (its record)."""
         account = await self.keys.account_plan(source)
         if account.get("customer"):
             customer, tier = account["customer"], account.get("tier", "")
@@ -91,10 +96,11 @@ class Drainer:
         t = self.tiers().get(tier)
         meter = t.meter_event if t else "api_requests"
         included = t.monthly_quota if t and t.report is Report.OVERAGE else 0
-        return customer, meter, included, period
+        return customer, meter, included, period, t.usage_meter if t else ""
 
     async def drain(self) -> PassResult:
         result = PassResult()
+        await self._watch_access_log()
         sources, customers = await self.ledger.discover()
 
         async def move(source: str) -> None:
@@ -102,10 +108,12 @@ class Drainer:
             if owner is None:
                 log.error("usage_without_owner", extra=fields(source=source))
                 return
-            customer, meter, included, period = owner
+            customer, meter, included, period, amount_meter = owner
             # Await first: `result.moved += await ...` would read `moved` before the await, and
             # keys moved concurrently would overwrite each other's counts.
-            moved = await self.ledger.move_usage(source, customer, meter, included, period)
+            moved = await self.ledger.move_usage(
+                source, customer, meter, included, period, amount_meter
+            )
             result.moved += moved
             customers.add(customer)
 
@@ -118,6 +126,22 @@ class Drainer:
         if age > self.warn_age_s:
             log.error("usage_near_stripe_age_limit", extra=fields(age_days=round(age / 86400, 1)))
         return result
+
+    async def _watch_access_log(self) -> None:
+        """Say so (metric, and a log line when it starts and ends) while no access-log receiver
+        has an Envoy stream open, once one has: windows then close without their refunds,
+        billed as counted at check time. (An Envoy opens its stream at its first request: a
+        freshly started, idle Envoy reads as silent too.)"""
+        heard = await self.ledger.access_log_heard()
+        silent = heard is not None and time.time() - heard > self.silence_s
+        self.metrics.access_log_silent.set(1 if silent else 0)
+        if silent and not self._silent:
+            log.error("access_log_silent", extra=fields(
+                since_s=round(time.time() - (heard or 0)),
+                effect="refunds are not applied; usage is billed as counted at check time"))  # fmt: skip
+        elif self._silent and not silent:
+            log.info("access_log_heard_again")
+        self._silent = silent
 
     async def _send_all(self, customers: set[str], result: PassResult) -> list[PendingEvent]:
         """Claim every customer whose send lock we get, then hand their pending events to the

@@ -6,6 +6,13 @@
 (A legacy key, issued before accounts, has its own usage hash under its key id: the
 "source" below is an account or such a key id.)
 
+A source's usage hash holds requests and, for a tier with a usage_meter, the amounts its
+upstream reported ("a:<window>"); both move on the same way, to their own meters. Windows
+close ``slack_s`` after they end: the clock slack plus the grace for Envoy's access log to
+refund what the tier does not bill (metering/receiver.py). A refund that comes later is carried
+to the source's next window; one that finds no later window within ``carry_s`` becomes a dead
+letter (kind "refund") for the operator, never dropped.
+
 take and claim are single scripts in one slot. A source and its customer are in different slots,
 so transfer is made idempotent instead: each outbox entry has a marker in the customer's slot,
 and is deleted from the outbox only after it has been added. A pending event has a
@@ -25,6 +32,7 @@ from tollway.dead_letters import ERROR_REPORT, DeadLetters
 from tollway.records import DEFAULT_PERIOD_S
 
 MARKER_TTL_S = 40 * 86400  # longer than Stripe accepts backdated events (35 days)
+REFUND = "refund"  # a dead letter's kind: refunded requests with no window left to take off
 
 
 @dataclass(frozen=True)
@@ -68,11 +76,13 @@ def parse_pending(customer: str, flat: list[Any]) -> list[PendingEvent]:
 
 
 class Ledger:
-    def __init__(self, redis: Any, window_s: int, slack_s: int) -> None:
+    def __init__(self, redis: Any, window_s: int, slack_s: int, carry_s: int = 86400) -> None:
         self.redis = redis
         self.window_s = window_s
         self.slack_s = slack_s
+        self.carry_s = carry_s
         self._take = scripts.register(redis, "usage_take")
+        self._carry_out = scripts.register(redis, "usage_carry_out")
         self._transfer = scripts.register(redis, "usage_transfer")
         self._claim = scripts.register(redis, "usage_claim")
         self._ack = scripts.register(redis, "usage_ack")
@@ -98,18 +108,24 @@ class Ledger:
         meter: str,
         included: int = 0,
         period: Period | None = None,
+        amount_meter: str = "",
     ) -> int:
         """Take the source's closed windows and transfer them to its customer; returns requests
-        added to the ledger. With ``included`` > 0 (report = "overage"), only requests past that
-        many in the window's billing period (``period``) are added."""
-        flat = await self._take(
+        (and amounts) added to the ledger. With ``included`` > 0 (report = "overage"), only
+        requests past that many in the window's billing period (``period``) are added.
+        Amounts go to ``amount_meter``; without one (the tier has no usage_meter) they stay."""
+        flat, carry, carry_at, now = await self._take(
             keys=[schema.usage(source), schema.outbox(source), schema.outbox_seq(source)],
             args=[str(self.window_s), str(self.slack_s)],
         )
         moved = 0
         for entry, n in zip(flat[::2], flat[1::2], strict=True):
-            window = str(entry).split(":", 1)[0]
+            amount = str(entry).startswith("a:")
+            window = str(entry).removeprefix("a:").split(":", 1)[0]
+            if amount and not amount_meter:
+                continue  # kept until the tier names a meter for it (reported and counted)
             start = (period or Period(0, 0)).start_for(int(window))
+            target = amount_meter if amount else meter
             added = await self._transfer(
                 keys=[
                     schema.transfer_marker(customer, source, entry),
@@ -117,16 +133,39 @@ class Ledger:
                     schema.ledger(customer, "period"),
                 ],
                 args=[
-                    f"{meter}|{window}",
+                    f"{target}|{window}",
                     str(n),
                     str(MARKER_TTL_S),
-                    str(included),
-                    f"{meter}|{start}",
+                    str(0 if amount else included),
+                    f"{target}|{start}",
                 ],
             )
             moved += max(0, int(added))
             await self.redis.hdel(schema.outbox(source), entry)
+        if int(carry) > 0 and int(now) - int(carry_at) >= self.carry_s:
+            await self.park_carry(source, customer, meter, int(carry), int(carry_at))
         return moved
+
+    async def park_carry(
+        self, source: str, customer: str, meter: str, requests: int, since: int
+    ) -> None:
+        """Refunds that found no later window to come off within ``carry_s``: a dead letter
+        the operator sees (`tollway metering dead-letters`), then off the usage hash, once."""
+        identifier = f"tw_refund_{source}_{since}"
+        record = {"kind": REFUND, "customer": customer, "source": source, "meter": meter,
+                  "requests": requests, "since": since,
+                  "reason": "refunded requests whose window was already sent, with no later "
+                            "usage to take them off: credit the customer in Stripe, then drop"}  # fmt: skip
+        await self.dead.park(identifier, record)
+        await self._carry_out(
+            keys=[schema.usage(source), schema.applied_marker(source, f"carry-{since}")],
+            args=[str(requests), str(MARKER_TTL_S)],
+        )
+
+    async def access_log_heard(self) -> int | None:
+        """When the access-log receiver last heard from Envoy (epoch s); None if it never ran."""
+        raw = await self.redis.get(schema.ACCESS_LOG_HEARD)
+        return int(raw) if raw is not None else None
 
     async def claim(self, customer: str) -> list[PendingEvent]:
         flat = await self._claim(
@@ -156,6 +195,9 @@ class Ledger:
             raise ValueError(
                 "a Stripe error report is not a meter event; fix it in Stripe, then drop it"
             )
+        if rec.get("kind") == REFUND:
+            raise ValueError("a refund has no meter event to send; credit the customer in "
+                             "Stripe, then drop it")  # fmt: skip
         value = int(rec["event"]["payload"]["value"])
         await self.redis.hset(schema.ledger(rec["customer"], "pending"), rec["field"], value)
         await self.dead.remove(identifier)

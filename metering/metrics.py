@@ -32,6 +32,12 @@ class MeteringMetrics:
             "Meter events Stripe refused for good",
             registry=reg,
         )
+        self.access_log_silent = Gauge(
+            "tollway_metering_access_log_silent",
+            "1 while Envoy's access log has not reached the receiver within the grace: refunds "
+            "are not being applied, and usage is billed as counted at check time",
+            registry=reg,
+        )
         self.drain_seconds = Histogram(
             "tollway_metering_drain_seconds", "Time one drain pass took", registry=reg
         )

@@ -47,12 +47,13 @@ async def serve(settings: MeteringSettings) -> None:
         sink = StreamSink(stripe_client, retrier, settings.usage_window_s, fallback=sink)
     drainer = Drainer(
         KeyStore(redis, KeyHasher(settings.key_pepper.encode())),
-        Ledger(redis, settings.usage_window_s, settings.close_slack_s),
+        Ledger(redis, settings.usage_window_s, settings.window_slack_s, settings.refund_carry_s),
         sink,
         tiers,
         metrics,
         settings.max_age_warn_days * 86400,
         lock_ms=int(settings.send_lock_s * 1000),
+        silence_s=max(settings.log_grace_s, 5),
     )
     last_ok = [time.time()]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tollway.settings import SettingsError, StoreSettings, StripeSettings, env
+from tollway.settings import SettingsError, StoreSettings, StripeSettings, UsageLogSettings, env
 
 SINKS = ("v1", "stream")
 
@@ -20,6 +20,16 @@ class MeteringSettings(StoreSettings, StripeSettings):
     usage_window_s: int = env("TOLLWAY_USAGE_WINDOW_S", 60, "usage counter window in seconds")
     # authz counts with Redis TIME and so does the drain, so a little slack is plenty.
     close_slack_s: int = env("TOLLWAY_METERING_CLOSE_SLACK_S", 2, "wait after a window ends")
+    # Envoy flushes its access log every second; this leaves room for a stream to break and
+    # reconnect. Every window reaches Stripe this much later (README "What is billed").
+    log_grace_s: int = env(
+        "TOLLWAY_METERING_LOG_GRACE_S", 30, "wait for the access log's refunds after a window"
+    )
+    # A refund whose window was sent is taken off the account's next window; one that finds
+    # none this long becomes a dead letter (kind "refund") for the operator.
+    refund_carry_s: int = env(
+        "TOLLWAY_METERING_REFUND_CARRY_S", 86400, "carry a late refund this long, then park it"
+    )
     # Stripe's live-mode limit for meter events.
     rate_per_s: float = env("TOLLWAY_METERING_RATE", 1000.0, "max meter events sent per second")
     attempts: int = env("TOLLWAY_METERING_ATTEMPTS", 6, "tries per event per drain")
@@ -32,9 +42,42 @@ class MeteringSettings(StoreSettings, StripeSettings):
     max_age_warn_days: float = env("TOLLWAY_METERING_WARN_DAYS", 25.0, "warn when usage is older")
     log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
 
+    @property
+    def window_slack_s(self) -> int:
+        """How long after its end a usage window closes."""
+        return self.close_slack_s + self.log_grace_s
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.sink not in SINKS:
             raise SettingsError(
                 f"TOLLWAY_METERING_SINK={self.sink!r}: expected one of {', '.join(SINKS)}"
+            )
+
+
+@dataclass(frozen=True)
+class ReceiverSettings(StoreSettings, UsageLogSettings):
+    """The access-log receiver (metering/receiver.py): Envoy's gRPC access log in."""
+
+    # Only Envoy should reach it: bind loopback, or a mesh-internal address behind mTLS and
+    # an AuthorizationPolicy (README "What is billed").
+    host: str = env("TOLLWAY_ACCESSLOG_HOST", "127.0.0.1", "address the receiver binds")
+    port: int = env("TOLLWAY_ACCESSLOG_PORT", 9193, "gRPC port Envoy streams its log to")
+    metrics_port: int = env("TOLLWAY_ACCESSLOG_METRICS_PORT", 9194, "/healthz and /metrics")
+    # Must equal authz's: the window a stamp's time falls in is where its refund goes.
+    usage_window_s: int = env("TOLLWAY_USAGE_WINDOW_S", 60, "usage counter window in seconds")
+    # An entry older than this is ignored: its request ids are no longer remembered, so it
+    # could not be told from a replay. Envoy sends within seconds.
+    max_age_s: int = env("TOLLWAY_ACCESSLOG_MAX_AGE_S", 900, "ignore entries older than this")
+    amount_max: int = env(
+        "TOLLWAY_USAGE_AMOUNT_MAX", 10_000_000, "largest amount one response may report"
+    )
+    log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.usage_log_secret:
+            raise SettingsError(
+                "TOLLWAY_USAGE_LOG_SECRET is not set: the receiver cannot tell authz's stamps "
+                "from forged ones (set the same secret for authz)"
             )

@@ -11,6 +11,14 @@ in one Redis Cluster slot:
     tw:{<account>}:usage         hash   window start (epoch s) -> requests let through;
                                         metering drains it
     tw:{<key_id>}:key            hash   the key directory: {account} (authz caches it)
+    tw:{<account>}:logged:<window>  set  request ids of that window the access-log receiver
+                                        applied (metering/receiver.py), expiring
+    tw:{<request id>}:unheard    string a stamp authz wrote for an allowed check Envoy gave up
+                                        waiting for (its own 503), for the receiver to refund
+
+The usage hash also holds "a:<window>" (amounts the upstream reported, for the tier's
+usage_meter), and "carry"/"carry_at" (refunds still to be taken off a later window); see
+tollway/lua/usage_take.lua.
 
 Keys issued before accounts (the legacy layout) kept everything under the key's own tag:
 ``tw:{<key_id>}:key`` was the whole record (with ``hash``, without ``account``), next to
@@ -100,6 +108,22 @@ def check_keys(key_id: str, account: str, settlement: str = "") -> list[str]:
     if settlement:
         keys.append(applied_marker(account or key_id, settlement))
     return keys
+
+
+def logged(source: str, window: int) -> str:
+    """The request ids of ``window`` whose access-log entries were applied to ``source``."""
+    return f"{_tag(source)}:logged:{window}"
+
+
+def unheard(request_id: str) -> str:
+    """authz's stamp for a request it allowed after Envoy stopped waiting (a request id is
+    checked against tollway.usage_log.REQUEST_ID before it gets here: no braces)."""
+    return f"{_tag(request_id)}:unheard"
+
+
+# When the access-log receiver last heard from Envoy (Redis time, s): metering says refunds
+# are not being applied when it is older than the grace.
+ACCESS_LOG_HEARD = f"{PREFIX}:metering:accesslog-heard"
 
 
 def _stripe(object_id: str) -> str:

@@ -125,6 +125,17 @@ class StripeSettings:
         return [s.strip() for s in self.webhook_secrets.split(",") if s.strip()]
 
 
+@dataclass(frozen=True)
+class UsageLogSettings:
+    """Billing what was served: the secret authz signs usage stamps with and metering's
+    access-log receiver checks them with (tollway/usage_log.py). Empty: authz stamps nothing
+    and usage stays as counted at check time."""
+
+    usage_log_secret: str = env(
+        "TOLLWAY_USAGE_LOG_SECRET", "", "shared by authz and the access-log receiver"
+    )
+
+
 def with_flags(cls: type[T], environ: Mapping[str, str], flags: Mapping[str, Any]) -> T:
     """Settings from ``environ``, then every flag that was given (not None) on top."""
     return dataclasses.replace(

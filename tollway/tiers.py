@@ -23,6 +23,12 @@ TIER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 FEATURE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 PRICE_ID = re.compile(r"^\S{1,200}$")
 METER_EVENT = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")  # Stripe's event_name: at most 100
+# A request's final outcome, as metering's access-log receiver names it (metering/outcomes.py):
+# a status class or code, or what happened instead of an answer from the upstream.
+OUTCOME = re.compile(r"^([1-5]xx|[1-5][0-9][0-9]|reset|timeout|aborted)$")
+# Billed by default: whatever the upstream answered below 500, and a client that hung up before
+# the answer (the upstream may have done the work; not billing it would make it free).
+DEFAULT_BILL_STATUSES = ("2xx", "3xx", "4xx", "aborted")
 
 
 E = TypeVar("E", bound=StrEnum)
@@ -71,6 +77,20 @@ class Tier:
     currency: str = "usd"
     interval: str = "month"
     overage_unit_amount: str | None = None  # a decimal string, e.g. "0.05" (cents per request)
+    # Billing what was served (Envoy's access log, metering/receiver.py): the final outcomes
+    # billed (OUTCOME); whether a request not billed gives its quota back; the Billing Meter
+    # the amounts the upstream reports (x-tollway-usage) go to, "" for none; and the price
+    # per unit of that meter, a decimal string in minor units, for `tollway stripe sync`.
+    bill_statuses: frozenset[str] = frozenset(DEFAULT_BILL_STATUSES)
+    refund_quota: bool = True
+    usage_meter: str = ""
+    usage_unit_amount: str | None = None
+
+    def bills(self, outcome: str) -> bool:
+        """Is a request that ended in ``outcome`` (a status code, or reset, timeout, aborted)
+        billed? A code is billed if the code itself or its class ("4xx") is listed."""
+        s = self.bill_statuses
+        return outcome in s or (outcome[:1].isdigit() and f"{outcome[0]}xx" in s)
 
 
 @dataclass(frozen=True)
@@ -115,6 +135,10 @@ _FIELDS: dict[str, tuple[bool, Any]] = {
     "currency": (False, "usd"),
     "interval": (False, "month"),
     "overage_unit_amount": (False, None),
+    "bill_statuses": (False, list(DEFAULT_BILL_STATUSES)),
+    "refund_quota": (False, True),
+    "usage_meter": (False, ""),
+    "usage_unit_amount": (False, None),
 }
 CURRENCY = re.compile(r"^[a-z]{3}$")
 DECIMAL = re.compile(r"^\d{1,12}(\.\d{1,12})?$")
@@ -223,17 +247,25 @@ class _Validator:
         if v["interval"] not in ("month", "year"):
             self.fail(name, "interval", f'must be "month" or "year", got {v["interval"]!r}')
         if overage is not None:
-            text = str(overage) if _is_int(overage) or isinstance(overage, float) else overage
-            if not (isinstance(text, str) and DECIMAL.match(text)):
-                self.fail(
-                    name,
-                    "overage_unit_amount",
-                    f'must be a decimal >= 0 like "0.05", got {overage!r}',
-                )
-            elif amount is None:
+            overage = self.decimal(name, "overage_unit_amount", overage)
+            if overage is not None and amount is None:
                 self.fail(name, "overage_unit_amount", "needs price_amount (0 for usage alone)")
-            else:
-                overage = text
+        billed = self.string_list(name, "bill_statuses", v["bill_statuses"], OUTCOME)
+        if not isinstance(v["refund_quota"], bool):
+            self.fail(name, "refund_quota", f"must be true or false, got {v['refund_quota']!r}")
+        usage_meter = v["usage_meter"]
+        if not (
+            isinstance(usage_meter, str) and (usage_meter == "" or METER_EVENT.match(usage_meter))
+        ):
+            self.fail(name, "usage_meter", f"must match {METER_EVENT.pattern}, got {usage_meter!r}")
+        elif usage_meter and usage_meter == v["meter_event"]:
+            self.fail(name, "usage_meter", "must differ from meter_event (requests and amounts are "
+                      "two meters)")  # fmt: skip
+        unit = self.decimal(name, "usage_unit_amount", v["usage_unit_amount"])
+        if unit is not None and not usage_meter:
+            self.fail(name, "usage_unit_amount", "needs usage_meter (the meter it prices)")
+        elif unit is not None and amount is None:
+            self.fail(name, "usage_unit_amount", "needs price_amount (0 for usage alone)")
         if (
             len(self.problems) > before
             or over is None
@@ -262,7 +294,21 @@ class _Validator:
             currency=v["currency"],
             interval=v["interval"],
             overage_unit_amount=overage,
+            bill_statuses=frozenset(billed),
+            refund_quota=v["refund_quota"],
+            usage_meter=usage_meter,
+            usage_unit_amount=unit,
         )
+
+    def decimal(self, tier: str, key: str, value: object) -> str | None:
+        """A price per unit in minor units: a decimal string (a TOML number is accepted)."""
+        if value is None:
+            return None
+        text = str(value) if _is_int(value) or isinstance(value, float) else value
+        if not (isinstance(text, str) and DECIMAL.match(text)):
+            self.fail(tier, key, f'must be a decimal >= 0 like "0.05", got {value!r}')
+            return None
+        return text
 
     def choice(self, tier: str, key: str, value: object, enum: type[E], present: bool) -> E | None:
         if not present:

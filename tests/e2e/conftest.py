@@ -160,9 +160,11 @@ class Edge:
             self.stack.start("redis")
 
     def usage(self, key_id: str) -> int:
-        """Requests counted for the account of key ``key_id`` (one issued here)."""
-        account = self.accounts[key_id]
-        return sum(int(v) for v in self.redis.hgetall(schema.usage(account)).values())
+        """Requests counted for the account of key ``key_id`` (one issued here), less the
+        refunds the access log made (its windows, less the carry; not the amounts)."""
+        fields = self.redis.hgetall(schema.usage(self.accounts[key_id]))
+        counted = sum(int(v) for k, v in fields.items() if k.isdigit())
+        return counted - int(fields.get("carry", 0))
 
 
 # With --redis-mode cluster, every stack shares the session's Redis Cluster (flushed when a
@@ -190,6 +192,7 @@ def running_edge(
     workers: int = 1,
     env: dict[str, str] | None = None,
     redis_aof: bool = False,
+    receivers: int = 1,
 ) -> Iterator[Edge]:
     """Start the whole stack in ``tmp``; stop it (and print its last log lines) on exit."""
     redis_url = _shared_redis["url"]
@@ -208,7 +211,7 @@ def running_edge(
 
     stack = Stack(Ports.free(), tiers, tmp / "state", sink, redis_url=redis_url,
                   authz_workers=workers, redis_aof=redis_aof, env=env or {},
-                  authz_mode=_authz_mode["mode"])  # fmt: skip
+                  authz_mode=_authz_mode["mode"], receivers=receivers)  # fmt: skip
     stack.start_all()
     edge = Edge(stack, logs)
     leaks: list[str] = []

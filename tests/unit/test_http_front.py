@@ -240,7 +240,7 @@ async def test_an_allowed_answer_after_envoy_hung_up_is_counted_as_unheard():
         return Decision(None)
 
     async with Running() as r:
-        r.front.decide, r.front.on_unheard = slow, lambda: unheard.append(1)
+        r.front.decide, r.front.on_unheard = slow, lambda d: unheard.append(1)
         _, writer = await asyncio.open_connection("127.0.0.1", r.port)
         writer.write(check())
         await writer.drain()

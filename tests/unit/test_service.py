@@ -263,3 +263,46 @@ async def test_a_grpc_check_envoy_gave_up_on_is_counted_as_unheard():
         await asyncio.sleep(0)
     assert rpc.cancelled() and len(fake.calls) == 1
     assert svc.metrics.answers_unheard._value.get() == 1
+
+
+async def test_with_a_usage_log_secret_a_counted_check_carries_its_stamp_and_an_unheard_one_is_noted():
+    """The stamp rides in the CheckResponse's dynamic metadata, signed for this request id;
+    a check Envoy gave up on leaves its stamp under the request id for the receiver."""
+    import asyncio
+
+    from tollway.usage_log import METADATA_KEY, Stamper
+
+    fake = FakeStore()
+    notes: list[tuple[str, str]] = []
+
+    async def note_unheard(request_id: str, stamp: str) -> None:
+        notes.append((request_id, stamp))
+
+    fake.note_unheard = note_unheard  # type: ignore[attr-defined]
+    svc = service(fake)
+    stamper = svc.stamper = Stamper("s")
+    key = generate_key()
+    r = await call(svc, check_request({"x-api-key": key, "x-request-id": "rid-1"}))
+    stamp = stamper.read("rid-1", r.dynamic_metadata[METADATA_KEY])
+    assert stamp is not None and (stamp.source, stamp.tier) == ("sub_1", "free")
+    r = await call(svc, check_request({"x-api-key": key, "x-request-id": ""}))  # none: no stamp
+    assert METADATA_KEY not in r.dynamic_metadata
+
+    release = asyncio.Event()
+    answer = fake.check
+
+    async def slow(*args):
+        await release.wait()
+        return await answer(*args)
+
+    fake.check = slow  # type: ignore[method-assign]
+    rpc = asyncio.ensure_future(
+        svc.Check(check_request({"x-api-key": key, "x-request-id": "rid-2"}), None)
+    )
+    await asyncio.sleep(0.01)
+    rpc.cancel()
+    release.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [rid for rid, _ in notes] == ["rid-2"]
+    assert stamper.read("rid-2", notes[0][1]) is not None

@@ -20,9 +20,10 @@ from tollway.tiers import (
 
 HERE = Path(__file__).parent / "tiers"
 KNOWN = (
-    "burst, currency, description, dry_run, features, interval, lease_tokens, limiter, "
-    "meter_event, monthly_quota, on_store_error, over_quota, overage_unit_amount, price_amount, "
-    "report, requests_per_second, stripe_prices"
+    "bill_statuses, burst, currency, description, dry_run, features, interval, lease_tokens, "
+    "limiter, meter_event, monthly_quota, on_store_error, over_quota, overage_unit_amount, "
+    "price_amount, refund_quota, report, requests_per_second, stripe_prices, usage_meter, "
+    "usage_unit_amount"
 )
 
 

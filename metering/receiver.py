@@ -1,0 +1,316 @@
+"""The access-log receiver: Envoy's gRPC access log in, refunds and reported amounts out.
+
+Envoy streams one entry per request (``envoy.service.accesslog.v3.AccessLogService``, logger
+``envoy.access_loggers.http_grpc``). An entry of a request authz counted carries authz's
+signed usage stamp (tollway/usage_log.py); with the final status and response flags, the tier
+decides (metering/outcomes.py):
+
+- billed, no amount: nothing to do; usage stays as counted at check time;
+- not billed: usage_log.lua takes it off the window it was counted in (and its quota back,
+  with the tier's refund_quota);
+- billed with an amount the upstream reported: added to the window, for the usage meter.
+
+Each request applies once: its id joins a set kept in the account's slot for the window, so an
+entry Envoy sends again, or a second receiver gets, changes nothing. An entry without a valid
+stamp (a denial, a forged stream) and one older than ``max_age_s`` (the set may be gone)
+change nothing either.
+
+Envoy's own 503 when its ext_authz call timed out carries no stamp; authz keeps the stamp of
+such a check under the request id (tw:{<id>}:unheard), and the entry refunds it.
+
+It runs beside the metering daemon, as a process of its own (``tollway metering receive``):
+it is stateless and serves every Envoy, so it scales and restarts apart from the drain, and
+it keeps this work off authz, whose CPU is the check path's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from aiohttp import web
+from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+
+from metering.outcomes import Entry, judge, read_entry
+from metering.settings import ReceiverSettings
+from tollway import schema, scripts
+from tollway.logs import fields
+from tollway.redis_client import connect
+from tollway.tier_source import TierSource
+from tollway.tiers import TierTable
+from tollway.usage_log import REQUEST_ID, Stamp, Stamper
+
+log = logging.getLogger("tollway.metering.receiver")
+HEARD_EVERY_S = 1.0  # how often the receiver notes in Redis that an Envoy is streaming to it
+DRAIN_S = 3.0  # on SIGTERM: long enough for every stream's next flush (0.5 s in envoy.yaml)
+SERVICE = "envoy.service.accesslog.v3.AccessLogService"  # as Envoy's health check names it
+# Redis calls are retried here, not left to Envoy: Envoy does not resend a message the stream
+# took. 0.1 s doubling to 2 s: about 20 s in all, then the stream fails.
+ATTEMPTS = 14
+WIDTH = 64  # entries of one message applied at once
+# authz writes an unheard check's stamp when it finishes, which a stalled authz does after
+# Envoy logged its 503: look now, then again, 7.5 s in all.
+UNHEARD_WAITS_S = (0.0, 0.5, 1.0, 2.0, 4.0)
+UNHEARD_PENDING = 10_000
+
+
+class ReceiverMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        reg = registry if registry is not None else REGISTRY
+        self.entries = Counter(
+            "tollway_accesslog_entries_total",
+            "Access-log entries, by what they did: billed (as counted), refunded, amount, "
+            "duplicate, unstamped (not counted by authz), forged, stale; envoy_timeout (Envoy "
+            "answered 503 as authz was late: looked for), unheard_refunded (authz had counted "
+            "it: refunded), unheard_unchecked (too many to look for)",
+            ["result"],
+            registry=reg,
+        )
+        self.bad_amounts = Counter(
+            "tollway_accesslog_bad_amounts_total",
+            "Reported usage amounts ignored, never billed, by why",
+            ["reason"],
+            registry=reg,
+        )
+        self.streams = Gauge(
+            "tollway_accesslog_streams", "Envoy access-log streams open", registry=reg
+        )
+
+
+class Receiver:
+    """Applies entries to Redis; the gRPC servicer below only feeds it."""
+
+    def __init__(
+        self,
+        redis: Any,
+        tiers: Any,
+        stamper: Stamper,
+        metrics: ReceiverMetrics,
+        window_s: int,
+        max_age_s: int,
+        amount_max: int,
+    ) -> None:
+        self.redis = redis
+        self.tiers = tiers  # () -> TierTable
+        self.stamper = stamper
+        self.metrics = metrics
+        self.window_s = window_s
+        self.max_age_s = max_age_s
+        self.amount_max = amount_max
+        self._apply = scripts.register(redis, "usage_log")
+        self.received = 0  # entries, since the start: logged on exit
+        self._width = asyncio.Semaphore(WIDTH)
+        self.streams = 0  # Envoy streams open now
+        self._looking: set[asyncio.Task[None]] = set()  # unheard checks being looked for
+
+    async def load_script(self) -> None:
+        """Load usage_log.lua on every node before the first stream: otherwise the first
+        message's entries all meet NOSCRIPT at once, and redis-py's cluster client, loading
+        it for each, drops connections under them (seen in make test's cluster run)."""
+        await self._retried(lambda: self.redis.script_load(scripts.source("usage_log")))
+
+    async def entries(self, logs: list[Any]) -> None:
+        """Apply one message's entries; raises if Redis fails (Envoy's stream then breaks,
+        and what it resends applies once)."""
+        table: TierTable = self.tiers()
+        self.received += len(logs)
+        await asyncio.gather(*(self.entry(read_entry(e), table) for e in logs))
+
+    async def note_heard(self, stop: asyncio.Event) -> None:
+        """While an Envoy streams to this receiver, say so in Redis every second: the metering
+        daemon reports the access log silent when no receiver has (metering/daemon.py)."""
+        while not stop.is_set():
+            if self.streams > 0:
+                try:
+                    await self.redis.set(schema.ACCESS_LOG_HEARD, int(time.time()))
+                except Exception as exc:  # Redis away: the entries' own retries say more
+                    log.warning("heard_note_failed", extra=fields(error=str(exc)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HEARD_EVERY_S)
+
+    async def entry(self, e: Entry, table: TierTable) -> str:
+        """Apply one entry; what it did (the metric's label)."""
+        async with self._width:
+            result = await self._entry(e, table)
+        self.metrics.entries.labels(result).inc()
+        return result
+
+    async def _entry(self, e: Entry, table: TierTable) -> str:
+        if not e.stamp:
+            if e.envoy_answered_for_authz and REQUEST_ID.match(e.request_id):
+                return self._look_for_unheard(e)
+            return "unstamped"
+        stamp = self.stamper.read(e.request_id, e.stamp)
+        if stamp is None:
+            log.warning("forged_entry", extra=fields(request_id=e.request_id[:100]))
+            return "forged"
+        if stamp.at < time.time() - self.max_age_s:
+            log.warning("stale_entry", extra=fields(request_id=e.request_id, at=stamp.at))
+            return "stale"
+        v = judge(e, table.get(stamp.tier), self.amount_max)
+        if v.bad_amount is not None:
+            self.metrics.bad_amounts.labels(v.bad_amount.value).inc()
+            log.warning("bad_usage_amount", extra=fields(
+                request_id=e.request_id, reason=v.bad_amount.value, value=(e.amount or "")[:40]))  # fmt: skip
+        if not v.refund and v.amount == 0:
+            return "billed"
+        if not await self.apply(stamp, v.refund, v.refund_quota, v.amount):
+            return "duplicate"
+        return "refunded" if v.refund else "amount"
+
+    def _look_for_unheard(self, e: Entry) -> str:
+        """Envoy answered 503 itself as its ext_authz call timed out. If authz counted the
+        check, it leaves the stamp under the request id when it finishes; that can be after
+        Envoy logged the 503 (authz was stalled), so this looks a few times, apart from the
+        stream. At most UNHEARD_PENDING at once: past that (authz down, every request a 503
+        with no check behind it), an entry is not looked for."""
+        if len(self._looking) >= UNHEARD_PENDING:
+            return "unheard_unchecked"
+        task = asyncio.ensure_future(self._unheard(e))
+        self._looking.add(task)
+        task.add_done_callback(self._looking.discard)
+        return "envoy_timeout"
+
+    async def _unheard(self, e: Entry) -> None:
+        text = None
+        for wait in UNHEARD_WAITS_S:
+            await asyncio.sleep(wait)
+            try:
+                text = await self.redis.get(schema.unheard(e.request_id))
+            except Exception as exc:
+                log.warning("unheard_lookup_failed", extra=fields(error=str(exc)))
+            if text:
+                break
+        stamp = self.stamper.read(e.request_id, text) if text else None
+        if stamp is None:
+            return
+        tier = self.tiers().get(stamp.tier)
+        refund_quota = tier.refund_quota if tier is not None else True
+        try:
+            done = await self.apply(stamp, True, refund_quota, 0)
+        except Exception as exc:
+            log.error("unheard_refund_failed", extra=fields(
+                request_id=e.request_id, error=str(exc)))  # fmt: skip
+            return
+        self.metrics.entries.labels("unheard_refunded" if done else "duplicate").inc()
+
+    async def apply(self, s: Stamp, refund: bool, refund_quota: bool, amount: int) -> bool:
+        """usage_log.lua for one request; False if it was applied before."""
+        window = s.window(self.window_s)
+        quota = (
+            schema.account_state(s.source)
+            if s.source != s.key_id
+            else schema.legacy_state(s.key_id)
+        )
+        keys = [schema.usage(s.source), quota, schema.logged(s.source, window)]
+        args = [s.request_id, str(window), str(s.at), "1" if refund else "0",
+                "1" if refund_quota else "0", s.key_id, str(amount),
+                str(self.max_age_s + self.window_s)]  # fmt: skip
+        return bool(await self._retried(lambda: self._apply(keys=keys, args=args)))
+
+    async def _retried(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """``call()``, again after a Redis failure (it is idempotent), backing off."""
+        for attempt in range(ATTEMPTS):
+            try:
+                return await call()
+            except Exception as exc:
+                if attempt == ATTEMPTS - 1:
+                    raise
+                log.warning("redis_retry", extra=fields(attempt=attempt + 1, error=str(exc)))
+                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+        raise AssertionError("unreachable")
+
+
+class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        # Set on SIGTERM: each stream ends right after its next message is applied. Envoy
+        # flushes on a timer (0.5 s in envoy.yaml), so it sees the stream end before it sends
+        # again, keeps what it has buffered, and sends it to the next receiver: a restart
+        # loses nothing. (A crash can lose what was in flight: Envoy's access log has no
+        # acknowledgements. Those requests stay billed as counted.)
+        self.draining = False
+
+    async def StreamAccessLogs(self, requests: Any, context: Any) -> Any:
+        metrics = self.receiver.metrics
+        metrics.streams.inc()
+        self.receiver.streams += 1
+        try:
+            async for message in requests:
+                if message.HasField("http_logs"):
+                    await self.receiver.entries(list(message.http_logs.log_entry))
+                if self.draining:
+                    break
+        except Exception as exc:  # Redis trouble: end the stream; Envoy opens a new one
+            log.error("access_log_stream_failed", extra=fields(error=str(exc)))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "cannot apply entries now")
+        finally:
+            metrics.streams.dec()
+            self.receiver.streams -= 1
+        return als_pb2.StreamAccessLogsResponse()
+
+
+async def serve(settings: ReceiverSettings) -> None:
+    tiers = TierSource(settings.tiers)
+    redis = connect(settings.redis_url, timeout_s=5.0)
+    metrics = ReceiverMetrics()
+    receiver = Receiver(redis, tiers, Stamper(settings.usage_log_secret), metrics,
+                        settings.usage_window_s, settings.max_age_s, settings.amount_max)  # fmt: skip
+    await receiver.load_script()
+    server = grpc.aio.server()
+    servicer = AccessLogServicer(receiver)
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(servicer, server)
+    checks = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+    await checks.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"cannot bind {settings.host}:{settings.port}")
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def prometheus(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"content-type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.metrics_port).start()
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tiers.reload_on_sighup(loop)
+    log.info("serving", extra=fields(port=port, metrics_port=settings.metrics_port))
+    heard = asyncio.ensure_future(receiver.note_heard(stop))
+    await stop.wait()
+    await heard
+    log.info("stopping")
+    # NOT_SERVING first: Envoy's health check (every 0.5 s) sends new streams elsewhere; then
+    # each open stream ends after its next message, and the port closes.
+    await checks.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+    servicer.draining = True
+    await asyncio.sleep(DRAIN_S / 3)
+    await server.stop(grace=DRAIN_S)
+    await runner.cleanup()
+    await redis.aclose()
+    log.info("stopped", extra=fields(entries=receiver.received))

@@ -1,0 +1,108 @@
+"""The usage stamp, and what an access-log entry means for billing (both pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from authz import http_responses
+from authz.decision import Decision
+from metering.outcomes import BadAmount, Entry, judge, outcome, parse_amount
+from tests.support import TEST_TIERS
+from tollway.tiers import parse_tiers
+from tollway.usage_log import Stamper
+
+RID = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
+TABLE = parse_tiers(
+    TEST_TIERS
+    + """
+[tiers.strict]
+requests_per_second = 1.0
+burst = 1
+monthly_quota = 0
+over_quota = "bill"
+bill_statuses = ["200", "timeout"]
+refund_quota = false
+usage_meter = "tokens"
+""",
+    "t",
+)
+
+
+def test_a_stamp_reads_back_only_for_its_request_and_its_secret():
+    s = Stamper("secret")
+    text = s.sign(RID, "sub_1", "0123456789abcdef", "pro", 1_790_000_000)
+    stamp = s.read(RID, text)
+    assert stamp is not None
+    assert (stamp.source, stamp.key_id, stamp.tier, stamp.at) == (
+        "sub_1", "0123456789abcdef", "pro", 1_790_000_000)  # fmt: skip
+    assert stamp.window(60) == 1_790_000_000 - 1_790_000_000 % 60
+    assert s.read("another-request", text) is None
+    assert Stamper("other").read(RID, text) is None
+    assert s.read(RID, text.replace("|pro|", "|free|")) is None
+    assert s.read(RID, text.replace("sub_1", "sub_2")) is None
+    assert s.read(RID, "a|b|c") is None and s.read(RID, "") is None
+
+
+@pytest.mark.parametrize("rid", ["", "{tag}", "x" * 101, "a b", "id\r\nx-evil: 1"])
+def test_no_stamp_for_a_request_id_that_cannot_be_trusted(rid):
+    assert Stamper("secret").sign(rid, "sub_1", "k", "pro", 1) == ""
+
+
+def test_an_empty_secret_is_refused():
+    with pytest.raises(ValueError):
+        Stamper("")
+
+
+@pytest.mark.parametrize(
+    ("code", "flags", "want"),
+    [(200, (), "200"), (404, (), "404"), (503, (), "503"), (0, (), "aborted"),
+     (503, ("upstream_connection_termination",), "reset"),
+     (200, ("upstream_remote_reset",), "reset"),  # headers went out, then the upstream reset
+     (504, ("upstream_request_timeout",), "timeout")],
+)  # fmt: skip
+def test_outcome(code, flags, want):
+    assert outcome(code, frozenset(flags)) == want
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [(None, (0, None)), ("", (0, None)), ("0", (0, None)), ("42", (42, None)), (" 7 ", (7, None)),
+     ("100", (100, None)), ("101", (0, BadAmount.TOO_LARGE)), ("-1", (0, BadAmount.NEGATIVE)),
+     ("1.0", (0, BadAmount.NOT_INTEGER)), ("1e3", (0, BadAmount.NOT_INTEGER)),
+     ("0x10", (0, BadAmount.NOT_INTEGER)), ("٣", (0, BadAmount.NOT_INTEGER)),
+     ("3,3", (0, BadAmount.REPEATED))],
+)  # fmt: skip
+def test_parse_amount(raw, want):
+    assert parse_amount(raw, 100) == want
+
+
+def entry(code: int, amount: str | None = None, flags: tuple[str, ...] = ()) -> Entry:
+    return Entry(RID, "stamp", code, frozenset(flags), amount)
+
+
+def test_judge_by_the_default_bill_statuses():
+    free = TABLE.get("free")
+    assert judge(entry(200), free, 100).refund is False
+    assert judge(entry(429), free, 100).refund is False
+    assert judge(entry(500), free, 100).refund is True
+    assert judge(entry(200, flags=("upstream_remote_reset",)), free, 100).refund is True
+    v = judge(entry(502, "9"), free, 100)
+    assert (v.refund, v.refund_quota, v.amount) == (True, True, 0)
+    assert judge(entry(200, "9"), free, 100).amount == 0  # free has no usage_meter
+
+
+def test_judge_by_a_tiers_own_bill_statuses():
+    strict = TABLE.get("strict")
+    assert judge(entry(200, "9"), strict, 100).amount == 9
+    v = judge(entry(201, "9"), strict, 100)
+    assert (v.refund, v.refund_quota, v.amount) == (True, False, 0)
+    assert judge(entry(504, flags=("upstream_request_timeout",)), strict, 100).refund is False
+    assert judge(entry(500), None, 100).refund is False  # unknown tier: billed as counted
+
+
+def test_http_mode_answer_carries_the_stamp_for_envoys_metadata():
+    d = Decision(None, key_id="k", customer="c", tier="t")
+    d.usage_log = "sub_1|k|t|1|abc"
+    assert b"\r\nx-tollway-usage-log: sub_1|k|t|1|abc\r\n" in http_responses.build(d)
+    d.usage_log = ""
+    assert b"x-tollway-usage-log" not in http_responses.build(d)

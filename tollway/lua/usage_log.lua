@@ -1,0 +1,34 @@
+-- usage_log.lua: apply one access-log entry to the account that counted its request, once.
+-- (metering/receiver.py; every key below is in the usage source's slot.)
+-- KEYS[1] usage hash; KEYS[2] quota state (the account's, or a legacy key's own);
+-- KEYS[3] request ids applied in the request's window (a set, expiring)
+-- ARGV[1] request id; ARGV[2] the window it was counted in (s); ARGV[3] when it was counted (s)
+-- ARGV[4] "1": not billed, refund it; ARGV[5] "1": give its quota back too
+-- ARGV[6] the key id (16 hex: its share of the period, n:<id> from p:<id>)
+-- ARGV[7] amount the upstream reported, for the usage meter (0: none)
+-- ARGV[8] TTL of the applied set, in seconds
+-- Returns 1 if applied, 0 if this request id was applied before (a duplicate or replay).
+-- A refund is taken off the window the request was counted in; if metering has taken that
+-- window already, the field comes back negative and usage_take.lua carries it to the next.
+if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('EXPIRE', KEYS[3], ARGV[8])
+local at = tonumber(ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('HINCRBY', KEYS[1], ARGV[2], -1)
+  if ARGV[5] == '1' then
+    -- Only while the quota period the request counted in is the current one.
+    local kf, pf = 'n:' .. ARGV[6], 'p:' .. ARGV[6]
+    local st = redis.call('HMGET', KEYS[2], 'q_period', 'q_used', kf, pf)
+    if (tonumber(st[1]) or at + 1) <= at and (tonumber(st[2]) or 0) > 0 then
+      redis.call('HINCRBY', KEYS[2], 'q_used', -1)
+    end
+    if (tonumber(st[4]) or at + 1) <= at and (tonumber(st[3]) or 0) > 0 then
+      redis.call('HINCRBY', KEYS[2], kf, -1)
+    end
+  end
+elseif tonumber(ARGV[7]) > 0 then
+  redis.call('HINCRBY', KEYS[1], 'a:' .. ARGV[2], ARGV[7])
+end
+return 1
