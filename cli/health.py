@@ -2,7 +2,9 @@
 
 Exit 0 if it is, 1 if not, with one line saying why. authz in gRPC mode is asked over its
 gRPC health service for the Authorization service (NOT_SERVING while it drains); authz in
-HTTP mode (TOLLWAY_AUTHZ_MODE=http), webhook, metering and the stand-in answer GET /healthz. Without SERVICE, the service is the one PID 1 runs, so a single
+HTTP mode (TOLLWAY_AUTHZ_MODE=http), webhook, metering, the access-log receiver (on its
+metrics port) and the stand-in answer GET /healthz. Without SERVICE, the service is the one
+PID 1 runs (``metering receive`` is the receiver), so a single
 Docker HEALTHCHECK serves every service of the image. Ports come from the same TOLLWAY_*
 settings the service reads.
 """
@@ -22,12 +24,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from authz import AUTH_SERVICE
 from authz.settings import AuthzSettings
 from devkit.settings import StandinSettings
-from metering.settings import MeteringSettings
+from metering.settings import MeteringSettings, ReceiverSettings
 from tollway.process import Subparsers
 from tollway.settings import SettingsError, load
 from webhook.settings import WebhookSettings
 
-SERVICES = ("authz", "webhook", "metering", "stripe-standin")
+SERVICES = ("authz", "webhook", "metering", "receiver", "stripe-standin")
 TIMEOUT_S = 2.0
 
 
@@ -36,6 +38,8 @@ def service_of_pid1(cmdline: Path = Path("/proc/1/cmdline")) -> str | None:
         argv = cmdline.read_bytes().decode("utf-8", "replace").split("\0")
     except OSError:
         return None
+    if "metering" in argv and "receive" in argv:
+        return "receiver"
     return next((a for a in argv if a in SERVICES), None)
 
 
@@ -69,6 +73,8 @@ def check(service: str, environ: Mapping[str, str]) -> tuple[bool, str]:
         return _http(load(WebhookSettings, environ).port, "/healthz")
     if service == "metering":
         return _http(load(MeteringSettings, environ).port, "/healthz")
+    if service == "receiver":
+        return _http(load(ReceiverSettings, environ).metrics_port, "/healthz")
     if service == "stripe-standin":
         return _http(load(StandinSettings, environ).standin_port, "/_standin/healthz")
     return False, f"unknown service {service!r} (one of {', '.join(SERVICES)})"
@@ -78,8 +84,8 @@ def register(subparsers: Subparsers) -> None:
     health = subparsers.add_parser(
         "health", help="exit 0 if a local service is serving (Docker HEALTHCHECK)"
     )
-    health.add_argument("service", nargs="?", help="authz, webhook, metering or stripe-standin "
-                        "(default: the one PID 1 runs)")  # fmt: skip
+    health.add_argument("service", nargs="?", help="authz, webhook, metering, receiver or "
+                        "stripe-standin (default: the one PID 1 runs)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

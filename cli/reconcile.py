@@ -42,7 +42,7 @@ def parse_date(text: str) -> int:
 
 
 async def reconcile(settings: MeteringSettings, customer: str, since: int) -> int:
-    rows = await windows(settings, customer)
+    rows, _ = await windows(settings, customer)
     by_meter: dict[str, dict[str, int]] = defaultdict(
         lambda: {"counting": 0, "pending": 0, "sent": 0}
     )

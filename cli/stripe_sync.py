@@ -8,7 +8,10 @@ For every paid tier (``price_amount`` set) the account gets:
   Billing Meter whose ``event_name`` is the tier's ``meter_event``. It is graduated:
   ``monthly_quota`` requests at 0, then ``overage_unit_amount`` each, so the hybrid plan (a
   fee with included requests) comes out right on the invoice;
-- that Billing Meter, found by ``event_name``.
+- with ``usage_unit_amount``, a metered Price with lookup key ``<that key>_<usage_meter>`` on
+  the Billing Meter whose ``event_name`` is the tier's ``usage_meter``: the amounts the
+  upstream reports (tokens, rows), ``usage_unit_amount`` each;
+- those Billing Meters, found by ``event_name``.
 
 Prices cannot be edited in Stripe. A changed amount, currency or interval creates a new Price
 and moves the lookup key to it (``transfer_lookup_key``), so the webhook's mapping follows.
@@ -60,12 +63,24 @@ def usage_price(tier: Tier, meter_id: str) -> dict[str, Any]:
             "product": product_id(tier), "metadata": {"tollway_tier": tier.name}}  # fmt: skip
 
 
+def amount_price(tier: Tier, meter_id: str) -> dict[str, Any]:
+    """Per unit of the tier's usage_meter: what the upstream reported, at usage_unit_amount."""
+    return {"currency": tier.currency, "unit_amount_decimal": tier.usage_unit_amount,
+            "lookup_key": f"{tier.stripe_prices[0]}_{tier.usage_meter}",
+            "recurring": {"interval": tier.interval, "usage_type": "metered", "meter": meter_id},
+            "product": product_id(tier), "metadata": {"tollway_tier": tier.name}}  # fmt: skip
+
+
 def _same_price(want: dict[str, Any], have: Any) -> bool:
     """Does the existing Price ``have`` charge what ``want`` describes?"""
     h = have.to_dict() if hasattr(have, "to_dict") else dict(have)
     rec = h.get("recurring") or {}
     same = (h.get("currency") == want["currency"] and h.get("product") == want["product"]
             and rec.get("interval") == want["recurring"]["interval"])  # fmt: skip
+    if "unit_amount_decimal" in want:
+        return bool(same and rec.get("usage_type") == "metered"
+                    and rec.get("meter") == want["recurring"]["meter"]
+                    and str(h.get("unit_amount_decimal")) == str(want["unit_amount_decimal"]))  # fmt: skip
     if "tiers" not in want:
         return bool(same and h.get("unit_amount") == want["unit_amount"])
     have_tiers = [(t.get("up_to"), str(t.get("unit_amount_decimal") or t.get("unit_amount") or 0))
@@ -82,7 +97,9 @@ async def plan(client: Any, table: TierTable) -> list[Change]:
     changes: list[Change] = []
     meters = {m.event_name: m.id for m in (await client.v1.billing.meters.list_async({"limit": 100})).data
               if m.status == "active"}  # fmt: skip
-    for event_name in sorted({t.meter_event for t in paid if t.overage_unit_amount is not None}):
+    wanted_meters = {t.meter_event for t in paid if t.overage_unit_amount is not None}
+    wanted_meters |= {t.usage_meter for t in paid if t.usage_unit_amount is not None}
+    for event_name in sorted(wanted_meters):
         if event_name in meters:
             changes.append(Change(UNCHANGED, "meter", event_name, meters[event_name]))
         else:
@@ -112,12 +129,19 @@ async def plan(client: Any, table: TierTable) -> list[Change]:
             wanted.append(
                 usage_price(tier, meters.get(tier.meter_event, ""))  # "": made by this run
             )
+        if tier.usage_unit_amount is not None:
+            wanted.append(amount_price(tier, meters.get(tier.usage_meter, "")))
         for want in wanted:
             key = want["lookup_key"]
             found = (await client.v1.prices.list_async({"lookup_keys": [key], "active": True})).data
-            what = (f"{want['unit_amount']} {want['currency']}/{tier.interval}" if "unit_amount" in want
-                    else f"{tier.monthly_quota} included, then {tier.overage_unit_amount} {tier.currency} each")  # fmt: skip
-            pending = tier.meter_event if want["recurring"].get("meter") == "" else ""
+            if "unit_amount" in want:
+                what = f"{want['unit_amount']} {want['currency']}/{tier.interval}"
+            elif "unit_amount_decimal" in want:
+                what = f"{tier.usage_unit_amount} {tier.currency} per {tier.usage_meter} unit"
+            else:
+                what = f"{tier.monthly_quota} included, then {tier.overage_unit_amount} {tier.currency} each"
+            meter_of = tier.usage_meter if "unit_amount_decimal" in want else tier.meter_event
+            pending = meter_of if want["recurring"].get("meter") == "" else ""
             if not found:
                 changes.append(Change(CREATE, "price", key, what, want, pending))
             elif _same_price(want, found[0]):

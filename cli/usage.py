@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from cli.store_access import add_store_flags, settings_of
 from metering.ledger import Ledger
 from metering.settings import MeteringSettings
-from metering.usage_report import Row, customer_windows, per_key
+from metering.usage_report import Row, carried, customer_windows, per_key
 from tollway.keys import KeyHasher
 from tollway.process import Subparsers
 from tollway.redis_client import connect
@@ -51,13 +51,15 @@ async def show_by_key(settings: MeteringSettings, customer: str) -> int:
     return 0
 
 
-async def windows(settings: MeteringSettings, customer: str) -> dict[str, Row]:
-    """The customer's rows, read with a connection of their own."""
+async def windows(settings: MeteringSettings, customer: str) -> tuple[dict[str, Row], int]:
+    """The customer's rows, and the refunds carried to a later window, read with a
+    connection of their own."""
     redis = connect(settings.redis_url, timeout_s=5.0)
     try:
         keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
         ledger = Ledger(redis, settings.usage_window_s, 0)
-        return await customer_windows(keys, ledger, customer, load_tiers(settings.tiers))
+        rows = await customer_windows(keys, ledger, customer, load_tiers(settings.tiers))
+        return rows, await carried(keys, customer)
     finally:
         await redis.aclose()
 
@@ -67,7 +69,7 @@ def when(window: str) -> str:
 
 
 async def show(settings: MeteringSettings, customer: str) -> int:
-    rows = await windows(settings, customer)
+    rows, carry = await windows(settings, customer)
     total = {"counting": 0, "pending": 0, "sent": 0}
     print(f"{'meter':<20} {'window start':<21} {'counting':>9} {'pending':>8} {'sent':>8}")
     for field in sorted(rows, key=lambda f: (f.split("|")[0], int(f.split("|")[1]))):
@@ -77,4 +79,6 @@ async def show(settings: MeteringSettings, customer: str) -> int:
         for k in total:
             total[k] += r[k]
     print(f"{'total':<42} {total['counting']:>9} {total['pending']:>8} {total['sent']:>8}")
+    if carry:
+        print(f"refunds carried to the next window (failed calls whose window was sent): {carry}")
     return 0

@@ -184,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         env={
             "TOLLWAY_USAGE_WINDOW_S": environ.get("TOLLWAY_USAGE_WINDOW_S", "10"),
             "TOLLWAY_METERING_INTERVAL": environ.get("TOLLWAY_METERING_INTERVAL", "5"),
+            "TOLLWAY_METERING_LOG_GRACE_S": environ.get("TOLLWAY_METERING_LOG_GRACE_S", "5"),
         },
         webhook_secret=environ.get("STRIPE_WEBHOOK_SECRET") or f"whsec_dev_{os.urandom(12).hex()}",
     )

@@ -18,13 +18,10 @@ from tollway.tiers import TierTable
 Row = dict[str, int]  # {"counting", "pending", "sent"}
 
 
-async def unsent_usage(keys: KeyStore, customer: str, tiers: TierTable) -> dict[str, int]:
-    """Usage of the customer's accounts (and legacy keys) not yet moved to the ledger, by
-    "<meter>|<window>". A legacy key migrated into its account may still hold usage of its
-    own until metering drains it, so both are read."""
-    redis: Any = keys.redis
-    out: dict[str, int] = defaultdict(int)
-    sources: dict[str, str] = {}  # usage source -> tier
+async def _sources(keys: KeyStore, customer: str) -> dict[str, str]:
+    """The customer's usage sources (accounts, and legacy keys' own) -> tier. A legacy key
+    migrated into its account may still hold usage of its own until metering drains it."""
+    sources: dict[str, str] = {}
     for key_id in await keys.owned(customer):
         try:
             record = await keys.get(key_id)
@@ -32,14 +29,36 @@ async def unsent_usage(keys: KeyStore, customer: str, tiers: TierTable) -> dict[
             continue
         sources[key_id] = record.tier
         sources.setdefault(record.account, record.tier)
-    for source, tier in sorted(sources.items()):
+    return sources
+
+
+async def unsent_usage(keys: KeyStore, customer: str, tiers: TierTable) -> dict[str, int]:
+    """Usage of the customer's accounts (and legacy keys) not yet moved to the ledger, by
+    "<meter>|<window>": requests under the tier's meter_event, the amounts the upstream
+    reported ("a:<window>") under its usage_meter."""
+    redis: Any = keys.redis
+    out: dict[str, int] = defaultdict(int)
+    for source, tier in sorted((await _sources(keys, customer)).items()):
         t = tiers.get(tier)
         meter = t.meter_event if t else "api_requests"
-        for window, n in (await redis.hgetall(schema.usage(source))).items():
-            out[f"{meter}|{window}"] += int(n)
-        for entry, n in (await redis.hgetall(schema.outbox(source))).items():
-            out[f"{meter}|{entry.split(':', 1)[0]}"] += int(n)
+        amounts = (t.usage_meter if t else "") or "amounts"
+        fields = dict(await redis.hgetall(schema.usage(source)))
+        fields.update(await redis.hgetall(schema.outbox(source)))
+        for field, n in fields.items():
+            if field.startswith("a:"):
+                out[f"{amounts}|{field[2:].split(':', 1)[0]}"] += int(n)
+            elif field[:1].isdigit():  # not the refund carry (carried())
+                out[f"{meter}|{field.split(':', 1)[0]}"] += int(n)
     return out
+
+
+async def carried(keys: KeyStore, customer: str) -> int:
+    """Refunded requests waiting to come off a later window of the customer's accounts."""
+    redis: Any = keys.redis
+    total = 0
+    for source in await _sources(keys, customer):
+        total += int(await redis.hget(schema.usage(source), "carry") or 0)
+    return total
 
 
 async def customer_windows(

@@ -97,6 +97,7 @@ class World:
             "id": new_id("price_"), "object": "price", "active": True,
             "currency": params["currency"], "product": params["product"],
             "unit_amount": int(params["unit_amount"]) if "unit_amount" in params else None,
+            "unit_amount_decimal": params.get("unit_amount_decimal", params.get("unit_amount")),
             "recurring": {"interval": recurring["interval"], "usage_type": recurring.get("usage_type", "licensed"),
                           "meter": recurring.get("meter")} if recurring else None,
             "lookup_key": lookup, "metadata": params.get("metadata", {}),

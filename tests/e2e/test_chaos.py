@@ -56,7 +56,8 @@ def billed(edge) -> Counter[str]:
 def test_billing_equals_2xx_through_kills_and_stripe_faults(tmp_path, mode):
     """SIGKILL the daemon 6 times and inject every Stripe fault: billed == 2xx, per customer."""
     env = {"TOLLWAY_USAGE_WINDOW_S": "1", "TOLLWAY_METERING_INTERVAL": "0.3",
-           "TOLLWAY_METERING_CLOSE_SLACK_S": "0", "TOLLWAY_METERING_ATTEMPTS": "3",
+           "TOLLWAY_METERING_CLOSE_SLACK_S": "0", "TOLLWAY_METERING_LOG_GRACE_S": "1",
+           "TOLLWAY_METERING_ATTEMPTS": "3",
            "TOLLWAY_METERING_SEND_LOCK_S": "2", "TOLLWAY_METERING_SINK": mode}  # fmt: skip
     with running_edge(tmp_path, TEST_TIERS + LOAD_TIER, env=env) as edge:
         asyncio.run(

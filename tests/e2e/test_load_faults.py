@@ -41,7 +41,8 @@ over_quota = "bill"
 on_store_error = "allow"
 """
 METERING = {"TOLLWAY_USAGE_WINDOW_S": "1", "TOLLWAY_METERING_INTERVAL": "0.3",
-            "TOLLWAY_METERING_CLOSE_SLACK_S": "0", "TOLLWAY_METERING_LEASE_S": "2"}  # fmt: skip
+            "TOLLWAY_METERING_CLOSE_SLACK_S": "0", "TOLLWAY_METERING_LOG_GRACE_S": "1",
+            "TOLLWAY_METERING_LEASE_S": "2"}  # fmt: skip
 
 
 class Load:

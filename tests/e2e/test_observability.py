@@ -16,12 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def scrape(edge) -> str:
-    """The /metrics of authz, webhook and metering in the running stack, after some traffic."""
+    """The /metrics of authz, webhook, metering and the access-log receiver in the running
+    stack, after some traffic."""
     key, _ = edge.issue("pro")
     edge.get("/v1/things", key)
     ports = edge.stack.ports
     texts = [edge.authz_metrics()]
-    for port in (ports.webhook, ports.metering):
+    for port in (ports.webhook, ports.metering, ports.receiver_metrics):
         status, body = fetch(f"http://127.0.0.1:{port}/metrics")
         assert status == 200
         texts.append(body.decode())

@@ -54,8 +54,10 @@ def test_snippets_validate_in_a_minimal_existing_config(tmp_path, mode):
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "existing",
         "route_config": {"virtual_hosts": [{"name": "api", "domains": ["*"], "routes": routes}]},
-        "http_filters": [*load("http_filter.yaml"), ratelimit["http_filter"], router],
-    }
+        "http_filters": [*load("http_filter.yaml"), ratelimit["http_filter"],
+                         *yaml.safe_load((SNIPPETS / "usage_header.yaml").read_text()), router],
+        "access_log": yaml.safe_load((SNIPPETS / "access_log.yaml").read_text()),
+    }  # fmt: skip
     if mode == "http":
         hcm["local_reply_config"] = load("local_reply.yaml")
     config = {
@@ -97,3 +99,23 @@ def test_the_http_snippets_are_what_envoy_http_yaml_runs():
     snippet = SNIPPETS / "http"
     assert yaml.safe_load((snippet / "http_filter.yaml").read_text()) == [hcm["http_filters"][0]]
     assert yaml.safe_load((snippet / "local_reply.yaml").read_text()) == hcm["local_reply_config"]
+
+
+@pytest.mark.parametrize("shipped", ["envoy.yaml", "envoy-http.yaml"])
+def test_the_billing_snippets_are_what_the_shipped_configs_run(shipped):
+    """The access log, the usage header filter and the receivers' cluster (but its address)."""
+    config = yaml.safe_load((SNIPPETS.parent / shipped).read_text())
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    hcm = hcm["typed_config"]
+    (als,) = yaml.safe_load((SNIPPETS / "access_log.yaml").read_text())
+    assert als in hcm["access_log"]
+    (h2m,) = yaml.safe_load((SNIPPETS / "usage_header.yaml").read_text())
+    assert h2m in hcm["http_filters"]
+    folder = SNIPPETS / "http" if shipped == "envoy-http.yaml" else SNIPPETS
+    snippet = next(c for c in yaml.safe_load((folder / "cluster.yaml").read_text())
+                   if c["name"] == "tollway_usage_log")  # fmt: skip
+    ours = next(
+        c for c in config["static_resources"]["clusters"] if c["name"] == "tollway_usage_log"
+    )
+    strip = lambda c: {k: v for k, v in c.items() if k not in ("type", "load_assignment")}  # noqa: E731
+    assert strip(snippet) == strip(ours)

@@ -188,3 +188,17 @@ async def test_meter_error_reports_from_stripe_become_dead_letters(redis):
     assert await proc.handle(thin) == "applied"
     rec = json.loads(await redis.hget(schema.DEAD_LETTERS, "evt_thin1"))
     assert rec["kind"] == "meter_error_report" and rec["event"]["related_object"]["id"] == "mtr_1"
+
+
+def test_usage_show_lists_reported_amounts_and_refunds_carried(run):
+    """Amounts the upstream reported show under their own meter; refunds waiting for a later
+    window are said apart (they are not in any window yet)."""
+    go, r, _ = run
+    _, window = setup_usage(go, r, n=4)
+    r.hset("tw:{cus_cli}:usage", mapping={f"a:{window}": 250, "carry": 2, "carry_at": window})
+    code, out, _ = go("usage", "show", "--customer", "cus_cli")
+    assert code == 0
+    lines = out.splitlines()
+    assert any(line.split()[:1] == ["amounts"] and line.split()[-3:] == ["250", "0", "0"]
+               for line in lines), out  # fmt: skip
+    assert lines[-1].endswith(": 2") and "refunds carried" in lines[-1]

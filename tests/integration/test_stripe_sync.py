@@ -106,3 +106,37 @@ async def test_the_cli_prints_the_plan_and_dry_run_changes_nothing(
     assert "applied 6 change(s)" in await sync()
     assert "Stripe already matches the tier table." in await sync()
     assert counts(s.world) == (2, 3, 1)
+
+
+async def test_a_tier_with_a_usage_meter_gets_that_meter_and_a_price_per_unit(standin):
+    """usage_meter + usage_unit_amount: a second Billing Meter, and a metered per-unit Price
+    on it, next to the flat one; a second run changes nothing."""
+    s, client, _ = standin
+    table = parse_tiers(
+        """
+[tiers.ai]
+requests_per_second = 10.0
+burst = 20
+monthly_quota = 0
+over_quota = "bill"
+stripe_prices = ["tollway_ai_monthly"]
+price_amount = 900
+usage_meter = "tokens"
+usage_unit_amount = "0.002"
+""",
+        "tiers.toml",
+    )
+    first = await stripe_sync.plan(client, table)
+    assert [(c.action, c.kind, c.key) for c in first] == [
+        ("create", "meter", "tokens"), ("create", "product", "tollway_ai"),
+        ("create", "price", "tollway_ai_monthly"), ("create", "price", "tollway_ai_monthly_tokens"),
+    ]  # fmt: skip
+    await stripe_sync.apply(client, first)
+    (price,) = (
+        await client.v1.prices.list_async({"lookup_keys": ["tollway_ai_monthly_tokens"]})
+    ).data
+    (meter,) = [m for m in s.world.objects["billing.meter"].values() if m["event_name"] == "tokens"]
+    assert price.recurring.usage_type == "metered" and price.recurring.meter == meter["id"]
+    assert str(price.unit_amount_decimal) == "0.002"
+    again = await stripe_sync.plan(client, table)
+    assert {c.action for c in again} == {"unchanged"}

@@ -10,13 +10,15 @@ import yaml
 
 from authz import AUTH_SERVICE
 from authz.settings import AuthzSettings
-from metering.settings import MeteringSettings
+from metering.settings import MeteringSettings, ReceiverSettings
 from tollway.settings import describe, load
 from webhook.settings import WebhookSettings
 
 ISTIO = Path(__file__).resolve().parents[2] / "envoy" / "istio"
 ENVOY_YAML = ISTIO.parent / "envoy.yaml"
-SETTINGS = {"authz": AuthzSettings, "webhook": WebhookSettings, "metering": MeteringSettings}
+SETTINGS = {"authz": AuthzSettings, "webhook": WebhookSettings, "metering": MeteringSettings,
+            "receiver": ReceiverSettings}  # fmt: skip
+ARGS = {"receiver": ["metering", "receive"]}  # the others: their own name
 
 
 def docs() -> list[dict[str, Any]]:
@@ -48,8 +50,8 @@ def env_of(container: dict[str, Any]) -> dict[str, str]:
 
 def test_the_provider_the_policy_names_is_the_authz_service():
     (mesh,) = find("IstioOperator")
-    (provider,) = mesh["spec"]["meshConfig"]["extensionProviders"]
-    (policy,) = find("AuthorizationPolicy")
+    (provider, _) = mesh["spec"]["meshConfig"]["extensionProviders"]
+    (policy,) = [p for p in find("AuthorizationPolicy") if p["spec"]["action"] == "CUSTOM"]
     assert policy["spec"]["action"] == "CUSTOM"
     assert policy["spec"]["provider"]["name"] == provider["name"]
     grpc = provider["envoyExtAuthzGrpc"]
@@ -74,7 +76,7 @@ def test_each_deployment_agrees_with_its_service_settings_and_budget():
         assert spec["selector"]["matchLabels"] == labels == service["spec"]["selector"]
         assert pdb["spec"]["selector"]["matchLabels"] == labels and pdb["spec"]["minAvailable"] == 1
         (container,) = spec["template"]["spec"]["containers"]
-        assert container["args"] == [name]
+        assert container["args"] == ARGS.get(name, [name])
         assert container["resources"]["requests"] and container["resources"]["limits"]
         env = env_of(container)
         known = {row[0] for row in describe(cls)}
@@ -85,7 +87,9 @@ def test_each_deployment_agrees_with_its_service_settings_and_budget():
         assert {p["targetPort"] for p in service["spec"]["ports"]} <= served
         assert settings.port in served
         probe = container["readinessProbe"]
-        if name == "authz":
+        if name == "receiver":
+            assert probe["httpGet"] == {"path": "/healthz", "port": settings.metrics_port}
+        elif name == "authz":
             assert probe["grpc"] == {"port": settings.port, "service": AUTH_SERVICE}
             assert container["livenessProbe"]["grpc"]["port"] == settings.port
             assert settings.metrics_port in served
@@ -98,7 +102,8 @@ def test_the_http_mode_provider_and_patch_agree_with_envoy_http_yaml():
     headers envoy-http.yaml sends, and the patch turns the authz Deployment to HTTP mode."""
     http = ISTIO / "http"
     mesh = yaml.safe_load((http / "mesh-config.yaml").read_text())
-    (provider,) = mesh["spec"]["meshConfig"]["extensionProviders"]
+    (provider, als) = mesh["spec"]["meshConfig"]["extensionProviders"]
+    assert als == find("IstioOperator")[0]["spec"]["meshConfig"]["extensionProviders"][1]
     p = provider["envoyExtAuthzHttp"]
     (service,) = find("Service", "tollway-authz")
     meta = service["metadata"]
@@ -125,3 +130,32 @@ def test_the_http_mode_provider_and_patch_agree_with_envoy_http_yaml():
     env = {e["name"]: e["value"] for e in container["env"]}
     assert load(AuthzSettings, env).mode == "http"
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": p["port"]}
+
+
+def test_the_access_log_reaches_the_receivers_from_the_api_only():
+    """The envoyHttpAls provider names the receiver Service and port; the Telemetry resource
+    turns it on for the workloads the CUSTOM policy checks; the receivers take mTLS only,
+    from the API's service account."""
+    (mesh,) = find("IstioOperator")
+    (_, provider) = mesh["spec"]["meshConfig"]["extensionProviders"]
+    als = provider["envoyHttpAls"]
+    (service,) = find("Service", "tollway-receiver")
+    meta = service["metadata"]
+    assert als["service"] == f"{meta['name']}.{meta['namespace']}.svc.cluster.local"
+    (port,) = [p for p in service["spec"]["ports"] if p["name"].startswith("grpc")]
+    assert als["port"] == port["port"] == ReceiverSettings.__dataclass_fields__["port"].default
+    (telemetry,) = find("Telemetry")
+    (policy,) = [p for p in find("AuthorizationPolicy") if p["spec"]["action"] == "CUSTOM"]
+    assert telemetry["spec"]["selector"] == policy["spec"]["selector"]
+    assert telemetry["metadata"]["namespace"] == policy["metadata"]["namespace"]
+    assert telemetry["spec"]["accessLogging"] == [{"providers": [{"name": provider["name"]}]}]
+    (peer,) = find("PeerAuthentication", "tollway-receiver")
+    assert peer["spec"]["mtls"]["mode"] == "STRICT"
+    (allow,) = find("AuthorizationPolicy", "tollway-receiver")
+    assert allow["spec"]["action"] == "ALLOW"
+    assert allow["spec"]["selector"] == peer["spec"]["selector"] == {
+        "matchLabels": service["spec"]["selector"]}  # fmt: skip
+    (h2m,) = [d for d in find("EnvoyFilter") if d["metadata"]["name"] == "tollway-usage-header"]
+    shipped = yaml.safe_load(ENVOY_YAML.read_text())
+    hcm = shipped["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    assert h2m["spec"]["configPatches"][0]["patch"]["value"] in hcm["typed_config"]["http_filters"]
