@@ -28,7 +28,7 @@ from tollway.tiers import Tier, TierError, load_tiers
 
 DEMO_TIER = "free"
 COLORS = {"redis": 31, "authz": 32, "upstream": 33, "envoy": 35, "webhook": 36, "standin": 34,
-          "metering": 37}  # fmt: skip
+          "metering": 37, "receiver": 37}  # fmt: skip
 _print_lock = threading.Lock()
 
 
@@ -104,7 +104,8 @@ def banner(stack: Stack, tier: Tier, key: str, key_id: str) -> str:
 tollway dev stack is up
   Envoy     {url}   (admin http://127.0.0.1:{stack.ports.envoy_admin})
   authz     127.0.0.1:{stack.ports.authz}   (metrics http://127.0.0.1:{stack.ports.authz_metrics}/metrics)
-  upstream  http://127.0.0.1:{stack.ports.upstream}   (echoes what it received)
+  upstream  http://127.0.0.1:{stack.ports.upstream}   (echoes; /status/<code>, /usage/<n>, /reset)
+  receiver  127.0.0.1:{stack.ports.receiver}   (Envoy's access log; metrics http://127.0.0.1:{stack.ports.receiver_metrics}/metrics)
   redis     {stack.effective_redis_url}
 
 Demo key on tier "{tier.name}" ({tier.burst} burst, {tier.requests_per_second:g}/s, \
@@ -123,6 +124,8 @@ Try:
   {tollway} keys create --tier {tier.name} --customer cus_demo {redis}   # a second key: same account, same limits
   {tollway} accounts show cus_demo {redis}   # the account: plan, use this period, its keys
   {tollway} accounts set-limits cus_demo --burst 2 {redis}   # its own limits, at the next request
+  curl -i {url}/status/503 {h}       # 503 from the upstream: counted, then refunded (not billed)
+  curl -i {url}/usage/42 {h}         # 200; x-tollway-usage: 42 is removed, and billed on a tier with usage_meter
 {stripe}
 Ctrl-C stops everything.
 """

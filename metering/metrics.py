@@ -1,4 +1,4 @@
-"""Prometheus metrics for the metering daemon."""
+"""Prometheus metrics for the metering daemon and the access-log receiver."""
 
 from __future__ import annotations
 
@@ -40,4 +40,27 @@ class MeteringMetrics:
         )
         self.drain_seconds = Histogram(
             "tollway_metering_drain_seconds", "Time one drain pass took", registry=reg
+        )
+
+
+class ReceiverMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        reg = registry if registry is not None else REGISTRY
+        self.entries = Counter(
+            "tollway_accesslog_entries_total",
+            "Access-log entries, by what they did: billed (as counted), refunded, amount, "
+            "duplicate, unstamped (not counted by authz), forged, stale; envoy_timeout (Envoy "
+            "answered 503 as authz was late: looked for), unheard_refunded (authz had counted "
+            "it: refunded), unheard_unchecked (too many to look for)",
+            ["result"],
+            registry=reg,
+        )
+        self.bad_amounts = Counter(
+            "tollway_accesslog_bad_amounts_total",
+            "Reported usage amounts ignored, never billed, by why",
+            ["reason"],
+            registry=reg,
+        )
+        self.streams = Gauge(
+            "tollway_accesslog_streams", "Envoy access-log streams open", registry=reg
         )

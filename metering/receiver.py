@@ -11,7 +11,8 @@ decides (metering/outcomes.py):
 - billed with an amount the upstream reported: added to the window, for the usage meter.
 
 Each request applies once: its id joins a set kept in the account's slot for the window, so an
-entry Envoy sends again, or a second receiver gets, changes nothing. An entry without a valid
+entry Envoy sends again (its stream retry replays what it had buffered), or a second receiver
+gets, changes nothing. An entry without a valid
 stamp (a denial, a forged stream) and one older than ``max_age_s`` (the set may be gone)
 change nothing either.
 
@@ -34,19 +35,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from aiohttp import web
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    generate_latest,
-)
 
+from metering.metrics import ReceiverMetrics
 from metering.outcomes import Entry, judge, read_entry
+from metering.probes import serve_probes
 from metering.settings import ReceiverSettings
 from tollway import schema, scripts
 from tollway.logs import fields
@@ -67,29 +61,6 @@ WIDTH = 64  # entries of one message applied at once
 # Envoy logged its 503: look now, then again, 7.5 s in all.
 UNHEARD_WAITS_S = (0.0, 0.5, 1.0, 2.0, 4.0)
 UNHEARD_PENDING = 10_000
-
-
-class ReceiverMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        reg = registry if registry is not None else REGISTRY
-        self.entries = Counter(
-            "tollway_accesslog_entries_total",
-            "Access-log entries, by what they did: billed (as counted), refunded, amount, "
-            "duplicate, unstamped (not counted by authz), forged, stale; envoy_timeout (Envoy "
-            "answered 503 as authz was late: looked for), unheard_refunded (authz had counted "
-            "it: refunded), unheard_unchecked (too many to look for)",
-            ["result"],
-            registry=reg,
-        )
-        self.bad_amounts = Counter(
-            "tollway_accesslog_bad_amounts_total",
-            "Reported usage amounts ignored, never billed, by why",
-            ["reason"],
-            registry=reg,
-        )
-        self.streams = Gauge(
-            "tollway_accesslog_streams", "Envoy access-log streams open", registry=reg
-        )
 
 
 class Receiver:
@@ -125,8 +96,9 @@ class Receiver:
         await self._retried(lambda: self.redis.script_load(scripts.source("usage_log")))
 
     async def entries(self, logs: list[Any]) -> None:
-        """Apply one message's entries; raises if Redis fails (Envoy's stream then breaks,
-        and what it resends applies once)."""
+        """Apply one message's entries. Redis failures are retried (every entry applies
+        once, so a retry is safe); past ATTEMPTS this raises, the stream fails, and the
+        entries not applied stay billed as counted (their amounts are lost): logged."""
         table: TierTable = self.tiers()
         self.received += len(logs)
         await asyncio.gather(*(self.entry(read_entry(e), table) for e in logs))
@@ -281,19 +253,7 @@ async def serve(settings: ReceiverSettings) -> None:
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise OSError(f"cannot bind {settings.host}:{settings.port}")
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def prometheus(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"content-type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", prometheus)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.metrics_port).start()
+    runner = await serve_probes(settings.host, settings.metrics_port)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

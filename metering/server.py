@@ -15,11 +15,11 @@ import signal
 import time
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from metering.daemon import Drainer
 from metering.ledger import Ledger
 from metering.metrics import MeteringMetrics
+from metering.probes import serve_probes
 from metering.retry import RateLimiter, Retrier
 from metering.settings import MeteringSettings
 from metering.sinks import MeterEventSink, Sink
@@ -63,15 +63,7 @@ async def serve(settings: MeteringSettings) -> None:
             {"status": "stale" if stale else "ok"}, status=503 if stale else 200
         )
 
-    async def prometheus(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"content-type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", prometheus)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
+    runner = await serve_probes(settings.host, settings.port, healthz)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -132,6 +132,11 @@ def test_stripe_gets_what_the_tier_bills_of_what_envoy_served(tmp_path):
         assert got == want, (got, want, statuses, tail)
         time.sleep(3)  # a few more drain passes: nothing more may arrive
         assert billed(edge) == want
+        # What Envoy's own timeout cost: checks authz counted whose answer came too late
+        # (Envoy answered 503 itself). Each was refunded, or billed != want above.
+        unheard = sum(float(x.split()[-1]) for x in edge.authz_metrics().splitlines()
+                      if x.startswith("tollway_authz_answers_unheard_total "))  # fmt: skip
+        print(f"[served] requests {served}, statuses {dict(statuses)}, unheard {unheard:g}")
 
         for customer in CUSTOMERS:
             code = cli(["reconcile", "--customer", customer, "--since", "1970-01-01",

@@ -15,7 +15,8 @@ from envoy.data.accesslog.v3 import accesslog_pb2
 from prometheus_client import CollectorRegistry
 
 from metering.ledger import REFUND, Ledger
-from metering.receiver import Receiver, ReceiverMetrics
+from metering.metrics import ReceiverMetrics
+from metering.receiver import Receiver
 from tests.integration.test_metering import W, accepted, drainer
 from tests.support import TEST_TIERS
 from tollway import schema

@@ -139,7 +139,9 @@ async def test_completed_checkout_sends_signed_webhooks_and_retries_failures(sta
         got = await client.v1.checkout.sessions.retrieve_async(cs.id)
         assert (got.status, got.payment_status) == ("complete", "paid")
         sub = await client.v1.subscriptions.retrieve_async(got.subscription)
-        assert sub.items.data[0].price.id == pid and json.dumps(sub.to_dict())
+        # (default=str: the SDK reads unit_amount_decimal, which real Stripe prices carry too,
+        # as a Decimal)
+        assert sub.items.data[0].price.id == pid and json.dumps(sub.to_dict(), default=str)
     finally:
         await server.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from envoy.service.auth.v3 import external_auth_pb2 as pb
@@ -44,6 +45,19 @@ class FakeStore:
 
     def usage_source(self, key_id: str) -> str:
         return "sub_1"  # the key's account
+
+
+def stall(fake: FakeStore) -> asyncio.Event:
+    """Hold ``fake``'s checks until the returned event is set."""
+    release = asyncio.Event()
+    answer = fake.check
+
+    async def slow(*args):
+        await release.wait()
+        return await answer(*args)
+
+    fake.check = slow  # type: ignore[method-assign]
+    return release
 
 
 def service(store: FakeStore) -> AuthzServicer:
@@ -244,14 +258,7 @@ async def test_a_grpc_check_envoy_gave_up_on_is_counted_as_unheard():
     import asyncio
 
     fake = FakeStore()
-    release = asyncio.Event()
-    answer = fake.check
-
-    async def slow(*args):
-        await release.wait()
-        return await answer(*args)
-
-    fake.check = slow  # type: ignore[method-assign]
+    release = stall(fake)
     svc = service(fake)
     rpc = asyncio.ensure_future(svc.Check(check_request({"x-api-key": generate_key()}), None))
     await asyncio.sleep(0.01)
@@ -288,14 +295,7 @@ async def test_with_a_usage_log_secret_a_counted_check_carries_its_stamp_and_an_
     r = await call(svc, check_request({"x-api-key": key, "x-request-id": ""}))  # none: no stamp
     assert METADATA_KEY not in r.dynamic_metadata
 
-    release = asyncio.Event()
-    answer = fake.check
-
-    async def slow(*args):
-        await release.wait()
-        return await answer(*args)
-
-    fake.check = slow  # type: ignore[method-assign]
+    release = stall(fake)
     rpc = asyncio.ensure_future(
         svc.Check(check_request({"x-api-key": key, "x-request-id": "rid-2"}), None)
     )
