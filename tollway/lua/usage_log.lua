@@ -18,13 +18,15 @@ local at = tonumber(ARGV[3])
 if ARGV[4] == '1' then
   redis.call('HINCRBY', KEYS[1], ARGV[2], -1)
   if ARGV[5] == '1' then
-    -- Only while the quota period the request counted in is the current one.
+    -- Only while the quota period the request counted in is the current one. The count may
+    -- dip below zero for a moment: a lease's requests reach the quota when the lease is
+    -- settled, which can be after their refunds.
     local kf, pf = 'n:' .. ARGV[6], 'p:' .. ARGV[6]
-    local st = redis.call('HMGET', KEYS[2], 'q_period', 'q_used', kf, pf)
-    if (tonumber(st[1]) or at + 1) <= at and (tonumber(st[2]) or 0) > 0 then
+    local st = redis.call('HMGET', KEYS[2], 'q_period', pf)
+    if (tonumber(st[1]) or at + 1) <= at then
       redis.call('HINCRBY', KEYS[2], 'q_used', -1)
     end
-    if (tonumber(st[4]) or at + 1) <= at and (tonumber(st[3]) or 0) > 0 then
+    if (tonumber(st[2]) or at + 1) <= at then
       redis.call('HINCRBY', KEYS[2], kf, -1)
     end
   end
