@@ -32,11 +32,14 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from metering.metrics import ReceiverMetrics
 from metering.outcomes import Entry, judge, read_entry
@@ -56,11 +59,20 @@ SERVICE = "envoy.service.accesslog.v3.AccessLogService"  # as Envoy's health che
 # Redis calls are retried here, not left to Envoy: Envoy does not resend a message the stream
 # took. 0.1 s doubling to 2 s: about 20 s in all, then the stream fails.
 ATTEMPTS = 14
-WIDTH = 64  # entries of one message applied at once
 # authz writes an unheard check's stamp when it finishes, which a stalled authz does after
 # Envoy logged its 503: look now, then again, 7.5 s in all.
 UNHEARD_WAITS_S = (0.0, 0.5, 1.0, 2.0, 4.0)
 UNHEARD_PENDING = 10_000
+CLUSTER_WIDTH = 64  # writes out at once on a Redis Cluster (within the client's pool)
+
+
+@dataclass(frozen=True)
+class Write:
+    """One entry's usage_log.lua call, and its metric label if it applies."""
+
+    label: str
+    keys: tuple[str, ...]
+    args: tuple[str, ...]
 
 
 class Receiver:
@@ -83,9 +95,8 @@ class Receiver:
         self.window_s = window_s
         self.max_age_s = max_age_s
         self.amount_max = amount_max
-        self._apply = scripts.register(redis, "usage_log")
+        self._sha = scripts.sha1(scripts.source("usage_log"))
         self.received = 0  # entries, since the start: logged on exit
-        self._width = asyncio.Semaphore(WIDTH)
         self.streams = 0  # Envoy streams open now
         self._looking: set[asyncio.Task[None]] = set()  # unheard checks being looked for
 
@@ -96,12 +107,19 @@ class Receiver:
         await self._retried(lambda: self.redis.script_load(scripts.source("usage_log")))
 
     async def entries(self, logs: list[Any]) -> None:
-        """Apply one message's entries. Redis failures are retried (every entry applies
-        once, so a retry is safe); past ATTEMPTS this raises, the stream fails, and the
-        entries not applied stay billed as counted (their amounts are lost): logged."""
+        """Apply one message's entries: each is read and judged without I/O, and the writes
+        go out as one pipeline (README "What billing what was served costs"). Redis failures
+        are retried (every entry applies once, so a retry is safe); past ATTEMPTS this raises,
+        the stream fails, and the entries not applied stay billed as counted (their amounts
+        are lost): logged."""
         table: TierTable = self.tiers()
         self.received += len(logs)
-        await asyncio.gather(*(self.entry(read_entry(e), table) for e in logs))
+        planned = [self._plan(read_entry(e), table) for e in logs]
+        writes = [p for p in planned if isinstance(p, Write)]
+        applied = iter(await self._retried(lambda: self._write(writes)) if writes else [])
+        for p in planned:
+            label = p if isinstance(p, str) else (p.label if next(applied) else "duplicate")
+            self.metrics.entries.labels(label).inc()
 
     async def note_heard(self, stop: asyncio.Event) -> None:
         """While an Envoy streams to this receiver, say so in Redis every second: the metering
@@ -115,14 +133,8 @@ class Receiver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), HEARD_EVERY_S)
 
-    async def entry(self, e: Entry, table: TierTable) -> str:
-        """Apply one entry; what it did (the metric's label)."""
-        async with self._width:
-            result = await self._entry(e, table)
-        self.metrics.entries.labels(result).inc()
-        return result
-
-    async def _entry(self, e: Entry, table: TierTable) -> str:
+    def _plan(self, e: Entry, table: TierTable) -> str | Write:
+        """What one entry does: a metric label if it writes nothing, else its write."""
         if not e.stamp:
             if e.envoy_answered_for_authz and REQUEST_ID.match(e.request_id):
                 return self._look_for_unheard(e)
@@ -141,9 +153,7 @@ class Receiver:
                 request_id=e.request_id, reason=v.bad_amount.value, value=(e.amount or "")[:40]))  # fmt: skip
         if not v.refund and v.amount == 0:
             return "billed"
-        if not await self.apply(stamp, v.refund, v.refund_quota, v.amount):
-            return "duplicate"
-        return "refunded" if v.refund else "amount"
+        return self._write_for(stamp, v.refund, v.refund_quota, v.amount)
 
     def _look_for_unheard(self, e: Entry) -> str:
         """Envoy answered 503 itself as its ext_authz call timed out. If authz counted the
@@ -181,19 +191,48 @@ class Receiver:
             return
         self.metrics.entries.labels("unheard_refunded" if done else "duplicate").inc()
 
-    async def apply(self, s: Stamp, refund: bool, refund_quota: bool, amount: int) -> bool:
-        """usage_log.lua for one request; False if it was applied before."""
+    def _write_for(self, s: Stamp, refund: bool, refund_quota: bool, amount: int) -> Write:
+        """usage_log.lua's keys and arguments for one request."""
         window = s.window(self.window_s)
         quota = (
             schema.account_state(s.source)
             if s.source != s.key_id
             else schema.legacy_state(s.key_id)
         )
-        keys = [schema.usage(s.source), quota, schema.logged(s.source, window)]
-        args = [s.request_id, str(window), str(s.at), "1" if refund else "0",
+        keys = (schema.usage(s.source), quota, schema.logged(s.source, window))
+        args = (s.request_id, str(window), str(s.at), "1" if refund else "0",
                 "1" if refund_quota else "0", s.key_id, str(amount),
-                str(self.max_age_s + self.window_s)]  # fmt: skip
-        return bool(await self._retried(lambda: self._apply(keys=keys, args=args)))
+                str(self.max_age_s + self.window_s))  # fmt: skip
+        return Write("refunded" if refund else "amount", keys, args)
+
+    async def apply(self, s: Stamp, refund: bool, refund_quota: bool, amount: int) -> bool:
+        """usage_log.lua for one request; False if it was applied before."""
+        write = self._write_for(s, refund, refund_quota, amount)
+        (done,) = await self._retried(lambda: self._write([write]))
+        return bool(done)
+
+    async def _write(self, writes: list[Write]) -> list[bool]:
+        """Run usage_log.lua for each write: in one pipeline on a single Redis (redis-py's
+        cluster pipeline refuses EVALSHA: there, side by side); whether each applied. A Redis
+        that lost its scripts gets it again."""
+        for attempt in (1, 2):
+            try:
+                if isinstance(self.redis, RedisCluster):
+                    out: list[bool] = []
+                    for i in range(0, len(writes), CLUSTER_WIDTH):
+                        calls = (self.redis.evalsha(self._sha, len(w.keys), *w.keys, *w.args)
+                                 for w in writes[i : i + CLUSTER_WIDTH])  # fmt: skip
+                        out += [bool(r) for r in await asyncio.gather(*calls)]
+                    return out
+                pipe = self.redis.pipeline(transaction=False)
+                for w in writes:
+                    pipe.evalsha(self._sha, len(w.keys), *w.keys, *w.args)
+                return [bool(r) for r in await pipe.execute()]
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.redis.script_load(scripts.source("usage_log"))
+        raise AssertionError("unreachable")
 
     async def _retried(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """``call()``, again after a Redis failure (it is idempotent), backing off."""
