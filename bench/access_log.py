@@ -102,12 +102,13 @@ def main() -> int:
             ports = {}
             for name, keep in (("with access log", True), ("without", False)):
                 config, port, admin = variant(rendered, keep)
-                path = state / f"{port}.yaml"
-                path.write_text(yaml.safe_dump(config))
-                argv = [binaries.envoy(), "-c", str(path), "--disable-hot-restart",
+                conf = state / f"{port}.yaml"
+                conf.write_text(yaml.safe_dump(config))
+                argv = [binaries.envoy(), "-c", str(conf), "--disable-hot-restart",
                         "--log-level", "warn", "--concurrency", "2"]  # fmt: skip
-                ports[name] = (port, stack.start_process(
-                    name, argv, lambda a=admin: http_ok(f"http://127.0.0.1:{a}/ready")).popen.pid)  # fmt: skip
+                ready = f"http://127.0.0.1:{admin}/ready"
+                proc = stack.start_process(name, argv, lambda url=ready: http_ok(url))  # type: ignore[misc]
+                ports[name] = (port, proc.popen.pid)
             receiver = stack.procs["receiver"].popen.pid
             print(f"{'envoy':<16} {'path':<12} {'requests':>8} {'envoy µs/req':>13} "
                   f"{'receiver µs/entry':>18}")  # fmt: skip
