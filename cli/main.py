@@ -16,6 +16,7 @@ import authz.cli
 import devkit.cli
 import devkit.standin.cli
 import metering.cli
+import portal.cli
 import webhook.cli
 from cli import accounts, health, keys, reconcile, stripe_commands, tiers, usage
 from tollway.process import CliError, add_commands
@@ -33,6 +34,7 @@ COMMANDS = (
     authz.cli,
     webhook.cli,
     metering.cli,
+    portal.cli,
     devkit.cli,
     devkit.standin.cli,
 )

@@ -13,6 +13,8 @@ in one Redis Cluster slot:
     tw:{<key_id>}:key            hash   the key directory: {account} (authz caches it)
     tw:{<account>}:logged:<window>  set  request ids of that window the access-log receiver
                                         applied (metering/receiver.py), expiring
+    tw:portal:signin:<sha256>    string a sign-in link's customer, for 15 minutes (one use)
+    tw:portal:rate:<kind>:<sha256>  string  sign-in links asked for, per address or IP
     tw:{<request id>}:unheard    string a stamp authz wrote for an allowed check Envoy gave up
                                         waiting for (its own 503), for the receiver to refund
 
@@ -119,6 +121,17 @@ def unheard(request_id: str) -> str:
     """authz's stamp for a request it allowed after Envoy stopped waiting (a request id is
     checked against tollway.usage_log.REQUEST_ID before it gets here: no braces)."""
     return f"{_tag(request_id)}:unheard"
+
+
+def signin_token(digest: str) -> str:
+    """A one-time sign-in link, by its token's SHA-256 (portal/signin.py): the customer."""
+    return f"{PREFIX}:portal:signin:{digest}"
+
+
+def signin_rate(kind: str, digest: str) -> str:
+    """Sign-in links asked for by one address or IP (``kind``), by its SHA-256."""
+    assert kind in ("address", "ip")
+    return f"{PREFIX}:portal:rate:{kind}:{digest}"
 
 
 # When the access-log receiver last heard from Envoy (Redis time, s): metering says refunds

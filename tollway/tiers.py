@@ -85,6 +85,7 @@ class Tier:
     refund_quota: bool = True
     usage_meter: str = ""
     usage_unit_amount: str | None = None
+    description: str = ""  # for people: the portal's pricing page shows it
 
     def bills(self, outcome: str) -> bool:
         """Is a request that ended in ``outcome`` (a status code, or reset, timeout, aborted)
@@ -298,6 +299,7 @@ class _Validator:
             refund_quota=v["refund_quota"],
             usage_meter=usage_meter,
             usage_unit_amount=unit,
+            description=v["description"],
         )
 
     def decimal(self, tier: str, key: str, value: object) -> str | None:

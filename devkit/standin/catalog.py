@@ -25,6 +25,7 @@ class Catalog:
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
         r.add_post("/v1/customers", self.create_customer)
+        r.add_get("/v1/customers", self.list_customers)
         r.add_delete("/v1/customers/{id}", self.delete_customer)
         r.add_post("/v1/products", self.create_product)
         r.add_post("/v1/products/{id}", self.update_product)
@@ -110,6 +111,16 @@ class Catalog:
             raise ParamError(f"A price ({taken[0]}) already uses the lookup key {lookup}. Pass "
                              "transfer_lookup_key to move it.", "lookup_key")  # fmt: skip
         return web.json_response(self.world.price(p))
+
+    async def list_customers(self, request: web.Request) -> web.Response:
+        """``GET /v1/customers?email=``: Stripe's exact, case-sensitive email filter."""
+        p = await read_params(request)
+        check_params(p, {"email", "limit"})
+        found = [c for c in self.world.objects["customer"].values()
+                 if p.get("email") is None or c.get("email") == p["email"]]  # fmt: skip
+        return web.json_response(
+            {"object": "list", "url": "/v1/customers", "has_more": False, "data": found}
+        )
 
     async def list_prices(self, request: web.Request) -> web.Response:
         p = await read_params(request)

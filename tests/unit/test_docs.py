@@ -8,6 +8,7 @@ from authz.reasons import Reason
 from authz.settings import AuthzSettings
 from devkit.settings import DevSettings, StandinSettings
 from metering.settings import MeteringSettings, ReceiverSettings
+from portal.settings import PortalSettings
 from tollway.settings import describe
 from webhook.settings import WebhookSettings
 
@@ -17,7 +18,7 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 def test_every_setting_is_in_the_readme():
     """Each TOLLWAY_* variable the services read appears in the README's settings table."""
     classes = (AuthzSettings, DevSettings, WebhookSettings, StandinSettings, MeteringSettings,
-               ReceiverSettings)  # fmt: skip
+               ReceiverSettings, PortalSettings)  # fmt: skip
     names = {var for cls in classes for var, _, _ in describe(cls)}
     missing = sorted(n for n in names if f"`{n}`" not in README)
     assert missing == []

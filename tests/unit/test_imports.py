@@ -14,13 +14,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-KERNEL, SERVICES, CLI, DEVKIT = "tollway", ("authz", "webhook", "metering"), "cli", "devkit"
+KERNEL, SERVICES, CLI, DEVKIT = (
+    "tollway",
+    ("authz", "webhook", "metering", "portal"),
+    "cli",
+    "devkit",
+)
 # What a service offers the command line: its commands, its settings, and metering's ledger
 # and usage report (what `tollway usage` and `tollway reconcile` read).
 PUBLIC = {
     "authz": {"authz", "authz.cli", "authz.settings"},
     "webhook": {"webhook.cli", "webhook.settings"},
     "metering": {"metering.cli", "metering.settings", "metering.ledger", "metering.usage_report"},
+    "portal": {"portal.cli", "portal.settings"},
 }
 
 

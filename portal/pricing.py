@@ -1,0 +1,60 @@
+"""The pricing page's rows, from the tier table. No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from tollway.tiers import Tier, TierTable
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    description: str
+    price: str  # "$29.00 / month", or "Free"
+    paid: bool
+    rate: str  # "20 requests/s, bursts of 40"
+    quota: str  # "100,000 requests a month", or "Unlimited requests"
+    overage: str  # "then $0.0005 a request", or ""
+    usage: str  # "$0.00002 per tokens unit", or ""
+    features: tuple[str, ...]
+
+
+def _money(minor: Decimal, currency: str) -> str:
+    symbol = {"usd": "$", "eur": "€", "gbp": "£", "inr": "₹"}.get(currency, "")
+    major = minor / 100
+    text = (
+        f"{major:,.2f}" if major == major.quantize(Decimal("0.01")) else f"{major.normalize():,f}"
+    )
+    return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
+
+
+def plan(tier: Tier) -> Plan:
+    paid = tier.price_amount is not None and tier.price_amount > 0
+    price = (f"{_money(Decimal(tier.price_amount or 0), tier.currency)} / {tier.interval}"
+             if paid else "Free")  # fmt: skip
+    overage = (f"then {_money(Decimal(tier.overage_unit_amount), tier.currency)} a request"
+               if tier.overage_unit_amount is not None else "")  # fmt: skip
+    usage = (f"{_money(Decimal(tier.usage_unit_amount), tier.currency)} per {tier.usage_meter} unit"
+             if tier.usage_unit_amount is not None else "")  # fmt: skip
+    return Plan(
+        name=tier.name,
+        description=tier.description,
+        price=price,
+        paid=paid,
+        rate=f"{tier.requests_per_second:g} requests/s, bursts of {tier.burst:,}",
+        quota=(
+            f"{tier.monthly_quota:,} requests a {tier.interval}"
+            if tier.monthly_quota
+            else "Unlimited requests"
+        ),
+        overage=overage,
+        usage=usage,
+        features=tuple(sorted(tier.features)),
+    )
+
+
+def plans(table: TierTable) -> list[Plan]:
+    """Every tier, cheapest first (free ones first)."""
+    return [plan(t) for t in sorted(table, key=lambda t: (t.price_amount or 0, t.name))]

@@ -1,0 +1,59 @@
+"""Build the portal from settings and run it until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from portal.app import PortalApp
+from portal.directory import customers_with_keys
+from portal.mail import Mailer
+from portal.sessions import Sessions
+from portal.settings import PortalSettings
+from portal.signin import SignInLinks
+from tollway.keys import KeyHasher
+from tollway.logs import fields
+from tollway.redis_client import connect
+from tollway.store import KeyStore
+from tollway.stripe_api import Stripe, StripeNotConfigured
+from tollway.tier_source import TierSource
+
+log = logging.getLogger("tollway.portal")
+
+
+async def serve(settings: PortalSettings) -> None:
+    tiers = TierSource(settings.tiers)
+    redis = connect(settings.redis_url, timeout_s=5.0)
+    keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
+    stripe_client: Stripe | None
+    try:
+        stripe_client = Stripe(settings)
+    except StripeNotConfigured:
+        stripe_client = None
+        log.warning("stripe_not_configured", extra=fields(effect="no customer can sign in"))
+
+    app = PortalApp(
+        tiers, Sessions(settings.session_secret, settings.session_ttl_s),
+        SignInLinks(redis, settings.signin_ttl_s, settings.signin_per_address, settings.signin_per_ip),
+        Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from),
+        customers_with_keys(stripe_client, keys),
+        settings.public_url, settings.secure_cookies,
+    ).build()  # fmt: skip
+    runner = web.AppRunner(app, access_log=None)  # no sign-in token in any log
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tiers.reload_on_sighup(loop)
+    log.info("serving", extra=fields(port=settings.port))
+    await stop.wait()
+    await runner.cleanup()
+    if stripe_client is not None:
+        await stripe_client.aclose()
+    await redis.aclose()
+    log.info("stopped")

@@ -1,0 +1,45 @@
+"""The portal's settings, read from ``TOLLWAY_*`` (tollway.settings.load)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tollway.settings import SettingsError, StoreSettings, StripeSettings, env
+
+
+@dataclass(frozen=True)
+class PortalSettings(StoreSettings, StripeSettings):
+    """The customer portal."""
+
+    host: str = env("TOLLWAY_PORTAL_HOST", "127.0.0.1", "address the portal binds")
+    port: int = env("TOLLWAY_PORTAL_PORT", 8083, "portal HTTP port")
+    # Where customers reach the portal: the base of every link it emails, and whether its
+    # cookies are Secure (an https URL).
+    public_url: str = env("TOLLWAY_PORTAL_URL", "http://127.0.0.1:8083", "the portal's own URL")
+    # Where customers call the API (through Envoy): the curl line a new key is shown with.
+    api_url: str = env("TOLLWAY_PUBLIC_API_URL", "http://127.0.0.1:10000", "the API's URL")
+    # Signs session cookies and CSRF tokens. Required: a portal cannot run without one.
+    session_secret: str = env("TOLLWAY_PORTAL_SECRET", "", "signs sessions and CSRF tokens")
+    session_ttl_s: int = env("TOLLWAY_PORTAL_SESSION_S", 12 * 3600, "how long a sign-in lasts")
+    signin_ttl_s: int = env("TOLLWAY_SIGNIN_TTL_S", 900, "how long a sign-in link works")
+    # Sign-in links asked for, per address and per client IP, within signin_ttl_s.
+    signin_per_address: int = env("TOLLWAY_SIGNIN_PER_ADDRESS", 3, "links per address")
+    signin_per_ip: int = env("TOLLWAY_SIGNIN_PER_IP", 10, "links per IP")
+    smtp_host: str = env("TOLLWAY_SMTP_HOST", "127.0.0.1", "SMTP server for sign-in mail")
+    smtp_port: int = env("TOLLWAY_SMTP_PORT", 2525, "SMTP port (`tollway dev` runs a sink)")
+    mail_from: str = env("TOLLWAY_MAIL_FROM", "tollway <no-reply@localhost>", "sender address")
+    log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.session_secret) < 16:
+            raise SettingsError(
+                "TOLLWAY_PORTAL_SECRET must be set to at least 16 characters: it signs "
+                "customers' sessions"
+            )
+        if not self.public_url.startswith(("http://", "https://")):
+            raise SettingsError(f"TOLLWAY_PORTAL_URL={self.public_url!r}: expected http(s)://")
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")

@@ -1,0 +1,156 @@
+"""The portal against a real Redis, a real SMTP sink (aiosmtpd) and the Stripe stand-in:
+pricing, and sign-in by a one-time emailed link, with its hostile cases."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from email import message_from_bytes
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from aiosmtpd.controller import Controller
+
+from devkit.stack import free_port
+from portal.app import PortalApp
+from portal.directory import customers_with_keys
+from portal.mail import Mailer
+from portal.sessions import COOKIE, Sessions
+from portal.signin import SignInLinks
+from tests.support import TEST_TIERS
+from tollway.keys import KeyHasher
+from tollway.store import KeyStore
+from tollway.tiers import parse_tiers
+
+pytestmark = pytest.mark.integration
+TABLE = parse_tiers(TEST_TIERS, "t")
+URL = "http://portal.test"
+
+
+class Sink:
+    """Collects what the portal mails."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, str]] = []  # (to, body)
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = message_from_bytes(envelope.content)
+        self.messages.append((envelope.rcpt_tos[0], msg.get_payload(decode=True).decode()))
+        return "250 OK"
+
+
+@pytest.fixture
+async def portal(redis, standin):
+    _, stripe, _ = standin
+    sink = Sink()
+    smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    customer = (await stripe.v1.customers.create_async({"email": "ada@example.com"})).id
+    keys = KeyStore(redis, KeyHasher())
+    await keys.create("free", customer)
+    links = SignInLinks(redis, ttl_s=2, per_address=3, per_ip=100)
+    app = PortalApp(lambda: TABLE, Sessions("0123456789abcdef-secret", 3600), links,
+                    Mailer("127.0.0.1", smtp.port, "portal@test"),
+                    customers_with_keys(stripe, keys), URL, secure_cookies=False).build()  # fmt: skip
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    yield client, sink, customer
+    await client.close()
+    smtp.stop()
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+async def form(client: TestClient) -> str:
+    r = await client.get("/signin")
+    assert r.status == 200
+    return csrf_of(await r.text())
+
+
+async def test_pricing_lists_every_tier_with_safe_headers_and_cookie(portal):
+    client, _, _ = portal
+    r = await client.get("/")
+    html = await r.text()
+    assert r.status == 200 and all(f"<h2>{t.name}</h2>" in html for t in TABLE)
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    assert (await client.get("/static/portal.css")).status == 200
+
+
+async def test_a_link_signs_in_once_and_leaves_the_address_bar(portal):
+    client, sink, customer = portal
+    r = await client.post("/signin", data={"email": " Ada@Example.com", "csrf": await form(client)})
+    assert r.status == 200 and "is on its way" in await r.text()
+    for _ in range(50):
+        if sink.messages:
+            break
+        await asyncio.sleep(0.05)
+    (to, body), = sink.messages  # fmt: skip
+    assert to == "ada@example.com"
+    path = re.search(rf"{URL}(/signin/\S+)", body).group(1)  # type: ignore[union-attr]
+    r = await client.get(path, allow_redirects=False)
+    assert r.status == 303 and r.headers["location"] == "/"
+    session = Sessions("0123456789abcdef-secret", 3600).load(r.cookies[COOKIE].value)
+    assert session is not None and session.customer == customer
+    again = await client.get(path, allow_redirects=False)
+    assert again.status == 410  # replayed
+
+
+async def test_the_answer_is_the_same_for_a_stranger_and_nothing_is_sent(portal):
+    client, sink, _ = portal
+    r = await client.post(
+        "/signin", data={"email": "nobody@example.com", "csrf": await form(client)}
+    )
+    assert r.status == 200 and "is on its way" in await r.text()
+    await asyncio.sleep(0.2)
+    assert sink.messages == []
+
+
+async def test_a_forged_or_missing_csrf_token_or_a_tampered_cookie_is_refused(portal):
+    client, sink, _ = portal
+    await form(client)
+    for data in ({"email": "ada@example.com"}, {"email": "ada@example.com", "csrf": "forged"}):
+        r = await client.post("/signin", data=data)
+        assert r.status == 403
+    token = await form(client)
+    jar = client.session.cookie_jar
+    real = next(c for c in jar if c.key == COOKIE).value
+    jar.clear()
+    sid, customer, expires, sig = real.split(".")
+    tampered = ".".join([sid, customer, str(int(expires) + 1), sig])
+    jar.update_cookies({COOKIE: tampered}, response_url=client.make_url("/"))
+    assert (
+        await client.post("/signin", data={"email": "ada@example.com", "csrf": token})
+    ).status == 403
+    await asyncio.sleep(0.2)
+    assert sink.messages == []
+
+
+async def test_an_expired_link_does_not_sign_in(portal):
+    client, sink, _ = portal
+    await client.post("/signin", data={"email": "ada@example.com", "csrf": await form(client)})
+    for _ in range(50):
+        if sink.messages:
+            break
+        await asyncio.sleep(0.05)
+    path = re.search(rf"{URL}(/signin/\S+)", sink.messages[0][1]).group(1)  # type: ignore[union-attr]
+    await asyncio.sleep(2.2)  # the links' TTL here
+    assert (await client.get(path, allow_redirects=False)).status == 410
+
+
+async def test_asking_is_rate_limited_per_address(portal):
+    client, _, _ = portal
+    codes = []
+    for _ in range(4):
+        r = await client.post(
+            "/signin", data={"email": "ada@example.com", "csrf": await form(client)}
+        )
+        codes.append(r.status)
+    assert codes == [200, 200, 200, 429]
+    bad = await client.post("/signin", data={"email": "not-an-address", "csrf": await form(client)})
+    assert bad.status == 400

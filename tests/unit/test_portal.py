@@ -1,0 +1,73 @@
+"""The portal's pure parts: signed sessions and CSRF, addresses, the pricing rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal.pricing import plans
+from portal.sessions import Sessions
+from portal.settings import PortalSettings
+from portal.signin import normalize
+from tests.support import TEST_TIERS
+from tollway.settings import SettingsError, load
+from tollway.tiers import parse_tiers
+
+SECRET = "0123456789abcdef0123"
+
+
+def test_a_session_round_trips_and_a_tampered_or_expired_one_reads_as_none():
+    now = [1_000.0]
+    s = Sessions(SECRET, 60, now=lambda: now[0])
+    session = s.new("cus_1")
+    cookie = s.dump(session)
+    assert s.load(cookie) == session and session.signed_in
+    sid, customer, expires, sig = cookie.split(".")
+    forged_customer = s.dump(s.new("cus_2")).split(".")[1]
+    assert s.load(".".join([sid, forged_customer, expires, sig])) is None  # another customer
+    assert s.load(".".join([sid, customer, str(int(expires) + 999), sig])) is None  # longer
+    assert s.load(cookie[:-2] + "xx") is None
+    assert s.load(Sessions("another-secret-entirely", 60, now=lambda: now[0]).dump(session)) is None
+    for junk in ("", "a.b", "a.b.c.d", "x" * 2000, None):
+        assert s.load(junk) is None
+    now[0] += 61
+    assert s.load(cookie) is None
+
+
+def test_a_csrf_token_is_bound_to_its_session():
+    s = Sessions(SECRET, 60)
+    a, b = s.new(), s.new()
+    assert s.csrf_ok(a, s.csrf(a))
+    assert not s.csrf_ok(a, s.csrf(b)) and not s.csrf_ok(a, "") and not s.csrf_ok(None, s.csrf(a))
+    assert not s.csrf_ok(a, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [(" You@Example.COM ", "you@example.com"), ("a@b.co", "a@b.co"), ("nope", None),
+     ("a@b", None), ("a b@c.de", None), ("@b.co", None), ("x" * 70 + "@b.co", None)],
+)  # fmt: skip
+def test_normalize(raw, want):
+    assert normalize(raw) == want
+
+
+def test_pricing_rows_come_from_the_tier_table():
+    table = parse_tiers(
+        TEST_TIERS.replace(
+            "[tiers.pro]", '[tiers.pro]\nprice_amount = 2900\ndescription = "Prod"'
+        ).replace('stripe_prices = ["tollway_pro"]', 'stripe_prices = ["tollway_pro_monthly"]'),
+        "t",
+    )
+    rows = {p.name: p for p in plans(table)}
+    pro = rows["pro"]
+    assert (pro.price, pro.paid, pro.description) == ("$29.00 / month", True, "Prod")
+    assert pro.rate.endswith(f"bursts of {table.get('pro').burst:,}")
+    assert rows["free"].price == "Free" and not rows["free"].paid
+    assert next(iter(rows)) != "pro"  # free tiers first
+
+
+def test_the_portal_refuses_to_start_without_a_secret():
+    with pytest.raises(SettingsError, match="TOLLWAY_PORTAL_SECRET"):
+        load(PortalSettings, {})
+    settings = load(PortalSettings, {"TOLLWAY_PORTAL_SECRET": SECRET,
+                                      "TOLLWAY_PORTAL_URL": "https://portal.example.com"})  # fmt: skip
+    assert settings.secure_cookies
