@@ -3,7 +3,9 @@
     GET  /                 pricing, from the tier table
     GET  /signin           the sign-in form
     POST /signin           email a one-time link (the same answer for any address)
-    GET  /signin/{token}   redeem a link: a fresh signed-in session, then away from the URL
+    GET  /signin/{token}   redeem a link: a fresh signed-in session, then the dashboard
+    GET  /dashboard        the signed-in customer's accounts: plan, use, limits, keys
+    POST /signout          back to an anonymous session
     GET  /healthz, /static/...
 
 Every form carries a CSRF token bound to the session; every answer sets the session cookie
@@ -14,13 +16,15 @@ scripts from elsewhere.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from aiohttp import web
 
+from portal.dashboard import card
+from portal.directory import AccountsOf, Customers
 from portal.mail import Mailer
 from portal.pricing import plans
 from portal.sessions import COOKIE, Session, Sessions
@@ -36,7 +40,6 @@ HEADERS = {
     "referrer-policy": "no-referrer",  # a sign-in link's token never leaves in a Referer
     "cache-control": "no-store",
 }
-Customers = Callable[[str], Awaitable[list[str]]]  # an address -> customers with keys
 
 
 class PortalApp:
@@ -47,6 +50,7 @@ class PortalApp:
         links: SignInLinks,
         mailer: Mailer,
         customers: Customers,
+        accounts: AccountsOf,
         public_url: str,
         secure_cookies: bool,
     ) -> None:
@@ -55,6 +59,7 @@ class PortalApp:
         self.links = links
         self.mailer = mailer
         self.customers = customers
+        self.accounts = accounts
         self.public_url = public_url.rstrip("/")
         self.secure_cookies = secure_cookies
         self.env = jinja2.Environment(
@@ -69,6 +74,8 @@ class PortalApp:
         app.router.add_get("/signin", self.signin_form)
         app.router.add_post("/signin", self.signin_ask)
         app.router.add_get("/signin/{token}", self.signin_redeem)
+        app.router.add_get("/dashboard", self.dashboard)
+        app.router.add_post("/signout", self.signout)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_static("/static", HERE / "static")
         return app
@@ -133,9 +140,26 @@ class PortalApp:
                                 "It was used already, or it expired. Ask for a new one.", 410,
                                 "/signin", "Sign in")  # fmt: skip
         s = self.sessions.new(customer)  # a new session id: nothing from before carries over
-        response = web.HTTPSeeOther("/", headers=HEADERS)  # the token leaves the address bar
+        response = web.HTTPSeeOther("/dashboard", headers=HEADERS)  # the token leaves the URL
         self._set_cookie(response, s)
         log.info("signed_in", extra=fields(customer=customer))
+        raise response
+
+    async def dashboard(self, request: web.Request) -> web.Response:
+        s = self._session(request)
+        if not s.signed_in:
+            raise web.HTTPSeeOther("/signin", headers=HEADERS)
+        table = self.tiers()
+        cards = [card(v, table) for v in await self.accounts(s.customer)]
+        return self.page(s, "dashboard.html", cards=cards)
+
+    async def signout(self, request: web.Request) -> web.Response:
+        s = self._session(request)
+        if not self.sessions.csrf_ok(s, str((await request.post()).get("csrf", ""))):
+            return self.message(s, "Please try again", "This form expired or did not come "
+                                "from this site. Reload the page and send it again.", 403)  # fmt: skip
+        response = web.HTTPSeeOther("/", headers=HEADERS)
+        self._set_cookie(response, self.sessions.new())
         raise response
 
     async def healthz(self, _: web.Request) -> web.Response:

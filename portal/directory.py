@@ -1,11 +1,16 @@
-"""Who an email address signs in as: Stripe's customers with that address that hold keys."""
+"""Who an email address signs in as (Stripe's customers with that address that hold keys), and
+what a signed-in customer may see: their accounts, found through their own keys only."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from portal.app import Customers
-from tollway.store import KeyStore
+from tollway.accounts import Accounts, AccountView
+from tollway.store import KeyNotFound, KeyStore
+
+Customers = Callable[[str], Awaitable[list[str]]]  # an address -> customers with keys
+AccountsOf = Callable[[str], Awaitable[list[AccountView]]]  # a customer -> their accounts
 
 
 def customers_with_keys(stripe: Any | None, keys: KeyStore) -> Customers:
@@ -16,3 +21,22 @@ def customers_with_keys(stripe: Any | None, keys: KeyStore) -> Customers:
         return [c.id for c in found.data if await keys.owned(c.id)]
 
     return customers
+
+
+def accounts_of(keys: KeyStore) -> AccountsOf:
+    accounts = Accounts(keys)
+
+    async def of(customer: str) -> list[AccountView]:
+        """Every account whose keys were issued for ``customer`` (a customer's set also lists
+        its subscriptions' keys): nothing reached by an id the client sent."""
+        ids = set()
+        for key_id in await keys.owned(customer):
+            try:
+                record = await keys.get(key_id)
+            except KeyNotFound:
+                continue
+            if record.customer == customer:
+                ids.add(record.account)
+        return [await accounts.show(a) for a in sorted(ids)]
+
+    return of

@@ -13,7 +13,7 @@ from aiosmtpd.controller import Controller
 
 from devkit.stack import free_port
 from portal.app import PortalApp
-from portal.directory import customers_with_keys
+from portal.directory import accounts_of, customers_with_keys
 from portal.mail import Mailer
 from portal.sessions import COOKIE, Sessions
 from portal.signin import SignInLinks
@@ -51,9 +51,11 @@ async def portal(redis, standin):
     links = SignInLinks(redis, ttl_s=2, per_address=3, per_ip=100)
     app = PortalApp(lambda: TABLE, Sessions("0123456789abcdef-secret", 3600), links,
                     Mailer("127.0.0.1", smtp.port, "portal@test"),
-                    customers_with_keys(stripe, keys), URL, secure_cookies=False).build()  # fmt: skip
+                    customers_with_keys(stripe, keys), accounts_of(keys), URL,
+                    secure_cookies=False).build()  # fmt: skip
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
+    client.keys = keys  # type: ignore[attr-defined]
     yield client, sink, customer
     await client.close()
     smtp.stop()
@@ -94,7 +96,7 @@ async def test_a_link_signs_in_once_and_leaves_the_address_bar(portal):
     assert to == "ada@example.com"
     path = re.search(rf"{URL}(/signin/\S+)", body).group(1)  # type: ignore[union-attr]
     r = await client.get(path, allow_redirects=False)
-    assert r.status == 303 and r.headers["location"] == "/"
+    assert r.status == 303 and r.headers["location"] == "/dashboard"
     session = Sessions("0123456789abcdef-secret", 3600).load(r.cookies[COOKIE].value)
     assert session is not None and session.customer == customer
     again = await client.get(path, allow_redirects=False)
@@ -154,3 +156,25 @@ async def test_asking_is_rate_limited_per_address(portal):
     assert codes == [200, 200, 200, 429]
     bad = await client.post("/signin", data={"email": "not-an-address", "csrf": await form(client)})
     assert bad.status == 400
+
+
+def signed_in(client: TestClient, customer: str) -> None:
+    cookie = Sessions("0123456789abcdef-secret", 3600).dump(
+        Sessions("0123456789abcdef-secret", 3600).new(customer)
+    )
+    client.session.cookie_jar.update_cookies({COOKIE: cookie}, response_url=client.make_url("/"))
+
+
+async def test_the_dashboard_shows_only_the_signed_in_customers_own_keys(portal):
+    client, _, customer = portal
+    assert (await client.get("/dashboard", allow_redirects=False)).status == 303  # signed out
+    keys = client.keys  # type: ignore[attr-defined]
+    (mine,) = [await keys.get(k) for k in await keys.owned(customer)]
+    _, other = await keys.create("pro", "cus_someone_else")
+    signed_in(client, customer)
+    html = await (await client.get("/dashboard")).text()
+    assert f"<code>{mine.prefix}…</code>" in html and "Plan: free" in html
+    assert other.prefix not in html and "cus_someone_else" not in html
+    out = await client.post("/signout", data={"csrf": csrf_of(html)}, allow_redirects=False)
+    assert out.status == 303
+    assert (await client.get("/dashboard", allow_redirects=False)).status == 303

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from portal.pricing import plans
@@ -71,3 +73,22 @@ def test_the_portal_refuses_to_start_without_a_secret():
     settings = load(PortalSettings, {"TOLLWAY_PORTAL_SECRET": SECRET,
                                       "TOLLWAY_PORTAL_URL": "https://portal.example.com"})  # fmt: skip
     assert settings.secure_cookies
+
+
+def test_a_dashboard_card_quotes_the_limits_in_force_and_the_grace_notice():
+    from portal.dashboard import card
+    from tollway.accounts import AccountView
+    from tollway.records import KeyRecord, KeyStatus
+
+    table = parse_tiers(TEST_TIERS, "t")
+    free = table.get("free")
+    key = dataclasses.replace(KeyRecord.template("free", "cus_1", 1_790_000_000),
+                              key_id="0123456789abcdef", status=KeyStatus.PAST_DUE,
+                              grace_until=1_790_086_400)  # fmt: skip
+    plan = {"tier": "free", "status": "past_due", "period_end": "1792592000"}
+    c = card(AccountView("cus_1", plan, free.monthly_quota // 2, [key]), table)
+    assert (c.quota, c.percent, c.resets) == (free.monthly_quota, 50, "2026-10-21")
+    assert c.notice.startswith("Payment overdue: access ends 2026-09-22")
+    assert c.limits == f"{free.requests_per_second:g} requests/s, bursts of {free.burst:,}"
+    over = card(AccountView("cus_1", {**plan, "o_burst": "2", "o_quota": "0"}, 7, [key]), table)
+    assert over.limits.endswith("bursts of 2") and (over.quota, over.percent) == (0, 0)

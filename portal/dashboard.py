@@ -1,0 +1,66 @@
+"""The dashboard's view of a customer's accounts, from what the kernel reads. No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tollway.accounts import AccountView
+from tollway.records import KeyRecord
+from tollway.tiers import TierTable
+
+
+def day(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d") if ts else "—"
+
+
+def moment(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC") if ts else "never"
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    prefix: str
+    status: str
+    created: str
+    last_used: str
+    expires: str
+
+
+@dataclass(frozen=True)
+class AccountCard:
+    account: str
+    tier: str
+    status: str
+    notice: str  # past_due: when access ends; "" otherwise
+    used: int
+    quota: int  # 0: unlimited
+    percent: int  # of the quota used, 0..100 (0 when unlimited)
+    limits: str  # "20 requests/s, bursts of 40"
+    resets: str  # the period's end
+    keys: list[KeyRow]
+
+
+def _row(k: KeyRecord) -> KeyRow:
+    return KeyRow(k.prefix or k.key_id, k.state, day(k.created), moment(k.last_used),
+                  moment(k.expires_at) if k.expires_at else "—")  # fmt: skip
+
+
+def card(view: AccountView, table: TierTable) -> AccountCard:
+    plan = view.plan
+    tier_name = plan.get("tier") or (view.keys[0].tier if view.keys else "")
+    tier = table.get(tier_name)
+    over = view.overrides
+    rate = float(over.get("requests_per_second") or (tier.requests_per_second if tier else 0))
+    burst = int(over.get("burst") or (tier.burst if tier else 0))
+    quota = int(over.get("monthly_quota") or (tier.monthly_quota if tier else 0))
+    status = plan.get("status") or (view.keys[0].status.value if view.keys else "")
+    grace = max((k.grace_until for k in view.keys), default=0)
+    notice = (
+        f"Payment overdue: access ends {moment(grace)}." if status == "past_due" and grace else ""
+    )
+    end = int(plan.get("period_end") or (view.keys[0].period_end if view.keys else 0))
+    percent = min(100, round(100 * view.quota_used / quota)) if quota else 0
+    return AccountCard(view.account, tier_name, status, notice, view.quota_used, quota, percent,
+                       f"{rate:g} requests/s, bursts of {burst:,}", day(end),
+                       [_row(k) for k in view.keys])  # fmt: skip
