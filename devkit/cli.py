@@ -28,7 +28,7 @@ from tollway.tiers import Tier, TierError, load_tiers
 
 DEMO_TIER = "free"
 COLORS = {"redis": 31, "authz": 32, "upstream": 33, "envoy": 35, "webhook": 36, "standin": 34,
-          "metering": 37, "receiver": 37}  # fmt: skip
+          "metering": 37, "receiver": 37, "portal": 36, "mailsink": 33}  # fmt: skip
 _print_lock = threading.Lock()
 
 
@@ -57,6 +57,13 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--webhook-port", type=int, help="webhook service (TOLLWAY_WEBHOOK_PORT, 8081)")
     p.add_argument("--standin-port", type=int, help="Stripe stand-in (TOLLWAY_STANDIN_PORT, 12111)")
     p.add_argument("--metering-port", type=int, help="metering (TOLLWAY_METERING_PORT, 8082)")
+    p.add_argument(
+        "--receiver-port",
+        type=int,
+        help="access-log receiver (TOLLWAY_ACCESSLOG_PORT, 9193; /metrics on the next)",
+    )
+    p.add_argument("--portal-port", type=int, help="customer portal (TOLLWAY_PORTAL_PORT, 8083)")
+    p.add_argument("--smtp-port", type=int, help="the SMTP sink (TOLLWAY_SMTP_PORT, 2525)")
     p.add_argument("--redis-url", help="use this Redis instead of starting one (TOLLWAY_REDIS_URL)")
     p.add_argument("--tiers", type=Path, help="tier table (TOLLWAY_TIERS)")
 
@@ -74,6 +81,10 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[De
         "webhook_port": args.webhook_port,
         "standin_port": args.standin_port,
         "metering_port": args.metering_port,
+        "receiver_port": args.receiver_port,
+        "receiver_metrics_port": args.receiver_port + 1 if args.receiver_port else None,
+        "portal_port": args.portal_port,
+        "smtp_port": args.smtp_port,
         "redis_url": args.redis_url,
         "tiers": args.tiers,
     }
@@ -107,6 +118,7 @@ tollway dev stack is up
   upstream  http://127.0.0.1:{stack.ports.upstream}   (echoes; /status/<code>, /usage/<n>, /reset)
   receiver  127.0.0.1:{stack.ports.receiver}   (Envoy's access log; metrics http://127.0.0.1:{stack.ports.receiver_metrics}/metrics)
   redis     {stack.effective_redis_url}
+  portal    http://127.0.0.1:{stack.ports.portal}   (pricing; sign-in links print on the mailsink lines)
 
 Demo key on tier "{tier.name}" ({tier.burst} burst, {tier.requests_per_second:g}/s, \
 {tier.monthly_quota or "unlimited"} a month), key id {key_id}:
@@ -172,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
         webhook=settings.webhook_port,
         standin=settings.standin_port,
         metering=settings.metering_port,
+        receiver=settings.receiver_port,
+        receiver_metrics=settings.receiver_metrics_port,
+        portal=settings.portal_port,
+        smtp=settings.smtp_port,
     )
     environ = dict(os.environ)
     use_standin = not (environ.get("STRIPE_API_KEY") or environ.get("TOLLWAY_STRIPE_API_BASE"))
@@ -183,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
         redis_url=None if own_redis else settings.redis_url,
         standin=use_standin,
         authz_mode=settings.authz_mode,
+        portal=True,
+        portal_secret=environ.get("TOLLWAY_PORTAL_SECRET") or f"dev-{os.urandom(16).hex()}",
         # Short windows and drains, so the demo shows usage reaching Stripe within seconds.
         env={
             "TOLLWAY_USAGE_WINDOW_S": environ.get("TOLLWAY_USAGE_WINDOW_S", "10"),

@@ -23,6 +23,10 @@ class DevSettings(StoreSettings):
     webhook_port: int = env("TOLLWAY_WEBHOOK_PORT", 8081, "webhook service")
     standin_port: int = env("TOLLWAY_STANDIN_PORT", 12111, "the Stripe stand-in")
     metering_port: int = env("TOLLWAY_METERING_PORT", 8082, "metering /healthz and /metrics")
+    receiver_port: int = env("TOLLWAY_ACCESSLOG_PORT", 9193, "the access-log receiver (gRPC)")
+    receiver_metrics_port: int = env("TOLLWAY_ACCESSLOG_METRICS_PORT", 9194, "its /metrics")
+    portal_port: int = env("TOLLWAY_PORTAL_PORT", 8083, "the customer portal")
+    smtp_port: int = env("TOLLWAY_SMTP_PORT", 2525, "the dev SMTP sink (prints the mail)")
     state_dir: Path = env("TOLLWAY_DEV_DIR", Path(".tollway/dev"), "logs, rendered configs")
 
 

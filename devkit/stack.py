@@ -89,6 +89,8 @@ class Ports:
     metering: int = 8082
     receiver: int = 9193  # the access-log receiver's gRPC port
     receiver_metrics: int = 9194
+    portal: int = 8083
+    smtp: int = 2525  # the dev SMTP sink the portal mails through
     authz_workers: int = 9200  # worker i also listens on authz_workers + i
 
     @classmethod
@@ -151,6 +153,8 @@ class Stack:
     # Access-log receivers: "receiver" on ports.receiver, then "receiver-1"... on free ports.
     # Two or more let one restart while Envoy streams to another.
     receivers: int = 1
+    portal: bool = False  # also run the customer portal and an SMTP sink for its mail
+    portal_secret: str = "tollway-dev-portal-secret"  # noqa: S105 (the local stack's own)
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
     # Each receiver's (gRPC, /metrics) ports, by name: drawn when the stack starts.
@@ -180,6 +184,10 @@ class Stack:
             "TOLLWAY_CHECKOUT_SUCCESS_URL", f"{hook}/keys/claim?session_id={{CHECKOUT_SESSION_ID}}"
         )
         env.setdefault("TOLLWAY_CHECKOUT_CANCEL_URL", f"{hook}/healthz")
+        env.setdefault("TOLLWAY_PORTAL_SECRET", self.portal_secret)
+        env.setdefault("TOLLWAY_PORTAL_URL", f"http://127.0.0.1:{self.ports.portal}")
+        env.setdefault("TOLLWAY_PUBLIC_API_URL", self.url)
+        env.setdefault("TOLLWAY_SMTP_PORT", str(self.ports.smtp))
         return env
 
     def _spawn(self, name: str, argv: list[str], ready: Callable[[], bool]) -> Proc:
@@ -258,6 +266,13 @@ class Stack:
                     str(metrics), "--redis-url", self.effective_redis_url,
                     "--tiers", str(self.tiers)]  # fmt: skip
             return argv, lambda: http_ok(f"http://127.0.0.1:{metrics}/healthz")
+        if name == "mailsink":
+            argv = [py, "-m", "devkit.mailsink", "--port", str(p.smtp)]
+            return argv, lambda: port_open(p.smtp)
+        if name == "portal":
+            argv = [py, "-m", "portal", "--port", str(p.portal), "--redis-url",
+                    self.effective_redis_url, "--tiers", str(self.tiers)]  # fmt: skip
+            return argv, lambda: http_ok(f"http://127.0.0.1:{p.portal}/healthz")
         if name == "upstream":
             argv = [py, "-m", "devkit.upstream", "--port", str(p.upstream)]
             return argv, lambda: port_open(p.upstream)
@@ -281,6 +296,8 @@ class Stack:
         for i in range(1, self.receivers):
             self.receiver_ports[f"receiver-{i}"] = (free_port(), free_port())
         names = ["upstream", "authz", "webhook", "metering", *self.receiver_ports, "envoy"]
+        if self.portal:
+            names += ["mailsink", "portal"]
         if self.standin:
             names.insert(0, "standin")
         if self.redis_url is None:
@@ -321,8 +338,8 @@ class Stack:
     def stop_all(self) -> None:
         # Front to back: clients first, so nothing is mid-request against a stopped backend;
         # then any process started with start_process, newest first.
-        for name in ["envoy", *self.receiver_ports, "metering", "webhook", "standin", "authz",
-                     "upstream", "redis"]:  # fmt: skip
+        for name in ["portal", "mailsink", "envoy", *self.receiver_ports, "metering", "webhook",
+                     "standin", "authz", "upstream", "redis"]:  # fmt: skip
             self.stop(name)
         for name in reversed(list(self.procs)):
             self.stop(name)

@@ -26,7 +26,8 @@ def test_tollway_dev_starts_serves_and_stops_everything(tmp_path):
             "--admin-port", str(ports.envoy_admin), "--authz-port", str(ports.authz),
             "--metrics-port", str(ports.authz_metrics), "--upstream-port", str(ports.upstream),
             "--redis-port", str(ports.redis), "--webhook-port", str(ports.webhook),
-            "--standin-port", str(ports.standin)]  # fmt: skip
+            "--standin-port", str(ports.standin), "--receiver-port", str(ports.receiver),
+            "--portal-port", str(ports.portal), "--smtp-port", str(ports.smtp)]  # fmt: skip
     env = {**os.environ, "TOLLWAY_DEV_DIR": str(tmp_path / "dev")}
     env.pop("TOLLWAY_REDIS_URL", None)
     proc = subprocess.Popen(
@@ -53,6 +54,11 @@ def test_tollway_dev_starts_serves_and_stops_everything(tmp_path):
         assert r.status == 200 and r.upstream_saw("x-tollway-tier") == ["free"]
         assert request(ports.envoy, "/hello").status == 401
         assert any(f"curl -i http://127.0.0.1:{ports.envoy}/hello" in x for x in lines)
+        # The portal: pricing, and a sign-in request for the demo customer (no Stripe
+        # customer has its address, so no mail: the answer is the same).
+        status, body = fetch(f"http://127.0.0.1:{ports.portal}/")
+        assert status == 200 and b"<h2>free</h2>" in body
+        assert any(f"portal    http://127.0.0.1:{ports.portal}" in x for x in lines)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
@@ -60,7 +66,7 @@ def test_tollway_dev_starts_serves_and_stops_everything(tmp_path):
         assert proc.stdout is not None
         proc.stdout.close()
     every = (ports.envoy, ports.authz, ports.upstream, ports.redis, ports.envoy_admin,
-             ports.webhook, ports.standin)  # fmt: skip
+             ports.webhook, ports.standin, ports.receiver, ports.portal, ports.smtp)  # fmt: skip
     for port in every:
         assert not port_open(port), f"port {port} still open after tollway dev stopped"
 

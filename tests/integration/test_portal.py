@@ -178,3 +178,19 @@ async def test_the_dashboard_shows_only_the_signed_in_customers_own_keys(portal)
     out = await client.post("/signout", data={"csrf": csrf_of(html)}, allow_redirects=False)
     assert out.status == 303
     assert (await client.get("/dashboard", allow_redirects=False)).status == 303
+
+
+async def test_the_dev_mail_sink_prints_each_link_it_receives(capsys):
+    from devkit.mailsink import Printer
+
+    smtp = Controller(Printer(), hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    try:
+        await Mailer("127.0.0.1", smtp.port, "portal@test").send(
+            "ada@example.com", "Your sign-in link", f"Sign in: {URL}/signin/abc\n"
+        )
+    finally:
+        smtp.stop()
+    out = capsys.readouterr().out
+    assert "mail to ada@example.com: Your sign-in link" in out
+    assert f"  link: {URL}/signin/abc\n" in out
