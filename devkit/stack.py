@@ -180,12 +180,16 @@ class Stack:
             env["TOLLWAY_STRIPE_API_BASE"] = self.standin_url
             env["STRIPE_WEBHOOK_SECRET"] = self.webhook_secret
         hook = f"http://127.0.0.1:{self.ports.webhook}"
+        portal = f"http://127.0.0.1:{self.ports.portal}"
+        # With the portal, Checkout ends on its welcome page, which shows the key once.
+        success = f"{portal}/welcome" if self.portal else f"{hook}/keys/claim"
         env.setdefault(
-            "TOLLWAY_CHECKOUT_SUCCESS_URL", f"{hook}/keys/claim?session_id={{CHECKOUT_SESSION_ID}}"
+            "TOLLWAY_CHECKOUT_SUCCESS_URL", f"{success}?session_id={{CHECKOUT_SESSION_ID}}"
         )
+        env.setdefault("TOLLWAY_PORTAL_WEBHOOK_URL", hook)
         env.setdefault("TOLLWAY_CHECKOUT_CANCEL_URL", f"{hook}/healthz")
         env.setdefault("TOLLWAY_PORTAL_SECRET", self.portal_secret)
-        env.setdefault("TOLLWAY_PORTAL_URL", f"http://127.0.0.1:{self.ports.portal}")
+        env.setdefault("TOLLWAY_PORTAL_URL", portal)
         env.setdefault("TOLLWAY_PUBLIC_API_URL", self.url)
         env.setdefault("TOLLWAY_SMTP_PORT", str(self.ports.smtp))
         return env

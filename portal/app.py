@@ -4,6 +4,8 @@
     GET  /signin           the sign-in form
     POST /signin           email a one-time link (the same answer for any address)
     GET  /signin/{token}   redeem a link: a fresh signed-in session, then the dashboard
+    POST /subscribe        a paid tier's Stripe Checkout (through the webhook service)
+    GET  /welcome          after Checkout: the new key, shown once
     GET  /dashboard        the signed-in customer's accounts: plan, use, limits, keys
     POST /signout          back to an anonymous session
     GET  /healthz, /static/...
@@ -23,6 +25,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from portal.backend import Backend
 from portal.dashboard import card
 from portal.directory import AccountsOf, Customers
 from portal.mail import Mailer
@@ -51,7 +54,9 @@ class PortalApp:
         mailer: Mailer,
         customers: Customers,
         accounts: AccountsOf,
+        backend: Backend,
         public_url: str,
+        api_url: str,
         secure_cookies: bool,
     ) -> None:
         self.tiers = tiers
@@ -60,6 +65,8 @@ class PortalApp:
         self.mailer = mailer
         self.customers = customers
         self.accounts = accounts
+        self.backend = backend
+        self.api_url = api_url.rstrip("/")
         self.public_url = public_url.rstrip("/")
         self.secure_cookies = secure_cookies
         self.env = jinja2.Environment(
@@ -74,6 +81,8 @@ class PortalApp:
         app.router.add_get("/signin", self.signin_form)
         app.router.add_post("/signin", self.signin_ask)
         app.router.add_get("/signin/{token}", self.signin_redeem)
+        app.router.add_post("/subscribe", self.subscribe)
+        app.router.add_get("/welcome", self.welcome)
         app.router.add_get("/dashboard", self.dashboard)
         app.router.add_post("/signout", self.signout)
         app.router.add_get("/healthz", self.healthz)
@@ -112,8 +121,7 @@ class PortalApp:
         s = self._session(request)
         form = await request.post()
         if not self.sessions.csrf_ok(s, str(form.get("csrf", ""))):
-            return self.message(s, "Please try again", "This form expired or did not come "
-                                "from this site. Reload the page and send it again.", 403)  # fmt: skip
+            return self._expired_form(s)
         address = normalize(str(form.get("email", "")))
         if address is None:
             return self.page(s, "signin.html", 400, sent=False,
@@ -145,6 +153,46 @@ class PortalApp:
         log.info("signed_in", extra=fields(customer=customer))
         raise response
 
+    def _expired_form(self, s: Session) -> web.Response:
+        return self.message(s, "Please try again", "This form expired or did not come from "
+                            "this site. Reload the page and send it again.", 403)  # fmt: skip
+
+    async def subscribe(self, request: web.Request) -> web.Response:
+        s = self._session(request)
+        form = await request.post()
+        if not self.sessions.csrf_ok(s, str(form.get("csrf", ""))):
+            return self._expired_form(s)
+        tier = self.tiers().get(str(form.get("tier", "")))
+        address = normalize(str(form.get("email", "")))
+        if tier is None or not tier.stripe_prices or address is None:
+            return self.message(s, "Check the form", "Pick a plan on the pricing page and give "
+                                "a valid email address.", 400, "/", "Pricing")  # fmt: skip
+        got = await self.backend.checkout(tier.name, address)
+        url = got.body.get("url")
+        if got.status != 200 or not isinstance(url, str) or not url.startswith("http"):
+            log.error("checkout_failed", extra=fields(tier=tier.name, status=got.status,
+                                                      code=got.code))  # fmt: skip
+            return self.message(s, "Checkout is unavailable", "We could not start Checkout. "
+                                "Try again in a minute.", 502, "/", "Pricing")  # fmt: skip
+        raise web.HTTPSeeOther(url, headers=HEADERS)
+
+    async def welcome(self, request: web.Request) -> web.Response:
+        s = self._session(request)
+        got = await self.backend.claim(request.query.get("session_id", ""))
+        if got.status == 200 and isinstance(got.body.get("api_key"), str):
+            log.info("key_shown", extra=fields(key_id=got.body.get("key_id")))
+            return self.page(s, "welcome.html", api_key=got.body["api_key"],
+                             tier=got.body.get("tier", ""), api_url=self.api_url)  # fmt: skip
+        if got.code in ("already_claimed", "claim_expired"):
+            return self.message(s, "Your key was already shown", "For your safety a key is "
+                                "shown only once. Sign in to manage your keys.", 410,
+                                "/signin", "Sign in")  # fmt: skip
+        if got.status in (404, 409):  # paid, and the key is on its way; or not paid yet
+            return self.message(s, "Almost there", "Your payment is being confirmed. Reload "
+                                "this page in a few seconds.", 409)  # fmt: skip
+        return self.message(s, "We could not show your key", "Reload this page, or sign in "
+                            "later to create a key.", 502, "/signin", "Sign in")  # fmt: skip
+
     async def dashboard(self, request: web.Request) -> web.Response:
         s = self._session(request)
         if not s.signed_in:
@@ -156,8 +204,7 @@ class PortalApp:
     async def signout(self, request: web.Request) -> web.Response:
         s = self._session(request)
         if not self.sessions.csrf_ok(s, str((await request.post()).get("csrf", ""))):
-            return self.message(s, "Please try again", "This form expired or did not come "
-                                "from this site. Reload the page and send it again.", 403)  # fmt: skip
+            return self._expired_form(s)
         response = web.HTTPSeeOther("/", headers=HEADERS)
         self._set_cookie(response, self.sessions.new())
         raise response

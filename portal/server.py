@@ -9,6 +9,7 @@ import signal
 from aiohttp import web
 
 from portal.app import PortalApp
+from portal.backend import Backend
 from portal.directory import accounts_of, customers_with_keys
 from portal.mail import Mailer
 from portal.sessions import Sessions
@@ -35,12 +36,13 @@ async def serve(settings: PortalSettings) -> None:
         stripe_client = None
         log.warning("stripe_not_configured", extra=fields(effect="no customer can sign in"))
 
+    backend = Backend(settings.webhook_url)
     app = PortalApp(
         tiers, Sessions(settings.session_secret, settings.session_ttl_s),
         SignInLinks(redis, settings.signin_ttl_s, settings.signin_per_address, settings.signin_per_ip),
         Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from),
-        customers_with_keys(stripe_client, keys), accounts_of(keys),
-        settings.public_url, settings.secure_cookies,
+        customers_with_keys(stripe_client, keys), accounts_of(keys), backend,
+        settings.public_url, settings.api_url, settings.secure_cookies,
     ).build()  # fmt: skip
     runner = web.AppRunner(app, access_log=None)  # no sign-in token in any log
     await runner.setup()
@@ -53,6 +55,7 @@ async def serve(settings: PortalSettings) -> None:
     log.info("serving", extra=fields(port=settings.port))
     await stop.wait()
     await runner.cleanup()
+    await backend.close()
     if stripe_client is not None:
         await stripe_client.aclose()
     await redis.aclose()

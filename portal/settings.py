@@ -18,6 +18,9 @@ class PortalSettings(StoreSettings, StripeSettings):
     public_url: str = env("TOLLWAY_PORTAL_URL", "http://127.0.0.1:8083", "the portal's own URL")
     # Where customers call the API (through Envoy): the curl line a new key is shown with.
     api_url: str = env("TOLLWAY_PUBLIC_API_URL", "http://127.0.0.1:10000", "the API's URL")
+    # The webhook service, server to server: Checkout and the one-time key claim go through it.
+    webhook_url: str = env("TOLLWAY_PORTAL_WEBHOOK_URL", "http://127.0.0.1:8081",
+                           "the webhook service, as the portal reaches it")  # fmt: skip
     # Signs session cookies and CSRF tokens. Required: a portal cannot run without one.
     session_secret: str = env("TOLLWAY_PORTAL_SECRET", "", "signs sessions and CSRF tokens")
     session_ttl_s: int = env("TOLLWAY_PORTAL_SESSION_S", 12 * 3600, "how long a sign-in lasts")

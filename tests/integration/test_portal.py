@@ -13,6 +13,7 @@ from aiosmtpd.controller import Controller
 
 from devkit.stack import free_port
 from portal.app import PortalApp
+from portal.backend import Backend
 from portal.directory import accounts_of, customers_with_keys
 from portal.mail import Mailer
 from portal.sessions import COOKIE, Sessions
@@ -51,7 +52,8 @@ async def portal(redis, standin):
     links = SignInLinks(redis, ttl_s=2, per_address=3, per_ip=100)
     app = PortalApp(lambda: TABLE, Sessions("0123456789abcdef-secret", 3600), links,
                     Mailer("127.0.0.1", smtp.port, "portal@test"),
-                    customers_with_keys(stripe, keys), accounts_of(keys), URL,
+                    customers_with_keys(stripe, keys), accounts_of(keys),
+                    Backend("http://127.0.0.1:1"), URL, "http://api.test",
                     secure_cookies=False).build()  # fmt: skip
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
