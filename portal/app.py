@@ -7,6 +7,8 @@
     POST /subscribe        a paid tier's Stripe Checkout (through the webhook service)
     GET  /welcome          after Checkout: the new key, shown once
     GET  /dashboard        the signed-in customer's accounts: plan, use, limits, keys
+    POST /keys/create, /keys/rotate, /keys/revoke   on the customer's own keys only; a new
+                           key is shown once, in the answer (never in a URL)
     POST /signout          back to an anonymous session
     GET  /healthz, /static/...
 
@@ -29,10 +31,12 @@ from portal.backend import Backend
 from portal.dashboard import card
 from portal.directory import AccountsOf, Customers
 from portal.mail import Mailer
+from portal.own_keys import NotYours, OwnKeys
 from portal.pricing import plans
 from portal.sessions import COOKIE, Session, Sessions
 from portal.signin import SignInLinks, normalize
 from tollway.logs import fields
+from tollway.store import KeyNotFound
 from tollway.tiers import TierTable
 
 log = logging.getLogger("tollway.portal")
@@ -54,6 +58,7 @@ class PortalApp:
         mailer: Mailer,
         customers: Customers,
         accounts: AccountsOf,
+        own: OwnKeys,
         backend: Backend,
         public_url: str,
         api_url: str,
@@ -65,6 +70,7 @@ class PortalApp:
         self.mailer = mailer
         self.customers = customers
         self.accounts = accounts
+        self.own = own
         self.backend = backend
         self.api_url = api_url.rstrip("/")
         self.public_url = public_url.rstrip("/")
@@ -84,6 +90,7 @@ class PortalApp:
         app.router.add_post("/subscribe", self.subscribe)
         app.router.add_get("/welcome", self.welcome)
         app.router.add_get("/dashboard", self.dashboard)
+        app.router.add_post("/keys/{action:create|rotate|revoke}", self.key_action)
         app.router.add_post("/signout", self.signout)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_static("/static", HERE / "static")
@@ -181,8 +188,9 @@ class PortalApp:
         got = await self.backend.claim(request.query.get("session_id", ""))
         if got.status == 200 and isinstance(got.body.get("api_key"), str):
             log.info("key_shown", extra=fields(key_id=got.body.get("key_id")))
-            return self.page(s, "welcome.html", api_key=got.body["api_key"],
-                             tier=got.body.get("tier", ""), api_url=self.api_url)  # fmt: skip
+            return self._show_key(
+                s, "Your API key", got.body["api_key"], str(got.body.get("tier", ""))
+            )
         if got.code in ("already_claimed", "claim_expired"):
             return self.message(s, "Your key was already shown", "For your safety a key is "
                                 "shown only once. Sign in to manage your keys.", 410,
@@ -192,6 +200,44 @@ class PortalApp:
                                 "this page in a few seconds.", 409)  # fmt: skip
         return self.message(s, "We could not show your key", "Reload this page, or sign in "
                             "later to create a key.", 502, "/signin", "Sign in")  # fmt: skip
+
+    def _show_key(self, s: Session, heading: str, api_key: str, tier: str) -> web.Response:
+        return self.page(s, "welcome.html", heading=heading, api_key=api_key, tier=tier,
+                         api_url=self.api_url)  # fmt: skip
+
+    async def key_action(self, request: web.Request) -> web.Response:
+        """POST /keys/{action}: create, rotate or revoke, signed in, CSRF-checked, own only."""
+        s = self._session(request)
+        if not s.signed_in:
+            raise web.HTTPSeeOther("/signin", headers=HEADERS)
+        form = await request.post()
+        if not self.sessions.csrf_ok(s, str(form.get("csrf", ""))):
+            return self._expired_form(s)
+        action = request.match_info["action"]
+        try:
+            if action == "create":
+                plaintext, record = await self.own.create(s.customer, str(form.get("account", "")))
+                log.info("key_created", extra=fields(customer=s.customer, key_id=record.key_id))
+                return self._show_key(s, "Your new key", plaintext, record.tier)
+            key_id = str(form.get("key_id", ""))
+            if action == "rotate":
+                plaintext, record = await self.own.rotate(
+                    s.customer, key_id, str(form.get("overlap", ""))
+                )
+                log.info("key_rotated", extra=fields(customer=s.customer, key_id=key_id,
+                                                     successor=record.key_id))  # fmt: skip
+                return self._show_key(s, "Your new key", plaintext, record.tier)
+            if action == "revoke":
+                await self.own.revoke(s.customer, key_id)
+                log.info("key_revoked", extra=fields(customer=s.customer, key_id=key_id))
+                raise web.HTTPSeeOther("/dashboard", headers=HEADERS)
+        except NotYours:
+            log.warning("key_action_refused", extra=fields(customer=s.customer, action=action))
+            return self.message(s, "Not your key", "That key is not one of yours.", 403,
+                                "/dashboard", "Your account")  # fmt: skip
+        except (ValueError, KeyNotFound) as exc:
+            return self.message(s, "That did not work", str(exc), 400, "/dashboard", "Your account")
+        raise web.HTTPNotFound()
 
     async def dashboard(self, request: web.Request) -> web.Response:
         s = self._session(request)

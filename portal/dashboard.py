@@ -20,6 +20,8 @@ def moment(ts: int) -> str:
 
 @dataclass(frozen=True)
 class KeyRow:
+    key_id: str
+    live: bool  # not revoked: it can be rotated or revoked
     prefix: str
     status: str
     created: str
@@ -42,7 +44,8 @@ class AccountCard:
 
 
 def _row(k: KeyRecord) -> KeyRow:
-    return KeyRow(k.prefix or k.key_id, k.state, day(k.created), moment(k.last_used),
+    return KeyRow(k.key_id, k.state not in ("revoked", "expired"), k.prefix or k.key_id, k.state,
+                  day(k.created), moment(k.last_used),
                   moment(k.expires_at) if k.expires_at else "—")  # fmt: skip
 
 

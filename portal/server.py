@@ -12,6 +12,7 @@ from portal.app import PortalApp
 from portal.backend import Backend
 from portal.directory import accounts_of, customers_with_keys
 from portal.mail import Mailer
+from portal.own_keys import OwnKeys
 from portal.sessions import Sessions
 from portal.settings import PortalSettings
 from portal.signin import SignInLinks
@@ -41,7 +42,7 @@ async def serve(settings: PortalSettings) -> None:
         tiers, Sessions(settings.session_secret, settings.session_ttl_s),
         SignInLinks(redis, settings.signin_ttl_s, settings.signin_per_address, settings.signin_per_ip),
         Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from),
-        customers_with_keys(stripe_client, keys), accounts_of(keys), backend,
+        customers_with_keys(stripe_client, keys), accounts_of(keys), OwnKeys(keys), backend,
         settings.public_url, settings.api_url, settings.secure_cookies,
     ).build()  # fmt: skip
     runner = web.AppRunner(app, access_log=None)  # no sign-in token in any log

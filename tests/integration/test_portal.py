@@ -14,6 +14,7 @@ from aiosmtpd.controller import Controller
 from devkit.stack import free_port
 from portal.app import PortalApp
 from portal.backend import Backend
+from portal.own_keys import OwnKeys
 from portal.directory import accounts_of, customers_with_keys
 from portal.mail import Mailer
 from portal.sessions import COOKIE, Sessions
@@ -52,7 +53,7 @@ async def portal(redis, standin):
     links = SignInLinks(redis, ttl_s=2, per_address=3, per_ip=100)
     app = PortalApp(lambda: TABLE, Sessions("0123456789abcdef-secret", 3600), links,
                     Mailer("127.0.0.1", smtp.port, "portal@test"),
-                    customers_with_keys(stripe, keys), accounts_of(keys),
+                    customers_with_keys(stripe, keys), accounts_of(keys), OwnKeys(keys),
                     Backend("http://127.0.0.1:1"), URL, "http://api.test",
                     secure_cookies=False).build()  # fmt: skip
     client = TestClient(TestServer(app, host="127.0.0.1"))
@@ -196,3 +197,35 @@ async def test_the_dev_mail_sink_prints_each_link_it_receives(capsys):
     out = capsys.readouterr().out
     assert "mail to ada@example.com: Your sign-in link" in out
     assert f"  link: {URL}/signin/abc\n" in out
+
+
+async def test_key_actions_act_on_the_customers_own_keys_only(portal):
+    client, _, customer = portal
+    keys = client.keys  # type: ignore[attr-defined]
+    (first,) = await keys.owned(customer)
+    _, other = await keys.create("pro", "cus_someone_else")
+    signed_in(client, customer)
+    html = await (await client.get("/dashboard")).text()
+    token = csrf_of(html)
+    # Another customer's key, named in a form: refused, and nothing changes.
+    r = await client.post("/keys/revoke", data={"csrf": token, "key_id": other.key_id})
+    assert r.status == 403 and (await keys.get(other.key_id)).status.value == "active"
+    r = await client.post("/keys/create", data={"csrf": token, "account": other.account})
+    assert r.status == 403 and await keys.owned("cus_someone_else") == [other.key_id]
+    # No CSRF token: refused.
+    assert (await client.post("/keys/revoke", data={"key_id": first})).status == 403
+    # A second key on the account, shown once in the answer.
+    r = await client.post("/keys/create", data={"csrf": token, "account": customer})
+    created = re.search(r'value="(tw_live_[0-9A-Za-z]+)"', await r.text()).group(1)  # type: ignore[union-attr]
+    assert r.status == 200 and len(await keys.owned(customer)) == 2
+    assert (await keys.get(created)).account == customer
+    # Rotate with a day's overlap: a successor, and the old key expires in a day.
+    r = await client.post("/keys/rotate", data={"csrf": token, "key_id": first, "overlap": "86400"})
+    assert r.status == 200 and "Your new key" in await r.text()
+    assert (await keys.get(first)).expires_at > 0 and len(await keys.owned(customer)) == 3
+    bad = await client.post("/keys/rotate", data={"csrf": token, "key_id": first, "overlap": "7"})
+    assert bad.status == 400
+    r = await client.post(
+        "/keys/revoke", data={"csrf": token, "key_id": first}, allow_redirects=False
+    )
+    assert r.status == 303 and (await keys.get(first)).status.value == "revoked"

@@ -1,0 +1,52 @@
+"""What a signed-in customer may do to keys: only to their own, checked on the server.
+
+Every action takes an id from a form, and acts only if that key (or account) was issued for
+the session's customer; anything else is NotYours, whatever the id names.
+"""
+
+from __future__ import annotations
+
+from tollway.records import KeyRecord, KeyStatus
+from tollway.store import KeyNotFound, KeyStore
+
+OVERLAPS_S = {"0": 0, "3600": 3600, "86400": 86400}  # the rotate form's choices
+
+
+class NotYours(Exception):
+    """The id names no key or account of this customer."""
+
+
+class OwnKeys:
+    def __init__(self, keys: KeyStore) -> None:
+        self.keys = keys
+
+    async def record(self, customer: str, key_id: str) -> KeyRecord:
+        if key_id not in await self.keys.owned(customer):
+            raise NotYours(key_id)
+        try:
+            record = await self.keys.get(key_id)
+        except (KeyNotFound, ValueError):
+            raise NotYours(key_id) from None
+        if record.customer != customer:
+            raise NotYours(key_id)
+        return record
+
+    async def create(self, customer: str, account: str) -> tuple[str, KeyRecord]:
+        """Another key on one of the customer's accounts (its tier, limits and quota)."""
+        mine = [await self.record(customer, k) for k in await self.keys.owned(customer)]
+        live = [r for r in mine if r.account == account and r.status is not KeyStatus.REVOKED]
+        if not live:
+            raise NotYours(account)
+        if live[0].subscription:
+            return await self.keys.create_for_subscription(live[0].subscription)
+        return await self.keys.create(live[0].tier, customer)
+
+    async def rotate(self, customer: str, key_id: str, overlap: str) -> tuple[str, KeyRecord]:
+        if overlap not in OVERLAPS_S:
+            raise ValueError(f"overlap must be one of {', '.join(OVERLAPS_S)} seconds")
+        await self.record(customer, key_id)
+        return await self.keys.rotate(key_id, OVERLAPS_S[overlap])
+
+    async def revoke(self, customer: str, key_id: str) -> None:
+        await self.record(customer, key_id)
+        await self.keys.revoke(key_id)
