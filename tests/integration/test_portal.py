@@ -14,9 +14,9 @@ from aiosmtpd.controller import Controller
 from devkit.stack import free_port
 from portal.app import PortalApp
 from portal.backend import Backend
-from portal.own_keys import OwnKeys
 from portal.directory import accounts_of, customers_with_keys
 from portal.mail import Mailer
+from portal.own_keys import OwnKeys
 from portal.sessions import COOKIE, Sessions
 from portal.signin import SignInLinks
 from tests.support import TEST_TIERS
