@@ -10,14 +10,13 @@ import time
 from datetime import UTC, datetime
 
 from cli.store_access import add_store_flags, settings_of
-from metering.ledger import Ledger
 from metering.settings import MeteringSettings
-from metering.usage_report import Row, carried, customer_windows, per_key
 from tollway.keys import KeyHasher
 from tollway.process import Subparsers
 from tollway.redis_client import connect
 from tollway.store import KeyStore
 from tollway.tiers import load_tiers
+from tollway.usage_report import Row, carried, customer_windows, per_key
 
 
 def register(subparsers: Subparsers) -> None:
@@ -57,8 +56,7 @@ async def windows(settings: MeteringSettings, customer: str) -> tuple[dict[str, 
     redis = connect(settings.redis_url, timeout_s=5.0)
     try:
         keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
-        ledger = Ledger(redis, settings.usage_window_s, 0)
-        rows = await customer_windows(keys, ledger, customer, load_tiers(settings.tiers))
+        rows = await customer_windows(keys, customer, load_tiers(settings.tiers))
         return rows, await carried(keys, customer)
     finally:
         await redis.aclose()

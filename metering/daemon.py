@@ -22,11 +22,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from metering.ledger import Ledger, PendingEvent, Period
+from metering.ledger import Ledger, PendingEvent
 from metering.metrics import MeteringMetrics
 from metering.retry import SendResult
 from metering.sinks import Sink, event_for
 from tollway.logs import fields
+from tollway.records import Period
 from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import Report, TierTable
 

@@ -29,23 +29,10 @@ from typing import Any
 
 from tollway import schema, scripts
 from tollway.dead_letters import ERROR_REPORT, DeadLetters
-from tollway.records import DEFAULT_PERIOD_S
+from tollway.records import Period
 
 MARKER_TTL_S = 40 * 86400  # longer than Stripe accepts backdated events (35 days)
 REFUND = "refund"  # a dead letter's kind: refunded requests with no window left to take off
-
-
-@dataclass(frozen=True)
-class Period:
-    """An account's billing period, to find the period a window belongs to."""
-
-    start: int
-    end: int
-
-    def start_for(self, window: int) -> int:
-        """The start of the period containing ``window``: rolled by whole periods, as check.lua does."""
-        length = self.end - self.start if self.end > self.start else DEFAULT_PERIOD_S
-        return self.start + ((window - self.start) // length) * length
 
 
 @dataclass(frozen=True)

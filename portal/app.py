@@ -20,7 +20,7 @@ scripts from elsewhere.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import jinja2
 from aiohttp import web
 
 from portal.backend import Backend
-from portal.dashboard import card
+from portal.dashboard import card, with_charts
 from portal.directory import AccountsOf, Customers
 from portal.mail import Mailer
 from portal.own_keys import NotYours, OwnKeys
@@ -38,6 +38,9 @@ from portal.signin import SignInLinks, normalize
 from tollway.logs import fields
 from tollway.store import KeyNotFound
 from tollway.tiers import TierTable
+from tollway.usage_report import Row
+
+Usage = Callable[[str, TierTable], Awaitable[dict[str, Row]]]  # a customer's usage rows
 
 log = logging.getLogger("tollway.portal")
 HERE = Path(__file__).parent
@@ -59,6 +62,7 @@ class PortalApp:
         customers: Customers,
         accounts: AccountsOf,
         own: OwnKeys,
+        usage: Usage,
         backend: Backend,
         public_url: str,
         api_url: str,
@@ -71,6 +75,7 @@ class PortalApp:
         self.customers = customers
         self.accounts = accounts
         self.own = own
+        self.usage = usage
         self.backend = backend
         self.api_url = api_url.rstrip("/")
         self.public_url = public_url.rstrip("/")
@@ -244,7 +249,8 @@ class PortalApp:
         if not s.signed_in:
             raise web.HTTPSeeOther("/signin", headers=HEADERS)
         table = self.tiers()
-        cards = [card(v, table) for v in await self.accounts(s.customer)]
+        rows = await self.usage(s.customer, table)
+        cards = [with_charts(card(v, table), rows) for v in await self.accounts(s.customer)]
         return self.page(s, "dashboard.html", cards=cards)
 
     async def signout(self, request: web.Request) -> web.Response:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from portal.chart import per_day, svg
 from tollway.accounts import AccountView
-from tollway.records import KeyRecord
+from tollway.records import DEFAULT_PERIOD_S, KeyRecord, Period
 from tollway.tiers import TierTable
+from tollway.usage_report import Row
 
 
 def day(ts: int) -> str:
@@ -41,6 +44,10 @@ class AccountCard:
     limits: str  # "20 requests/s, bursts of 40"
     resets: str  # the period's end
     keys: list[KeyRow]
+    period: tuple[int, int]  # this billing period, epoch s
+    meter: str  # the tier's meter_event
+    usage_meter: str  # the tier's usage_meter, "" for none
+    charts: tuple[str, ...] = ()  # SVG, filled in by with_charts
 
 
 def _row(k: KeyRecord) -> KeyRow:
@@ -62,8 +69,25 @@ def card(view: AccountView, table: TierTable) -> AccountCard:
     notice = (
         f"Payment overdue: access ends {moment(grace)}." if status == "past_due" and grace else ""
     )
-    end = int(plan.get("period_end") or (view.keys[0].period_end if view.keys else 0))
+    first = view.keys[0] if view.keys else None
+    p_start = int(plan.get("period_start") or (first.period_start if first else 0))
+    p_end = int(plan.get("period_end") or (first.period_end if first else 0))
+    length = p_end - p_start if p_end > p_start else DEFAULT_PERIOD_S
+    start = Period(p_start, p_start + length).start_for(int(time.time()))  # rolled, as check.lua
+    end = start + length
     percent = min(100, round(100 * view.quota_used / quota)) if quota else 0
     return AccountCard(view.account, tier_name, status, notice, view.quota_used, quota, percent,
                        f"{rate:g} requests/s, bursts of {burst:,}", day(end),
-                       [_row(k) for k in view.keys])  # fmt: skip
+                       [_row(k) for k in view.keys], (start, end),
+                       tier.meter_event if tier else "api_requests",
+                       tier.usage_meter if tier else "")  # fmt: skip
+
+
+def with_charts(c: AccountCard, rows: dict[str, Row]) -> AccountCard:
+    """``c`` with its period's requests per day (and reported amounts, if its tier has a
+    usage meter), from the customer's usage rows."""
+    start, end = c.period
+    charts = [svg(per_day(rows, c.meter, start, end), "Requests per day")]
+    if c.usage_meter:
+        charts.append(svg(per_day(rows, c.usage_meter, start, end), f"{c.usage_meter} per day"))
+    return replace(c, charts=tuple(charts))

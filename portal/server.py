@@ -22,6 +22,7 @@ from tollway.redis_client import connect
 from tollway.store import KeyStore
 from tollway.stripe_api import Stripe, StripeNotConfigured
 from tollway.tier_source import TierSource
+from tollway.usage_report import customer_windows
 
 log = logging.getLogger("tollway.portal")
 
@@ -42,7 +43,8 @@ async def serve(settings: PortalSettings) -> None:
         tiers, Sessions(settings.session_secret, settings.session_ttl_s),
         SignInLinks(redis, settings.signin_ttl_s, settings.signin_per_address, settings.signin_per_ip),
         Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from),
-        customers_with_keys(stripe_client, keys), accounts_of(keys), OwnKeys(keys), backend,
+        customers_with_keys(stripe_client, keys), accounts_of(keys), OwnKeys(keys),
+        lambda customer, table: customer_windows(keys, customer, table), backend,
         settings.public_url, settings.api_url, settings.secure_cookies,
     ).build()  # fmt: skip
     runner = web.AppRunner(app, access_log=None)  # no sign-in token in any log

@@ -111,3 +111,16 @@ class KeyRecord:
         del out["hash"]
         out["status"] = self.status.value
         return out
+
+
+@dataclass(frozen=True)
+class Period:
+    """An account's billing period, to find the period a window belongs to."""
+
+    start: int
+    end: int
+
+    def start_for(self, window: int) -> int:
+        """The start of the period containing ``window``: rolled by whole periods, as check.lua does."""
+        length = self.end - self.start if self.end > self.start else DEFAULT_PERIOD_S
+        return self.start + ((window - self.start) // length) * length

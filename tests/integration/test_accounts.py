@@ -162,7 +162,7 @@ async def test_keys_written_before_accounts_keep_working_then_migrate(redis, pip
 
 
 async def test_usage_show_reads_the_account_and_legacy_usage(redis, pipe):
-    from metering.usage_report import unsent_usage
+    from tollway.usage_report import unsent_usage
 
     keys = await load_legacy(redis)
     store = KeyStore(redis, KeyHasher())
@@ -212,7 +212,7 @@ async def test_any_interleaving_over_keys_and_processes_stays_within_the_plan(
 async def test_each_key_s_share_of_the_period_is_kept(redis, pipe):
     """`tollway usage show --by key`: what each key of the account used this period, counted
     by check.lua in the same write as the account's quota (no extra command)."""
-    from metering.usage_report import per_key
+    from tollway.usage_report import per_key
 
     store = KeyStore(redis, KeyHasher())
     lim = limiter(pipe, redis, FixedClock(T0))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
+from datetime import UTC, datetime
 from email import message_from_bytes
 
 import pytest
@@ -20,9 +22,11 @@ from portal.own_keys import OwnKeys
 from portal.sessions import COOKIE, Sessions
 from portal.signin import SignInLinks
 from tests.support import TEST_TIERS
+from tollway import schema
 from tollway.keys import KeyHasher
 from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
+from tollway.usage_report import customer_windows
 
 pytestmark = pytest.mark.integration
 TABLE = parse_tiers(TEST_TIERS, "t")
@@ -54,6 +58,7 @@ async def portal(redis, standin):
     app = PortalApp(lambda: TABLE, Sessions("0123456789abcdef-secret", 3600), links,
                     Mailer("127.0.0.1", smtp.port, "portal@test"),
                     customers_with_keys(stripe, keys), accounts_of(keys), OwnKeys(keys),
+                    lambda customer, table: customer_windows(keys, customer, table),
                     Backend("http://127.0.0.1:1"), URL, "http://api.test",
                     secure_cookies=False).build()  # fmt: skip
     client = TestClient(TestServer(app, host="127.0.0.1"))
@@ -174,9 +179,13 @@ async def test_the_dashboard_shows_only_the_signed_in_customers_own_keys(portal)
     keys = client.keys  # type: ignore[attr-defined]
     (mine,) = [await keys.get(k) for k in await keys.owned(customer)]
     _, other = await keys.create("pro", "cus_someone_else")
+    now = int(time.time())
+    await keys.redis.hset(schema.usage(mine.account), str(now - now % 60), 17)  # counted today
     signed_in(client, customer)
     html = await (await client.get("/dashboard")).text()
     assert f"<code>{mine.prefix}…</code>" in html and "Plan: free" in html
+    today = datetime.fromtimestamp(now, UTC).strftime("%m-%d")
+    assert "Requests per day: " in html and f"{today} 17" in html  # the chart's text
     assert other.prefix not in html and "cus_someone_else" not in html
     out = await client.post("/signout", data={"csrf": csrf_of(html)}, allow_redirects=False)
     assert out.status == 303

@@ -25,7 +25,7 @@ KERNEL, SERVICES, CLI, DEVKIT = (
 PUBLIC = {
     "authz": {"authz", "authz.cli", "authz.settings"},
     "webhook": {"webhook.cli", "webhook.settings"},
-    "metering": {"metering.cli", "metering.settings", "metering.ledger", "metering.usage_report"},
+    "metering": {"metering.cli", "metering.settings", "metering.ledger"},
     "portal": {"portal.cli", "portal.settings"},
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -76,7 +77,7 @@ def test_the_portal_refuses_to_start_without_a_secret():
 
 
 def test_a_dashboard_card_quotes_the_limits_in_force_and_the_grace_notice():
-    from portal.dashboard import card
+    from portal.dashboard import card, day
     from tollway.accounts import AccountView
     from tollway.records import KeyRecord, KeyStatus
 
@@ -85,10 +86,30 @@ def test_a_dashboard_card_quotes_the_limits_in_force_and_the_grace_notice():
     key = dataclasses.replace(KeyRecord.template("free", "cus_1", 1_790_000_000),
                               key_id="0123456789abcdef", status=KeyStatus.PAST_DUE,
                               grace_until=1_790_086_400)  # fmt: skip
-    plan = {"tier": "free", "status": "past_due", "period_end": "1792592000"}
+    now = int(time.time())
+    start, end = now - 10 * 86400, now + 20 * 86400
+    plan = {"tier": "free", "status": "past_due", "period_start": str(start),
+            "period_end": str(end)}  # fmt: skip
     c = card(AccountView("cus_1", plan, free.monthly_quota // 2, [key]), table)
-    assert (c.quota, c.percent, c.resets) == (free.monthly_quota, 50, "2026-10-21")
+    assert (c.quota, c.percent, c.resets, c.period) == (free.monthly_quota, 50, day(end),
+                                                        (start, end))  # fmt: skip
+    lapsed = {**plan, "period_start": str(start - 30 * 86400), "period_end": str(start)}
+    assert card(AccountView("cus_1", lapsed, 0, [key]), table).period == (start, end)  # rolled
     assert c.notice.startswith("Payment overdue: access ends 2026-09-22")
     assert c.limits == f"{free.requests_per_second:g} requests/s, bursts of {free.burst:,}"
     over = card(AccountView("cus_1", {**plan, "o_burst": "2", "o_quota": "0"}, 7, [key]), table)
     assert over.limits.endswith("bursts of 2") and (over.quota, over.percent) == (0, 0)
+
+
+def test_the_chart_sums_a_meters_windows_per_day_within_the_period():
+    from portal.chart import per_day, svg
+
+    day0 = 1_790_035_200  # a UTC midnight (2026-09-22)
+    rows = {f"api_requests|{day0 + 60}": {"counting": 2, "pending": 1, "sent": 4},
+            f"api_requests|{day0 + 86400 + 60}": {"counting": 0, "pending": 0, "sent": 5},
+            f"tokens|{day0 + 60}": {"counting": 0, "pending": 0, "sent": 900},
+            f"api_requests|{day0 - 60}": {"counting": 0, "pending": 0, "sent": 99}}  # fmt: skip
+    days = per_day(rows, "api_requests", day0, day0 + 3 * 86400)
+    assert days == [("09-22", 7), ("09-23", 5), ("09-24", 0)]
+    drawn = svg(days, "Requests per day")
+    assert drawn.count("<rect") == 3 and "09-22 7, 09-23 5, 09-24 0" in drawn

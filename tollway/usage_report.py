@@ -1,7 +1,8 @@
 """What a customer's usage is doing: counted (not yet moved on), pending, and sent to Stripe.
 
-The one read of metering's state for people: ``tollway usage show`` and ``tollway reconcile``
-use it. Key records are read through the KeyStore, usage and the ledger through the schema.
+The one read of metering's state for people: ``tollway usage show``, ``tollway reconcile``
+and the portal's usage chart use it (so it is in the kernel). Key records are read through
+the KeyStore, usage and the ledger through the schema (metering/ledger.py writes them).
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from metering.ledger import Ledger, Period
 from tollway import schema
-from tollway.records import KeyRecord
+from tollway.records import KeyRecord, Period
 from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import TierTable
 
@@ -61,16 +61,17 @@ async def carried(keys: KeyStore, customer: str) -> int:
     return total
 
 
-async def customer_windows(
-    keys: KeyStore, ledger: Ledger, customer: str, tiers: TierTable
-) -> dict[str, Row]:
+async def customer_windows(keys: KeyStore, customer: str, tiers: TierTable) -> dict[str, Row]:
     """ "<meter>|<window>" -> {"counting", "pending", "sent"}."""
+    redis: Any = keys.redis
     rows: dict[str, Row] = defaultdict(lambda: {"counting": 0, "pending": 0, "sent": 0})
     for field, n in (await unsent_usage(keys, customer, tiers)).items():
         rows[field]["counting"] += n
-    async for state, field, n in ledger.customer_view(customer):
-        meter, window = field.split("|")[:2]
-        rows[f"{meter}|{window}"]["sent" if state == "sent" else "pending"] += n
+    # The ledger's open (transferred, not yet claimed), pending and sent hashes.
+    for state in ("open", "pending", "sent"):
+        for field, n in (await redis.hgetall(schema.ledger(customer, state))).items():
+            meter, window = str(field).split("|")[:2]
+            rows[f"{meter}|{window}"]["sent" if state == "sent" else "pending"] += int(n)
     return rows
 
 
