@@ -20,7 +20,7 @@ from tollway.keys import KeyHasher
 from tollway.logs import fields
 from tollway.redis_client import connect
 from tollway.store import KeyStore
-from tollway.stripe_api import Stripe, StripeNotConfigured
+from tollway.stripe_api import optional
 from tollway.tier_source import TierSource
 from tollway.usage_report import customer_windows
 
@@ -31,12 +31,7 @@ async def serve(settings: PortalSettings) -> None:
     tiers = TierSource(settings.tiers)
     redis = connect(settings.redis_url, timeout_s=5.0)
     keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
-    stripe_client: Stripe | None
-    try:
-        stripe_client = Stripe(settings)
-    except StripeNotConfigured:
-        stripe_client = None
-        log.warning("stripe_not_configured", extra=fields(effect="no customer can sign in"))
+    stripe_client = optional(settings, log, "no customer can sign in")
 
     backend = Backend(settings.webhook_url)
     app = PortalApp(

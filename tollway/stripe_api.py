@@ -6,8 +6,11 @@ local stand-in; with only ``STRIPE_API_KEY`` set, to real Stripe.
 
 from __future__ import annotations
 
+import logging
+
 import stripe
 
+from tollway.logs import fields
 from tollway.settings import StripeSettings
 
 # Pinned so that payload shapes do not change under us; the webhook parser also accepts the
@@ -47,3 +50,13 @@ class Stripe:
 
     async def aclose(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]
+
+
+def optional(settings: StripeSettings, log: logging.Logger, effect: str) -> Stripe | None:
+    """A Stripe client, or None (logged with what the service then cannot do) when Stripe is
+    not configured."""
+    try:
+        return Stripe(settings)
+    except StripeNotConfigured:
+        log.warning("stripe_not_configured", extra=fields(effect=effect))
+        return None

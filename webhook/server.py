@@ -14,7 +14,7 @@ from tollway.keys import KeyHasher
 from tollway.logs import fields
 from tollway.redis_client import connect
 from tollway.store import KeyStore
-from tollway.stripe_api import Stripe, StripeNotConfigured
+from tollway.stripe_api import optional
 from tollway.tier_source import TierSource
 from webhook.app import WebhookApp
 from webhook.checkout import Checkouts
@@ -30,12 +30,7 @@ async def serve(settings: WebhookSettings) -> None:
     tiers = TierSource(settings.tiers)
     redis = connect(settings.redis_url, timeout_s=5.0)
     keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
-    stripe_client: Stripe | None
-    try:
-        stripe_client = Stripe(settings)
-    except StripeNotConfigured:
-        stripe_client = None
-        log.warning("stripe_not_configured", extra=fields(effect="no /checkout, no re-fetch"))
+    stripe_client = optional(settings, log, "no /checkout, no re-fetch")
     checkouts = Checkouts(redis, keys, settings.key_pepper.encode(), settings.claim_ttl_s)
     processor = Processor(
         keys,
