@@ -60,8 +60,10 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument(
         "--receiver-port",
         type=int,
-        help="access-log receiver (TOLLWAY_ACCESSLOG_PORT, 9193; /metrics on the next)",
+        help="access-log receiver (TOLLWAY_ACCESSLOG_PORT, 9193)",
     )
+    p.add_argument("--receiver-metrics-port", type=int,
+                   help="its /metrics (TOLLWAY_ACCESSLOG_METRICS_PORT, 9194)")  # fmt: skip
     p.add_argument("--portal-port", type=int, help="customer portal (TOLLWAY_PORTAL_PORT, 8083)")
     p.add_argument("--smtp-port", type=int, help="the SMTP sink (TOLLWAY_SMTP_PORT, 2525)")
     p.add_argument("--redis-url", help="use this Redis instead of starting one (TOLLWAY_REDIS_URL)")
@@ -82,7 +84,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[De
         "standin_port": args.standin_port,
         "metering_port": args.metering_port,
         "receiver_port": args.receiver_port,
-        "receiver_metrics_port": args.receiver_port + 1 if args.receiver_port else None,
+        "receiver_metrics_port": args.receiver_metrics_port,
         "portal_port": args.portal_port,
         "smtp_port": args.smtp_port,
         "redis_url": args.redis_url,
