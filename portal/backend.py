@@ -36,12 +36,18 @@ class Backend:
         return self._session
 
     async def _call(self, method: str, path: str, **kw: Any) -> Answer:
-        async with self._client().request(method, self.base + path, **kw) as r:
-            try:
-                body = json.loads(await r.read())
-            except ValueError:
-                body = {}
-            return Answer(r.status, body if isinstance(body, dict) else {})
+        """The answer; a 502 with no body when the webhook service cannot be reached."""
+        try:
+            async with self._client().request(method, self.base + path, **kw) as r:
+                raw = await r.read()
+                status = r.status
+        except (aiohttp.ClientError, TimeoutError):
+            return Answer(502, {})
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = {}
+        return Answer(status, body if isinstance(body, dict) else {})
 
     async def checkout(self, tier: str, email: str) -> Answer:
         """A Checkout Session for ``tier``: {"url", "id"}."""

@@ -238,3 +238,17 @@ async def test_key_actions_act_on_the_customers_own_keys_only(portal):
         "/keys/revoke", data={"csrf": token, "key_id": first}, allow_redirects=False
     )
     assert r.status == 303 and (await keys.get(first)).status.value == "revoked"
+
+
+async def test_with_the_webhook_service_unreachable_subscribe_and_welcome_say_so(portal):
+    """The fixture's backend is a closed port: a clear 502 page, never a 500."""
+    client, _, _ = portal
+    token = await form(client)
+    r = await client.post("/subscribe", data={"csrf": token, "tier": "pro",
+                                              "email": "a@example.com"})  # fmt: skip
+    assert r.status == 502 and "Checkout is unavailable" in await r.text()
+    r = await client.get("/welcome?session_id=cs_test_1")
+    assert r.status == 502 and "could not show your key" in await r.text()
+    r = await client.post("/subscribe", data={"csrf": token, "tier": "nope",
+                                              "email": "a@example.com"})  # fmt: skip
+    assert r.status == 400
