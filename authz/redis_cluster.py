@@ -210,7 +210,10 @@ class RedisClusterPipe:
         return replies
 
     async def script_load(self, source: str) -> None:
-        """Load the script on every primary (a failover may have brought one without it)."""
+        """Load the script on every primary (a failover may have brought one without it),
+        learning the slot map first if there is none yet (a worker warming up)."""
+        if all(a is None for a in self._slots):
+            await self.refresh()
         primaries = {a for a in self._slots if a is not None}
         results = await asyncio.gather(
             *(self.node(a).execute([("SCRIPT", "LOAD", source)]) for a in primaries),

@@ -31,6 +31,7 @@ from authz.redis_pipe import open_pipe
 from authz.servicer import AuthzServicer
 from authz.settings import AuthzSettings
 from authz.usage_buffer import UsageBuffer
+from tollway import scripts
 from tollway.clock import RedisTime
 from tollway.keys import KeyHasher
 from tollway.logs import fields
@@ -41,6 +42,7 @@ from tollway.usage_log import Stamper
 log = logging.getLogger("tollway.authz")
 
 FLUSH_INTERVAL_S = 0.5
+WARM_S = 2.0
 
 
 class Worker:
@@ -87,8 +89,19 @@ class Worker:
     def spool_name(self) -> str:
         return f"authz-{self.settings.port}-{self.index}"
 
+    async def warm(self) -> None:
+        """Connect to Redis and load check.lua before serving. A worker started in a rolling
+        restart would otherwise pay the connects and a NOSCRIPT round trip inside its first
+        checks' 100 ms, and `make test-stress` saw one such check answer 503. Redis being
+        away delays the start by at most WARM_S: the tiers' on_store_error still answers."""
+        try:
+            await asyncio.wait_for(self.pipe.script_load(scripts.source("check")), WARM_S)
+        except Exception as exc:
+            log.warning("store_warmup_failed", extra=fields(worker=self.index, error=str(exc)))
+
     async def start(self) -> int:
         """Start serving; returns the bound port."""
+        await self.warm()
         loaded = self.buffer.load(self.settings.spool_dir)
         if loaded:
             log.warning("spooled_usage_loaded", extra=fields(requests=loaded))

@@ -55,17 +55,19 @@ async def portal(redis, standin):
     keys = KeyStore(redis, KeyHasher())
     await keys.create("free", customer)
     links = SignInLinks(redis, ttl_s=2, per_address=3, per_ip=100)
+    backend = Backend("http://127.0.0.1:1")  # nothing listens: the webhook service is away
     app = PortalApp(lambda: TABLE, Sessions("0123456789abcdef-secret", 3600), links,
                     Mailer("127.0.0.1", smtp.port, "portal@test"),
                     customers_with_keys(stripe, keys), accounts_of(keys), OwnKeys(keys),
                     lambda customer, table: customer_windows(keys, customer, table),
-                    Backend("http://127.0.0.1:1"), URL, "http://api.test",
+                    backend, URL, "http://api.test",
                     secure_cookies=False).build()  # fmt: skip
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     client.keys = keys  # type: ignore[attr-defined]
     yield client, sink, customer
     await client.close()
+    await backend.close()
     smtp.stop()
 
 
