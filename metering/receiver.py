@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from metering.probes import serve_probes
 from metering.settings import ReceiverSettings
 from tollway import schema, scripts
 from tollway.logs import fields
+from tollway.process import stop_on_signals
 from tollway.redis_client import connect
 from tollway.tier_source import TierSource
 from tollway.tiers import TierTable
@@ -294,11 +294,7 @@ async def serve(settings: ReceiverSettings) -> None:
         raise OSError(f"cannot bind {settings.host}:{settings.port}")
     runner = await serve_probes(settings.host, settings.metrics_port)
     await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    tiers.reload_on_sighup(loop)
+    stop = stop_on_signals(tiers)
     log.info("serving", extra=fields(port=port, metrics_port=settings.metrics_port))
     heard = asyncio.ensure_future(receiver.note_heard(stop))
     await stop.wait()

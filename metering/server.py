@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 
 from aiohttp import web
@@ -26,6 +25,7 @@ from metering.sinks import MeterEventSink, Sink
 from metering.stream import StreamSink
 from tollway.keys import KeyHasher
 from tollway.logs import fields
+from tollway.process import stop_on_signals
 from tollway.redis_client import connect
 from tollway.store import KeyStore
 from tollway.stripe_api import Stripe
@@ -65,11 +65,7 @@ async def serve(settings: MeteringSettings) -> None:
 
     runner = await serve_probes(settings.host, settings.port, healthz)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    tiers.reload_on_sighup(loop)
+    stop = stop_on_signals(tiers)
     log.info("serving", extra=fields(port=settings.port, interval_s=settings.interval_s))
     while not stop.is_set():
         try:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from portal.chart import per_day, svg
 from tollway.accounts import AccountView
-from tollway.records import DEFAULT_PERIOD_S, KeyRecord, Period
+from tollway.records import DEFAULT_PERIOD_S, KeyRecord, KeyStatus, Period
 from tollway.tiers import TierTable
 from tollway.usage_report import Row
 
@@ -51,7 +51,7 @@ class AccountCard:
 
 
 def _row(k: KeyRecord) -> KeyRow:
-    return KeyRow(k.key_id, k.state not in ("revoked", "expired"), k.prefix or k.key_id, k.state,
+    return KeyRow(k.key_id, k.status is not KeyStatus.REVOKED, k.prefix or k.key_id, k.state,
                   day(k.created), moment(k.last_used),
                   moment(k.expires_at) if k.expires_at else "—")  # fmt: skip
 

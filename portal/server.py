@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 
 from aiohttp import web
 
@@ -18,6 +16,7 @@ from portal.settings import PortalSettings
 from portal.signin import SignInLinks
 from tollway.keys import KeyHasher
 from tollway.logs import fields
+from tollway.process import stop_on_signals
 from tollway.redis_client import connect
 from tollway.store import KeyStore
 from tollway.stripe_api import optional
@@ -45,11 +44,7 @@ async def serve(settings: PortalSettings) -> None:
     runner = web.AppRunner(app, access_log=None)  # no sign-in token in any log
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    tiers.reload_on_sighup(loop)
+    stop = stop_on_signals(tiers)
     log.info("serving", extra=fields(port=settings.port))
     await stop.wait()
     await runner.cleanup()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from types import ModuleType
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tollway import logs
 from tollway.settings import SettingsError, with_flags
 from tollway.stripe_api import StripeNotConfigured
+from tollway.tier_source import TierSource
 from tollway.tiers import TierError
 
 S = TypeVar("S")
@@ -53,6 +55,16 @@ def standalone(command: ModuleType, name: str, argv: Sequence[str] | None = None
     add_commands(parser.add_subparsers(dest="command", required=True), [command])
     args = parser.parse_args([name, *(sys.argv[1:] if argv is None else argv)])
     return int(args.run(args))
+
+
+def stop_on_signals(tiers: TierSource) -> asyncio.Event:
+    """An event a service waits on: set by SIGTERM or SIGINT. SIGHUP reloads ``tiers``."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tiers.reload_on_sighup(loop)
+    return stop
 
 
 def run_loop(main: Coroutine[Any, Any, None], event_loop: str) -> None:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import signal
 
 from aiohttp import web
 
 from tollway.dead_letters import DeadLetters
 from tollway.keys import KeyHasher
 from tollway.logs import fields
+from tollway.process import stop_on_signals
 from tollway.redis_client import connect
 from tollway.store import KeyStore
 from tollway.stripe_api import optional
@@ -53,11 +52,7 @@ async def serve(settings: WebhookSettings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    tiers.reload_on_sighup(loop)
+    stop = stop_on_signals(tiers)
     log.info("serving", extra=fields(port=settings.port))
     await stop.wait()
     log.info("stopping")
