@@ -5,6 +5,9 @@
     POST /signin           email a one-time link (the same answer for any address)
     GET  /signin/{token}   redeem a link: a fresh signed-in session, then the dashboard
     POST /subscribe        a paid tier's Stripe Checkout (through the webhook service)
+    POST /signup           a free tier: email a confirmation link (the same answer for any
+                           address)
+    GET  /signup/{token}   confirm it: the first key, shown once, and a signed-in session
     GET  /welcome          after Checkout: the new key, shown once
     GET  /dashboard        the signed-in customer's accounts: plan, use, limits, keys
     POST /keys/create, /keys/rotate, /keys/revoke   on the customer's own keys only; a new
@@ -35,6 +38,7 @@ from portal.own_keys import NotYours, OwnKeys
 from portal.pricing import plans
 from portal.sessions import COOKIE, Session, Sessions
 from portal.signin import SignInLinks, normalize
+from portal.signup import FreeSignups
 from tollway.logs import fields
 from tollway.store import KeyNotFound
 from tollway.tiers import TierTable
@@ -64,6 +68,7 @@ class PortalApp:
         own: OwnKeys,
         usage: Usage,
         backend: Backend,
+        signups: FreeSignups,
         public_url: str,
         api_url: str,
         secure_cookies: bool,
@@ -77,6 +82,7 @@ class PortalApp:
         self.own = own
         self.usage = usage
         self.backend = backend
+        self.signups = signups
         self.api_url = api_url.rstrip("/")
         self.public_url = public_url.rstrip("/")
         self.secure_cookies = secure_cookies
@@ -93,6 +99,8 @@ class PortalApp:
         app.router.add_post("/signin", self.signin_ask)
         app.router.add_get("/signin/{token}", self.signin_redeem)
         app.router.add_post("/subscribe", self.subscribe)
+        app.router.add_post("/signup", self.signup_ask)
+        app.router.add_get("/signup/{token}", self.signup_confirm)
         app.router.add_get("/welcome", self.welcome)
         app.router.add_get("/dashboard", self.dashboard)
         app.router.add_post("/keys/{action:create|rotate|revoke}", self.key_action)
@@ -187,6 +195,47 @@ class PortalApp:
             return self.message(s, "Checkout is unavailable", "We could not start Checkout. "
                                 "Try again in a minute.", 502, "/", "Pricing")  # fmt: skip
         raise web.HTTPSeeOther(url, headers=HEADERS)
+
+    async def signup_ask(self, request: web.Request) -> web.Response:
+        s = self._session(request)
+        form = await request.post()
+        if not self.sessions.csrf_ok(s, str(form.get("csrf", ""))):
+            return self._expired_form(s)
+        tier = self.tiers().get(str(form.get("tier", "")))
+        address = normalize(str(form.get("email", "")))
+        if tier is None or not tier.free_signup or address is None:
+            return self.message(s, "Check the form", "Pick a free plan on the pricing page and "
+                                "give a valid email address.", 400, "/", "Pricing")  # fmt: skip
+        if not await self.links.allowed(address, request.remote or "?"):
+            return self.message(s, "Too many links", "Wait 15 minutes, then ask again.", 429)
+        token = await self.signups.ask(address, tier.name)
+        link = f"{self.public_url}/signup/{token}"
+        try:
+            await self.mailer.send(address, f"Confirm your {tier.name} plan", f"Confirm and get "
+                                   f"your API key: {link}\n\nThe link works once, for 15 "
+                                   "minutes.\n")  # fmt: skip
+        except OSError as exc:
+            log.error("signup_mail_failed", extra=fields(tier=tier.name, error=str(exc)))
+        return self.message(s, "Check your inbox", f"We sent a confirmation link to {address}. "
+                            "It works once, for 15 minutes.")  # fmt: skip
+
+    async def signup_confirm(self, request: web.Request) -> web.Response:
+        try:
+            done = await self.signups.confirm(request.match_info["token"], self.tiers())
+        except ValueError as exc:
+            return self.message(self._session(request), "Sign-up is closed", str(exc), 410,
+                                "/", "Pricing")  # fmt: skip
+        if done is None:
+            return self.message(self._session(request), "This link does not work",
+                                "It was used already, or it expired. Sign up again.", 410,
+                                "/", "Pricing")  # fmt: skip
+        s = self.sessions.new(done.customer)  # the link proves the address, as a sign-in link
+        log.info("signed_up", extra=fields(customer=done.customer, new=bool(done.api_key)))
+        if done.record is None:
+            response = web.HTTPSeeOther("/dashboard", headers=HEADERS)
+            self._set_cookie(response, s)
+            raise response
+        return self._show_key(s, "Your API key", done.api_key, done.record.tier)
 
     async def welcome(self, request: web.Request) -> web.Response:
         s = self._session(request)

@@ -1,11 +1,13 @@
-"""Who an email address signs in as (Stripe's customers with that address that hold keys), and
-what a signed-in customer may see: their accounts, found through their own keys only."""
+"""Who an email address signs in as (its free customer, and Stripe's customers with that
+address, that hold keys), and what a signed-in customer may see: their accounts, found
+through their own keys only."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from portal.signup import FreeSignups
 from tollway.accounts import Accounts, AccountView
 from tollway.store import KeyNotFound, KeyStore
 
@@ -13,12 +15,16 @@ Customers = Callable[[str], Awaitable[list[str]]]  # an address -> customers wit
 AccountsOf = Callable[[str], Awaitable[list[AccountView]]]  # a customer -> their accounts
 
 
-def customers_with_keys(stripe: Any | None, keys: KeyStore) -> Customers:
+def customers_with_keys(stripe: Any | None, keys: KeyStore, signups: FreeSignups) -> Customers:
     async def customers(address: str) -> list[str]:
-        if stripe is None:  # Stripe not configured: nobody can sign in
-            return []
-        found = await stripe.v1.customers.list_async({"email": address, "limit": 10})
-        return [c.id for c in found.data if await keys.owned(c.id)]
+        found = []
+        free = await signups.customer_of(address)
+        if free is not None:
+            found.append(free)
+        if stripe is not None:  # without Stripe, only free customers can sign in
+            listed = await stripe.v1.customers.list_async({"email": address, "limit": 10})
+            found += [c.id for c in listed.data]
+        return [c for c in found if await keys.owned(c)]
 
     return customers
 

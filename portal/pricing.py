@@ -14,6 +14,7 @@ class Plan:
     description: str
     price: str  # "$29.00 / month", or "Free"
     paid: bool
+    signup: bool  # free, signed up for with an email address alone
     rate: str  # "20 requests/s, bursts of 40"
     quota: str  # "100,000 requests a month", or "Unlimited requests"
     overage: str  # "then $0.0005 a request", or ""
@@ -43,6 +44,7 @@ def plan(tier: Tier) -> Plan:
         description=tier.description,
         price=price,
         paid=paid,
+        signup=tier.free_signup,
         rate=f"{tier.requests_per_second:g} requests/s, bursts of {tier.burst:,}",
         quota=(
             f"{tier.monthly_quota:,} requests a {tier.interval}"
@@ -56,5 +58,7 @@ def plan(tier: Tier) -> Plan:
 
 
 def plans(table: TierTable) -> list[Plan]:
-    """Every tier, cheapest first (free ones first)."""
-    return [plan(t) for t in sorted(table, key=lambda t: (t.price_amount or 0, t.name))]
+    """The tiers a customer can take up themselves, paid ones and those open for free
+    sign-up, cheapest first. Others (internal, or by arrangement) stay off the page."""
+    open_ = [t for t in table if t.free_signup or (t.price_amount or 0) > 0]
+    return [plan(t) for t in sorted(open_, key=lambda t: (t.price_amount or 0, t.name))]

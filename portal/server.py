@@ -14,6 +14,7 @@ from portal.own_keys import OwnKeys
 from portal.sessions import Sessions
 from portal.settings import PortalSettings
 from portal.signin import SignInLinks
+from portal.signup import FreeSignups
 from tollway.keys import KeyHasher
 from tollway.logs import fields
 from tollway.process import stop_on_signals
@@ -33,12 +34,13 @@ async def serve(settings: PortalSettings) -> None:
     stripe_client = optional(settings, log, "no customer can sign in")
 
     backend = Backend(settings.webhook_url)
+    signups = FreeSignups(redis, keys, settings.signin_ttl_s)
     app = PortalApp(
         tiers, Sessions(settings.session_secret, settings.session_ttl_s),
         SignInLinks(redis, settings.signin_ttl_s, settings.signin_per_address, settings.signin_per_ip),
         Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from),
-        customers_with_keys(stripe_client, keys), accounts_of(keys), OwnKeys(keys),
-        lambda customer, table: customer_windows(keys, customer, table), backend,
+        customers_with_keys(stripe_client, keys, signups), accounts_of(keys), OwnKeys(keys),
+        lambda customer, table: customer_windows(keys, customer, table), backend, signups,
         settings.public_url, settings.api_url, settings.secure_cookies,
     ).build()  # fmt: skip
     runner = web.AppRunner(app, access_log=None)  # no sign-in token in any log

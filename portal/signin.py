@@ -24,7 +24,8 @@ def normalize(address: str) -> str | None:
     return text if len(text) <= 320 and EMAIL.match(text) else None
 
 
-def _digest(text: str) -> str:
+def digest(text: str) -> str:
+    """SHA-256, hex: how tokens and addresses are named in Redis (never in the clear)."""
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -38,7 +39,7 @@ class SignInLinks:
     async def allowed(self, address: str, ip: str) -> bool:
         """Count this request against the address's and the IP's limits; False past either."""
         for kind, who, limit in (("address", address, self.per_address), ("ip", ip, self.per_ip)):
-            name = schema.signin_rate(kind, _digest(who))
+            name = schema.signin_rate(kind, digest(who))
             count = int(await self.redis.incr(name))
             if count == 1:
                 await self.redis.expire(name, self.ttl_s)
@@ -49,12 +50,12 @@ class SignInLinks:
     async def issue(self, customer: str) -> str:
         """A new link token that signs in as ``customer``."""
         token = secrets.token_urlsafe(32)
-        await self.redis.set(schema.signin_token(_digest(token)), customer, ex=self.ttl_s)
+        await self.redis.set(schema.signin_token(digest(token)), customer, ex=self.ttl_s)
         return token
 
     async def redeem(self, token: str) -> str | None:
         """The customer the token signs in as, once; None if unknown, used or expired."""
         if not token or len(token) > 128:
             return None
-        found = await self.redis.getdel(schema.signin_token(_digest(token)))
+        found = await self.redis.getdel(schema.signin_token(digest(token)))
         return str(found) if found else None

@@ -13,6 +13,7 @@ requests_per_second = 1.0
 burst = 5
 monthly_quota = 1000
 over_quota = "block"
+free_signup = true
 
 [tiers.pro]
 requests_per_second = 10.0

@@ -134,6 +134,21 @@ def signin_rate(kind: str, digest: str) -> str:
     return f"{PREFIX}:portal:rate:{kind}:{digest}"
 
 
+def signup_token(digest: str) -> str:
+    """A free sign-up's confirmation link, by its token's SHA-256 (portal/signup.py)."""
+    return f"{PREFIX}:portal:signup:{digest}"
+
+
+def free_customer(digest: str) -> str:
+    """The free customer an address signed up as, by the address's SHA-256: one per address."""
+    return f"{PREFIX}:portal:free:{digest}"
+
+
+def profile(customer: str) -> str:
+    """What tollway itself knows of a customer Stripe does not: a free customer's address."""
+    return f"{_stripe(customer)}:profile"
+
+
 # When the access-log receiver last heard from Envoy (Redis time, s): metering says refunds
 # are not being applied when it is older than the grace.
 ACCESS_LOG_HEARD = f"{PREFIX}:metering:accesslog-heard"

@@ -86,6 +86,9 @@ class Tier:
     usage_meter: str = ""
     usage_unit_amount: str | None = None
     description: str = ""  # for people: the portal's pricing page shows it
+    # The portal lets anyone sign up for this tier with an email address alone (no Stripe):
+    # a tier with no price. The pricing page lists paid tiers and these.
+    free_signup: bool = False
 
     def bills(self, outcome: str) -> bool:
         """Is a request that ended in ``outcome`` (a status code, or reset, timeout, aborted)
@@ -128,6 +131,7 @@ _FIELDS: dict[str, tuple[bool, Any]] = {
     "on_store_error": (False, "deny"),
     "dry_run": (False, False),
     "description": (False, ""),
+    "free_signup": (False, False),
     "meter_event": (False, "api_requests"),
     "report": (False, "all"),
     "limiter": (False, "exact"),
@@ -229,6 +233,11 @@ class _Validator:
             )
         if not isinstance(v["description"], str):
             self.fail(name, "description", f"must be a string, got {v['description']!r}")
+        if not isinstance(v["free_signup"], bool):
+            self.fail(name, "free_signup", f"must be true or false, got {v['free_signup']!r}")
+        elif v["free_signup"] and (v["stripe_prices"] or v["price_amount"]):
+            self.fail(name, "free_signup", "a tier anyone signs up for without Stripe has no "
+                      "stripe_prices or price_amount")  # fmt: skip
         features = self.string_list(name, "features", v["features"], FEATURE_NAME)
         prices = self.string_list(name, "stripe_prices", v["stripe_prices"], PRICE_ID)
         amount, overage = v["price_amount"], v["overage_unit_amount"]
@@ -300,6 +309,7 @@ class _Validator:
             usage_meter=usage_meter,
             usage_unit_amount=unit,
             description=v["description"],
+            free_signup=v["free_signup"],
         )
 
     def decimal(self, tier: str, key: str, value: object) -> str | None:

@@ -21,6 +21,7 @@ from portal.mail import Mailer
 from portal.own_keys import OwnKeys
 from portal.sessions import COOKIE, Sessions
 from portal.signin import SignInLinks
+from portal.signup import FreeSignups
 from tests.support import TEST_TIERS
 from tollway import schema
 from tollway.keys import KeyHasher
@@ -56,11 +57,12 @@ async def portal(redis, standin):
     await keys.create("free", customer)
     links = SignInLinks(redis, ttl_s=2, per_address=3, per_ip=100)
     backend = Backend("http://127.0.0.1:1")  # nothing listens: the webhook service is away
+    signups = FreeSignups(redis, keys, ttl_s=2)
     app = PortalApp(lambda: TABLE, Sessions("0123456789abcdef-secret", 3600), links,
                     Mailer("127.0.0.1", smtp.port, "portal@test"),
-                    customers_with_keys(stripe, keys), accounts_of(keys), OwnKeys(keys),
+                    customers_with_keys(stripe, keys, signups), accounts_of(keys), OwnKeys(keys),
                     lambda customer, table: customer_windows(keys, customer, table),
-                    backend, URL, "http://api.test",
+                    backend, signups, URL, "http://api.test",
                     secure_cookies=False).build()  # fmt: skip
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
@@ -77,17 +79,27 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+async def mails(sink: Sink, n: int = 1) -> list[tuple[str, str]]:
+    """The sink's messages once ``n`` have arrived (SMTP is asynchronous), up to 10 s."""
+    for _ in range(200):
+        if len(sink.messages) >= n:
+            break
+        await asyncio.sleep(0.05)
+    return sink.messages
+
+
 async def form(client: TestClient) -> str:
     r = await client.get("/signin")
     assert r.status == 200
     return csrf_of(await r.text())
 
 
-async def test_pricing_lists_every_tier_with_safe_headers_and_cookie(portal):
+async def test_pricing_lists_the_open_tiers_with_safe_headers_and_cookie(portal):
     client, _, _ = portal
     r = await client.get("/")
     html = await r.text()
-    assert r.status == 200 and all(f"<h2>{t.name}</h2>" in html for t in TABLE)
+    assert r.status == 200 and "<h2>free</h2>" in html and "Sign up for free" in html
+    assert "<h2>capped</h2>" not in html  # no price, no free sign-up: not on the page
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
@@ -98,11 +110,7 @@ async def test_a_link_signs_in_once_and_leaves_the_address_bar(portal):
     client, sink, customer = portal
     r = await client.post("/signin", data={"email": " Ada@Example.com", "csrf": await form(client)})
     assert r.status == 200 and "is on its way" in await r.text()
-    for _ in range(50):
-        if sink.messages:
-            break
-        await asyncio.sleep(0.05)
-    (to, body), = sink.messages  # fmt: skip
+    (to, body), = await mails(sink)  # fmt: skip
     assert to == "ada@example.com"
     path = re.search(rf"{URL}(/signin/\S+)", body).group(1)  # type: ignore[union-attr]
     r = await client.get(path, allow_redirects=False)
@@ -146,10 +154,7 @@ async def test_a_forged_or_missing_csrf_token_or_a_tampered_cookie_is_refused(po
 async def test_an_expired_link_does_not_sign_in(portal):
     client, sink, _ = portal
     await client.post("/signin", data={"email": "ada@example.com", "csrf": await form(client)})
-    for _ in range(50):
-        if sink.messages:
-            break
-        await asyncio.sleep(0.05)
+    await mails(sink)
     path = re.search(rf"{URL}(/signin/\S+)", sink.messages[0][1]).group(1)  # type: ignore[union-attr]
     await asyncio.sleep(2.2)  # the links' TTL here
     assert (await client.get(path, allow_redirects=False)).status == 410
@@ -254,3 +259,52 @@ async def test_with_the_webhook_service_unreachable_subscribe_and_welcome_say_so
     r = await client.post("/subscribe", data={"csrf": token, "tier": "nope",
                                               "email": "a@example.com"})  # fmt: skip
     assert r.status == 400
+
+
+async def signup_link(client: TestClient, sink: Sink, address: str, tier: str = "free") -> str:
+    before = len(sink.messages)
+    r = await client.post("/signup", data={"csrf": await form(client), "tier": tier,
+                                           "email": address})  # fmt: skip
+    assert r.status == 200 and "Check your inbox" in await r.text()
+    to, body = (await mails(sink, before + 1))[before]
+    assert to == address.strip().lower()
+    return re.search(rf"{URL}(/signup/\S+)", body).group(1)  # type: ignore[union-attr]
+
+
+async def test_a_free_sign_up_confirms_by_link_shows_the_key_once_and_signs_in(portal):
+    client, sink, _ = portal
+    path = await signup_link(client, sink, " Lin@Example.com")
+    r = await client.get(path)
+    html = await r.text()
+    key = re.search(r'value="(tw_live_[0-9A-Za-z]+)"', html).group(1)  # type: ignore[union-attr]
+    assert r.status == 200 and "only time it is shown" in html
+    keys = client.keys  # type: ignore[attr-defined]
+    record = await keys.get(key)
+    assert record.tier == "free" and record.customer.startswith("free_")
+    assert (await client.get(path, allow_redirects=False)).status == 410  # used
+    dash = await client.get("/dashboard")  # the confirmation signed the browser in
+    assert dash.status == 200 and f"<code>{record.prefix}…</code>" in await dash.text()
+    # Signing up again with that address makes no second account: the link signs in.
+    again = await signup_link(client, sink, "lin@example.com")
+    r = await client.get(again, allow_redirects=False)
+    assert r.status == 303 and r.headers["location"] == "/dashboard"
+    assert await keys.owned(record.customer) == [record.key_id]
+    # And the address can now ask for sign-in links like any customer.
+    r = await client.post("/signin", data={"email": "lin@example.com", "csrf": await form(client)})
+    assert "/signin/" in (await mails(sink, 3))[2][1]
+
+
+async def test_a_free_sign_up_refuses_paid_or_closed_tiers_and_dead_links(portal):
+    client, sink, _ = portal
+    for tier in ("pro", "capped", "nope"):
+        r = await client.post("/signup", data={"csrf": await form(client), "tier": tier,
+                                               "email": "x@example.com"})  # fmt: skip
+        assert r.status == 400
+    assert (await client.post("/signup", data={"tier": "free", "email": "x@example.com"})
+            ).status == 403  # no CSRF token  # fmt: skip
+    path = await signup_link(client, sink, "late@example.com")
+    await asyncio.sleep(2.2)  # the links' TTL here
+    assert (await client.get(path)).status == 410
+    assert (await client.get("/signup/" + "x" * 200)).status == 410
+    assert await FreeSignups(client.keys.redis, client.keys, 2).customer_of(  # type: ignore[attr-defined]
+        "late@example.com") is None  # fmt: skip

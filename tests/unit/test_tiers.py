@@ -20,7 +20,8 @@ from tollway.tiers import (
 
 HERE = Path(__file__).parent / "tiers"
 KNOWN = (
-    "bill_statuses, burst, currency, description, dry_run, features, interval, lease_tokens, "
+    "bill_statuses, burst, currency, description, dry_run, features, free_signup, interval, "
+    "lease_tokens, "
     "limiter, meter_event, monthly_quota, on_store_error, over_quota, overage_unit_amount, "
     "price_amount, refund_quota, report, requests_per_second, stripe_prices, usage_meter, "
     "usage_unit_amount"
@@ -209,3 +210,12 @@ def test_a_paid_tier_reads_its_stripe_fields():
         "month",
         "0.05",
     )
+
+
+def test_free_signup_is_for_tiers_without_a_price():
+    base = '[tiers.t]\nrequests_per_second = 1.0\nburst = 1\nmonthly_quota = 10\nover_quota = "block"\n'
+    assert parse_tiers(base + "free_signup = true\n", "t").get("t").free_signup  # type: ignore[union-attr]
+    for extra in ('free_signup = "yes"\n',
+                  'free_signup = true\nstripe_prices = ["x_y"]\nprice_amount = 100\n'):  # fmt: skip
+        with pytest.raises(TierError, match="free_signup"):
+            parse_tiers(base + extra, "t")

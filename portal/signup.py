@@ -1,0 +1,81 @@
+"""Signing up for a free tier without Stripe: an address, a confirmation link, then a key.
+
+Asking stores only the link token's SHA-256 with the tier and address, for the sign-in TTL.
+Confirming is GETDEL (one use) and then, for the address's one free customer (``free_`` and
+random; ``tw:portal:free:<sha256(address)>`` names it, SET NX so two confirmations race to
+one), the first key. An address that signed up before gets no second free account: its link
+signs it in instead, which is what a sign-in link would do. A confirmation that stopped
+half-way (the customer named, no key yet) is finished by the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from portal.signin import digest
+from tollway import schema
+from tollway.records import KeyRecord
+from tollway.store import KeyStore, text
+from tollway.tiers import TierTable
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    customer: str
+    api_key: str  # "" when the address had signed up already (no new key)
+    record: KeyRecord | None
+
+
+class FreeSignups:
+    def __init__(self, redis: Any, keys: KeyStore, ttl_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl_s = ttl_s
+
+    async def ask(self, address: str, tier: str) -> str:
+        """A confirmation token for ``address`` (normalized) on the free ``tier``."""
+        token = secrets.token_urlsafe(32)
+        value = json.dumps({"address": address, "tier": tier})
+        await self.redis.set(schema.signup_token(digest(token)), value, ex=self.ttl_s)
+        return token
+
+    async def customer_of(self, address: str) -> str | None:
+        found = await self.redis.get(schema.free_customer(digest(address)))
+        return text(found) if found else None
+
+    async def confirm(self, token: str, table: TierTable) -> Confirmed | None:
+        """The sign-up behind ``token``, once; None if unknown, used or expired. Raises
+        ValueError if its tier is no longer open for free sign-up."""
+        if not token or len(token) > 128:
+            return None
+        raw = await self.redis.getdel(schema.signup_token(digest(token)))
+        if not raw:
+            return None
+        asked = json.loads(text(raw))
+        address, tier_name = str(asked["address"]), str(asked["tier"])
+        existing = await self.customer_of(address)
+        if existing and await self.keys.owned(existing):
+            return Confirmed(existing, "", None)
+        tier = table.get(tier_name)
+        if tier is None or not tier.free_signup:
+            raise ValueError(f"the {tier_name} plan is no longer open for sign-up")
+        index = schema.free_customer(digest(address))
+        await self.redis.set(index, "free_" + secrets.token_hex(12), nx=True)
+        customer = text(await self.redis.get(index))
+        if await self.keys.owned(customer):  # a second confirmation won the race
+            return Confirmed(customer, "", None)
+        await self.redis.hset(schema.profile(customer), mapping={
+            "email": address, "tier": tier.name, "created": str(int(time.time()))})  # fmt: skip
+        plaintext, record = await self.keys.create(tier.name, customer)
+        return Confirmed(customer, plaintext, record)
+
+    async def email_of(self, customer: str) -> str | None:
+        """A free customer's address (None for a Stripe customer: Stripe has theirs)."""
+        if not customer.startswith("free_"):
+            return None
+        found = await self.redis.hget(schema.profile(customer), "email")
+        return text(found) if found else None
