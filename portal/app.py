@@ -12,6 +12,8 @@
     GET  /dashboard        the signed-in customer's accounts: plan, use, limits, keys
     POST /keys/create, /keys/rotate, /keys/revoke   on the customer's own keys only; a new
                            key is shown once, in the answer (never in a URL)
+    POST /billing          Manage billing: a Stripe Customer Portal session for the signed-in
+                           customer (card, plan, cancel), back to the dashboard after
     POST /signout          back to an anonymous session
     GET  /healthz, /static/...
 
@@ -31,6 +33,7 @@ import jinja2
 from aiohttp import web
 
 from portal.backend import Backend
+from portal.billing import BillingPortal, BillingUnavailable
 from portal.dashboard import card, with_charts
 from portal.directory import AccountsOf, Customers
 from portal.mail import Mailer
@@ -69,6 +72,7 @@ class PortalApp:
         usage: Usage,
         backend: Backend,
         signups: FreeSignups,
+        billing: BillingPortal,
         public_url: str,
         api_url: str,
         secure_cookies: bool,
@@ -83,6 +87,7 @@ class PortalApp:
         self.usage = usage
         self.backend = backend
         self.signups = signups
+        self.billing = billing
         self.api_url = api_url.rstrip("/")
         self.public_url = public_url.rstrip("/")
         self.secure_cookies = secure_cookies
@@ -104,6 +109,7 @@ class PortalApp:
         app.router.add_get("/welcome", self.welcome)
         app.router.add_get("/dashboard", self.dashboard)
         app.router.add_post("/keys/{action:create|rotate|revoke}", self.key_action)
+        app.router.add_post("/billing", self.manage_billing)
         app.router.add_post("/signout", self.signout)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_static("/static", HERE / "static")
@@ -299,8 +305,25 @@ class PortalApp:
             raise web.HTTPSeeOther("/signin", headers=HEADERS)
         table = self.tiers()
         rows = await self.usage(s.customer, table)
-        cards = [with_charts(card(v, table), rows) for v in await self.accounts(s.customer)]
-        return self.page(s, "dashboard.html", cards=cards)
+        views = await self.accounts(s.customer)
+        cards = [with_charts(card(v, table), rows) for v in views]
+        subscribed = any(v.plan.get("subscription") for v in views)
+        return self.page(s, "dashboard.html", cards=cards, billing=subscribed)
+
+    async def manage_billing(self, request: web.Request) -> web.Response:
+        s = self._session(request)
+        if not s.signed_in:
+            raise web.HTTPSeeOther("/signin", headers=HEADERS)
+        if not self.sessions.csrf_ok(s, str((await request.post()).get("csrf", ""))):
+            return self._expired_form(s)
+        try:
+            url = await self.billing.open(s.customer, f"{self.public_url}/dashboard")
+        except BillingUnavailable as exc:
+            log.error("billing_portal_failed", extra=fields(customer=s.customer, error=str(exc)))
+            return self.message(s, "Billing is unavailable", "We could not open billing. Try "
+                                "again in a minute.", 502, "/dashboard", "Your account")  # fmt: skip
+        log.info("billing_opened", extra=fields(customer=s.customer))
+        raise web.HTTPSeeOther(url, headers=HEADERS)
 
     async def signout(self, request: web.Request) -> web.Response:
         s = self._session(request)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from portal.app import PortalApp
 from portal.backend import Backend
+from portal.billing import BillingPortal
 from portal.directory import accounts_of, customers_with_keys
 from portal.mail import Mailer
 from portal.own_keys import OwnKeys
@@ -41,6 +42,7 @@ async def serve(settings: PortalSettings) -> None:
         Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from),
         customers_with_keys(stripe_client, keys, signups), accounts_of(keys), OwnKeys(keys),
         lambda customer, table: customer_windows(keys, customer, table), backend, signups,
+        BillingPortal(stripe_client),
         settings.public_url, settings.api_url, settings.secure_cookies,
     ).build()  # fmt: skip
     runner = web.AppRunner(app, access_log=None)  # no sign-in token in any log

@@ -15,6 +15,7 @@ from aiohttp import web
 from devkit.standin.billing import Billing
 from devkit.standin.catalog import Catalog
 from devkit.standin.control import Control
+from devkit.standin.customer_portal import CustomerPortal
 from devkit.standin.delivery import RETRY_DELAYS_S, Delivery
 from devkit.standin.gateway import Fault, Gateway
 from devkit.standin.objects import World
@@ -36,6 +37,7 @@ class Standin:
         self.gateway = Gateway(self.billing.session_valid)
         self.delivery = Delivery(world, webhook_url, webhook_secret, retry_delays)
         self.control = Control(world, self.gateway, self.delivery)
+        self.customer_portal = CustomerPortal(world)
         self.faults = self.gateway.faults
         self.idempotent = self.gateway.idempotent
         self.calls = self.gateway.calls
@@ -63,6 +65,7 @@ class Standin:
         self.catalog.add_routes(app.router)
         self.billing.add_routes(app.router)
         self.control.add_routes(app.router)
+        self.customer_portal.add_routes(app.router)
         self.catalog.add_retrieve_route(app.router)
         app.on_startup.append(self.delivery.start)
         app.on_cleanup.append(self.delivery.stop)

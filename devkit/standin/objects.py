@@ -36,7 +36,7 @@ class World:
         self.objects: dict[str, dict[str, dict[str, Any]]] = {
             k: {}
             for k in ("customer", "product", "price", "checkout.session", "subscription", "invoice",
-                      "billing.meter")
+                      "billing.meter", "billing_portal.session")
         }  # fmt: skip
         self.meter_events: list[dict[str, Any]] = []  # accepted, de-duplicated by identifier
         self.identifiers: set[str] = set()
@@ -161,6 +161,30 @@ class World:
             "subscription_metadata": params.get("subscription_data", {}).get("metadata", {}),
             "created": int(self.now()),
         })  # fmt: skip
+
+    def portal_session(self, customer: str, return_url: str | None) -> dict[str, Any]:
+        self.get("customer", customer)
+        sid = new_id("bps_")
+        return self.put({
+            "id": sid, "object": "billing_portal.session", "customer": customer,
+            "return_url": return_url, "url": f"{self.base_url}/billing/{sid}",
+            "configuration": "bpc_standin", "created": int(self.now()), "flow": None,
+            "livemode": False, "locale": None, "on_behalf_of": None,
+        })  # fmt: skip
+
+    def subscriptions_of(self, customer: str) -> list[dict[str, Any]]:
+        return [s for s in self.objects["subscription"].values() if s["customer"] == customer]
+
+    def update_card(self, customer: str, last4: str) -> dict[str, Any]:
+        """A new default card: the customer changes, and past-due subscriptions are paid with
+        it (an invoice paid, the subscription active again), as Stripe retries them."""
+        cus = self.get("customer", customer)
+        cus["invoice_settings"] = {"default_payment_method": new_id("pm_"), "last4": last4}
+        self.emit("customer.updated", cus)
+        for sub in self.subscriptions_of(customer):
+            if sub["status"] in ("past_due", "unpaid"):
+                self.payment(sub["id"], paid=True)
+        return cus
 
     # -- the lifecycle -----------------------------------------------------------------------
     def complete_checkout(self, session_id: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from aiosmtpd.controller import Controller
 from devkit.stack import free_port
 from portal.app import PortalApp
 from portal.backend import Backend
+from portal.billing import BillingPortal
 from portal.directory import accounts_of, customers_with_keys
 from portal.mail import Mailer
 from portal.own_keys import OwnKeys
@@ -62,7 +63,7 @@ async def portal(redis, standin):
                     Mailer("127.0.0.1", smtp.port, "portal@test"),
                     customers_with_keys(stripe, keys, signups), accounts_of(keys), OwnKeys(keys),
                     lambda customer, table: customer_windows(keys, customer, table),
-                    backend, signups, URL, "http://api.test",
+                    backend, signups, BillingPortal(stripe), URL, "http://api.test",
                     secure_cookies=False).build()  # fmt: skip
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
@@ -308,3 +309,20 @@ async def test_a_free_sign_up_refuses_paid_or_closed_tiers_and_dead_links(portal
     assert (await client.get("/signup/" + "x" * 200)).status == 410
     assert await FreeSignups(client.keys.redis, client.keys, 2).customer_of(  # type: ignore[attr-defined]
         "late@example.com") is None  # fmt: skip
+
+
+async def test_manage_billing_opens_a_customer_portal_session_for_the_signed_in_customer(portal):
+    client, _, customer = portal
+    assert (await client.post("/billing", allow_redirects=False)).status == 303  # signed out
+    signed_in(client, customer)
+    html = await (await client.get("/dashboard")).text()
+    assert "Manage billing" not in html  # no subscription on this account
+    assert (await client.post("/billing", data={"csrf": "forged"})).status == 403
+    r = await client.post("/billing", data={"csrf": csrf_of(html)}, allow_redirects=False)
+    assert r.status == 303 and "/billing/bps_" in r.headers["location"]
+    async with client.session.get(r.headers["location"]) as page:
+        assert page.status == 200 and "ada@example.com" in await page.text()
+    signed_in(client, "free_nobody")  # not a Stripe customer: a clear error, not a 500
+    html = await (await client.get("/dashboard")).text()
+    r = await client.post("/billing", data={"csrf": csrf_of(html)})
+    assert r.status == 502 and "Billing is unavailable" in await r.text()

@@ -228,3 +228,50 @@ async def test_claim_before_the_webhook_issues_the_key_once(standin, redis):
         assert await keys.owned(sub) == [body["key_id"]]
         r = await http.get(f"/keys/claim?session_id={session}")
         assert r.status == 410
+
+
+async def test_the_customer_portal_updates_the_card_switches_plans_and_cancels(standin):
+    """billing_portal.Session through the SDK, then its page: each action changes the world and
+    emits the events Stripe would send."""
+    s, client, base = standin
+    pid = await price(client)
+    other = (await client.v1.prices.create_async({
+        "currency": "usd", "unit_amount": 9900, "product": (await client.v1.products.create_async(
+            {"name": "Business"})).id, "recurring": {"interval": "month"},
+        "lookup_key": "business"})).id  # fmt: skip
+    cs = await client.v1.checkout.sessions.create_async({"mode": "subscription", "success_url": "u",
+        "line_items": [{"price": pid}], "customer_email": "a@b.co"})  # fmt: skip
+    done = s.world.complete_checkout(cs.id)
+    sub = done["subscription"]
+    with pytest.raises(stripe.InvalidRequestError):
+        await client.v1.billing_portal.sessions.create_async({"customer": "cus_nobody"})
+    bps = await client.v1.billing_portal.sessions.create_async(
+        {"customer": done["customer"], "return_url": "http://portal.test/dashboard"}
+    )
+    assert bps.url.startswith(f"{base}/billing/bps_") and bps.return_url.endswith("/dashboard")
+    s.world.payment(sub, paid=False)  # past_due: a new card pays it
+    mark = len(s.world.events)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(bps.url) as r:
+            page = await r.text()
+        assert (
+            r.status == 200 and "past_due" in page and 'href="http://portal.test/dashboard"' in page
+        )
+        async with http.post(f"{bps.url}/card", data={"card": "4000 0000 0000 0077"}) as r:
+            assert r.status == 200 and "Card ending 0077" in await r.text()
+        assert s.world.get("subscription", sub)["status"] == "active"
+        async with http.post(f"{bps.url}/switch", data={"subscription": sub, "price": other}) as r:
+            assert r.status == 200
+        assert s.world.get("subscription", sub)["items"]["data"][0]["price"]["id"] == other
+        for bad in ({"subscription": sub, "price": "price_nope"}, {"subscription": "sub_nope"}):
+            async with http.post(f"{bps.url}/switch", data=bad) as r:
+                assert r.status == 400
+        async with http.post(f"{bps.url}/cancel", data={"subscription": sub}) as r:
+            assert r.status == 200 and "canceled" in await r.text()
+        async with http.post(f"{bps.url}/card", data={"card": "12"}) as r:
+            assert r.status == 400
+        async with http.get(f"{base}/billing/bps_nope") as r:
+            assert r.status == 404
+    assert [e["type"] for e in s.world.events[mark:]] == [
+        "customer.updated", "invoice.paid", "customer.subscription.updated",
+        "customer.subscription.updated", "customer.subscription.deleted"]  # fmt: skip
