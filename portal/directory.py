@@ -29,6 +29,19 @@ def customers_with_keys(stripe: Any | None, keys: KeyStore, signups: FreeSignups
     return customers
 
 
+def email_of(stripe: Any | None, signups: FreeSignups) -> Callable[[str], Awaitable[str | None]]:
+    """A customer's address, for their usage alerts: a free customer's own, or Stripe's."""
+
+    async def of(customer: str) -> str | None:
+        address = await signups.email_of(customer)
+        if address is None and stripe is not None and not customer.startswith("free_"):
+            found = await stripe.v1.customers.retrieve_async(customer)
+            address = getattr(found, "email", None) or None
+        return address
+
+    return of
+
+
 def accounts_of(keys: KeyStore) -> AccountsOf:
     accounts = Accounts(keys)
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
 
+from portal.alerter import Alerter
 from portal.app import PortalApp
 from portal.backend import Backend
 from portal.billing import BillingPortal
-from portal.directory import accounts_of, customers_with_keys
+from portal.directory import accounts_of, customers_with_keys, email_of
 from portal.mail import Mailer
 from portal.own_keys import OwnKeys
 from portal.sessions import Sessions
@@ -35,11 +37,12 @@ async def serve(settings: PortalSettings) -> None:
     stripe_client = optional(settings, log, "no customer can sign in")
 
     backend = Backend(settings.webhook_url)
+    mailer = Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from)
     signups = FreeSignups(redis, keys, settings.signin_ttl_s)
     app = PortalApp(
         tiers, Sessions(settings.session_secret, settings.session_ttl_s),
         SignInLinks(redis, settings.signin_ttl_s, settings.signin_per_address, settings.signin_per_ip),
-        Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from),
+        mailer,
         customers_with_keys(stripe_client, keys, signups), accounts_of(keys), OwnKeys(keys),
         lambda customer, table: customer_windows(keys, customer, table), backend, signups,
         BillingPortal(stripe_client),
@@ -49,8 +52,16 @@ async def serve(settings: PortalSettings) -> None:
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
     stop = stop_on_signals(tiers)
+    alerts = None
+    if settings.alert_interval_s > 0:
+        alerter = Alerter(keys, tiers, mailer, email_of(stripe_client, signups),
+                          settings.alert_webhook_url, settings.alert_webhook_secret,
+                          settings.alert_attempts, settings.alert_retry_s)  # fmt: skip
+        alerts = asyncio.create_task(alerter.run(settings.alert_interval_s, stop))
     log.info("serving", extra=fields(port=settings.port))
     await stop.wait()
+    if alerts is not None:
+        await alerts
     await runner.cleanup()
     await backend.close()
     if stripe_client is not None:

@@ -31,6 +31,15 @@ class PortalSettings(StoreSettings, StripeSettings):
     smtp_host: str = env("TOLLWAY_SMTP_HOST", "127.0.0.1", "SMTP server for sign-in mail")
     smtp_port: int = env("TOLLWAY_SMTP_PORT", 2525, "SMTP port (`tollway dev` runs a sink)")
     mail_from: str = env("TOLLWAY_MAIL_FROM", "tollway <no-reply@localhost>", "sender address")
+    # Usage alerts at 80 % and 100 % of the quota (portal/alerts.py documents the webhook).
+    alert_webhook_url: str = env("TOLLWAY_ALERT_WEBHOOK_URL", "",
+                                 "operator URL for signed usage alerts ('' for none)")  # fmt: skip
+    alert_webhook_secret: str = env("TOLLWAY_ALERT_WEBHOOK_SECRET", "",
+                                    "signs usage alerts (HMAC-SHA256)")  # fmt: skip
+    alert_interval_s: float = env("TOLLWAY_ALERT_INTERVAL_S", 10.0,
+                                  "how often quotas are checked for alerts (0: no alerts)")  # fmt: skip
+    alert_attempts: int = env("TOLLWAY_ALERT_ATTEMPTS", 8, "tries per alert before it is logged")
+    alert_retry_s: float = env("TOLLWAY_ALERT_RETRY_S", 5.0, "first retry delay, then doubling")
     log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
 
     def __post_init__(self) -> None:
@@ -40,6 +49,19 @@ class PortalSettings(StoreSettings, StripeSettings):
                 "TOLLWAY_PORTAL_SECRET must be set to at least 16 characters: it signs "
                 "customers' sessions"
             )
+        if self.alert_webhook_url and len(self.alert_webhook_secret) < 16:
+            raise SettingsError(
+                "TOLLWAY_ALERT_WEBHOOK_SECRET must be set to at least 16 characters when "
+                "TOLLWAY_ALERT_WEBHOOK_URL is: it signs the alerts"
+            )
+        if self.alert_webhook_url and not self.alert_webhook_url.startswith(
+            ("http://", "https://")
+        ):
+            raise SettingsError(f"TOLLWAY_ALERT_WEBHOOK_URL={self.alert_webhook_url!r}: "
+                                "expected http(s)://")  # fmt: skip
+        if self.alert_attempts < 1 or self.alert_retry_s <= 0 or self.alert_interval_s < 0:
+            raise SettingsError("TOLLWAY_ALERT_ATTEMPTS must be >= 1, TOLLWAY_ALERT_RETRY_S > 0 "
+                                "and TOLLWAY_ALERT_INTERVAL_S >= 0")  # fmt: skip
         if not self.public_url.startswith(("http://", "https://")):
             raise SettingsError(f"TOLLWAY_PORTAL_URL={self.public_url!r}: expected http(s)://")
 

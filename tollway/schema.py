@@ -134,6 +134,16 @@ def signin_rate(kind: str, digest: str) -> str:
     return f"{PREFIX}:portal:rate:{kind}:{digest}"
 
 
+def alerts(account: str) -> str:
+    """An account's usage alerts (portal/alerter.py): one field per period and threshold."""
+    return f"{_tag(account)}:alerts"
+
+
+def alert_lock(account: str, field: str) -> str:
+    """Held by the one portal process delivering an alert (a few seconds, then it expires)."""
+    return f"{_tag(account)}:alert-lock:{field}"
+
+
 def signup_token(digest: str) -> str:
     """A free sign-up's confirmation link, by its token's SHA-256 (portal/signup.py)."""
     return f"{PREFIX}:portal:signup:{digest}"

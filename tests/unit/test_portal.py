@@ -113,3 +113,27 @@ def test_the_chart_sums_a_meters_windows_per_day_within_the_period():
     assert days == [("09-22", 7), ("09-23", 5), ("09-24", 0)]
     drawn = svg(days, "Requests per day")
     assert drawn.count("<rect") == 3 and "09-22 7, 09-23 5, 09-24 0" in drawn
+
+
+def test_alert_thresholds_are_exact_and_the_signature_binds_time_and_body():
+    from portal.alerts import Alert, body, due, sign, verify
+
+    assert (due(799, 1000), due(800, 1000), due(1000, 1000), due(5, 0)) == ([], [80], [80, 100], [])
+    raw = body(Alert("cus_1", "cus_1", "free", 80, 800, 1000, 0, 1), created=5)
+    header = sign(raw, "s" * 16, 1_000)
+    assert verify(raw, header, "s" * 16, 1_100)
+    assert not verify(raw, header, "s" * 16, 1_400)  # too old
+    assert not verify(raw, header, "x" * 16, 1_100)  # another secret
+    assert not verify(raw, header.replace("t=1000", "t=1001"), "s" * 16, 1_100)
+    assert not verify(raw, "garbage", "s" * 16, 1_100)
+
+
+def test_an_alert_webhook_needs_a_secret_and_an_http_url():
+    base = {"TOLLWAY_PORTAL_SECRET": SECRET}
+    with pytest.raises(SettingsError, match="TOLLWAY_ALERT_WEBHOOK_SECRET"):
+        load(PortalSettings, base | {"TOLLWAY_ALERT_WEBHOOK_URL": "https://ops.example.com/a"})
+    with pytest.raises(SettingsError, match="TOLLWAY_ALERT_WEBHOOK_URL"):
+        load(PortalSettings, base | {"TOLLWAY_ALERT_WEBHOOK_URL": "ops.example.com",
+                                     "TOLLWAY_ALERT_WEBHOOK_SECRET": SECRET})  # fmt: skip
+    with pytest.raises(SettingsError, match="TOLLWAY_ALERT_ATTEMPTS"):
+        load(PortalSettings, base | {"TOLLWAY_ALERT_ATTEMPTS": "0"})

@@ -1,0 +1,190 @@
+"""Usage alerts, raised and delivered: a loop in every portal process.
+
+Each pass finds accounts (SCAN) whose quota count reached a threshold (portal/alerts.py) and
+raises each alert once: HSETNX of its field in the account's ``alerts`` hash, so processes and
+restarts agree on one alert per account, period and threshold. Delivery then works from that
+hash: the email to the customer and the signed POST to the operator's URL, each marked sent
+once it succeeds. A failed channel is retried with backoff (``retry_s`` doubling, at most
+10 min apart) up to ``attempts`` times, then marked failed and logged as
+``alert_undelivered`` (error): never dropped silently. A short lock per alert keeps two
+processes from sending it at once; a process that dies between sending and marking sends it
+again (the same id, for the receiver to drop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+import aiohttp
+
+from portal.alerts import ID_HEADER, SIGNATURE_HEADER, Alert, body, due, email, sign
+from portal.dashboard import card
+from portal.mail import Mailer
+from tollway import schema
+from tollway.accounts import Accounts
+from tollway.logs import fields
+from tollway.store import KeyNotFound, KeyStore, text
+from tollway.tiers import TierTable
+
+log = logging.getLogger("tollway.portal.alerts")
+KEEP_S = 400 * 86400  # an alerts hash outlives a yearly period
+LOCK_MS = 30_000
+EmailOf = Callable[[str], Awaitable[str | None]]  # a customer -> their address
+
+
+class Alerter:
+    def __init__(
+        self,
+        keys: KeyStore,
+        tiers: Callable[[], TierTable],
+        mailer: Mailer,
+        email_of: EmailOf,
+        webhook_url: str,
+        webhook_secret: str,
+        attempts: int,
+        retry_s: float,
+    ) -> None:
+        self.redis: Any = keys.redis
+        self.accounts = Accounts(keys)
+        self.tiers = tiers
+        self.mailer = mailer
+        self.email_of = email_of
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.attempts = attempts
+        self.retry_s = retry_s
+        self.owner = f"{os.uname().nodename}:{os.getpid()}"
+        self.http: aiohttp.ClientSession | None = None
+
+    async def run(self, interval_s: float, stop: asyncio.Event) -> None:
+        """Passes every ``interval_s`` until ``stop``; a failed pass is logged and retried."""
+        try:
+            while not stop.is_set():
+                try:
+                    await self.run_once()
+                except Exception:  # Redis away, a bug: the next pass tries again
+                    log.exception("alert_pass_failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval_s)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
+
+    async def run_once(self, now: int | None = None) -> None:
+        t = int(time.time()) if now is None else now
+        accounts, hashes = set(), set()
+        async for name in self.redis.scan_iter(match=f"{schema.PREFIX}:{{*}}:a*", count=1000):
+            suffix = text(name).rsplit(":", 1)[-1]
+            if suffix == "account":
+                accounts.add(schema.tag_of(text(name)))
+            elif suffix == "alerts":
+                hashes.add(schema.tag_of(text(name)))
+        for account in sorted(accounts):
+            if await self.raise_due(account, t):
+                hashes.add(account)
+        for account in sorted(hashes):
+            await self.deliver(account, t)
+
+    async def raise_due(self, account: str, now: int) -> bool:
+        """Raise the account's alerts now due; True if it has any raised."""
+        used_raw, period_raw = await self.redis.hmget(
+            schema.account_state(account), "q_used", "q_period"
+        )
+        if not used_raw or int(used_raw) <= 0:
+            return False
+        try:
+            view = await self.accounts.show(account)
+        except KeyNotFound:
+            return False
+        c = card(view, self.tiers())
+        if c.status == "canceled" or not view.keys:
+            return False
+        start = int(period_raw or 0)
+        length = c.period[1] - c.period[0]
+        customer = view.plan.get("customer") or view.keys[0].customer
+        raised = False
+        for threshold in due(view.quota_used, c.quota):
+            alert = Alert(account, customer, c.tier, threshold, view.quota_used, c.quota, start,
+                          start + length)  # fmt: skip
+            record = {"alert": asdict(alert), "created": now, "attempts": 0, "next_at": now,
+                      "email": "pending", "webhook": "pending" if self.webhook_url else "off",
+                      "error": ""}  # fmt: skip
+            name = schema.alerts(account)
+            if await self.redis.hsetnx(name, alert.field, json.dumps(record)):
+                await self.redis.expire(name, KEEP_S)
+                log.info("alert_raised", extra=fields(alert=alert.id, used=alert.used,
+                                                      quota=alert.quota))  # fmt: skip
+            raised = True
+        return raised
+
+    async def deliver(self, account: str, now: int) -> None:
+        name = schema.alerts(account)
+        for field, raw in (await self.redis.hgetall(name)).items():
+            record = json.loads(text(raw))
+            if "pending" not in (record["email"], record["webhook"]) or record["next_at"] > now:
+                continue
+            lock = schema.alert_lock(account, text(field))
+            if not await self.redis.set(lock, self.owner, nx=True, px=LOCK_MS):
+                continue  # another process is on it
+            try:
+                await self._attempt(record, now)
+                await self.redis.hset(name, text(field), json.dumps(record))
+            finally:
+                await self.redis.delete(lock)
+
+    async def _attempt(self, record: dict[str, Any], now: int) -> None:
+        alert = Alert(**record["alert"])
+        errors = []
+        for channel, send in (("email", self._email), ("webhook", self._webhook)):
+            if record[channel] != "pending":
+                continue
+            try:
+                await send(alert, record["created"])
+            except Exception as exc:  # SMTP, HTTP, DNS: each is retried
+                errors.append(f"{channel}: {exc!r}"[:300])
+                continue
+            record[channel] = "sent"
+            log.info("alert_sent", extra=fields(alert=alert.id, channel=channel))
+        if not errors:
+            return
+        record["attempts"] += 1
+        record["error"] = "; ".join(errors)
+        if record["attempts"] >= self.attempts:
+            for channel in ("email", "webhook"):
+                if record[channel] == "pending":
+                    record[channel] = "failed"
+            log.error("alert_undelivered", extra=fields(alert=alert.id, attempts=record[
+                "attempts"], error=record["error"]))  # fmt: skip
+            return
+        record["next_at"] = now + min(600, self.retry_s * 2 ** (record["attempts"] - 1))
+        log.warning("alert_retry", extra=fields(alert=alert.id, attempts=record["attempts"],
+                                                error=record["error"]))  # fmt: skip
+
+    async def _email(self, alert: Alert, created: int) -> None:
+        address = await self.email_of(alert.customer)
+        if address is None:
+            raise LookupError(f"no email address for {alert.customer}")
+        subject, text_ = email(alert)
+        await self.mailer.send(address, subject, text_)
+
+    async def _webhook(self, alert: Alert, created: int) -> None:
+        if self.http is None:
+            self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        raw = body(alert, created)
+        headers = {"content-type": "application/json", ID_HEADER: alert.id,
+                   SIGNATURE_HEADER: sign(raw, self.webhook_secret, int(time.time()))}  # fmt: skip
+        async with self.http.post(self.webhook_url, data=raw, headers=headers) as r:
+            if not 200 <= r.status < 300:
+                raise RuntimeError(f"HTTP {r.status}")
