@@ -28,6 +28,7 @@ AUTHZ_E2E := tests/e2e/test_edge.py tests/e2e/test_faults.py tests/e2e/test_load
 # tests in HTTP mode, on both.
 test: setup
 	@scripts/ensure-compose.sh
+	@scripts/ensure-chromium.sh
 	$(BIN)/pytest
 	$(BIN)/pytest --redis-mode cluster tests/integration tests/e2e
 	$(BIN)/pytest --authz-mode http $(AUTHZ_E2E)
@@ -41,6 +42,7 @@ test-cluster: setup
 # suite must hold on a busy laptop too. Every run always happens; the target fails if any did.
 test-stress: setup
 	@scripts/ensure-stress.sh
+	@scripts/ensure-chromium.sh
 	scripts/with-cpu-hogs.sh sh -c '$(BIN)/pytest tests/integration tests/e2e; a=$$?; \
 	  $(BIN)/pytest --redis-mode cluster tests/integration tests/e2e; b=$$?; \
 	  $(BIN)/pytest --authz-mode http $(AUTHZ_E2E); c=$$?; \
@@ -55,6 +57,7 @@ integration: setup
 	$(BIN)/pytest tests/integration
 
 e2e: setup
+	@scripts/ensure-chromium.sh
 	$(BIN)/pytest tests/e2e
 
 # Everything measured side by side in one run, gRPC and HTTP mode; see README "Performance".

@@ -25,11 +25,12 @@ from authz import AUTH_SERVICE
 from authz.settings import AuthzSettings
 from devkit.settings import StandinSettings
 from metering.settings import MeteringSettings, ReceiverSettings
+from portal.settings import PortalSettings
 from tollway.process import Subparsers
 from tollway.settings import SettingsError, load
 from webhook.settings import WebhookSettings
 
-SERVICES = ("authz", "webhook", "metering", "receiver", "stripe-standin")
+SERVICES = ("authz", "webhook", "metering", "receiver", "portal", "stripe-standin")
 TIMEOUT_S = 2.0
 
 
@@ -75,6 +76,8 @@ def check(service: str, environ: Mapping[str, str]) -> tuple[bool, str]:
         return _http(load(MeteringSettings, environ).port, "/healthz")
     if service == "receiver":
         return _http(load(ReceiverSettings, environ).metrics_port, "/healthz")
+    if service == "portal":
+        return _http(load(PortalSettings, environ).port, "/healthz")
     if service == "stripe-standin":
         return _http(load(StandinSettings, environ).standin_port, "/_standin/healthz")
     return False, f"unknown service {service!r} (one of {', '.join(SERVICES)})"
@@ -84,8 +87,8 @@ def register(subparsers: Subparsers) -> None:
     health = subparsers.add_parser(
         "health", help="exit 0 if a local service is serving (Docker HEALTHCHECK)"
     )
-    health.add_argument("service", nargs="?", help="authz, webhook, metering, receiver or "
-                        "stripe-standin (default: the one PID 1 runs)")  # fmt: skip
+    health.add_argument("service", nargs="?", help="authz, webhook, metering, receiver, "
+                        "portal or stripe-standin (default: the one PID 1 runs)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

@@ -154,7 +154,7 @@ def stripe_banner(stack: Stack) -> str:
     return f"""
 Subscribe through the Stripe stand-in (webhooks go to {hook}/webhooks/stripe):
   URL=$(curl -s -X POST {hook}/checkout -d '{{"tier": "pro", "email": "you@example.com"}}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])')
-  curl -sL "$URL"                    # "pay": Checkout redirects to the portal's welcome page, which shows your key once
+  curl -sL -d card=4242424242424242 "$URL"   # "pay" (POST): Checkout redirects to the portal's welcome page, which shows your key once
   # or, in a browser: http://127.0.0.1:{stack.ports.portal}/ → Subscribe
   SUB=$(curl -s {stack.standin_url}/_standin/events | python3 -c 'import json,sys; print([e for e in json.load(sys.stdin)["data"] if e["type"].startswith("customer.subscription")][-1]["data"]["object"]["id"])')
   {trig} invoice.payment_failed --subscription $SUB   # past_due: still 200, with a warning

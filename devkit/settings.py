@@ -38,3 +38,6 @@ class StandinSettings(StripeSettings):
     standin_port: int = env("TOLLWAY_STANDIN_PORT", 12111, "stand-in HTTP port")
     # Where the stand-in delivers signed webhooks for what happens in it ("" = nowhere).
     webhook_url: str = env("TOLLWAY_STANDIN_WEBHOOK_URL", "", "webhook endpoint to deliver to")
+    # The base of its Checkout and Customer Portal page URLs, as a browser reaches them
+    # ("" = http://host:port).
+    public_url: str = env("TOLLWAY_STANDIN_PUBLIC_URL", "", "the stand-in's pages, for browsers")

@@ -109,7 +109,7 @@ class Alerter:
         except KeyNotFound:
             return False
         c = card(view, self.tiers())
-        if c.status == "canceled" or not view.keys:
+        if c.status in ("canceled", "revoked") or not view.keys:
             return False
         start = int(period_raw or 0)
         length = c.period[1] - c.period[0]

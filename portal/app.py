@@ -51,12 +51,21 @@ Usage = Callable[[str, TierTable], Awaitable[dict[str, Row]]]  # a customer's us
 
 log = logging.getLogger("tollway.portal")
 HERE = Path(__file__).parent
-HEADERS = {
-    "content-security-policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",  # a sign-in link's token never leaves in a Referer
-    "cache-control": "no-store",
-}
+# Where the portal's forms may lead: itself, and Stripe's Checkout and Customer Portal, which
+# Subscribe and Manage billing redirect to (a browser applies form-action to the redirect).
+STRIPE_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
+
+
+def headers_for(form_targets: tuple[str, ...]) -> dict[str, str]:
+    targets = " ".join(("'self'", *form_targets))
+    return {
+        "content-security-policy": (
+            f"default-src 'self'; frame-ancestors 'none'; form-action {targets}"
+        ),
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",  # a sign-in link's token never leaves in a Referer
+        "cache-control": "no-store",
+    }
 
 
 class PortalApp:
@@ -76,6 +85,7 @@ class PortalApp:
         public_url: str,
         api_url: str,
         secure_cookies: bool,
+        form_targets: tuple[str, ...] = STRIPE_PAGES,
     ) -> None:
         self.tiers = tiers
         self.sessions = sessions
@@ -91,6 +101,7 @@ class PortalApp:
         self.api_url = api_url.rstrip("/")
         self.public_url = public_url.rstrip("/")
         self.secure_cookies = secure_cookies
+        self.headers = headers_for(form_targets)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=jinja2.select_autoescape(["html"]),
@@ -123,7 +134,9 @@ class PortalApp:
         html = self.env.get_template(template).render(
             session=s, csrf=self.sessions.csrf(s), **values
         )
-        response = web.Response(text=html, status=status, content_type="text/html", headers=HEADERS)
+        response = web.Response(
+            text=html, status=status, content_type="text/html", headers=self.headers
+        )
         self._set_cookie(response, s)
         return response
 
@@ -174,7 +187,7 @@ class PortalApp:
                                 "It was used already, or it expired. Ask for a new one.", 410,
                                 "/signin", "Sign in")  # fmt: skip
         s = self.sessions.new(customer)  # a new session id: nothing from before carries over
-        response = web.HTTPSeeOther("/dashboard", headers=HEADERS)  # the token leaves the URL
+        response = web.HTTPSeeOther("/dashboard", headers=self.headers)  # the token leaves the URL
         self._set_cookie(response, s)
         log.info("signed_in", extra=fields(customer=customer))
         raise response
@@ -200,7 +213,7 @@ class PortalApp:
                                                       code=got.code))  # fmt: skip
             return self.message(s, "Checkout is unavailable", "We could not start Checkout. "
                                 "Try again in a minute.", 502, "/", "Pricing")  # fmt: skip
-        raise web.HTTPSeeOther(url, headers=HEADERS)
+        raise web.HTTPSeeOther(url, headers=self.headers)
 
     async def signup_ask(self, request: web.Request) -> web.Response:
         s = self._session(request)
@@ -238,7 +251,7 @@ class PortalApp:
         s = self.sessions.new(done.customer)  # the link proves the address, as a sign-in link
         log.info("signed_up", extra=fields(customer=done.customer, new=bool(done.api_key)))
         if done.record is None:
-            response = web.HTTPSeeOther("/dashboard", headers=HEADERS)
+            response = web.HTTPSeeOther("/dashboard", headers=self.headers)
             self._set_cookie(response, s)
             raise response
         return self._show_key(s, "Your API key", done.api_key, done.record.tier)
@@ -269,7 +282,7 @@ class PortalApp:
         """POST /keys/{action}: create, rotate or revoke, signed in, CSRF-checked, own only."""
         s = self._session(request)
         if not s.signed_in:
-            raise web.HTTPSeeOther("/signin", headers=HEADERS)
+            raise web.HTTPSeeOther("/signin", headers=self.headers)
         form = await request.post()
         if not self.sessions.csrf_ok(s, str(form.get("csrf", ""))):
             return self._expired_form(s)
@@ -290,7 +303,7 @@ class PortalApp:
             if action == "revoke":
                 await self.own.revoke(s.customer, key_id)
                 log.info("key_revoked", extra=fields(customer=s.customer, key_id=key_id))
-                raise web.HTTPSeeOther("/dashboard", headers=HEADERS)
+                raise web.HTTPSeeOther("/dashboard", headers=self.headers)
         except NotYours:
             log.warning("key_action_refused", extra=fields(customer=s.customer, action=action))
             return self.message(s, "Not your key", "That key is not one of yours.", 403,
@@ -302,7 +315,7 @@ class PortalApp:
     async def dashboard(self, request: web.Request) -> web.Response:
         s = self._session(request)
         if not s.signed_in:
-            raise web.HTTPSeeOther("/signin", headers=HEADERS)
+            raise web.HTTPSeeOther("/signin", headers=self.headers)
         table = self.tiers()
         rows = await self.usage(s.customer, table)
         views = await self.accounts(s.customer)
@@ -313,7 +326,7 @@ class PortalApp:
     async def manage_billing(self, request: web.Request) -> web.Response:
         s = self._session(request)
         if not s.signed_in:
-            raise web.HTTPSeeOther("/signin", headers=HEADERS)
+            raise web.HTTPSeeOther("/signin", headers=self.headers)
         if not self.sessions.csrf_ok(s, str((await request.post()).get("csrf", ""))):
             return self._expired_form(s)
         try:
@@ -323,13 +336,13 @@ class PortalApp:
             return self.message(s, "Billing is unavailable", "We could not open billing. Try "
                                 "again in a minute.", 502, "/dashboard", "Your account")  # fmt: skip
         log.info("billing_opened", extra=fields(customer=s.customer))
-        raise web.HTTPSeeOther(url, headers=HEADERS)
+        raise web.HTTPSeeOther(url, headers=self.headers)
 
     async def signout(self, request: web.Request) -> web.Response:
         s = self._session(request)
         if not self.sessions.csrf_ok(s, str((await request.post()).get("csrf", ""))):
             return self._expired_form(s)
-        response = web.HTTPSeeOther("/", headers=HEADERS)
+        response = web.HTTPSeeOther("/", headers=self.headers)
         self._set_cookie(response, self.sessions.new())
         raise response
 

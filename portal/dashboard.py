@@ -65,6 +65,8 @@ def card(view: AccountView, table: TierTable) -> AccountCard:
     burst = int(over.get("burst") or (tier.burst if tier else 0))
     quota = int(over.get("monthly_quota") or (tier.monthly_quota if tier else 0))
     status = plan.get("status") or (view.keys[0].status.value if view.keys else "")
+    if status == "revoked" and plan.get("subscription"):
+        status = "canceled"  # what the customer did: the subscription ended, its keys with it
     grace = max((k.grace_until for k in view.keys), default=0)
     notice = (
         f"Payment overdue: access ends {moment(grace)}." if status == "past_due" and grace else ""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from portal.alerter import Alerter
-from portal.app import PortalApp
+from portal.app import STRIPE_PAGES, PortalApp
 from portal.backend import Backend
 from portal.billing import BillingPortal
 from portal.directory import accounts_of, customers_with_keys, email_of
@@ -30,6 +31,16 @@ from tollway.usage_report import customer_windows
 log = logging.getLogger("tollway.portal")
 
 
+def form_targets(api_base: str, more: str) -> tuple[str, ...]:
+    """Stripe's page origins, the API base's when one is set (the stand-in serves its
+    Checkout and Customer Portal pages there), and the operator's own."""
+    out = [*STRIPE_PAGES, *more.split()]
+    if api_base:
+        parts = urlsplit(api_base)
+        out.append(f"{parts.scheme}://{parts.netloc}")
+    return tuple(out)
+
+
 async def serve(settings: PortalSettings) -> None:
     tiers = TierSource(settings.tiers)
     redis = connect(settings.redis_url, timeout_s=5.0)
@@ -47,6 +58,7 @@ async def serve(settings: PortalSettings) -> None:
         lambda customer, table: customer_windows(keys, customer, table), backend, signups,
         BillingPortal(stripe_client),
         settings.public_url, settings.api_url, settings.secure_cookies,
+        form_targets(settings.stripe_api_base, settings.stripe_pages),
     ).build()  # fmt: skip
     runner = web.AppRunner(app, access_log=None)  # no sign-in token in any log
     await runner.setup()

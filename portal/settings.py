@@ -22,6 +22,10 @@ class PortalSettings(StoreSettings, StripeSettings):
     webhook_url: str = env("TOLLWAY_PORTAL_WEBHOOK_URL", "http://127.0.0.1:8081",
                            "the webhook service, as the portal reaches it")  # fmt: skip
     # Signs session cookies and CSRF tokens. Required: a portal cannot run without one.
+    # Origins besides Stripe's Checkout and Customer Portal (and the API base's, when set) that
+    # Subscribe and Manage billing may redirect a form to: the Content-Security-Policy's
+    # form-action. Space-separated; e.g. a stand-in's pages reached under another name.
+    stripe_pages: str = env("TOLLWAY_PORTAL_STRIPE_PAGES", "", "more origins forms may lead to")
     session_secret: str = env("TOLLWAY_PORTAL_SECRET", "", "signs sessions and CSRF tokens")
     session_ttl_s: int = env("TOLLWAY_PORTAL_SESSION_S", 12 * 3600, "how long a sign-in lasts")
     signin_ttl_s: int = env("TOLLWAY_SIGNIN_TTL_S", 900, "how long a sign-in link works")

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"tollway stripe-standin: {exc}", file=sys.stderr)
         return 2
     logs.setup("standin")
-    world = World(f"http://{s.host}:{s.standin_port}")
+    world = World(s.public_url.rstrip("/") or f"http://{s.host}:{s.standin_port}")
     secret = s.secrets[0] if s.secrets else ""
     standin = Standin(world, webhook_url=s.webhook_url, webhook_secret=secret)
     web.run_app(standin.build(), host=s.host, port=s.standin_port, print=None, access_log=None)

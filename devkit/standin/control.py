@@ -1,7 +1,8 @@
 """The stand-in's own routes, which Stripe does not have: paying a Checkout session, triggering
 subscription events, injecting faults, and reading back what happened.
 
-    GET  /pay/{session}                              the customer pays; 303 to success_url
+    GET  /pay/{session}                              the Checkout page (card, Pay, Cancel)
+    POST /pay/{session}                              the customer pays; 303 to success_url
     POST /_standin/checkout/sessions/{id}/complete   the same, as JSON
     POST /_standin/trigger    {"event": "...", "subscription"|"customer": ..., "price": ...}
     POST /_standin/faults     {"path": "/v1/...", "status": 500, "times": 1, "retry_after": 2,
@@ -12,6 +13,7 @@ subscription events, injecting faults, and reading back what happened.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +24,25 @@ from devkit.standin.gateway import Fault, Gateway
 from devkit.standin.objects import NotFound, World
 from devkit.standin.validation import stripe_error
 
+CHECKOUT = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Checkout (Stripe stand-in)</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:30rem;margin:1rem auto;padding:0 1rem;
+color:#111}}label{{display:block;font-weight:600;margin-top:.5rem}}input,button{{font:inherit;
+padding:.4rem .6rem;max-width:100%}}button{{margin-top:1rem}}
+:focus-visible{{outline:3px solid #1a5fb4;outline-offset:2px}}</style></head><body><main>
+<h1>Checkout</h1><p>Test mode: the Stripe stand-in. No card is charged.</p><ul>{items}</ul>
+<form method="post" action="{action}"><label for="email">Email</label>
+<input id="email" name="email" type="email" value="{email}" readonly>
+<label for="card">Card number</label><input id="card" name="card" inputmode="numeric"
+ autocomplete="cc-number" required value="4242 4242 4242 4242">
+<button type="submit">Pay and subscribe</button></form>
+<p><a href="{back}">Cancel</a></p></main></body></html>"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
 
 class Control:
     def __init__(self, world: World, gateway: Gateway, delivery: Delivery) -> None:
@@ -30,7 +51,8 @@ class Control:
         self.delivery = delivery
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
-        r.add_get("/pay/{id}", self.pay)
+        r.add_get("/pay/{id}", self.checkout_page)
+        r.add_post("/pay/{id}", self.pay)
         r.add_post("/_standin/checkout/sessions/{id}/complete", self.complete)
         r.add_post("/_standin/trigger", self.trigger)
         r.add_post("/_standin/faults", self.set_fault)
@@ -40,8 +62,28 @@ class Control:
         r.add_get("/_standin/meter_events", self.list_meter_events)
         r.add_get("/_standin/healthz", self.healthz)
 
+    async def checkout_page(self, request: web.Request) -> web.Response:
+        try:
+            cs = self.world.get("checkout.session", request.match_info["id"])
+        except NotFound:
+            raise web.HTTPNotFound(text="This Checkout session does not exist.") from None
+        items = "".join(
+            f"<li>{_e(self.world.get('price', i['price']).get('lookup_key') or i['price'])}</li>"
+            for i in cs["line_items"])  # fmt: skip
+        back = cs.get("cancel_url") or "/"
+        page = CHECKOUT.format(items=items, email=_e(cs.get("customer_email") or ""),
+                               action=f"/pay/{_e(cs['id'])}", back=_e(back))  # fmt: skip
+        return web.Response(text=page, content_type="text/html")
+
     async def pay(self, request: web.Request) -> web.Response:
-        cs = self.world.complete_checkout(request.match_info["id"])
+        form = await request.post()
+        digits = "".join(c for c in str(form.get("card", "4242424242424242")) if c.isdigit())
+        if not 12 <= len(digits) <= 19:
+            return web.Response(status=400, text="Your card number is incomplete. Go back.")
+        try:
+            cs = self.world.complete_checkout(request.match_info["id"])
+        except NotFound:
+            raise web.HTTPNotFound(text="This Checkout session does not exist.") from None
         raise web.HTTPSeeOther(cs["success_url"].replace("{CHECKOUT_SESSION_ID}", cs["id"]))
 
     async def complete(self, request: web.Request) -> web.Response:

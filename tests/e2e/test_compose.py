@@ -17,6 +17,7 @@ from devkit import binaries
 from devkit.envoy_config import COMPOSE_AUTHZ_PORTS, compose_text
 from devkit.settings import DevSettings, StandinSettings
 from metering.settings import MeteringSettings, ReceiverSettings
+from portal.settings import PortalSettings
 from tollway.settings import describe, load
 from webhook.settings import WebhookSettings
 
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SETTINGS = {"authz": AuthzSettings, "webhook": WebhookSettings, "metering": MeteringSettings,
-            "receiver": ReceiverSettings, "stripe-standin": StandinSettings}  # fmt: skip
+            "receiver": ReceiverSettings, "portal": PortalSettings,
+            "stripe-standin": StandinSettings}  # fmt: skip
 COMMANDS = {"receiver": ["metering", "receive"]}  # the others: their own name
 KNOWN = {row[0] for cls in (*SETTINGS.values(), DevSettings) for row in describe(cls)}
 
@@ -43,6 +45,8 @@ def test_every_service_is_there_with_health_checks_and_conditions():
         "webhook",
         "metering",
         "receiver",
+        "portal",
+        "smtp",
         "stripe-standin",
         "upstream",
         "envoy",
@@ -71,6 +75,14 @@ def test_environment_and_ports_agree_with_the_settings():
     assert services["webhook"]["ports"] == [f"{webhook.port}:{webhook.port}"]
     assert load(StandinSettings, env_of(services["stripe-standin"])).webhook_url == (
         f"http://webhook:{webhook.port}/webhooks/stripe")  # fmt: skip
+    portal = load(PortalSettings, env_of(services["portal"]))
+    assert services["portal"]["ports"] == [f"{portal.port}:{portal.port}"]
+    assert portal.webhook_url == f"http://webhook:{webhook.port}"
+    assert env_of(services["webhook"])["TOLLWAY_CHECKOUT_SUCCESS_URL"].startswith(
+        f"{portal.public_url}/welcome"
+    )
+    standin = load(StandinSettings, env_of(services["stripe-standin"]))
+    assert standin.public_url in portal.stripe_pages.split()
     authz = services["authz"]["command"]
     workers = int(authz[authz.index("--workers") + 1])
     base = int(authz[authz.index("--worker-port-base") + 1])

@@ -35,8 +35,11 @@ async def walk(edge) -> None:
         assert r.status == 200 and "Subscribe to pro" in html
         async with browser.post(f"{portal}/subscribe", data={
                 "csrf": csrf_of(html), "tier": "pro", "email": "grace@example.com"}) as r:  # fmt: skip
+            checkout = await r.text()
+        assert r.status == 200 and "Pay and subscribe" in checkout  # the stand-in's Checkout
+        async with browser.post(r.url, data={"card": "4242 4242 4242 4242"}) as r:
             welcome = await r.text()
-        # Subscribe → 303 to the stand-in's Checkout → paid → 303 to the portal's welcome page.
+        # Pay → 303 to the portal's welcome page.
         assert r.status == 200 and r.url.path == "/welcome", welcome[:500]
         key = re.search(r'value="(tw_live_[0-9A-Za-z]+)"', welcome).group(1)  # type: ignore[union-attr]
         assert "only time it is shown" in welcome and f"x-api-key: {key}" in welcome

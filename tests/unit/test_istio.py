@@ -11,13 +11,14 @@ import yaml
 from authz import AUTH_SERVICE
 from authz.settings import AuthzSettings
 from metering.settings import MeteringSettings, ReceiverSettings
+from portal.settings import PortalSettings
 from tollway.settings import describe, load
 from webhook.settings import WebhookSettings
 
 ISTIO = Path(__file__).resolve().parents[2] / "envoy" / "istio"
 ENVOY_YAML = ISTIO.parent / "envoy.yaml"
 SETTINGS = {"authz": AuthzSettings, "webhook": WebhookSettings, "metering": MeteringSettings,
-            "receiver": ReceiverSettings}  # fmt: skip
+            "receiver": ReceiverSettings, "portal": PortalSettings}  # fmt: skip
 ARGS = {"receiver": ["metering", "receive"]}  # the others: their own name
 
 
@@ -159,3 +160,16 @@ def test_the_access_log_reaches_the_receivers_from_the_api_only():
     shipped = yaml.safe_load(ENVOY_YAML.read_text())
     hcm = shipped["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     assert h2m["spec"]["configPatches"][0]["patch"]["value"] in hcm["typed_config"]["http_filters"]
+
+
+def test_checkout_ends_on_the_portal_and_the_portal_reaches_the_webhook_service():
+    (webhook,) = find("Deployment", "tollway-webhook")
+    (portal,) = find("Deployment", "tollway-portal")
+    hook = load(WebhookSettings, env_of(webhook["spec"]["template"]["spec"]["containers"][0]))
+    settings = load(PortalSettings, env_of(portal["spec"]["template"]["spec"]["containers"][0]))
+    assert hook.success_url.startswith(f"{settings.public_url}/welcome?session_id=")
+    assert settings.secure_cookies  # served over https
+    (service,) = find("Service", "tollway-webhook")
+    meta = service["metadata"]
+    assert settings.webhook_url == (
+        f"http://{meta['name']}.{meta['namespace']}.svc.cluster.local:{hook.port}")  # fmt: skip
