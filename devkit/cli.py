@@ -120,7 +120,7 @@ tollway dev stack is up
   upstream  http://127.0.0.1:{stack.ports.upstream}   (echoes; /status/<code>, /usage/<n>, /reset)
   receiver  127.0.0.1:{stack.ports.receiver}   (Envoy's access log; metrics http://127.0.0.1:{stack.ports.receiver_metrics}/metrics)
   redis     {stack.effective_redis_url}
-  portal    http://127.0.0.1:{stack.ports.portal}   (pricing; sign-in links print on the mailsink lines)
+  portal    http://127.0.0.1:{stack.ports.portal}   (pricing, Subscribe, free sign-up, dashboard; mailed links and alerts print on the mailsink lines)
 
 Demo key on tier "{tier.name}" ({tier.burst} burst, {tier.requests_per_second:g}/s, \
 {tier.monthly_quota or "unlimited"} a month), key id {key_id}:
