@@ -7,7 +7,9 @@
     POST /subscribe        a paid tier's Stripe Checkout (through the webhook service)
     POST /signup           a free tier: email a confirmation link (the same answer for any
                            address)
-    GET  /signup/{token}   confirm it: the first key, shown once, and a signed-in session
+    GET  /signup/{token}   the emailed link: moves the token out of the URL into a short-lived
+                           cookie, then to /signup/confirm
+    GET  /signup/confirm   confirm it: the first key, shown once, and a signed-in session
     GET  /welcome          after Checkout: the new key, shown once
     GET  /dashboard        the signed-in customer's accounts: plan, use, limits, keys
     POST /keys/create, /keys/rotate, /keys/revoke   on the customer's own keys only; a new
@@ -44,7 +46,7 @@ from portal.signin import SignInLinks, normalize
 from portal.signup import FreeSignups
 from tollway.logs import fields
 from tollway.store import KeyNotFound
-from tollway.tiers import TierTable
+from tollway.tiers import Tier, TierTable
 from tollway.usage_report import Row
 
 Usage = Callable[[str, TierTable], Awaitable[dict[str, Row]]]  # a customer's usage rows
@@ -53,6 +55,7 @@ log = logging.getLogger("tollway.portal")
 HERE = Path(__file__).parent
 # Where the portal's forms may lead: itself, and Stripe's Checkout and Customer Portal, which
 # Subscribe and Manage billing redirect to (a browser applies form-action to the redirect).
+SIGNUP_COOKIE = "tollway_signup"  # a free sign-up's token, between its link and the confirmation
 STRIPE_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
 
 
@@ -116,7 +119,8 @@ class PortalApp:
         app.router.add_get("/signin/{token}", self.signin_redeem)
         app.router.add_post("/subscribe", self.subscribe)
         app.router.add_post("/signup", self.signup_ask)
-        app.router.add_get("/signup/{token}", self.signup_confirm)
+        app.router.add_get("/signup/confirm", self.signup_confirm)
+        app.router.add_get("/signup/{token}", self.signup_link)
         app.router.add_get("/welcome", self.welcome)
         app.router.add_get("/dashboard", self.dashboard)
         app.router.add_post("/keys/{action:create|rotate|revoke}", self.key_action)
@@ -196,16 +200,27 @@ class PortalApp:
         return self.message(s, "Please try again", "This form expired or did not come from "
                             "this site. Reload the page and send it again.", 403)  # fmt: skip
 
-    async def subscribe(self, request: web.Request) -> web.Response:
+    async def _plan_form(
+        self, request: web.Request, fits: Callable[[Tier], bool], which: str
+    ) -> tuple[Session, Tier, str] | web.Response:
+        """The session, tier and address of a Subscribe or Sign-up form, or the page that
+        refuses it (an expired or forged form, or a tier that does not ``fit``)."""
         s = self._session(request)
         form = await request.post()
         if not self.sessions.csrf_ok(s, str(form.get("csrf", ""))):
             return self._expired_form(s)
         tier = self.tiers().get(str(form.get("tier", "")))
         address = normalize(str(form.get("email", "")))
-        if tier is None or not tier.stripe_prices or address is None:
-            return self.message(s, "Check the form", "Pick a plan on the pricing page and give "
-                                "a valid email address.", 400, "/", "Pricing")  # fmt: skip
+        if tier is None or not fits(tier) or address is None:
+            return self.message(s, "Check the form", f"Pick {which} on the pricing page and "
+                                "give a valid email address.", 400, "/", "Pricing")  # fmt: skip
+        return s, tier, address
+
+    async def subscribe(self, request: web.Request) -> web.Response:
+        got_form = await self._plan_form(request, lambda t: bool(t.stripe_prices), "a plan")
+        if isinstance(got_form, web.Response):
+            return got_form
+        s, tier, address = got_form
         got = await self.backend.checkout(tier.name, address)
         url = got.body.get("url")
         if got.status != 200 or not isinstance(url, str) or not url.startswith("http"):
@@ -216,15 +231,10 @@ class PortalApp:
         raise web.HTTPSeeOther(url, headers=self.headers)
 
     async def signup_ask(self, request: web.Request) -> web.Response:
-        s = self._session(request)
-        form = await request.post()
-        if not self.sessions.csrf_ok(s, str(form.get("csrf", ""))):
-            return self._expired_form(s)
-        tier = self.tiers().get(str(form.get("tier", "")))
-        address = normalize(str(form.get("email", "")))
-        if tier is None or not tier.free_signup or address is None:
-            return self.message(s, "Check the form", "Pick a free plan on the pricing page and "
-                                "give a valid email address.", 400, "/", "Pricing")  # fmt: skip
+        got_form = await self._plan_form(request, lambda t: t.free_signup, "a free plan")
+        if isinstance(got_form, web.Response):
+            return got_form
+        s, tier, address = got_form
         if not await self.links.allowed(address, request.remote or "?"):
             return self.message(s, "Too many links", "Wait 15 minutes, then ask again.", 429)
         token = await self.signups.ask(address, tier.name)
@@ -238,9 +248,19 @@ class PortalApp:
         return self.message(s, "Check your inbox", f"We sent a confirmation link to {address}. "
                             "It works once, for 15 minutes.")  # fmt: skip
 
+    async def signup_link(self, request: web.Request) -> web.Response:
+        """The key is shown on the page that confirms, so the token leaves the address bar
+        first (as a sign-in link's does): it rides in a cookie only /signup/confirm sees."""
+        response = web.HTTPSeeOther("/signup/confirm", headers=self.headers)
+        response.set_cookie(SIGNUP_COOKIE, request.match_info["token"][:128], max_age=900,
+                            httponly=True, samesite="Lax", secure=self.secure_cookies,
+                            path="/signup/confirm")  # fmt: skip
+        raise response
+
     async def signup_confirm(self, request: web.Request) -> web.Response:
+        token = request.cookies.get(SIGNUP_COOKIE, "")
         try:
-            done = await self.signups.confirm(request.match_info["token"], self.tiers())
+            done = await self.signups.confirm(token, self.tiers())
         except ValueError as exc:
             return self.message(self._session(request), "Sign-up is closed", str(exc), 410,
                                 "/", "Pricing")  # fmt: skip
@@ -253,8 +273,11 @@ class PortalApp:
         if done.record is None:
             response = web.HTTPSeeOther("/dashboard", headers=self.headers)
             self._set_cookie(response, s)
+            response.del_cookie(SIGNUP_COOKIE, path="/signup/confirm")
             raise response
-        return self._show_key(s, "Your API key", done.api_key, done.record.tier)
+        shown = self._show_key(s, "Your API key", done.api_key, done.record.tier)
+        shown.del_cookie(SIGNUP_COOKIE, path="/signup/confirm")
+        return shown
 
     async def welcome(self, request: web.Request) -> web.Response:
         s = self._session(request)

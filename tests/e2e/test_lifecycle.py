@@ -37,6 +37,9 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         yield e
 
 
+PAY = b"card=4242424242424242"  # the stand-in's Checkout form: POSTed, it pays
+
+
 def post_json(url: str, body: dict) -> dict:
     status, raw = fetch(url, json.dumps(body).encode(), {"content-type": "application/json"})
     assert status == 200, raw
@@ -74,7 +77,7 @@ def test_subscribe_pay_fail_grace_recover_upgrade_cancel(edge):
 
     session = post_json(f"{hook}/checkout", {"tier": "pro", "email": "e2e@example.com"})
     assert session["id"].startswith("cs_") and session["url"].startswith(edge.stack.standin_url)
-    status, raw = fetch(session["url"])  # "pays", then Checkout redirects to the claim
+    status, raw = fetch(session["url"], PAY)  # pays, then Checkout redirects to the claim
     assert status == 200, raw
     claim = json.loads(raw)
     key = claim["api_key"]
@@ -155,7 +158,7 @@ def test_webhook_killed_while_deliveries_are_retried(edge):
 
     assert edge.stack.kill("webhook") == -9
     with pytest.raises(urllib.error.URLError):  # "pays"; the redirect to the dead claim fails
-        fetch(session["url"])
+        fetch(session["url"], PAY)
     events = json.loads(fetch(f"{edge.stack.standin_url}/_standin/events")[1])["data"]
     completed = [e for e in events if e["type"] == "checkout.session.completed"]
     sub_id = completed[-1]["data"]["object"]["subscription"]

@@ -132,3 +132,18 @@ async def test_an_operator_url_that_does_not_answer_is_retried_then_logged(parts
     undelivered = [r for r in caplog.records if r.getMessage() == "alert_undelivered"]
     retries = [r for r in caplog.records if r.getMessage() == "alert_retry"]
     assert len(undelivered) == 1 and len(retries) == 2
+
+
+async def test_an_unreadable_alert_record_is_logged_and_the_others_still_go(parts, caplog):
+    keys, account, sink, smtp_port = parts
+    await keys.redis.hset(schema.alerts(account), "garbage", "{not json")
+    a = alerter(keys, smtp_port, "")
+    await use(keys, account, 850)
+    caplog.set_level(logging.INFO, logger="tollway.portal.alerts")
+    try:
+        await a.run_once()
+        await a.run_once()
+    finally:
+        await a.close()
+    assert len(await mails(sink)) == 1
+    assert [r.getMessage() for r in caplog.records].count("alert_unreadable") == 2
