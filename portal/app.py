@@ -111,8 +111,20 @@ class PortalApp:
             undefined=jinja2.StrictUndefined,
         )
 
+    @web.middleware
+    async def last_resort(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Redis or Stripe away, or a bug: a page that says so (503), logged, never a bare 500."""
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("unhandled", extra=fields(path=request.path))
+            return self.message(self._session(request), "Something went wrong", "That did not "
+                                "work on our side. Try again in a minute.", 503)  # fmt: skip
+
     def build(self) -> web.Application:
-        app = web.Application(client_max_size=16 * 1024)
+        app = web.Application(client_max_size=16 * 1024, middlewares=[self.last_resort])
         app.router.add_get("/", self.pricing)
         app.router.add_get("/signin", self.signin_form)
         app.router.add_post("/signin", self.signin_ask)

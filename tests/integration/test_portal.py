@@ -328,3 +328,17 @@ async def test_manage_billing_opens_a_customer_portal_session_for_the_signed_in_
     html = await (await client.get("/dashboard")).text()
     r = await client.post("/billing", data={"csrf": csrf_of(html)})
     assert r.status == 502 and "Billing is unavailable" in await r.text()
+
+
+async def test_stripe_or_redis_away_gives_a_503_page_not_a_500(portal, monkeypatch):
+    client, _, _ = portal
+    token = await form(client)
+    app_obj = client.server.app.middlewares[0].__self__  # the PortalApp
+
+    async def away(address: str) -> list[str]:
+        raise ConnectionError("Stripe is unreachable")
+
+    monkeypatch.setattr(app_obj, "customers", away)
+    r = await client.post("/signin", data={"email": "ada@example.com", "csrf": token})
+    assert r.status == 503 and "Something went wrong" in await r.text()
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
