@@ -27,6 +27,7 @@ scripts from elsewhere.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -264,7 +265,9 @@ class PortalApp:
         """The key is shown on the page that confirms, so the token leaves the address bar
         first (as a sign-in link's does): it rides in a cookie only /signup/confirm sees."""
         response = web.HTTPSeeOther("/signup/confirm", headers=self.headers)
-        response.set_cookie(SIGNUP_COOKIE, request.match_info["token"][:128], max_age=900,
+        token = request.match_info["token"]
+        token = token if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", token) else "-"  # not one of ours
+        response.set_cookie(SIGNUP_COOKIE, token, max_age=900,
                             httponly=True, samesite="Lax", secure=self.secure_cookies,
                             path="/signup/confirm")  # fmt: skip
         raise response

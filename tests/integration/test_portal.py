@@ -308,7 +308,8 @@ async def test_a_free_sign_up_refuses_paid_or_closed_tiers_and_dead_links(portal
     path = await signup_link(client, sink, "late@example.com")
     await asyncio.sleep(2.2)  # the links' TTL here
     assert (await client.get(path)).status == 410
-    assert (await client.get("/signup/" + "x" * 200)).status == 410
+    for hostile in ("x" * 200, "a%3B%20Path%3D%2F", "%00"):
+        assert (await client.get("/signup/" + hostile)).status == 410
     assert await FreeSignups(client.keys.redis, client.keys, 2).customer_of(  # type: ignore[attr-defined]
         "late@example.com") is None  # fmt: skip
 
