@@ -45,6 +45,7 @@ from portal.pricing import plans
 from portal.sessions import COOKIE, Session, Sessions
 from portal.signin import SignInLinks, normalize
 from portal.signup import FreeSignups
+from tollway.last_resort import last_resort
 from tollway.logs import fields
 from tollway.store import KeyNotFound
 from tollway.tiers import Tier, TierTable
@@ -112,20 +113,15 @@ class PortalApp:
             undefined=jinja2.StrictUndefined,
         )
 
-    @web.middleware
-    async def last_resort(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """Redis or Stripe away, or a bug: a page that says so (503), logged, never a bare 500."""
-        try:
-            return await handler(request)  # type: ignore[no-any-return]
-        except web.HTTPException:
-            raise
-        except Exception:
-            log.exception("unhandled", extra=fields(path=request.path))
-            return self.message(self._session(request), "Something went wrong", "That did not "
-                                "work on our side. Try again in a minute.", 503)  # fmt: skip
+    def _unavailable(self, request: web.Request) -> web.Response:
+        """Redis, Stripe or the webhook service away, or a bug: a page that says so (503),
+        keeping the session."""
+        return self.message(self._session(request), "Something went wrong", "That did not "
+                            "work on our side. Try again in a minute.", 503)  # fmt: skip
 
     def build(self) -> web.Application:
-        app = web.Application(client_max_size=16 * 1024, middlewares=[self.last_resort])
+        bug = last_resort(log, self._unavailable)
+        app = web.Application(client_max_size=16 * 1024, middlewares=[bug])
         app.router.add_get("/", self.pricing)
         app.router.add_get("/signin", self.signin_form)
         app.router.add_post("/signin", self.signin_ask)

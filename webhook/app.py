@@ -21,6 +21,7 @@ import stripe
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tollway.last_resort import last_resort
 from tollway.logs import fields
 from tollway.schema import STRIPE_ID
 from tollway.tiers import TierTable
@@ -60,19 +61,11 @@ class WebhookApp:
         self.success_url = success_url
         self.cancel_url = cancel_url
 
-    @web.middleware
-    async def last_resort(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """A bug must still answer JSON and be logged; for webhooks a 5xx also makes Stripe retry."""
-        try:
-            return await handler(request)  # type: ignore[no-any-return]
-        except web.HTTPException:
-            raise
-        except Exception:
-            log.exception("unhandled", extra=fields(path=request.path))
-            return error(500, "internal_error", "something went wrong on our side; retry")
-
     def build(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body, middlewares=[self.last_resort])
+        # A bug must still answer JSON and be logged; for webhooks a 5xx also makes Stripe retry.
+        bug = last_resort(log, lambda _: error(500, "internal_error",
+                                               "something went wrong on our side; retry"))  # fmt: skip
+        app = web.Application(client_max_size=self.max_body, middlewares=[bug])
         app.router.add_post("/webhooks/stripe", self.stripe_webhook)
         app.router.add_post("/checkout", self.create_checkout)
         app.router.add_get("/keys/claim", self.claim)
