@@ -203,3 +203,33 @@ class Alerter:
         async with self.http.post(self.webhook_url, data=raw, headers=headers) as r:
             if not 200 <= r.status < 300:
                 raise RuntimeError(f"HTTP {r.status}")
+
+
+async def stored(redis: Any) -> list[dict[str, Any]]:
+    """Every alert record (``tollway portal alerts``), with its id: newest period first."""
+    out = []
+    async for name in redis.scan_iter(match=f"{schema.PREFIX}:{{*}}:alerts", count=1000):
+        for raw in (await redis.hgetall(name)).values():
+            try:
+                record = json.loads(text(raw))
+                out.append({"id": Alert(**record["alert"]).id, **record})
+            except (ValueError, KeyError, TypeError):
+                continue  # alert_unreadable, logged by the loop
+    return sorted(out, key=lambda r: (-r["alert"]["period_start"], r["id"]))
+
+
+async def retry(redis: Any, alert_id: str) -> bool:
+    """Make a failed alert's failed channels pending again, with fresh attempts: the portal's
+    loop sends them on its next pass. False if no such alert, or nothing of it failed."""
+    for record in await stored(redis):
+        if record["id"] != alert_id:
+            continue
+        failed = [c for c in ("email", "webhook") if record[c] == "failed"]
+        if not failed:
+            return False
+        del record["id"]
+        alert = Alert(**record["alert"])
+        record.update({c: "pending" for c in failed}, attempts=0, next_at=0)
+        await redis.hset(schema.alerts(alert.account), alert.field, json.dumps(record))
+        return True
+    return False

@@ -3,6 +3,7 @@ once per period and threshold across processes, signed, retried, and never dropp
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -12,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiosmtpd.controller import Controller
 
+from cli.main import main as cli
 from devkit.stack import free_port
 from portal.alerter import Alerter
 from portal.alerts import ID_HEADER, SIGNATURE_HEADER, verify
@@ -111,7 +113,8 @@ async def test_each_threshold_alerts_once_across_processes_signed(parts):
         await server.close()
 
 
-async def test_an_operator_url_that_does_not_answer_is_retried_then_logged(parts, caplog):
+async def fail_webhook(parts, caplog) -> dict:
+    """Raise an alert whose operator URL never answers: its webhook fails after 3 attempts."""
     keys, account, sink, smtp_port = parts
     dead = f"http://127.0.0.1:{free_port()}/alerts"  # nothing listens
     a = alerter(keys, smtp_port, dead, attempts=3)
@@ -132,6 +135,44 @@ async def test_an_operator_url_that_does_not_answer_is_retried_then_logged(parts
     undelivered = [r for r in caplog.records if r.getMessage() == "alert_undelivered"]
     retries = [r for r in caplog.records if r.getMessage() == "alert_retry"]
     assert len(undelivered) == 1 and len(retries) == 2
+    return record
+
+
+async def test_an_operator_url_that_does_not_answer_is_retried_then_logged(parts, caplog):
+    record = await fail_webhook(parts, caplog)
+    assert record["alert"]["threshold_percent"] == 80
+
+
+async def test_the_operator_lists_failed_alerts_and_sends_one_again(parts, caplog, redis_server,
+                                                                   capsys):  # fmt: skip
+    keys, _, sink, smtp_port = parts
+    await fail_webhook(parts, caplog)
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli, ["portal", "alerts", "failed", "--redis-url",
+                                         redis_server]) == 0  # fmt: skip
+    (line,) = capsys.readouterr().out.splitlines()
+    failed = json.loads(line)
+    assert failed["webhook"] == "failed" and failed["email"] == "sent"
+    assert await asyncio.to_thread(cli, ["portal", "alerts", "retry", "alert_nope",
+                                         "--redis-url", redis_server]) == 1  # fmt: skip
+    assert await asyncio.to_thread(cli, ["portal", "alerts", "retry", failed["id"],
+                                         "--redis-url", redis_server]) == 0  # fmt: skip
+    # The operator's endpoint is back: the next pass sends the webhook, and only the webhook.
+    receiver = Receiver([])
+    server = TestServer(web.Application(), host="127.0.0.1")
+    server.app.router.add_post("/alerts", receiver.handle)
+    await server.start_server()
+    a = alerter(keys, smtp_port, str(server.make_url("/alerts")))
+    try:
+        await a.run_once()
+    finally:
+        await a.close()
+        await server.close()
+    assert len(receiver.got) == 1 and json.loads(receiver.got[0][0])["id"] == failed["id"]
+    assert len(sink.messages) == 1
+    assert await asyncio.to_thread(cli, ["portal", "alerts", "failed", "--redis-url",
+                                         redis_server]) == 0  # fmt: skip
+    assert "failed" not in capsys.readouterr().out
 
 
 async def test_an_unreadable_alert_record_is_logged_and_the_others_still_go(parts, caplog):
