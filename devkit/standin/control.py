@@ -13,7 +13,6 @@ subscription events, injecting faults, and reading back what happened.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from aiohttp import web
 from devkit.standin.delivery import Delivery
 from devkit.standin.gateway import Fault, Gateway
 from devkit.standin.objects import NotFound, World
+from devkit.standin.pages import esc
 from devkit.standin.validation import stripe_error
 
 CHECKOUT = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -38,10 +38,6 @@ padding:.4rem .6rem;max-width:100%}}button{{margin-top:1rem}}
  autocomplete="cc-number" required value="4242 4242 4242 4242">
 <button type="submit">Pay and subscribe</button></form>
 <p><a href="{back}">Cancel</a></p></main></body></html>"""
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 class Control:
@@ -68,11 +64,11 @@ class Control:
         except NotFound:
             raise web.HTTPNotFound(text="This Checkout session does not exist.") from None
         items = "".join(
-            f"<li>{_e(self.world.get('price', i['price']).get('lookup_key') or i['price'])}</li>"
+            f"<li>{esc(self.world.get('price', i['price']).get('lookup_key') or i['price'])}</li>"
             for i in cs["line_items"])  # fmt: skip
         back = cs.get("cancel_url") or "/"
-        page = CHECKOUT.format(items=items, email=_e(cs.get("customer_email") or ""),
-                               action=f"/pay/{_e(cs['id'])}", back=_e(back))  # fmt: skip
+        page = CHECKOUT.format(items=items, email=esc(cs.get("customer_email") or ""),
+                               action=f"/pay/{esc(cs['id'])}", back=esc(back))  # fmt: skip
         return web.Response(text=page, content_type="text/html")
 
     async def pay(self, request: web.Request) -> web.Response:

@@ -13,12 +13,12 @@ The pages are plain HTML forms (no script), with labels, for the browser test.
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from aiohttp import web
 
 from devkit.standin.objects import NotFound, World
+from devkit.standin.pages import esc
 from devkit.standin.validation import ParamError, check_len, check_params, read_params
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -30,10 +30,6 @@ color:#111}}form{{margin:.5rem 0 1rem}}button,input,select{{font:inherit;padding
 padding:.5rem 1rem;margin:1rem 0}}</style></head><body><main>
 <h1>Manage billing</h1><p>{email} · test mode (Stripe stand-in)</p>{notice}{body}
 <p><a href="{back}">Return to {back_host}</a></p></main></body></html>"""
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 class CustomerPortal:
@@ -66,23 +62,23 @@ class CustomerPortal:
     async def page(self, request: web.Request, notice: str = "") -> web.Response:
         bps = self._session(request)
         cus = self.world.get("customer", bps["customer"])
-        base = f"/billing/{_e(bps['id'])}"
+        base = f"/billing/{esc(bps['id'])}"
         parts = []
         card = cus.get("invoice_settings", {}).get("last4")
         parts.append(f"""<section aria-labelledby="card-h"><h2 id="card-h">Payment method</h2>
-<p>{"Card ending " + _e(card) if card else "The card used at Checkout."}</p>
+<p>{"Card ending " + esc(card) if card else "The card used at Checkout."}</p>
 <form method="post" action="{base}/card"><label for="card">Card number</label>
 <input id="card" name="card" inputmode="numeric" autocomplete="cc-number" required
  pattern="[0-9 ]{{12,23}}" value="4242 4242 4242 4242"> <button type="submit">Update card</button></form></section>""")
         for sub in self.world.subscriptions_of(cus["id"]):
             price = sub["items"]["data"][0]["price"]
-            sid = _e(sub["id"])
+            sid = esc(sub["id"])
             parts.append(f"""<section aria-labelledby="h-{sid}"><h2 id="h-{sid}">Subscription:
-{_e(price.get("lookup_key") or price["id"])}</h2><p>Status: <strong class="sub-status">{_e(sub["status"])}</strong></p>""")
+{esc(price.get("lookup_key") or price["id"])}</h2><p>Status: <strong class="sub-status">{esc(sub["status"])}</strong></p>""")
             if sub["status"] != "canceled":
                 options = "".join(
-                    f'<option value="{_e(p["id"])}"{" selected" if p["id"] == price["id"] else ""}>'
-                    f'{_e(p["lookup_key"] or p["id"])}</option>' for p in self._prices())  # fmt: skip
+                    f'<option value="{esc(p["id"])}"{" selected" if p["id"] == price["id"] else ""}>'
+                    f'{esc(p["lookup_key"] or p["id"])}</option>' for p in self._prices())  # fmt: skip
                 parts.append(f"""<form method="post" action="{base}/switch">
 <input type="hidden" name="subscription" value="{sid}"><label for="price-{sid}">Plan</label>
 <select id="price-{sid}" name="price">{options}</select> <button type="submit">Switch plan</button></form>
@@ -90,9 +86,9 @@ class CustomerPortal:
 <button type="submit">Cancel subscription</button></form>""")
             parts.append("</section>")
         back = bps["return_url"] or "/"
-        text = PAGE.format(email=_e(cus.get("email") or cus["id"]), body="".join(parts),
-                           notice=f'<p role="status">{_e(notice)}</p>' if notice else "",
-                           back=_e(back), back_host=_e(back.split("/")[2] if "//" in back else back))  # fmt: skip
+        text = PAGE.format(email=esc(cus.get("email") or cus["id"]), body="".join(parts),
+                           notice=f'<p role="status">{esc(notice)}</p>' if notice else "",
+                           back=esc(back), back_host=esc(back.split("/")[2] if "//" in back else back))  # fmt: skip
         return web.Response(text=text, content_type="text/html")
 
     async def act(self, request: web.Request) -> web.Response:
