@@ -34,6 +34,7 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from portal.backend import Backend
 from portal.billing import BillingPortal, BillingUnavailable
@@ -71,6 +72,23 @@ def headers_for(form_targets: tuple[str, ...]) -> dict[str, str]:
         "referrer-policy": "no-referrer",  # a sign-in link's token never leaves in a Referer
         "cache-control": "no-store",
     }
+
+
+class Refused(Exception):
+    """Raised with the page that refuses a request (a form that expired or did not come from
+    here, a form that does not fit); the portal's middleware answers with it."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+@web.middleware
+async def answer_refusals(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    except Refused as refused:
+        return refused.response
 
 
 class PortalApp:
@@ -121,7 +139,7 @@ class PortalApp:
 
     def build(self) -> web.Application:
         bug = last_resort(log, self._unavailable)
-        app = web.Application(client_max_size=16 * 1024, middlewares=[bug])
+        app = web.Application(client_max_size=16 * 1024, middlewares=[bug, answer_refusals])
         app.router.add_get("/", self.pricing)
         app.router.add_get("/signin", self.signin_form)
         app.router.add_post("/signin", self.signin_ask)
@@ -171,9 +189,7 @@ class PortalApp:
 
     async def signin_ask(self, request: web.Request) -> web.Response:
         s = self._session(request)
-        form = await request.post()
-        if not self.sessions.csrf_ok(s, str(form.get("csrf", ""))):
-            return self._expired_form(s)
+        form = await self._form(request, s)
         address = normalize(str(form.get("email", "")))
         if address is None:
             return self.page(s, "signin.html", 400, sent=False,
@@ -205,31 +221,39 @@ class PortalApp:
         log.info("signed_in", extra=fields(customer=customer))
         raise response
 
-    def _expired_form(self, s: Session) -> web.Response:
-        return self.message(s, "Please try again", "This form expired or did not come from "
-                            "this site. Reload the page and send it again.", 403)  # fmt: skip
+    def _signed_in(self, request: web.Request) -> Session:
+        """The request's session; a visitor who is not signed in is sent to sign in."""
+        s = self._session(request)
+        if not s.signed_in:
+            raise web.HTTPSeeOther("/signin", headers=self.headers)
+        return s
+
+    async def _form(self, request: web.Request, s: Session) -> MultiDictProxy[Any]:
+        """The POSTed form, if it carries the session's CSRF token: every form goes through
+        here. Otherwise Refused with a 403 page."""
+        form = await request.post()
+        if not self.sessions.csrf_ok(s, str(form.get("csrf", ""))):
+            raise Refused(self.message(s, "Please try again", "This form expired or did not "
+                                       "come from this site. Reload the page and send it "
+                                       "again.", 403))  # fmt: skip
+        return form
 
     async def _plan_form(
         self, request: web.Request, fits: Callable[[Tier], bool], which: str
-    ) -> tuple[Session, Tier, str] | web.Response:
-        """The session, tier and address of a Subscribe or Sign-up form, or the page that
-        refuses it (an expired or forged form, or a tier that does not ``fit``)."""
+    ) -> tuple[Session, Tier, str]:
+        """The session, tier and address of a Subscribe or Sign-up form; Refused if the tier
+        does not ``fit`` or the address is not one."""
         s = self._session(request)
-        form = await request.post()
-        if not self.sessions.csrf_ok(s, str(form.get("csrf", ""))):
-            return self._expired_form(s)
+        form = await self._form(request, s)
         tier = self.tiers().get(str(form.get("tier", "")))
         address = normalize(str(form.get("email", "")))
         if tier is None or not fits(tier) or address is None:
-            return self.message(s, "Check the form", f"Pick {which} on the pricing page and "
-                                "give a valid email address.", 400, "/", "Pricing")  # fmt: skip
+            raise Refused(self.message(s, "Check the form", f"Pick {which} on the pricing page "
+                                       "and give a valid email address.", 400, "/", "Pricing"))  # fmt: skip
         return s, tier, address
 
     async def subscribe(self, request: web.Request) -> web.Response:
-        got_form = await self._plan_form(request, lambda t: bool(t.stripe_prices), "a plan")
-        if isinstance(got_form, web.Response):
-            return got_form
-        s, tier, address = got_form
+        s, tier, address = await self._plan_form(request, lambda t: bool(t.stripe_prices), "a plan")
         got = await self.backend.checkout(tier.name, address)
         url = got.body.get("url")
         if got.status != 200 or not isinstance(url, str) or not url.startswith("http"):
@@ -240,10 +264,7 @@ class PortalApp:
         raise web.HTTPSeeOther(url, headers=self.headers)
 
     async def signup_ask(self, request: web.Request) -> web.Response:
-        got_form = await self._plan_form(request, lambda t: t.free_signup, "a free plan")
-        if isinstance(got_form, web.Response):
-            return got_form
-        s, tier, address = got_form
+        s, tier, address = await self._plan_form(request, lambda t: t.free_signup, "a free plan")
         if not await self.links.allowed(address, request.remote or "?"):
             return self.message(s, "Too many links", "Wait 15 minutes, then ask again.", 429)
         token = await self.signups.ask(address, tier.name)
@@ -314,12 +335,8 @@ class PortalApp:
 
     async def key_action(self, request: web.Request) -> web.Response:
         """POST /keys/{action}: create, rotate or revoke, signed in, CSRF-checked, own only."""
-        s = self._session(request)
-        if not s.signed_in:
-            raise web.HTTPSeeOther("/signin", headers=self.headers)
-        form = await request.post()
-        if not self.sessions.csrf_ok(s, str(form.get("csrf", ""))):
-            return self._expired_form(s)
+        s = self._signed_in(request)
+        form = await self._form(request, s)
         action = request.match_info["action"]
         try:
             if action == "create":
@@ -347,9 +364,7 @@ class PortalApp:
         raise web.HTTPNotFound()
 
     async def dashboard(self, request: web.Request) -> web.Response:
-        s = self._session(request)
-        if not s.signed_in:
-            raise web.HTTPSeeOther("/signin", headers=self.headers)
+        s = self._signed_in(request)
         table = self.tiers()
         rows = await self.usage(s.customer, table)
         views = await self.accounts(s.customer)
@@ -358,11 +373,8 @@ class PortalApp:
         return self.page(s, "dashboard.html", cards=cards, billing=subscribed)
 
     async def manage_billing(self, request: web.Request) -> web.Response:
-        s = self._session(request)
-        if not s.signed_in:
-            raise web.HTTPSeeOther("/signin", headers=self.headers)
-        if not self.sessions.csrf_ok(s, str((await request.post()).get("csrf", ""))):
-            return self._expired_form(s)
+        s = self._signed_in(request)
+        await self._form(request, s)
         try:
             url = await self.billing.open(s.customer, f"{self.public_url}/dashboard")
         except BillingUnavailable as exc:
@@ -374,8 +386,7 @@ class PortalApp:
 
     async def signout(self, request: web.Request) -> web.Response:
         s = self._session(request)
-        if not self.sessions.csrf_ok(s, str((await request.post()).get("csrf", ""))):
-            return self._expired_form(s)
+        await self._form(request, s)
         response = web.HTTPSeeOther("/", headers=self.headers)
         self._set_cookie(response, self.sessions.new())
         raise response

@@ -1,8 +1,8 @@
 """Sessions in signed cookies, and CSRF tokens bound to them. No I/O.
 
-A session cookie is ``<payload>.<expiry>.<signature>``: the payload is the customer's id (or ""
-before sign-in, so a visitor still gets a CSRF token), the expiry epoch seconds, and the
-signature HMAC-SHA256 over both with the portal's secret. A cookie tampered with, or past its
+A session cookie is ``<sid>.<customer>.<expiry>.<signature>``: a random session id, the
+customer's id in base64url (empty before sign-in, so a visitor still gets a CSRF token), the
+expiry in epoch seconds, and an HMAC-SHA256 over the first three with the portal's secret. A cookie tampered with, or past its
 expiry, reads as no session. A CSRF token is an HMAC of the session's random id: a form posted
 from another site carries none, and one copied from another session does not verify.
 """
