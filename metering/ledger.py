@@ -30,6 +30,7 @@ from typing import Any
 from tollway import schema, scripts
 from tollway.dead_letters import ERROR_REPORT, DeadLetters
 from tollway.records import Period
+from tollway.scan import tags_by_suffix
 
 MARKER_TTL_S = 40 * 86400  # longer than Stripe accepts backdated events (35 days)
 REFUND = "refund"  # a dead letter's kind: refunded requests with no window left to take off
@@ -78,15 +79,8 @@ class Ledger:
 
     async def discover(self) -> tuple[set[str], set[str]]:
         """(sources with usage or an outbox, customers with open or pending usage)."""
-        keys: set[str] = set()
-        customers: set[str] = set()
-        async for name in self.redis.scan_iter(match=f"{schema.PREFIX}:{{*}}:*", count=1000):
-            suffix = name.rsplit(":", 1)[-1]
-            if suffix in ("usage", "outbox"):
-                keys.add(schema.tag_of(name))
-            elif suffix in ("open", "pending"):
-                customers.add(schema.tag_of(name))
-        return keys, customers
+        found = await tags_by_suffix(self.redis, ("usage", "outbox", "open", "pending"))
+        return found["usage"] | found["outbox"], found["open"] | found["pending"]
 
     async def move_usage(
         self,

@@ -31,6 +31,7 @@ from portal.mail import Mailer
 from tollway import schema
 from tollway.accounts import Accounts
 from tollway.logs import fields
+from tollway.scan import tags_by_suffix
 from tollway.store import KeyNotFound, KeyStore, text
 from tollway.tiers import TierTable
 
@@ -87,14 +88,9 @@ class Alerter:
 
     async def run_once(self, now: int | None = None) -> None:
         t = int(time.time()) if now is None else now
-        accounts, hashes = set(), set()
-        async for name in self.redis.scan_iter(match=f"{schema.PREFIX}:{{*}}:a*", count=1000):
-            suffix = text(name).rsplit(":", 1)[-1]
-            if suffix == "account":
-                accounts.add(schema.tag_of(text(name)))
-            elif suffix == "alerts":
-                hashes.add(schema.tag_of(text(name)))
-        for account in sorted(accounts):
+        found = await tags_by_suffix(self.redis, ("account", "alerts"), f"{schema.PREFIX}:{{*}}:a*")
+        hashes = found["alerts"]
+        for account in sorted(found["account"]):
             if await self.raise_due(account, t):
                 hashes.add(account)
         for account in sorted(hashes):
@@ -208,8 +204,9 @@ class Alerter:
 async def stored(redis: Any) -> list[dict[str, Any]]:
     """Every alert record (``tollway portal alerts``), with its id: newest period first."""
     out = []
-    async for name in redis.scan_iter(match=f"{schema.PREFIX}:{{*}}:alerts", count=1000):
-        for raw in (await redis.hgetall(name)).values():
+    found = await tags_by_suffix(redis, ("alerts",), f"{schema.PREFIX}:{{*}}:alerts")
+    for account in found["alerts"]:
+        for raw in (await redis.hgetall(schema.alerts(account))).values():
             try:
                 record = json.loads(text(raw))
                 out.append({"id": Alert(**record["alert"]).id, **record})
