@@ -2,7 +2,10 @@
 
 ``LocalCluster(data_dir).start()`` starts ``masters`` redis-servers with cluster mode on free
 loopback ports (and ``replicas`` more per master), joins them with ``redis-cli --cluster
-create`` and waits until the cluster reports ok and every replica is in sync. ``url`` is the ``redis+cluster://`` URL every tollway service takes.
+create`` and waits until the cluster reports ok, every replica is in sync and every node's
+view of the cluster names every replica (gossip spreads that view; a test that asks the
+primary for its replica right after ``create`` could otherwise find none). ``url`` is the
+``redis+cluster://`` URL every tollway service takes.
 Every write is fsynced (AOF), so ``kill`` then ``restart`` loses nothing, like a single
 redis-server in tests/e2e/test_load_faults.py.
 """
@@ -53,6 +56,7 @@ class LocalCluster:
             )  # fmt: skip
             wait_for(self.ok, "redis cluster", 20)
             wait_for(self.replicas_in_sync, "redis cluster replicas", 20)
+            wait_for(self.views_agree, "every node to see every replica", 20)
         except BaseException:
             self.stop()
             raise
@@ -78,13 +82,24 @@ class LocalCluster:
             synced += "master_link_status:up" in info and "master_sync_in_progress:0" in info
         return synced == self.masters * self.replicas
 
+    def views_agree(self) -> bool:
+        """Every node's CLUSTER NODES names every replica with its primary."""
+        for port in self.ports:
+            replicas = 0
+            for line in self.cli(port, "cluster", "nodes").splitlines():
+                fields = line.split()  # id ip:port@bus flags master-id ...
+                replicas += len(fields) > 3 and "slave" in fields[2] and fields[3] != "-"
+            if replicas != self.masters * self.replicas:
+                return False
+        return True
+
     def replica_of(self, port: int) -> int:
-        """The port of a replica of the primary on ``port``."""
-        primary_id = self.cli(port, "cluster", "myid").strip()
-        for line in self.cli(port, "cluster", "nodes").splitlines():
-            fields = line.split()  # id ip:port@bus flags master-id ...
-            if len(fields) > 3 and "slave" in fields[2] and fields[3] == primary_id:
-                return int(fields[1].split("@")[0].rsplit(":", 1)[1])
+        """The port of a replica of the primary on ``port``, as the replica itself reports it
+        (INFO replication): authoritative, where another node's view may lag by a gossip round."""
+        for other in self.ports:
+            info = self.cli(other, "info", "replication").split()
+            if "role:slave" in info and f"master_port:{port}" in info:
+                return other
         raise LookupError(f"no replica of 127.0.0.1:{port}")
 
     def kill_node(self, port: int) -> None:
