@@ -187,7 +187,11 @@ class Stack:
             "TOLLWAY_CHECKOUT_SUCCESS_URL", f"{success}?session_id={{CHECKOUT_SESSION_ID}}"
         )
         env.setdefault("TOLLWAY_PORTAL_WEBHOOK_URL", hook)
-        env.setdefault("TOLLWAY_CHECKOUT_CANCEL_URL", f"{hook}/healthz")
+        # An abandoned Checkout goes back to the pricing page (without the portal, nowhere
+        # better than the webhook service's health answer).
+        env.setdefault(
+            "TOLLWAY_CHECKOUT_CANCEL_URL", f"{portal}/" if self.portal else f"{hook}/healthz"
+        )
         env.setdefault("TOLLWAY_PORTAL_SECRET", self.portal_secret)
         env.setdefault("TOLLWAY_PORTAL_URL", portal)
         env.setdefault("TOLLWAY_PUBLIC_API_URL", self.url)

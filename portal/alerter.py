@@ -1,14 +1,17 @@
 """Usage alerts, raised and delivered: a loop in every portal process.
 
-Each pass finds accounts (SCAN) whose quota count reached a threshold (portal/alerts.py) and
-raises each alert once: HSETNX of its field in the account's ``alerts`` hash, so processes and
+Each pass (one per interval, by whichever portal process takes it) finds accounts (SCAN)
+whose quota count reached a threshold (portal/alerts.py) and raises each alert once: HSETNX of its field in the account's ``alerts`` hash, so processes and
 restarts agree on one alert per account, period and threshold. Delivery then works from that
 hash: the email to the customer and the signed POST to the operator's URL, each marked sent
 once it succeeds. A failed channel is retried with backoff (``retry_s`` doubling, at most
 10 min apart) up to ``attempts`` times, then marked failed and logged as
 ``alert_undelivered`` (error): never dropped silently. A short lock per alert keeps two
-processes from sending it at once; a process that dies between sending and marking sends it
-again (the same id, for the receiver to drop).
+processes from sending it at once: the record is read again once the lock is held (another
+process may have delivered it since this one listed it), and written back with the lock
+released in one script (tollway/lua/alert_settle.lua) only while the lock is still this
+process's. A process that dies between sending and marking sends it again (the same id, for
+the receiver to drop): alerts are at least once.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -28,7 +32,7 @@ import aiohttp
 from portal.alerts import ID_HEADER, SIGNATURE_HEADER, Alert, body, due, email, sign
 from portal.dashboard import card
 from portal.mail import Mailer
-from tollway import schema
+from tollway import schema, scripts
 from tollway.accounts import Accounts
 from tollway.logs import fields
 from tollway.scan import tags_by_suffix
@@ -62,18 +66,24 @@ class Alerter:
         self.webhook_secret = webhook_secret
         self.attempts = attempts
         self.retry_s = retry_s
-        self.owner = f"{os.uname().nodename}:{os.getpid()}"
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._settle = scripts.register(self.redis, "alert_settle")
         self.http: aiohttp.ClientSession | None = None
         # Each account's (q_used, q_period) when last evaluated: an idle account costs one
         # HMGET a pass, not a read of its keys.
         self._seen: dict[str, tuple[str, str]] = {}
 
     async def run(self, interval_s: float, stop: asyncio.Event) -> None:
-        """Passes every ``interval_s`` until ``stop``; a failed pass is logged and retried."""
+        """A pass every ``interval_s`` until ``stop``, made by one portal process of however
+        many: the one that takes ``alert-pass`` (SET NX, expiring after ``interval_s``), so
+        the keyspace is scanned once an interval, not once per process. A failed pass is
+        logged and retried; a process that dies holding the pass loses one interval."""
         try:
             while not stop.is_set():
                 try:
-                    await self.run_once()
+                    if await self.redis.set(schema.ALERT_PASS, self.owner, nx=True,
+                                            px=max(1, int(interval_s * 1000))):  # fmt: skip
+                        await self.run_once()
                 except Exception:  # Redis away, a bug: the next pass tries again
                     log.exception("alert_pass_failed")
                 with contextlib.suppress(TimeoutError):
@@ -138,22 +148,24 @@ class Alerter:
     async def deliver(self, account: str, now: int) -> None:
         name = schema.alerts(account)
         for field, raw in (await self.redis.hgetall(name)).items():
-            try:
-                record = json.loads(text(raw))
-                waiting = "pending" in (record["email"], record["webhook"])
-                if not waiting or record["next_at"] > now:
-                    continue
-            except (ValueError, KeyError, TypeError):  # not written by us: left for a person
-                log.error("alert_unreadable", extra=fields(account=account, field=text(field)))
+            if _due(account, text(field), raw, now) is None:
                 continue
             lock = schema.alert_lock(account, text(field))
             if not await self.redis.set(lock, self.owner, nx=True, px=LOCK_MS):
                 continue  # another process is on it
+            written = ""
             try:
-                await self._attempt(record, now)
-                await self.redis.hset(name, text(field), json.dumps(record))
+                # Again, under the lock: another process may have delivered it meanwhile.
+                record = _due(account, text(field), await self.redis.hget(name, field), now)
+                if record is not None:
+                    await self._attempt(record, now)
+                    written = json.dumps(record)
             finally:
-                await self.redis.delete(lock)
+                ours = await self._settle(
+                    keys=[name, lock], args=[self.owner, text(field), written]
+                )
+                if written and not ours:
+                    log.warning("alert_lock_lost", extra=fields(account=account, field=text(field)))
 
     async def _attempt(self, record: dict[str, Any], now: int) -> None:
         alert = Alert(**record["alert"])
@@ -230,3 +242,16 @@ async def retry(redis: Any, alert_id: str) -> bool:
         await redis.hset(schema.alerts(alert.account), alert.field, json.dumps(record))
         return True
     return False
+
+
+def _due(account: str, field: str, raw: Any, now: int) -> dict[str, Any] | None:
+    """The alert's record if a channel waits and its next attempt is due, else None."""
+    if raw is None:
+        return None
+    try:
+        record: dict[str, Any] = json.loads(text(raw))
+        waiting = "pending" in (record["email"], record["webhook"])
+        return record if waiting and record["next_at"] <= now else None
+    except (ValueError, KeyError, TypeError):  # not written by us: left for a person
+        log.error("alert_unreadable", extra=fields(account=account, field=field))
+        return None

@@ -15,6 +15,13 @@ in one Redis Cluster slot:
                                         applied (metering/receiver.py), expiring
     tw:portal:signin:<sha256>    string a sign-in link's customer, for 15 minutes (one use)
     tw:portal:rate:<kind>:<sha256>  string  sign-in links asked for, per address or IP
+    tw:portal:signup:<sha256>    string a free sign-up's confirmation link, for 15 minutes
+    tw:portal:free:<sha256>      string the free customer an address signed up as
+    tw:{<customer>}:profile      hash   a free customer's address
+    tw:{<account>}:alerts        hash   "<period start>:<threshold>" -> JSON usage alert record
+    tw:{<account>}:alert-lock:<field>  string  the portal process delivering that alert
+    tw:portal:alert-pass         string held for one alert interval by the portal process
+                                        whose loop makes this interval's pass
     tw:{<request id>}:unheard    string a stamp authz wrote for an allowed check Envoy gave up
                                         waiting for (its own 503), for the receiver to refund
 
@@ -142,6 +149,9 @@ def alerts(account: str) -> str:
 def alert_lock(account: str, field: str) -> str:
     """Held by the one portal process delivering an alert (a few seconds, then it expires)."""
     return f"{_tag(account)}:alert-lock:{field}"
+
+
+ALERT_PASS = f"{PREFIX}:portal:alert-pass"
 
 
 def signup_token(digest: str) -> str:

@@ -27,7 +27,9 @@ class WebhookSettings(StoreSettings, StripeSettings):
         "where Checkout sends the customer after paying",
     )
     cancel_url: str = env(
-        "TOLLWAY_CHECKOUT_CANCEL_URL", "http://127.0.0.1:8081/", "where an abandoned Checkout goes"
+        "TOLLWAY_CHECKOUT_CANCEL_URL",
+        "http://127.0.0.1:8083/",
+        "where an abandoned Checkout goes (the portal's pricing page)",
     )
     claim_ttl_s: int = env("TOLLWAY_CLAIM_TTL_S", 900, "how long an unclaimed key can be claimed")
     log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")

@@ -236,6 +236,8 @@ def walk(edge: Edge, page: Any, operator: Operator, shots: Shots, browser: Any) 
     page.wait_for_url(re.compile(r".*/pay/cs_test_.*"))
     accessible(page)
     shots.take(page, "checkout")
+    # Abandoning Checkout would lead back to the pricing page.
+    assert page.get_by_role("link", name="Cancel").get_attribute("href") == portal + "/"
     page.get_by_role("button", name="Pay and subscribe").click()
 
     # 3. The key, shown once.

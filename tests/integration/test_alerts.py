@@ -4,6 +4,7 @@ once per period and threshold across processes, signed, retried, and never dropp
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -22,7 +23,7 @@ from tests.integration.test_portal import Sink, mails
 from tests.support import TEST_TIERS
 from tollway import schema
 from tollway.keys import KeyHasher
-from tollway.store import KeyStore
+from tollway.store import KeyStore, text
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.integration
@@ -188,3 +189,90 @@ async def test_an_unreadable_alert_record_is_logged_and_the_others_still_go(part
         await a.close()
     assert len(await mails(sink)) == 1
     assert [r.getMessage() for r in caplog.records].count("alert_unreadable") == 2
+
+
+class LateLocker:
+    """A second process's Redis client that, just before it takes an alert's lock, lets the
+    first process deliver the alert and release the lock: the race where the second process
+    listed the alert as pending before the first marked it sent."""
+
+    def __init__(self, redis, first: Alerter, account: str) -> None:
+        self._redis, self._first, self._account = redis, first, account
+
+    def __getattr__(self, name: str):
+        return getattr(self._redis, name)
+
+    async def set(self, *args, **kwargs):
+        await self._first.deliver(self._account, int(time.time()))
+        return await self._redis.set(*args, **kwargs)
+
+
+async def test_a_process_that_listed_an_alert_before_another_delivered_it_does_not_send_it_again(
+    parts,
+):
+    keys, account, sink, smtp_port = parts
+    a, b = alerter(keys, smtp_port, ""), alerter(keys, smtp_port, "")
+    await use(keys, account, 800)
+    try:
+        assert await a.raise_due(account, int(time.time()))
+        b.redis = LateLocker(keys.redis, a, account)
+        await b.deliver(account, int(time.time()))
+    finally:
+        await a.close()
+        await b.close()
+    assert len(await mails(sink)) == 1  # a's; b re-read the record under the lock: sent
+    (raw,) = (await keys.redis.hgetall(schema.alerts(account))).values()
+    assert json.loads(raw)["email"] == "sent"
+    assert await keys.redis.keys(schema.alert_lock(account, "*")) == []
+
+
+async def test_a_lock_lost_during_a_send_is_left_to_its_new_holder(parts, caplog):
+    """The lock expired during a slow send and another process took it: this process neither
+    deletes that process's lock nor writes over its record."""
+    keys, account, sink, smtp_port = parts
+    a = alerter(keys, smtp_port, "")
+    await use(keys, account, 800)
+    assert await a.raise_due(account, int(time.time()))
+    (field,) = await keys.redis.hkeys(schema.alerts(account))
+    lock = schema.alert_lock(account, text(field))
+    send = a.mailer.send
+
+    async def slow_send(*args):
+        await keys.redis.set(lock, "another-process", px=30_000)  # ours expired; theirs now
+        await send(*args)
+
+    a.mailer.send = slow_send  # type: ignore[method-assign]
+    caplog.set_level(logging.INFO, logger="tollway.portal.alerts")
+    try:
+        await a.deliver(account, int(time.time()))
+    finally:
+        await a.close()
+    assert len(await mails(sink)) == 1
+    assert text(await keys.redis.get(lock)) == "another-process"
+    assert json.loads(await keys.redis.hget(schema.alerts(account), field))["email"] == "pending"
+    assert "alert_lock_lost" in [r.getMessage() for r in caplog.records]
+
+
+async def test_of_several_portal_processes_one_makes_each_intervals_pass(parts):
+    """Two processes' loops: the keyspace is scanned once an interval, not once per process.
+    (Each pass takes ``alert-pass`` for one interval; Redis expires it, so two passes start at
+    least an interval apart, less the time a SET's reply took to arrive: half is a bound a
+    busy machine keeps, and two passes at once, as without the pass, break it.)"""
+    keys, _, _, smtp_port = parts
+    interval = 0.3
+    starts: list[float] = []
+    a, b = alerter(keys, smtp_port, ""), alerter(keys, smtp_port, "")
+
+    async def a_pass(now: int | None = None) -> None:
+        starts.append(time.monotonic())
+
+    for each in (a, b):
+        each.run_once = a_pass  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    loops = [asyncio.create_task(each.run(interval, stop)) for each in (a, b)]
+    await asyncio.sleep(4 * interval)
+    stop.set()
+    await asyncio.gather(*loops)
+    assert starts, "a pass was made"
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sorted(starts))]
+    assert all(gap >= interval / 2 for gap in gaps), gaps
