@@ -33,6 +33,7 @@ from devkit.seed import seed_prices
 from devkit.stack import free_port
 from portal.alerts import ID_HEADER, SIGNATURE_HEADER, verify
 from portal.sessions import COOKIE
+from portal.signin import digest
 from tests.e2e.conftest import Edge, running_edge
 from tollway import schema
 from tollway.tiers import parse_tiers
@@ -100,17 +101,19 @@ A11Y_JS = """() => {
 
 
 class Operator:
-    """The operator's alert URL: records each POST (body, headers) and answers 200."""
+    """The operator's alert URL: records each POST (body, headers, the status it answered);
+    answers 503 to the first ``failing`` of them, 200 to the rest."""
 
-    def __init__(self) -> None:
-        self.got: list[tuple[bytes, dict[str, str]]] = []
+    def __init__(self, failing: int = 0) -> None:
+        self.got: list[tuple[bytes, dict[str, str], int]] = []
         got = self.got
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", "0")))
-                got.append((raw, dict(self.headers.items())))
-                self.send_response(200)
+                status = 503 if len(got) < failing else 200
+                got.append((raw, dict(self.headers.items()), status))
+                self.send_response(status)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
@@ -193,9 +196,9 @@ def browser() -> Iterator[Any]:
 
 @pytest.mark.timeout(300)
 def test_a_customer_walks_the_portal_in_a_real_browser(tmp_path: Path, browser: Any) -> None:
-    operator = Operator()
+    operator = Operator(failing=1)  # the operator's URL fails once: the alert is retried
     env = {"TOLLWAY_ALERT_WEBHOOK_URL": operator.url, "TOLLWAY_ALERT_WEBHOOK_SECRET": ALERT_SECRET,
-           "TOLLWAY_ALERT_INTERVAL_S": "0.5"}  # fmt: skip
+           "TOLLWAY_ALERT_INTERVAL_S": "0.5", "TOLLWAY_ALERT_RETRY_S": "0.5"}  # fmt: skip
     shots = Shots(tmp_path)
     try:
         with running_edge(tmp_path, TIERS, env=env, portal=True) as edge:
@@ -286,15 +289,17 @@ def walk(edge: Edge, page: Any, operator: Operator, shots: Shots, browser: Any) 
     assert edge.get("/v1/things", key).status == 200  # in its overlap
     assert edge.get("/v1/things", new_key).status == 200
 
-    # 8. 80 % of the quota (20): 16 requests in all → one email, one signed webhook.
+    # 8. 80 % of the quota (20): 16 requests in all → one email, one signed webhook (which the
+    # operator's URL refuses once: it comes again, the same alert, and is then accepted).
     for _ in range(16 - 3):
         assert edge.get("/v1/things", new_key).status == 200
     until(lambda: any("You have used 80%" in line for line in mail_lines(edge)), "the alert email")
-    until(lambda: operator.got, "the operator's alert webhook")
-    time.sleep(2.0)  # four more alert passes: nothing is sent twice
+    until(lambda: len(operator.got) == 2, "the operator's alert webhook, retried")
+    time.sleep(2.0)  # four more alert passes: nothing is sent again
     assert sum("You have used 80%" in line for line in mail_lines(edge)) == 1
-    assert len(operator.got) == 1
-    raw, headers = operator.got[0]
+    assert [status for *_, status in operator.got] == [503, 200]
+    assert operator.got[0][0] == operator.got[1][0]  # the same alert, the same body
+    raw, headers, _ = operator.got[1]
     assert verify(raw, headers[SIGNATURE_HEADER], ALERT_SECRET, int(time.time()))
     event = json.loads(raw)
     assert event["id"] == headers[ID_HEADER]
@@ -337,18 +342,32 @@ def walk(edge: Edge, page: Any, operator: Operator, shots: Shots, browser: Any) 
 
 
 def hostile(edge: Edge, page: Any, browser: Any, portal: str) -> None:
-    """Refused, with nothing changed: a forged CSRF token, another customer's key id in a
-    form, a session cookie tampered with."""
+    """Refused, with nothing changed: an expired sign-in link, a forged or missing CSRF token,
+    another customer's key id in a form, a session cookie tampered with. (A replayed link is
+    step 5's.)"""
     other_key, other_id = off_loop(edge.issue, "starter")
     other = schema.key_record(other_id, edge.accounts[other_id])
     mine = page.locator("input[name=key_id]").first.get_attribute("value")
     account = edge.redis.hget(schema.key_directory(str(mine)), "account")
     record = schema.key_record(str(mine), str(account))
-    # A forged CSRF token on the revoke form.
-    page.evaluate("document.querySelectorAll('input[name=csrf]').forEach(e => e.value = 'forged')")
-    page.get_by_role("button", name="Revoke").first.click()
-    assert "Please try again" in page.content()
-    assert edge.redis.hget(record, "status") == "active"
+    # An expired sign-in link: its token's record in Redis made to expire, as its TTL would.
+    page.goto(portal + "/signin")
+    seen = sum("/signin/" in line for line in mail_lines(edge))
+    page.get_by_label("Email address").fill(EMAIL)
+    page.get_by_role("button", name="Email me a sign-in link").click()
+    link = newest_link(edge, "signin", seen)
+    token = link.rstrip("/").rsplit("/", 1)[1]
+    assert edge.redis.pexpire(schema.signin_token(digest(token)), 1)
+    time.sleep(0.05)
+    page.goto(link)
+    assert "This link does not work" in page.content()
+    # A forged CSRF token on the revoke form, then none at all.
+    for forge in ("e => e.value = 'forged'", "e => e.remove()"):
+        page.goto(portal + "/dashboard")
+        page.evaluate(f"document.querySelectorAll('input[name=csrf]').forEach({forge})")
+        page.get_by_role("button", name="Revoke").first.click()
+        assert "Please try again" in page.content()
+        assert edge.redis.hget(record, "status") == "active"
     # Another customer's key id in the revoke form (with a good token): 403.
     page.goto(portal + "/dashboard")
     page.evaluate(
