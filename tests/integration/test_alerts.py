@@ -63,8 +63,12 @@ def alerter(keys, smtp_port: int, url: str, attempts: int = 3) -> Alerter:
 
 
 async def use(keys, account: str, used: int) -> None:
-    await keys.redis.hset(schema.account_state(account),
-                          mapping={"q_used": used, "q_period": int(time.time())})  # fmt: skip
+    """The account's quota count, as check.lua keeps it: ``q_period`` is its period's start,
+    set once (a new value is a new period, whose alerts are new: setting it to the current
+    second on every call made a second that ticked between two calls look like one)."""
+    state = schema.account_state(account)
+    await keys.redis.hsetnx(state, "q_period", int(time.time()))
+    await keys.redis.hset(state, "q_used", used)
 
 
 async def test_each_threshold_alerts_once_across_processes_signed(parts):
