@@ -38,6 +38,7 @@ class AccountCard:
     tier: str
     status: str
     notice: str  # past_due: when access ends; "" otherwise
+    ending: str  # a cancellation pending (at the period's end): when access ends; "" otherwise
     used: int
     quota: int  # 0: unlimited
     percent: int  # of the quota used, 0..100 (0 when unlimited)
@@ -71,6 +72,12 @@ def card(view: AccountView, table: TierTable) -> AccountCard:
     notice = (
         f"Payment overdue: access ends {moment(grace)}." if status == "past_due" and grace else ""
     )
+    cancel_at = int(plan.get("cancel_at") or 0)
+    ending = (
+        f"Canceled: access ends {moment(cancel_at)}. Renew under Manage billing to keep it."
+        if cancel_at and status in ("active", "past_due")
+        else ""
+    )
     first = view.keys[0] if view.keys else None
     p_start = int(plan.get("period_start") or (first.period_start if first else 0))
     p_end = int(plan.get("period_end") or (first.period_end if first else 0))
@@ -78,8 +85,8 @@ def card(view: AccountView, table: TierTable) -> AccountCard:
     start = Period(p_start, p_start + length).start_for(int(time.time()))  # rolled, as check.lua
     end = start + length
     percent = min(100, round(100 * view.quota_used / quota)) if quota else 0
-    return AccountCard(view.account, tier_name, status, notice, view.quota_used, quota, percent,
-                       f"{rate:g} requests/s, bursts of {burst:,}", day(end),
+    return AccountCard(view.account, tier_name, status, notice, ending, view.quota_used, quota,
+                       percent, f"{rate:g} requests/s, bursts of {burst:,}", day(end),
                        [_row(k) for k in view.keys], (start, end),
                        tier.meter_event if tier else "api_requests",
                        tier.usage_meter if tier else "")  # fmt: skip

@@ -6,7 +6,7 @@ in one Redis Cluster slot:
 
     tw:{<account>}:key:<key_id>  hash   a key record (tollway.records.KeyRecord)
     tw:{<account>}:account       hash   the account: customer, subscription, tier, period,
-                                        sync_version; its token bucket (tokens, ts) and
+                                        cancel_at, sync_version; its token bucket (tokens, ts) and
                                         quota (q_period, q_used), shared by all its keys
     tw:{<account>}:usage         hash   window start (epoch s) -> requests let through;
                                         metering drains it

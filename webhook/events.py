@@ -35,6 +35,9 @@ class SubscriptionChanged(Event):
     period_start: int
     period_end: int
     deleted: bool = False
+    # When a cancellation the customer asked for takes effect (Stripe's cancel_at, or the
+    # period's end with cancel_at_period_end); 0: none pending. Keys work until then.
+    cancel_at: int = 0
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,18 @@ def subscription_from_object(
         period_start=min(starts) if starts else 0,
         period_end=max(ends) if ends else 0,
         deleted=deleted,
+        cancel_at=_cancel_at(sub, max(ends) if ends else 0),
     )
+
+
+def _cancel_at(sub: dict[str, Any], period_end: int) -> int:
+    """When the subscription's pending cancellation takes effect, 0 if none is pending."""
+    if sub.get("cancel_at") is not None:
+        return _int(sub["cancel_at"], "cancel_at")
+    at_end = sub.get("cancel_at_period_end", False)
+    if not isinstance(at_end, bool):
+        raise MalformedEvent("cancel_at_period_end must be a boolean")
+    return period_end if at_end else 0
 
 
 def _invoice_subscription(inv: dict[str, Any]) -> str:

@@ -47,6 +47,7 @@ class SubState:
     period_end: int = 0
     event_created: int = 0  # Stripe `created` of the newest event applied
     version: int = 0  # bumped on every applied change; key records copy it
+    cancel_at: int = 0  # a cancellation pending from then (the portal shows it); 0: none
 
     def to_redis(self) -> dict[str, str]:
         return {
@@ -59,6 +60,7 @@ class SubState:
             "period_end": str(self.period_end),
             "event_created": str(self.event_created),
             "version": str(self.version),
+            "cancel_at": str(self.cancel_at),
         }
 
     @classmethod
@@ -75,6 +77,7 @@ class SubState:
             period_end=int(raw.get("period_end", 0)),
             event_created=int(raw.get("event_created", 0)),
             version=int(raw.get("version", 0)),
+            cancel_at=int(raw.get("cancel_at", 0)),
         )
 
     def key_fields(self) -> dict[str, str]:
@@ -91,8 +94,10 @@ class SubState:
         return out
 
     def account_fields(self) -> dict[str, str]:
-        """What the subscription's account copies: the key fields, and the status as text."""
-        return self.key_fields()
+        """What the subscription's account copies: the key fields, and when a cancellation
+        the customer asked for takes effect (for the portal; access itself ends with Stripe's
+        customer.subscription.deleted, which revokes)."""
+        return {**self.key_fields(), "cancel_at": str(self.cancel_at)}
 
 
 def _past_due(state: SubState, now: int, grace_s: int) -> SubState:
@@ -124,6 +129,7 @@ def transition(
             tier=tier or nxt.tier,
             period_start=event.period_start or nxt.period_start,
             period_end=event.period_end or nxt.period_end,
+            cancel_at=0 if event.deleted else event.cancel_at,
         )
         if target is KeyStatus.PAST_DUE:
             nxt = _past_due(nxt, now, grace_s)

@@ -95,6 +95,12 @@ class Billing:
             ):
                 raise ParamError("Invalid array", "items")
             return web.json_response(self.world.change_price(sub_id, items[0]["price"]))
+        if "cancel_at_period_end" in p:
+            flag = p["cancel_at_period_end"]
+            if flag not in ("true", "false", True, False):
+                raise ParamError("Invalid boolean", "cancel_at_period_end")
+            at_end = flag in ("true", True)
+            return web.json_response(self.world.cancel_at_period_end(sub_id, at_end))
         return web.json_response(self.world.get("subscription", sub_id))
 
     async def cancel_subscription(self, request: web.Request) -> web.Response:

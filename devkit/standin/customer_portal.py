@@ -5,8 +5,10 @@ plans or cancels. Each action changes the world, which sends the webhooks Stripe
     update the card   customer.updated; a past_due subscription is paid: invoice.paid and
                       customer.subscription.updated (active)
     switch plans      customer.subscription.updated, with the new price on the first item
-    cancel            customer.subscription.deleted (at once, as a portal configured with
-                      ``subscription_cancel.mode = immediately``)
+    cancel at period end  customer.subscription.updated with ``cancel_at_period_end`` and
+                      ``cancel_at`` (Stripe's default ``subscription_cancel.mode``); renew
+                      takes it back (the same event, both cleared)
+    cancel now        customer.subscription.deleted (``mode = immediately``)
 
 The pages are plain HTML forms (no script), with labels, for the browser test.
 """
@@ -39,7 +41,7 @@ class CustomerPortal:
     def add_routes(self, r: web.UrlDispatcher) -> None:
         r.add_post("/v1/billing_portal/sessions", self.create_session)
         r.add_get("/billing/{id}", self.page)
-        r.add_post("/billing/{id}/{action:card|switch|cancel}", self.act)
+        r.add_post("/billing/{id}/{action:card|switch|cancel|cancel_at_end|renew}", self.act)
 
     async def create_session(self, request: web.Request) -> web.Response:
         p = await read_params(request)
@@ -81,9 +83,18 @@ class CustomerPortal:
                     f'{esc(p["lookup_key"] or p["id"])}</option>' for p in self._prices())  # fmt: skip
                 parts.append(f"""<form method="post" action="{base}/switch">
 <input type="hidden" name="subscription" value="{sid}"><label for="price-{sid}">Plan</label>
-<select id="price-{sid}" name="price">{options}</select> <button type="submit">Switch plan</button></form>
-<form method="post" action="{base}/cancel"><input type="hidden" name="subscription" value="{sid}">
-<button type="submit">Cancel subscription</button></form>""")
+<select id="price-{sid}" name="price">{options}</select> <button type="submit">Switch plan</button></form>""")
+                if sub["cancel_at_period_end"]:
+                    parts.append(f"""<p class="sub-ends">Cancels at the end of the period.</p>
+<form method="post" action="{base}/renew"><input type="hidden" name="subscription" value="{sid}">
+<button type="submit">Renew subscription</button></form>""")
+                else:
+                    parts.append(f"""<form method="post" action="{base}/cancel_at_end">
+<input type="hidden" name="subscription" value="{sid}">
+<button type="submit">Cancel at period end</button></form>""")
+                parts.append(f"""<form method="post" action="{base}/cancel">
+<input type="hidden" name="subscription" value="{sid}">
+<button type="submit">Cancel subscription now</button></form>""")
             parts.append("</section>")
         back = bps["return_url"] or "/"
         text = PAGE.format(email=esc(cus.get("email") or cus["id"]), body="".join(parts),
@@ -111,6 +122,12 @@ class CustomerPortal:
                     raise ParamError("Pick one of the plans listed.", "price")
                 self.world.change_price(sub["id"], price)
                 return await self.page(request, "Your plan was changed.")
+            if action in ("cancel_at_end", "renew"):
+                at_end = action == "cancel_at_end"
+                self.world.cancel_at_period_end(sub["id"], at_end)
+                return await self.page(request, "Your subscription will be canceled at the end "
+                                       "of the period." if at_end else "Your subscription was "
+                                       "renewed.")  # fmt: skip
             self.world.set_status(sub["id"], "canceled")
             return await self.page(request, "Your subscription was canceled.")
         except (ParamError, NotFound) as exc:

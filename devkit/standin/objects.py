@@ -203,7 +203,8 @@ class World:
         sub = self.put({
             "id": new_id("sub_"), "object": "subscription", "customer": customer, "status": "active",
             "items": {"object": "list", "data": items}, "metadata": cs["subscription_metadata"],
-            "cancel_at_period_end": False, "created": now, "latest_invoice": None,
+            "cancel_at_period_end": False, "cancel_at": None, "created": now,
+            "latest_invoice": None,
         })  # fmt: skip
         cs.update(
             status="complete", payment_status="paid", customer=customer, subscription=sub["id"]
@@ -244,6 +245,16 @@ class World:
     def change_price(self, sub_id: str, price_id: str) -> dict[str, Any]:
         sub = self.get("subscription", sub_id)
         sub["items"]["data"][0]["price"] = _copy(self.get("price", price_id))
+        self.emit("customer.subscription.updated", sub)
+        return sub
+
+    def cancel_at_period_end(self, sub_id: str, cancel: bool) -> dict[str, Any]:
+        """Cancel when the period ends (True), or take that back (False): Stripe sets
+        ``cancel_at_period_end`` and ``cancel_at`` (the period's end) and sends
+        customer.subscription.updated; the subscription stays active until then."""
+        sub = self.get("subscription", sub_id)
+        end = max(item["current_period_end"] for item in sub["items"]["data"])
+        sub.update(cancel_at_period_end=cancel, cancel_at=end if cancel else None)
         self.emit("customer.subscription.updated", sub)
         return sub
 

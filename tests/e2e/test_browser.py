@@ -309,13 +309,30 @@ def walk(edge: Edge, page: Any, operator: Operator, shots: Shots, browser: Any) 
     assert "80% used" in page.content()
     shots.take(page, "dashboard-80-percent")
 
-    # 9. Manage billing → cancel: the dashboard says canceled, and Envoy answers 401.
+    # 9. Manage billing → cancel at the period's end (Stripe's default): the dashboard says when
+    # access ends, and the key still works; then cancel now: the dashboard says canceled, and
+    # Envoy answers 401.
     page.get_by_role("button", name="Manage billing").click()
     page.wait_for_url(re.compile(r".*/billing/bps_.*"))
     assert "active" in page.locator(".sub-status").inner_text()
     accessible(page)
     shots.take(page, "manage-billing")
-    page.get_by_role("button", name="Cancel subscription").click()
+    page.get_by_role("button", name="Cancel at period end").click()
+    assert page.get_by_role("button", name="Renew subscription").is_visible()
+    page.get_by_role("link", name=re.compile("Return to")).click()
+    page.wait_for_url(portal + "/dashboard")
+
+    def ending() -> bool:
+        page.reload()
+        return "Canceled: access ends" in page.content()
+
+    until(ending, "the dashboard to show the cancellation at the period's end")
+    assert "(active)" in page.content()
+    shots.take(page, "cancels-at-period-end")
+    assert edge.get("/v1/things", new_key).status == 200  # until the period ends
+    page.get_by_role("button", name="Manage billing").click()
+    page.wait_for_url(re.compile(r".*/billing/bps_.*"))
+    page.get_by_role("button", name="Cancel subscription now").click()
     assert "canceled" in page.locator(".sub-status").inner_text()
     page.get_by_role("link", name=re.compile("Return to")).click()
     page.wait_for_url(portal + "/dashboard")

@@ -266,6 +266,22 @@ async def test_the_customer_portal_updates_the_card_switches_plans_and_cancels(s
         for bad in ({"subscription": sub, "price": "price_nope"}, {"subscription": "sub_nope"}):
             async with http.post(f"{bps.url}/switch", data=bad) as r:
                 assert r.status == 400
+        end = s.world.get("subscription", sub)["items"]["data"][0]["current_period_end"]
+        async with http.post(f"{bps.url}/cancel_at_end", data={"subscription": sub}) as r:
+            assert r.status == 200 and "Renew subscription" in await r.text()
+        got = s.world.get("subscription", sub)
+        pending = (got["status"], got["cancel_at_period_end"], got["cancel_at"])
+        assert pending == ("active", True, end)
+        async with http.post(f"{bps.url}/renew", data={"subscription": sub}) as r:
+            assert r.status == 200 and "Cancel at period end" in await r.text()
+        got = s.world.get("subscription", sub)
+        assert (got["cancel_at_period_end"], got["cancel_at"]) == (False, None)
+    # The same through the API, as an operator's script would: set, then taken back.
+    updated = await client.v1.subscriptions.update_async(sub, {"cancel_at_period_end": True})
+    assert (updated.cancel_at_period_end, updated.cancel_at) == (True, end)
+    updated = await client.v1.subscriptions.update_async(sub, {"cancel_at_period_end": False})
+    assert (updated.cancel_at_period_end, updated.cancel_at) == (False, None)
+    async with aiohttp.ClientSession() as http:
         async with http.post(f"{bps.url}/cancel", data={"subscription": sub}) as r:
             assert r.status == 200 and "canceled" in await r.text()
         async with http.post(f"{bps.url}/card", data={"card": "12"}) as r:
@@ -274,4 +290,6 @@ async def test_the_customer_portal_updates_the_card_switches_plans_and_cancels(s
             assert r.status == 404
     assert [e["type"] for e in s.world.events[mark:]] == [
         "customer.updated", "invoice.paid", "customer.subscription.updated",
+        "customer.subscription.updated", "customer.subscription.updated",
+        "customer.subscription.updated", "customer.subscription.updated",
         "customer.subscription.updated", "customer.subscription.deleted"]  # fmt: skip

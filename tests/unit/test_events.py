@@ -61,6 +61,22 @@ def test_invoice_subscription_in_both_shapes(invoice):
     assert parse(event("invoice.paid", invoice)).paid is True
 
 
+@pytest.mark.parametrize(
+    ("fields", "cancel_at"),
+    [
+        ({}, 0),
+        ({"cancel_at_period_end": False, "cancel_at": None}, 0),
+        ({"cancel_at_period_end": True, "cancel_at": None}, 20),  # the period's end
+        ({"cancel_at_period_end": True, "cancel_at": 20}, 20),
+        ({"cancel_at_period_end": False, "cancel_at": 15}, 15),  # a date the customer chose
+    ],
+)
+def test_a_pending_cancellation_is_read(fields, cancel_at):
+    """cancel_at when Stripe gives one, else the period's end with cancel_at_period_end."""
+    got = parse(event("customer.subscription.updated", {**BASIL_SUB, **fields}))
+    assert isinstance(got, SubscriptionChanged) and got.cancel_at == cancel_at
+
+
 def test_deleted_subscription_and_customer():
     """customer.subscription.deleted is flagged deleted; customer.deleted names the customer."""
     assert parse(event("customer.subscription.deleted", BASIL_SUB)).deleted is True
@@ -93,6 +109,8 @@ def test_one_off_invoices_and_unknown_types_are_unhandled():
         event("customer.subscription.updated", {**BASIL_SUB, "status": 5}),
         event("customer.subscription.updated", {**BASIL_SUB, "id": "sub_{1}"}),
         event("customer.subscription.updated", {**BASIL_SUB, "items": {"data": "x"}}),
+        event("customer.subscription.updated", {**BASIL_SUB, "cancel_at": "soon"}),
+        event("customer.subscription.updated", {**BASIL_SUB, "cancel_at_period_end": "yes"}),
         event("customer.subscription.updated", "not an object"),
         event("invoice.paid", {"customer": "cus_1", "subscription": ["sub_1"]}),
         {

@@ -97,6 +97,13 @@ def test_a_dashboard_card_quotes_the_limits_in_force_and_the_grace_notice():
     assert card(AccountView("cus_1", lapsed, 0, [key]), table).period == (start, end)  # rolled
     assert c.notice.startswith("Payment overdue: access ends 2026-09-22")
     assert c.limits == f"{free.requests_per_second:g} requests/s, bursts of {free.burst:,}"
+    assert c.ending == ""
+    active = {**plan, "status": "active", "cancel_at": "1790086400"}
+    assert card(AccountView("cus_1", active, 0, [key]), table).ending.startswith(
+        "Canceled: access ends 2026-09-22"
+    )
+    ended = {**active, "status": "revoked", "subscription": "sub_1"}  # deleted: no notice
+    assert card(AccountView("cus_1", ended, 0, [key]), table).ending == ""
     over = card(AccountView("cus_1", {**plan, "o_burst": "2", "o_quota": "0"}, 7, [key]), table)
     assert over.limits.endswith("bursts of 2") and (over.quota, over.percent) == (0, 0)
 

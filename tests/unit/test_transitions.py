@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tollway.records import KeyStatus
@@ -96,6 +98,19 @@ def test_price_change_moves_the_tier_and_unknown_price_keeps_it():
     assert transition(state, sub("active", created=2), "", NOW, GRACE).tier == "pro"
 
 
+def test_a_pending_cancellation_is_kept_until_taken_back_or_done():
+    """cancel_at follows the newest event: set, cleared by a renewal, and 0 once deleted."""
+    pending = dataclasses.replace(sub("active", created=2), cancel_at=200)
+    state = transition(SubState("sub_1"), pending, "pro", NOW, GRACE)
+    assert (state.status, state.cancel_at) == (KeyStatus.ACTIVE, 200)
+    assert state.account_fields()["cancel_at"] == "200" and "cancel_at" not in state.key_fields()
+    assert transition(state, sub("active", created=3), "pro", NOW, GRACE).cancel_at == 0  # renewed
+    assert transition(state, inv(paid=True, created=3), "", NOW, GRACE).cancel_at == 200
+    done = dataclasses.replace(sub("canceled", created=4, deleted=True), cancel_at=200)
+    assert transition(state, done, "pro", NOW, GRACE).cancel_at == 0
+    assert transition(state, sub("active", created=1), "pro", NOW, GRACE) == state  # older
+
+
 def test_unknown_status_is_refused():
     """A status Stripe does not document is an error, not a guess."""
     with pytest.raises(UnknownStatus):
@@ -106,3 +121,5 @@ def test_state_round_trips_through_redis_fields():
     """to_redis/from_redis keep every field."""
     state = transition(SubState("sub_1"), inv(paid=False, created=3), "", NOW, GRACE)
     assert SubState.from_redis("sub_1", state.to_redis()) == state
+    pending = dataclasses.replace(state, cancel_at=12345)
+    assert SubState.from_redis("sub_1", pending.to_redis()) == pending
