@@ -319,14 +319,7 @@ def walk(edge: Edge, page: Any, operator: Operator, shots: Shots, browser: Any) 
     shots.take(page, "manage-billing")
     page.get_by_role("button", name="Cancel at period end").click()
     assert page.get_by_role("button", name="Renew subscription").is_visible()
-    page.get_by_role("link", name=re.compile("Return to")).click()
-    page.wait_for_url(portal + "/dashboard")
-
-    def ending() -> bool:
-        page.reload()
-        return "Canceled: access ends" in page.content()
-
-    until(ending, "the dashboard to show the cancellation at the period's end")
+    back_until(page, portal, "Canceled: access ends", "the cancellation at the period's end")
     assert "(active)" in page.content()
     shots.take(page, "cancels-at-period-end")
     assert edge.get("/v1/things", new_key).status == 200  # until the period ends
@@ -334,14 +327,7 @@ def walk(edge: Edge, page: Any, operator: Operator, shots: Shots, browser: Any) 
     page.wait_for_url(re.compile(r".*/billing/bps_.*"))
     page.get_by_role("button", name="Cancel subscription now").click()
     assert "canceled" in page.locator(".sub-status").inner_text()
-    page.get_by_role("link", name=re.compile("Return to")).click()
-    page.wait_for_url(portal + "/dashboard")
-
-    def canceled() -> bool:
-        page.reload()
-        return "(canceled)" in page.content()
-
-    until(canceled, "the dashboard to show the cancellation")
+    back_until(page, portal, "(canceled)", "the cancellation")
     shots.take(page, "canceled")
     until(lambda: edge.get("/v1/things", new_key).status == 401, "401 for the canceled key")
     assert edge.get("/v1/things", key).status == 401
@@ -356,6 +342,19 @@ def walk(edge: Edge, page: Any, operator: Operator, shots: Shots, browser: Any) 
     free_key = page.locator("#key").input_value()
     shots.take(page, "free-signup-key")
     assert edge.get("/v1/things", free_key).status == 200
+
+
+def back_until(page: Any, portal: str, text: str, what: str) -> None:
+    """From the stand-in's billing page back to the dashboard, reloaded until it shows
+    ``text``: Stripe's webhook for the change arrives in its own time."""
+    page.get_by_role("link", name=re.compile("Return to")).click()
+    page.wait_for_url(portal + "/dashboard")
+
+    def shown() -> bool:
+        page.reload()
+        return text in page.content()
+
+    until(shown, f"the dashboard to show {what}")
 
 
 def hostile(edge: Edge, page: Any, browser: Any, portal: str) -> None:
