@@ -1,18 +1,17 @@
 """Usage alerts, raised and delivered: a loop in every portal process.
 
-Each pass (one per interval, by whichever portal process takes it) finds accounts (SCAN)
-whose quota count reached a threshold (portal/alerts.py) and raises each alert once: HSETNX
-of its field in the account's ``alerts`` hash, so processes and restarts agree on one alert
-per account, period and threshold. Delivery then works from that hash: the email to the
-customer and the signed POST to the operator's URL, each marked sent once it succeeds. A
-failed channel is retried with backoff (``retry_s`` doubling, at most 10 min apart) up to
-``attempts`` times, then marked failed and logged as ``alert_undelivered`` (error): never
-dropped silently. A short lock per alert keeps two
-processes from sending it at once: the record is read again once the lock is held (another
-process may have delivered it since this one listed it), and written back with the lock
-released in one script (tollway/lua/alert_settle.lua) only while the lock is still this
-process's. A process that dies between sending and marking sends it again (the same id, for
-the receiver to drop): alerts are at least once.
+Each pass (one per interval, by whichever portal process takes it) finds accounts (SCAN) whose
+quota count reached a threshold (portal/alerts.py) and raises each alert once: HSETNX of its
+field in the account's ``alerts`` hash, so processes and restarts agree on one alert per
+account, period and threshold. Delivery then works from that hash: the email to the customer
+and the signed POST to the operator's URL, each marked sent once it succeeds. A failed channel
+is retried with backoff (``retry_s`` doubling, at most 10 min apart) up to ``attempts`` times,
+then marked failed and logged as ``alert_undelivered`` (error): never dropped silently. A short
+lock per alert keeps two processes from sending it at once: the record is read again once the
+lock is held (another process may have delivered it since this one listed it), and written back
+with the lock released in one script (tollway/lua/alert_settle.lua) only while the lock is
+still this process's. A process that dies between sending and marking sends it again (the same
+id, for the receiver to drop): alerts are at least once.
 """
 
 from __future__ import annotations
