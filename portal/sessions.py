@@ -2,9 +2,10 @@
 
 A session cookie is ``<sid>.<customer>.<expiry>.<signature>``: a random session id, the
 customer's id in base64url (empty before sign-in, so a visitor still gets a CSRF token), the
-expiry in epoch seconds, and an HMAC-SHA256 over the first three with the portal's secret. A cookie tampered with, or past its
-expiry, reads as no session. A CSRF token is an HMAC of the session's random id: a form posted
-from another site carries none, and one copied from another session does not verify.
+expiry in epoch seconds, and an HMAC-SHA256 over the first three with the portal's secret. A
+cookie tampered with, or past its expiry, reads as no session. A CSRF token is an HMAC of the
+session's random id: a form posted from another site carries none, and one copied from another
+session does not verify.
 """
 
 from __future__ import annotations
