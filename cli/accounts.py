@@ -1,6 +1,6 @@
-"""``tollway accounts show|set-limits|set-tier|migrate``: what an account holds, its own
-limits, an operator's change of a customer account's tier, and moving legacy keys into
-accounts.
+"""``tollway accounts show|suspend|resume|set-limits|set-tier|migrate``: what an account
+holds, an operator's hold on all of it, its own limits, an operator's change of a customer
+account's tier, and moving legacy keys into accounts.
 
 An account is the subscription when there is one, otherwise the customer: every key of it
 draws on one token bucket, one monthly quota and one usage count (docs/accounts.md).
@@ -15,10 +15,17 @@ from datetime import UTC, datetime
 
 from cli.store_access import add_store_flags, settings_of, with_store
 from tollway.accounts import Accounts, AccountView
+from tollway.clock import WallClock
+from tollway.lifecycle import Lifecycle
 from tollway.process import CliError, Subparsers
 from tollway.settings import StoreSettings
 from tollway.store import KeyStore
 from tollway.tiers import TierError, load_tiers
+
+HOLDS = {
+    "suspend": "stop every key of an account, and its new ones, without revoking them (402)",
+    "resume": "lift an operator's suspension of an account",
+}
 
 
 def register(subparsers: Subparsers) -> None:
@@ -31,6 +38,10 @@ def register(subparsers: Subparsers) -> None:
     show.add_argument("account", metavar="ACCOUNT", help="a subscription (sub_...) or customer id")
     show.add_argument("--json", action="store_true", help="print JSON")
     add_store_flags(show)
+    for name, text in HOLDS.items():
+        sp = accounts.add_parser(name, help=text)
+        sp.add_argument("account", metavar="ACCOUNT")
+        add_store_flags(sp)
     limits = accounts.add_parser(
         "set-limits", help="give one account its own limits in place of its tier's"
     )
@@ -57,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_of(StoreSettings, args)
     if args.accounts_command == "show":
         return with_store(settings, lambda store: show(store, args.account, args.json, settings))
+    if args.accounts_command in HOLDS:
+        return with_store(settings, lambda store: hold(store, args.accounts_command, args.account))
     if args.accounts_command == "set-limits":
         return with_store(settings, lambda store: set_limits(store, args))
     if args.accounts_command == "set-tier":
@@ -70,6 +83,20 @@ def _number(text: str, kind: type[int] | type[float]) -> object:
         return kind(text)
     except ValueError:
         return text
+
+
+async def hold(store: KeyStore, command: str, account: str) -> int:
+    lifecycle = Lifecycle(store, WallClock())
+    try:
+        if command == "suspend":
+            n = await lifecycle.suspend_account(account)
+        else:
+            n = await lifecycle.resume_account(account)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    now = "suspended (402)" if command == "suspend" else "no longer suspended by the operator"
+    print(f"account {account} ({n} key(s)) is {now}", file=sys.stderr)
+    return 0
 
 
 async def set_limits(store: KeyStore, args: argparse.Namespace) -> int:
@@ -113,7 +140,9 @@ async def show(store: KeyStore, account: str, as_json: bool, settings: StoreSett
     view = await Accounts(store).show(account)
     quota = quota_of(view, settings)
     if as_json:
-        print(json.dumps({**view.public(), "quota": quota}, indent=2))
+        states = view.states(WallClock().now())
+        keys = [k.listing(states[k.key_id]) for k in view.keys]
+        print(json.dumps({**view.public(), "keys": keys, "quota": quota}, indent=2))
         return 0
     plan = view.plan
     print(f"account       {view.account}")
@@ -121,6 +150,8 @@ async def show(store: KeyStore, account: str, as_json: bool, settings: StoreSett
     print(f"subscription  {plan.get('subscription') or '-'}")
     print(f"tier          {plan.get('tier', '-')}")
     print(f"status        {plan.get('status') or 'active'}")
+    if plan.get("hold"):
+        print("suspended     by the operator (every key 402; tollway accounts resume)")
     if plan.get("status") == "past_due":
         print(f"grace until   {when(plan.get('grace_until', 0))}")
     print(f"period        {when(plan.get('period_start', 0))} .. {when(plan.get('period_end', 0))}")
@@ -129,7 +160,8 @@ async def show(store: KeyStore, account: str, as_json: bool, settings: StoreSett
     for field, value in view.overrides.items():
         print(f"override      {field} = {value or '(none)'}")
     print()
-    print_keys([k.listing() for k in view.keys])
+    states = view.states(WallClock().now())
+    print_keys([k.listing(states[k.key_id]) for k in view.keys])
     return 0
 
 

@@ -14,17 +14,19 @@ import sys
 from cli.accounts import print_keys
 from cli.store_access import add_store_flags, settings_of, with_store
 from tollway.accounts import Accounts
+from tollway.clock import WallClock
 from tollway.keys import KeyMode
+from tollway.lifecycle import Lifecycle
 from tollway.process import CliError, Subparsers
 from tollway.settings import StoreSettings
 from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import TierError, load_tiers
 
-# Commands that change a key's state: name -> (KeyStore method, help).
+# Commands that change a key's state: name -> (Lifecycle method, help).
 CHANGES = {
     "revoke": ("revoke", "revoke a key for good (401)"),
-    "suspend": ("hold", "stop a key without revoking it (402)"),
-    "resume": ("release", "lift an operator's suspension"),
+    "suspend": ("suspend", "stop a key without revoking it (402); its successors inherit it"),
+    "resume": ("resume", "lift an operator's suspension of the key"),
 }
 
 
@@ -87,7 +89,9 @@ async def create(store: KeyStore, args: argparse.Namespace, settings: StoreSetti
         if args.subscription:
             if args.tier:
                 raise CliError("--tier comes from the subscription; leave it out")
-            plaintext, record = await store.create_for_subscription(args.subscription, mode)
+            plaintext, record = await lifecycle(store).create_for_subscription(
+                args.subscription, mode
+            )
             if table.get(record.tier) is None:
                 print(f"warning: tier {record.tier!r} is not in the tier table", file=sys.stderr)
         else:
@@ -96,7 +100,7 @@ async def create(store: KeyStore, args: argparse.Namespace, settings: StoreSetti
             if table.get(args.tier) is None:
                 raise CliError(f"unknown tier {args.tier!r} (tiers: {', '.join(table.tiers)})")
             customer = args.customer or f"local_{os.urandom(4).hex()}"
-            plaintext, record = await store.create(args.tier, customer, mode)
+            plaintext, record = await lifecycle(store).create(args.tier, customer, mode)
     except (ValueError, KeyNotFound) as exc:
         raise CliError(str(exc.args[0] if exc.args else exc)) from None
     print(plaintext)
@@ -106,7 +110,7 @@ async def create(store: KeyStore, args: argparse.Namespace, settings: StoreSetti
 
 
 async def list_keys(store: KeyStore, owner: str, as_json: bool) -> int:
-    rows = [r.listing() for r in await Accounts(store).records(owner)]
+    rows = await lifecycle(store).listing(await Accounts(store).records(owner))
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
@@ -116,16 +120,22 @@ async def list_keys(store: KeyStore, owner: str, as_json: bool) -> int:
 
 async def show(store: KeyStore, key: str) -> int:
     record = await store.get(key)
-    print(json.dumps(record.public(), indent=2))
+    state = await lifecycle(store).state(record)
+    print(json.dumps({**record.public(), "state": state.value}, indent=2))
     return 0
 
 
+def lifecycle(store: KeyStore) -> Lifecycle:
+    return Lifecycle(store, WallClock())
+
+
 async def change(store: KeyStore, method: str, key: str) -> int:
+    keys = lifecycle(store)
     try:
-        record = await getattr(store, method)(key)
+        record = await getattr(keys, method)(key)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    print(f"key {record.key_id} is now {record.state}", file=sys.stderr)
+    print(f"key {record.key_id} is now {await keys.state(record)}", file=sys.stderr)
     return 0
 
 
@@ -143,7 +153,7 @@ def parse_duration(text: str) -> int:
 async def rotate(store: KeyStore, key: str, overlap_text: str) -> int:
     try:
         overlap = parse_duration(overlap_text)
-        plaintext, record = await store.rotate(key, overlap)
+        plaintext, record = await lifecycle(store).rotate(key, overlap)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     print(plaintext)

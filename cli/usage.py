@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 
 from cli.store_access import add_store_flags, settings_of
 from metering.settings import MeteringSettings
+from tollway.clock import WallClock
 from tollway.keys import KeyHasher
+from tollway.lifecycle import Lifecycle
 from tollway.process import Subparsers
 from tollway.redis_client import connect
 from tollway.store import KeyStore
@@ -41,12 +43,13 @@ async def show_by_key(settings: MeteringSettings, customer: str) -> int:
     try:
         keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
         rows = await per_key(keys, customer, int(time.time()))
+        listing = await Lifecycle(keys, WallClock()).listing([record for record, _ in rows])
     finally:
         await redis.aclose()
     print(f"{'account':<30} {'key id':<17} {'prefix':<13} {'status':<10} {'this period':>11}")
-    for record, n in rows:
+    for (record, n), shown in zip(rows, listing, strict=True):
         print(f"{record.account:<30} {record.key_id:<17} {record.prefix or '-':<13} "
-              f"{record.state:<10} {n:>11}")  # fmt: skip
+              f"{shown['status']!s:<10} {n:>11}")  # fmt: skip
     return 0
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from portal.chart import per_day, svg
 from tollway.accounts import AccountView
-from tollway.records import DEFAULT_PERIOD_S, KeyRecord, KeyStatus, Period
+from tollway.records import DEFAULT_PERIOD_S, FINAL, KeyRecord, KeyState, Period
 from tollway.tiers import TierTable
 from tollway.usage_report import Row
 
@@ -24,7 +24,7 @@ def moment(ts: int) -> str:
 @dataclass(frozen=True)
 class KeyRow:
     key_id: str
-    live: bool  # not revoked: it can be rotated or revoked
+    live: bool  # neither revoked nor expired: it can be rotated or revoked
     prefix: str
     status: str
     created: str
@@ -51,8 +51,8 @@ class AccountCard:
     charts: tuple[str, ...] = ()  # SVG, filled in by with_charts
 
 
-def _row(k: KeyRecord) -> KeyRow:
-    return KeyRow(k.key_id, k.status is not KeyStatus.REVOKED, k.prefix or k.key_id, k.state,
+def _row(k: KeyRecord, state: KeyState) -> KeyRow:
+    return KeyRow(k.key_id, state not in FINAL, k.prefix or k.key_id, state.value,
                   day(k.created), moment(k.last_used),
                   moment(k.expires_at) if k.expires_at else "—")  # fmt: skip
 
@@ -68,6 +68,8 @@ def card(view: AccountView, table: TierTable) -> AccountCard:
     status = plan.get("status") or (view.keys[0].status.value if view.keys else "")
     if status == "revoked" and plan.get("subscription"):
         status = "canceled"  # what the customer did: the subscription ended, its keys with it
+    elif view.hold:
+        status = "suspended"  # by the operator: every key of the account is refused
     grace = max((k.grace_until for k in view.keys), default=0)
     notice = (
         f"Payment overdue: access ends {moment(grace)}." if status == "past_due" and grace else ""
@@ -85,9 +87,10 @@ def card(view: AccountView, table: TierTable) -> AccountCard:
     start = Period(p_start, p_start + length).start_for(int(time.time()))  # rolled, as check.lua
     end = start + length
     percent = min(100, round(100 * view.quota_used / quota)) if quota else 0
+    states = view.states(int(time.time()))
     return AccountCard(view.account, tier_name, status, notice, ending, view.quota_used, quota,
                        percent, f"{rate:g} requests/s, bursts of {burst:,}", day(end),
-                       [_row(k) for k in view.keys], (start, end),
+                       [_row(k, states[k.key_id]) for k in view.keys], (start, end),
                        tier.meter_event if tier else "api_requests",
                        tier.usage_meter if tier else "")  # fmt: skip
 

@@ -6,8 +6,9 @@ the session's customer; anything else is NotYours, whatever the id names.
 
 from __future__ import annotations
 
+from tollway.lifecycle import Lifecycle, LifecycleError
 from tollway.records import KeyRecord, KeyStatus
-from tollway.store import KeyNotFound, KeyStore
+from tollway.store import KeyNotFound
 
 OVERLAPS_S = {"0": 0, "3600": 3600, "86400": 86400}  # the rotate form's choices
 
@@ -17,8 +18,9 @@ class NotYours(Exception):
 
 
 class OwnKeys:
-    def __init__(self, keys: KeyStore) -> None:
-        self.keys = keys
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self.lifecycle = lifecycle
+        self.keys = lifecycle.keys
 
     async def record(self, customer: str, key_id: str) -> KeyRecord:
         if key_id not in await self.keys.owned(customer):
@@ -32,21 +34,25 @@ class OwnKeys:
         return record
 
     async def create(self, customer: str, account: str) -> tuple[str, KeyRecord]:
-        """Another key on one of the customer's accounts (its tier, limits and quota)."""
+        """Another key on one of the customer's accounts (its tier, limits and quota). Refused
+        while the operator holds the account or any of its keys: a customer cannot issue
+        themselves a way around a suspension."""
         mine = [await self.record(customer, k) for k in await self.keys.owned(customer)]
         live = [r for r in mine if r.account == account and r.status is not KeyStatus.REVOKED]
         if not live:
             raise NotYours(account)
+        if any(r.hold for r in live):
+            raise LifecycleError("a key of this account is suspended; contact support to lift it")
         if live[0].subscription:
-            return await self.keys.create_for_subscription(live[0].subscription)
-        return await self.keys.create(live[0].tier, customer)
+            return await self.lifecycle.create_for_subscription(live[0].subscription)
+        return await self.lifecycle.create(live[0].tier, customer)
 
     async def rotate(self, customer: str, key_id: str, overlap: str) -> tuple[str, KeyRecord]:
         if overlap not in OVERLAPS_S:
             raise ValueError(f"overlap must be one of {', '.join(OVERLAPS_S)} seconds")
         await self.record(customer, key_id)
-        return await self.keys.rotate(key_id, OVERLAPS_S[overlap])
+        return await self.lifecycle.rotate(key_id, OVERLAPS_S[overlap])
 
     async def revoke(self, customer: str, key_id: str) -> None:
         await self.record(customer, key_id)
-        await self.keys.revoke(key_id)
+        await self.lifecycle.revoke(key_id)

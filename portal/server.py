@@ -19,7 +19,9 @@ from portal.sessions import Sessions
 from portal.settings import PortalSettings
 from portal.signin import SignInLinks
 from portal.signup import FreeSignups
+from tollway.clock import WallClock
 from tollway.keys import KeyHasher
+from tollway.lifecycle import Lifecycle
 from tollway.logs import fields
 from tollway.process import stop_on_signals
 from tollway.redis_client import connect
@@ -54,7 +56,7 @@ async def serve(settings: PortalSettings) -> None:
         tiers, Sessions(settings.session_secret, settings.session_ttl_s),
         SignInLinks(redis, settings.signin_ttl_s, settings.signin_per_address, settings.signin_per_ip),
         mailer,
-        customers_with_keys(stripe_client, keys, signups), accounts_of(keys), OwnKeys(keys),
+        customers_with_keys(stripe_client, keys, signups), accounts_of(keys), OwnKeys(Lifecycle(keys, WallClock())),
         lambda customer, table: customer_windows(keys, customer, table), backend, signups,
         BillingPortal(stripe_client),
         settings.public_url, settings.api_url, settings.secure_cookies,

@@ -16,7 +16,7 @@ from typing import Any
 from tollway import schema, scripts
 from tollway.keys import looks_like_key_id
 from tollway.logs import fields
-from tollway.records import KeyRecord
+from tollway.records import KeyRecord, KeyState, key_state
 from tollway.store import KeyNotFound, KeyStore, text
 from tollway.tiers import check_limits
 
@@ -35,16 +35,26 @@ class AccountView:
     keys: list[KeyRecord]
 
     @property
+    def hold(self) -> str:
+        """An operator's hold on the whole account ("" for none): every key of it is 402."""
+        return self.plan.get("hold", "")
+
+    def states(self, now: int) -> dict[str, KeyState]:
+        """Each key's state at ``now`` (epoch s), by key id: ``records.key_state``."""
+        return {k.key_id: key_state(k, self.hold, now) for k in self.keys}
+
+    @property
     def overrides(self) -> dict[str, str]:
         """The operator's overrides of the tier, by tier field."""
         return {k: self.plan[f] for k, f in OVERRIDES.items() if f in self.plan}
 
     def public(self) -> dict[str, object]:
+        """The account as an operator may see it, without its keys (``Lifecycle.listing``)."""
         hidden = set(OVERRIDES.values())
         plan = {k: v for k, v in self.plan.items()
                 if not k.startswith(("merged:", "n:", "p:")) and k not in hidden}  # fmt: skip
         return {"account": self.account, **plan, "overrides": self.overrides,
-                "quota_used": self.quota_used, "keys": [k.listing() for k in self.keys]}  # fmt: skip
+                "quota_used": self.quota_used}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -122,7 +132,8 @@ class Accounts:
     async def show(self, account: str) -> AccountView:
         """Raises KeyNotFound if tollway knows nothing of ``account``."""
         plan = await self.keys.account_plan(account)
-        keys = await self.records(account)
+        # A customer's set also lists its subscriptions' keys: only this account's.
+        keys = [k for k in await self.records(account) if k.account == account]
         if not plan and not keys:
             raise KeyNotFound(f"no account {account}")
         state = {k: plan.pop(k, "") for k in ("tokens", "ts", "q_period", "q_used")}

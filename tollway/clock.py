@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 
@@ -17,6 +18,13 @@ class RedisTime:
         return None
 
 
+class WallClock:
+    """Production, outside the check path: this machine's clock, in whole seconds."""
+
+    def now(self) -> int:
+        return int(time.time())
+
+
 class FixedClock:
     """Tests: a clock that moves only when told to."""
 
@@ -25,6 +33,9 @@ class FixedClock:
 
     def now_ms(self) -> int:
         return self.ms
+
+    def now(self) -> int:
+        return self.ms // 1000
 
     def advance(self, ms: int) -> None:
         self.ms += ms

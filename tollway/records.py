@@ -18,6 +18,21 @@ class KeyStatus(StrEnum):
     PENDING = "pending"  # 402 until the first payment
 
 
+class KeyState(StrEnum):
+    """What a key is now, as check.lua decides it: what every listing shows (``key_state``)."""
+
+    ACTIVE = "active"
+    PAST_DUE = "past_due"  # let through until grace_until, then 402
+    PENDING = "pending"  # 402 until the first payment
+    SUSPENDED = "suspended"  # 402: an operator's hold on the key or on its account
+    REVOKED = "revoked"  # 401, final
+    EXPIRED = "expired"  # 401, final: a rotated key past its overlap
+
+
+# The states a key cannot leave: it is refused 401, and no change brings it back.
+FINAL = frozenset({KeyState.REVOKED, KeyState.EXPIRED})
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     key_id: str
@@ -36,6 +51,7 @@ class KeyRecord:
     sync_version: int = 0  # the subscription state version last copied onto this record
     prefix: str = ""  # the key's first characters, to tell keys apart ("" for legacy keys)
     last_used: int = 0  # epoch s of a request let through, kept to the minute by check.lua
+    successor: str = ""  # the key id this key was rotated to ("" if it was never rotated)
 
     @classmethod
     def template(
@@ -90,18 +106,15 @@ class KeyRecord:
                 sync_version=int(raw.get("sync_version", 0)),
                 prefix=raw.get("prefix", ""),
                 last_used=int(raw.get("last_used", 0)),
+                successor=raw.get("successor", ""),
             )
         except (KeyError, ValueError) as exc:
             raise ValueError(f"malformed key record: {exc!r}") from None
 
-    @property
-    def state(self) -> str:
-        """What an operator sees: the status, or "suspended" under an operator's hold."""
-        return "suspended" if self.hold else self.status.value
-
-    def listing(self) -> dict[str, object]:
-        """One line of ``tollway keys list``: never the key, nor its digest."""
-        return {"key_id": self.key_id, "prefix": self.prefix, "status": self.state,
+    def listing(self, state: KeyState) -> dict[str, object]:
+        """One line of ``tollway keys list`` (``state``: ``key_state`` of it): never the key,
+        nor its digest."""
+        return {"key_id": self.key_id, "prefix": self.prefix, "status": state.value,
                 "tier": self.tier, "created": self.created, "last_used": self.last_used,
                 "expires_at": self.expires_at}  # fmt: skip
 
@@ -111,6 +124,19 @@ class KeyRecord:
         del out["hash"]
         out["status"] = self.status.value
         return out
+
+
+def key_state(record: KeyRecord, account_hold: str, now: int) -> KeyState:
+    """The key's state at ``now`` (epoch s), decided in check.lua's order: revoked, then past
+    its expiry, then an operator's hold on the key or its account (``account_hold``, "" for
+    none), then its billing status. The one answer to "what is this key now?"."""
+    if record.status is KeyStatus.REVOKED:
+        return KeyState.REVOKED
+    if record.expires_at and now >= record.expires_at:
+        return KeyState.EXPIRED
+    if record.hold or account_hold:
+        return KeyState.SUSPENDED
+    return KeyState(record.status.value)
 
 
 @dataclass(frozen=True)

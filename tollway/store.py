@@ -1,10 +1,11 @@
-"""Key records in Redis: issue, look up, hold, revoke, rotate and sync API keys.
+"""Key records in Redis: write, look up and sync API keys' records.
 
 A key's record lives in its account's slot (tollway/schema.py), found through the key's
-directory entry; a legacy key's record is its directory entry itself. Used by the CLI and the
-webhook service; authz only reads records through check.lua.
-Raises ``KeyNotFound`` for a key or id with no record, ``ValueError`` for a change that a
-revoked key refuses (revocation is final) or a key its account cannot take.
+directory entry; a legacy key's record is its directory entry itself. Every change to who
+gets in (create, rotate, suspend, resume, revoke) goes through tollway/lifecycle.py, which
+builds on this module; authz only reads records through check.lua.
+Raises ``KeyNotFound`` for a key or id with no record, ``ValueError`` for a key its account
+cannot take.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from tollway.records import DEFAULT_PERIOD_S, KeyRecord, KeyStatus
 
 log = logging.getLogger("tollway.store")
 
-OPERATOR_HOLD = "operator"
 # How much of a key is kept to tell keys apart in listings ("tw_live_" and 4 of its 43 random
 # characters: 24 of its 256 bits).
 PREFIX_SHOWN = 12
@@ -44,8 +44,6 @@ class KeyStore:
         self._create = scripts.register(redis, "create_record")
         self._open = scripts.register(redis, "open_key")
         self._sync_account = scripts.register(redis, "sync_account")
-        self._set_status = scripts.register(redis, "set_status")
-        self._set_hold = scripts.register(redis, "set_hold")
         self._sync = scripts.register(redis, "sync_key")
 
     def new_record(
@@ -94,6 +92,8 @@ class KeyStore:
             args=[record.tier, record.customer, record.subscription, str(record.period_start),
                   str(record.period_end), *fields],
         )  # fmt: skip
+        if isinstance(result, list) and int(result[0]) == -2:
+            raise ValueError(f"account {account} is suspended by the operator; it takes no new key")
         if isinstance(result, list):
             tier = text(result[1])
             raise ValueError(
@@ -199,16 +199,6 @@ class KeyStore:
         raw = await self.redis.hgetall(schema.account_state(account))
         return {text(k): text(v) for k, v in raw.items()}
 
-    async def _change(self, script: Any, key_or_id: str, arg: str) -> KeyRecord:
-        record, name, _ = await self.find(key_or_id)
-        result = await script(keys=[name], args=[arg])
-        if result == 0:
-            raise KeyNotFound(f"no key with id {record.key_id}")
-        if result == -1:
-            raise ValueError(f"key {record.key_id} is revoked; revocation is final")
-        await self.announce(record.key_id)
-        return await self.get(record.key_id)
-
     async def announce(self, key_id: str) -> None:
         """Tell every authz process that the key's record changed, so that it drops what it
         holds for the key (a lease). Best effort: a lease expires on its own within its TTL."""
@@ -216,38 +206,6 @@ class KeyStore:
             await self.redis.publish(schema.KEY_CHANGES, key_id)
         except (RedisError, RedisClusterException, OSError) as exc:
             log.warning("key_change_not_announced", extra=fields(key_id=key_id, error=str(exc)))
-
-    async def revoke(self, key_or_id: str) -> KeyRecord:
-        return await self._change(self._set_status, key_or_id, KeyStatus.REVOKED.value)
-
-    async def hold(self, key_or_id: str) -> KeyRecord:
-        """An operator's suspension (402), kept apart from the billing status so that a later
-        payment webhook cannot lift it."""
-        return await self._change(self._set_hold, key_or_id, OPERATOR_HOLD)
-
-    async def release(self, key_or_id: str) -> KeyRecord:
-        return await self._change(self._set_hold, key_or_id, "")
-
-    async def rotate(
-        self, key_or_id: str, overlap_s: int, now: int | None = None
-    ) -> tuple[str, KeyRecord]:
-        """Issue a successor with the same customer, tier and subscription; the old key stays
-        valid for ``overlap_s`` seconds (0: revoked at once). Returns the new (plaintext, record)."""
-        old, name, _ = await self.find(key_or_id)
-        if old.status is KeyStatus.REVOKED:
-            raise ValueError(f"key {old.key_id} is revoked; rotate a live key")
-        created = int(time.time()) if now is None else now
-        template = replace(old, created=created, hold="", expires_at=0, last_used=0)
-        while True:
-            plaintext, record = self.new_record(template, KeyMode(old.mode))
-            if await self.store(record):
-                break
-        if overlap_s <= 0:
-            await self.revoke(old.key_id)
-        else:
-            await self.redis.hset(name, "expires_at", str(created + overlap_s))
-            await self.announce(old.key_id)
-        return plaintext, record
 
     async def sync(self, key_id: str, version: int, fields: Mapping[str, str]) -> int:
         """Copy subscription state onto a key record if ``version`` is not older than what it

@@ -17,7 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tollway.clock import WallClock
 from tollway.dead_letters import ERROR_REPORT, DeadLetters
+from tollway.lifecycle import Lifecycle
 from tollway.logs import fields
 from tollway.store import KeyStore
 from tollway.tiers import TierTable
@@ -65,6 +67,7 @@ class Processor:
         now: Callable[[], float] = time.time,
     ) -> None:
         self.keys = keys
+        self.lifecycle = Lifecycle(keys, WallClock())
         self.states = states
         self.checkouts = checkouts
         self.dead_letters = dead_letters
@@ -191,5 +194,5 @@ class Processor:
     async def _customer_deleted(self, intent: CustomerDeleted) -> None:
         for key_id in await self.keys.owned(intent.customer):
             with contextlib.suppress(LookupError, ValueError):  # gone, or revoked already
-                await self.keys.revoke(key_id)
+                await self.lifecycle.revoke(key_id)
         log.info("customer_keys_revoked", extra=fields(customer=intent.customer))

@@ -25,7 +25,9 @@ from devkit.stack import Ports, Stack
 from tests.conftest import CLUSTERS
 from tests.support import TEST_TIERS
 from tollway import schema
+from tollway.clock import WallClock
 from tollway.keys import KeyHasher
+from tollway.lifecycle import Lifecycle
 from tollway.redis_client import connect, connect_sync
 from tollway.store import KeyStore
 
@@ -115,12 +117,12 @@ class Edge:
         return plaintext, record.key_id
 
     def revoke(self, key_id: str) -> None:
-        """Revoke through the real KeyStore (as `tollway keys revoke` does; it announces it)."""
+        """Revoke through the real Lifecycle (as `tollway keys revoke` does; it announces it)."""
 
         async def go():
             client = connect(self.stack.effective_redis_url)
             try:
-                await KeyStore(client, KeyHasher()).revoke(key_id)
+                await Lifecycle(KeyStore(client, KeyHasher()), WallClock()).revoke(key_id)
             finally:
                 await client.aclose()
 

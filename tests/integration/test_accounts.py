@@ -22,6 +22,7 @@ from tollway import schema
 from tollway.accounts import Accounts
 from tollway.clock import FixedClock
 from tollway.keys import KeyHasher
+from tollway.lifecycle import Lifecycle
 from tollway.records import KeyRecord
 from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import parse_tiers
@@ -72,7 +73,7 @@ async def test_rotation_keeps_the_quota(redis, pipe):
     lim = limiter(pipe, redis, FixedClock(T0))
     _, old = await store.create("capped", "cus_r", now=T0 // 1000)
     assert [await check(lim, old) for _ in range(3)] == [Code.OK] * 3
-    _, new = await store.rotate(old.key_id, overlap_s=60, now=T0 // 1000)
+    _, new = await Lifecycle(store, FixedClock(T0)).rotate(old.key_id, overlap_s=60)
     assert new.account == old.account == "cus_r"
     assert await check(lim, new) is Code.QUOTA
     assert await check(lim, old) is Code.QUOTA  # still valid in the overlap, still out of quota
@@ -278,7 +279,7 @@ async def test_an_operator_s_tier_change_carries_the_account_over(redis, pipe):
     _, a = await store.create("free", "cus_st", now=T0 // 1000)
     _, b = await store.create("free", "cus_st", now=T0 // 1000)
     _, gone = await store.create("free", "cus_st", now=T0 // 1000)
-    await store.revoke(gone.key_id)
+    await Lifecycle(store, FixedClock(T0)).revoke(gone.key_id)
     assert [await check(lim, k) for k in (a, b)] == [Code.OK, Code.OK]
     assert await accounts.set_tier("cus_st", "capped") == 2
     assert [await check(lim, k) for k in (b, a)] == [Code.OK, Code.QUOTA]

@@ -15,6 +15,7 @@ from tests.support import TEST_TIERS, RecordingPipe, redis_dump
 from tollway import schema
 from tollway.clock import FixedClock, RedisTime
 from tollway.keys import KeyHasher
+from tollway.lifecycle import Lifecycle
 from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
 
@@ -29,6 +30,7 @@ class Harness:
         self.redis = redis
         self.clock = clock
         self.store = KeyStore(redis, KeyHasher())
+        self.lifecycle = Lifecycle(self.store, clock)
         self.pipelines = 0
         self.accounts = 0
         self.account: dict[str, str] = {}  # key id -> account
@@ -248,17 +250,17 @@ async def test_no_plaintext_key_is_written_to_redis(h):
 async def test_operator_hold_is_402_and_lifting_it_restores(h):
     """A held key is refused as payment_required without touching bucket or usage."""
     _, kid, digest = await h.key("pro")
-    await h.store.hold(kid)
+    await h.lifecycle.suspend(kid)
     assert (await h.check(kid, digest)).code is Code.PAYMENT
     assert await h.usage(kid) == {}
-    await h.store.release(kid)
+    await h.lifecycle.resume(kid)
     assert (await h.check(kid, digest)).code is Code.OK
 
 
 async def test_rotation_overlap_then_revocation(h):
     """After rotate, both keys work during the overlap; then the old one is revoked."""
     _, kid, digest = await h.key("pro")
-    _, new = await h.store.rotate(kid, overlap_s=60, now=T0 // 1000)
+    _, new = await h.lifecycle.rotate(kid, overlap_s=60)
     assert (new.tier, new.customer) == ("pro", "cus_1") and new.key_id != kid
     assert (await h.check(kid, digest)).code is Code.OK
     assert (await h.check(new.key_id, new.hash)).code is Code.OK

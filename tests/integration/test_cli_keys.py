@@ -70,7 +70,7 @@ def test_suspend_resume_revoke(run):
         code, _, err = run("keys", action, key)
         assert code == 0 and err.strip().endswith(f"is now {status}")
     code, _, err = run("keys", "resume", key)
-    assert code == 1 and "revocation is final" in err
+    assert code == 1 and "is revoked; that is final" in err
 
 
 @pytest.mark.parametrize("arg", ["0123456789abcdef", "tw_live_not_a_key", "garbage"])
@@ -168,3 +168,30 @@ def test_accounts_set_tier_moves_a_customer_account(run):
     code, out, _ = run("keys", "show", key)
     assert json.loads(out)["tier"] == "pro"
     assert run("keys", "create", "--tier", "pro", "--customer", "cus_t")[0] == 0
+
+
+def test_accounts_suspend_and_resume(run):
+    """accounts suspend lists every key of the account as suspended and refuses a new one;
+    resume brings them back; an unknown account is one line and exit 1."""
+    run("keys", "create", "--tier", "pro", "--customer", "cus_hold")
+    code, _, err = run("accounts", "suspend", "cus_hold")
+    assert code == 0 and "account cus_hold (1 key(s)) is suspended" in err
+    _, out, _ = run("keys", "list", "--customer", "cus_hold", "--json")
+    assert [r["status"] for r in json.loads(out)] == ["suspended"]
+    code, _, err = run("keys", "create", "--tier", "pro", "--customer", "cus_hold")
+    assert code == 1 and "account cus_hold is suspended by the operator" in err
+    assert run("accounts", "resume", "cus_hold")[0] == 0
+    _, out, _ = run("keys", "list", "--customer", "cus_hold", "--json")
+    assert [r["status"] for r in json.loads(out)] == ["active"]
+    code, _, err = run("accounts", "suspend", "cus_nobody")
+    assert code == 1 and err.strip() == "tollway: no account cus_nobody"
+
+
+def test_rotating_a_suspended_key_keeps_it_suspended(run):
+    """keys suspend, then keys rotate --overlap 0: the successor lists as suspended."""
+    _, key, _ = run("keys", "create", "--tier", "pro", "--customer", "cus_rot")
+    run("keys", "suspend", key.strip())
+    code, _, _ = run("keys", "rotate", key.strip(), "--overlap", "0")
+    assert code == 0
+    _, out, _ = run("keys", "list", "--customer", "cus_rot", "--json")
+    assert sorted(r["status"] for r in json.loads(out)) == ["revoked", "suspended"]

@@ -20,8 +20,9 @@ from authz.servicer import AuthzServicer
 from authz.usage_buffer import UsageBuffer
 from tests.support import RecordingPipe, check_request
 from tollway import schema, scripts
-from tollway.clock import FixedClock, RedisTime
+from tollway.clock import FixedClock, RedisTime, WallClock
 from tollway.keys import KeyHasher
+from tollway.lifecycle import Lifecycle
 from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
 
@@ -120,7 +121,7 @@ async def test_revocation_reaches_a_lease_through_pubsub(redis, pipe):
         await asyncio.wait_for(ready.wait(), 5)
         assert [(await s.call(key)).status.code for _ in range(5)] == [0] * 5
         assert len(s.leases) == 1 and s.pipelines <= 2  # four of them from the lease
-        await s.store.revoke(key)
+        await Lifecycle(s.store, WallClock()).revoke(key)
         for _ in range(100):  # pub/sub is asynchronous: allow it up to 1 s
             if not len(s.leases):
                 break

@@ -25,7 +25,9 @@ from portal.signin import SignInLinks
 from portal.signup import FreeSignups
 from tests.support import TEST_TIERS
 from tollway import schema
+from tollway.clock import WallClock
 from tollway.keys import KeyHasher
+from tollway.lifecycle import Lifecycle
 from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
 from tollway.usage_report import customer_windows
@@ -61,7 +63,7 @@ async def portal(redis, standin):
     signups = FreeSignups(redis, keys, ttl_s=2)
     app = PortalApp(lambda: TABLE, Sessions("0123456789abcdef-secret", 3600), links,
                     Mailer("127.0.0.1", smtp.port, "portal@test"),
-                    customers_with_keys(stripe, keys, signups), accounts_of(keys), OwnKeys(keys),
+                    customers_with_keys(stripe, keys, signups), accounts_of(keys), OwnKeys(Lifecycle(keys, WallClock())),
                     lambda customer, table: customer_windows(keys, customer, table),
                     backend, signups, BillingPortal(stripe), URL, "http://api.test",
                     secure_cookies=False).build()  # fmt: skip

@@ -195,7 +195,7 @@ async def test_cancellation_revokes_and_customer_deletion_revokes_all(proc, redi
 async def test_operator_hold_survives_a_payment(proc):
     """An operator's suspension is not lifted by invoice.paid."""
     key_id = await issue_key(proc)
-    await proc.keys.hold(key_id)
+    await proc.lifecycle.suspend(key_id)
     await proc.handle(invoice_event("evt_paid", True, NOW + 60))
     rec = await record(proc, key_id)
     assert rec.status is KeyStatus.ACTIVE and rec.hold == "operator"

@@ -10,7 +10,8 @@
 --                         use and that period's start (tollway usage show --by key), and the
 --                         operator's per-account overrides of the tier: o_rate, o_burst,
 --                         o_quota, o_features (comma-separated; tollway accounts set-limits).
---                         Its period_start and period_end are the account's billing period
+--                         Its period_start and period_end are the account's billing period,
+--                         and hold an operator's suspension of the whole account (402)
 --   KEYS[3] usage   hash  the account's: window start (s) -> requests let through (metering
 --                         drains it)
 --   (A legacy key, issued before accounts, passes its own record, state and usage instead.)
@@ -84,7 +85,7 @@ local kfield = 'n:' .. string.sub(KEYS[1], -16)
 local pfield = 'p:' .. string.sub(KEYS[1], -16)
 local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'q_period', 'q_used', kfield,
                       'o_rate', 'o_burst', 'o_quota', 'o_features', pfield,
-                      'period_start', 'period_end')
+                      'period_start', 'period_end', 'hold')
 
 -- The billing period in force: the account's (a legacy key's: its record's), rolled forward by
 -- whole periods if it has lapsed (a renewal webhook that has not arrived yet must not stop the
@@ -134,8 +135,8 @@ local grace = 0
 local expires = tonumber(rec[9]) or 0
 if status == 'revoked' or (expires > 0 and now >= expires) then
   return {REVOKED, tier, customer}
-elseif rec[8] and rec[8] ~= '' then
-  return {PAYMENT, tier, customer} -- an operator's hold
+elseif (rec[8] and rec[8] ~= '') or (st[13] and st[13] ~= '') then
+  return {PAYMENT, tier, customer} -- an operator's hold, on the key or on its account
 elseif status == 'past_due' then
   grace = tonumber(rec[5]) or 0
   if now >= grace then

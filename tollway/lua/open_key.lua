@@ -3,12 +3,16 @@
 -- ARGV[1] tier, ARGV[2] customer, ARGV[3] subscription ("" for a customer account),
 -- ARGV[4] period_start, ARGV[5] period_end, ARGV[6..] the record's field, value pairs.
 -- Returns 1 if written, 0 if the record already exists, or {-1, tier} if the account is a
--- customer account on another tier (all keys of an account share one plan); nothing is
--- written then.
+-- customer account on another tier (all keys of an account share one plan), or {-2} if an
+-- operator has suspended the account (it takes no new key); nothing is written then.
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-local tier = redis.call('HGET', KEYS[2], 'tier')
+local plan = redis.call('HMGET', KEYS[2], 'tier', 'hold')
+local tier = plan[1]
+if plan[2] and plan[2] ~= '' then
+  return {-2}
+end
 if ARGV[3] == '' and tier and tier ~= '' and tier ~= ARGV[1] then
   return {-1, tier}
 end

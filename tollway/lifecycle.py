@@ -1,0 +1,203 @@
+"""The one lifecycle of keys and accounts: every change to who gets in goes through here.
+
+The CLI, the portal and the webhook service (and the management API) call these operations;
+none of them writes a key's status, hold or expiry itself. Each change is logged here, once
+(``key_changed`` and ``account_changed``, with what changed), and announced to every authz
+process so that it drops what it holds for the key (a lease).
+
+The rules, each kept by a Lua script so that no race can break it:
+- revoked and expired (a rotated key past its overlap) are final: such a key cannot be
+  rotated, suspended, resumed or extended (``records.key_state`` says which state a key is in);
+- a key that was rotated already cannot be rotated again (that would make one key three, or
+  extend its overlap): rotate its successor;
+- a rotated key's successor inherits its hold;
+- an operator's hold on an account answers every key of it 402 (check.lua), and the account
+  takes no new key and rotates none until it is lifted.
+
+Raises ``KeyNotFound`` for a key or account tollway does not know, ``LifecycleError`` (a
+ValueError) for a change the rules refuse, with a message for the person who asked.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Protocol
+
+from tollway import schema, scripts
+from tollway.keys import KeyMode
+from tollway.logs import fields
+from tollway.records import KeyRecord, KeyState, KeyStatus, key_state
+from tollway.store import KeyNotFound, KeyStore, text
+
+log = logging.getLogger("tollway.lifecycle")
+
+OPERATOR_HOLD = "operator"
+
+
+class Clock(Protocol):
+    def now(self) -> int:
+        """Seconds since the epoch."""
+
+
+class LifecycleError(ValueError):
+    """A change the key's or account's state refuses; the message says why and what to do."""
+
+
+class Lifecycle:
+    def __init__(self, keys: KeyStore, clock: Clock) -> None:
+        self.keys = keys
+        self.clock = clock
+        redis = keys.redis
+        self._set_status = scripts.register(redis, "set_status")
+        self._set_hold = scripts.register(redis, "set_hold")
+        self._set_account_hold = scripts.register(redis, "set_account_hold")
+        self._rotate = scripts.register(redis, "rotate_key")
+
+    # What a key is now.
+
+    async def account_hold(self, account: str) -> str:
+        """The operator's hold on ``account`` ("" for none, and for a legacy key's "")."""
+        if not account:
+            return ""
+        return text(await self.keys.redis.hget(schema.account_state(account), "hold") or "")
+
+    async def state(self, record: KeyRecord) -> KeyState:
+        """What check.lua would make of the key now, as far as its lifecycle goes."""
+        hold = await self.account_hold(record.account)
+        return key_state(record, hold, self.clock.now())
+
+    async def listing(self, records: list[KeyRecord]) -> list[dict[str, object]]:
+        """``records`` as ``tollway keys list`` shows them, each with its state now."""
+        holds = {a: await self.account_hold(a) for a in {r.account for r in records}}
+        now = self.clock.now()
+        return [r.listing(key_state(r, holds[r.account], now)) for r in records]
+
+    # Issuing.
+
+    async def create(
+        self, tier: str, customer: str, mode: KeyMode = KeyMode.LIVE
+    ) -> tuple[str, KeyRecord]:
+        """A new active key on the customer's account. Refused while the account is held."""
+        plaintext, record = await self.keys.create(tier, customer, mode, now=self.clock.now())
+        self._audit(record.key_id, "created", account=record.account, tier=tier)
+        return plaintext, record
+
+    async def create_for_subscription(
+        self, subscription: str, mode: KeyMode = KeyMode.LIVE
+    ) -> tuple[str, KeyRecord]:
+        """A new key on a subscription's account (``KeyStore.create_for_subscription``)."""
+        plaintext, record = await self.keys.create_for_subscription(
+            subscription, mode, now=self.clock.now()
+        )
+        self._audit(record.key_id, "created", account=record.account, tier=record.tier)
+        return plaintext, record
+
+    async def rotate(self, key_or_id: str, overlap_s: int) -> tuple[str, KeyRecord]:
+        """Issue a successor (same account, tier and hold); the old key keeps working for
+        ``overlap_s`` seconds (0: revoked at once), then is expired for good. Returns the new
+        (plaintext, record)."""
+        old, name, account = await self.keys.find(key_or_id)
+        now = self.clock.now()
+        self._refuse_final(old, await self.account_hold(account), now, "rotated")
+        if old.successor:
+            raise LifecycleError(
+                f"key {old.key_id} was rotated already, to {old.successor}; rotate that key"
+            )
+        if not account:
+            raise LifecycleError(
+                f"key {old.key_id} predates accounts; move it first (tollway accounts migrate)"
+            )
+        template = replace(old, created=now, hold=old.hold, expires_at=0, last_used=0,
+                           successor="")  # fmt: skip
+        while True:
+            plaintext, new = self.keys.new_record(template, KeyMode(old.mode))
+            if await self.keys.store(new):
+                break
+        ends = str(now + overlap_s) if overlap_s > 0 else "0"
+        keys = [name, schema.key_record(new.key_id, account), schema.account_state(account)]
+        reply = await self._rotate(keys=keys, args=[str(now), ends, new.key_id])
+        if int(reply[0]) != 1:
+            # The old key changed while the new one was written: the new one must not live.
+            await self._set_status(keys=[keys[1]], args=[KeyStatus.REVOKED.value])
+            raise LifecycleError(f"key {old.key_id} changed meanwhile ({_refusal(reply)}); "
+                                 "nothing was rotated")  # fmt: skip
+        await self.keys.announce(old.key_id)
+        self._audit(old.key_id, "rotated", successor=new.key_id, overlap_s=overlap_s)
+        return plaintext, await self.keys.get(new.key_id)
+
+    # Changing one key.
+
+    async def revoke(self, key_or_id: str) -> KeyRecord:
+        """Revoke for good (401). Revoking a revoked or expired key changes nothing more."""
+        record, name, _ = await self.keys.find(key_or_id)
+        if int(await self._set_status(keys=[name], args=[KeyStatus.REVOKED.value])) == 0:
+            raise KeyNotFound(f"no key with id {record.key_id}")
+        return await self._changed(record.key_id, "revoked")
+
+    async def suspend(self, key_or_id: str) -> KeyRecord:
+        """An operator's hold (402), kept apart from the billing status so that a later
+        payment webhook cannot lift it."""
+        return await self._hold(key_or_id, OPERATOR_HOLD, "suspended")
+
+    async def resume(self, key_or_id: str) -> KeyRecord:
+        """Lift an operator's hold on the key (its account's, if any, stays)."""
+        return await self._hold(key_or_id, "", "resumed")
+
+    async def _hold(self, key_or_id: str, hold: str, what: str) -> KeyRecord:
+        record, name, _ = await self.keys.find(key_or_id)
+        result = int(await self._set_hold(keys=[name], args=[hold, str(self.clock.now())]))
+        if result == 0:
+            raise KeyNotFound(f"no key with id {record.key_id}")
+        if result < 0:
+            final = "revoked" if result == -1 else "expired"
+            raise LifecycleError(f"key {record.key_id} is {final}; that is final, so it "
+                                 f"cannot be {what}")  # fmt: skip
+        return await self._changed(record.key_id, what)
+
+    # Changing a whole account.
+
+    async def suspend_account(self, account: str) -> int:
+        """Hold every key of the account (402), its future keys too. Returns its key count."""
+        return await self._hold_account(account, OPERATOR_HOLD, "suspended")
+
+    async def resume_account(self, account: str) -> int:
+        """Lift the account's hold (holds on single keys stay). Returns its key count."""
+        return await self._hold_account(account, "", "resumed")
+
+    async def _hold_account(self, account: str, hold: str, what: str) -> int:
+        name = schema.account_state(account)  # raises ValueError for an id unfit for a key name
+        if not await self._set_account_hold(keys=[name], args=[hold]):
+            raise KeyNotFound(f"no account {account}")
+        key_ids = await self.keys.owned(account)
+        for key_id in key_ids:
+            await self.keys.announce(key_id)
+        log.info("account_changed", extra=fields(account=account, change=what))
+        return len(key_ids)
+
+    # Shared.
+
+    def _refuse_final(self, record: KeyRecord, account_hold: str, now: int, what: str) -> None:
+        state = key_state(record, account_hold, now)
+        if state in (KeyState.REVOKED, KeyState.EXPIRED):
+            raise LifecycleError(f"key {record.key_id} is {state}; that is final, so it "
+                                 f"cannot be {what}")  # fmt: skip
+        if account_hold:
+            raise LifecycleError(f"account {record.account} is suspended by the operator; "
+                                 f"its keys cannot be {what}")  # fmt: skip
+
+    async def _changed(self, key_id: str, what: str) -> KeyRecord:
+        await self.keys.announce(key_id)
+        self._audit(key_id, what)
+        return await self.keys.get(key_id)
+
+    @staticmethod
+    def _audit(key_id: str, what: str, **more: object) -> None:
+        log.info("key_changed", extra=fields(key_id=key_id, change=what, **more))
+
+
+def _refusal(reply: list[object]) -> str:
+    code = int(str(reply[0]))
+    if code == -3:
+        return f"rotated to {text(reply[1])}"  # type: ignore[arg-type]
+    return {0: "gone", -1: "revoked", -2: "expired", -4: "account suspended"}.get(code, str(code))
