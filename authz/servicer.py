@@ -34,7 +34,7 @@ from authz.usage_buffer import UsageBuffer
 from tollway.keys import KeyHasher, parse_key
 from tollway.logs import fields
 from tollway.tiers import LimiterKind, TierTable
-from tollway.usage_log import Stamper
+from tollway.usage_log import REQUEST_ID, Stamper
 
 log = logging.getLogger("tollway.authz")
 
@@ -102,7 +102,7 @@ class AuthzServicer:
         if not d.allowed:
             return
         self.metrics.answers_unheard.inc()
-        if d.usage_log:
+        if d.usage_log and REQUEST_ID.match(d.request_id):
             task = asyncio.ensure_future(self.store.note_unheard(d.request_id, d.usage_log))
             self._unheard_notes.add(task)
             task.add_done_callback(self._noted)
@@ -114,10 +114,10 @@ class AuthzServicer:
 
     def _stamped(self, d: Decision, info: RequestInfo, at: float) -> Decision:
         """``d``, with its usage stamp if it lets a counted request through."""
-        if self.stamper is not None and d.reason is None and info.request_id:
+        if self.stamper is not None and d.reason is None:
             d.request_id = info.request_id
             source = self.store.usage_source(d.key_id)
-            d.usage_log = self.stamper.sign(info.request_id, source, d.key_id, d.tier, int(at))
+            d.usage_log = self.stamper.sign(source, d.key_id, d.tier, int(at))
         return d
 
     def decide_http(self, headers: Mapping[str, str]) -> Decision | Awaitable[Decision]:

@@ -10,9 +10,9 @@ decides (metering/outcomes.py):
   with the tier's refund_quota);
 - billed with an amount the upstream reported: added to the window, for the usage meter.
 
-Each request applies once: its id joins a set kept in the account's slot for the window, so an
-entry Envoy sends again (its stream retry replays what it had buffered), or a second receiver
-gets, changes nothing. An entry without a valid
+Each request applies once: its stamp's nonce (authz's own, never the client's x-request-id)
+joins a set kept in the account's slot for the window, so an entry Envoy sends again (its
+stream retry replays what it had buffered), or a second receiver gets, changes nothing. An entry without a valid
 stamp (a denial, a forged stream) and one older than ``max_age_s`` (the set may be gone)
 change nothing either.
 
@@ -139,7 +139,7 @@ class Receiver:
             if e.envoy_answered_for_authz and REQUEST_ID.match(e.request_id):
                 return self._look_for_unheard(e)
             return "unstamped"
-        stamp = self.stamper.read(e.request_id, e.stamp)
+        stamp = self.stamper.read(e.stamp)
         if stamp is None:
             log.warning("forged_entry", extra=fields(request_id=e.request_id[:100]))
             return "forged"
@@ -178,7 +178,7 @@ class Receiver:
                 log.warning("unheard_lookup_failed", extra=fields(error=str(exc)))
             if text:
                 break
-        stamp = self.stamper.read(e.request_id, text) if text else None
+        stamp = self.stamper.read(text) if text else None
         if stamp is None:
             return
         tier = self.tiers().get(stamp.tier)
@@ -200,7 +200,7 @@ class Receiver:
             else schema.legacy_state(s.key_id)
         )
         keys = (schema.usage(s.source), quota, schema.logged(s.source, window))
-        args = (s.request_id, str(window), str(s.at), "1" if refund else "0",
+        args = (s.nonce, str(window), str(s.at), "1" if refund else "0",
                 "1" if refund_quota else "0", s.key_id, str(amount),
                 str(self.max_age_s + self.window_s))  # fmt: skip
         return Write("refunded" if refund else "amount", keys, args)

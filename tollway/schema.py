@@ -11,7 +11,7 @@ in one Redis Cluster slot:
     tw:{<account>}:usage         hash   window start (epoch s) -> requests let through;
                                         metering drains it
     tw:{<key_id>}:key            hash   the key directory: {account} (authz caches it)
-    tw:{<account>}:logged:<window>  set  request ids of that window the access-log receiver
+    tw:{<account>}:logged:<window>  set  stamp nonces of that window the access-log receiver
                                         applied (metering/receiver.py), expiring
     tw:portal:signin:<sha256>    string a sign-in link's customer, for 15 minutes (one use)
     tw:portal:rate:<kind>:<sha256>  string  sign-in links asked for, per address or IP

@@ -5,26 +5,35 @@ metadata (``x-tollway-usage-log``, in both gRPC and HTTP modes). Envoy's gRPC ac
 carries it, with the request's final status, to metering's receiver (metering/receiver.py),
 which refunds what the tier does not bill and adds the amounts the upstream reported.
 
-    <source>|<key id>|<tier>|<counted at, epoch s>|<signature>
+    <nonce>|<source>|<key id>|<tier>|<counted at, epoch s>|<signature>
 
-``source`` is where the request was counted: an account, or a legacy key's id. The signature
-is a keyed BLAKE2b over the request id and those four fields, with the secret authz and the
-receiver share (``TOLLWAY_USAGE_LOG_SECRET``): an entry from a forged stream cannot name a
-request, an account or a window authz did not stamp. Keyed BLAKE2b costs about 0.6 µs a
-stamp here, against 1.6 µs for HMAC-SHA256 (timeit, one core of this machine).
+``nonce`` is authz's own name for the counted request: the receiver applies each nonce once.
+It is never the request's ``x-request-id``, which a client can choose, repeat or malform (an
+Envoy that keeps the client's id would let one id sent on every request bill one reported
+amount, and a malformed id none). A nonce is a random per-process prefix and a counter: unique
+without a syscall per request. ``source`` is where the request was counted: an account, or a
+legacy key's id. The signature is a keyed BLAKE2b over the nonce and those four fields, with
+the secret authz and the receiver share (``TOLLWAY_USAGE_LOG_SECRET``): an entry from a forged
+stream cannot name an account or a window authz did not stamp, nor a nonce of its own. Keyed
+BLAKE2b costs about 0.6 µs a stamp here, against 1.6 µs for HMAC-SHA256 (timeit, one core of
+this machine).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import re
+import secrets
 from dataclasses import dataclass
 
 METADATA_KEY = "x-tollway-usage-log"  # the dynamic metadata key, and authz's HTTP answer header
 NAMESPACE = "envoy.filters.http.ext_authz"  # where Envoy files ext_authz's metadata
-# Envoy's x-request-id is a UUID; anything usable as a Redis hash tag's body, and short.
+# Envoy's x-request-id is a UUID; anything usable as a Redis hash tag's body, and short. Used
+# only to find the stamp of a check Envoy gave up on (below), never to bill by.
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_NONCE = re.compile(r"^[0-9a-f]{17,40}$")  # 16 hex of prefix, then the counter in hex
 _SIG_BYTES = 12
 # How long authz keeps the stamp of a check Envoy gave up on (tw:{<request id>}:unheard): the
 # receiver refunds it when Envoy's entry for the request arrives, within seconds.
@@ -33,7 +42,7 @@ UNHEARD_TTL_S = 3600
 
 @dataclass(frozen=True)
 class Stamp:
-    request_id: str
+    nonce: str  # authz's own name for the counted request: what the receiver applies once
     source: str
     key_id: str
     tier: str
@@ -50,25 +59,23 @@ class Stamper:
         if not secret:
             raise ValueError("the usage log secret is empty")
         self._key = hashlib.sha256(secret.encode()).digest()  # BLAKE2b keys are <= 64 bytes
+        self._prefix = secrets.token_hex(8)  # 64 bits: no two processes share one
+        self._count = itertools.count()
 
     def _sig(self, body: str) -> str:
         return hashlib.blake2b(body.encode(), key=self._key, digest_size=_SIG_BYTES).hexdigest()
 
-    def sign(self, request_id: str, source: str, key_id: str, tier: str, at: int) -> str:
-        """The stamp's text; "" if the request id cannot be used (none, or not ours to trust)."""
-        if not REQUEST_ID.match(request_id):
-            return ""
-        body = f"{source}|{key_id}|{tier}|{at}"
-        return f"{body}|{self._sig(f'{request_id}|{body}')}"
+    def sign(self, source: str, key_id: str, tier: str, at: int) -> str:
+        """The stamp's text for one counted request, under a nonce never used before."""
+        body = f"{self._prefix}{next(self._count):x}|{source}|{key_id}|{tier}|{at}"
+        return f"{body}|{self._sig(body)}"
 
-    def read(self, request_id: str, text: str) -> Stamp | None:
-        """The stamp in ``text`` if authz signed it for ``request_id``; else None."""
-        if not REQUEST_ID.match(request_id):
-            return None
+    def read(self, text: str) -> Stamp | None:
+        """The stamp in ``text`` if authz signed it; else None."""
         parts = text.split("|")
-        if len(parts) != 5 or not parts[3].isdigit():
+        if len(parts) != 6 or not parts[4].isdigit() or not _NONCE.match(parts[0]):
             return None
         body, sig = text.rsplit("|", 1)
-        if not hmac.compare_digest(sig, self._sig(f"{request_id}|{body}")):
+        if not hmac.compare_digest(sig, self._sig(body)):
             return None
-        return Stamp(request_id, parts[0], parts[1], parts[2], int(parts[3]))
+        return Stamp(parts[0], parts[1], parts[2], parts[3], int(parts[4]))

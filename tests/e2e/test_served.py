@@ -153,6 +153,30 @@ def test_stripe_gets_what_the_tier_bills_of_what_envoy_served(tmp_path, limiter)
             assert used == want_requests[customer], (customer, used, want_requests[customer])
 
 
+@pytest.mark.timeout(120)
+def test_a_client_chosen_request_id_does_not_change_what_is_billed(tmp_path):
+    """A client that sends one fixed x-request-id on every request, a malformed one, a
+    150-character one, or none, is billed every amount the upstream reported, exactly: billing
+    names a request by authz's own nonce, never by the client's id."""
+    with running_edge(tmp_path, TEST_TIERS + SERVED_TIER, env=ENV) as edge:
+        asyncio.run(
+            seed_prices(edge.stack.standin_url, parse_tiers(edge.stack.tiers.read_text(), "t"))
+        )
+        key, _ = edge.issue("served", customer="cus_rid")
+        ids = [{"x-request-id": "6f1c2a9e-0000-4000-8000-000000000001"}] * 5 + [
+            {"x-request-id": "not a uuid!"}, {"x-request-id": "x" * 150}, {}, {}]  # fmt: skip
+        statuses = [edge.get("/usage/40", key, headers=h).status for h in ids]
+        assert statuses == [200] * len(ids)
+        want = {"api_requests": Counter({"cus_rid": len(ids)}),
+                "tokens": Counter({"cus_rid": 40 * len(ids)})}  # fmt: skip
+        deadline = time.monotonic() + 30
+        while billed(edge) != want and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert billed(edge) == want
+        time.sleep(2)  # a few more drain passes: nothing more may arrive
+        assert billed(edge) == want
+
+
 def metering_metric(edge: Edge, name: str) -> float | None:
     text = fetch(f"http://127.0.0.1:{edge.stack.ports.metering}/metrics")[1].decode()
     values = [float(x.split()[-1]) for x in text.splitlines() if x.startswith(f"{name} ")]

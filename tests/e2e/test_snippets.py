@@ -57,6 +57,7 @@ def test_snippets_validate_in_a_minimal_existing_config(tmp_path, mode):
         "http_filters": [*load("http_filter.yaml"), ratelimit["http_filter"],
                          *yaml.safe_load((SNIPPETS / "usage_header.yaml").read_text()), router],
         "access_log": yaml.safe_load((SNIPPETS / "access_log.yaml").read_text()),
+        **yaml.safe_load((SNIPPETS / "connection_manager.yaml").read_text()),
     }  # fmt: skip
     if mode == "http":
         hcm["local_reply_config"] = load("local_reply.yaml")

@@ -75,8 +75,9 @@ class Count:
         await self.redis.hincrby(state, "q_used", 1)
         await self.redis.hincrby(state, f"n:{self.key_id}", 1)
 
-    def stamp(self, request_id: str, at: int, tier: str = "tokens") -> str:
-        return STAMPER.sign(request_id, self.account, self.key_id, tier, at)
+    def stamp(self, at: int, tier: str = "tokens") -> str:
+        """A stamp as authz signs one for a counted request: a nonce of its own each time."""
+        return STAMPER.sign(self.account, self.key_id, tier, at)
 
 
 @pytest.fixture
@@ -96,7 +97,7 @@ async def test_a_failed_call_is_refunded_once_and_its_quota_given_back(redis, se
     now = int(time.time())
     for _ in range(3):
         await count.request(now)
-    failed = entry("rid-1", count.stamp("rid-1", now), code=503)
+    failed = entry("rid-1", count.stamp(now), code=503)
     await receiver.entries([failed])
     await receiver.entries([failed, failed])  # Envoy sends it again, or a second receiver does
     window = str(now - now % W)
@@ -111,11 +112,11 @@ async def test_billed_calls_change_nothing_and_amounts_go_to_the_usage_meter(red
     for _ in range(4):
         await count.request(now)
     await receiver.entries([
-        entry("ok-1", count.stamp("ok-1", now)),
-        entry("ok-2", count.stamp("ok-2", now), code=404),
-        entry("ok-3", count.stamp("ok-3", now), amount="120"),
-        entry("ok-3", count.stamp("ok-3", now), amount="120"),  # a replay
-        entry("ok-4", count.stamp("ok-4", now), code=500, amount="50"),  # failed: no amount
+        entry("ok-1", count.stamp(now)),
+        entry("ok-2", count.stamp(now), code=404),
+        entry("ok-3", ok3 := count.stamp(now), amount="120"),
+        entry("ok-3", ok3, amount="120"),  # a replay
+        entry("ok-4", count.stamp(now), code=500, amount="50"),  # failed: no amount
     ])  # fmt: skip
     window = now - now % W
     assert await usage_of(redis, count.account) == {str(window): "3", f"a:{window}": "120"}
@@ -131,7 +132,7 @@ async def test_a_bad_amount_is_ignored_and_counted(redis, setup, raw, reason):
     receiver, count, metrics = setup
     now = int(time.time())
     await count.request(now)
-    await receiver.entries([entry("bad-1", count.stamp("bad-1", now), amount=raw)])
+    await receiver.entries([entry("bad-1", count.stamp(now), amount=raw)])
     assert f"a:{now - now % W}" not in await usage_of(redis, count.account)
     assert metrics.bad_amounts.labels(reason)._value.get() == 1
 
@@ -141,19 +142,33 @@ async def test_entries_of_a_forged_stream_change_nothing(redis, setup):
     now = int(time.time())
     await count.request(now)
     before = await usage_of(redis, count.account)
-    real = count.stamp("rid-9", now)
-    forged = Stamper("not-the-secret").sign("rid-9", count.account, count.key_id, "tokens", now)
+    real = count.stamp(now)
+    forged = Stamper("not-the-secret").sign(count.account, count.key_id, "tokens", now)
     other_window = real.replace(f"|{now}|", f"|{now - W}|")
     await receiver.entries([
         entry("rid-9", forged, code=500),  # signed with another secret
         entry("rid-9", other_window, code=500),  # a real stamp, edited
-        entry("rid-10", real, code=500),  # a real stamp, under another request id
+        entry("rid-10", real.replace("|", "0|", 1), code=500),  # a real stamp, another nonce
         entry("rid-11", "", code=500),  # no stamp: authz did not count it
-        entry("rid-12", count.stamp("rid-12", now - 1000), code=500),  # older than max age
+        entry("rid-12", count.stamp(now - 1000), code=500),  # older than max age
     ])  # fmt: skip
     assert await usage_of(redis, count.account) == before
     assert metrics.entries.labels("forged")._value.get() == 3
     assert metrics.entries.labels("stale")._value.get() == 1
+
+
+async def test_the_client_chosen_request_id_does_not_change_what_is_billed(redis, setup):
+    """Entries with one fixed request id, a malformed one, a 150-character one or none each
+    apply their own reported amount once: the receiver applies stamps by authz's nonce."""
+    receiver, count, _ = setup
+    now = int(time.time())
+    ids = ["fixed-id"] * 5 + ["not a uuid!", "x" * 150, ""]
+    for _ in ids:
+        await count.request(now)
+    entries = [entry(rid, count.stamp(now), amount="100") for rid in ids]
+    await receiver.entries(entries)
+    await receiver.entries(entries[:2])  # Envoy's stream retry replays some: applied once
+    assert (await usage_of(redis, count.account))[f"a:{now - now % W}"] == str(100 * len(ids))
 
 
 async def test_a_refund_after_its_window_was_sent_comes_off_the_next_one(redis, setup, standin):
@@ -166,7 +181,7 @@ async def test_a_refund_after_its_window_was_sent_comes_off_the_next_one(redis, 
     d.tiers = lambda: TIERS
     await d.drain()
     assert accepted(s, "cus_rx") == 2
-    await receiver.entries([entry("late-1", count.stamp("late-1", past), code=502)])
+    await receiver.entries([entry("late-1", count.stamp(past), code=502)])
     await d.drain()  # no later window yet: carried
     assert (await usage_of(redis, count.account)).get("carry") == "1"
     later = past + W
@@ -184,7 +199,7 @@ async def test_a_refund_with_no_later_window_becomes_a_dead_letter(redis, setup,
     d = drainer(redis, client)
     d.tiers = lambda: TIERS
     await d.drain()
-    await receiver.entries([entry("late-2", count.stamp("late-2", past), code=502)])
+    await receiver.entries([entry("late-2", count.stamp(past), code=502)])
     d.ledger = Ledger(redis, W, 0, carry_s=0)
     await d.drain()
     await d.drain()  # parked once
@@ -207,7 +222,7 @@ async def test_envoys_own_503_refunds_the_check_authz_noted_as_unheard(redis, se
                     details="ext_authz_error")  # fmt: skip
     await receiver.entries([timeout])
     # authz, stalled, notes the check after Envoy logged its 503.
-    await redis.set(schema.unheard("slow-1"), count.stamp("slow-1", now))
+    await redis.set(schema.unheard("slow-1"), count.stamp(now))
     for _ in range(50):
         if not receiver._looking:
             break

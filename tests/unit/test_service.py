@@ -290,10 +290,12 @@ async def test_with_a_usage_log_secret_a_counted_check_carries_its_stamp_and_an_
     stamper = svc.stamper = Stamper("s")
     key = generate_key()
     r = await call(svc, check_request({"x-api-key": key, "x-request-id": "rid-1"}))
-    stamp = stamper.read("rid-1", r.dynamic_metadata[METADATA_KEY])
+    stamp = stamper.read(r.dynamic_metadata[METADATA_KEY])
     assert stamp is not None and (stamp.source, stamp.tier) == ("sub_1", "free")
-    r = await call(svc, check_request({"x-api-key": key, "x-request-id": ""}))  # none: no stamp
-    assert METADATA_KEY not in r.dynamic_metadata
+    for rid in ("", "rid-1", "not a uuid!", "x" * 150):  # whatever the client sends: a stamp
+        r = await call(svc, check_request({"x-api-key": key, "x-request-id": rid}))
+        again = stamper.read(r.dynamic_metadata[METADATA_KEY])
+        assert again is not None and again.nonce != stamp.nonce
 
     release = stall(fake)
     rpc = asyncio.ensure_future(
@@ -305,4 +307,4 @@ async def test_with_a_usage_log_secret_a_counted_check_carries_its_stamp_and_an_
     for _ in range(5):
         await asyncio.sleep(0)
     assert [rid for rid, _ in notes] == ["rid-2"]
-    assert stamper.read("rid-2", notes[0][1]) is not None
+    assert stamper.read(notes[0][1]) is not None
