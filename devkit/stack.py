@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -145,8 +146,9 @@ class Stack:
     # True: run the Stripe stand-in and point the webhook service at it. False: the
     # environment's STRIPE_API_KEY / TOLLWAY_STRIPE_API_BASE say where Stripe is.
     standin: bool = True
-    webhook_secret: str = "whsec_tollway_dev"  # noqa: S105 (the local stack's own, not a real one)
-    usage_log_secret: str = "tollway-dev-usage-log"  # noqa: S105 (authz and the receiver share it)
+    # The stack's own secrets, drawn fresh for each stack: none is written in the repository.
+    webhook_secret: str = field(default_factory=lambda: f"whsec_dev_{secrets.token_hex(16)}")
+    usage_log_secret: str = field(default_factory=lambda: secrets.token_hex(16))  # authz+receiver
     authz_workers: int = 1
     authz_mode: str = "grpc"  # or "http": Envoy's ext_authz transport (envoy-http.yaml)
     redis_aof: bool = False  # fsync every write: a SIGKILLed redis-server loses nothing
@@ -154,7 +156,7 @@ class Stack:
     # Two or more let one restart while Envoy streams to another.
     receivers: int = 1
     portal: bool = False  # also run the customer portal and an SMTP sink for its mail
-    portal_secret: str = "tollway-dev-portal-secret"  # noqa: S105 (the local stack's own)
+    portal_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
     # Each receiver's (gRPC, /metrics) ports, by name: drawn when the stack starts.

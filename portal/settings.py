@@ -26,7 +26,8 @@ class PortalSettings(StoreSettings, StripeSettings):
     # Subscribe and Manage billing may redirect a form to: the Content-Security-Policy's
     # form-action. Space-separated; e.g. a stand-in's pages reached under another name.
     stripe_pages: str = env("TOLLWAY_PORTAL_STRIPE_PAGES", "", "more origins forms may lead to")
-    session_secret: str = env("TOLLWAY_PORTAL_SECRET", "", "signs sessions and CSRF tokens")
+    session_secret: str = env("TOLLWAY_PORTAL_SECRET", "", "signs sessions and CSRF tokens",
+                              secret=True)  # fmt: skip
     session_ttl_s: int = env("TOLLWAY_PORTAL_SESSION_S", 12 * 3600, "how long a sign-in lasts")
     signin_ttl_s: int = env("TOLLWAY_SIGNIN_TTL_S", 900, "how long a sign-in link works")
     # Sign-in links asked for, per address and per client IP, within signin_ttl_s.
@@ -39,7 +40,7 @@ class PortalSettings(StoreSettings, StripeSettings):
     alert_webhook_url: str = env("TOLLWAY_ALERT_WEBHOOK_URL", "",
                                  "operator URL for signed usage alerts ('' for none)")  # fmt: skip
     alert_webhook_secret: str = env("TOLLWAY_ALERT_WEBHOOK_SECRET", "",
-                                    "signs usage alerts (HMAC-SHA256)")  # fmt: skip
+                                    "signs usage alerts (HMAC-SHA256)", secret=True)  # fmt: skip
     alert_interval_s: float = env("TOLLWAY_ALERT_INTERVAL_S", 10.0,
                                   "how often quotas are checked for alerts (0: no alerts)")  # fmt: skip
     alert_attempts: int = env("TOLLWAY_ALERT_ATTEMPTS", 8, "tries per alert before it is logged")

@@ -4,12 +4,17 @@ Every field names its environment variable in its metadata and has a default. ``
 takes any ``Mapping[str, str]`` so tests pass a dict rather than patching ``os.environ``;
 command-line flags are applied afterwards with ``dataclasses.replace``.
 
+A field declared with ``secret=True`` refuses a value this repository publishes (an example,
+a placeholder, a default it once shipped): anyone who reads the repo could forge what such a
+secret signs. Its value is never echoed in the error.
+
 Raises ``SettingsError`` (a ``ValueError``) naming the variable and the bad value.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -29,13 +34,32 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+# Secret values that are, or were, written in this repository (docker-compose.yml's old
+# fallbacks, the dev stack's old fixed secrets): refused wherever a secret is read.
+PUBLISHED_SECRETS = frozenset({
+    "compose-demo-pepper-change-me", "compose-demo-usage-log-change-me",
+    "compose-demo-portal-secret-change-me", "whsec_tollway_compose", "whsec_tollway_dev",
+    "tollway-dev-usage-log", "tollway-dev-portal-secret",
+})  # fmt: skip
+# A placeholder (the Istio manifests' "REPLACE_WITH_A_LONG_RANDOM_STRING", "change-me").
+_PLACEHOLDER = re.compile(r"replace|change[-_ ]?me|example", re.IGNORECASE)
+
+
 class SettingsError(ValueError):
     """An environment variable holds a value its setting cannot take."""
 
 
-def env(name: str, default: Any, doc: str) -> Any:
-    """Declare a settings field read from environment variable ``name``."""
-    return field(default=default, metadata={"env": name, "doc": doc})
+def env(name: str, default: Any, doc: str, secret: bool = False) -> Any:
+    """Declare a settings field read from environment variable ``name``; ``secret``: refuse
+    a value the repository publishes (``published``)."""
+    return field(default=default, metadata={"env": name, "doc": doc, "secret": secret})
+
+
+def published(value: str) -> bool:
+    """Whether ``value`` (or one of its comma-separated parts) is a secret anyone can read in
+    this repository: one it ships or shipped, or a placeholder."""
+    parts = [p.strip() for p in value.split(",")]
+    return any(p in PUBLISHED_SECRETS or _PLACEHOLDER.search(p) for p in parts if p)
 
 
 def _convert(name: str, raw: str, kind: Any) -> Any:
@@ -71,6 +95,12 @@ def load(cls: type[T], environ: Mapping[str, str]) -> T:
         if isinstance(kind, types.UnionType):  # "Path | None" and the like
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
         values[f.name] = _convert(name, environ[name], kind)
+        if f.metadata.get("secret") and published(environ[name]):
+            raise SettingsError(
+                f"{name} is a value published in tollway's repository (an example, a "
+                "placeholder or an old default): anyone could forge what it signs. Draw a "
+                "fresh one, e.g. `openssl rand -hex 32`"
+            )
     return cls(**values)
 
 
@@ -93,7 +123,8 @@ class StoreSettings:
     tiers: Path = env("TOLLWAY_TIERS", DEFAULT_TIERS, "the tier table (TOML)")
     # HMAC pepper for key hashes. Empty means plain SHA-256; set it in production so a leaked
     # Redis dump cannot be checked against guessed keys offline.
-    key_pepper: str = env("TOLLWAY_KEY_PEPPER", "", "server secret mixed into key hashes")
+    key_pepper: str = env("TOLLWAY_KEY_PEPPER", "", "server secret mixed into key hashes",
+                          secret=True)  # fmt: skip
     # uvloop measured +11% checks/s for authz against asyncio's loop (make bench, same run).
     event_loop: str = env("TOLLWAY_EVENT_LOOP", "uvloop", "uvloop, or asyncio")
 
@@ -117,7 +148,7 @@ class StripeSettings:
     stripe_api_base: str = env("TOLLWAY_STRIPE_API_BASE", "", "Stripe API base URL override")
     # One or more secrets, comma-separated, so a secret can be rotated without dropping events.
     webhook_secrets: str = env(
-        "STRIPE_WEBHOOK_SECRET", "", "webhook signing secret(s), comma-separated"
+        "STRIPE_WEBHOOK_SECRET", "", "webhook signing secret(s), comma-separated", secret=True
     )
 
     @property
@@ -132,7 +163,7 @@ class UsageLogSettings:
     and usage stays as counted at check time."""
 
     usage_log_secret: str = env(
-        "TOLLWAY_USAGE_LOG_SECRET", "", "shared by authz and the access-log receiver"
+        "TOLLWAY_USAGE_LOG_SECRET", "", "shared by authz and the access-log receiver", secret=True
     )
 
 

@@ -3,6 +3,7 @@ stack mounts is current and valid, and a Compose CLI accepts the file (`docker c
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -31,9 +32,17 @@ COMMANDS = {"receiver": ["metering", "receive"]}  # the others: their own name
 KNOWN = {row[0] for cls in (*SETTINGS.values(), DevSettings) for row in describe(cls)}
 
 
+# What scripts/compose-env.sh writes to .env: a fresh secret for each required variable.
+REQUIRED_SECRETS = {"TOLLWAY_KEY_PEPPER", "STRIPE_WEBHOOK_SECRET", "TOLLWAY_USAGE_LOG_SECRET",
+                    "TOLLWAY_PORTAL_SECRET"}  # fmt: skip
+
+
 def env_of(service: dict[str, Any]) -> dict[str, str]:
-    """The service's environment with ${VAR:-default} and ${VAR-default} at their defaults."""
-    return {k: re.sub(r"\$\{[A-Z_]+:?-([^}]*)\}", r"\1", str(v))
+    """The service's environment with ${VAR:-default} and ${VAR-default} at their defaults,
+    and each required ${VAR:?message} as a fresh secret (as scripts/compose-env.sh draws)."""
+    drawn = lambda m: f"drawn-{os.urandom(16).hex()}"  # noqa: E731
+    return {k: re.sub(r"\$\{[A-Z_]+:\?[^}]*\}", drawn,
+                      re.sub(r"\$\{[A-Z_]+:?-([^}]*)\}", r"\1", str(v)))
             for k, v in service.get("environment", {}).items()}  # fmt: skip
 
 
@@ -116,6 +125,40 @@ def test_the_dockerfile_runs_as_a_user_with_a_healthcheck():
     assert 'ENTRYPOINT ["tollway"]' in text
 
 
+def test_no_secret_has_a_default_in_compose():
+    """Every secret variable is required (${VAR:?...}); none falls back to a value in the repo,
+    and every value the repo ever shipped is refused by the settings loader."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name in REQUIRED_SECRETS:
+        assert re.search(rf"\$\{{{name}:\?", text), name
+        assert not re.search(rf"\$\{{{name}:?-", text), name
+    for name, value in (("TOLLWAY_KEY_PEPPER", "compose-demo-pepper-change-me"),
+                        ("STRIPE_WEBHOOK_SECRET", "whsec_tollway_compose")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"{name} is a value published"):
+            load(WebhookSettings, {name: value})
+
+
+def compose_cli() -> list[str]:
+    if subprocess.run(["docker", "compose", "version"], capture_output=True,
+                      check=False).returncode == 0:  # fmt: skip
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.skip("no docker compose CLI here (scripts/ensure-compose.sh installs one as root)")
+
+
+def test_compose_refuses_to_start_without_its_secrets(tmp_path):
+    """Without .env (or the variables), `compose config` fails and names a missing secret."""
+    env = {k: v for k, v in os.environ.items() if k not in REQUIRED_SECRETS}
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    proc = subprocess.run([*compose_cli(), "-f", str(ROOT / "docker-compose.yml"),
+                           "--env-file", str(empty), "config", "--quiet"],
+                          capture_output=True, text=True, check=False, cwd=tmp_path, env=env)  # fmt: skip
+    assert proc.returncode != 0
+    assert any(name in proc.stderr for name in REQUIRED_SECRETS), proc.stderr[-2000:]
+
+
 def test_compose_config_accepts_the_file(tmp_path):
     if (
         subprocess.run(
@@ -128,6 +171,7 @@ def test_compose_config_accepts_the_file(tmp_path):
         argv = ["docker-compose"]
     else:
         pytest.skip("no docker compose CLI here (scripts/ensure-compose.sh installs one as root)")
+    env = {**os.environ, **{k: os.urandom(16).hex() for k in REQUIRED_SECRETS}}
     proc = subprocess.run([*argv, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
-                          capture_output=True, text=True, check=False, cwd=ROOT)  # fmt: skip
+                          capture_output=True, text=True, check=False, cwd=ROOT, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

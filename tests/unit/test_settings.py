@@ -86,3 +86,45 @@ def test_authz_mode_is_grpc_or_http():
     assert load(AuthzSettings, {"TOLLWAY_AUTHZ_MODE": "http"}).mode == "http"
     with pytest.raises(SettingsError, match="TOLLWAY_AUTHZ_MODE='rest'"):
         load(AuthzSettings, {"TOLLWAY_AUTHZ_MODE": "rest"})
+
+
+# Each secret variable: where the Istio manifest shows a value for it, and a service that reads
+# it (with what else that service needs to start).
+FRESH = "4f1d0c5e9a7b3c2d1e0f9a8b7c6d5e4f"
+SECRET_VARIABLES = {
+    "TOLLWAY_KEY_PEPPER": ("key-pepper", "authz", {}),
+    "STRIPE_WEBHOOK_SECRET": ("stripe-webhook-secret", "webhook", {}),
+    "TOLLWAY_USAGE_LOG_SECRET": ("usage-log-secret", "authz", {}),
+    "TOLLWAY_PORTAL_SECRET": ("portal-secret", "portal", {}),
+    "TOLLWAY_ALERT_WEBHOOK_SECRET": ("alert-webhook-secret", "portal",
+                                     {"TOLLWAY_ALERT_WEBHOOK_URL": "https://ops.example/h"}),
+}  # fmt: skip
+
+
+def _istio_secrets() -> dict[str, str]:
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    docs = yaml.safe_load_all((root / "envoy" / "istio" / "webhook.yaml").read_text())
+    return next(d for d in docs if d and d.get("kind") == "Secret")["stringData"]
+
+
+@pytest.mark.parametrize("variable", sorted(SECRET_VARIABLES))
+def test_a_secret_the_repo_publishes_is_refused(variable):
+    """The Istio manifest's placeholder for each secret, and every default the repo once
+    shipped, stop the service from starting, with the variable named and the value unsaid;
+    a fresh value starts it."""
+    from portal.settings import PortalSettings
+    from tollway.settings import PUBLISHED_SECRETS
+    from webhook.settings import WebhookSettings
+
+    where, service, more = SECRET_VARIABLES[variable]
+    cls = {"authz": AuthzSettings, "webhook": WebhookSettings, "portal": PortalSettings}[service]
+    base = {"TOLLWAY_PORTAL_SECRET": FRESH, **more} if service == "portal" else {}
+    placeholder = _istio_secrets()[where]
+    for value in (placeholder, *PUBLISHED_SECRETS, f"whsec_{FRESH},{placeholder}"):
+        with pytest.raises(SettingsError, match=f"^{variable} is a value published") as info:
+            load(cls, {**base, variable: value})
+        assert value not in str(info.value)
+    field = next(f.name for f in dataclasses.fields(cls) if f.metadata.get("env") == variable)
+    assert getattr(load(cls, {**base, variable: FRESH}), field) == FRESH
