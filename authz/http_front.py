@@ -14,6 +14,16 @@ the parser rejects (400), a URL over 8 KiB (414), headers over 64 KiB in all or 
 them (431), a body over 64 KiB (413: Envoy sends none unless configured to). A half-closed
 connection gets its pending answers, then is closed.
 
+A client that is slow or does not read costs bounded memory and CPU (``HttpLimits``):
+- the bytes of a request's head are counted as they arrive, not only once a header is whole
+  (httptools buffers an unterminated header value itself, and appending to it costs CPU in
+  proportion to its length): past MAX_HEAD_BYTES the request is refused 431;
+- a head must be complete within ``head_s`` of its first byte (408), and a connection with no
+  request in flight is closed after ``idle_s``;
+- reading pauses while the answers waiting for a slow reader are over ``max_pending`` or the
+  socket's write buffer is over WRITE_HIGH (``pause_writing``), and resumes when they drain;
+- past ``max_connections`` open connections, a new one is closed at once.
+
 Why not a framework: on this project's 2-core machine a request through this protocol costs
 about 6 µs of CPU (issue 12's measurement; ``make bench`` shows the HTTP ceiling against the
 gRPC one). ASGI servers add an application interface per request on top of the same parser.
@@ -26,6 +36,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import cast
 
 import httptools
@@ -40,6 +51,13 @@ MAX_URL = 8 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
 MAX_BODY = 64 * 1024
+# A head (request line and headers) still incomplete after this many bytes is refused. The
+# bytes are counted per read, whole reads within one head, so the head held is at most this
+# plus one read (uvloop reads up to 256 KiB at a time).
+MAX_HEAD_BYTES = MAX_URL + MAX_HEADER_BYTES + 8 * 1024
+WRITE_HIGH = 64 * 1024  # the socket's write buffer, past which reading pauses
+FEED_SLICE = 16 * 1024  # bytes parsed at a time, so that a read's answers come in steps
+SWEEP_S = 0.5  # how often idle and slow connections are looked for
 CHECK_PREFIX = b"/check"
 HEALTH_PATH = b"/healthz"
 
@@ -49,6 +67,16 @@ Decide = Callable[[Mapping[str, str]], Decision | Awaitable[Decision]]
 READ_HEADERS = frozenset(
     h.encode() for h in ("x-api-key", "authorization", COST_HEADER, FEATURE_HEADER, "x-request-id")
 )
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one connection may cost (authz/settings.py names each setting)."""
+
+    idle_s: float = 300.0  # no request in flight: closed after this (Envoy's own idle: 60 s)
+    head_s: float = 10.0  # a request's head must be whole within this of its first byte
+    max_connections: int = 4096  # per process; a new connection past it is closed at once
+    max_pending: int = 128  # answers queued for a connection before its reading pauses
 
 
 class BadRequest(Exception):
@@ -65,6 +93,13 @@ class _Connection(asyncio.Protocol):
         self.answers: deque[asyncio.Future[bytes]] = deque()  # in request order
         self.closing = False  # no more requests are read; close once answers are out
         self.hung_up = False  # the peer sent EOF: Envoy does so when its timeout fires
+        self.in_head = True  # between a request's first byte (or none yet) and its headers' end
+        self.messages = 0  # heads begun: tells whether a read stayed within one head
+        self.head_bytes = 0  # bytes of whole reads that fell within the current head
+        self.head_since = 0.0  # loop time the current head began; 0.0 while not in a head
+        self.last_read = 0.0  # loop time of the last bytes received
+        self.paused = set[str]()  # why reading is paused: "writes" and/or "answers"
+        self.backlog = b""  # bytes received and not yet parsed: waiting for room for answers
         self._reset()
 
     def _reset(self) -> None:
@@ -77,7 +112,32 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if len(self.front.connections) >= self.front.limits.max_connections:
+            self.front.refused_connections += 1
+            self.transport.abort()
+            return
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH)
+        self.last_read = asyncio.get_running_loop().time()
         self.front.connections.add(self)
+
+    def pause_writing(self) -> None:
+        """The client is not reading its answers: stop reading its requests until it does."""
+        self._pause("writes")
+
+    def resume_writing(self) -> None:
+        self._resume("writes")
+
+    def _pause(self, why: str) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused.add(why)
+
+    def _resume(self, why: str) -> None:
+        self.paused.discard(why)
+        if self.backlog:
+            self._feed()  # may pause again
+        if not self.paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Envoy closed the connection (its timeout fired, or it is shutting down). Checks in
@@ -89,20 +149,55 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse(400, "bad_request", "protocol upgrades are not supported")
-        except httptools.HttpParserError as exc:
-            # A callback's BadRequest comes wrapped in HttpParserCallbackError.
-            bad = exc.__context__ or exc.__cause__
-            if isinstance(bad, BadRequest):
-                self._refuse(bad.status, bad.code, str(bad))
+        now = asyncio.get_running_loop().time()
+        self.last_read = now
+        if self.in_head and not self.head_since:
+            self.head_since = now
+        self.backlog = self.backlog + data if self.backlog else data
+        self._feed()
+
+    def _feed(self, force: bool = False) -> None:
+        """Parse the bytes received, FEED_SLICE at a time, while the answers they make have
+        room (``force``: all of them, at EOF); the rest waits, with reading paused, until the
+        client has read enough. A read of many tiny pipelined requests thus never makes more
+        answers at once than ``max_pending``."""
+        while self.backlog and not self.closing:
+            if not force and self._full():
+                self._pause("answers")
+                return
+            if len(self.backlog) <= FEED_SLICE:  # the usual case: one check, no copy
+                piece, self.backlog = self.backlog, b""
             else:
-                self._refuse(400, "bad_request", f"malformed HTTP request: {exc}")
+                piece, self.backlog = self.backlog[:FEED_SLICE], self.backlog[FEED_SLICE:]
+            began = self.messages
+            try:
+                self.parser.feed_data(piece)
+            except httptools.HttpParserUpgrade:
+                self._refuse(400, "bad_request", "protocol upgrades are not supported")
+            except httptools.HttpParserError as exc:
+                # A callback's BadRequest comes wrapped in HttpParserCallbackError.
+                bad = exc.__context__ or exc.__cause__
+                if isinstance(bad, BadRequest):
+                    self._refuse(bad.status, bad.code, str(bad))
+                else:
+                    self._refuse(400, "bad_request", f"malformed HTTP request: {exc}")
+            else:
+                if self.in_head and self.messages == began:  # the piece fell within one head
+                    self.head_bytes += len(piece)
+                    if self.head_bytes > MAX_HEAD_BYTES:
+                        self._refuse(431, "headers_too_large",
+                                     f"a request head over {MAX_HEAD_BYTES} bytes")  # fmt: skip
+        if self.closing:
+            self.backlog = b""
+
+    def _full(self) -> bool:
+        """Whether the answers waiting for this client are as many as it may have."""
+        pending = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        return len(self.answers) >= self.front.limits.max_pending or pending > WRITE_HIGH
 
     def eof_received(self) -> bool:
         """The client half-closed: answer what it sent, then close."""
+        self._feed(force=True)  # what is left of the last read
         self.closing = self.hung_up = True
         self._flush()
         return True  # keep the write side open until the answers are out
@@ -110,6 +205,14 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks -------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._reset()
+        self.messages += 1
+        self.in_head = True
+        self.head_bytes = 0
+        self.head_since = asyncio.get_running_loop().time()
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_since = 0.0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -155,6 +258,7 @@ class _Connection(asyncio.Protocol):
             fut.set_result(self._local(self.url.split(b"?", 1)[0], keep_alive))
         self.answers.append(fut)
         fut.add_done_callback(self._on_answer)
+        self.in_head = True  # what comes next is the next request's head
         if not keep_alive:
             self.closing = True
 
@@ -195,6 +299,8 @@ class _Connection(asyncio.Protocol):
                 out.append(fut.result())
         if out:
             self.transport.write(b"".join(out))
+        if "answers" in self.paused and not self._full():
+            self._resume("answers")
         if self.closing and not self.answers:
             self.transport.close()
 
@@ -210,6 +316,15 @@ class _Connection(asyncio.Protocol):
     def idle(self) -> bool:
         return not self.answers
 
+    def sweep(self, now: float, limits: HttpLimits) -> None:
+        """Close this connection if it is idle too long, or its head is too slow (408)."""
+        if self.transport is None or self.transport.is_closing() or self.closing:
+            return
+        if self.head_since and not self.answers and now - self.head_since > limits.head_s:
+            self._refuse(408, "request_timeout", f"a request head took over {limits.head_s:g} s")
+        elif self.idle and not self.head_since and now - self.last_read > limits.idle_s:
+            self.transport.close()
+
 
 def _answer(d: Decision | None, keep_alive: bool) -> bytes:
     """The HTTP answer for a decision; None: the decision failed (a bug), answered 500."""
@@ -223,12 +338,18 @@ class HttpFront:
     optionally this worker's own port."""
 
     def __init__(
-        self, decide: Decide, on_unheard: Callable[[Decision], None] = lambda d: None
+        self,
+        decide: Decide,
+        on_unheard: Callable[[Decision], None] = lambda d: None,
+        limits: HttpLimits | None = None,
     ) -> None:
         """``on_unheard``: called for each allowed check whose connection was gone by the time
         it was decided (Envoy's timeout fired first): counted, but not served."""
         self.decide = decide
         self.on_unheard = on_unheard
+        self.limits = limits or HttpLimits()
+        self.refused_connections = 0  # closed at once: past max_connections
+        self._sweeper: asyncio.Task[None] | None = None
         self.serving = False
         self.draining_hard = False  # past the drain: answer with connection: close
         self.connections: set[_Connection] = set()
@@ -245,7 +366,19 @@ class HttpFront:
             own = await loop.create_server(lambda: _Connection(self), host, own_port, backlog=1024)
             self.servers.append(own)
         self.serving = True
+        if self._sweeper is None:
+            self._sweeper = asyncio.ensure_future(self._sweep())
         return int(server.sockets[0].getsockname()[1])
+
+    async def _sweep(self) -> None:
+        """Every SWEEP_S: close idle connections and refuse heads that are too slow. One task
+        for all connections, so a request costs no timer of its own."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(SWEEP_S, self.limits.head_s / 2, self.limits.idle_s / 2))
+            now = loop.time()
+            for conn in list(self.connections):
+                conn.sweep(now, self.limits)
 
     async def stop(self, drain_s: float, grace_s: float) -> None:
         """Report 503 on /healthz and keep answering for ``drain_s`` (Envoy's health check
@@ -271,3 +404,7 @@ class HttpFront:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper

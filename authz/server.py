@@ -22,7 +22,7 @@ from prometheus_client import start_http_server
 from authz import AUTH_SERVICE, invalidation, responses
 from authz.breaker import Breaker
 from authz.check_store import CheckStore
-from authz.http_front import HttpFront
+from authz.http_front import HttpFront, HttpLimits
 from authz.leases import LeaseBook
 from authz.limiter import Limiter
 from authz.metrics import AuthzMetrics
@@ -109,7 +109,10 @@ class Worker:
             own = (
                 self.settings.worker_port_base + self.index if self.settings.worker_port_base else 0
             )
-            self.http = HttpFront(self.service.decide_http, self.service.unheard)
+            s = self.settings
+            limits = HttpLimits(idle_s=s.http_idle_s, head_s=s.http_head_s,
+                                max_connections=s.http_max_connections)  # fmt: skip
+            self.http = HttpFront(self.service.decide_http, self.service.unheard, limits)
             return await self.http.start(self.settings.host, self.settings.port, own)
         # SO_REUSEPORT lets --workers processes share one port.
         self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])

@@ -53,6 +53,15 @@ class AuthzSettings(StoreSettings, UsageLogSettings):
     # first: a rolling restart then fails no request.
     drain_s: float = env("TOLLWAY_AUTHZ_DRAIN_S", 1.0, "NOT_SERVING before closing, on SIGTERM")
     log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
+    # HTTP mode: what one connection may cost (authz/http_front.py). Envoy closes its idle
+    # connections to authz after 60 s (envoy-http.yaml), before authz does, so that a request
+    # never meets a connection authz is closing.
+    http_idle_s: float = env("TOLLWAY_AUTHZ_HTTP_IDLE_S", 300.0,
+                             "HTTP mode: close a connection idle this long")  # fmt: skip
+    http_head_s: float = env("TOLLWAY_AUTHZ_HTTP_HEAD_S", 10.0,
+                             "HTTP mode: a request head must arrive within this (else 408)")  # fmt: skip
+    http_max_connections: int = env("TOLLWAY_AUTHZ_HTTP_MAX_CONNECTIONS", 4096,
+                                    "HTTP mode: open connections per process")  # fmt: skip
 
     def __post_init__(self) -> None:
         super().__post_init__()

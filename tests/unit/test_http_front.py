@@ -5,14 +5,16 @@ crash, never a dropped connection without an answer, never a 5xx from authz's ow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authz.check_reply import CheckReply, Code
-from authz.http_front import MAX_HEADER_BYTES, HttpFront
+from authz.http_front import MAX_HEAD_BYTES, MAX_HEADER_BYTES, WRITE_HIGH, HttpFront, HttpLimits
 from tests.unit.test_service import FakeStore, service
 from tollway.keys import generate_key
 
@@ -20,9 +22,9 @@ KEY = generate_key()
 
 
 class Running:
-    def __init__(self) -> None:
+    def __init__(self, limits: HttpLimits | None = None) -> None:
         self.store = FakeStore()
-        self.front = HttpFront(service(self.store).decide_http)
+        self.front = HttpFront(service(self.store).decide_http, limits=limits)
         self.port = 0
 
     async def __aenter__(self) -> Running:
@@ -262,3 +264,82 @@ async def test_a_request_arriving_byte_by_byte_is_read_whole():
         writer.close()
     (status, headers, _), = responses(raw)  # fmt: skip
     assert status == 200 and headers["x-tollway-customer"] == "cus_1"
+
+
+async def test_an_endless_header_value_is_refused_after_the_head_limit():
+    """A header value that never ends, fed 4 KiB at a time, is refused 431 once the head is
+    over MAX_HEAD_BYTES: httptools holds at most that plus one read (before, nothing fired
+    until the value ended, and 10 MB cost 9.5 s of CPU)."""
+    async with Running() as r:
+        reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
+        writer.write(b"GET /check/x HTTP/1.1\r\nx-junk: ")
+        sent, answer = 0, b""
+        while sent < 4 * MAX_HEAD_BYTES and not answer:
+            writer.write(b"a" * 4096)
+            sent += 4096
+            with contextlib.suppress(TimeoutError):
+                answer = await asyncio.wait_for(reader.read(65536), 0.001)
+        if not answer:
+            answer = await asyncio.wait_for(reader.read(65536), 2)
+        writer.close()
+    (status, _, body), = responses(answer)  # fmt: skip
+    assert status == 431 and json.loads(body)["error"]["code"] == "headers_too_large"
+    assert sent < MAX_HEAD_BYTES + 256 * 1024, sent
+
+
+async def test_a_client_that_never_reads_costs_bounded_memory():
+    """20,000 pipelined checks from a client that reads nothing: authz stops reading once its
+    write buffer is full, so what it holds for the connection is bounded by its limits, not
+    by what the client sends (before: every answer, about 6 MB)."""
+    async with Running() as r:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", r.port))
+        sock.setblocking(False)
+        _, writer = await asyncio.open_connection(sock=sock)
+        request = check(headers={"x-api-key": KEY})
+        writer.write(request * 20_000)  # never drained: the client's own buffer holds the rest
+        await asyncio.sleep(0.5)
+        (conn,) = r.front.connections
+        held = conn.transport.get_write_buffer_size()
+        assert conn.paused  # reading stopped
+        # Answers written: at most the high-water mark plus one batch of max_pending (each
+        # well under 1 KiB); bytes read and not parsed: at most one read (uvloop: 256 KiB).
+        assert held <= WRITE_HIGH + r.front.limits.max_pending * 1024, held
+        assert len(conn.answers) <= r.front.limits.max_pending
+        assert len(conn.backlog) <= 256 * 1024, len(conn.backlog)
+        print(f"[non-reading client] write buffer {held}, unparsed {len(conn.backlog)}")
+        writer.transport.abort()
+
+
+async def test_an_idle_connection_is_closed():
+    """A connection with nothing in flight is closed after idle_s; one that sent half a head
+    is answered 408 after head_s."""
+    async with Running(HttpLimits(idle_s=0.2, head_s=0.2)) as r:
+        reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
+        assert await asyncio.wait_for(reader.read(), 2) == b""  # closed, nothing said
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
+        writer.write(b"GET /check/x HTTP/1.1\r\nx-api-key: ")
+        (status, _, body), = responses(await asyncio.wait_for(reader.read(), 2))  # fmt: skip
+        writer.close()
+    assert status == 408 and json.loads(body)["error"]["code"] == "request_timeout"
+
+
+async def test_connections_past_the_cap_are_closed_at_once():
+    """With max_connections 2, a third connection is closed before it is read; the first two
+    still answer."""
+    async with Running(HttpLimits(max_connections=2)) as r:
+        kept = [await asyncio.open_connection("127.0.0.1", r.port) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
+        writer.write(check(headers={"x-api-key": KEY}))
+        with contextlib.suppress(ConnectionError):
+            assert await asyncio.wait_for(reader.read(), 2) == b""
+        writer.close()
+        for reader, writer in kept:
+            writer.write(check(headers={"x-api-key": KEY}))
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+            assert head.startswith(b"HTTP/1.1 200")
+            writer.close()
+        assert r.front.refused_connections == 1
