@@ -75,7 +75,8 @@ def verify(raw: bytes, header: str, secret: str, now: int, tolerance_s: int = 30
     except ValueError:
         return False
     expected = sign(raw, secret, t).split("v1=", 1)[1]
-    return abs(now - t) <= tolerance_s and hmac.compare_digest(expected, parts.get("v1", ""))
+    given = parts.get("v1", "").encode("utf-8", "surrogateescape")
+    return abs(now - t) <= tolerance_s and hmac.compare_digest(expected.encode(), given)
 
 
 def email(alert: Alert) -> tuple[str, str]:

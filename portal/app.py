@@ -1,9 +1,8 @@
 """The portal's routes: thin handlers over sessions, sign-in links and the pricing rows.
 
     GET  /                 pricing, from the tier table
-    GET  /signin           the sign-in form
-    POST /signin           email a one-time link (the same answer for any address)
-    GET  /signin/{token}   redeem a link: a fresh signed-in session, then the dashboard
+    GET  /signin, POST /signin, GET /signin/{token}, GET|POST /signin/confirm,
+    POST /signout          signing in by an emailed link, and out (portal/signin_pages.py)
     POST /subscribe        a paid tier's Stripe Checkout (through the webhook service)
     POST /signup           a free tier: email a confirmation link (the same answer for any
                            address)
@@ -16,7 +15,6 @@
                            key is shown once, in the answer (never in a URL)
     POST /billing          Manage billing: a Stripe Customer Portal session for the signed-in
                            customer (card, plan, cancel), back to the dashboard after
-    POST /signout          back to an anonymous session
     GET  /healthz, /static/...
 
 Every form carries a CSRF token bound to the session; every answer sets the session cookie
@@ -26,9 +24,9 @@ scripts from elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +38,15 @@ from portal.backend import Backend
 from portal.billing import BillingPortal, BillingUnavailable
 from portal.dashboard import card, with_charts
 from portal.directory import AccountsOf, Customers
+from portal.generations import Generations
 from portal.mail import Mailer
 from portal.own_keys import NotYours, OwnKeys
 from portal.pricing import plans
 from portal.sessions import COOKIE, Session, Sessions
-from portal.signin import SignInLinks, normalize
+from portal.signin import SignInLinks, normalize, token_or_dash
+from portal.signin_pages import SignInPages
 from portal.signup import FreeSignups
+from tollway.client_address import client_address
 from tollway.last_resort import last_resort
 from tollway.logs import fields
 from tollway.store import KeyNotFound
@@ -58,6 +59,7 @@ log = logging.getLogger("tollway.portal")
 HERE = Path(__file__).parent
 # Where the portal's forms may lead: itself, and Stripe's Checkout and Customer Portal, which
 # Subscribe and Manage billing redirect to (a browser applies form-action to the redirect).
+SESSION = web.RequestKey("session", Session)  # the request's session (load_session)
 SIGNUP_COOKIE = "tollway_signup"  # a free sign-up's token, between its link and the confirmation
 STRIPE_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
 
@@ -108,6 +110,8 @@ class PortalApp:
         public_url: str,
         api_url: str,
         secure_cookies: bool,
+        generations: Generations,
+        trusted_hops: int = 0,
         form_targets: tuple[str, ...] = STRIPE_PAGES,
     ) -> None:
         self.tiers = tiers
@@ -124,6 +128,9 @@ class PortalApp:
         self.api_url = api_url.rstrip("/")
         self.public_url = public_url.rstrip("/")
         self.secure_cookies = secure_cookies
+        self.generations = generations
+        self.trusted_hops = trusted_hops  # proxies in front (tollway/client_address.py)
+        self._background: set[asyncio.Task[None]] = set()
         self.headers = headers_for(form_targets)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -134,16 +141,15 @@ class PortalApp:
     def _unavailable(self, request: web.Request) -> web.Response:
         """Redis, Stripe or the webhook service away, or a bug: a page that says so (503),
         keeping the session."""
-        return self.message(self._session(request), "Something went wrong", "That did not "
+        return self.message(self.session(request), "Something went wrong", "That did not "
                             "work on our side. Try again in a minute.", 503)  # fmt: skip
 
     def build(self) -> web.Application:
         bug = last_resort(log, self._unavailable)
-        app = web.Application(client_max_size=16 * 1024, middlewares=[bug, answer_refusals])
+        app = web.Application(client_max_size=16 * 1024,
+                              middlewares=[bug, answer_refusals, self.load_session])  # fmt: skip
         app.router.add_get("/", self.pricing)
-        app.router.add_get("/signin", self.signin_form)
-        app.router.add_post("/signin", self.signin_ask)
-        app.router.add_get("/signin/{token}", self.signin_redeem)
+        SignInPages(self).routes(app.router)
         app.router.add_post("/subscribe", self.subscribe)
         app.router.add_post("/signup", self.signup_ask)
         app.router.add_get("/signup/confirm", self.signup_confirm)
@@ -152,14 +158,44 @@ class PortalApp:
         app.router.add_get("/dashboard", self.dashboard)
         app.router.add_post("/keys/{action:create|rotate|revoke}", self.key_action)
         app.router.add_post("/billing", self.manage_billing)
-        app.router.add_post("/signout", self.signout)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_static("/static", HERE / "static")
         return app
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _session(self, request: web.Request) -> Session:
-        return self.sessions.load(request.cookies.get(COOKIE)) or self.sessions.new()
+    @web.middleware
+    async def load_session(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """The request's session, once: its cookie's, unless that is tampered with, expired,
+        or from before the customer signed out (its generation is older); else a new one."""
+        s = self.sessions.load(request.cookies.get(COOKIE))
+        if (
+            s is not None
+            and s.signed_in
+            and s.generation != await self.generations.current(s.customer)
+        ):
+            s = None
+        request[SESSION] = s or self.sessions.new()
+        return await handler(request)  # type: ignore[no-any-return]
+
+    def session(self, request: web.Request) -> Session:
+        return request.get(SESSION) or self.sessions.new()
+
+    def client(self, request: web.Request) -> str:
+        """The client's address, behind the configured proxies (for limits per client)."""
+        return client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                              self.trusted_hops)  # fmt: skip
+
+    def later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` after the answer (a lookup and a mail a stranger must not time); its
+        failure is logged, never shown."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._done_later)
+
+    def _done_later(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background_failed", extra=fields(error=str(task.exception())))
 
     def page(self, s: Session, template: str, status: int = 200, **values: Any) -> web.Response:
         html = self.env.get_template(template).render(
@@ -168,10 +204,10 @@ class PortalApp:
         response = web.Response(
             text=html, status=status, content_type="text/html", headers=self.headers
         )
-        self._set_cookie(response, s)
+        self.set_session_cookie(response, s)
         return response
 
-    def _set_cookie(self, response: web.StreamResponse, s: Session) -> None:
+    def set_session_cookie(self, response: web.StreamResponse, s: Session) -> None:
         response.set_cookie(COOKIE, self.sessions.dump(s), max_age=self.sessions.ttl_s,
                             httponly=True, samesite="Lax", secure=self.secure_cookies, path="/")  # fmt: skip
 
@@ -182,53 +218,16 @@ class PortalApp:
 
     # -- pages ------------------------------------------------------------------------------
     async def pricing(self, request: web.Request) -> web.Response:
-        return self.page(self._session(request), "pricing.html", plans=plans(self.tiers()))
-
-    async def signin_form(self, request: web.Request) -> web.Response:
-        return self.page(self._session(request), "signin.html", sent=False, error="")
-
-    async def signin_ask(self, request: web.Request) -> web.Response:
-        s = self._session(request)
-        form = await self._form(request, s)
-        address = normalize(str(form.get("email", "")))
-        if address is None:
-            return self.page(s, "signin.html", 400, sent=False,
-                             error="That does not look like an email address.")  # fmt: skip
-        if not await self.links.allowed(address, request.remote or "?"):
-            return self.message(
-                s, "Too many sign-in links", "Wait 15 minutes, then ask again.", 429
-            )
-        # The same answer whether or not the address is a customer's.
-        for customer in (await self.customers(address))[:1]:
-            token = await self.links.issue(customer)
-            link = f"{self.public_url}/signin/{token}"
-            try:
-                await self.mailer.send(address, "Your sign-in link", f"Sign in: {link}\n\n"
-                                       "The link works once, for 15 minutes.\n")  # fmt: skip
-            except OSError as exc:  # smtplib's errors are OSErrors: logged, never shown
-                log.error("signin_mail_failed", extra=fields(customer=customer, error=str(exc)))
-        return self.page(s, "signin.html", sent=True, address=address, error="")
-
-    async def signin_redeem(self, request: web.Request) -> web.Response:
-        customer = await self.links.redeem(request.match_info["token"])
-        if customer is None:
-            return self.message(self._session(request), "This link does not work",
-                                "It was used already, or it expired. Ask for a new one.", 410,
-                                "/signin", "Sign in")  # fmt: skip
-        s = self.sessions.new(customer)  # a new session id: nothing from before carries over
-        response = web.HTTPSeeOther("/dashboard", headers=self.headers)  # the token leaves the URL
-        self._set_cookie(response, s)
-        log.info("signed_in", extra=fields(customer=customer))
-        raise response
+        return self.page(self.session(request), "pricing.html", plans=plans(self.tiers()))
 
     def _signed_in(self, request: web.Request) -> Session:
         """The request's session; a visitor who is not signed in is sent to sign in."""
-        s = self._session(request)
+        s = self.session(request)
         if not s.signed_in:
             raise web.HTTPSeeOther("/signin", headers=self.headers)
         return s
 
-    async def _form(self, request: web.Request, s: Session) -> MultiDictProxy[Any]:
+    async def checked_form(self, request: web.Request, s: Session) -> MultiDictProxy[Any]:
         """The POSTed form, if it carries the session's CSRF token: every form goes through
         here. Otherwise Refused with a 403 page."""
         form = await request.post()
@@ -243,8 +242,8 @@ class PortalApp:
     ) -> tuple[Session, Tier, str]:
         """The session, tier and address of a Subscribe or Sign-up form; Refused if the tier
         does not ``fit`` or the address is not one."""
-        s = self._session(request)
-        form = await self._form(request, s)
+        s = self.session(request)
+        form = await self.checked_form(request, s)
         tier = self.tiers().get(str(form.get("tier", "")))
         address = normalize(str(form.get("email", "")))
         if tier is None or not fits(tier) or address is None:
@@ -265,16 +264,13 @@ class PortalApp:
 
     async def signup_ask(self, request: web.Request) -> web.Response:
         s, tier, address = await self._plan_form(request, lambda t: t.free_signup, "a free plan")
-        if not await self.links.allowed(address, request.remote or "?"):
+        if not await self.links.allowed(address, self.client(request)):
             return self.message(s, "Too many links", "Wait 15 minutes, then ask again.", 429)
         token = await self.signups.ask(address, tier.name)
         link = f"{self.public_url}/signup/{token}"
-        try:
-            await self.mailer.send(address, f"Confirm your {tier.name} plan", f"Confirm and get "
-                                   f"your API key: {link}\n\nThe link works once, for 15 "
-                                   "minutes.\n")  # fmt: skip
-        except OSError as exc:
-            log.error("signup_mail_failed", extra=fields(tier=tier.name, error=str(exc)))
+        self.mailer.send_later(address, f"Confirm your {tier.name} plan", f"Confirm and get "
+                               f"your API key: {link}\n\nThe link works once, for 15 "
+                               "minutes.\n", "signup")  # fmt: skip
         return self.message(s, "Check your inbox", f"We sent a confirmation link to {address}. "
                             "It works once, for 15 minutes.")  # fmt: skip
 
@@ -282,8 +278,7 @@ class PortalApp:
         """The key is shown on the page that confirms, so the token leaves the address bar
         first (as a sign-in link's does): it rides in a cookie only /signup/confirm sees."""
         response = web.HTTPSeeOther("/signup/confirm", headers=self.headers)
-        token = request.match_info["token"]
-        token = token if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", token) else "-"  # not one of ours
+        token = token_or_dash(request.match_info["token"])
         response.set_cookie(SIGNUP_COOKIE, token, max_age=900,
                             httponly=True, samesite="Lax", secure=self.secure_cookies,
                             path="/signup/confirm")  # fmt: skip
@@ -294,17 +289,17 @@ class PortalApp:
         try:
             done = await self.signups.confirm(token, self.tiers())
         except ValueError as exc:
-            return self.message(self._session(request), "Sign-up is closed", str(exc), 410,
+            return self.message(self.session(request), "Sign-up is closed", str(exc), 410,
                                 "/", "Pricing")  # fmt: skip
         if done is None:
-            return self.message(self._session(request), "This link does not work",
+            return self.message(self.session(request), "This link does not work",
                                 "It was used already, or it expired. Sign up again.", 410,
                                 "/", "Pricing")  # fmt: skip
         s = self.sessions.new(done.customer)  # the link proves the address, as a sign-in link
         log.info("signed_up", extra=fields(customer=done.customer, new=bool(done.api_key)))
         if done.record is None:
             response = web.HTTPSeeOther("/dashboard", headers=self.headers)
-            self._set_cookie(response, s)
+            self.set_session_cookie(response, s)
             response.del_cookie(SIGNUP_COOKIE, path="/signup/confirm")
             raise response
         shown = self._show_key(s, "Your API key", done.api_key, done.record.tier)
@@ -312,7 +307,7 @@ class PortalApp:
         return shown
 
     async def welcome(self, request: web.Request) -> web.Response:
-        s = self._session(request)
+        s = self.session(request)
         got = await self.backend.claim(request.query.get("session_id", ""))
         if got.status == 200 and isinstance(got.body.get("api_key"), str):
             log.info("key_shown", extra=fields(key_id=got.body.get("key_id")))
@@ -336,7 +331,7 @@ class PortalApp:
     async def key_action(self, request: web.Request) -> web.Response:
         """POST /keys/{action}: create, rotate or revoke, signed in, CSRF-checked, own only."""
         s = self._signed_in(request)
-        form = await self._form(request, s)
+        form = await self.checked_form(request, s)
         action = request.match_info["action"]
         try:
             if action == "create":
@@ -374,7 +369,7 @@ class PortalApp:
 
     async def manage_billing(self, request: web.Request) -> web.Response:
         s = self._signed_in(request)
-        await self._form(request, s)
+        await self.checked_form(request, s)
         try:
             url = await self.billing.open(s.customer, f"{self.public_url}/dashboard")
         except BillingUnavailable as exc:
@@ -383,13 +378,6 @@ class PortalApp:
                                 "again in a minute.", 502, "/dashboard", "Your account")  # fmt: skip
         log.info("billing_opened", extra=fields(customer=s.customer))
         raise web.HTTPSeeOther(url, headers=self.headers)
-
-    async def signout(self, request: web.Request) -> web.Response:
-        s = self._session(request)
-        await self._form(request, s)
-        response = web.HTTPSeeOther("/", headers=self.headers)
-        self._set_cookie(response, self.sessions.new())
-        raise response
 
     async def healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -1,18 +1,42 @@
 """Sending mail: the standard library's SMTP client, in a thread (a sign-in link is one
-message now and then; an asynchronous SMTP package would add a dependency for nothing)."""
+message now and then; an asynchronous SMTP package would add a dependency for nothing).
+
+``send_later`` sends in the background: a page that mails a link answers at once whether or
+not it mailed anything, so its response time does not tell a stranger who is a customer."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import smtplib
 from email.message import EmailMessage
 
+from tollway.logs import fields
+
+log = logging.getLogger("tollway.portal")
 TIMEOUT_S = 10.0
 
 
 class Mailer:
     def __init__(self, host: str, port: int, sender: str) -> None:
         self.host, self.port, self.sender = host, port, sender
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def send_later(self, to: str, subject: str, body: str, what: str) -> None:
+        """Send in the background; a failure is logged as ``<what>_mail_failed``, never shown."""
+        task = asyncio.ensure_future(self.send(to, subject, body))
+        self._sending.add(task)
+        task.add_done_callback(lambda t: self._sent(t, what))
+
+    def _sent(self, task: asyncio.Task[None], what: str) -> None:
+        self._sending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(f"{what}_mail_failed", extra=fields(error=str(task.exception())))
+
+    async def idle(self) -> None:
+        """Wait for the messages being sent (tests, and a clean shutdown)."""
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
 
     async def send(self, to: str, subject: str, body: str) -> None:
         """Send one plain-text message; raises OSError or smtplib.SMTPException on failure."""

@@ -13,6 +13,7 @@ from portal.app import STRIPE_PAGES, PortalApp
 from portal.backend import Backend
 from portal.billing import BillingPortal
 from portal.directory import accounts_of, customers_with_keys, email_of
+from portal.generations import Generations
 from portal.mail import Mailer
 from portal.own_keys import OwnKeys
 from portal.sessions import Sessions
@@ -59,8 +60,8 @@ async def serve(settings: PortalSettings) -> None:
         customers_with_keys(stripe_client, keys, signups), accounts_of(keys), OwnKeys(Lifecycle(keys, WallClock())),
         lambda customer, table: customer_windows(keys, customer, table), backend, signups,
         BillingPortal(stripe_client),
-        settings.public_url, settings.api_url, settings.secure_cookies,
-        form_targets(settings.stripe_api_base, settings.stripe_pages),
+        settings.public_url, settings.api_url, settings.secure_cookies, Generations(redis),
+        settings.trusted_hops, form_targets(settings.stripe_api_base, settings.stripe_pages),
     ).build()  # fmt: skip
     runner = web.AppRunner(app, access_log=None)  # no sign-in token in any log
     await runner.setup()

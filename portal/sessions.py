@@ -1,11 +1,13 @@
 """Sessions in signed cookies, and CSRF tokens bound to them. No I/O.
 
-A session cookie is ``<sid>.<customer>.<expiry>.<signature>``: a random session id, the
-customer's id in base64url (empty before sign-in, so a visitor still gets a CSRF token), the
-expiry in epoch seconds, and an HMAC-SHA256 over the first three with the portal's secret. A
-cookie tampered with, or past its expiry, reads as no session. A CSRF token is an HMAC of the
-session's random id: a form posted from another site carries none, and one copied from another
-session does not verify.
+A session cookie is ``<sid>.<customer>.<expiry>.<generation>.<signature>``: a random session
+id, the customer's id in base64url (empty before sign-in, so a visitor still gets a CSRF
+token), the expiry in epoch seconds, the customer's session generation when it was made, and
+an HMAC-SHA256 over the first four with the portal's secret. A cookie tampered with, past its
+expiry, or not plain ASCII reads as no session. The generation lives in Redis
+(portal/generations.py): signing out bumps it, which ends every session of that customer, a
+stolen cookie included. A CSRF token is an HMAC of the session's random id: a form posted from
+another site carries none, and one copied from another session does not verify.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Session:
     sid: str  # random, per session: what CSRF tokens are bound to
     customer: str  # "" until signed in
     expires: int
+    generation: int = 0  # the customer's session generation it was made in
 
     @property
     def signed_in(self) -> bool:
@@ -49,23 +52,24 @@ class Sessions:
     def _sig(self, body: str) -> str:
         return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
 
-    def new(self, customer: str = "") -> Session:
+    def new(self, customer: str = "", generation: int = 0) -> Session:
         """A fresh session: a new sid at sign-in, so a token from before cannot carry over."""
-        return Session(secrets.token_urlsafe(16), customer, int(self._now()) + self.ttl_s)
+        return Session(secrets.token_urlsafe(16), customer, int(self._now()) + self.ttl_s,
+                       generation)  # fmt: skip
 
     def dump(self, s: Session) -> str:
-        body = f"{s.sid}.{_b64(s.customer.encode())}.{s.expires}"
+        body = f"{s.sid}.{_b64(s.customer.encode())}.{s.expires}.{s.generation}"
         return f"{body}.{self._sig(body)}"
 
     def load(self, cookie: str | None) -> Session | None:
         """The session in ``cookie``, or None if it is missing, tampered with or expired."""
-        if not cookie or len(cookie) > 1024:
+        if not cookie or len(cookie) > 1024 or not cookie.isascii():
             return None
         parts = cookie.split(".")
-        if len(parts) != 4 or not parts[2].isdigit():
+        if len(parts) != 5 or not parts[2].isdigit() or not parts[3].isdigit():
             return None
         body, sig = cookie.rsplit(".", 1)
-        if not hmac.compare_digest(sig, self._sig(body)):
+        if not _same(sig, self._sig(body)):
             return None
         try:
             customer = _unb64(parts[1]).decode()
@@ -73,10 +77,17 @@ class Sessions:
             return None
         if int(parts[2]) <= self._now():
             return None
-        return Session(parts[0], customer, int(parts[2]))
+        return Session(parts[0], customer, int(parts[2]), int(parts[3]))
 
     def csrf(self, s: Session) -> str:
         return self._sig(f"csrf|{s.sid}")
 
     def csrf_ok(self, s: Session | None, token: str | None) -> bool:
-        return s is not None and bool(token) and hmac.compare_digest(self.csrf(s), str(token))
+        return s is not None and bool(token) and _same(self.csrf(s), str(token))
+
+
+def _same(a: str, b: str) -> bool:
+    """Constant-time equality of two texts, whatever characters they hold (hmac.compare_digest
+    raises TypeError on a str that is not ASCII: a cookie could then make every page a 500)."""
+    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"),
+                               b.encode("utf-8", "surrogateescape"))  # fmt: skip

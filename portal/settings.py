@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tollway.settings import SettingsError, StoreSettings, StripeSettings, env
+from tollway.settings import ProxySettings, SettingsError, StoreSettings, StripeSettings, env
 
 
 @dataclass(frozen=True)
-class PortalSettings(StoreSettings, StripeSettings):
+class PortalSettings(StoreSettings, StripeSettings, ProxySettings):
     """The customer portal."""
 
     host: str = env("TOLLWAY_PORTAL_HOST", "127.0.0.1", "address the portal binds")

@@ -14,7 +14,8 @@ in one Redis Cluster slot:
     tw:{<account>}:logged:<window>  set  stamp nonces of that window the access-log receiver
                                         applied (metering/receiver.py), expiring
     tw:portal:signin:<sha256>    string a sign-in link's customer, for 15 minutes (one use)
-    tw:portal:rate:<kind>:<sha256>  string  sign-in links asked for, per address or IP
+    tw:throttle:<kind>:<sha256>  string  requests of a kind by one address or IP in a window
+    tw:{<customer>}:sessions     string  the customer's portal session generation
     tw:portal:signup:<sha256>    string a free sign-up's confirmation link, for 15 minutes
     tw:portal:free:<sha256>      string the free customer an address signed up as
     tw:{<customer>}:profile      hash   a free customer's address
@@ -135,10 +136,16 @@ def signin_token(digest: str) -> str:
     return f"{PREFIX}:portal:signin:{digest}"
 
 
-def signin_rate(kind: str, digest: str) -> str:
-    """Sign-in links asked for by one address or IP (``kind``), by its SHA-256."""
-    assert kind in ("address", "ip")
-    return f"{PREFIX}:portal:rate:{kind}:{digest}"
+def throttle(kind: str, digest: str) -> str:
+    """Requests of ``kind`` (a sign-in link per address or IP, a Checkout per IP...) by one
+    requester, by its SHA-256, for one window (tollway/throttle.py)."""
+    assert kind.replace("_", "").isalnum()
+    return f"{PREFIX}:throttle:{kind}:{digest}"
+
+
+def session_generation(customer: str) -> str:
+    """A customer's portal session generation: sign-out bumps it, ending every session."""
+    return f"{_tag(customer)}:sessions"
 
 
 def alerts(account: str) -> str:

@@ -167,6 +167,17 @@ class UsageLogSettings:
     )
 
 
+@dataclass(frozen=True)
+class ProxySettings:
+    """Where a request came from, for limits per client (tollway/client_address.py)."""
+
+    # The proxies in front of this service that append to X-Forwarded-For (an ingress gateway:
+    # 1; a cloud load balancer in front of it: 2). 0: the peer is the client, and a client's
+    # own X-Forwarded-For is ignored. Too high lets a client choose its address; too low makes
+    # every client one (the proxy).
+    trusted_hops: int = env("TOLLWAY_TRUSTED_HOPS", 0, "proxies in front that set X-Forwarded-For")
+
+
 def with_flags(cls: type[T], environ: Mapping[str, str], flags: Mapping[str, Any]) -> T:
     """Settings from ``environ``, then every flag that was given (not None) on top."""
     return dataclasses.replace(

@@ -76,6 +76,6 @@ class Stamper:
         if len(parts) != 6 or not parts[4].isdigit() or not _NONCE.match(parts[0]):
             return None
         body, sig = text.rsplit("|", 1)
-        if not hmac.compare_digest(sig, self._sig(body)):
+        if not text.isascii() or not hmac.compare_digest(sig, self._sig(body)):
             return None
         return Stamp(parts[0], parts[1], parts[2], parts[3], int(parts[4]))

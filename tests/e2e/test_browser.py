@@ -262,7 +262,12 @@ def walk(edge: Edge, page: Any, operator: Operator, shots: Shots, browser: Any) 
     page.get_by_role("button", name="Email me a sign-in link").click()
     assert "is on its way" in page.content()
     link = newest_link(edge, "signin", 0)
-    page.goto(link)
+    page.goto(link)  # the link only asks: whose account it opens, and a button to go on
+    page.wait_for_url(portal + "/signin/confirm")
+    assert f"This link signs in as <strong>{EMAIL}</strong>" in page.content()
+    accessible(page)
+    shots.take(page, "signin-confirm")
+    page.get_by_role("button", name=f"Sign in as {EMAIL}").click()
     page.wait_for_url(portal + "/dashboard")
     page.goto(link)  # replayed: refused
     assert "This link does not work" in page.content()
@@ -332,6 +337,20 @@ def walk(edge: Edge, page: Any, operator: Operator, shots: Shots, browser: Any) 
     until(lambda: edge.get("/v1/things", new_key).status == 401, "401 for the canceled key")
     assert edge.get("/v1/things", key).status == 401
 
+    # Signing out ends every session of the customer: a copy of the cookie (stolen, or on
+    # another device) no longer opens the dashboard.
+    stolen = browser.new_context()
+    try:
+        stolen.add_cookies([c for c in page.context.cookies() if c["name"] == COOKIE])
+        thief = stolen.new_page()
+        thief.goto(portal + "/dashboard")
+        assert thief.url == portal + "/dashboard"
+        page.get_by_role("button", name="Sign out").click()
+        thief.goto(portal + "/dashboard")
+        assert thief.url.endswith("/signin")
+    finally:
+        stolen.close()
+
     # And the free plan, without Stripe: an address, the confirmation link, a key.
     page.goto(portal + "/")
     seen = sum("/signup/" in line for line in mail_lines(edge))
@@ -399,10 +418,11 @@ def hostile(edge: Edge, page: Any, browser: Any, portal: str) -> None:
     )
     # A session cookie tampered with (its customer changed): treated as signed out.
     cookie = next(c for c in page.context.cookies() if c["name"] == COOKIE)
-    sid, _, expires, sig = cookie["value"].split(".")
+    sid, _, expires, generation, sig = cookie["value"].split(".")
     evil = browser.new_context()
     try:
-        evil.add_cookies([{**cookie, "value": ".".join([sid, "cus_someone", expires, sig])}])
+        forged = ".".join([sid, "cus_someone", expires, generation, sig])
+        evil.add_cookies([{**cookie, "value": forged}])
         tab = evil.new_page()
         tab.goto(portal + "/dashboard")
         assert tab.url.endswith("/signin")

@@ -18,6 +18,7 @@ from portal.app import PortalApp
 from portal.backend import Backend
 from portal.billing import BillingPortal
 from portal.directory import accounts_of, customers_with_keys
+from portal.generations import Generations
 from portal.mail import Mailer
 from portal.own_keys import OwnKeys
 from portal.sessions import COOKIE, Sessions
@@ -66,7 +67,7 @@ async def portal(redis, standin):
                     customers_with_keys(stripe, keys, signups), accounts_of(keys), OwnKeys(Lifecycle(keys, WallClock())),
                     lambda customer, table: customer_windows(keys, customer, table),
                     backend, signups, BillingPortal(stripe), URL, "http://api.test",
-                    secure_cookies=False).build()  # fmt: skip
+                    secure_cookies=False, generations=Generations(redis)).build()  # fmt: skip
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     client.keys = keys  # type: ignore[attr-defined]
@@ -117,11 +118,29 @@ async def test_a_link_signs_in_once_and_leaves_the_address_bar(portal):
     assert to == "ada@example.com"
     path = re.search(rf"{URL}(/signin/\S+)", body).group(1)  # type: ignore[union-attr]
     r = await client.get(path, allow_redirects=False)
+    assert r.status == 303 and r.headers["location"] == "/signin/confirm"
+    for _ in range(2):  # opening the link (a person, or a mail scanner) uses nothing
+        page = await client.get("/signin/confirm")
+        html = await page.text()
+        assert (
+            page.status == 200 and "This link signs in as <strong>ada@example.com</strong>" in html
+        )
+    r = await client.post("/signin/confirm", data={"csrf": csrf_of(html)}, allow_redirects=False)
     assert r.status == 303 and r.headers["location"] == "/dashboard"
     session = Sessions("0123456789abcdef-secret", 3600).load(r.cookies[COOKIE].value)
     assert session is not None and session.customer == customer
-    again = await client.get(path, allow_redirects=False)
-    assert again.status == 410  # replayed
+    again = await client.get(path)  # replayed
+    assert again.status == 410 and again.url.path == "/signin/confirm"
+
+
+async def test_a_link_is_redeemed_only_by_a_post_with_the_pages_csrf_token(portal):
+    """A cross-site POST (no token) to /signin/confirm signs nobody in, and uses no link."""
+    client, sink, _ = portal
+    await client.post("/signin", data={"email": "ada@example.com", "csrf": await form(client)})
+    path = re.search(rf"{URL}(/signin/\S+)", (await mails(sink))[0][1]).group(1)  # type: ignore[union-attr]
+    await client.get(path, allow_redirects=False)
+    assert (await client.post("/signin/confirm", data={})).status == 403
+    assert (await client.get("/signin/confirm")).status == 200  # still usable
 
 
 async def test_the_answer_is_the_same_for_a_stranger_and_nothing_is_sent(portal):
@@ -144,8 +163,8 @@ async def test_a_forged_or_missing_csrf_token_or_a_tampered_cookie_is_refused(po
     jar = client.session.cookie_jar
     real = next(c for c in jar if c.key == COOKIE).value
     jar.clear()
-    sid, customer, expires, sig = real.split(".")
-    tampered = ".".join([sid, customer, str(int(expires) + 1), sig])
+    sid, customer, expires, generation, sig = real.split(".")
+    tampered = ".".join([sid, customer, str(int(expires) + 1), generation, sig])
     jar.update_cookies({COOKIE: tampered}, response_url=client.make_url("/"))
     assert (
         await client.post("/signin", data={"email": "ada@example.com", "csrf": token})
@@ -160,7 +179,7 @@ async def test_an_expired_link_does_not_sign_in(portal):
     await mails(sink)
     path = re.search(rf"{URL}(/signin/\S+)", sink.messages[0][1]).group(1)  # type: ignore[union-attr]
     await asyncio.sleep(2.2)  # the links' TTL here
-    assert (await client.get(path, allow_redirects=False)).status == 410
+    assert (await client.get(path)).status == 410
 
 
 async def test_asking_is_rate_limited_per_address(portal):
@@ -197,8 +216,12 @@ async def test_the_dashboard_shows_only_the_signed_in_customers_own_keys(portal)
     today = datetime.fromtimestamp(now, UTC).strftime("%m-%d")
     assert "Requests per day: " in html and f"{today} 17" in html  # the chart's text
     assert other.prefix not in html and "cus_someone_else" not in html
+    stolen = next(c for c in client.session.cookie_jar if c.key == COOKIE).value
     out = await client.post("/signout", data={"csrf": csrf_of(html)}, allow_redirects=False)
     assert out.status == 303
+    assert (await client.get("/dashboard", allow_redirects=False)).status == 303
+    # Signing out ended every session of the customer: a copy of the cookie opens nothing.
+    client.session.cookie_jar.update_cookies({COOKIE: stolen}, response_url=client.make_url("/"))
     assert (await client.get("/dashboard", allow_redirects=False)).status == 303
 
 
@@ -335,13 +358,87 @@ async def test_manage_billing_opens_a_customer_portal_session_for_the_signed_in_
 
 async def test_stripe_or_redis_away_gives_a_503_page_not_a_500(portal, monkeypatch):
     client, _, _ = portal
-    token = await form(client)
-    app_obj = next(iter(client.server.app.router.routes())).handler.__self__  # the PortalApp
+    app_obj = portal_app(client)
 
     async def away(address: str) -> list[str]:
         raise ConnectionError("Stripe is unreachable")
 
-    monkeypatch.setattr(app_obj, "customers", away)
-    r = await client.post("/signin", data={"email": "ada@example.com", "csrf": token})
+    monkeypatch.setattr(app_obj, "accounts", away)
+    signed_in(client, "cus_any")
+    r = await client.get("/dashboard")
     assert r.status == 503 and "Something went wrong" in await r.text()
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    # Sign-in looks up the address after answering: the same answer, the failure logged.
+    monkeypatch.setattr(app_obj, "customers", away)
+    r = await client.post("/signin", data={"email": "ada@example.com", "csrf": await form(client)})
+    assert r.status == 200 and "is on its way" in await r.text()
+
+
+def portal_app(client: TestClient) -> PortalApp:
+    return next(iter(client.server.app.router.routes())).handler.__self__  # type: ignore[no-any-return]
+
+
+async def test_the_sign_in_answer_does_not_wait_for_the_customer_lookup(portal, monkeypatch):
+    """A stranger cannot tell a customer's address by how long the answer takes: the lookup
+    (Stripe) and the mail happen after it. Here the lookup never ends; the answer comes."""
+    client, _, _ = portal
+    never = asyncio.Event()
+
+    async def stuck(address: str) -> list[str]:
+        await never.wait()
+        return []
+
+    monkeypatch.setattr(portal_app(client), "customers", stuck)
+    r = await asyncio.wait_for(client.post("/signin", data={"email": "ada@example.com",
+                                                            "csrf": await form(client)}), 5)  # fmt: skip
+    assert r.status == 200 and "is on its way" in await r.text()
+    never.set()
+
+
+async def test_an_address_of_two_customers_gets_a_link_for_each(portal, standin):
+    """Both accounts are offered; each link signs in as its own customer."""
+    client, sink, first = portal
+    _, stripe, _ = standin
+    second = (await stripe.v1.customers.create_async({"email": "ada@example.com"})).id
+    await client.keys.create("pro", second)  # type: ignore[attr-defined]
+    await client.post("/signin", data={"email": "ada@example.com", "csrf": await form(client)})
+    ((_, body),) = await mails(sink)
+    links = dict(re.findall(rf"Account (\S+): {URL}(/signin/\S+)", body))
+    assert set(links) == {first, second}
+    for customer, path in links.items():
+        await client.get(path)
+        html = await (await client.get("/signin/confirm")).text()
+        r = await client.post(
+            "/signin/confirm", data={"csrf": csrf_of(html)}, allow_redirects=False
+        )
+        session = Sessions("0123456789abcdef-secret", 3600).load(r.cookies[COOKIE].value)
+        assert session is not None and session.customer == customer
+
+
+async def test_a_cookie_that_is_not_ascii_is_no_session_not_a_500(portal):
+    client, _, _ = portal
+    for value in ("é.x.1.0.sig", "a.b.9999999999.0.☃"):
+        client.session.cookie_jar.clear()
+        r = await client.get(
+            "/", headers={"Cookie": f"{COOKIE}={value}".encode().decode("latin-1")}
+        )
+        assert r.status == 200
+
+
+async def test_per_client_limits_read_x_forwarded_for_at_the_trusted_hops(portal):
+    """Behind one proxy, each client has its own sign-in limit; with no trusted hop, a
+    client's own X-Forwarded-For is ignored (every value shares the peer's limit)."""
+    client, _, _ = portal
+    app = portal_app(client)
+    app.links.per_ip = 2
+
+    async def ask(forwarded: str) -> int:
+        r = await client.post("/signin", data={"email": f"{forwarded}@example.com",
+                                               "csrf": await form(client)},
+                              headers={"X-Forwarded-For": forwarded})  # fmt: skip
+        return r.status
+
+    assert [await ask(f"10.0.0.{i}") for i in range(3)] == [200, 200, 429]  # 0 hops: the peer
+    app.trusted_hops = 1
+    assert [await ask(f"203.0.113.{i}") for i in range(3)] == [200, 200, 200]
+    assert [await ask("198.51.100.7") for _ in range(3)] == [200, 200, 429]

@@ -24,10 +24,11 @@ def test_a_session_round_trips_and_a_tampered_or_expired_one_reads_as_none():
     session = s.new("cus_1")
     cookie = s.dump(session)
     assert s.load(cookie) == session and session.signed_in
-    sid, customer, expires, sig = cookie.split(".")
+    sid, customer, expires, generation, sig = cookie.split(".")
     forged_customer = s.dump(s.new("cus_2")).split(".")[1]
-    assert s.load(".".join([sid, forged_customer, expires, sig])) is None  # another customer
-    assert s.load(".".join([sid, customer, str(int(expires) + 999), sig])) is None  # longer
+    assert s.load(".".join([sid, forged_customer, expires, generation, sig])) is None  # another
+    assert s.load(".".join([sid, customer, str(int(expires) + 999), generation, sig])) is None
+    assert s.load(".".join([sid, customer, expires, "7", sig])) is None  # another generation
     assert s.load(cookie[:-2] + "xx") is None
     assert s.load(Sessions("another-secret-entirely", 60, now=lambda: now[0]).dump(session)) is None
     for junk in ("", "a.b", "a.b.c.d", "x" * 2000, None):
@@ -42,6 +43,23 @@ def test_a_csrf_token_is_bound_to_its_session():
     assert s.csrf_ok(a, s.csrf(a))
     assert not s.csrf_ok(a, s.csrf(b)) and not s.csrf_ok(a, "") and not s.csrf_ok(None, s.csrf(a))
     assert not s.csrf_ok(a, None)
+    assert not s.csrf_ok(a, "é" * 43)  # not ASCII: refused, not a TypeError
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "hops", "want"),
+    [("10.0.0.1", "203.0.113.9", 0, "10.0.0.1"),  # no trusted proxy: the header is ignored
+     ("10.0.0.1", "203.0.113.9", 1, "203.0.113.9"),
+     ("10.0.0.1", "1.2.3.4, 203.0.113.9", 1, "203.0.113.9"),  # the client's own entry: ignored
+     ("10.0.0.1", "203.0.113.9, 10.0.0.2", 2, "203.0.113.9"),
+     ("10.0.0.1", "203.0.113.9", 2, "10.0.0.1"),  # fewer hops than trusted: not proven
+     ("10.0.0.1", "not-an-ip", 1, "10.0.0.1"), ("10.0.0.1", None, 1, "10.0.0.1"),
+     (None, None, 0, "?"), ("10.0.0.1", " 2001:db8::1 ", 1, "2001:db8::1")],
+)  # fmt: skip
+def test_the_client_address_behind_trusted_proxies(peer, forwarded, hops, want):
+    from tollway.client_address import client_address
+
+    assert client_address(peer, forwarded, hops) == want
 
 
 @pytest.mark.parametrize(
