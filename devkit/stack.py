@@ -157,6 +157,8 @@ class Stack:
     receivers: int = 1
     portal: bool = False  # also run the customer portal and an SMTP sink for its mail
     portal_secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    # With the portal, the webhook service's /checkout and /keys/claim answer only it.
+    backend_token: str = field(default_factory=lambda: secrets.token_hex(16))
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Proc] = field(default_factory=dict)
     # Each receiver's (gRPC, /metrics) ports, by name: drawn when the stack starts.
@@ -195,6 +197,8 @@ class Stack:
             "TOLLWAY_CHECKOUT_CANCEL_URL", f"{portal}/" if self.portal else f"{hook}/healthz"
         )
         env.setdefault("TOLLWAY_PORTAL_SECRET", self.portal_secret)
+        if self.portal:
+            env.setdefault("TOLLWAY_BACKEND_TOKEN", self.backend_token)
         env.setdefault("TOLLWAY_PORTAL_URL", portal)
         env.setdefault("TOLLWAY_PUBLIC_API_URL", self.url)
         env.setdefault("TOLLWAY_SMTP_PORT", str(self.ports.smtp))

@@ -50,6 +50,7 @@ from tollway.client_address import client_address
 from tollway.last_resort import last_resort
 from tollway.logs import fields
 from tollway.store import KeyNotFound
+from tollway.throttle import Throttle
 from tollway.tiers import Tier, TierTable
 from tollway.usage_report import Row
 
@@ -112,6 +113,7 @@ class PortalApp:
         secure_cookies: bool,
         generations: Generations,
         trusted_hops: int = 0,
+        per_client: int = 30,
         form_targets: tuple[str, ...] = STRIPE_PAGES,
     ) -> None:
         self.tiers = tiers
@@ -130,6 +132,10 @@ class PortalApp:
         self.secure_cookies = secure_cookies
         self.generations = generations
         self.trusted_hops = trusted_hops  # proxies in front (tollway/client_address.py)
+        # Checkout Sessions and key claims per client per 15 minutes: each may cost a call on
+        # the operator's Stripe rate limit (webhook/gate.py).
+        self.per_client = per_client
+        self.throttle = Throttle(links.redis, 900)
         self._background: set[asyncio.Task[None]] = set()
         self.headers = headers_for(form_targets)
         self.env = jinja2.Environment(
@@ -253,6 +259,8 @@ class PortalApp:
 
     async def subscribe(self, request: web.Request) -> web.Response:
         s, tier, address = await self._plan_form(request, lambda t: bool(t.stripe_prices), "a plan")
+        if not await self.throttle.hit("subscribe", self.client(request), self.per_client):
+            return self.message(s, "Too many tries", "Wait 15 minutes, then try again.", 429)
         got = await self.backend.checkout(tier.name, address)
         url = got.body.get("url")
         if got.status != 200 or not isinstance(url, str) or not url.startswith("http"):
@@ -308,6 +316,8 @@ class PortalApp:
 
     async def welcome(self, request: web.Request) -> web.Response:
         s = self.session(request)
+        if not await self.throttle.hit("welcome", self.client(request), self.per_client):
+            return self.message(s, "Too many tries", "Wait 15 minutes, then try again.", 429)
         got = await self.backend.claim(request.query.get("session_id", ""))
         if got.status == 200 and isinstance(got.body.get("api_key"), str):
             log.info("key_shown", extra=fields(key_id=got.body.get("key_id")))

@@ -26,8 +26,10 @@ class Answer:
 
 
 class Backend:
-    def __init__(self, webhook_url: str) -> None:
+    def __init__(self, webhook_url: str, token: str = "") -> None:
+        """``token``: TOLLWAY_BACKEND_TOKEN, which the webhook service then requires."""
         self.base = webhook_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -38,7 +40,8 @@ class Backend:
     async def _call(self, method: str, path: str, **kw: Any) -> Answer:
         """The answer; a 502 with no body when the webhook service cannot be reached."""
         try:
-            async with self._client().request(method, self.base + path, **kw) as r:
+            async with self._client().request(method, self.base + path, headers=self._headers,
+                                              **kw) as r:  # fmt: skip
                 raw = await r.read()
                 status = r.status
         except (aiohttp.ClientError, TimeoutError):

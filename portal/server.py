@@ -50,7 +50,7 @@ async def serve(settings: PortalSettings) -> None:
     keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
     stripe_client = optional(settings, log, "no customer can sign in")
 
-    backend = Backend(settings.webhook_url)
+    backend = Backend(settings.webhook_url, settings.backend_token)
     mailer = Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from)
     signups = FreeSignups(redis, keys, settings.signin_ttl_s)
     app = PortalApp(
@@ -61,7 +61,8 @@ async def serve(settings: PortalSettings) -> None:
         lambda customer, table: customer_windows(keys, customer, table), backend, signups,
         BillingPortal(stripe_client),
         settings.public_url, settings.api_url, settings.secure_cookies, Generations(redis),
-        settings.trusted_hops, form_targets(settings.stripe_api_base, settings.stripe_pages),
+        settings.trusted_hops, settings.per_client,
+        form_targets(settings.stripe_api_base, settings.stripe_pages),
     ).build()  # fmt: skip
     runner = web.AppRunner(app, access_log=None)  # no sign-in token in any log
     await runner.setup()

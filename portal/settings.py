@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tollway.settings import ProxySettings, SettingsError, StoreSettings, StripeSettings, env
+from tollway.settings import (
+    BackendSettings,
+    ProxySettings,
+    SettingsError,
+    StoreSettings,
+    StripeSettings,
+    env,
+)
 
 
 @dataclass(frozen=True)
-class PortalSettings(StoreSettings, StripeSettings, ProxySettings):
+class PortalSettings(StoreSettings, StripeSettings, ProxySettings, BackendSettings):
     """The customer portal."""
 
     host: str = env("TOLLWAY_PORTAL_HOST", "127.0.0.1", "address the portal binds")
@@ -33,6 +40,9 @@ class PortalSettings(StoreSettings, StripeSettings, ProxySettings):
     # Sign-in links asked for, per address and per client IP, within signin_ttl_s.
     signin_per_address: int = env("TOLLWAY_SIGNIN_PER_ADDRESS", 3, "links per address")
     signin_per_ip: int = env("TOLLWAY_SIGNIN_PER_IP", 10, "links per IP")
+    # Subscribe (a Checkout Session) and the welcome page (a key claim) per client address per
+    # 15 minutes: each can cost a call on the operator's Stripe rate limit.
+    per_client: int = env("TOLLWAY_PORTAL_PER_CLIENT", 30, "Checkouts and claims per client")
     smtp_host: str = env("TOLLWAY_SMTP_HOST", "127.0.0.1", "SMTP server for sign-in mail")
     smtp_port: int = env("TOLLWAY_SMTP_PORT", 2525, "SMTP port (`tollway dev` runs a sink)")
     mail_from: str = env("TOLLWAY_MAIL_FROM", "tollway <no-reply@localhost>", "sender address")

@@ -15,5 +15,6 @@ umask 077
   echo "STRIPE_WEBHOOK_SECRET=whsec_$(draw)"
   echo "TOLLWAY_USAGE_LOG_SECRET=$(draw)"
   echo "TOLLWAY_PORTAL_SECRET=$(draw)"
+  echo "TOLLWAY_BACKEND_TOKEN=$(draw)"
 } > .env
 echo "wrote .env with fresh secrets (mode 600)" >&2

@@ -43,6 +43,7 @@ Stripe objects get the same treatment, tagged by their id, so each webhook event
     tw:{<subject>}:evt:<evt_id>  string "applied", then "done": one event's idempotency marker
     tw:{<cs_id>}:checkout        hash    the key issued for a checkout session
     tw:{<cs_id>}:claim           string  that key, sealed, until claimed or the TTL ends
+    tw:{<cs_id>}:unknown         string  Stripe did not know that session id (10 minutes)
 
 Metering moves usage on, every hop idempotent (see metering/ledger.py). ``<source>`` is the
 tag usage was counted under: an account, or a legacy key id:
@@ -209,6 +210,12 @@ def checkout_record(session: str) -> str:
 def checkout_claim(session: str) -> str:
     """The sealed key awaiting its one claim; Redis expires it after the claim window."""
     return f"{_stripe(session)}:claim"
+
+
+def unknown_checkout(session: str) -> str:
+    """A Checkout Session id Stripe did not know, remembered so a claim of it costs no Stripe
+    call for a while (webhook/gate.py)."""
+    return f"{_stripe(session)}:unknown"
 
 
 def outbox(source: str) -> str:

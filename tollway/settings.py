@@ -178,6 +178,18 @@ class ProxySettings:
     trusted_hops: int = env("TOLLWAY_TRUSTED_HOPS", 0, "proxies in front that set X-Forwarded-For")
 
 
+@dataclass(frozen=True)
+class BackendSettings:
+    """The webhook service's /checkout and /keys/claim: for the portal and the operator's own
+    backend, not the open internet (webhook/gate.py)."""
+
+    # Shared by the portal and the webhook service. Set: those two paths answer only a caller
+    # that sends it (Authorization: Bearer ...), and that caller throttles its own clients.
+    # Empty: they are open, throttled per client address (direct claims after Checkout).
+    backend_token: str = env("TOLLWAY_BACKEND_TOKEN", "",
+                             "required on /checkout and /keys/claim when set", secret=True)  # fmt: skip
+
+
 def with_flags(cls: type[T], environ: Mapping[str, str], flags: Mapping[str, Any]) -> T:
     """Settings from ``environ``, then every flag that was given (not None) on top."""
     return dataclasses.replace(

@@ -3,6 +3,8 @@
     POST /webhooks/stripe          signed Stripe events → key state
     POST /checkout                 {"tier", "email"} → a Stripe Checkout Session {"url", "id"}
     GET  /keys/claim?session_id=   the key for a completed checkout, once
+                                   (both: for the portal and the operator's backend, or
+                                   throttled per client: webhook/gate.py)
     GET  /healthz, GET /metrics
 
 Every error is JSON ``{"error": {"code", "message"}}``. Bad input is a 4xx and changes nothing;
@@ -28,6 +30,7 @@ from tollway.tiers import TierTable
 from webhook.checkout import Checkouts
 from webhook.errors import CheckoutIncomplete, NoPrice, Route, UnknownSession, answer, error
 from webhook.events import CheckoutCompleted, parse
+from webhook.gate import Gate
 from webhook.metrics import WebhookMetrics
 from webhook.processor import Processor
 from webhook.signature import Rejected, verify
@@ -49,6 +52,7 @@ class WebhookApp:
         stripe_client: Any,
         success_url: str,
         cancel_url: str,
+        gate: Gate,
     ) -> None:
         self.processor = processor
         self.checkouts = checkouts
@@ -60,6 +64,7 @@ class WebhookApp:
         self.stripe = stripe_client
         self.success_url = success_url
         self.cancel_url = cancel_url
+        self.gate = gate
 
     def build(self) -> web.Application:
         # A bug must still answer JSON and be logged; for webhooks a 5xx also makes Stripe retry.
@@ -117,6 +122,9 @@ class WebhookApp:
         return response
 
     async def create_checkout(self, request: web.Request) -> web.Response:
+        refused = await self.gate.refuse(request, "checkout")
+        if refused is not None:
+            return refused
         try:
             body = json.loads(await request.read())
         except (ValueError, RecursionError, web.HTTPRequestEntityTooLarge):
@@ -169,10 +177,16 @@ class WebhookApp:
             return error(
                 400, "invalid_session_id", "session_id must be a Checkout Session id (cs_...)"
             )
+        refused = await self.gate.refuse(request, "claim")
+        if refused is not None:
+            return refused
         try:
             got = await self.checkouts.claim(session)
             if got is None:
                 got = await self._issue_from_stripe(session)
+        except UnknownSession as exc:
+            await self.gate.remember_unknown(session)
+            return answer(Route.CLAIM, exc)[1]
         except Exception as exc:
             return answer(Route.CLAIM, exc)[1]
         headers = {"cache-control": "no-store"}
@@ -188,6 +202,8 @@ class WebhookApp:
         """A claim that beat the webhook: ask Stripe about the session and issue the key here."""
         if self.stripe is None:
             raise UnknownSession(f"no key issued for {session_id} yet")
+        if await self.gate.known_unknown(session_id):
+            raise UnknownSession(f"no checkout session {session_id}")
         try:
             cs = (await self.stripe.v1.checkout.sessions.retrieve_async(session_id)).to_dict()
         except stripe.InvalidRequestError:

@@ -17,6 +17,7 @@ from tollway.stripe_api import optional
 from tollway.tier_source import TierSource
 from webhook.app import WebhookApp
 from webhook.checkout import Checkouts
+from webhook.gate import Gate
 from webhook.metrics import WebhookMetrics
 from webhook.processor import Processor
 from webhook.settings import WebhookSettings
@@ -47,6 +48,7 @@ async def serve(settings: WebhookSettings) -> None:
         processor, checkouts, tiers, settings.secrets, settings.tolerance_s,
         settings.max_body_bytes, WebhookMetrics(), stripe_client,
         settings.success_url, settings.cancel_url,
+        Gate(redis, settings.backend_token, settings.trusted_hops, settings.per_client),
     ).build()  # fmt: skip
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tollway.settings import StoreSettings, StripeSettings, env
+from tollway.settings import BackendSettings, ProxySettings, StoreSettings, StripeSettings, env
 
 
 @dataclass(frozen=True)
-class WebhookSettings(StoreSettings, StripeSettings):
+class WebhookSettings(StoreSettings, StripeSettings, ProxySettings, BackendSettings):
     """The Stripe webhook service."""
 
     host: str = env("TOLLWAY_WEBHOOK_HOST", "127.0.0.1", "address the webhook service binds")
@@ -32,4 +32,9 @@ class WebhookSettings(StoreSettings, StripeSettings):
         "where an abandoned Checkout goes (the portal's pricing page)",
     )
     claim_ttl_s: int = env("TOLLWAY_CLAIM_TTL_S", 900, "how long an unclaimed key can be claimed")
+    # Without a backend token, /checkout and /keys/claim are open: each client address may
+    # ask this many of each per 15 minutes (a Checkout Session and an unknown claim each cost
+    # a call on the operator's Stripe rate limit).
+    per_client: int = env("TOLLWAY_WEBHOOK_PER_CLIENT", 20,
+                          "/checkout and /keys/claim per client per 15 min")  # fmt: skip
     log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")

@@ -34,7 +34,7 @@ KNOWN = {row[0] for cls in (*SETTINGS.values(), DevSettings) for row in describe
 
 # What scripts/compose-env.sh writes to .env: a fresh secret for each required variable.
 REQUIRED_SECRETS = {"TOLLWAY_KEY_PEPPER", "STRIPE_WEBHOOK_SECRET", "TOLLWAY_USAGE_LOG_SECRET",
-                    "TOLLWAY_PORTAL_SECRET"}  # fmt: skip
+                    "TOLLWAY_PORTAL_SECRET", "TOLLWAY_BACKEND_TOKEN"}  # fmt: skip
 
 
 def env_of(service: dict[str, Any]) -> dict[str, str]:

@@ -5,6 +5,7 @@ browser yet): a client that follows redirects and keeps cookies, as a browser wo
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import aiohttp
 import pytest
 
 from devkit.seed import seed_prices
-from tests.e2e.conftest import running_edge
+from tests.e2e.conftest import fetch, running_edge
 from tests.support import TEST_TIERS
 from tollway.tiers import parse_tiers
 
@@ -53,3 +54,8 @@ def test_subscribe_shows_the_key_once_and_it_works_at_envoy(tmp_path: Path):
         table = parse_tiers(PAID, "t")
         asyncio.run(seed_prices(edge.stack.standin_url, table))
         asyncio.run(walk(edge))
+        # Checkout and claims are the portal's: the webhook service refuses anyone else.
+        hook = f"http://127.0.0.1:{edge.stack.ports.webhook}"
+        status, _ = fetch(f"{hook}/checkout", json.dumps({"tier": "pro"}).encode())
+        assert status == 401
+        assert fetch(f"{hook}/keys/claim?session_id=cs_test_1")[0] == 401

@@ -28,6 +28,7 @@ from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
 from webhook.app import WebhookApp
 from webhook.checkout import Checkouts
+from webhook.gate import Gate
 from webhook.metrics import WebhookMetrics
 from webhook.processor import Processor
 from webhook.state_store import StateStore
@@ -110,7 +111,8 @@ def test_hostile_deliveries_get_clear_answers_and_change_nothing(redis_server):
         keys, StateStore(redis, keys), checkouts, DeadLetters(redis), lambda: TABLE, 3 * 86400
     )
     app = WebhookApp(processor, checkouts, lambda: TABLE, [SECRET], 300, MAX_BODY,
-                     WebhookMetrics(CollectorRegistry()), None, "", "").build()  # fmt: skip
+                     WebhookMetrics(CollectorRegistry()), None, "", "",
+                     Gate(redis, "", 0, 100)).build()  # fmt: skip
     client = TestClient(TestServer(app, host="127.0.0.1"), loop=loop)
     loop.run_until_complete(client.start_server())
     loop.run_until_complete(redis.flushdb())

@@ -189,6 +189,7 @@ async def test_claim_before_the_webhook_issues_the_key_once(standin, redis):
     from tollway.tiers import parse_tiers
     from webhook.app import WebhookApp
     from webhook.checkout import Checkouts
+    from webhook.gate import Gate
     from webhook.metrics import WebhookMetrics
     from webhook.processor import Processor
     from webhook.state_store import StateStore
@@ -211,7 +212,8 @@ async def test_claim_before_the_webhook_issues_the_key_once(standin, redis):
         stripe=client,
     )
     app = WebhookApp(proc, checkouts, lambda: table, ["whsec_t"], 300, 1 << 20,
-                     WebhookMetrics(CollectorRegistry()), client, "u", "u").build()  # fmt: skip
+                     WebhookMetrics(CollectorRegistry()), client, "u", "u",
+                     Gate(redis, "", 0, 100)).build()  # fmt: skip
     async with TestClient(aiohttp.test_utils.TestServer(app, host="127.0.0.1")) as http:
         r = await http.post("/checkout", json={"tier": "pro"})
         session = (await r.json())["id"]

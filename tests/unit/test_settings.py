@@ -96,6 +96,7 @@ SECRET_VARIABLES = {
     "STRIPE_WEBHOOK_SECRET": ("stripe-webhook-secret", "webhook", {}),
     "TOLLWAY_USAGE_LOG_SECRET": ("usage-log-secret", "authz", {}),
     "TOLLWAY_PORTAL_SECRET": ("portal-secret", "portal", {}),
+    "TOLLWAY_BACKEND_TOKEN": ("backend-token", "webhook", {}),
     "TOLLWAY_ALERT_WEBHOOK_SECRET": ("alert-webhook-secret", "portal",
                                      {"TOLLWAY_ALERT_WEBHOOK_URL": "https://ops.example/h"}),
 }  # fmt: skip
