@@ -175,3 +175,82 @@ def test_compose_config_accepts_the_file(tmp_path):
     proc = subprocess.run([*argv, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
                           capture_output=True, text=True, check=False, cwd=ROOT, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def dockerfile_copies() -> list[str]:
+    """What the Dockerfile's build stage copies into the image's source tree."""
+    text = (ROOT / "Dockerfile").read_text()
+    build = text[: text.index("\nFROM ", text.index("FROM ") + 1)]  # up to the second stage
+    out = []
+    for line in build.splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            out += line.split()[1:-1]
+    return out
+
+
+# Every command the compose file and the Istio manifests start, as argv after the image's
+# entrypoint (`tollway`), or a whole argv where they replace the entrypoint.
+IMAGE_COMMANDS = [["tollway", "authz"], ["tollway", "webhook"], ["tollway", "metering"],
+                  ["tollway", "metering", "receive"], ["tollway", "portal"],
+                  ["tollway", "stripe-standin"], ["tollway", "health"],
+                  ["python", "-m", "devkit.mailsink"], ["python", "-m", "devkit.upstream"]]  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+def test_the_wheel_of_what_the_dockerfile_copies_runs_every_command(tmp_path):
+    """Built from exactly the Dockerfile's COPY sources and installed in a fresh venv (its
+    dependencies from this one's site-packages, never this checkout's source): `tollway
+    --help` and every command compose and the Istio manifests run start and know their
+    flags, every module imports, and the Lua scripts, tier table and templates are there."""
+    import sys
+    import sysconfig
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in dockerfile_copies():
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(ROOT / name, src / name)
+    run = lambda *argv, **kw: subprocess.run(argv, capture_output=True, text=True, check=False,  # noqa: E731
+                                             cwd=tmp_path, **kw)  # fmt: skip
+    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                "--quiet", "-w", str(tmp_path / "wheels"), str(src))  # fmt: skip
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "wheels").glob("tollway-*.whl")
+    venv = tmp_path / "venv"
+    assert run(sys.executable, "-m", "venv", str(venv)).returncode == 0
+    py, bin_dir = venv / "bin" / "python", venv / "bin"
+    installed = run(str(py), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                    str(wheel))  # fmt: skip
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    # The dependencies, from this environment's site-packages (a path entry, so its .pth
+    # files, this checkout's editable install among them, are not run).
+    fresh_site = run(str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    deps = sysconfig.get_paths()["purelib"]
+    (Path(fresh_site.stdout.strip()) / "deps.pth").write_text(deps + "\n")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    for argv in IMAGE_COMMANDS:
+        exe = [str(bin_dir / argv[0]), *argv[1:]]
+        out = run(*exe, "--help", env=env)
+        assert out.returncode == 0 and "usage" in out.stdout, (argv, out.stderr[-2000:])
+    check = run(str(py), "-c", IMPORT_ALL, env=env)
+    assert check.returncode == 0, check.stderr[-2000:]
+    assert str(tmp_path / "venv") in check.stdout and str(ROOT) not in check.stdout
+
+
+IMPORT_ALL = """
+import importlib, pkgutil
+from pathlib import Path
+for name in ("tollway", "authz", "webhook", "metering", "portal", "cli", "devkit"):
+    pkg = importlib.import_module(name)
+    for info in pkgutil.walk_packages(pkg.__path__, name + "."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+import tollway, portal
+from tollway import scripts
+scripts.source("check")
+assert (Path(tollway.__file__).parent / "data" / "tiers.toml").is_file()
+assert (Path(portal.__file__).parent / "templates" / "base.html").is_file()
+print(Path(tollway.__file__).resolve())
+"""
