@@ -52,7 +52,6 @@ class AuthzSettings(StoreSettings, UsageLogSettings):
     # its ports, so that Envoy's health check (every 0.5 s in envoy.yaml) moves traffic away
     # first: a rolling restart then fails no request.
     drain_s: float = env("TOLLWAY_AUTHZ_DRAIN_S", 1.0, "NOT_SERVING before closing, on SIGTERM")
-    log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
     # HTTP mode: what one connection may cost (authz/http_front.py). Envoy closes its idle
     # connections to authz after 60 s (envoy-http.yaml), before authz does, so that a request
     # never meets a connection authz is closing.

@@ -3,14 +3,22 @@
 Each module in ``COMMANDS`` follows the one convention (tollway/process.py): ``register``
 adds its parsers, ``run`` does the work and returns the exit code. Exit codes: 0 success, 1 a
 failure (unknown key, bad tier table, Redis unreachable), 2 bad usage or configuration.
-Errors are one line on stderr; ``keys create`` prints only the new key on stdout.
+Errors are one line on stderr, mapped in ``main`` (the one place): ours, Redis's, Stripe's,
+the system's, and anything unexpected (its traceback too with TOLLWAY_LOG_LEVEL=DEBUG). A
+reader that goes away (``| head``) ends the command quietly. ``keys create`` prints only the
+new key on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
+
+import stripe
+from redis.exceptions import RedisClusterException, RedisError
 
 import authz.cli
 import devkit.cli
@@ -22,6 +30,7 @@ from cli import accounts, health, keys, reconcile, stripe_commands, tiers, usage
 from tollway.process import CliError, add_commands
 from tollway.settings import SettingsError
 from tollway.store import KeyNotFound
+from tollway.stripe_api import StripeNotConfigured
 
 COMMANDS = (
     keys,
@@ -50,10 +59,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (CliError, KeyNotFound, SettingsError) as exc:
-        msg = exc.args[0] if exc.args else str(exc)
-        print(f"tollway: {msg}", file=sys.stderr)
-        return 1
+    except BrokenPipeError:
+        # The reader took what it wanted (| head): nothing failed. Stop writing to the pipe,
+        # so that the interpreter's last flush does not fail on it either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (CliError, KeyNotFound, SettingsError, StripeNotConfigured) as exc:
+        return fail(str(exc.args[0] if exc.args else exc))
+    except (RedisError, RedisClusterException) as exc:
+        return fail(f"Redis: {exc}")
+    except stripe.StripeError as exc:
+        return fail(f"Stripe: {exc.user_message or exc}")
+    except OSError as exc:
+        return fail(str(exc))
+    except Exception as exc:  # a bug: still one line, and where it was with DEBUG
+        if os.environ.get("TOLLWAY_LOG_LEVEL", "").upper() == "DEBUG":
+            traceback.print_exc()
+        return fail(f"unexpected {type(exc).__name__}: {exc} (TOLLWAY_LOG_LEVEL=DEBUG shows where)")
+
+
+def fail(message: str) -> int:
+    print(f"tollway: {message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from tollway.keys import KeyHasher
 from tollway.process import CliError
 from tollway.redis_client import connect
-from tollway.settings import StoreSettings, with_flags
+from tollway.settings import StoreSettings, redacted, with_flags
 from tollway.store import KeyStore
 
 S = TypeVar("S", bound=StoreSettings)
@@ -38,8 +38,10 @@ def with_store(settings: StoreSettings, fn: Callable[[KeyStore], Awaitable[int]]
         redis = connect(settings.redis_url, timeout_s=5.0)
         try:
             return await fn(KeyStore(redis, KeyHasher(settings.key_pepper.encode())))
+        except BrokenPipeError:
+            raise  # stdout closed (| head): not Redis's doing (cli/main.py)
         except (RedisError, OSError) as exc:
-            raise CliError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
+            raise CliError(f"cannot reach Redis at {redacted(settings.redis_url)}: {exc}") from None
         finally:
             await redis.aclose()
 

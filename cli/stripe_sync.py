@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tollway.money import money
 from tollway.tiers import Tier, TierTable
 
 CREATE, UPDATE, REPLACE, UNCHANGED = "create", "update", "replace", "unchanged"
@@ -135,11 +136,13 @@ async def plan(client: Any, table: TierTable) -> list[Change]:
             key = want["lookup_key"]
             found = (await client.v1.prices.list_async({"lookup_keys": [key], "active": True})).data
             if "unit_amount" in want:
-                what = f"{want['unit_amount']} {want['currency']}/{tier.interval}"
+                what = f"{money(want['unit_amount'], tier.currency)}/{tier.interval}"
             elif "unit_amount_decimal" in want:
-                what = f"{tier.usage_unit_amount} {tier.currency} per {tier.usage_meter} unit"
+                each = money(tier.usage_unit_amount or 0, tier.currency)
+                what = f"{each} per {tier.usage_meter} unit"
             else:
-                what = f"{tier.monthly_quota} included, then {tier.overage_unit_amount} {tier.currency} each"
+                each = money(tier.overage_unit_amount or 0, tier.currency)
+                what = f"{tier.monthly_quota:,} requests included, then {each} each"
             meter_of = tier.usage_meter if "unit_amount_decimal" in want else tier.meter_event
             pending = meter_of if want["recurring"].get("meter") == "" else ""
             if not found:

@@ -40,7 +40,6 @@ class MeteringSettings(StoreSettings, StripeSettings):
     sink: str = env("TOLLWAY_METERING_SINK", "v1", "v1 or stream")
     # Warn well before Stripe's 35-day limit on backdated events makes usage unbillable.
     max_age_warn_days: float = env("TOLLWAY_METERING_WARN_DAYS", 25.0, "warn when usage is older")
-    log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
 
     @property
     def window_slack_s(self) -> int:
@@ -72,7 +71,6 @@ class ReceiverSettings(StoreSettings, UsageLogSettings):
     amount_max: int = env(
         "TOLLWAY_USAGE_AMOUNT_MAX", 10_000_000, "largest amount one response may report"
     )
-    log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
 
     def __post_init__(self) -> None:
         super().__post_init__()

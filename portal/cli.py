@@ -20,7 +20,7 @@ from portal.settings import PortalSettings
 from tollway import process
 from tollway.process import CliError
 from tollway.redis_client import connect
-from tollway.settings import StoreSettings, with_flags
+from tollway.settings import StoreSettings, redacted, with_flags
 
 
 def register(subparsers: process.Subparsers) -> None:
@@ -48,8 +48,10 @@ async def alerts(redis_url: str, action: str, alert_id: str | None) -> int:
     redis = connect(redis_url, timeout_s=5.0)
     try:
         return await _alerts(redis, action, alert_id)
+    except BrokenPipeError:
+        raise  # stdout closed (| head): not Redis's doing (cli/main.py)
     except (RedisError, OSError) as exc:
-        raise CliError(f"cannot reach Redis at {redis_url}: {exc}") from None
+        raise CliError(f"cannot reach Redis at {redacted(redis_url)}: {exc}") from None
     finally:
         await redis.aclose()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from tollway.money import money as _money
 from tollway.tiers import Tier, TierTable
 
 
@@ -20,15 +21,6 @@ class Plan:
     overage: str  # "then $0.0005 a request", or ""
     usage: str  # "$0.00002 per tokens unit", or ""
     features: tuple[str, ...]
-
-
-def _money(minor: Decimal, currency: str) -> str:
-    symbol = {"usd": "$", "eur": "€", "gbp": "£", "inr": "₹"}.get(currency, "")
-    major = minor / 100
-    text = (
-        f"{major:,.2f}" if major == major.quantize(Decimal("0.01")) else f"{major.normalize():,f}"
-    )
-    return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
 
 
 def plan(tier: Tier) -> Plan:

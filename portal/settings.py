@@ -55,7 +55,6 @@ class PortalSettings(StoreSettings, StripeSettings, ProxySettings, BackendSettin
                                   "how often quotas are checked for alerts (0: no alerts)")  # fmt: skip
     alert_attempts: int = env("TOLLWAY_ALERT_ATTEMPTS", 8, "tries per alert before it is logged")
     alert_retry_s: float = env("TOLLWAY_ALERT_RETRY_S", 5.0, "first retry delay, then doubling")
-    log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")
 
     def __post_init__(self) -> None:
         super().__post_init__()

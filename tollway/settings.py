@@ -49,10 +49,19 @@ class SettingsError(ValueError):
     """An environment variable holds a value its setting cannot take."""
 
 
-def env(name: str, default: Any, doc: str, secret: bool = False) -> Any:
+def env(
+    name: str, default: Any, doc: str, secret: bool = False, choices: tuple[str, ...] = ()
+) -> Any:
     """Declare a settings field read from environment variable ``name``; ``secret``: refuse
-    a value the repository publishes (``published``)."""
-    return field(default=default, metadata={"env": name, "doc": doc, "secret": secret})
+    a value the repository publishes (``published``); ``choices``: the values it may take
+    (compared in upper case)."""
+    meta = {"env": name, "doc": doc, "secret": secret, "choices": choices}
+    return field(default=default, metadata=meta)
+
+
+def redacted(url: str) -> str:
+    """``url`` fit to print: a password in it (``redis://:pw@host``) becomes ``***``."""
+    return re.sub(r"(://[^:/@,]*:)[^@/]*@", r"\1***@", url)
 
 
 def published(value: str) -> bool:
@@ -95,6 +104,9 @@ def load(cls: type[T], environ: Mapping[str, str]) -> T:
         if isinstance(kind, types.UnionType):  # "Path | None" and the like
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
         values[f.name] = _convert(name, environ[name], kind)
+        choices = f.metadata.get("choices")
+        if choices and environ[name].upper() not in choices:
+            raise SettingsError(f"{name}={environ[name]!r}: expected one of {', '.join(choices)}")
         if f.metadata.get("secret") and published(environ[name]):
             raise SettingsError(
                 f"{name} is a value published in tollway's repository (an example, a "
@@ -121,6 +133,9 @@ class StoreSettings:
     # A Redis Cluster is chosen by a redis+cluster://host:port URL (any node), or by this.
     redis_cluster: bool = env("TOLLWAY_REDIS_CLUSTER", False, "the Redis URL is a cluster node")
     tiers: Path = env("TOLLWAY_TIERS", DEFAULT_TIERS, "the tier table (TOML)")
+    # DEBUG also prints a command's traceback when it fails on something unexpected.
+    log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level",
+                         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))  # fmt: skip
     # HMAC pepper for key hashes. Empty means plain SHA-256; set it in production so a leaked
     # Redis dump cannot be checked against guessed keys offline.
     key_pepper: str = env("TOLLWAY_KEY_PEPPER", "", "server secret mixed into key hashes",

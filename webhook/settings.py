@@ -37,4 +37,3 @@ class WebhookSettings(StoreSettings, StripeSettings, ProxySettings, BackendSetti
     # a call on the operator's Stripe rate limit).
     per_client: int = env("TOLLWAY_WEBHOOK_PER_CLIENT", 20,
                           "/checkout and /keys/claim per client per 15 min")  # fmt: skip
-    log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level")

@@ -195,3 +195,43 @@ def test_rotating_a_suspended_key_keeps_it_suspended(run):
     assert code == 0
     _, out, _ = run("keys", "list", "--customer", "cus_rot", "--json")
     assert sorted(r["status"] for r in json.loads(out)) == ["revoked", "suspended"]
+
+
+def test_errors_are_one_line(run, monkeypatch):
+    """No traceback: reconcile without Stripe, and a log level that is not one."""
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    monkeypatch.delenv("TOLLWAY_STRIPE_API_BASE", raising=False)
+    code, _, err = run("reconcile", "--customer", "cus_1", "--since", "2026-01-01")
+    assert (
+        code == 1
+        and err == "tollway: set STRIPE_API_KEY (or TOLLWAY_STRIPE_API_BASE for the stand-in)\n"
+    )
+    monkeypatch.setenv("TOLLWAY_LOG_LEVEL", "verbose")
+    code, _, err = run("keys", "list", "--customer", "cus_1")
+    assert code == 1 and err.count("\n") == 1 and "TOLLWAY_LOG_LEVEL='verbose': expected one" in err
+
+
+def test_a_redis_password_is_never_printed(capsys):
+    code = cli(["keys", "list", "--customer", "c", "--redis-url", "redis://:hunter2@127.0.0.1:1/0"])
+    err = capsys.readouterr().err
+    assert code == 1 and "hunter2" not in err and "redis://:***@127.0.0.1:1/0" in err
+    assert err.count("\n") == 1
+
+
+def test_a_closed_pipe_ends_quietly(redis_server, tiers_file, tmp_path):
+    """`tollway keys list ... | head` after head exited: no "cannot reach Redis", no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "cli", "keys", "list", "--customer", "cus_none",
+             "--redis-url", redis_server, "--tiers", str(tiers_file)],
+            stdout=write, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert proc.returncode == 0 and proc.stderr == ""

@@ -102,6 +102,8 @@ async def test_the_cli_prints_the_plan_and_dry_run_changes_nothing(
 
     out = await sync("--dry-run")
     assert "create    product tollway_pro" in out and "nothing was applied" in out
+    # Money in major units: 2900 cents is $29.00, an overage of 0.05 cents is $0.0005.
+    assert "$29.00/month" in out and "then $0.0005 each" in out and "2900" not in out
     assert counts(s.world) == (0, 0, 0)
     assert "applied 6 change(s)" in await sync()
     assert "Stripe already matches the tier table." in await sync()

@@ -252,9 +252,17 @@ async def test_a_subscription_made_without_checkout_from_creation_to_cancellatio
     assert (await redis.hgetall(schema.account_state("sub_api")))["status"] == "revoked"
 
 
-async def test_an_unknown_plan_is_logged_with_its_id(proc, caplog):
+async def test_a_price_in_no_tier_is_retried_until_the_table_lists_it(proc, redis, caplog):
+    """Not applied (UnknownTier: a 503, so Stripe delivers it again), with a log line that
+    names the price and the fix; once the operator adds the price and the table reloads, the
+    same event applies and a key can be issued for the subscription."""
     created = plan_only_event("evt_api_u", "active", NOW, "customer.subscription.created")
-    with caplog.at_level("ERROR"):
-        assert await proc.handle(created) == "applied"  # the state is kept; the tier is ""
-    assert any(r.getMessage() == "unknown_price" and "price_pro_plan" in str(r.__dict__)
-               for r in caplog.records)  # fmt: skip
+    with caplog.at_level("ERROR"), pytest.raises(UnknownTier, match="price_pro_plan"):
+        await proc.handle(created)
+    (line,) = [r for r in caplog.records if r.getMessage() == "unknown_price"]
+    assert "price_pro_plan" in str(line.__dict__) and "stripe_prices" in str(line.__dict__)
+    assert await redis.hgetall(schema.account_state("sub_api")) == {}  # nothing half-applied
+    proc.tiers = lambda: PLAN_TABLE  # the operator adds the price; the table reloads
+    assert await proc.handle(created) == "applied"  # Stripe's retry
+    _, rec = await proc.keys.create_for_subscription("sub_api", now=NOW)
+    assert rec.tier == "pro"

@@ -219,3 +219,16 @@ def test_free_signup_is_for_tiers_without_a_price():
                   'free_signup = true\nstripe_prices = ["x_y"]\nprice_amount = 100\n'):  # fmt: skip
         with pytest.raises(TierError, match="free_signup"):
             parse_tiers(base + extra, "t")
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "want"),
+    [(2900, "usd", "$29.00"), ("0.05", "usd", "$0.0005"), (0, "usd", "$0.00"),
+     (123456, "eur", "€1,234.56"), (500, "jpy", "¥500"), (500, "krw", "500 KRW"),
+     ("1250", "chf", "12.50 CHF"), ("0.002", "gbp", "£0.00002")],
+)  # fmt: skip
+def test_money_is_labelled_in_major_units(minor, currency, want):
+    """Minor units (and decimals of them) read as the currency's major unit, exactly."""
+    from tollway.money import money
+
+    assert money(minor, currency) == want

@@ -48,3 +48,36 @@ def test_an_apply_failure_names_the_exception_but_not_its_text():
     assert body(Route.EVENT, ConnectionError("secret host"))[2] == (
         "ConnectionError: could not apply; retry"
     )
+
+
+async def test_an_intent_without_a_branch_is_refused_not_dispatched_elsewhere(monkeypatch):
+    """If the parser yields an intent the processor has no branch for, handle() raises
+    (a 503, Stripe retries) instead of falling through to another intent's action."""
+    from dataclasses import dataclass
+
+    import webhook.processor as processor_module
+    from webhook.events import Event
+    from webhook.processor import Processor
+
+    @dataclass(frozen=True)
+    class RefundCreated(Event):
+        customer: str = "cus_1"
+
+    monkeypatch.setattr(processor_module, "parse", lambda e: RefundCreated("evt_1", 0))
+    revoked: list[str] = []
+
+    class Redis:
+        def register_script(self, source: str) -> None:
+            return None
+
+    class Keys:
+        redis = Redis()
+
+        async def owned(self, owner: str) -> list[str]:
+            revoked.append(owner)
+            return []
+
+    proc = Processor(Keys(), None, None, None, lambda: None, 0)  # type: ignore[arg-type]
+    with pytest.raises(AssertionError):
+        await proc.handle({"type": "refund.created"})
+    assert revoked == []
