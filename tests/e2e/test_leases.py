@@ -73,3 +73,40 @@ def test_an_account_s_own_limits_reach_lease_holders_within_1s(tmp_path):
                 break
             time.sleep(0.02)
         assert seen == "5", "the account's new burst was not applied within 1 s"
+
+
+def test_a_suspended_account_is_402_at_envoy_and_rotating_gets_no_key_around_it(tmp_path, capsys):
+    """`tollway accounts suspend` on a lease-mode account with two keys: both are 402 through
+    Envoy within 1 s (both workers close the leases); rotating a key is refused. After
+    `accounts resume`, a key the operator suspended and then rotated with no overlap: its
+    successor is 402 too, the old one 401, the other key 200."""
+    from cli.main import main as cli
+
+    with running_edge(tmp_path, TIERS, workers=2, env={"TOLLWAY_LEASE_TTL_MS": "5000"}) as edge:
+        customer = f"cus_hold_{time.time_ns()}"
+        (a, a_id), (b, _) = [edge.issue("leased", customer=customer) for _ in range(2)]
+        assert [edge.get("/v1/things", k).status for k in (a, b) * 10] == [200] * 20
+        url = ["--redis-url", edge.stack.effective_redis_url]
+        assert cli(["accounts", "suspend", customer, *url]) == 0
+        held_at = time.monotonic()
+        codes: list[int] = []
+        while time.monotonic() - held_at < 1.0:
+            codes = [edge.get("/v1/things", k).status for k in (a, b)]
+            if codes == [402, 402]:
+                break
+            time.sleep(0.02)
+        assert codes == [402, 402], "the account's suspension was not seen within 1 s"
+        assert cli(["keys", "rotate", a_id, "--overlap", "0", *url]) == 1
+        assert cli(["accounts", "resume", customer, *url]) == 0
+        assert cli(["keys", "suspend", a_id, *url]) == 0
+        capsys.readouterr()
+        assert cli(["keys", "rotate", a_id, "--overlap", "0", *url]) == 0
+        successor = capsys.readouterr().out.strip()
+        assert successor.startswith("tw_live_")
+        codes = []
+        for _ in range(50):  # the leases of a and b were closed; give pub/sub up to 1 s
+            codes = [edge.get("/v1/things", k).status for k in (successor, a, b)]
+            if codes == [402, 401, 200]:
+                break
+            time.sleep(0.02)
+        assert codes == [402, 401, 200]
