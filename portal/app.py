@@ -24,9 +24,8 @@ scripts from elsewhere.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from portal.sessions import COOKIE, Session, Sessions
 from portal.signin import SignInLinks, normalize, token_or_dash
 from portal.signin_pages import SignInPages
 from portal.signup import FreeSignups
+from tollway.background import Background
 from tollway.client_address import client_address
 from tollway.last_resort import last_resort
 from tollway.logs import fields
@@ -136,7 +136,7 @@ class PortalApp:
         # the operator's Stripe rate limit (webhook/gate.py).
         self.per_client = per_client
         self.throttle = Throttle(links.redis, 900)
-        self._background: set[asyncio.Task[None]] = set()
+        self.background = Background(log)
         self.headers = headers_for(form_targets)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -190,18 +190,6 @@ class PortalApp:
         """The client's address, behind the configured proxies (for limits per client)."""
         return client_address(request.remote, request.headers.get("X-Forwarded-For"),
                               self.trusted_hops)  # fmt: skip
-
-    def later(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` after the answer (a lookup and a mail a stranger must not time); its
-        failure is logged, never shown."""
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._done_later)
-
-    def _done_later(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background_failed", extra=fields(error=str(task.exception())))
 
     def page(self, s: Session, template: str, status: int = 200, **values: Any) -> web.Response:
         html = self.env.get_template(template).render(

@@ -11,7 +11,7 @@ import logging
 import smtplib
 from email.message import EmailMessage
 
-from tollway.logs import fields
+from tollway.background import Background
 
 log = logging.getLogger("tollway.portal")
 TIMEOUT_S = 10.0
@@ -20,23 +20,11 @@ TIMEOUT_S = 10.0
 class Mailer:
     def __init__(self, host: str, port: int, sender: str) -> None:
         self.host, self.port, self.sender = host, port, sender
-        self._sending: set[asyncio.Task[None]] = set()
+        self.sending = Background(log)
 
     def send_later(self, to: str, subject: str, body: str, what: str) -> None:
         """Send in the background; a failure is logged as ``<what>_mail_failed``, never shown."""
-        task = asyncio.ensure_future(self.send(to, subject, body))
-        self._sending.add(task)
-        task.add_done_callback(lambda t: self._sent(t, what))
-
-    def _sent(self, task: asyncio.Task[None], what: str) -> None:
-        self._sending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error(f"{what}_mail_failed", extra=fields(error=str(task.exception())))
-
-    async def idle(self) -> None:
-        """Wait for the messages being sent (tests, and a clean shutdown)."""
-        while self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
+        self.sending.run(self.send(to, subject, body), f"{what}_mail")
 
     async def send(self, to: str, subject: str, body: str) -> None:
         """Send one plain-text message; raises OSError or smtplib.SMTPException on failure."""

@@ -59,7 +59,7 @@ class SignInPages:
             )
         # The same answer, as fast, whether or not the address is a customer's: the lookup
         # and the mail happen after it.
-        self.app.later(self._mail_links(address))
+        self.app.background.run(self._mail_links(address), "signin_lookup")
         return self.app.page(s, "signin.html", sent=True, address=address, error="")
 
     async def _mail_links(self, address: str) -> None:
