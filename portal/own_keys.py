@@ -7,7 +7,7 @@ the session's customer; anything else is NotYours, whatever the id names.
 from __future__ import annotations
 
 from tollway.lifecycle import Lifecycle, LifecycleError
-from tollway.records import KeyRecord, KeyStatus
+from tollway.records import FINAL, KeyRecord, key_state
 from tollway.store import KeyNotFound
 
 OVERLAPS_S = {"0": 0, "3600": 3600, "86400": 86400}  # the rotate form's choices
@@ -38,7 +38,8 @@ class OwnKeys:
         while the operator holds the account or any of its keys: a customer cannot issue
         themselves a way around a suspension."""
         mine = [await self.record(customer, k) for k in await self.keys.owned(customer)]
-        live = [r for r in mine if r.account == account and r.status is not KeyStatus.REVOKED]
+        now = self.lifecycle.clock.now()
+        live = [r for r in mine if r.account == account and key_state(r, "", now) not in FINAL]
         if not live:
             raise NotYours(account)
         if any(r.hold for r in live):

@@ -141,6 +141,19 @@ async def test_the_portal_cannot_get_around_a_hold(rig):
         await own.rotate("cus_p", new.key_id, "3600")
 
 
+async def test_an_expired_keys_old_hold_does_not_block_the_portal(rig):
+    """A held key rotated with an overlap that then ended, its successor resumed: the expired
+    key keeps its hold (it cannot be resumed), but the customer may create keys again."""
+    own = OwnKeys(rig.keys)
+    _, old = await rig.keys.create("pro", "cus_x")
+    await rig.keys.suspend(old.key_id)
+    _, new = await rig.keys.rotate(old.key_id, 1)
+    rig.clock.advance(2_000)
+    await rig.keys.resume(new.key_id)
+    _, another = await own.create("cus_x", "cus_x")
+    assert await rig.check(another) is Code.OK
+
+
 async def test_a_hold_placed_while_rotating_carries_over(rig, redis):
     """rotate_key.lua copies the old key's hold as it is when the handover runs, not as it
     was read before the new key was written."""
