@@ -100,6 +100,7 @@ class _Connection(asyncio.Protocol):
         self.last_read = 0.0  # loop time of the last bytes received
         self.paused = set[str]()  # why reading is paused: "writes" and/or "answers"
         self.backlog = b""  # bytes received and not yet parsed: waiting for room for answers
+        self.max_pending = front.limits.max_pending
         self._reset()
 
     def _reset(self) -> None:
@@ -117,7 +118,8 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
             return
         self.transport.set_write_buffer_limits(high=WRITE_HIGH)
-        self.last_read = asyncio.get_running_loop().time()
+        self.loop = asyncio.get_running_loop()
+        self.last_read = self.loop.time()
         self.front.connections.add(self)
 
     def pause_writing(self) -> None:
@@ -149,51 +151,57 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        now = asyncio.get_running_loop().time()
-        self.last_read = now
+        self.last_read = now = self.loop.time()
         if self.in_head and not self.head_since:
             self.head_since = now
-        self.backlog = self.backlog + data if self.backlog else data
-        self._feed()
+        # (A full write buffer has paused reading already: pause_writing.)
+        if self.backlog or len(data) > FEED_SLICE or len(self.answers) >= self.max_pending:
+            self.backlog += data
+            self._feed()
+        else:  # the usual case, one check: parsed as it came, no copy
+            self._parse(data)
 
     def _feed(self, force: bool = False) -> None:
         """Parse the bytes received, FEED_SLICE at a time, while the answers they make have
         room (``force``: all of them, at EOF); the rest waits, with reading paused, until the
         client has read enough. A read of many tiny pipelined requests thus never makes more
-        answers at once than ``max_pending``."""
+        answers at once than ``max_pending`` and one slice's."""
         while self.backlog and not self.closing:
             if not force and self._full():
                 self._pause("answers")
                 return
-            if len(self.backlog) <= FEED_SLICE:  # the usual case: one check, no copy
-                piece, self.backlog = self.backlog, b""
-            else:
-                piece, self.backlog = self.backlog[:FEED_SLICE], self.backlog[FEED_SLICE:]
-            began = self.messages
-            try:
-                self.parser.feed_data(piece)
-            except httptools.HttpParserUpgrade:
-                self._refuse(400, "bad_request", "protocol upgrades are not supported")
-            except httptools.HttpParserError as exc:
-                # A callback's BadRequest comes wrapped in HttpParserCallbackError.
-                bad = exc.__context__ or exc.__cause__
-                if isinstance(bad, BadRequest):
-                    self._refuse(bad.status, bad.code, str(bad))
-                else:
-                    self._refuse(400, "bad_request", f"malformed HTTP request: {exc}")
-            else:
-                if self.in_head and self.messages == began:  # the piece fell within one head
-                    self.head_bytes += len(piece)
-                    if self.head_bytes > MAX_HEAD_BYTES:
-                        self._refuse(431, "headers_too_large",
-                                     f"a request head over {MAX_HEAD_BYTES} bytes")  # fmt: skip
+            piece, self.backlog = self.backlog[:FEED_SLICE], self.backlog[FEED_SLICE:]
+            self._parse(piece)
         if self.closing:
             self.backlog = b""
+
+    def _parse(self, piece: bytes) -> None:
+        """Feed ``piece`` to the parser; refuse what it or a limit rejects."""
+        began = self.messages
+        try:
+            self.parser.feed_data(piece)
+        except httptools.HttpParserUpgrade:
+            self._refuse(400, "bad_request", "protocol upgrades are not supported")
+            return
+        except httptools.HttpParserError as exc:
+            # A callback's BadRequest comes wrapped in HttpParserCallbackError.
+            bad = exc.__context__ or exc.__cause__
+            if isinstance(bad, BadRequest):
+                self._refuse(bad.status, bad.code, str(bad))
+            else:
+                self._refuse(400, "bad_request", f"malformed HTTP request: {exc}")
+            return
+        if self.in_head and self.messages == began:  # the piece fell within one head
+            self.head_bytes += len(piece)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self._refuse(
+                    431, "headers_too_large", f"a request head over {MAX_HEAD_BYTES} bytes"
+                )
 
     def _full(self) -> bool:
         """Whether the answers waiting for this client are as many as it may have."""
         pending = self.transport.get_write_buffer_size() if self.transport is not None else 0
-        return len(self.answers) >= self.front.limits.max_pending or pending > WRITE_HIGH
+        return len(self.answers) >= self.max_pending or pending > WRITE_HIGH
 
     def eof_received(self) -> bool:
         """The client half-closed: answer what it sent, then close."""
@@ -208,7 +216,7 @@ class _Connection(asyncio.Protocol):
         self.messages += 1
         self.in_head = True
         self.head_bytes = 0
-        self.head_since = asyncio.get_running_loop().time()
+        self.head_since = self.last_read  # the read this head began in
 
     def on_headers_complete(self) -> None:
         self.in_head = False
