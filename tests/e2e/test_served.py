@@ -92,9 +92,16 @@ def test_stripe_gets_what_the_tier_bills_of_what_envoy_served(tmp_path, limiter)
         statuses: Counter[int] = Counter()
         lock = threading.Lock()
 
+        restarted = threading.Event()
+
         def drive(seed: int, customer: str, key: str) -> None:
             rng = random.Random(seed)
-            for _ in range(REQUESTS_PER_KEY):
+            # At least REQUESTS_PER_KEY, and on until the kills and restarts are over (so the
+            # traffic overlaps them however slowly a busy machine restarts a process), at most
+            # five times as many.
+            for n in range(5 * REQUESTS_PER_KEY):
+                if n >= REQUESTS_PER_KEY and restarted.is_set():
+                    break
                 time.sleep(0.015)  # spread over the kills and the restarts: about 8 s a key
                 path, tokens = pick(rng)
                 r = request(edge.stack.ports.envoy, path, {"x-api-key": key})
@@ -118,10 +125,11 @@ def test_stripe_gets_what_the_tier_bills_of_what_envoy_served(tmp_path, limiter)
                 edge.stack.stop(name)
                 edge.stack.start(name)
                 assert all(t.is_alive() for t in threads), "the restart came after the traffic"
+        restarted.set()
         for t in threads:
             t.join(120)
         served = sum(statuses.values())
-        assert served == len(keys) * REQUESTS_PER_KEY
+        assert served >= len(keys) * REQUESTS_PER_KEY and not any(t.is_alive() for t in threads)
         # The faults happened, and most calls reached the upstream (a starved machine may see
         # a rare 503 from authz's store timeout: not counted, and not billed either).
         assert 0.15 * served < sum(n for s, n in statuses.items() if s >= 500) < 0.5 * served
