@@ -8,7 +8,8 @@
                            address)
     GET  /signup/{token}   the emailed link: moves the token out of the URL into a short-lived
                            cookie, then to /signup/confirm
-    GET  /signup/confirm   confirm it: the first key, shown once, and a signed-in session
+    GET  /signup/confirm   what it confirms, with a button (opening it uses nothing)
+    POST /signup/confirm   confirm it: the first key, shown once, and a signed-in session
     GET  /welcome          after Checkout: the new key, shown once
     GET  /dashboard        the signed-in customer's accounts: plan, use, limits, keys
     POST /keys/create, /keys/rotate, /keys/revoke   on the customer's own keys only; a new
@@ -158,7 +159,8 @@ class PortalApp:
         SignInPages(self).routes(app.router)
         app.router.add_post("/subscribe", self.subscribe)
         app.router.add_post("/signup", self.signup_ask)
-        app.router.add_get("/signup/confirm", self.signup_confirm)
+        app.router.add_get("/signup/confirm", self.signup_confirm_page)
+        app.router.add_post("/signup/confirm", self.signup_confirm)
         app.router.add_get("/signup/{token}", self.signup_link)
         app.router.add_get("/welcome", self.welcome)
         app.router.add_get("/dashboard", self.dashboard)
@@ -280,7 +282,18 @@ class PortalApp:
                             path="/signup/confirm")  # fmt: skip
         raise response
 
+    async def signup_confirm_page(self, request: web.Request) -> web.Response:
+        """What the link confirms, and a button: opening it (a mail scanner, say) uses nothing."""
+        s = self.session(request)
+        found = await self.signups.peek(request.cookies.get(SIGNUP_COOKIE, ""))
+        if found is None:
+            return self.message(s, "This link does not work", "It was used already, or it "
+                                "expired. Sign up again.", 410, "/", "Pricing")  # fmt: skip
+        address, tier = found
+        return self.page(s, "signup_confirm.html", address=address, tier=tier)
+
     async def signup_confirm(self, request: web.Request) -> web.Response:
+        await self.checked_form(request, self.session(request))
         token = request.cookies.get(SIGNUP_COOKIE, "")
         try:
             done = await self.signups.confirm(token, self.tiers())

@@ -1,7 +1,8 @@
 """Signing up for a free tier without Stripe: an address, a confirmation link, then a key.
 
 Asking stores only the link token's SHA-256 with the tier and address, for the sign-in TTL.
-Confirming is GETDEL (one use) and then, for the address's one free customer (``free_`` and
+Opening the link only shows what it confirms (``peek``), so a mail scanner that follows it
+uses nothing; the page's POST confirms. Confirming is GETDEL (one use) and then, for the address's one free customer (``free_`` and
 random; ``tw:portal:free:<sha256(address)>`` names it, SET NX so two confirmations race to
 one), the first key. An address that signed up before gets no second free account: its link
 signs it in instead, which is what a sign-in link would do. A confirmation that stopped
@@ -42,6 +43,17 @@ class FreeSignups:
         value = json.dumps({"address": address, "tier": tier})
         await self.redis.set(schema.signup_token(digest(token)), value, ex=self.ttl_s)
         return token
+
+    async def peek(self, token: str) -> tuple[str, str] | None:
+        """(address, tier) the token would confirm, without using it; None if unknown."""
+        if not token or len(token) > 128:
+            return None
+        raw = await self.redis.get(schema.signup_token(digest(token)))
+        try:
+            asked = json.loads(text(raw)) if raw else None
+            return (str(asked["address"]), str(asked["tier"])) if asked else None
+        except (ValueError, KeyError, TypeError):
+            return None
 
     async def customer_of(self, address: str) -> str | None:
         found = await self.redis.get(schema.free_customer(digest(address)))
