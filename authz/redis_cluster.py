@@ -172,11 +172,11 @@ class RedisClusterPipe:
                     moved = redirect(reply) if hop < MAX_REDIRECTS else None
                     if moved is None:
                         continue
-                    kind, slot, address = moved
+                    kind, slot, target = moved  # not ``address``: the group's is still needed
                     if kind == "MOVED":
-                        self._slots[slot] = address
+                        self._slots[slot] = target
                         self.refresh_soon()
-                    todo.append((i, address, kind == "ASK"))
+                    todo.append((i, target, kind == "ASK"))
             if not todo:
                 break
         return replies

@@ -46,10 +46,10 @@ def decode(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     for name, value in pairs:
         parts = _split(name)
         node = root
-        for i, part in enumerate(parts):
+        for i, given in enumerate(parts):
             last = i == len(parts) - 1
-            if part == "":  # "a[]" appends
-                part = str(sum(1 for k in node if k.isdigit()))
+            # "a[]" appends: the next index
+            part = given if given else str(sum(1 for k in node if k.isdigit()))
             if last:
                 if isinstance(node.get(part), dict):
                     raise FormError(name, f"Invalid parameter name: {name}")
