@@ -188,6 +188,11 @@ class PortalApp:
     def session(self, request: web.Request) -> Session:
         return request.get(SESSION) or self.sessions.new()
 
+    async def signed_in_session(self, customer: str) -> Session:
+        """A fresh session for ``customer`` (a new sid: nothing from before carries over), in
+        their current generation, so that an earlier sign-out does not end it at once."""
+        return self.sessions.new(customer, await self.generations.current(customer))
+
     def client(self, request: web.Request) -> str:
         """The client's address, behind the configured proxies (for limits per client)."""
         return client_address(request.remote, request.headers.get("X-Forwarded-For"),
@@ -304,7 +309,7 @@ class PortalApp:
             return self.message(self.session(request), "This link does not work",
                                 "It was used already, or it expired. Sign up again.", 410,
                                 "/", "Pricing")  # fmt: skip
-        s = self.sessions.new(done.customer)  # the link proves the address, as a sign-in link
+        s = await self.signed_in_session(done.customer)  # the link proves the address
         log.info("signed_up", extra=fields(customer=done.customer, new=bool(done.api_key)))
         if done.record is None:
             response = web.HTTPSeeOther("/dashboard", headers=self.headers)

@@ -93,8 +93,7 @@ class SignInPages:
         customer = await self.app.links.redeem(request.cookies.get(SIGNIN_COOKIE, ""))
         if customer is None:
             return self._link_gone(s)
-        # A new session id: nothing from before carries over.
-        signed_in = self.app.sessions.new(customer, await self.app.generations.current(customer))
+        signed_in = await self.app.signed_in_session(customer)
         response = web.HTTPSeeOther("/dashboard", headers=self.app.headers)
         self.app.set_session_cookie(response, signed_in)
         response.del_cookie(SIGNIN_COOKIE, path="/signin/confirm")

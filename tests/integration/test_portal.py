@@ -324,7 +324,10 @@ async def test_a_free_sign_up_confirms_by_link_shows_the_key_once_and_signs_in(p
     assert (await client.get(path)).status == 410  # used
     dash = await client.get("/dashboard")  # the confirmation signed the browser in
     assert dash.status == 200 and f"<code>{record.prefix}…</code>" in await dash.text()
-    # Signing up again with that address makes no second account: the link signs in.
+    # Signing up again with that address makes no second account: the link signs in, also
+    # after the customer signed out (the new session is in the generation sign-out began).
+    out = await client.post("/signout", data={"csrf": csrf_of(await dash.text())})
+    assert out.status == 200 and (await client.get("/dashboard")).url.path == "/signin"
     again = await signup_link(client, sink, "lin@example.com")
     r = await confirm_signup(client, again)
     assert r.status == 200 and r.url.path == "/dashboard"
