@@ -24,6 +24,8 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from tollway.compare import same
+
 THRESHOLDS = (80, 100)
 SIGNATURE_HEADER = "Tollway-Signature"
 ID_HEADER = "Tollway-Alert-Id"
@@ -75,8 +77,7 @@ def verify(raw: bytes, header: str, secret: str, now: int, tolerance_s: int = 30
     except ValueError:
         return False
     expected = sign(raw, secret, t).split("v1=", 1)[1]
-    given = parts.get("v1", "").encode("utf-8", "surrogateescape")
-    return abs(now - t) <= tolerance_s and hmac.compare_digest(expected.encode(), given)
+    return abs(now - t) <= tolerance_s and same(expected, parts.get("v1", ""))
 
 
 def email(alert: Alert) -> tuple[str, str]:

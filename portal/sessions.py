@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tollway.compare import same
+
 COOKIE = "tollway_session"
 
 
@@ -69,7 +71,7 @@ class Sessions:
         if len(parts) != 5 or not parts[2].isdigit() or not parts[3].isdigit():
             return None
         body, sig = cookie.rsplit(".", 1)
-        if not _same(sig, self._sig(body)):
+        if not same(sig, self._sig(body)):
             return None
         try:
             customer = _unb64(parts[1]).decode()
@@ -83,11 +85,4 @@ class Sessions:
         return self._sig(f"csrf|{s.sid}")
 
     def csrf_ok(self, s: Session | None, token: str | None) -> bool:
-        return s is not None and bool(token) and _same(self.csrf(s), str(token))
-
-
-def _same(a: str, b: str) -> bool:
-    """Constant-time equality of two texts, whatever characters they hold (hmac.compare_digest
-    raises TypeError on a str that is not ASCII: a cookie could then make every page a 500)."""
-    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"),
-                               b.encode("utf-8", "surrogateescape"))  # fmt: skip
+        return s is not None and bool(token) and same(self.csrf(s), str(token))

@@ -15,13 +15,13 @@ neither may be open to anyone without bound.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from aiohttp import web
 
 from tollway import schema
 from tollway.client_address import client_address
+from tollway.compare import same
 from tollway.throttle import Throttle
 from webhook.errors import error
 
@@ -40,8 +40,7 @@ class Gate:
     async def refuse(self, request: web.Request, kind: str) -> web.Response | None:
         """None if the request may go on; else the answer that refuses it."""
         if self.token:
-            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-            if hmac.compare_digest(given, f"Bearer {self.token}".encode()):
+            if same(request.headers.get("Authorization", ""), f"Bearer {self.token}"):
                 return None
             return error(401, "unauthorized", "this path is for the portal and the operator's "
                          "backend: send Authorization: Bearer <TOLLWAY_BACKEND_TOKEN>")  # fmt: skip
