@@ -13,10 +13,9 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from cli.store_access import add_store_flags, settings_of, with_store
+from cli.store_access import add_store_flags, lifecycle, settings_of, with_store
 from tollway.accounts import Accounts, AccountView
 from tollway.clock import WallClock
-from tollway.lifecycle import Lifecycle
 from tollway.process import CliError, Subparsers
 from tollway.settings import StoreSettings
 from tollway.store import KeyStore
@@ -86,12 +85,12 @@ def _number(text: str, kind: type[int] | type[float]) -> object:
 
 
 async def hold(store: KeyStore, command: str, account: str) -> int:
-    lifecycle = Lifecycle(store, WallClock())
+    keys = lifecycle(store)
     try:
         if command == "suspend":
-            n = await lifecycle.suspend_account(account)
+            n = await keys.suspend_account(account)
         else:
-            n = await lifecycle.resume_account(account)
+            n = await keys.resume_account(account)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     now = "suspended (402)" if command == "suspend" else "no longer suspended by the operator"
@@ -139,9 +138,8 @@ def quota_of(view: AccountView, settings: StoreSettings) -> int | None:
 async def show(store: KeyStore, account: str, as_json: bool, settings: StoreSettings) -> int:
     view = await Accounts(store).show(account)
     quota = quota_of(view, settings)
+    keys = view.listing(WallClock().now())
     if as_json:
-        states = view.states(WallClock().now())
-        keys = [k.listing(states[k.key_id]) for k in view.keys]
         print(json.dumps({**view.public(), "keys": keys, "quota": quota}, indent=2))
         return 0
     plan = view.plan
@@ -160,8 +158,7 @@ async def show(store: KeyStore, account: str, as_json: bool, settings: StoreSett
     for field, value in view.overrides.items():
         print(f"override      {field} = {value or '(none)'}")
     print()
-    states = view.states(WallClock().now())
-    print_keys([k.listing(states[k.key_id]) for k in view.keys])
+    print_keys(keys)
     return 0
 
 

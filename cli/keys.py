@@ -12,11 +12,9 @@ import os
 import sys
 
 from cli.accounts import print_keys
-from cli.store_access import add_store_flags, settings_of, with_store
+from cli.store_access import add_store_flags, lifecycle, settings_of, with_store
 from tollway.accounts import Accounts
-from tollway.clock import WallClock
 from tollway.keys import KeyMode
-from tollway.lifecycle import Lifecycle
 from tollway.process import CliError, Subparsers
 from tollway.settings import StoreSettings
 from tollway.store import KeyNotFound, KeyStore
@@ -123,10 +121,6 @@ async def show(store: KeyStore, key: str) -> int:
     state = await lifecycle(store).state(record)
     print(json.dumps({**record.public(), "state": state.value}, indent=2))
     return 0
-
-
-def lifecycle(store: KeyStore) -> Lifecycle:
-    return Lifecycle(store, WallClock())
 
 
 async def change(store: KeyStore, method: str, key: str) -> int:

@@ -12,7 +12,9 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
+from tollway.clock import WallClock
 from tollway.keys import KeyHasher
+from tollway.lifecycle import Lifecycle
 from tollway.process import CliError
 from tollway.redis_client import connect
 from tollway.settings import StoreSettings, redacted, with_flags
@@ -29,6 +31,11 @@ def add_store_flags(p: argparse.ArgumentParser) -> None:
 def settings_of(cls: type[S], args: argparse.Namespace, **flags: object) -> S:
     """``cls`` from the environment, with --redis-url, --tiers and ``flags`` on top."""
     return with_flags(cls, os.environ, {"redis_url": args.redis_url, "tiers": args.tiers, **flags})
+
+
+def lifecycle(store: KeyStore) -> Lifecycle:
+    """The one lifecycle (tollway/lifecycle.py) on ``store``, on this machine's clock."""
+    return Lifecycle(store, WallClock())
 
 
 def with_store(settings: StoreSettings, fn: Callable[[KeyStore], Awaitable[int]]) -> int:

@@ -9,11 +9,9 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-from cli.store_access import add_store_flags, settings_of
+from cli.store_access import add_store_flags, lifecycle, settings_of
 from metering.settings import MeteringSettings
-from tollway.clock import WallClock
 from tollway.keys import KeyHasher
-from tollway.lifecycle import Lifecycle
 from tollway.process import Subparsers
 from tollway.redis_client import connect
 from tollway.store import KeyStore
@@ -43,7 +41,7 @@ async def show_by_key(settings: MeteringSettings, customer: str) -> int:
     try:
         keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
         rows = await per_key(keys, customer, int(time.time()))
-        listing = await Lifecycle(keys, WallClock()).listing([record for record, _ in rows])
+        listing = await lifecycle(keys).listing([record for record, _ in rows])
     finally:
         await redis.aclose()
     print(f"{'account':<30} {'key id':<17} {'prefix':<13} {'status':<10} {'this period':>11}")

@@ -12,9 +12,9 @@ decides (metering/outcomes.py):
 
 Each request applies once: its stamp's nonce (authz's own, never the client's x-request-id)
 joins a set kept in the account's slot for the window, so an entry Envoy sends again (its
-stream retry replays what it had buffered), or a second receiver gets, changes nothing. An entry without a valid
-stamp (a denial, a forged stream) and one older than ``max_age_s`` (the set may be gone)
-change nothing either.
+stream retry replays what it had buffered), or a second receiver gets, changes nothing. An
+entry without a valid stamp (a denial, a forged stream) and one older than ``max_age_s``
+(the set may be gone) change nothing either.
 
 Envoy's own 503 when its ext_authz call timed out carries no stamp; authz keeps the stamp of
 such a check under the request id (tw:{<id>}:unheard), and the entry refunds it.

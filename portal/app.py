@@ -292,8 +292,7 @@ class PortalApp:
         s = self.session(request)
         found = await self.signups.peek(request.cookies.get(SIGNUP_COOKIE, ""))
         if found is None:
-            return self.message(s, "This link does not work", "It was used already, or it "
-                                "expired. Sign up again.", 410, "/", "Pricing")  # fmt: skip
+            return self._signup_gone(s)
         address, tier = found
         return self.page(s, "signup_confirm.html", address=address, tier=tier)
 
@@ -306,9 +305,7 @@ class PortalApp:
             return self.message(self.session(request), "Sign-up is closed", str(exc), 410,
                                 "/", "Pricing")  # fmt: skip
         if done is None:
-            return self.message(self.session(request), "This link does not work",
-                                "It was used already, or it expired. Sign up again.", 410,
-                                "/", "Pricing")  # fmt: skip
+            return self._signup_gone(self.session(request))
         s = await self.signed_in_session(done.customer)  # the link proves the address
         log.info("signed_up", extra=fields(customer=done.customer, new=bool(done.api_key)))
         if done.record is None:
@@ -319,6 +316,10 @@ class PortalApp:
         shown = self._show_key(s, "Your API key", done.api_key, done.record.tier)
         shown.del_cookie(SIGNUP_COOKIE, path="/signup/confirm")
         return shown
+
+    def _signup_gone(self, s: Session) -> web.Response:
+        return self.message(s, "This link does not work", "It was used already, or it "
+                            "expired. Sign up again.", 410, "/", "Pricing")  # fmt: skip
 
     async def welcome(self, request: web.Request) -> web.Response:
         s = self.session(request)

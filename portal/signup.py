@@ -2,9 +2,9 @@
 
 Asking stores only the link token's SHA-256 with the tier and address, for the sign-in TTL.
 Opening the link only shows what it confirms (``peek``), so a mail scanner that follows it
-uses nothing; the page's POST confirms. Confirming is GETDEL (one use) and then, for the address's one free customer (``free_`` and
-random; ``tw:portal:free:<sha256(address)>`` names it, SET NX so two confirmations race to
-one), the first key. An address that signed up before gets no second free account: its link
+uses nothing; the page's POST confirms. Confirming is GETDEL (one use) and then, for the
+address's one free customer (``free_`` and random; ``tw:portal:free:<sha256(address)>``
+names it, SET NX so two confirmations race to one), the first key. An address that signed up before gets no second free account: its link
 signs it in instead, which is what a sign-in link would do. A confirmation that stopped
 half-way (the customer named, no key yet) is finished by the next one.
 """
@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from portal.signin import digest
+from portal.signin import TOKEN, digest
 from tollway import schema
 from tollway.records import KeyRecord
 from tollway.store import KeyStore, text
@@ -46,14 +46,9 @@ class FreeSignups:
 
     async def peek(self, token: str) -> tuple[str, str] | None:
         """(address, tier) the token would confirm, without using it; None if unknown."""
-        if not token or len(token) > 128:
+        if not TOKEN.match(token):
             return None
-        raw = await self.redis.get(schema.signup_token(digest(token)))
-        try:
-            asked = json.loads(text(raw)) if raw else None
-            return (str(asked["address"]), str(asked["tier"])) if asked else None
-        except (ValueError, KeyError, TypeError):
-            return None
+        return _asked(await self.redis.get(schema.signup_token(digest(token))))
 
     async def customer_of(self, address: str) -> str | None:
         found = await self.redis.get(schema.free_customer(digest(address)))
@@ -62,13 +57,12 @@ class FreeSignups:
     async def confirm(self, token: str, table: TierTable) -> Confirmed | None:
         """The sign-up behind ``token``, once; None if unknown, used or expired. Raises
         ValueError if its tier is no longer open for free sign-up."""
-        if not token or len(token) > 128:
+        if not TOKEN.match(token):
             return None
-        raw = await self.redis.getdel(schema.signup_token(digest(token)))
-        if not raw:
+        asked = _asked(await self.redis.getdel(schema.signup_token(digest(token))))
+        if asked is None:
             return None
-        asked = json.loads(text(raw))
-        address, tier_name = str(asked["address"]), str(asked["tier"])
+        address, tier_name = asked
         existing = await self.customer_of(address)
         if existing and await self.keys.owned(existing):
             return Confirmed(existing, "", None)
@@ -91,3 +85,14 @@ class FreeSignups:
             return None
         found = await self.redis.hget(schema.profile(customer), "email")
         return text(found) if found else None
+
+
+def _asked(raw: bytes | str | None) -> tuple[str, str] | None:
+    """(address, tier) of a stored sign-up request; None if there is none, or it is unreadable."""
+    if not raw:
+        return None
+    try:
+        asked = json.loads(text(raw))
+        return str(asked["address"]), str(asked["tier"])
+    except (ValueError, KeyError, TypeError):
+        return None

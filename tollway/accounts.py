@@ -43,6 +43,10 @@ class AccountView:
         """Each key's state at ``now`` (epoch s), by key id: ``records.key_state``."""
         return {k.key_id: key_state(k, self.hold, now) for k in self.keys}
 
+    def listing(self, now: int) -> list[dict[str, object]]:
+        """The account's keys as ``tollway keys list`` shows them, each with its state."""
+        return [k.listing(key_state(k, self.hold, now)) for k in self.keys]
+
     @property
     def overrides(self) -> dict[str, str]:
         """The operator's overrides of the tier, by tier field."""

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 
-MAX_HOPS = 10  # more proxies than this in front of a service is a misconfiguration
-
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted_hops: int) -> str:
     """The client's address: from X-Forwarded-For at ``trusted_hops``, else the peer's ("?"

@@ -27,7 +27,7 @@ from typing import Protocol
 from tollway import schema, scripts
 from tollway.keys import KeyMode
 from tollway.logs import fields
-from tollway.records import KeyRecord, KeyState, KeyStatus, key_state
+from tollway.records import FINAL, KeyRecord, KeyState, KeyStatus, key_state
 from tollway.store import KeyNotFound, KeyStore, text
 
 log = logging.getLogger("tollway.lifecycle")
@@ -108,8 +108,8 @@ class Lifecycle:
             raise LifecycleError(
                 f"key {old.key_id} predates accounts; move it first (tollway accounts migrate)"
             )
-        template = replace(old, created=now, hold=old.hold, expires_at=0, last_used=0,
-                           successor="")  # fmt: skip
+        # The hold is copied again by rotate_key.lua, as it is when the handover runs.
+        template = replace(old, created=now, expires_at=0, last_used=0, successor="")
         while True:
             plaintext, new = self.keys.new_record(template, KeyMode(old.mode))
             if await self.keys.store(new):
@@ -179,7 +179,7 @@ class Lifecycle:
 
     def _refuse_final(self, record: KeyRecord, account_hold: str, now: int, what: str) -> None:
         state = key_state(record, account_hold, now)
-        if state in (KeyState.REVOKED, KeyState.EXPIRED):
+        if state in FINAL:
             raise LifecycleError(f"key {record.key_id} is {state}; that is final, so it "
                                  f"cannot be {what}")  # fmt: skip
         if account_hold:

@@ -184,9 +184,6 @@ class WebhookApp:
             got = await self.checkouts.claim(session)
             if got is None:
                 got = await self._issue_from_stripe(session)
-        except UnknownSession as exc:
-            await self.gate.remember_unknown(session)
-            return answer(Route.CLAIM, exc)[1]
         except Exception as exc:
             return answer(Route.CLAIM, exc)[1]
         headers = {"cache-control": "no-store"}
@@ -207,6 +204,7 @@ class WebhookApp:
         try:
             cs = (await self.stripe.v1.checkout.sessions.retrieve_async(session_id)).to_dict()
         except stripe.InvalidRequestError:
+            await self.gate.remember_unknown(session_id)  # one Stripe call, not one per claim
             raise UnknownSession(f"no checkout session {session_id}") from None
         status, paid = cs.get("status"), cs.get("payment_status")
         if status != "complete" or paid not in ("paid", "no_payment_required"):

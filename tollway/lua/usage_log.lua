@@ -2,7 +2,8 @@
 -- (metering/receiver.py; every key below is in the usage source's slot.)
 -- KEYS[1] usage hash; KEYS[2] quota state (the account's, or a legacy key's own);
 -- KEYS[3] stamps' nonces applied in the request's window (a set, expiring)
--- ARGV[1] the stamp's nonce (authz's own name for the request, tollway/usage_log.py); ARGV[2] the window it was counted in (s); ARGV[3] when it was counted (s)
+-- ARGV[1] the stamp's nonce (authz's own name for the request, tollway/usage_log.py)
+-- ARGV[2] the window it was counted in (s); ARGV[3] when it was counted (s)
 -- ARGV[4] "1": not billed, refund it; ARGV[5] "1": give its quota back too
 -- ARGV[6] the key id (16 hex: its share of the period, n:<id> from p:<id>)
 -- ARGV[7] amount the upstream reported, for the usage meter (0: none)
