@@ -44,7 +44,7 @@ MAX_BATCH = 256
 KEY_TIERS_MAX = 100_000
 KEY_ACCOUNTS_MAX = 100_000
 
-# A key id whose directory entry has neither an account nor a record: no such key.
+# A key id with no directory entry: no such key.
 NO_KEY = CheckReply(Code.UNKNOWN_KEY)
 
 
@@ -90,7 +90,7 @@ class Limiter:
         self.expire_after_ms = expire_after_ms
         self.redis_clock = RedisClock()
         self.key_tiers: dict[str, str] = {}  # key id -> tier name check.lua last reported
-        # key id -> its account ("" for a legacy key): where its check runs (docs/accounts.md)
+        # key id -> its account: where its check runs (docs/accounts.md)
         self.key_accounts: dict[str, str] = {}
 
     @property
@@ -132,16 +132,14 @@ class Limiter:
         ``spent`` requests it let through are counted and ``returned`` tokens go back, once
         per ``settlement`` id however often the call is retried.
 
-        The check runs in the key's account's slot (``key_accounts``). A key not seen yet costs
-        one more round trip, to its directory entry; a stale entry (a legacy key migrated since)
-        answers UNKNOWN_KEY, and is looked up again once.
+        The check runs in the key's account's slot (``key_accounts``; a key never changes
+        account). A key not seen yet costs one more round trip, to its directory entry.
 
         Only the key's tier goes to Redis, as this process last saw it (``key_tiers``). A key
         not seen yet, or whose tier changed, costs one more round trip: check.lua answers
         TIER_CHANGED with the record's tier, having changed nothing, and the check is sent
         again with that tier's values, looked up in the table in force now."""
         account = self.key_accounts.get(key_id)
-        cached = account is not None
         if account is None:
             account = await self._locate(key_id)
             if account is None:
@@ -150,15 +148,6 @@ class Limiter:
         out = await self._run_script(
             key_id, account, digest, cost, tier_args(believed), spent, returned, call, settlement
         )
-        if out.code is Code.UNKNOWN_KEY and cached:
-            self.key_accounts.pop(key_id, None)
-            account = await self._locate(key_id)
-            if account is None:
-                return NO_KEY
-            out = await self._run_script(
-                key_id, account, digest, cost, tier_args(believed), spent, returned, call,
-                settlement,
-            )  # fmt: skip
         if out.code is not Code.TIER_CHANGED:
             return out
         self._learn_tier(key_id, out.tier)
@@ -170,17 +159,17 @@ class Limiter:
         return out
 
     async def _locate(self, key_id: str) -> str | None:
-        """The key's account from its directory entry ("" for a legacy key), remembered; None
-        if there is no such key. The entry also holds the tier the key was issued on, so the
+        """The key's account from its directory entry, remembered; None if there is no such
+        key. The entry also holds the tier the key was issued on, so the
         first check of a key usually costs two round trips, not three."""
         directory = schema.key_directory(key_id)
-        reply = await self._call(("HMGET", directory, "account", "hash", "tier"))
-        if not isinstance(reply, list) or len(reply) != 3:
+        reply = await self._call(("HMGET", directory, "account", "tier"))
+        if not isinstance(reply, list) or len(reply) != 2:
             raise StoreUnavailable(f"unexpected reply to a key lookup: {reply!r}")
-        account, digest, tier = (x.decode() if isinstance(x, bytes) else x for x in reply)
-        if not account and not digest:
+        account, tier = (x.decode() if isinstance(x, bytes) else x for x in reply)
+        if not account:
             return None
-        found = str(account or "")
+        found = str(account)
         if tier and key_id not in self.key_tiers:
             self._learn_tier(key_id, str(tier))  # the tier it was issued on: a hint
         if key_id not in self.key_accounts and len(self.key_accounts) >= KEY_ACCOUNTS_MAX:

@@ -1,6 +1,6 @@
-"""``tollway accounts show|suspend|resume|set-limits|set-tier|migrate``: what an account
-holds, an operator's hold on all of it, its own limits, an operator's change of a customer
-account's tier, and moving legacy keys into accounts.
+"""``tollway accounts show|suspend|resume|set-limits|set-tier``: what an account holds, an
+operator's hold on all of it, its own limits, and an operator's change of a customer account's
+tier.
 
 An account is the subscription when there is one, otherwise the customer: every key of it
 draws on one token bucket, one monthly quota and one usage count (docs/accounts.md).
@@ -57,10 +57,6 @@ def register(subparsers: Subparsers) -> None:
     tier.add_argument("account", metavar="ACCOUNT")
     tier.add_argument("tier", metavar="TIER")
     add_store_flags(tier)
-    migrate = accounts.add_parser(
-        "migrate", help="move keys issued before accounts into their accounts (idempotent)"
-    )
-    add_store_flags(migrate)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
         return with_store(settings, lambda store: hold(store, args.accounts_command, args.account))
     if args.accounts_command == "set-limits":
         return with_store(settings, lambda store: set_limits(store, args))
-    if args.accounts_command == "set-tier":
-        return with_store(settings, lambda store: set_tier(store, args, settings))
-    return with_store(settings, migrate)
+    return with_store(settings, lambda store: set_tier(store, args, settings))
 
 
 def _number(text: str, kind: type[int] | type[float]) -> object:
@@ -185,18 +179,3 @@ async def set_tier(store: KeyStore, args: argparse.Namespace, settings: StoreSet
     print(f"account {args.account} is on tier {args.tier} ({moved} key(s)); its quota used "
           "this period stays, and its bucket clamps to the new burst", file=sys.stderr)  # fmt: skip
     return 0
-
-
-async def migrate(store: KeyStore) -> int:
-    accounts = Accounts(store)
-    moved = failed = 0
-    async for key_id in accounts.legacy_keys():
-        result = await accounts.migrate(key_id)
-        if result.outcome == "migrated":
-            moved += 1
-        else:
-            failed += 1
-            print(f"key {key_id} not migrated: {result.outcome}", file=sys.stderr)
-    print(f"migrated {moved} key(s) into their accounts; {failed} left as they were",
-          file=sys.stderr)  # fmt: skip
-    return 1 if failed else 0

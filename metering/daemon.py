@@ -1,7 +1,7 @@
 """The drain loop: every interval, move closed usage on and send it to Stripe.
 
 One pass:
-1. find usage sources (accounts, and legacy keys) with usage, and customers with open or
+1. find usage sources (accounts, and key ids) with usage, and customers with open or
    pending usage (SCAN);
 2. for each source: take its closed windows and transfer them to its customer (idempotent);
 3. for each customer whose send lock we get: claim open usage into pending events;
@@ -80,8 +80,8 @@ class Drainer:
 
     async def _owner_of(self, source: str) -> tuple[str, str, int, Period, str] | None:
         """(customer, meter, included requests to leave unreported, billing period, the meter
-        of reported amounts or "") of a usage source: an account (its own fields), or a legacy
-        key (its record)."""
+        of reported amounts or "") of a usage source: an account (its own fields), or a key id
+        (its record)."""
         account = await self.keys.account_plan(source)
         if account.get("customer"):
             customer, tier = account["customer"], account.get("tier", "")

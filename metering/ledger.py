@@ -3,8 +3,8 @@
     authz ─HINCRBY─> tw:{acct}:usage ─take─> tw:{acct}:outbox ─transfer─> tw:{cus}:open
           ─claim─> tw:{cus}:pending ─(send to Stripe)─ack─> tw:{cus}:sent
 
-(A legacy key, issued before accounts, has its own usage hash under its key id: the
-"source" below is an account or such a key id.)
+(The "source" below is an account, or a key id: usage an authz process counted while it did
+not know the key's account.)
 
 A source's usage hash holds requests and, for a tier with a usage_meter, the amounts its
 upstream reported ("a:<window>"); both move on the same way, to their own meters. Windows

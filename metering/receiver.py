@@ -194,11 +194,10 @@ class Receiver:
     def _write_for(self, s: Stamp, refund: bool, refund_quota: bool, amount: int) -> Write:
         """usage_log.lua's keys and arguments for one request."""
         window = s.window(self.window_s)
-        quota = (
-            schema.account_state(s.source)
-            if s.source != s.key_id
-            else schema.legacy_state(s.key_id)
-        )
+        # Usage counted under a key id (authz did not know its account then) has no quota in
+        # its slot to give back to: only the usage is refunded.
+        refund_quota = refund_quota and s.source != s.key_id
+        quota = schema.account_state(s.source)
         keys = (schema.usage(s.source), quota, schema.logged(s.source, window))
         args = (s.nonce, str(window), str(s.at), "1" if refund else "0",
                 "1" if refund_quota else "0", s.key_id, str(amount),

@@ -1,4 +1,4 @@
-"""Accounts: what an operator reads about one, and the migration of legacy keys into them.
+"""Accounts: what an operator reads about one and changes on it (its tier, its own limits).
 
 An account is the subscription when there is one, otherwise the customer (docs/accounts.md).
 It owns the token bucket, the monthly quota and the usage its keys draw on. Its hash
@@ -9,15 +9,14 @@ written when a key is issued and by the webhook) beside that bucket and quota.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tollway import schema, scripts
-from tollway.keys import looks_like_key_id
 from tollway.logs import fields
 from tollway.records import KeyRecord, KeyState, key_state
-from tollway.store import KeyNotFound, KeyStore, text
+from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import check_limits
 
 log = logging.getLogger("tollway.accounts")
@@ -56,24 +55,15 @@ class AccountView:
         """The account as an operator may see it, without its keys (``Lifecycle.listing``)."""
         hidden = set(OVERRIDES.values())
         plan = {k: v for k, v in self.plan.items()
-                if not k.startswith(("merged:", "n:", "p:")) and k not in hidden}  # fmt: skip
+                if not k.startswith(("n:", "p:")) and k not in hidden}  # fmt: skip
         return {"account": self.account, **plan, "overrides": self.overrides,
                 "quota_used": self.quota_used}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Migrated:
-    key_id: str
-    account: str
-    outcome: str  # "migrated", or why not: "tier_conflict: ..." / "changed_meanwhile"
 
 
 class Accounts:
     def __init__(self, keys: KeyStore) -> None:
         self.keys = keys
         self.redis: Any = keys.redis
-        self._merge = scripts.register(self.redis, "merge_legacy")
-        self._point = scripts.register(self.redis, "point_key")
         self._overrides = scripts.register(self.redis, "set_overrides")
         self._set_tier = scripts.register(self.redis, "set_tier")
 
@@ -144,48 +134,3 @@ class Accounts:
         start = int(plan.get("period_start") or (keys[0].period_start if keys else 0))
         used = int(state["q_used"] or 0) if int(state["q_period"] or -1) >= start else 0
         return AccountView(account, plan, used, keys)
-
-    async def legacy_keys(self) -> AsyncIterator[str]:
-        """Key ids whose record is still in the legacy layout (their own slot)."""
-        async for name in self.redis.scan_iter(match=f"{schema.PREFIX}:{{*}}:key", count=1000):
-            key_id = schema.tag_of(text(name))
-            if not looks_like_key_id(key_id):
-                continue
-            account, digest = await self.redis.hmget(name, "account", "hash")
-            if digest and not account:
-                yield key_id
-
-    async def migrate(self, key_id: str) -> Migrated:
-        """Move one legacy key into its account: its record, then its bucket and quota folded
-        into the account's (once), then its directory entry pointed at the account. Each
-        step is idempotent, so a run that stops half-way is finished by the next one; until
-        the last step the key keeps working on its legacy layout. Its unsent usage stays under
-        its key id, where metering drains it as before."""
-        legacy = schema.key_directory(key_id)
-        raw = await self.redis.hgetall(legacy)
-        if not raw or "account" in raw:
-            return Migrated(key_id, text(raw.get("account", "")), "already_migrated")
-        record = KeyRecord.from_redis({text(k): text(v) for k, v in raw.items()})
-        account = record.account
-        try:
-            await self.keys.place(record)
-        except ValueError as exc:
-            return Migrated(key_id, account, f"tier_conflict: {exc}")
-        state = await self.redis.hmget(
-            schema.legacy_state(key_id), "tokens", "ts", "q_period", "q_used"
-        )
-        await self._merge(
-            keys=[schema.account_state(account)],
-            args=[key_id, *(text(v) if v is not None else "" for v in state)],
-        )
-        switched = int(
-            await self._point(
-                keys=[legacy, schema.legacy_state(key_id)],
-                args=[account, record.hash, record.tier],
-            )
-        )
-        if switched < 0:
-            return Migrated(key_id, account, "changed_meanwhile")
-        await self.keys.announce(key_id)
-        log.info("key_migrated", extra=fields(key_id=key_id, account=account))
-        return Migrated(key_id, account, "migrated")

@@ -57,7 +57,7 @@ class Lifecycle:
     # What a key is now.
 
     async def account_hold(self, account: str) -> str:
-        """The operator's hold on ``account`` ("" for none, and for a legacy key's "")."""
+        """The operator's hold on ``account`` ("" for none)."""
         if not account:
             return ""
         return text(await self.keys.redis.hget(schema.account_state(account), "hold") or "")
@@ -103,10 +103,6 @@ class Lifecycle:
         if old.successor:
             raise LifecycleError(
                 f"key {old.key_id} was rotated already, to {old.successor}; rotate that key"
-            )
-        if not account:
-            raise LifecycleError(
-                f"key {old.key_id} predates accounts; move it first (tollway accounts migrate)"
             )
         # The hold is copied again by rotate_key.lua, as it is when the handover runs.
         template = replace(old, created=now, expires_at=0, last_used=0, successor="")

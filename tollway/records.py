@@ -49,7 +49,7 @@ class KeyRecord:
     hold: str = ""  # "operator" while an operator has suspended the key (402), else ""
     expires_at: int = 0  # epoch s after which the key counts as revoked (rotation overlap)
     sync_version: int = 0  # the subscription state version last copied onto this record
-    prefix: str = ""  # the key's first characters, to tell keys apart ("" for legacy keys)
+    prefix: str = ""  # the key's first characters, to tell keys apart in listings
     last_used: int = 0  # epoch s of a request let through, kept to the minute by check.lua
     successor: str = ""  # the key id this key was rotated to ("" if it was never rotated)
 

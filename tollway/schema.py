@@ -30,11 +30,6 @@ The usage hash also holds "a:<window>" (amounts the upstream reported, for the t
 usage_meter), and "carry"/"carry_at" (refunds still to be taken off a later window); see
 tollway/lua/usage_take.lua.
 
-Keys issued before accounts (the legacy layout) kept everything under the key's own tag:
-``tw:{<key_id>}:key`` was the whole record (with ``hash``, without ``account``), next to
-``tw:{<key_id>}:state`` and ``tw:{<key_id>}:usage``. authz and metering read both layouts;
-``tollway accounts migrate`` moves legacy keys into their accounts.
-
 Stripe objects get the same treatment, tagged by their id, so each webhook event's own writes
 (state plus idempotency marker) are in one slot:
 
@@ -46,7 +41,8 @@ Stripe objects get the same treatment, tagged by their id, so each webhook event
     tw:{<cs_id>}:unknown         string  Stripe did not know that session id (10 minutes)
 
 Metering moves usage on, every hop idempotent (see metering/ledger.py). ``<source>`` is the
-tag usage was counted under: an account, or a legacy key id:
+tag usage was counted under: an account, or a key id (usage an authz process counted while it
+did not know the key's account; metering finds it from the key's record):
 
     tw:{<source>}:outbox         hash    "<window>:<seq>" -> requests taken out of usage
     tw:{<source>}:outseq         string  the outbox's sequence counter
@@ -78,7 +74,7 @@ def _tag(key_id: str) -> str:
 
 
 def key_directory(key_id: str) -> str:
-    """Where a key id finds its account (``account`` field). A legacy key's whole record."""
+    """Where a key id finds its account (``account``) and the tier it was issued on."""
     return f"{_tag(key_id)}:key"
 
 
@@ -94,13 +90,8 @@ def account_state(account: str) -> str:
 
 
 def usage(source: str) -> str:
-    """Requests let through, by window: an account's (or a legacy key's, by its key id)."""
+    """Requests let through, by window, under a usage source (an account, or a key id)."""
     return f"{_tag(source)}:usage"
-
-
-def legacy_state(key_id: str) -> str:
-    """A legacy key's own bucket and quota (before accounts)."""
-    return f"{_tag(key_id)}:state"
 
 
 def applied_marker(source: str, write_id: str) -> str:
@@ -110,14 +101,10 @@ def applied_marker(source: str, write_id: str) -> str:
 
 
 def check_keys(key_id: str, account: str, settlement: str = "") -> list[str]:
-    """KEYS for the check script, in the order check.lua reads them. ``account`` "" is a
-    legacy key, whose record, bucket and usage are its own."""
-    if account:
-        keys = [key_record(key_id, account), account_state(account), usage(account)]
-    else:
-        keys = [key_directory(key_id), legacy_state(key_id), usage(key_id)]
+    """KEYS for the check script, in the order check.lua reads them."""
+    keys = [key_record(key_id, account), account_state(account), usage(account)]
     if settlement:
-        keys.append(applied_marker(account or key_id, settlement))
+        keys.append(applied_marker(account, settlement))
     return keys
 
 

@@ -1,7 +1,7 @@
 """Key records in Redis: write, look up and sync API keys' records.
 
 A key's record lives in its account's slot (tollway/schema.py), found through the key's
-directory entry; a legacy key's record is its directory entry itself. Every change to who
+directory entry. Every change to who
 gets in (create, rotate, suspend, resume, revoke) goes through tollway/lifecycle.py, which
 builds on this module; authz only reads records through check.lua.
 Raises ``KeyNotFound`` for a key or id with no record, ``ValueError`` for a key its account
@@ -69,7 +69,7 @@ class KeyStore:
         entry = ["account", account, "tier", record.tier]  # the tier: authz's first guess
         claimed = bool(await self._create(keys=[directory], args=entry))
         if not claimed and text(await self.redis.hget(directory, "account") or "") != account:
-            return False  # the id is another account's key, or a legacy key's
+            return False  # the id is another account's key
         # (An entry of this account already: a retry finishing an issuance that crashed here.)
         try:
             return await self.place(record)
@@ -168,20 +168,17 @@ class KeyStore:
         raise KeyNotFound("not a tollway key or key id")
 
     async def locate(self, key_id: str) -> tuple[str, str]:
-        """(the key's record name, its account; "" for a legacy key). Raises KeyNotFound."""
-        directory = schema.key_directory(key_id)
-        account, digest = await self.redis.hmget(directory, "account", "hash")
-        if account:
-            return schema.key_record(key_id, text(account)), text(account)
-        if digest:
-            return directory, ""
-        raise KeyNotFound(f"no key with id {key_id}")
+        """(the key's record name, its account). Raises KeyNotFound."""
+        account = await self.redis.hget(schema.key_directory(key_id), "account")
+        if not account:
+            raise KeyNotFound(f"no key with id {key_id}")
+        return schema.key_record(key_id, text(account)), text(account)
 
     async def get(self, key_or_id: str) -> KeyRecord:
         return (await self.find(key_or_id))[0]
 
     async def find(self, key_or_id: str) -> tuple[KeyRecord, str, str]:
-        """(the key's record, the record's name, its account; "" for a legacy key): ``get``
+        """(the key's record, the record's name, its account): ``get``
         with where it was found, for callers that then write there. Raises KeyNotFound."""
         key_id = self.key_id_of(key_or_id)
         name, account = await self.locate(key_id)

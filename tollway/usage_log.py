@@ -12,7 +12,7 @@ It is never the request's ``x-request-id``, which a client can choose, repeat or
 Envoy that keeps the client's id would let one id sent on every request bill one reported
 amount, and a malformed id none). A nonce is a random per-process prefix and a counter: unique
 without a syscall per request. ``source`` is where the request was counted: an account, or a
-legacy key's id. The signature is a keyed BLAKE2b over the nonce and those four fields, with
+key id. The signature is a keyed BLAKE2b over the nonce and those four fields, with
 the secret authz and the receiver share (``TOLLWAY_USAGE_LOG_SECRET``): an entry from a forged
 stream cannot name an account or a window authz did not stamp, nor a nonce of its own. Keyed
 BLAKE2b costs about 0.6 µs a stamp here, against 1.6 µs for HMAC-SHA256 (timeit, one core of

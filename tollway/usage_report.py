@@ -19,8 +19,8 @@ Row = dict[str, int]  # {"counting", "pending", "sent"}
 
 
 async def _sources(keys: KeyStore, customer: str) -> dict[str, str]:
-    """The customer's usage sources (accounts, and legacy keys' own) -> tier. A legacy key
-    migrated into its account may still hold usage of its own until metering drains it."""
+    """The customer's usage sources -> tier: its accounts, and its keys' ids (usage an authz
+    process counted while it did not know the key's account, until metering drains it)."""
     sources: dict[str, str] = {}
     for key_id in await keys.owned(customer):
         try:
@@ -33,7 +33,7 @@ async def _sources(keys: KeyStore, customer: str) -> dict[str, str]:
 
 
 async def unsent_usage(keys: KeyStore, customer: str, tiers: TierTable) -> dict[str, int]:
-    """Usage of the customer's accounts (and legacy keys) not yet moved to the ledger, by
+    """Usage of the customer's usage sources not yet moved to the ledger, by
     "<meter>|<window>": requests under the tier's meter_event, the amounts the upstream
     reported ("a:<window>") under its usage_meter."""
     redis: Any = keys.redis
@@ -77,7 +77,7 @@ async def customer_windows(keys: KeyStore, customer: str, tiers: TierTable) -> d
 
 async def per_key(keys: KeyStore, customer: str, now: int) -> list[tuple[KeyRecord, int]]:
     """Each of the customer's keys with the requests it made this billing period (its share of
-    its account's quota use, kept by check.lua). A legacy key's count is its own quota use."""
+    its account's quota use, kept by check.lua)."""
     redis: Any = keys.redis
     out = []
     for key_id in await keys.owned(customer):
@@ -86,14 +86,14 @@ async def per_key(keys: KeyStore, customer: str, now: int) -> list[tuple[KeyReco
         except KeyNotFound:
             continue
         start = Period(record.period_start, record.period_end).start_for(now)
-        if account:
-            n, period, a_start, a_end = await redis.hmget(
-                schema.account_state(account), f"n:{key_id}", f"p:{key_id}", "period_start",
-                "period_end",
-            )  # fmt: skip
-            if a_start and a_end:  # the account's period is the one its keys count in
-                start = Period(int(a_start), int(a_end)).start_for(now)
-        else:
-            period, n = await redis.hmget(schema.legacy_state(key_id), "q_period", "q_used")
+        n, period, a_start, a_end = await redis.hmget(
+            schema.account_state(account),
+            f"n:{key_id}",
+            f"p:{key_id}",
+            "period_start",
+            "period_end",
+        )
+        if a_start and a_end:  # the account's period is the one its keys count in
+            start = Period(int(a_start), int(a_end)).start_for(now)
         out.append((record, int(n or 0) if int(period or -1) == start else 0))
     return sorted(out, key=lambda rn: (rn[0].account, rn[0].created, rn[0].key_id))

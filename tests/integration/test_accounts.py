@@ -1,12 +1,9 @@
 """Accounts against a real Redis: every key of an account draws on one bucket, one quota and
-one usage count; rotation and tier changes keep them; keys written by the code before
-accounts keep working, and migrate."""
+one usage count; rotation and tier changes keep them."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,7 +28,6 @@ pytestmark = pytest.mark.integration
 
 T0 = 1_767_225_600_000
 POLICY = Policy(parse_tiers(TEST_TIERS, "test"))
-LEGACY = json.loads((Path(__file__).parent / "fixtures" / "legacy_store.json").read_text())
 
 
 def limiter(pipe, redis, clock: FixedClock) -> Limiter:
@@ -121,60 +117,17 @@ async def test_a_key_bound_to_a_subscription_follows_it(redis, pipe):
         await store.create_for_subscription("sub_x")
 
 
-async def load_legacy(redis) -> dict[str, dict[str, str]]:
-    for name, value in LEGACY["redis"].items():
-        if "hash" in value:
-            await redis.hset(name, mapping=value["hash"])
-        elif "set" in value:
-            await redis.sadd(name, *value["set"])
-        else:
-            await redis.set(name, value["string"])
-    return LEGACY["keys"]  # type: ignore[no-any-return]
-
-
-async def test_keys_written_before_accounts_keep_working_then_migrate(redis, pipe):
-    """A store written by the code before accounts (tests/integration/fixtures): its keys pass
-    on their own layout; `accounts migrate` folds the two keys of cus_legacy into one account
-    (quota 3: 2 + 1 used, so both are refused after), idempotently; a process that cached a
-    key's legacy place finds the account on its next check."""
-    keys = await load_legacy(redis)
-    store = KeyStore(redis, KeyHasher())
-    lim = limiter(pipe, redis, FixedClock(LEGACY["now_ms"]))
-    a, b, c = [await store.get(keys[n]["key"]) for n in "abc"]
-    assert a.prefix == "" and a.account == "cus_legacy"
-    assert await check(lim, b) is Code.OK  # b's own quota of 3: 2 used now, on its own layout
-    assert lim.key_accounts[b.key_id] == ""  # legacy
-    accounts = Accounts(store)
-    legacy = sorted([k async for k in accounts.legacy_keys()])
-    assert legacy == sorted(keys[n]["key_id"] for n in "abc")
-    outcomes = [(await accounts.migrate(k)).outcome for k in legacy]
-    assert outcomes == ["migrated"] * 3
-    assert [(await accounts.migrate(k)).outcome for k in legacy] == ["already_migrated"] * 3
-    assert [k async for k in accounts.legacy_keys()] == []
-    view = await accounts.show("cus_legacy")
-    assert view.quota_used == 2 + 2 and {k.key_id for k in view.keys} == {a.key_id, b.key_id}
-    assert await check(lim, b) is Code.QUOTA  # the cached legacy place: looked up again
-    assert lim.key_accounts[b.key_id] == "cus_legacy"
-    assert await check(lim, a) is Code.QUOTA
-    assert await check(lim, c) is Code.OK  # big: its own account, its state carried over
-    assert (await accounts.show("cus_other")).quota_used == 5
-    # The usage counted before the migration stays under the key ids, for metering to drain.
-    assert await usage(redis, a.key_id) == 2 and await usage(redis, "cus_legacy") == 0
-
-
-async def test_usage_show_reads_the_account_and_legacy_usage(redis, pipe):
+async def test_usage_show_reads_usage_under_the_account_and_under_a_key_id(redis, pipe):
+    """Usage authz counted under a key id (it did not know the key's account then: a buffered
+    write-back) is the customer's too, beside the account's own."""
     from tollway.usage_report import unsent_usage
 
-    keys = await load_legacy(redis)
     store = KeyStore(redis, KeyHasher())
-    accounts = Accounts(store)
-    async for k in accounts.legacy_keys():
-        await accounts.migrate(k)
-    lim = limiter(pipe, redis, FixedClock(LEGACY["now_ms"] + 120_000))
-    c = await store.get(keys["c"]["key"])
-    assert await check(lim, c) is Code.OK
-    unsent = await unsent_usage(store, "cus_other", POLICY.table)
-    assert sum(unsent.values()) == 4 + 1  # 4 under the legacy key id, 1 under the account
+    _, rec = await store.create("capped", "cus_u", now=T0 // 1000)
+    assert await check(limiter(pipe, redis, FixedClock(T0)), rec) is Code.OK
+    await redis.hincrby(schema.usage(rec.key_id), str(T0 // 1000 - 60), 4)
+    unsent = await unsent_usage(store, "cus_u", POLICY.table)
+    assert sum(unsent.values()) == 1 + 4
 
 
 @settings(max_examples=25, deadline=None,

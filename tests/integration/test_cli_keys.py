@@ -153,11 +153,6 @@ def test_accounts_set_limits_validates_like_the_tier_table(run):
     assert shown["quota"] == 10 and shown["tier"] == "pro" and len(shown["keys"]) == 1
 
 
-def test_accounts_migrate_with_nothing_to_do(run):
-    code, _, err = run("accounts", "migrate")
-    assert code == 0 and "migrated 0 key(s)" in err
-
-
 def test_accounts_set_tier_moves_a_customer_account(run):
     key = run("keys", "create", "--tier", "free", "--customer", "cus_t")[1].strip()
     code, _, err = run("keys", "create", "--tier", "pro", "--customer", "cus_t")

@@ -14,7 +14,6 @@
 --                         and hold an operator's suspension of the whole account (402)
 --   KEYS[3] usage   hash  the account's: window start (s) -> requests let through (metering
 --                         drains it)
---   (A legacy key, issued before accounts, passes its own record, state and usage instead.)
 --   KEYS[4] settled string  optional: marks this lease settlement (ARGV[6], ARGV[7]) applied,
 --                           so a retry of the same settlement counts and returns nothing twice
 -- ARGV:
@@ -79,15 +78,14 @@ end
 local now = math.floor(now_ms / 1000)
 
 -- The state has no TTL: it is the account's, and lives as long as the account does.
--- The key's own count in the account's state (the key id ends KEYS[1]; a legacy key's state is
--- its own, and these two fields in it are never read).
+-- The key's own count in the account's state (the key id ends KEYS[1]).
 local kfield = 'n:' .. string.sub(KEYS[1], -16)
 local pfield = 'p:' .. string.sub(KEYS[1], -16)
 local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'q_period', 'q_used', kfield,
                       'o_rate', 'o_burst', 'o_quota', 'o_features', pfield,
                       'period_start', 'period_end', 'hold')
 
--- The billing period in force: the account's (a legacy key's: its record's), rolled forward by
+-- The billing period in force: the account's (else the record's), rolled forward by
 -- whole periods if it has lapsed (a renewal webhook that has not arrived yet must not stop the
 -- quota from resetting). Every key of an account counts in the same period.
 local pstart = tonumber(st[11]) or tonumber(rec[6]) or 0
