@@ -10,11 +10,10 @@ everywhere else (write-back, pub/sub, the other services).
 from __future__ import annotations
 
 from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from authz.redis_cluster import RedisClusterPipe
 from authz.redis_node import RedisNode, ReplyError
-from tollway.settings import CLUSTER_SCHEME
+from tollway import redis_url
 
 
 class ScriptPipe(Protocol):
@@ -39,23 +38,12 @@ class NodePipe(RedisNode):
 
 
 def open_pipe(url: str, timeout_s: float | None) -> ScriptPipe:
-    """The lean client for a tollway Redis URL: ``redis://[user:pass@]host:port/db`` (or
-    ``rediss://``, TLS), ``unix:///path?db=N``, or
-    ``redis+cluster://[user:pass@]host:port[,host:port...]``. Nothing connects until used."""
-    parts = urlsplit(url)
-    password = unquote(parts.password) if parts.password else None
-    username = unquote(parts.username) if parts.username else None
-    if url.startswith(CLUSTER_SCHEME):
-        seeds = []
-        for hostport in parts.netloc.rpartition("@")[2].split(","):
-            host, _, port = hostport.rpartition(":")
-            seeds.append((host or "127.0.0.1", int(port or 6379)))
-        return RedisClusterPipe(seeds, timeout_s, password, username)
-    if parts.scheme == "unix":
-        db = int(parse_qs(parts.query).get("db", ["0"])[0])
-        return NodePipe("", 0, timeout_s, password, username, db, path=parts.path)
-    if parts.scheme not in ("redis", "rediss"):
-        raise ValueError(f"not a Redis URL: {url!r}")
-    db = int(parts.path.strip("/") or 0)
-    return NodePipe(parts.hostname or "127.0.0.1", parts.port or 6379, timeout_s, password,
-                    username, db, tls=parts.scheme == "rediss")  # fmt: skip
+    """The lean client for a tollway Redis URL (tollway/redis_url.py). Nothing connects until
+    used. Raises ValueError for a URL that is not one."""
+    t = redis_url.parse(url)
+    if t.cluster:
+        return RedisClusterPipe(list(t.seeds), timeout_s, t.password, t.username)
+    if t.path:
+        return NodePipe("", 0, timeout_s, t.password, t.username, t.db, path=t.path)
+    ((host, port),) = t.seeds
+    return NodePipe(host, port, timeout_s, t.password, t.username, t.db, tls=t.tls)

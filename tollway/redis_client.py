@@ -1,7 +1,7 @@
 """Build the Redis client every service uses from a URL (hiredis parses replies when present).
 
-``redis://host:port/db`` is one Redis. ``redis+cluster://host:port`` is a Redis Cluster,
-reached through any of its nodes, with ``redis.asyncio.cluster.RedisCluster``. Every key a
+The URL is read by tollway/redis_url.py, as the check path's client reads it: one Redis, or a
+Redis Cluster reached through any of the nodes it names (``redis.asyncio.cluster.RedisCluster``). Every key a
 script touches carries the same ``{hash tag}`` (tollway.schema), so each script runs on one
 slot, and pipelines are split by node.
 """
@@ -13,11 +13,12 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 import redis.cluster
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from tollway.settings import CLUSTER_SCHEME
+from tollway import redis_url
+from tollway.redis_url import RedisTarget
 
 # Concurrent commands beyond this wait for a free connection (bounded by the caller's own
 # timeout) instead of failing: redis-py's default pool raises past 100 connections.
@@ -25,12 +26,20 @@ DEFAULT_POOL_SIZE = 64
 
 
 def is_cluster(url: str) -> bool:
-    return url.startswith(CLUSTER_SCHEME)
+    return redis_url.parse(url).cluster
 
 
-def _node_url(url: str) -> str:
-    """The redis:// URL of the cluster node a redis+cluster:// URL names."""
-    return "redis://" + url.removeprefix(CLUSTER_SCHEME)
+def _node_options(t: RedisTarget, sync: bool) -> dict[str, Any]:
+    """redis-py's connection options for one Redis (a Unix socket, TLS or plain TCP)."""
+    lib: Any = redis if sync else aioredis
+    options: dict[str, Any] = {"db": t.db, "username": t.username, "password": t.password}
+    if t.path:
+        return {**options, "connection_class": lib.UnixDomainSocketConnection, "path": t.path}
+    ((host, port),) = t.seeds
+    options.update(host=host, port=port)
+    if t.tls:
+        options["connection_class"] = lib.SSLConnection
+    return options
 
 
 def connect(
@@ -49,31 +58,41 @@ def connect(
     (measured: with 1 retry, checks on an allow tier timed out as overloaded when every node
     was killed). The slot map is refreshed for the next check either way.
     """
-    if is_cluster(url):
-        return RedisCluster.from_url(
-            _node_url(url),
+    t = redis_url.parse(url)
+    if t.cluster:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in t.seeds],
+            username=t.username,
+            password=t.password,
             decode_responses=True,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             max_connections=pool_size,
             retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), cluster_retries),
         )
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
+    pool = aioredis.BlockingConnectionPool(
         max_connections=pool_size,
         timeout=None,
         decode_responses=True,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
+        **_node_options(t, sync=False),
     )
     return aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
 def connect_sync(url: str, timeout_s: float | None = 5.0) -> Any:
     """A blocking client for ``url`` (tests, the bench's bookkeeping): Redis or RedisCluster."""
-    if is_cluster(url):
-        return redis.cluster.RedisCluster.from_url(
-            _node_url(url), decode_responses=True,
+    t = redis_url.parse(url)
+    if t.cluster:
+        return redis.cluster.RedisCluster(
+            startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in t.seeds],  # type: ignore[no-untyped-call]
+            username=t.username,
+            password=t.password,
+            decode_responses=True,
             socket_timeout=timeout_s,
-        )  # fmt: skip
-    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout_s)
+        )
+    pool = redis.ConnectionPool(
+        decode_responses=True, socket_timeout=timeout_s, **_node_options(t, sync=True)
+    )
+    return redis.Redis.from_pool(pool)

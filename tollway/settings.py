@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tollway.redis_url import CLUSTER_SCHEME
+from tollway.redis_url import parse as parse_redis_url
+
 T = TypeVar("T")
 
 # The example tier table that ships inside the package, used when no path is configured.
 DEFAULT_TIERS = Path(__file__).parent / "data" / "tiers.toml"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-CLUSTER_SCHEME = "redis+cluster://"  # a Redis Cluster, reached through any of its nodes
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", CLUSTER_SCHEME)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -145,10 +146,10 @@ class StoreSettings:
 
     def __post_init__(self) -> None:
         url = self.redis_url
-        if not url.startswith(REDIS_SCHEMES):
-            raise SettingsError(
-                f"TOLLWAY_REDIS_URL={url!r}: expected one of {', '.join(REDIS_SCHEMES)}"
-            )
+        try:
+            parse_redis_url(url)
+        except ValueError as exc:
+            raise SettingsError(f"TOLLWAY_REDIS_URL={redacted(url)!r}: {exc}") from None
         if self.redis_cluster and url.startswith("redis://"):
             # Frozen: the one place a field is rewritten, so every service connects the same way.
             object.__setattr__(self, "redis_url", CLUSTER_SCHEME + url.removeprefix("redis://"))
