@@ -1,8 +1,9 @@
 """The seam between the servicer and its store: what a check asks of Redis, and how it fails.
 
-``Limiter`` (authz/limiter.py: coalesced pipelines over the lean client) implements it; the
-servicer and the worker depend only on this protocol, as envoyproxy/ratelimit's service
-depends only on its ``RateLimitCache``.
+``RedisCheckStore`` (authz/redis_check_store.py: check.lua in coalesced pipelines over the
+lean client) implements it; the servicer and the worker depend only on this protocol, as
+envoyproxy/ratelimit's service depends only on its ``RateLimitCache``, and one check is one
+``StoreCheck``, as its ``DoLimit`` takes one request.
 
 Two failures, told apart on purpose:
 
@@ -16,6 +17,7 @@ Two failures, told apart on purpose:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
@@ -32,6 +34,25 @@ class ScriptCall(StrEnum):
     LEASE = "2"  # one request, and a lease if the key's tier leases
 
 
+# Not frozen, for speed: see CheckReply (authz/check_reply.py).
+@dataclass(slots=True)
+class StoreCheck:
+    """What one call of the store decides: a request of ``key_id`` presenting ``digest``, at
+    ``cost`` bucket tokens, with ``tier_args`` giving the check values of a tier by name
+    (from the table in force); and a lease settlement carried along, if one is owed: ``spent``
+    requests to count and ``returned`` tokens to give back, applied once per ``settlement``
+    id however often the call is retried. ``ScriptCall.SETTLE`` (cost 0) only settles."""
+
+    key_id: str
+    digest: str
+    cost: int
+    tier_args: TierArgs
+    spent: int = 0
+    returned: int = 0
+    call: ScriptCall = ScriptCall.CHECK
+    settlement: str = ""
+
+
 class StoreUnavailable(Exception):
     """The store could not give an answer for this check."""
 
@@ -46,21 +67,12 @@ class CheckStore(Protocol):
         """True while calls are refused without trying (the store was judged down)."""
         ...
 
-    async def check(
-        self,
-        key_id: str,
-        digest: str,
-        cost: int,
-        tier_args: TierArgs,
-        spent: int = 0,
-        returned: int = 0,
-        call: ScriptCall = ScriptCall.CHECK,
-        settlement: str = "",
-    ) -> CheckReply:
-        """Run one check (or, ``ScriptCall.SETTLE`` with cost 0, only settle a lease: ``spent``
-        requests are counted and ``returned`` tokens go back, once per ``settlement`` id).
-        ``tier_args`` gives the check values of the key's tier by name, from the table in
-        force. Raises StoreUnavailable or Overloaded."""
+    async def check(self, request: StoreCheck) -> CheckReply:
+        """Decide ``request``. Raises StoreUnavailable or Overloaded."""
+        ...
+
+    def tier_of(self, key_id: str) -> str:
+        """The tier the store last reported for ``key_id`` ("" if none is remembered)."""
         ...
 
     def usage_source(self, key_id: str) -> str:

@@ -214,17 +214,18 @@ def on_reply(req: RequestInfo, key_id: str, out: CheckReply, tier: Tier | None) 
 
 
 def on_store_error(
-    req: RequestInfo, key_id: str, known: tuple[str, str] | None, tier: Tier | None
+    req: RequestInfo, key_id: str, customer: str | None, tier: Tier | None
 ) -> Decision:
     """The verdict when the store could not be asked.
 
-    ``known`` is the (customer, tier name) this process last saw the key allowed with, if any.
-    A key never seen cannot be trusted without the store, so only a known key on a tier with
+    ``customer`` is who this process last saw the presented key allowed as (None if it was
+    not), ``tier`` the key's tier as the store last reported it. A key never seen allowed
+    cannot be trusted without the store, so only such a key on a tier with
     ``on_store_error = "allow"`` is let through, marked as degraded.
     """
-    if known is None or tier is None or tier.on_store_error is not OnStoreError.ALLOW:
+    if customer is None or tier is None or tier.on_store_error is not OnStoreError.ALLOW:
         return deny(Reason.STORE_UNAVAILABLE, key_id=key_id, tier=tier.name if tier else "")
     if req.feature is not None and req.feature not in tier.features:
-        return deny(Reason.FEATURE_NOT_IN_PLAN, key_id=key_id, customer=known[0], tier=tier.name)
+        return deny(Reason.FEATURE_NOT_IN_PLAN, key_id=key_id, customer=customer, tier=tier.name)
     mark = ((DEGRADED_HEADER, Reason.STORE_UNAVAILABLE.value),)
-    return _allowed(req, key_id, known[0], tier, mark, upstream_extra=mark, degraded=True)
+    return _allowed(req, key_id, customer, tier, mark, upstream_extra=mark, degraded=True)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from authz.bounded import BoundedMap
+
 DEFAULT_TTL_S = 60.0
 DEFAULT_MAX_ENTRIES = 100_000
 
@@ -26,7 +28,7 @@ class NegativeCache:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._now = now
-        self._until: dict[str, float] = {}  # digest -> expiry, oldest first
+        self._until: BoundedMap[str, float] = BoundedMap(max_entries)  # digest -> expiry
 
     def __len__(self) -> int:
         return len(self._until)
@@ -42,6 +44,4 @@ class NegativeCache:
 
     def add(self, digest: str) -> None:
         self._until.pop(digest, None)  # re-adding moves it to the young end
-        if len(self._until) >= self.max_entries:
-            del self._until[next(iter(self._until))]
         self._until[digest] = self._now() + self.ttl_s

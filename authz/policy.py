@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+from authz.bounded import BoundedMap
 from authz.check_reply import CheckReply, Limits
 from tollway.tiers import OverQuota, Tier, TierTable
 
@@ -29,7 +30,9 @@ class Policy:
 
     table: TierTable
     _args: dict[tuple[str, str | None], tuple[str, ...]] = field(default_factory=dict)
-    _overridden: dict[tuple[str, Limits], Tier] = field(default_factory=dict)
+    _overridden: BoundedMap[tuple[str, Limits], Tier] = field(
+        default_factory=lambda: BoundedMap(OVERRIDDEN_MAX)
+    )
 
     def tier(self, name: str) -> Tier | None:
         return self.table.get(name)
@@ -46,8 +49,6 @@ class Policy:
             rate, burst, quota, features = out.limits
             found = replace(tier, requests_per_second=rate, burst=burst, monthly_quota=quota,
                             features=tier.features if features is None else features)  # fmt: skip
-            if len(self._overridden) >= OVERRIDDEN_MAX:
-                self._overridden.pop(next(iter(self._overridden)))
             self._overridden[key] = found
         return found
 

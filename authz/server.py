@@ -24,9 +24,9 @@ from authz.breaker import Breaker
 from authz.check_store import CheckStore
 from authz.http_front import HttpFront, HttpLimits
 from authz.leases import LeaseBook
-from authz.limiter import Limiter
 from authz.metrics import AuthzMetrics
 from authz.policy import Policy
+from authz.redis_check_store import RedisCheckStore
 from authz.redis_pipe import open_pipe
 from authz.servicer import AuthzServicer
 from authz.settings import AuthzSettings
@@ -56,7 +56,7 @@ class Worker:
         self.buffer = UsageBuffer(settings.usage_window_s)
         breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown_s)
         self.pipe = open_pipe(settings.redis_url, settings.store_timeout_ms / 1000)
-        self.store: CheckStore = Limiter(
+        self.store: CheckStore = RedisCheckStore(
             self.pipe,
             self.redis,
             RedisTime(),
@@ -78,6 +78,7 @@ class Worker:
             self.metrics,
             LeaseBook(settings.lease_ttl_ms / 1000, accepting=False),  # until subscribed
             Stamper(settings.usage_log_secret) if settings.usage_log_secret else None,
+            settings.log_allowed,
         )
         self.tiers.on_change(self.service.use_tiers)
         self.health = health.aio.HealthServicer()

@@ -1,29 +1,28 @@
-"""The gRPC servicer: CheckRequest in, CheckResponse out; it only wires the pieces together.
+"""One check, top to bottom: what Envoy sent in, the decision, the answer out.
 
-CheckRequest -> request.extract -> keys.parse_key -> CheckStore.check (Redis) -> decision.on_reply
--> responses.build. Every exception a check can meet is handled here or in Limiter: a
-malformed request or store failure is a clear denial, never a gRPC error.
+``decide`` reads a check as it runs: the request's terms and key (authz/request.py), what this
+process can answer alone (no key, a malformed or recently unknown key, a lease that covers
+it), else what the check store answers (check.lua in Redis), turned into a verdict by the pure
+decision (authz/decision.py); then the metrics and the decision log. ``Check`` (gRPC) and the
+HTTP front (authz/http_front.py) only translate bytes around it. Every exception a check can
+meet is handled here or in the store: a malformed request or a store failure is a clear
+denial, never a gRPC error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from authz import responses
+from authz.bounded import BoundedMap
 from authz.check_reply import Code
-from authz.check_store import CheckStore, Overloaded, ScriptCall, StoreUnavailable
-from authz.decision import (
-    Decision,
-    deny,
-    invalid_key,
-    missing_key,
-    on_reply,
-    on_store_error,
-)
+from authz.check_store import CheckStore, Overloaded, ScriptCall, StoreCheck, StoreUnavailable
+from authz.decision import Decision, deny, invalid_key, missing_key, on_reply, on_store_error
 from authz.leases import DEFAULT_LEASE_TTL_S, LeaseBook
 from authz.metrics import AuthzMetrics
 from authz.negatives import NegativeCache
@@ -33,15 +32,17 @@ from authz.request import RequestInfo, RouteConfigError, extract, extract_http
 from authz.usage_buffer import UsageBuffer
 from tollway.keys import KeyHasher, parse_key
 from tollway.logs import fields
+from tollway.nonces import nonces
 from tollway.tiers import LimiterKind, TierTable
 from tollway.usage_log import REQUEST_ID, Stamper
 
 log = logging.getLogger("tollway.authz")
 
-# How many keys' last allowed (customer, tier) are remembered for on_store_error = "allow".
-KNOWN_KEYS_MAX = 100_000
-# How many presented keys' digests are remembered (the oldest is forgotten first).
+# How many presented keys' (digest, key id) are remembered: the checksum and hash of a key
+# cost about 3 µs a check.
 IDENTITIES_MAX = 65_536
+# How many digests' last allowed customer is remembered, for on_store_error = "allow".
+ALLOWED_MAX = 100_000
 
 
 class AuthzServicer:
@@ -56,30 +57,34 @@ class AuthzServicer:
         metrics: AuthzMetrics,
         leases: LeaseBook | None = None,
         stamper: Stamper | None = None,
+        log_allowed: float = 0.0,
     ) -> None:
         """``stamper``: sign a usage stamp on every counted request, for Envoy's access log
-        (tollway/usage_log.py); None: the usage log is off."""
+        (tollway/usage_log.py); None: the usage log is off. ``log_allowed``: the share of
+        allowed decisions logged (every denial, dry-run and degraded answer is)."""
         self.policy = policy
-        self.stamper = stamper
-        self._unheard_notes: set[asyncio.Task[None]] = set()
         self.store = store
         self.hasher = hasher
         self.buffer = buffer
         self.metrics = metrics
         self.leases = leases if leases is not None else LeaseBook(DEFAULT_LEASE_TTL_S)
+        self.stamper = stamper
+        self.log_allowed = log_allowed
         self.unknown_keys = NegativeCache()  # digests Redis did not know, for a minute
-        # digest -> (customer, tier) last allowed: what on_store_error = "allow" answers from
-        self._last_allowed: dict[str, tuple[str, str]] = {}
-        self._breaker_shown: bool | None = None  # what tollway_authz_breaker_open says
         # presented key -> (digest, key id), for well-formed keys (the checksum holds)
-        self._identities: dict[str, tuple[str, str]] = {}
+        self._identities: BoundedMap[str, tuple[str, str]] = BoundedMap(IDENTITIES_MAX)
+        # digest -> the customer it was last allowed as: what on_store_error = "allow" trusts
+        self._allowed: BoundedMap[str, str] = BoundedMap(ALLOWED_MAX)
+        self._decision_ids = nonces("authz-")  # a logged decision's id when Envoy sent none
+        self._unheard_notes: set[asyncio.Task[None]] = set()
+        self._breaker_shown: bool | None = None  # what tollway_authz_breaker_open says
 
     def use_tiers(self, table: TierTable) -> None:
         """Decide every check from now on by ``table`` (a reload of the tier file)."""
         self.policy = Policy(table)
 
     async def Check(self, request: Any, context: Any) -> bytes:
-        d = self._begin(extract, request)
+        d = self.decide(extract, request)
         if isinstance(d, Decision):
             return responses.build(d)
         # The decision runs on if Envoy gives up on the RPC (its timeout cancels the handler):
@@ -91,98 +96,79 @@ class AuthzServicer:
             decided.add_done_callback(self._unheard)
             raise
 
-    def _unheard(self, decided: asyncio.Future[Decision]) -> None:
-        if not decided.cancelled() and decided.exception() is None:
-            self.unheard(decided.result())
-
-    def unheard(self, d: Decision) -> None:
-        """``d`` was decided after Envoy stopped waiting for it: Envoy answered 503 itself. If
-        it was counted, that is counted here, and its stamp is left for the access-log
-        receiver, which refunds it when Envoy's entry for the request confirms the 503."""
-        if not d.allowed:
-            return
-        self.metrics.answers_unheard.inc()
-        if d.usage_log and REQUEST_ID.match(d.request_id):
-            task = asyncio.ensure_future(self.store.note_unheard(d.request_id, d.usage_log))
-            self._unheard_notes.add(task)
-            task.add_done_callback(self._noted)
-
-    def _noted(self, task: asyncio.Task[None]) -> None:
-        self._unheard_notes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("unheard_note_failed", extra=fields(error=str(task.exception())))
-
-    def _stamped(self, d: Decision, info: RequestInfo, at: float) -> Decision:
-        """``d``, with its usage stamp if it lets a counted request through."""
-        if self.stamper is not None and d.reason is None:
-            d.request_id = info.request_id
-            source = self.store.usage_source(d.key_id)
-            d.usage_log = self.stamper.sign(source, d.key_id, d.tier, int(at))
-        return d
-
     def decide_http(self, headers: Mapping[str, str]) -> Decision | Awaitable[Decision]:
-        """HTTP mode: the headers of Envoy's authorization request (names lowercased). The
-        decision itself when it needs no await (no key, a bad or unknown key, a lease that
-        covers the check), so the HTTP front answers without a task; else an awaitable."""
-        return self._begin(extract_http, headers)
+        """HTTP mode: the headers of Envoy's authorization request (names lowercased)."""
+        return self.decide(extract_http, headers)
 
-    def _begin(
+    def decide(
         self, read: Callable[[Any], RequestInfo], request: Any
     ) -> Decision | Awaitable[Decision]:
+        """The decision for one request as ``read`` finds it in ``request``. The decision
+        itself when this process makes it alone, so that an answer needs no task; else an
+        awaitable of the store's."""
         start = time.perf_counter()
         try:
             info = read(request)
         except RouteConfigError as exc:
-            return self._finish(self._misconfigured(exc), start)
-        local = self._local(info)
-        if isinstance(local, Decision):
-            return self._finish(local, start)
-        return self._remote_finished(info, local, start)
-
-    async def _remote_finished(
-        self, info: RequestInfo, local: tuple[str, str, Policy], start: float
-    ) -> Decision:
-        return self._finish(await self._remote(info, *local), start)
-
-    def _finish(self, d: Decision, start: float) -> Decision:
-        self.metrics.observe(d, time.perf_counter() - start)
-        if d.reason is not None or d.would_deny is not None or d.degraded:
-            self._log(d)
-        return d
-
-    @staticmethod
-    def _misconfigured(exc: RouteConfigError) -> Decision:
-        log.error("route_misconfigured", extra=fields(detail=str(exc)))
-        return deny(Reason.ROUTE_MISCONFIGURED)
-
-    def _local(self, info: RequestInfo) -> Decision | tuple[str, str, Policy]:
-        """The decision if this process can make it alone; else what asking Redis needs:
-        (digest, key id, the tier table of this check)."""
+            log.error("route_misconfigured", extra=fields(detail=str(exc)))
+            return self._done(deny(Reason.ROUTE_MISCONFIGURED), None, start)
         if info.key is None:
-            return missing_key()
+            return self._done(missing_key(), info, start)
         identity = self._identify(info.key)
         if identity is None:
-            return invalid_key()
+            return self._done(invalid_key(), info, start)
         digest, key_id = identity
         if digest in self.unknown_keys:  # Redis said so within the last minute
-            return invalid_key(key_id)
+            return self._done(invalid_key(key_id), info, start)
         policy = self.policy  # one table for the whole check, even if a reload lands meanwhile
-        local = self._from_lease(info, key_id, digest, policy)
-        return local if local is not None else (digest, key_id, policy)
+        served = self._from_lease(info, key_id, digest, policy)
+        if served is not None:
+            return self._done(served, info, start)
+        return self._ask_store(info, key_id, digest, policy, start)
 
-    async def _remote(
-        self, info: RequestInfo, digest: str, key_id: str, policy: Policy
+    async def _ask_store(
+        self, info: RequestInfo, key_id: str, digest: str, policy: Policy, start: float
     ) -> Decision:
-        known = self._last_allowed.get(digest)
-        tier = policy.tier(known[1]) if known is not None else None
+        """The store's decision, after waiting for a renewal of the key's lease already under
+        way, if one is: its new lease may serve this check too."""
+        tier = policy.tier(self.store.tier_of(key_id))
         if tier is not None and tier.limiter is LimiterKind.LEASE:
             renewal = self.leases.renewal(key_id)
-            if renewal is not None:  # its new lease may serve this check too
+            if renewal is not None:
                 await renewal
-                local = self._from_lease(info, key_id, digest, policy)
-                if local is not None:
-                    return local
-        return await self._ask_store(info, key_id, digest, policy)
+                served = self._from_lease(info, key_id, digest, policy)
+                if served is not None:
+                    return self._done(served, info, start)
+        owed = self.leases.settle(key_id)
+        # One lease renewal per key at a time, and none while key changes cannot reach leases.
+        renewing = self.leases.accepting and self.leases.renewing(key_id)
+        call = ScriptCall.LEASE if renewing else ScriptCall.CHECK
+        request = StoreCheck(key_id, digest, info.cost, policy.tier_args(info.feature),
+                             owed.spent, owed.returned, call, owed.id)  # fmt: skip
+        try:
+            out = await self.store.check(request)
+        except StoreUnavailable as exc:
+            self.leases.retry(owed)
+            return self._done(self._store_error(info, key_id, digest, policy, exc), info, start)
+        except Overloaded as exc:
+            self.leases.retry(owed)
+            log.warning("overloaded", extra=fields(key_id=key_id, error=str(exc)))
+            return self._done(deny(Reason.OVERLOADED, key_id=key_id), info, start)
+        finally:
+            if renewing:
+                self.leases.renewed(key_id)
+            self._show_breaker()
+        if out.code is Code.OK:
+            if self._allowed.get(digest) != out.customer:
+                self._allowed[digest] = out.customer
+            self.leases.grant(key_id, digest, out)
+        elif out.code in (Code.UNKNOWN_KEY, Code.REVOKED, Code.PAYMENT):
+            self._allowed.pop(digest, None)
+            self.leases.close(key_id)
+            if out.code is Code.UNKNOWN_KEY:
+                self.unknown_keys.add(digest)
+        d = on_reply(info, key_id, out, policy.tier_for(out))
+        return self._done(self._stamped(d, info, out.now_ms / 1000), info, start)
 
     def _from_lease(
         self, info: RequestInfo, key_id: str, digest: str, policy: Policy
@@ -203,68 +189,13 @@ class AuthzServicer:
             return self._stamped(d, info, time.time()) if self.stamper is not None else d
         return None
 
-    async def _ask_store(
-        self, info: RequestInfo, key_id: str, digest: str, policy: Policy
-    ) -> Decision:
-        owed = self.leases.settle(key_id)
-        # One lease renewal per key at a time, and none while key changes cannot reach leases.
-        renewing = self.leases.accepting and self.leases.renewing(key_id)
-        try:
-            out = await self.store.check(
-                key_id, digest, info.cost, policy.tier_args(info.feature),
-                owed.spent, owed.returned, ScriptCall.LEASE if renewing else ScriptCall.CHECK, owed.id,
-            )  # fmt: skip
-        except StoreUnavailable as exc:
-            self.leases.retry(owed)
-            return self._store_error(info, key_id, digest, policy, exc)
-        except Overloaded as exc:
-            self.leases.retry(owed)
-            log.warning("overloaded", extra=fields(key_id=key_id, error=str(exc)))
-            return deny(Reason.OVERLOADED, key_id=key_id)
-        finally:
-            if renewing:
-                self.leases.renewed(key_id)
-            breaker = self.store.breaker_open
-            if breaker is not self._breaker_shown:  # prometheus' Gauge.set takes a lock
-                self._breaker_shown = breaker
-                self.metrics.breaker_open.set(1 if breaker else 0)
-        if out.code is Code.OK:
-            self._remember(digest, out.customer, out.tier)
-            self.leases.grant(key_id, digest, out)
-        elif out.code in (Code.UNKNOWN_KEY, Code.REVOKED, Code.PAYMENT):
-            self._last_allowed.pop(digest, None)
-            self.leases.close(key_id)
-            if out.code is Code.UNKNOWN_KEY:
-                self.unknown_keys.add(digest)
-        d = on_reply(info, key_id, out, policy.tier_for(out))
-        return self._stamped(d, info, out.now_ms / 1000) if self.stamper is not None else d
-
-    async def settle_leases(self) -> int:
-        """Send every settlement owed (expired or closed leases, failed settlements); returns
-        how many requests were counted. Failures stay owed, under the same settlement id."""
-        due = self.leases.due()
-        if not due:
-            return 0
-        policy = self.policy
-        results = await asyncio.gather(
-            *(self.store.check(s.key_id, s.digest, 0, policy.tier_args(None), s.spent,
-                                 s.returned, ScriptCall.SETTLE, s.id) for s in due),
-            return_exceptions=True,
-        )  # fmt: skip
-        counted = 0
-        for s, result in zip(due, results, strict=True):
-            if isinstance(result, BaseException):
-                self.leases.retry(s)
-            else:
-                counted += s.spent
-        return counted
-
     def _store_error(
         self, info: RequestInfo, key_id: str, digest: str, policy: Policy, exc: Exception
     ) -> Decision:
         self.metrics.store_errors.inc()
-        known = self._last_allowed.get(digest)
-        d = on_store_error(info, key_id, known, policy.tier(known[1]) if known else None)
+        customer = self._allowed.get(digest)
+        tier = policy.tier(self.store.tier_of(key_id)) if customer is not None else None
+        d = on_store_error(info, key_id, customer, tier)
         if d.degraded:
             now = time.time()
             self.buffer.add(self.store.usage_source(key_id), now)
@@ -273,31 +204,32 @@ class AuthzServicer:
         log.warning("store_error", extra=fields(key_id=key_id, error=str(exc)))
         return d
 
-    def _identify(self, key: str) -> tuple[str, str] | None:
-        """(digest, key id) of a well-formed key, or None. Well-formed keys seen before are
-        answered from a bounded map: the checksum and hash cost about 3 µs a check."""
-        known = self._identities.get(key)
-        if known is not None:
-            return known
-        if parse_key(key) is None:
-            return None
-        digest = self.hasher.digest(key)
-        if len(self._identities) >= IDENTITIES_MAX:
-            self._identities.pop(next(iter(self._identities)))  # the oldest entry
-        known = self._identities[key] = (digest, self.hasher.key_id(digest))
-        return known
+    def _stamped(self, d: Decision, info: RequestInfo, at: float) -> Decision:
+        """``d``, with its usage stamp if it lets a counted request through."""
+        if self.stamper is not None and d.reason is None:
+            d.request_id = info.request_id
+            source = self.store.usage_source(d.key_id)
+            d.usage_log = self.stamper.sign(source, d.key_id, d.tier, int(at))
+        return d
 
-    def _remember(self, digest: str, customer: str, tier: str) -> None:
-        if self._last_allowed.get(digest) == (customer, tier):
-            return
-        if len(self._last_allowed) >= KNOWN_KEYS_MAX:
-            self._last_allowed.pop(next(iter(self._last_allowed)))  # the oldest entry
-        self._last_allowed[digest] = (customer, tier)
+    def _done(self, d: Decision, info: RequestInfo | None, start: float) -> Decision:
+        self.metrics.observe(d, time.perf_counter() - start)
+        if (
+            d.reason is not None
+            or d.would_deny is not None
+            or d.degraded
+            or (self.log_allowed and random.random() < self.log_allowed)  # noqa: S311 (sampling)
+        ):
+            self._log(d, info.request_id if info is not None else "")
+        return d
 
-    def _log(self, d: Decision) -> None:
+    def _log(self, d: Decision, request_id: str) -> None:
+        """One decision log line, named by Envoy's x-request-id (so that it can be matched to
+        Envoy's access log) or, when Envoy sent none usable, by an id of authz's own."""
         log.info(
             "decision",
             extra=fields(
+                request_id=request_id if REQUEST_ID.match(request_id) else next(self._decision_ids),
                 reason=d.reason.value if d.reason else "ok",
                 would_deny=d.would_deny.value if d.would_deny else None,
                 degraded=d.degraded,
@@ -306,3 +238,61 @@ class AuthzServicer:
                 tier=d.tier,
             ),
         )
+
+    def _identify(self, key: str) -> tuple[str, str] | None:
+        """(digest, key id) of a well-formed key, or None."""
+        known = self._identities.get(key)
+        if known is not None:
+            return known
+        if parse_key(key) is None:
+            return None
+        digest = self.hasher.digest(key)
+        known = self._identities[key] = (digest, self.hasher.key_id(digest))
+        return known
+
+    def _show_breaker(self) -> None:
+        breaker = self.store.breaker_open
+        if breaker is not self._breaker_shown:  # prometheus' Gauge.set takes a lock
+            self._breaker_shown = breaker
+            self.metrics.breaker_open.set(1 if breaker else 0)
+
+    async def settle_leases(self) -> int:
+        """Send every settlement owed (expired or closed leases, failed settlements); returns
+        how many requests were counted. Failures stay owed, under the same settlement id."""
+        due = self.leases.due()
+        if not due:
+            return 0
+        args = self.policy.tier_args(None)
+        settlements = [StoreCheck(s.key_id, s.digest, 0, args, s.spent, s.returned,
+                                  ScriptCall.SETTLE, s.id) for s in due]  # fmt: skip
+        results = await asyncio.gather(
+            *(self.store.check(s) for s in settlements), return_exceptions=True
+        )
+        counted = 0
+        for s, result in zip(due, results, strict=True):
+            if isinstance(result, BaseException):
+                self.leases.retry(s)
+            else:
+                counted += s.spent
+        return counted
+
+    def unheard(self, d: Decision) -> None:
+        """``d`` was decided after Envoy stopped waiting for it: Envoy answered 503 itself. If
+        it was counted, that is counted here, and its stamp is left for the access-log
+        receiver, which refunds it when Envoy's entry for the request confirms the 503."""
+        if not d.allowed:
+            return
+        self.metrics.answers_unheard.inc()
+        if d.usage_log and REQUEST_ID.match(d.request_id):
+            task = asyncio.ensure_future(self.store.note_unheard(d.request_id, d.usage_log))
+            self._unheard_notes.add(task)
+            task.add_done_callback(self._noted)
+
+    def _unheard(self, decided: asyncio.Future[Decision]) -> None:
+        if not decided.cancelled() and decided.exception() is None:
+            self.unheard(decided.result())
+
+    def _noted(self, task: asyncio.Task[None]) -> None:
+        self._unheard_notes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("unheard_note_failed", extra=fields(error=str(task.exception())))

@@ -42,6 +42,10 @@ class AuthzSettings(StoreSettings, UsageLogSettings):
     # Lease tiers (limiter = "lease"): how long a lease may be spent locally before it is
     # settled; also the most a key's state change can take to reach a lease if pub/sub is down.
     lease_ttl_ms: float = env("TOLLWAY_LEASE_TTL_MS", 1000.0, "lease tiers: lease lifetime")
+    # Every denial, dry-run and degraded decision is logged; allowed ones are this share of
+    # all (0 to 1), each named by Envoy's x-request-id to match Envoy's access log.
+    log_allowed: float = env("TOLLWAY_AUTHZ_LOG_ALLOWED", 0.0,
+                             "share of allowed decisions logged, 0 to 1")  # fmt: skip
     # Usage is counted per key per window; metering drains closed windows.
     usage_window_s: int = env("TOLLWAY_USAGE_WINDOW_S", 60, "usage counter window in seconds")
     # Where usage counted while Redis was down is kept if the process must exit before Redis
@@ -64,6 +68,8 @@ class AuthzSettings(StoreSettings, UsageLogSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not 0.0 <= self.log_allowed <= 1.0:
+            raise SettingsError(f"TOLLWAY_AUTHZ_LOG_ALLOWED={self.log_allowed}: expected 0 to 1")
         if self.mode not in MODES:
             raise SettingsError(
                 f"TOLLWAY_AUTHZ_MODE={self.mode!r}: expected one of {', '.join(MODES)}"

@@ -22,12 +22,11 @@ this machine).
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
-import secrets
 from dataclasses import dataclass
 
 from tollway.compare import same
+from tollway.nonces import nonces
 
 METADATA_KEY = "x-tollway-usage-log"  # the dynamic metadata key, and authz's HTTP answer header
 NAMESPACE = "envoy.filters.http.ext_authz"  # where Envoy files ext_authz's metadata
@@ -60,15 +59,14 @@ class Stamper:
         if not secret:
             raise ValueError("the usage log secret is empty")
         self._key = hashlib.sha256(secret.encode()).digest()  # BLAKE2b keys are <= 64 bytes
-        self._prefix = secrets.token_hex(8)  # 64 bits: no two processes share one
-        self._count = itertools.count()
+        self._nonces = nonces()
 
     def _sig(self, body: str) -> str:
         return hashlib.blake2b(body.encode(), key=self._key, digest_size=_SIG_BYTES).hexdigest()
 
     def sign(self, source: str, key_id: str, tier: str, at: int) -> str:
         """The stamp's text for one counted request, under a nonce never used before."""
-        body = f"{self._prefix}{next(self._count):x}|{source}|{key_id}|{tier}|{at}"
+        body = f"{next(self._nonces)}|{source}|{key_id}|{tier}|{at}"
         return f"{body}|{self._sig(body)}"
 
     def read(self, text: str) -> Stamp | None:

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from authz.breaker import Breaker
 from authz.check_reply import Code
-from authz.limiter import Limiter
+from authz.check_store import StoreCheck
 from authz.policy import Policy
+from authz.redis_check_store import RedisCheckStore
 from authz.redis_pipe import open_pipe
 from tests.support import TEST_TIERS
 from tollway import schema
@@ -30,12 +31,12 @@ T0 = 1_767_225_600_000
 POLICY = Policy(parse_tiers(TEST_TIERS, "test"))
 
 
-def limiter(pipe, redis, clock: FixedClock) -> Limiter:
-    return Limiter(pipe, redis, clock, Breaker(3, 1.0), deadline_s=5.0, usage_window_s=60)
+def limiter(pipe, redis, clock: FixedClock) -> RedisCheckStore:
+    return RedisCheckStore(pipe, redis, clock, Breaker(3, 1.0), deadline_s=5.0, usage_window_s=60)
 
 
-async def check(lim: Limiter, rec: KeyRecord) -> Code:
-    return (await lim.check(rec.key_id, rec.hash, 1, POLICY.tier_args(None))).code
+async def check(lim: RedisCheckStore, rec: KeyRecord) -> Code:
+    return (await lim.check(StoreCheck(rec.key_id, rec.hash, 1, POLICY.tier_args(None)))).code
 
 
 async def usage(redis, source: str) -> int:
@@ -97,7 +98,7 @@ async def test_a_tier_change_keeps_the_quota_used_and_clamps_the_bucket(redis, p
         assert await check(lim, rec) is Code.OK
     await store.sync_account("sub_tc", "cus_tc", 2, {"tier": "free", "status": "active"})
     assert await store.sync(rec.key_id, 2, {"tier": "free"}) == 1
-    out = await lim.check(rec.key_id, rec.hash, 1, POLICY.tier_args(None))
+    out = await lim.check(StoreCheck(rec.key_id, rec.hash, 1, POLICY.tier_args(None)))
     assert (out.code, out.tier, out.quota_used, out.remaining) == (Code.OK, "free", 11, 4)
 
 
@@ -194,7 +195,7 @@ async def test_an_account_s_own_limits_replace_its_tier_s_until_cleared(redis, p
     with pytest.raises(KeyNotFound):
         await accounts.set_limits("cus_nobody", {"burst": 2}, clear=False)
     await accounts.set_limits("cus_o", {"burst": 2, "monthly_quota": 4}, clear=False)
-    out = await lim.check(rec.key_id, rec.hash, 1, POLICY.tier_args(None))
+    out = await lim.check(StoreCheck(rec.key_id, rec.hash, 1, POLICY.tier_args(None)))
     assert out.code is Code.OK and out.limits == (1.0, 2, 4, None)
     assert POLICY.tier_for(out).burst == 2  # what the RateLimit headers quote
     assert [await check(lim, rec) for _ in range(2)] == [Code.OK, Code.RATE]
@@ -204,10 +205,12 @@ async def test_an_account_s_own_limits_replace_its_tier_s_until_cleared(redis, p
     clock.advance(10_000)  # the bucket refills
     assert (await accounts.show("cus_o")).overrides == {"features": "reports"}
     args = POLICY.tier_args("reports")  # free lacks it; the account has it now
-    assert (await lim.check(rec.key_id, rec.hash, 1, args)).code is Code.OK
-    assert (await lim.check(rec.key_id, rec.hash, 1, POLICY.tier_args("x"))).code is Code.FEATURE
+    assert (await lim.check(StoreCheck(rec.key_id, rec.hash, 1, args))).code is Code.OK
+    assert (
+        await lim.check(StoreCheck(rec.key_id, rec.hash, 1, POLICY.tier_args("x")))
+    ).code is Code.FEATURE
     await accounts.set_limits("cus_o", {}, clear=True)
-    out = await lim.check(rec.key_id, rec.hash, 1, POLICY.tier_args("reports"))
+    out = await lim.check(StoreCheck(rec.key_id, rec.hash, 1, POLICY.tier_args("reports")))
     assert out.code is Code.FEATURE and out.limits is None
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from authz.breaker import Breaker
 from authz.check_reply import Code
-from authz.limiter import Limiter
+from authz.check_store import StoreCheck
 from authz.policy import Policy
+from authz.redis_check_store import RedisCheckStore
 from tests.support import TEST_TIERS, RecordingPipe, redis_dump
 from tollway import schema
 from tollway.clock import FixedClock, RedisTime
@@ -34,7 +35,7 @@ class Harness:
         self.pipelines = 0
         self.accounts = 0
         self.account: dict[str, str] = {}  # key id -> account
-        self.limiter = Limiter(pipe, redis, clock, Breaker(3, 1.0), deadline_s=2.0, usage_window_s=60,
+        self.limiter = RedisCheckStore(pipe, redis, clock, Breaker(3, 1.0), deadline_s=2.0, usage_window_s=60,
                                on_pipeline=self._count)  # fmt: skip
 
     def _count(self) -> None:
@@ -62,7 +63,7 @@ class Harness:
         return schema.account_state(self.account[kid])
 
     async def check(self, kid: str, digest: str, cost: int = 1, feature: str | None = None):
-        return await self.limiter.check(kid, digest, cost, POLICY.tier_args(feature))
+        return await self.limiter.check(StoreCheck(kid, digest, cost, POLICY.tier_args(feature)))
 
     async def usage(self, kid: str) -> dict[str, str]:
         return await self.redis.hgetall(schema.usage(self.account[kid]))
@@ -288,7 +289,7 @@ async def test_a_check_sends_the_same_arguments_with_3_or_500_tiers(redis, pipe)
         policy = Policy(parse_tiers(many_tiers(n), "test"))
         _, kid, digest = await h.key("custom250" if n else "pro", customer=f"cus_t{n}")
         for _ in range(3):
-            out = await h.limiter.check(kid, digest, 1, policy.tier_args(None))
+            out = await h.limiter.check(StoreCheck(kid, digest, 1, policy.tier_args(None)))
             assert out.code is Code.OK
         assert h.pipelines == 4  # the key's directory entry, then three checks
         sizes[n] = {len(cmd) for cmd in recording.sent}
@@ -307,7 +308,7 @@ async def test_a_tier_change_is_seen_on_the_next_check(h):
     out = await h.check(kid, digest)
     assert (out.code, out.tier) == (Code.OK, "pro")
     assert h.pipelines == before + 2
-    assert h.limiter.key_tiers[kid] == "pro"
+    assert h.limiter.tier_of(kid) == "pro"
 
 
 async def test_a_tier_table_reload_applies_to_the_next_check(h):
@@ -315,7 +316,7 @@ async def test_a_tier_table_reload_applies_to_the_next_check(h):
     _, kid, digest = await h.key("capped")  # quota 3, block
     assert (await h.check(kid, digest)).code is Code.OK
     tighter = Policy(parse_tiers(TEST_TIERS.replace("monthly_quota = 3", "monthly_quota = 1"), "t"))
-    out = await h.limiter.check(kid, digest, 1, tighter.tier_args(None))
+    out = await h.limiter.check(StoreCheck(kid, digest, 1, tighter.tier_args(None)))
     assert out.code is Code.QUOTA
 
 

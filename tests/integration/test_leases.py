@@ -11,11 +11,11 @@ from prometheus_client import CollectorRegistry
 
 from authz import invalidation
 from authz.breaker import Breaker
-from authz.check_store import ScriptCall
+from authz.check_store import ScriptCall, StoreCheck
 from authz.leases import LeaseBook
-from authz.limiter import Limiter
 from authz.metrics import AuthzMetrics
 from authz.policy import Policy
+from authz.redis_check_store import RedisCheckStore
 from authz.servicer import AuthzServicer
 from authz.usage_buffer import UsageBuffer
 from tests.support import RecordingPipe, check_request
@@ -54,7 +54,7 @@ class Stack:
         self.redis = redis
         self.pipelines = 0
         self.sent = RecordingPipe(pipe)
-        self.limiter = Limiter(self.sent, redis, clock or FixedClock(T0), Breaker(3, 1.0), 2.0, 60,
+        self.limiter = RedisCheckStore(self.sent, redis, clock or FixedClock(T0), Breaker(3, 1.0), 2.0, 60,
                                on_pipeline=self._count)  # fmt: skip
         self.leases = LeaseBook(ttl_s=60.0)
         self.service = AuthzServicer(POLICY, self.limiter, KeyHasher(), UsageBuffer(60),
@@ -97,8 +97,12 @@ async def test_a_settlement_retried_with_the_same_id_counts_once(redis, pipe):
     _, rec = await s.store.create("leased", "cus_1")
     args = POLICY.tier_args(None)
     for _ in range(2):  # the second call is a retry of the first, whose answer was "lost"
-        await s.limiter.check(rec.key_id, rec.hash, 0, args, 7, 3, ScriptCall.SETTLE, "abc123")
-    await s.limiter.check(rec.key_id, rec.hash, 0, args, 2, 0, ScriptCall.SETTLE, "def456")
+        await s.limiter.check(
+            StoreCheck(rec.key_id, rec.hash, 0, args, 7, 3, ScriptCall.SETTLE, "abc123")
+        )
+    await s.limiter.check(
+        StoreCheck(rec.key_id, rec.hash, 0, args, 2, 0, ScriptCall.SETTLE, "def456")
+    )
     assert await s.counted(rec.account) == 9
 
 

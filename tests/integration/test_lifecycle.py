@@ -20,8 +20,9 @@ from hypothesis.stateful import (
 
 from authz.breaker import Breaker
 from authz.check_reply import Code
-from authz.limiter import Limiter
+from authz.check_store import StoreCheck
 from authz.policy import Policy
+from authz.redis_check_store import RedisCheckStore
 from authz.redis_pipe import open_pipe
 from portal.own_keys import OwnKeys
 from tests.support import TEST_TIERS
@@ -48,11 +49,13 @@ class Rig:
         self.clock = FixedClock(T0)
         self.store = KeyStore(redis, KeyHasher())
         self.keys = Lifecycle(self.store, self.clock)
-        self.limiter = Limiter(pipe, redis, self.clock, Breaker(3, 1.0), deadline_s=5.0,
+        self.limiter = RedisCheckStore(pipe, redis, self.clock, Breaker(3, 1.0), deadline_s=5.0,
                                usage_window_s=60)  # fmt: skip
 
     async def check(self, rec: KeyRecord) -> Code:
-        return (await self.limiter.check(rec.key_id, rec.hash, 1, POLICY.tier_args(None))).code
+        return (
+            await self.limiter.check(StoreCheck(rec.key_id, rec.hash, 1, POLICY.tier_args(None)))
+        ).code
 
     async def state(self, rec: KeyRecord) -> KeyState:
         return await self.keys.state(await self.store.get(rec.key_id))

@@ -10,9 +10,9 @@ from redis.asyncio.cluster import RedisCluster
 
 from authz.breaker import Breaker
 from authz.check_reply import Code
-from authz.check_store import Overloaded, StoreUnavailable
-from authz.limiter import Limiter
+from authz.check_store import Overloaded, StoreCheck, StoreUnavailable
 from authz.policy import Policy
+from authz.redis_check_store import RedisCheckStore
 from authz.redis_pipe import open_pipe
 from authz.usage_buffer import UsageBuffer
 from devkit.stack import free_port
@@ -43,14 +43,14 @@ async def test_slow_redis_times_out_and_opens_the_breaker(redis, redis_server):
     """A blocked Redis costs one short timeout per call until the breaker opens; then none."""
     _, record = await KeyStore(redis, KeyHasher()).create("pro", "cus_1")
     client = open_pipe(redis_server, timeout_s=0.05)  # as authz connects
-    limiter = Limiter(client, redis, RedisTime(), Breaker(3, 30.0), deadline_s=1.0,
+    limiter = RedisCheckStore(client, redis, RedisTime(), Breaker(3, 30.0), deadline_s=1.0,
                       usage_window_s=60)  # fmt: skip
     try:
         # Warm up (connect, load the script). On a busy machine a 50 ms read can miss, so a few
         # tries, and the breaker forgets them: warm-up hiccups are not what is tested.
         for _ in range(20):
             try:
-                await limiter.check(record.key_id, record.hash, 1, ARGS)
+                await limiter.check(StoreCheck(record.key_id, record.hash, 1, ARGS))
                 break
             except StoreUnavailable:
                 await asyncio.sleep(0.05)
@@ -61,7 +61,7 @@ async def test_slow_redis_times_out_and_opens_the_breaker(redis, redis_server):
         start = time.perf_counter()
         for _ in range(5):
             with pytest.raises(StoreUnavailable) as err:
-                await limiter.check(record.key_id, record.hash, 1, ARGS)
+                await limiter.check(StoreCheck(record.key_id, record.hash, 1, ARGS))
             errors.append(str(err.value))
         # Five calls against a Redis blocked for 3 s return long before it wakes up (on a
         # cluster each failure also refreshes the slot map, see connect()).
@@ -78,17 +78,17 @@ async def test_missed_deadline_is_overloaded_and_does_not_blame_redis(redis, red
     """Running out of the check deadline is Overloaded: the breaker stays closed."""
     _, record = await KeyStore(redis, KeyHasher()).create("pro", "cus_1")
     client = open_pipe(redis_server, timeout_s=None)  # no read timeout: only the deadline
-    limiter = Limiter(client, redis, RedisTime(), Breaker(1, 30.0), deadline_s=2.0,
+    limiter = RedisCheckStore(client, redis, RedisTime(), Breaker(1, 30.0), deadline_s=2.0,
                       usage_window_s=60)  # fmt: skip
     try:
         # Warm up (connect, load the script) with room to spare: that is not what is tested.
-        await limiter.check(record.key_id, record.hash, 1, ARGS)
+        await limiter.check(StoreCheck(record.key_id, record.hash, 1, ARGS))
         limiter.deadline_s = 0.05
         blocker = asyncio.create_task(sleep_redis(redis, record.account, 0.3))
         await asyncio.sleep(0.05)
         for _ in range(3):
             with pytest.raises(Overloaded, match="check took over 50 ms"):
-                await limiter.check(record.key_id, record.hash, 1, ARGS)
+                await limiter.check(StoreCheck(record.key_id, record.hash, 1, ARGS))
         assert not limiter.breaker.is_open
         await blocker
     finally:
@@ -98,10 +98,10 @@ async def test_missed_deadline_is_overloaded_and_does_not_blame_redis(redis, red
 async def test_unreachable_redis_is_store_unavailable():
     """A refused connection surfaces as StoreUnavailable, never as a raw exception."""
     client = open_pipe(f"redis://127.0.0.1:{free_port()}/0", timeout_s=None)
-    limiter = Limiter(client, None, RedisTime(), Breaker(3, 1.0), deadline_s=0.5,
+    limiter = RedisCheckStore(client, None, RedisTime(), Breaker(3, 1.0), deadline_s=0.5,
                       usage_window_s=60)  # fmt: skip
     with pytest.raises(StoreUnavailable, match="ConnectionError"):
-        await limiter.check("0123456789abcdef", "0" * 64, 1, ARGS)
+        await limiter.check(StoreCheck("0123456789abcdef", "0" * 64, 1, ARGS))
     await client.aclose()
 
 
@@ -133,19 +133,23 @@ async def test_a_check_redis_runs_after_its_deadline_changes_nothing(redis, redi
     already refused is never billed."""
     _, record = await KeyStore(redis, KeyHasher()).create("pro", "cus_1")
     client = open_pipe(redis_server, timeout_s=None)  # this test waits for the late answer
-    limiter = Limiter(client, redis, RedisTime(), Breaker(3, 30.0), deadline_s=2.0,
+    limiter = RedisCheckStore(client, redis, RedisTime(), Breaker(3, 30.0), deadline_s=2.0,
                       usage_window_s=60, expire_after_ms=50)  # fmt: skip
     usage = schema.usage(record.account)
     try:
-        await limiter.check(record.key_id, record.hash, 1, ARGS)  # also learns Redis's clock
+        await limiter.check(
+            StoreCheck(record.key_id, record.hash, 1, ARGS)
+        )  # also learns Redis's clock
         assert limiter.redis_clock.offset_ms is not None
         blocker = asyncio.create_task(sleep_redis(redis, record.account, 0.3))
         await asyncio.sleep(0.05)
         with pytest.raises(StoreUnavailable, match="after its deadline; nothing was counted"):
-            await limiter.check(record.key_id, record.hash, 1, ARGS)
+            await limiter.check(StoreCheck(record.key_id, record.hash, 1, ARGS))
         await blocker
         assert sum(map(int, (await redis.hgetall(usage)).values())) == 1
-        assert (await limiter.check(record.key_id, record.hash, 1, ARGS)).code is Code.OK
+        assert (
+            await limiter.check(StoreCheck(record.key_id, record.hash, 1, ARGS))
+        ).code is Code.OK
         assert sum(map(int, (await redis.hgetall(usage)).values())) == 2
     finally:
         await client.aclose()

@@ -13,9 +13,9 @@ import pytest
 
 from authz.breaker import Breaker
 from authz.check_reply import Code
-from authz.check_store import StoreUnavailable
-from authz.limiter import Limiter
+from authz.check_store import StoreCheck, StoreUnavailable
 from authz.policy import Policy
+from authz.redis_check_store import KnownKey, RedisCheckStore
 from authz.redis_cluster import RedisClusterPipe, slot_of
 from authz.redis_node import ReplyError
 from authz.redis_pipe import NodePipe, open_pipe
@@ -105,12 +105,12 @@ async def node_port(pipe, rec: KeyRecord) -> int:
     return pipe.port
 
 
-def limiter(pipe, redis, breaker: Breaker | None = None, *known: KeyRecord) -> Limiter:
+def limiter(pipe, redis, breaker: Breaker | None = None, *known: KeyRecord) -> RedisCheckStore:
     """A limiter; the accounts of ``known`` keys already learnt (as after their first check),
     so that a pipe to one node sends it nothing but those keys' checks."""
-    lim = Limiter(pipe, redis, RedisTime(), breaker or Breaker(1000, 1.0), deadline_s=5.0,
+    lim = RedisCheckStore(pipe, redis, RedisTime(), breaker or Breaker(1000, 1.0), deadline_s=5.0,
                   usage_window_s=60)  # fmt: skip
-    lim.key_accounts.update({rec.key_id: rec.account for rec in known})
+    lim.keys.update({rec.key_id: KnownKey(rec.account, "") for rec in known})
     return lim
 
 
@@ -124,7 +124,9 @@ async def test_replies_split_byte_by_byte_are_matched_in_order(redis, pipe):
     async with Proxy(await node_port(pipe, rec), chunk=1) as proxy:
         node = NodePipe("127.0.0.1", proxy.port, 5.0)
         lim = limiter(node, redis, None, rec)
-        outs = await asyncio.gather(*(lim.check(rec.key_id, rec.hash, 1, ARGS) for _ in range(30)))
+        outs = await asyncio.gather(
+            *(lim.check(StoreCheck(rec.key_id, rec.hash, 1, ARGS)) for _ in range(30))
+        )
         await node.aclose()
     assert [o.code for o in outs] == [Code.OK] * 30
     assert sorted(o.quota_used for o in outs) == list(range(1, 31))
@@ -146,11 +148,13 @@ async def test_an_error_reply_answers_its_own_command_only(pipe):
 async def test_noscript_after_script_flush_loads_the_script_again(redis, pipe):
     _, rec = await KeyStore(redis, KeyHasher()).create("business", "cus_1")
     lim = limiter(pipe, redis)
-    assert (await lim.check(rec.key_id, rec.hash, 1, ARGS)).code is Code.OK
+    assert (await lim.check(StoreCheck(rec.key_id, rec.hash, 1, ARGS))).code is Code.OK
     nodes = list(pipe.nodes.values()) if isinstance(pipe, RedisClusterPipe) else [pipe]
     for node in nodes:
         assert await node.execute([("SCRIPT", "FLUSH")]) == ["OK"]
-    outs = await asyncio.gather(*(lim.check(rec.key_id, rec.hash, 1, ARGS) for _ in range(5)))
+    outs = await asyncio.gather(
+        *(lim.check(StoreCheck(rec.key_id, rec.hash, 1, ARGS)) for _ in range(5))
+    )
     assert [o.code for o in outs] == [Code.OK] * 5
     assert await used(redis, rec) == 6
 
@@ -164,17 +168,18 @@ async def test_a_connection_dropped_mid_pipeline_answers_every_check_once(redis,
         node = NodePipe("127.0.0.1", proxy.port, 5.0)
         lim = limiter(node, redis, None, rec)
         # Warm: the script is loaded and the key's tier learned, so the 30 go in one pipeline.
-        assert (await lim.check(rec.key_id, rec.hash, 1, ARGS)).code is Code.OK
+        assert (await lim.check(StoreCheck(rec.key_id, rec.hash, 1, ARGS))).code is Code.OK
         proxy.cut_after = 600
         outs = await asyncio.gather(
-            *(lim.check(rec.key_id, rec.hash, 1, ARGS) for _ in range(30)), return_exceptions=True
+            *(lim.check(StoreCheck(rec.key_id, rec.hash, 1, ARGS)) for _ in range(30)),
+            return_exceptions=True,
         )
         answered = [o for o in outs if not isinstance(o, BaseException)]
         errors = [o for o in outs if isinstance(o, BaseException)]
         assert all(isinstance(e, StoreUnavailable) and "connection lost" in str(e) for e in errors)
         assert 0 < len(answered) < 30 and all(o.code is Code.OK for o in answered)
         assert await used(redis, rec) == 1 + 30
-        assert (await lim.check(rec.key_id, rec.hash, 1, ARGS)).code is Code.OK
+        assert (await lim.check(StoreCheck(rec.key_id, rec.hash, 1, ARGS))).code is Code.OK
         assert proxy.connections == 2
         await node.aclose()
         await asyncio.sleep(0)  # the proxy's handlers see the close
@@ -210,7 +215,7 @@ async def test_moved_follows_the_slot_and_fixes_the_map(redis, cluster_pipe):
     right = pipe._slots[slot]
     pipe._slots[slot] = next(a for a in set(pipe._slots) if a != right)
     lim = limiter(pipe, redis, None, rec)  # only the check goes to the mis-mapped slot
-    assert (await lim.check(rec.key_id, rec.hash, 1, ARGS)).code is Code.OK
+    assert (await lim.check(StoreCheck(rec.key_id, rec.hash, 1, ARGS))).code is Code.OK
     assert pipe._slots[slot] == right
 
 
@@ -299,7 +304,9 @@ async def test_a_primary_killed_and_replaced_by_its_replica(tmp_path, redis_mode
         recs = [(await store.create("pro", f"cus_{i}"))[1] for i in range(12)]
         assert isinstance(pipe, RedisClusterPipe)
         lim = limiter(pipe, redis)
-        assert {(await lim.check(r.key_id, r.hash, 1, ARGS)).code for r in recs} == {Code.OK}
+        assert {(await lim.check(StoreCheck(r.key_id, r.hash, 1, ARGS))).code for r in recs} == {
+            Code.OK
+        }
         await asyncio.sleep(0.5)  # replication on loopback: well within this
         victim = await node_port(pipe, recs[0])
         replica = cluster.replica_of(victim)
@@ -311,7 +318,8 @@ async def test_a_primary_killed_and_replaced_by_its_replica(tmp_path, redis_mode
         deadline = time.monotonic() + 20
         while True:
             outs = await asyncio.gather(
-                *(lim.check(r.key_id, r.hash, 1, ARGS) for r in recs), return_exceptions=True
+                *(lim.check(StoreCheck(r.key_id, r.hash, 1, ARGS)) for r in recs),
+                return_exceptions=True,
             )
             for rec, out in zip(recs, outs, strict=True):
                 if isinstance(out, BaseException):

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from authz.breaker import Breaker
-from authz.check_store import StoreUnavailable
-from authz.limiter import Limiter
+from authz.check_store import StoreCheck, StoreUnavailable
+from authz.redis_check_store import RedisCheckStore
 from authz.redis_node import StoreConnectionError
 from tollway.clock import RedisTime
 
@@ -41,18 +41,18 @@ async def test_a_failed_pipeline_is_a_store_failure_and_the_breaker_recovers():
     clock = [0.0]
     breaker = Breaker(2, 1.0, now=lambda: clock[0])
     client = Broken()
-    limiter = Limiter(client, None, RedisTime(), breaker, deadline_s=1.0, usage_window_s=60)
+    limiter = RedisCheckStore(client, None, RedisTime(), breaker, deadline_s=1.0, usage_window_s=60)
     for _ in range(2):
         with pytest.raises(StoreUnavailable, match="StoreConnectionError"):
-            await limiter.check("0123456789abcdef", "0" * 64, 1, lambda name: ())
+            await limiter.check(StoreCheck("0123456789abcdef", "0" * 64, 1, lambda name: ()))
     assert breaker.is_open
     clock[0] = 1.5  # cooled down: the next check is the probe, and it fails too
     with pytest.raises(StoreUnavailable, match="StoreConnectionError"):
-        await limiter.check("0123456789abcdef", "0" * 64, 1, lambda name: ())
+        await limiter.check(StoreCheck("0123456789abcdef", "0" * 64, 1, lambda name: ()))
     assert breaker.is_open and not breaker.probing  # the probe resolved: it did not stick
     client.healthy = True
     clock[0] = 3.0
     assert (
-        await limiter.check("0123456789abcdef", "0" * 64, 1, lambda name: ())
+        await limiter.check(StoreCheck("0123456789abcdef", "0" * 64, 1, lambda name: ()))
     ).customer == "cus_1"
     assert not breaker.is_open

@@ -27,7 +27,7 @@ DECISIONS = {
     "ok, bearer, other key": on_reply(BEARER, "kid2", ok("pro", remaining=19), TABLE.get("pro")),
     "ok in grace": on_reply(REQ, "kid1", ok(grace_until=1_900_000_000), TABLE.get("free")),
     "ok, dry run": on_reply(REQ, "kid1", ok(would_deny=Code.RATE), TABLE.get("free")),
-    "degraded": on_store_error(REQ, "kid1", ("cus_1", "free"), TABLE.get("free")),
+    "degraded": on_store_error(REQ, "kid1", "cus_1", TABLE.get("free")),
     "missing key": missing_key(),
     "invalid key": invalid_key("kid1"),
     "rate limited": on_reply(REQ, "kid1", CheckReply(Code.RATE, "free", "cus_1", wait_ms=700), TABLE.get("free")),

@@ -10,7 +10,7 @@ from google.rpc import code_pb2
 from prometheus_client import CollectorRegistry
 
 from authz.check_reply import CheckReply, Code
-from authz.check_store import Overloaded, ScriptCall, StoreUnavailable
+from authz.check_store import Overloaded, ScriptCall, StoreCheck, StoreUnavailable
 from authz.metrics import AuthzMetrics
 from authz.policy import ARGS_PER_TIER, Policy
 from authz.servicer import AuthzServicer
@@ -27,17 +27,19 @@ class FakeStore:
         self.breaker_open = False
         self.calls: list[tuple[str, str, int, tuple[str, ...]]] = []
         self.modes: list[object] = []
+        self.tiers: dict[str, str] = {}  # key id -> the tier last answered
         self.outcome = CheckReply(Code.OK, "free", "cus_1", remaining=4, wait_ms=1000)
         self.down = False
         self.overloaded = False
 
-    async def check(self, key_id, digest, cost, tier_args, *lease):
-        self.calls.append((key_id, digest, cost, tier_args))
-        self.modes.append(lease[2] if len(lease) > 2 else None)
+    async def check(self, request: StoreCheck):
+        self.calls.append((request.key_id, request.digest, request.cost, request.tier_args))
+        self.modes.append(request.call)
         if self.down:
             raise StoreUnavailable("ConnectionError: refused")
         if self.overloaded:
             raise Overloaded("check took over 200 ms")
+        self.tiers[request.key_id] = self.outcome.tier
         return self.outcome
 
     async def write_back(self, buffer):
@@ -45,6 +47,9 @@ class FakeStore:
 
     def usage_source(self, key_id: str) -> str:
         return "sub_1"  # the key's account
+
+    def tier_of(self, key_id: str) -> str:
+        return self.tiers.get(key_id, "")
 
 
 def stall(fake: FakeStore) -> asyncio.Event:
@@ -308,3 +313,32 @@ async def test_with_a_usage_log_secret_a_counted_check_carries_its_stamp_and_an_
         await asyncio.sleep(0)
     assert [rid for rid, _ in notes] == ["rid-2"]
     assert stamper.read(notes[0][1]) is not None
+
+
+def decisions_logged(caplog) -> list[dict[str, object]]:
+    return [r.fields for r in caplog.records if r.getMessage() == "decision"]  # type: ignore[attr-defined]
+
+
+async def test_every_decision_line_names_its_request(caplog):
+    """A denial is logged with Envoy's x-request-id; one without a usable id (none, or one
+    no log should carry) gets an id of authz's own; an allowed check is not logged unless
+    sampled."""
+    caplog.set_level("INFO", logger="tollway.authz")
+    fake = FakeStore()
+    svc = service(fake)
+    await call(svc, check_request({"x-request-id": "rid-7"}))  # no key: 401
+    await call(svc, check_request({"x-request-id": "bad id\n{}"}))
+    await call(svc, check_request({"x-api-key": generate_key(), "x-request-id": "rid-8"}))
+    logged = decisions_logged(caplog)
+    assert [d["reason"] for d in logged] == ["missing_api_key", "missing_api_key"]
+    assert logged[0]["request_id"] == "rid-7"
+    assert str(logged[1]["request_id"]).startswith("authz-")
+
+
+async def test_allowed_decisions_are_logged_when_sampled(caplog):
+    """log_allowed = 1: every allowed decision is logged too, with its request id."""
+    caplog.set_level("INFO", logger="tollway.authz")
+    svc = service(FakeStore())
+    svc.log_allowed = 1.0
+    await call(svc, check_request({"x-api-key": generate_key(), "x-request-id": "rid-9"}))
+    assert [(d["reason"], d["request_id"]) for d in decisions_logged(caplog)] == [("ok", "rid-9")]

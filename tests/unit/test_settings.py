@@ -75,7 +75,8 @@ def test_a_cluster_is_chosen_by_url_or_by_setting():
 
 def test_an_unknown_redis_scheme_is_a_clear_error():
     with pytest.raises(
-        SettingsError, match="TOLLWAY_REDIS_URL='http://x': expected a URL starting with one of redis://"
+        SettingsError,
+        match="TOLLWAY_REDIS_URL='http://x': expected a URL starting with one of redis://",
     ):
         load(AuthzSettings, {"TOLLWAY_REDIS_URL": "http://x"})
 

@@ -1,4 +1,5 @@
-"""The one Redis round trip per check: check.lua, coalesced, under a deadline and a breaker.
+"""The Redis check store: check.lua, one round trip per check, coalesced, under a deadline and
+a breaker.
 
 The round trip goes over the lean pipelined client (authz/redis_pipe.py), not redis-py;
 redis-py is used here only for the rare write-back of usage buffered while Redis was away.
@@ -21,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from authz.bounded import BoundedMap
 from authz.breaker import Breaker
 from authz.check_reply import CheckReply, Code
-from authz.check_store import Overloaded, ScriptCall, StoreUnavailable
-from authz.policy import TierArgs
+from authz.check_store import Overloaded, ScriptCall, StoreCheck, StoreUnavailable
 from authz.redis_clock import RedisClock
 from authz.redis_node import ReplyLost
 from authz.redis_pipe import ScriptPipe, is_noscript
@@ -39,10 +41,9 @@ from tollway.usage_log import UNHEARD_TTL_S
 # One batch never carries more than this many checks; the rest go in the next pipeline.
 MAX_BATCH = 256
 
-# How many keys' tiers and accounts are remembered (the oldest is forgotten first). A
+# How many keys' accounts and tiers are remembered (the oldest is forgotten first). A
 # forgotten or stale entry costs one extra round trip, never a wrong answer.
-KEY_TIERS_MAX = 100_000
-KEY_ACCOUNTS_MAX = 100_000
+KNOWN_KEYS_MAX = 100_000
 
 # A key id with no directory entry: no such key.
 NO_KEY = CheckReply(Code.UNKNOWN_KEY)
@@ -55,7 +56,16 @@ Queued = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
 WRITE_BACK_TIMEOUT_S = 1.0
 
 
-class Limiter:
+@dataclass(slots=True)
+class KnownKey:
+    """What this process knows of a key: its account (where its check runs; a key never
+    changes account) and the tier check.lua last reported for it ("" for none yet)."""
+
+    account: str
+    tier: str
+
+
+class RedisCheckStore:
     def __init__(
         self,
         pipe: ScriptPipe,
@@ -89,16 +99,19 @@ class Limiter:
         self._on_reply_lost = on_reply_lost
         self.expire_after_ms = expire_after_ms
         self.redis_clock = RedisClock()
-        self.key_tiers: dict[str, str] = {}  # key id -> tier name check.lua last reported
-        # key id -> its account: where its check runs (docs/accounts.md)
-        self.key_accounts: dict[str, str] = {}
+        self.keys: BoundedMap[str, KnownKey] = BoundedMap(KNOWN_KEYS_MAX)  # by key id
 
     @property
     def breaker_open(self) -> bool:
         return self.breaker.is_open
 
     def usage_source(self, key_id: str) -> str:
-        return self.key_accounts.get(key_id) or key_id
+        known = self.keys.get(key_id)
+        return known.account if known is not None else key_id
+
+    def tier_of(self, key_id: str) -> str:
+        known = self.keys.get(key_id)
+        return known.tier if known is not None else ""
 
     async def note_unheard(self, request_id: str, stamp: str) -> None:
         # Off the check path (rare: a check Envoy gave up on), so through redis-py.
@@ -117,91 +130,49 @@ class Limiter:
         self.breaker.success()
         return n
 
-    async def check(
-        self,
-        key_id: str,
-        digest: str,
-        cost: int,
-        tier_args: TierArgs,
-        spent: int = 0,
-        returned: int = 0,
-        call: ScriptCall = ScriptCall.CHECK,
-        settlement: str = "",
-    ) -> CheckReply:
-        """Run check.lua for one request, or (``ScriptCall.SETTLE``, cost 0) only settle a lease:
-        ``spent`` requests it let through are counted and ``returned`` tokens go back, once
-        per ``settlement`` id however often the call is retried.
+    async def check(self, request: StoreCheck) -> CheckReply:
+        """Run check.lua for ``request``, in its key's account's slot.
 
-        The check runs in the key's account's slot (``key_accounts``; a key never changes
-        account). A key not seen yet costs one more round trip, to its directory entry.
-
-        Only the key's tier goes to Redis, as this process last saw it (``key_tiers``). A key
-        not seen yet, or whose tier changed, costs one more round trip: check.lua answers
+        A key not seen yet costs one more round trip, to its directory entry, which also holds
+        the tier the key was issued on. Only the key's tier goes to Redis, as this process last
+        saw it: a key whose tier changed costs one more round trip (check.lua answers
         TIER_CHANGED with the record's tier, having changed nothing, and the check is sent
-        again with that tier's values, looked up in the table in force now."""
-        account = self.key_accounts.get(key_id)
-        if account is None:
-            account = await self._locate(key_id)
-            if account is None:
+        again with that tier's values, from the table in force now)."""
+        known = self.keys.get(request.key_id)
+        if known is None:
+            known = await self._locate(request.key_id)
+            if known is None:
                 return NO_KEY
-        believed = self.key_tiers.get(key_id, "")
-        out = await self._run_script(
-            key_id, account, digest, cost, tier_args(believed), spent, returned, call, settlement
-        )
+        out = await self._run_script(request, known.account, known.tier)
         if out.code is not Code.TIER_CHANGED:
             return out
-        self._learn_tier(key_id, out.tier)
-        out = await self._run_script(
-            key_id, account, digest, cost, tier_args(out.tier), spent, returned, call, settlement
-        )
+        known.tier = out.tier
+        out = await self._run_script(request, known.account, out.tier)
         if out.code is Code.TIER_CHANGED:  # changed again within one round trip
-            raise StoreUnavailable(f"the tier of key {key_id} changed during the check")
+            raise StoreUnavailable(f"the tier of key {request.key_id} changed during the check")
         return out
 
-    async def _locate(self, key_id: str) -> str | None:
-        """The key's account from its directory entry, remembered; None if there is no such
-        key. The entry also holds the tier the key was issued on, so the
-        first check of a key usually costs two round trips, not three."""
-        directory = schema.key_directory(key_id)
-        reply = await self._call(("HMGET", directory, "account", "tier"))
+    async def _locate(self, key_id: str) -> KnownKey | None:
+        """The key's account and issued tier from its directory entry, remembered; None if
+        there is no such key."""
+        reply = await self._call(("HMGET", schema.key_directory(key_id), "account", "tier"))
         if not isinstance(reply, list) or len(reply) != 2:
             raise StoreUnavailable(f"unexpected reply to a key lookup: {reply!r}")
-        account, tier = (x.decode() if isinstance(x, bytes) else x for x in reply)
+        account, tier = reply
         if not account:
             return None
-        found = str(account)
-        if tier and key_id not in self.key_tiers:
-            self._learn_tier(key_id, str(tier))  # the tier it was issued on: a hint
-        if key_id not in self.key_accounts and len(self.key_accounts) >= KEY_ACCOUNTS_MAX:
-            self.key_accounts.pop(next(iter(self.key_accounts)))  # the oldest entry
-        self.key_accounts[key_id] = found
-        return found
+        known = self.keys[key_id] = KnownKey(str(account), str(tier or ""))
+        return known
 
-    def _learn_tier(self, key_id: str, tier: str) -> None:
-        if key_id not in self.key_tiers and len(self.key_tiers) >= KEY_TIERS_MAX:
-            self.key_tiers.pop(next(iter(self.key_tiers)))  # the oldest entry
-        self.key_tiers[key_id] = tier
-
-    async def _run_script(
-        self,
-        key_id: str,
-        account: str,
-        digest: str,
-        cost: int,
-        tier_args: tuple[str, ...],
-        spent: int,
-        returned: int,
-        call: ScriptCall,
-        settlement: str,
-    ) -> CheckReply:
+    async def _run_script(self, r: StoreCheck, account: str, tier: str) -> CheckReply:
         if not self.breaker.allow():
             raise StoreUnavailable("circuit breaker open")
         now = self.clock.now_ms()
-        keys = schema.check_keys(key_id, account, settlement)
+        keys = schema.check_keys(r.key_id, account, r.settlement)
         # ARGV[9], the deadline, is filled in when the pipeline is sent (_dated).
-        command = ("EVALSHA", self._sha, len(keys), *keys, digest,
-                   "" if now is None else str(now), str(cost), self._window, self._period,
-                   str(spent), str(returned), call.value, "", *tier_args)  # fmt: skip
+        command = ("EVALSHA", self._sha, len(keys), *keys, r.digest,
+                   "" if now is None else str(now), str(r.cost), self._window, self._period,
+                   str(r.spent), str(r.returned), r.call.value, "", *r.tier_args(tier))  # fmt: skip
         reply = await self._call(command)
         try:
             out = CheckReply.parse(reply)
