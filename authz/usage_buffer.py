@@ -56,14 +56,12 @@ class UsageBuffer:
         if not self._sent:
             return 0
         batch = dict(self._sent)
-        source = scripts.source("usage_add")
-        sha = await redis.script_load(source)  # Redis may have restarted empty of scripts
-        async with redis.pipeline(transaction=False) as pipe:
-            for write_id, (key_id, window, n) in batch.items():
-                pipe.execute_command("EVALSHA", sha, 2, schema.usage(key_id),
-                                     schema.applied_marker(key_id, write_id), str(window), str(n),
-                                     str(MARKER_TTL_S))  # fmt: skip
-            await pipe.execute()
+        calls = [
+            ((schema.usage(source), schema.applied_marker(source, write_id)),
+             (str(window), str(n), str(MARKER_TTL_S)))
+            for write_id, (source, window, n) in batch.items()
+        ]  # fmt: skip
+        await scripts.run_many(scripts.register(redis, "usage_add"), calls)
         for write_id in batch:
             del self._sent[write_id]
         written = sum(n for _, _, n in batch.values())

@@ -31,6 +31,7 @@ from tollway import schema, scripts
 from tollway.dead_letters import ERROR_REPORT, DeadLetters
 from tollway.records import Period
 from tollway.scan import tags_by_suffix
+from tollway.scripts import Result
 
 MARKER_TTL_S = 40 * 86400  # longer than Stripe accepts backdated events (35 days)
 REFUND = "refund"  # a dead letter's kind: refunded requests with no window left to take off
@@ -107,7 +108,7 @@ class Ledger:
                 continue  # kept until the tier names a meter for it (reported and counted)
             start = (period or Period(0, 0)).start_for(int(window))
             target = amount_meter if amount else meter
-            added = await self._transfer(
+            reply = await self._transfer(
                 keys=[
                     schema.transfer_marker(customer, source, entry),
                     schema.ledger(customer, "open"),
@@ -121,7 +122,8 @@ class Ledger:
                     f"{target}|{start}",
                 ],
             )
-            moved += max(0, int(added))
+            if scripts.result(reply) is Result.DONE:
+                moved += int(reply[1])
             await self.redis.hdel(schema.outbox(source), entry)
         if int(carry) > 0 and int(now) - int(carry_at) >= self.carry_s:
             await self.park_carry(source, customer, meter, int(carry), int(carry_at))
@@ -190,9 +192,8 @@ class Ledger:
     async def lock(self, customer: str, owner: str, ttl_ms: int) -> bool:
         """Take (or renew) the customer's send lock: only its holder sends for the customer.
         A dead daemon's lock expires after ``ttl_ms``, and another takes its customers over."""
-        return bool(
-            await self._lock(keys=[schema.ledger(customer, "lock")], args=[owner, str(ttl_ms)])
-        )
+        reply = await self._lock(keys=[schema.ledger(customer, "lock")], args=[owner, str(ttl_ms)])
+        return scripts.result(reply) is Result.DONE
 
     async def unlock(self, customer: str, owner: str) -> None:
         name = schema.ledger(customer, "lock")

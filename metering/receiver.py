@@ -37,8 +37,6 @@ from typing import Any
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError
 
 from metering.metrics import ReceiverMetrics
 from metering.outcomes import Entry, judge, read_entry
@@ -48,6 +46,7 @@ from tollway import schema, scripts
 from tollway.logs import fields
 from tollway.process import stop_on_signals
 from tollway.redis_client import connect
+from tollway.scripts import Result
 from tollway.tier_source import TierSource
 from tollway.tiers import TierTable
 from tollway.usage_log import REQUEST_ID, Stamp, Stamper
@@ -63,7 +62,6 @@ ATTEMPTS = 14
 # Envoy logged its 503: look now, then again, 7.5 s in all.
 UNHEARD_WAITS_S = (0.0, 0.5, 1.0, 2.0, 4.0)
 UNHEARD_PENDING = 10_000
-CLUSTER_WIDTH = 64  # writes out at once on a Redis Cluster (within the client's pool)
 
 
 @dataclass(frozen=True)
@@ -95,7 +93,7 @@ class Receiver:
         self.window_s = window_s
         self.max_age_s = max_age_s
         self.amount_max = amount_max
-        self._sha = scripts.sha1(scripts.source("usage_log"))
+        self._usage_log = scripts.register(redis, "usage_log")
         self.received = 0  # entries, since the start: logged on exit
         self.streams = 0  # Envoy streams open now
         self._looking: set[asyncio.Task[None]] = set()  # unheard checks being looked for
@@ -104,7 +102,7 @@ class Receiver:
         """Load usage_log.lua on every node before the first stream: otherwise the first
         message's entries all meet NOSCRIPT at once, and redis-py's cluster client, loading
         it for each, drops connections under them (seen in make test's cluster run)."""
-        await self._retried(lambda: self.redis.script_load(scripts.source("usage_log")))
+        await self._retried(lambda: self.redis.script_load(self._usage_log.script))
 
     async def entries(self, logs: list[Any]) -> None:
         """Apply one message's entries: each is read and judged without I/O, and the writes
@@ -211,27 +209,9 @@ class Receiver:
         return bool(done)
 
     async def _write(self, writes: list[Write]) -> list[bool]:
-        """Run usage_log.lua for each write: in one pipeline on a single Redis (redis-py's
-        cluster pipeline refuses EVALSHA: there, side by side); whether each applied. A Redis
-        that lost its scripts gets it again."""
-        for attempt in (1, 2):
-            try:
-                if isinstance(self.redis, RedisCluster):
-                    out: list[bool] = []
-                    for i in range(0, len(writes), CLUSTER_WIDTH):
-                        calls = (self.redis.evalsha(self._sha, len(w.keys), *w.keys, *w.args)
-                                 for w in writes[i : i + CLUSTER_WIDTH])  # fmt: skip
-                        out += [bool(r) for r in await asyncio.gather(*calls)]
-                    return out
-                pipe = self.redis.pipeline(transaction=False)
-                for w in writes:
-                    pipe.evalsha(self._sha, len(w.keys), *w.keys, *w.args)
-                return [bool(r) for r in await pipe.execute()]
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self.redis.script_load(scripts.source("usage_log"))
-        raise AssertionError("unreachable")
+        """Run usage_log.lua for each write; whether each applied."""
+        replies = await scripts.run_many(self._usage_log, [(w.keys, w.args) for w in writes])
+        return [scripts.result(r) is Result.DONE for r in replies]
 
     async def _retried(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """``call()``, again after a Redis failure (it is idempotent), backing off."""

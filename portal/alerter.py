@@ -36,6 +36,7 @@ from tollway import schema, scripts
 from tollway.accounts import Accounts
 from tollway.logs import fields
 from tollway.scan import tags_by_suffix
+from tollway.scripts import Result
 from tollway.store import KeyNotFound, KeyStore, text
 from tollway.tiers import TierTable
 
@@ -161,9 +162,10 @@ class Alerter:
                     await self._attempt(record, now)
                     written = json.dumps(record)
             finally:
-                ours = await self._settle(
+                reply = await self._settle(
                     keys=[name, lock], args=[self.owner, text(field), written]
                 )
+                ours = scripts.result(reply) is Result.DONE
                 if written and not ours:
                     log.warning("alert_lock_lost", extra=fields(account=account, field=text(field)))
 

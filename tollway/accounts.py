@@ -16,6 +16,7 @@ from typing import Any
 from tollway import schema, scripts
 from tollway.logs import fields
 from tollway.records import KeyRecord, KeyState, key_state
+from tollway.scripts import Result
 from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import check_limits
 
@@ -85,7 +86,7 @@ class Accounts:
         records = [schema.key_record(k, account) for k in key_ids]
         moved = int(await self._set_tier(keys=[schema.account_state(account), *records],
                                          args=[tier]))  # fmt: skip
-        if moved < 0:
+        if moved == Result.MISSING:
             raise KeyNotFound(f"no account {account}")
         for key_id in key_ids:
             await self.keys.announce(key_id)
@@ -106,7 +107,8 @@ class Accounts:
             pairs += [OVERRIDES[key], text]
         schema.owned_keys(account)  # raises ValueError for an id unfit for a key name
         name = schema.account_state(account)
-        if not await self._overrides(keys=[name], args=["1" if clear else "0", *pairs]):
+        reply = await self._overrides(keys=[name], args=["1" if clear else "0", *pairs])
+        if scripts.result(reply) is Result.MISSING:
             raise KeyNotFound(f"no account {account}")
         for key_id in await self.keys.owned(account):
             await self.keys.announce(key_id)

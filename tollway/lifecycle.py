@@ -28,6 +28,7 @@ from tollway import schema, scripts
 from tollway.keys import KeyMode
 from tollway.logs import fields
 from tollway.records import FINAL, KeyRecord, KeyState, KeyStatus, key_state
+from tollway.scripts import Result
 from tollway.store import KeyNotFound, KeyStore, text
 
 log = logging.getLogger("tollway.lifecycle")
@@ -113,7 +114,7 @@ class Lifecycle:
         ends = str(now + overlap_s) if overlap_s > 0 else "0"
         keys = [name, schema.key_record(new.key_id, account), schema.account_state(account)]
         reply = await self._rotate(keys=keys, args=[str(now), ends, new.key_id])
-        if int(reply[0]) != 1:
+        if scripts.result(reply) is not Result.DONE:
             # The old key changed while the new one was written: the new one must not live.
             await self._set_status(keys=[keys[1]], args=[KeyStatus.REVOKED.value])
             raise LifecycleError(f"key {old.key_id} changed meanwhile ({_refusal(reply)}); "
@@ -127,7 +128,8 @@ class Lifecycle:
     async def revoke(self, key_or_id: str) -> KeyRecord:
         """Revoke for good (401). Revoking a revoked or expired key changes nothing more."""
         record, name, _ = await self.keys.find(key_or_id)
-        if int(await self._set_status(keys=[name], args=[KeyStatus.REVOKED.value])) == 0:
+        result = scripts.result(await self._set_status(keys=[name], args=[KeyStatus.REVOKED.value]))
+        if result is Result.MISSING:
             raise KeyNotFound(f"no key with id {record.key_id}")
         return await self._changed(record.key_id, "revoked")
 
@@ -142,11 +144,12 @@ class Lifecycle:
 
     async def _hold(self, key_or_id: str, hold: str, what: str) -> KeyRecord:
         record, name, _ = await self.keys.find(key_or_id)
-        result = int(await self._set_hold(keys=[name], args=[hold, str(self.clock.now())]))
-        if result == 0:
+        reply = await self._set_hold(keys=[name], args=[hold, str(self.clock.now())])
+        result = scripts.result(reply)
+        if result is Result.MISSING:
             raise KeyNotFound(f"no key with id {record.key_id}")
-        if result < 0:
-            final = "revoked" if result == -1 else "expired"
+        if result is not Result.DONE:
+            final = result.name.lower()  # revoked or expired
             raise LifecycleError(f"key {record.key_id} is {final}; that is final, so it "
                                  f"cannot be {what}")  # fmt: skip
         return await self._changed(record.key_id, what)
@@ -163,7 +166,7 @@ class Lifecycle:
 
     async def _hold_account(self, account: str, hold: str, what: str) -> int:
         name = schema.account_state(account)  # raises ValueError for an id unfit for a key name
-        if not await self._set_account_hold(keys=[name], args=[hold]):
+        if scripts.result(await self._set_account_hold(keys=[name], args=[hold])) is Result.MISSING:
             raise KeyNotFound(f"no account {account}")
         key_ids = await self.keys.owned(account)
         for key_id in key_ids:
@@ -193,7 +196,9 @@ class Lifecycle:
 
 
 def _refusal(reply: list[object]) -> str:
-    code = int(str(reply[0]))
-    if code == -3:
+    result = scripts.result(reply)
+    if result is Result.ROTATED:
         return f"rotated to {text(reply[1])}"  # type: ignore[arg-type]
-    return {0: "gone", -1: "revoked", -2: "expired", -4: "account suspended"}.get(code, str(code))
+    return {Result.MISSING: "gone", Result.ACCOUNT_HELD: "account suspended"}.get(
+        result, result.name.lower()
+    )

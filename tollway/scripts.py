@@ -1,27 +1,92 @@
-"""The Lua scripts tollway runs, loaded from the .lua files beside this module.
+"""The Lua scripts tollway runs, and the one way the services run them.
 
-``register(client, name)`` returns redis-py's script object: it calls EVALSHA and, after a
-NoScriptError (a restart or SCRIPT FLUSH emptied the cache), loads the script and retries.
+``register(client, name)`` returns redis-py's registered script: calling it runs EVALSHA and,
+after a NoScriptError (a restart, a failover or SCRIPT FLUSH emptied Redis's script cache),
+loads the script and runs it again. ``run_many`` runs one script for many calls: on a single
+Redis in one pipeline (redis-py loads a pipeline's scripts before it runs), on a Redis
+Cluster side by side, ``width`` at a time (redis-py's cluster pipeline takes no scripts).
+
+authz's check path is the one exception: it runs check.lua over its own lean client
+(authz/redis_pipe.py), not redis-py, and reloads on a NOSCRIPT reply itself
+(authz/redis_check_store.py). It takes the script's text and SHA1 from here.
+
+A script that answers an outcome answers a ``Result``: every script but check.lua is loaded
+with the table below as Lua constants of the same names, so Lua and Python share one table.
+(check.lua answers ``authz.check_reply.Code``, a table of its own, tested against it.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Sequence
+from enum import IntEnum
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
 LUA_DIR = Path(__file__).parent / "lua"
+# Calls out at once on a Redis Cluster (within the client's connection pool).
+CLUSTER_WIDTH = 64
+
+Call = tuple[Sequence[str], Sequence[str]]  # (KEYS, ARGV)
+
+
+class Result(IntEnum):
+    """What a script that changes state answers, by name in Lua and in Python."""
+
+    DONE = 1  # written, changed or applied
+    ALREADY = 0  # nothing to do: it exists, or this write was applied before
+    MISSING = -1  # no such record or account
+    REVOKED = -2  # the key is revoked (final)
+    EXPIRED = -3  # the key is past its expiry (final), or a claim past its window
+    NEWER = -4  # the record holds a newer version than this write's
+    ROTATED = -5  # the key was rotated already
+    ACCOUNT_HELD = -6  # an operator has suspended the account
+    TIER_CONFLICT = -7  # a customer account is on another tier
+    NOT_HELD = -8  # a lock the caller does not hold
+    MOVED_ON = -9  # the version the caller read has moved on: read again
+
+
+# Every script but check.lua starts with the table as Lua locals (one line, so a Lua error's
+# line number is one past the file's).
+RESULTS_LUA = (
+    f"local {', '.join(r.name for r in Result)} = {', '.join(str(r.value) for r in Result)}\n"
+)
 
 
 @cache
 def source(name: str) -> str:
-    return (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+    text = (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+    return text if name == "check" else RESULTS_LUA + text
+
+
+def result(reply: Any) -> Result:
+    """A script's reply (or a reply list's first item) as a Result."""
+    return Result(int(reply[0] if isinstance(reply, list) else reply))
 
 
 def register(client: Any, name: str) -> Any:
-    """Register script ``name`` (``check``, ``create_record``, ``set_status``) with a redis.asyncio client."""
+    """Script ``name`` (a file in lua/) registered with a redis.asyncio client."""
     return client.register_script(source(name))
+
+
+async def run_many(script: Any, calls: Sequence[Call], width: int = CLUSTER_WIDTH) -> list[Any]:
+    """Run registered ``script`` once per (KEYS, ARGV) in ``calls``; the replies, in order.
+    Raises what Redis raises: the calls are idempotent or the caller retries them whole."""
+    client = script.registered_client
+    if isinstance(client, RedisCluster):
+        out: list[Any] = []
+        for i in range(0, len(calls), width):
+            part = calls[i : i + width]
+            out += await asyncio.gather(*(script(keys=k, args=a) for k, a in part))
+        return out
+    async with client.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            await script(keys=keys, args=args, client=pipe)
+        return list(await pipe.execute())
 
 
 def sha1(text: str) -> str:

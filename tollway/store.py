@@ -23,6 +23,7 @@ from tollway import schema, scripts
 from tollway.keys import KeyHasher, KeyMode, generate_key, looks_like_key_id, parse_key
 from tollway.logs import fields
 from tollway.records import DEFAULT_PERIOD_S, KeyRecord, KeyStatus
+from tollway.scripts import Result
 
 log = logging.getLogger("tollway.store")
 
@@ -67,7 +68,7 @@ class KeyStore:
                 await self.redis.sadd(schema.owned_keys(owner), record.key_id)
         directory = schema.key_directory(record.key_id)
         entry = ["account", account, "tier", record.tier]  # the tier: authz's first guess
-        claimed = bool(await self._create(keys=[directory], args=entry))
+        claimed = scripts.result(await self._create(keys=[directory], args=entry)) is Result.DONE
         if not claimed and text(await self.redis.hget(directory, "account") or "") != account:
             return False  # the id is another account's key
         # (An entry of this account already: a retry finishing an issuance that crashed here.)
@@ -92,16 +93,17 @@ class KeyStore:
             args=[record.tier, record.customer, record.subscription, str(record.period_start),
                   str(record.period_end), *fields],
         )  # fmt: skip
-        if isinstance(result, list) and int(result[0]) == -2:
+        outcome = scripts.result(result)
+        if outcome is Result.ACCOUNT_HELD:
             raise ValueError(f"account {account} is suspended by the operator; it takes no new key")
-        if isinstance(result, list):
+        if outcome is Result.TIER_CONFLICT:
             tier = text(result[1])
             raise ValueError(
                 f"account {account} is on tier {tier!r}; all keys of an account share its plan "
                 f"(issue the key with --tier {tier}, or move the account with "
                 f"`tollway accounts set-tier {account} TIER`)"
             )
-        return bool(result)
+        return outcome is Result.DONE
 
     async def create(
         self,
@@ -204,26 +206,27 @@ class KeyStore:
         except (RedisError, RedisClusterException, OSError) as exc:
             log.warning("key_change_not_announced", extra=fields(key_id=key_id, error=str(exc)))
 
-    async def sync(self, key_id: str, version: int, fields: Mapping[str, str]) -> int:
+    async def sync(self, key_id: str, version: int, fields: Mapping[str, str]) -> Result:
         """Copy subscription state onto a key record if ``version`` is not older than what it
-        holds; returns sync_key.lua's answer (1 written, 0 missing, -1 older, -2 revoked)."""
+        holds: DONE, or MISSING, NEWER or REVOKED (nothing written)."""
         args = [str(version), *(x for pair in fields.items() for x in pair)]
         try:
             name, _ = await self.locate(key_id)
         except KeyNotFound:
-            return 0
-        result = int(await self._sync(keys=[name], args=args))
-        if result == 1:
+            return Result.MISSING
+        result = scripts.result(await self._sync(keys=[name], args=args))
+        if result is Result.DONE:
             await self.announce(key_id)
         return result
 
     async def sync_account(
         self, account: str, customer: str, version: int, fields: Mapping[str, str]
-    ) -> int:
+    ) -> Result:
         """Copy subscription state onto the account itself (its plan, status and period), even
-        before it has a key; returns sync_account.lua's answer (1 written, -1 older)."""
+        before it has a key: DONE, or NEWER (nothing written)."""
         args = [str(version), customer, account, *(x for pair in fields.items() for x in pair)]
-        return int(await self._sync_account(keys=[schema.account_state(account)], args=args))
+        name = schema.account_state(account)
+        return scripts.result(await self._sync_account(keys=[name], args=args))
 
     async def owned(self, owner: str) -> list[str]:
         """Key ids issued for a subscription or customer."""

@@ -15,6 +15,7 @@ from typing import Any
 from tollway import schema, scripts
 from tollway.keys import KeyMode, parse_key
 from tollway.records import KeyRecord, KeyStatus
+from tollway.scripts import Result
 from tollway.store import KeyStore
 from webhook import claims
 from webhook.subscriptions import SubState
@@ -83,12 +84,12 @@ class Checkouts:
         Raises ClaimGone("already_claimed", "claim_expired" or "claim_unreadable")."""
         keys = [schema.checkout_record(session), schema.checkout_claim(session)]
         reply = await self._claim(keys=keys, args=[])
-        code = int(reply[0])
-        if code == 0:
+        result = scripts.result(reply)
+        if result is Result.MISSING:
             return None
-        if code == 1:
+        if result is Result.ALREADY:
             raise ClaimGone("already_claimed")
-        if code == 2:
+        if result is Result.EXPIRED:
             raise ClaimGone("claim_expired")
         sealed, key_id, tier, customer = (str(x) for x in reply[1:5])
         try:

@@ -21,6 +21,7 @@ from tollway.clock import WallClock
 from tollway.dead_letters import ERROR_REPORT, DeadLetters
 from tollway.lifecycle import Lifecycle
 from tollway.logs import fields
+from tollway.scripts import Result
 from tollway.store import KeyStore
 from tollway.tiers import TierTable
 from webhook.checkout import Checkouts
@@ -126,7 +127,7 @@ class Processor:
                 return await self._finish(state, event.event_id, "applied")
             nxt = transition(state, event, tier, int(self.now()), self.grace_s)
             result = await self.states.compare_and_set(state, nxt, event.event_id)
-            if result == 1:
+            if result is Result.DONE:
                 return await self._finish(
                     nxt, event.event_id, "applied" if nxt != state else "stale"
                 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from tollway import schema, scripts
+from tollway.scripts import Result
 from tollway.store import KeyStore
 from webhook.subscriptions import SubState
 
@@ -42,17 +43,16 @@ class StateStore:
             raw, marker = await pipe.execute()
         return SubState.from_redis(subscription, raw), marker
 
-    async def compare_and_set(self, expected: SubState, new: SubState, event_id: str) -> int:
-        """Write ``new`` if the stored version is still ``expected.version``, marking the event.
-        Returns 1 applied, 0 version moved (re-read), -1 the event was already marked."""
+    async def compare_and_set(self, expected: SubState, new: SubState, event_id: str) -> Result:
+        """Write ``new`` if the stored version is still ``expected.version``, marking the event:
+        DONE, or MOVED_ON (read again), or ALREADY (the event was marked already)."""
         fields = [] if new == expected else [x for kv in new.to_redis().items() for x in kv]
         keys = [
             schema.subscription_state(expected.subscription),
             schema.event_marker(expected.subscription, event_id),
         ]
-        return int(
-            await self._apply(keys=keys, args=[str(expected.version), str(MARKER_TTL_S), *fields])
-        )
+        args = [str(expected.version), str(MARKER_TTL_S), *fields]
+        return scripts.result(await self._apply(keys=keys, args=args))
 
     async def fan_out(self, state: SubState) -> int:
         """Copy ``state`` onto the subscription's account (which exists from the first event,
@@ -64,7 +64,8 @@ class StateStore:
         )
         written = 0
         for key_id in await self.keys.owned(state.subscription):
-            written += await self.keys.sync(key_id, state.version, state.key_fields()) == 1
+            synced = await self.keys.sync(key_id, state.version, state.key_fields())
+            written += synced is Result.DONE
         return written
 
     async def marker(self, subject: str, event_id: str) -> str | None:

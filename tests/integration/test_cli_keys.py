@@ -101,10 +101,11 @@ async def test_revocation_is_final_in_the_script(redis):
     _, record = await KeyStore(redis, KeyHasher()).create("pro", "cus_1")
     script = scripts.register(redis, "set_status")
     name = schema.key_record(record.key_id, record.account)
-    assert await script(keys=[name], args=[KeyStatus.REVOKED.value]) == 1
-    assert await script(keys=[name], args=[KeyStatus.ACTIVE.value]) == -1
+    assert await script(keys=[name], args=[KeyStatus.REVOKED.value]) == scripts.Result.DONE
+    assert await script(keys=[name], args=[KeyStatus.ACTIVE.value]) == scripts.Result.REVOKED
     assert await redis.hget(name, "status") == "revoked"
-    assert await script(keys=[schema.key_directory("0123456789abcdef")], args=["active"]) == 0
+    missing = schema.key_directory("0123456789abcdef")
+    assert await script(keys=[missing], args=["active"]) == scripts.Result.MISSING
     assert await redis.exists(schema.key_directory("0123456789abcdef")) == 0
 
 

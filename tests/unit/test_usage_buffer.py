@@ -60,8 +60,9 @@ async def test_length_follows_adds_flushes_and_saves(tmp_path):
         def execute_command(self, *args) -> None:
             return None
 
-        async def execute(self) -> None:
+        async def execute(self) -> list[int]:
             self.buf.add("k9", 0, n=2)  # counted while the flush is in flight: must stay
+            return [1, 1]
 
     class Redis:
         def __init__(self, buf) -> None:
@@ -70,8 +71,15 @@ async def test_length_follows_adds_flushes_and_saves(tmp_path):
         def pipeline(self, transaction: bool = False):
             return Pipe(self.buf)
 
-        async def script_load(self, source: str) -> str:
-            return "sha"
+        def register_script(self, source: str):
+            return Script(self)
+
+    class Script:  # redis-py's registered script, as tollway.scripts.run_many calls it
+        def __init__(self, client) -> None:
+            self.registered_client = client
+
+        async def __call__(self, keys, args, client) -> None:
+            client.execute_command("EVALSHA", "sha", len(keys), *keys, *args)
 
     buf = UsageBuffer(60)
     buf.add("k1", 0, n=3)

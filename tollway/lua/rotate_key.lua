@@ -5,26 +5,26 @@
 -- revoked); ARGV[3] the successor's key id.
 -- The successor takes the old key's hold as it is now, so a suspension made while the new key
 -- was being written still carries over.
--- Returns {1} when done, or a refusal that changes nothing: {0} no old record, {-1} it is
--- revoked, {-2} it is past its expiry, {-3, successor} it was rotated already, {-4} the
+-- Returns {DONE}, or a refusal that changes nothing: {MISSING} no old record, {REVOKED},
+-- {EXPIRED} past its expiry, {ROTATED, successor} rotated already, {ACCOUNT_HELD} the
 -- account is suspended.
 local old = redis.call('HMGET', KEYS[1], 'status', 'expires_at', 'successor', 'hold')
 if not old[1] then
-  return {0}
+  return {MISSING}
 end
 if old[1] == 'revoked' then
-  return {-1}
+  return {REVOKED}
 end
 local expires = tonumber(old[2]) or 0
 if expires > 0 and tonumber(ARGV[1]) >= expires then
-  return {-2}
+  return {EXPIRED}
 end
 if old[3] and old[3] ~= '' then
-  return {-3, old[3]}
+  return {ROTATED, old[3]}
 end
 local account_hold = redis.call('HGET', KEYS[3], 'hold')
 if account_hold and account_hold ~= '' then
-  return {-4}
+  return {ACCOUNT_HELD}
 end
 redis.call('HSET', KEYS[2], 'hold', old[4] or '')
 redis.call('HSET', KEYS[1], 'successor', ARGV[3])
@@ -33,4 +33,4 @@ if ARGV[2] == '0' then
 else
   redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
 end
-return {1}
+return {DONE}

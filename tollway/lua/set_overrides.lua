@@ -2,9 +2,9 @@
 -- KEYS[1] the account hash
 -- ARGV[1] "1": clear every override first; ARGV[2..] field, value pairs (o_rate, o_burst,
 -- o_quota, o_features).
--- Returns 1, or 0 if there is no such account (nothing is written).
+-- Returns DONE, or MISSING if there is no such account (nothing is written).
 if redis.call('HEXISTS', KEYS[1], 'customer') == 0 then
-  return 0
+  return MISSING
 end
 if ARGV[1] == '1' then
   redis.call('HDEL', KEYS[1], 'o_rate', 'o_burst', 'o_quota', 'o_features')
@@ -16,4 +16,4 @@ if #ARGV > 1 then
   end
   redis.call('HSET', KEYS[1], unpack(pairs_))
 end
-return 1
+return DONE

@@ -2,10 +2,10 @@
 -- KEYS[1] the account hash; KEYS[2..] its key records (all in the account's slot)
 -- ARGV[1] the tier.
 -- The account's bucket and quota are kept: the bucket clamps to the new burst at the next
--- check, and the quota used this period stays. Returns how many keys moved, or -1 if there
--- is no such account.
+-- check, and the quota used this period stays. Returns how many keys moved, or MISSING if
+-- there is no such account.
 if redis.call('HEXISTS', KEYS[1], 'customer') == 0 then
-  return -1
+  return MISSING
 end
 redis.call('HSET', KEYS[1], 'tier', ARGV[1])
 local moved = 0

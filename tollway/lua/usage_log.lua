@@ -8,11 +8,11 @@
 -- ARGV[6] the key id (16 hex: its share of the period, n:<id> from p:<id>)
 -- ARGV[7] amount the upstream reported, for the usage meter (0: none)
 -- ARGV[8] TTL of the applied set, in seconds
--- Returns 1 if applied, 0 if this nonce was applied before (a duplicate or replay).
+-- Returns DONE, or ALREADY if this nonce was applied before (a duplicate or replay).
 -- A refund is taken off the window the request was counted in; if metering has taken that
 -- window already, the field comes back negative and usage_take.lua carries it to the next.
 if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then
-  return 0
+  return ALREADY
 end
 redis.call('EXPIRE', KEYS[3], ARGV[8])
 local at = tonumber(ARGV[3])
@@ -34,4 +34,4 @@ if ARGV[4] == '1' then
 elseif tonumber(ARGV[7]) > 0 then
   redis.call('HINCRBY', KEYS[1], 'a:' .. ARGV[2], ARGV[7])
 end
-return 1
+return DONE

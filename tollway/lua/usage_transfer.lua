@@ -6,9 +6,9 @@
 -- "<meter>|<period start>"
 -- With included requests, only the part of this entry past them (across all the customer's
 -- keys, in that billing period) is added: report = "overage".
--- Returns the requests added to the ledger, or -1 if this entry had been added before.
+-- Returns {DONE, requests added to the ledger}, or {ALREADY} if this entry was added before.
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
-  return -1
+  return {ALREADY}
 end
 local n, included = tonumber(ARGV[2]), tonumber(ARGV[4])
 local billable = n
@@ -20,4 +20,4 @@ end
 if billable > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[1], billable)
 end
-return billable
+return {DONE, billable}
