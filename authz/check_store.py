@@ -24,6 +24,7 @@ from typing import Protocol
 from authz.check_reply import CheckReply
 from authz.policy import TierArgs
 from authz.usage_buffer import UsageBuffer
+from tollway.errors import Unavailable
 
 
 class ScriptCall(StrEnum):
@@ -53,11 +54,11 @@ class StoreCheck:
     settlement: str = ""
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(Unavailable):
     """The store could not give an answer for this check."""
 
 
-class Overloaded(Exception):
+class Overloaded(Unavailable):
     """The check did not finish within its deadline for reasons of our own load."""
 
 

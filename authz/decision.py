@@ -6,7 +6,6 @@ CheckResponse; the servicer only wires the two together.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from functools import lru_cache
 from authz.check_reply import CheckReply, Code
 from authz.reasons import Reason
 from authz.request import RequestInfo
+from tollway.errors import error_body
 from tollway.tiers import OnStoreError, Tier
 
 Headers = tuple[tuple[str, str], ...]
@@ -61,7 +61,7 @@ class Decision:
 
     def body(self) -> str:
         assert self.reason is not None
-        return json.dumps({"error": {"code": self.reason.value, "message": self.message}})
+        return error_body(self.reason.value, self.message)
 
 
 def deny(

@@ -44,6 +44,7 @@ import httptools
 from authz import http_responses
 from authz.decision import Decision
 from authz.request import COST_HEADER, FEATURE_HEADER
+from tollway.errors import InvalidInput
 
 log = logging.getLogger("tollway.authz")
 
@@ -79,7 +80,7 @@ class HttpLimits:
     max_pending: int = 128  # answers queued for a connection before its reading pauses
 
 
-class BadRequest(Exception):
+class BadRequest(InvalidInput):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code = status, code

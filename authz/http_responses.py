@@ -24,6 +24,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from authz.decision import CUSTOMER_HEADER, KEY_ID_HEADER, TIER_HEADER, Decision, Headers
+from tollway.errors import error_body
 from tollway.usage_log import METADATA_KEY
 
 REASON_HEADER = "x-tollway-reason"
@@ -80,8 +81,7 @@ def build(d: Decision, keep_alive: bool = True) -> bytes:
 
 def plain(status: int, code: str, message: str, keep_alive: bool = False) -> bytes:
     """An answer of authz's own HTTP layer (bad request, health), with the JSON error shape."""
-    body = (f'{{"error": {{"code": "{code}", "message": "{message}"}}}}' if status != 200
-            else '{"status": "serving"}').encode()  # fmt: skip
+    body = (error_body(code, message) if status != 200 else '{"status": "serving"}').encode()
     close = b"" if keep_alive else b"connection: close\r\n"
     return (status_line(status) + b"content-type: application/json\r\n"
             + f"content-length: {len(body)}\r\n".encode() + close + b"\r\n" + body)  # fmt: skip

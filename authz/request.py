@@ -11,12 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tollway.errors import InvalidInput
+
 MAX_COST = 1_000_000
 COST_KEY = "tollway_cost"
 FEATURE_KEY = "tollway_feature"
 
 
-class RouteConfigError(ValueError):
+class RouteConfigError(InvalidInput):
     """A route's tollway_* context extension is invalid."""
 
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tollway.settings import SettingsError, StoreSettings, UsageLogSettings, env
+from tollway.settings import (
+    SettingsError,
+    StoreSettings,
+    UsageLogSettings,
+    UsageWindowSettings,
+    env,
+)
 
 MODES = ("grpc", "http")
 
 
 @dataclass(frozen=True)
-class AuthzSettings(StoreSettings, UsageLogSettings):
+class AuthzSettings(StoreSettings, UsageLogSettings, UsageWindowSettings):
     """The ext_authz server."""
 
     # Envoy's two ext_authz transports: grpc_service (authz speaks envoy.service.auth.v3 over
@@ -46,8 +52,6 @@ class AuthzSettings(StoreSettings, UsageLogSettings):
     # all (0 to 1), each named by Envoy's x-request-id to match Envoy's access log.
     log_allowed: float = env("TOLLWAY_AUTHZ_LOG_ALLOWED", 0.0,
                              "share of allowed decisions logged, 0 to 1")  # fmt: skip
-    # Usage is counted per key per window; metering drains closed windows.
-    usage_window_s: int = env("TOLLWAY_USAGE_WINDOW_S", 60, "usage counter window in seconds")
     # Where usage counted while Redis was down is kept if the process must exit before Redis
     # returns; the next start writes it back.
     spool_dir: Path = env("TOLLWAY_SPOOL_DIR", Path(".tollway/spool"), "unflushed usage on exit")

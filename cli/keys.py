@@ -13,7 +13,6 @@ import sys
 
 from cli.accounts import print_keys
 from cli.store_access import add_store_flags, lifecycle, settings_of, with_store
-from tollway.accounts import Accounts
 from tollway.keys import KeyMode
 from tollway.process import CliError, Subparsers
 from tollway.settings import StoreSettings
@@ -108,7 +107,7 @@ async def create(store: KeyStore, args: argparse.Namespace, settings: StoreSetti
 
 
 async def list_keys(store: KeyStore, owner: str, as_json: bool) -> int:
-    rows = await lifecycle(store).listing(await Accounts(store).records(owner))
+    rows = await lifecycle(store).listing(await store.records_of(owner))
     if as_json:
         print(json.dumps(rows, indent=2))
     else:

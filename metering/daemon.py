@@ -94,8 +94,9 @@ class Drainer:
                 return None
             customer, tier = record.customer, record.tier
             period = Period(record.period_start, record.period_end)
-        t = self.tiers().get(tier)
-        meter = t.meter_event if t else "api_requests"
+        table = self.tiers()
+        t = table.get(tier)
+        meter = table.meter_event(tier)
         included = t.monthly_quota if t and t.report is Report.OVERAGE else 0
         return customer, meter, included, period, t.usage_meter if t else ""
 

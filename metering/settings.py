@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tollway.settings import SettingsError, StoreSettings, StripeSettings, UsageLogSettings, env
+from tollway.settings import (
+    SettingsError,
+    StoreSettings,
+    StripeSettings,
+    UsageLogSettings,
+    UsageWindowSettings,
+    env,
+)
 
 SINKS = ("v1", "stream")
 
 
 @dataclass(frozen=True)
-class MeteringSettings(StoreSettings, StripeSettings):
+class MeteringSettings(StoreSettings, StripeSettings, UsageWindowSettings):
     """The metering daemon."""
 
     host: str = env("TOLLWAY_METERING_HOST", "127.0.0.1", "address /healthz and /metrics bind")
     port: int = env("TOLLWAY_METERING_PORT", 8082, "/healthz and /metrics port")
     interval_s: float = env("TOLLWAY_METERING_INTERVAL", 60.0, "seconds between drains")
-    # Must equal authz's: it is how the daemon knows when a window has closed.
-    usage_window_s: int = env("TOLLWAY_USAGE_WINDOW_S", 60, "usage counter window in seconds")
     # authz counts with Redis TIME and so does the drain, so a little slack is plenty.
     close_slack_s: int = env("TOLLWAY_METERING_CLOSE_SLACK_S", 2, "wait after a window ends")
     # Envoy flushes its access log every second; this leaves room for a stream to break and
@@ -55,7 +60,7 @@ class MeteringSettings(StoreSettings, StripeSettings):
 
 
 @dataclass(frozen=True)
-class ReceiverSettings(StoreSettings, UsageLogSettings):
+class ReceiverSettings(StoreSettings, UsageLogSettings, UsageWindowSettings):
     """The access-log receiver (metering/receiver.py): Envoy's gRPC access log in."""
 
     # Only Envoy should reach it: bind loopback, or a mesh-internal address behind mTLS and
@@ -63,8 +68,6 @@ class ReceiverSettings(StoreSettings, UsageLogSettings):
     host: str = env("TOLLWAY_ACCESSLOG_HOST", "127.0.0.1", "address the receiver binds")
     port: int = env("TOLLWAY_ACCESSLOG_PORT", 9193, "gRPC port Envoy streams its log to")
     metrics_port: int = env("TOLLWAY_ACCESSLOG_METRICS_PORT", 9194, "/healthz and /metrics")
-    # Must equal authz's: the window a stamp's time falls in is where its refund goes.
-    usage_window_s: int = env("TOLLWAY_USAGE_WINDOW_S", 60, "usage counter window in seconds")
     # An entry older than this is ignored: its request ids are no longer remembered, so it
     # could not be told from a replay. Envoy sends within seconds.
     max_age_s: int = env("TOLLWAY_ACCESSLOG_MAX_AGE_S", 900, "ignore entries older than this")

@@ -48,9 +48,9 @@ from portal.signin_pages import SignInPages
 from portal.signup import FreeSignups
 from tollway.background import Background
 from tollway.client_address import client_address
+from tollway.errors import InvalidInput, NotFound
 from tollway.last_resort import last_resort
 from tollway.logs import fields
-from tollway.store import KeyNotFound
 from tollway.throttle import Throttle
 from tollway.tiers import Tier, TierTable
 from tollway.usage_report import Row
@@ -78,7 +78,7 @@ def headers_for(form_targets: tuple[str, ...]) -> dict[str, str]:
     }
 
 
-class Refused(Exception):
+class RefusedPage(Exception):
     """Raised with the page that refuses a request (a form that expired or did not come from
     here, a form that does not fit); the portal's middleware answers with it."""
 
@@ -91,7 +91,7 @@ class Refused(Exception):
 async def answer_refusals(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)  # type: ignore[no-any-return]
-    except Refused as refused:
+    except RefusedPage as refused:
         return refused.response
 
 
@@ -230,10 +230,10 @@ class PortalApp:
 
     async def checked_form(self, request: web.Request, s: Session) -> MultiDictProxy[Any]:
         """The POSTed form, if it carries the session's CSRF token: every form goes through
-        here. Otherwise Refused with a 403 page."""
+        here. Otherwise RefusedPage with a 403 page."""
         form = await request.post()
         if not self.sessions.csrf_ok(s, str(form.get("csrf", ""))):
-            raise Refused(self.message(s, "Please try again", "This form expired or did not "
+            raise RefusedPage(self.message(s, "Please try again", "This form expired or did not "
                                        "come from this site. Reload the page and send it "
                                        "again.", 403))  # fmt: skip
         return form
@@ -241,14 +241,14 @@ class PortalApp:
     async def _plan_form(
         self, request: web.Request, fits: Callable[[Tier], bool], which: str
     ) -> tuple[Session, Tier, str]:
-        """The session, tier and address of a Subscribe or Sign-up form; Refused if the tier
+        """The session, tier and address of a Subscribe or Sign-up form; RefusedPage if the tier
         does not ``fit`` or the address is not one."""
         s = self.session(request)
         form = await self.checked_form(request, s)
         tier = self.tiers().get(str(form.get("tier", "")))
         address = normalize(str(form.get("email", "")))
         if tier is None or not fits(tier) or address is None:
-            raise Refused(self.message(s, "Check the form", f"Pick {which} on the pricing page "
+            raise RefusedPage(self.message(s, "Check the form", f"Pick {which} on the pricing page "
                                        "and give a valid email address.", 400, "/", "Pricing"))  # fmt: skip
         return s, tier, address
 
@@ -301,7 +301,7 @@ class PortalApp:
         token = request.cookies.get(SIGNUP_COOKIE, "")
         try:
             done = await self.signups.confirm(token, self.tiers())
-        except ValueError as exc:
+        except InvalidInput as exc:  # its message is meant for the customer
             return self.message(self.session(request), "Sign-up is closed", str(exc), 410,
                                 "/", "Pricing")  # fmt: skip
         if done is None:
@@ -371,7 +371,7 @@ class PortalApp:
             log.warning("key_action_refused", extra=fields(customer=s.customer, action=action))
             return self.message(s, "Not your key", "That key is not one of yours.", 403,
                                 "/dashboard", "Your account")  # fmt: skip
-        except (ValueError, KeyNotFound) as exc:
+        except (InvalidInput, NotFound) as exc:  # their messages are meant for the customer
             return self.message(s, "That did not work", str(exc), 400, "/dashboard", "Your account")
         raise web.HTTPNotFound()
 

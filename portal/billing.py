@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tollway.errors import Unavailable
 
-class BillingUnavailable(Exception):
+
+class BillingUnavailable(Unavailable):
     """Stripe is not configured, or did not answer: the customer is told to retry later."""
 
 

@@ -91,7 +91,7 @@ def card(view: AccountView, table: TierTable) -> AccountCard:
     return AccountCard(view.account, tier_name, status, notice, ending, view.quota_used, quota,
                        percent, f"{rate:g} requests/s, bursts of {burst:,}", day(end),
                        [_row(k, states[k.key_id]) for k in view.keys], (start, end),
-                       tier.meter_event if tier else "api_requests",
+                       table.meter_event(tier_name),
                        tier.usage_meter if tier else "")  # fmt: skip
 
 

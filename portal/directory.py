@@ -9,7 +9,7 @@ from typing import Any
 
 from portal.signup import FreeSignups
 from tollway.accounts import Accounts, AccountView
-from tollway.store import KeyNotFound, KeyStore
+from tollway.store import KeyStore
 
 Customers = Callable[[str], Awaitable[list[str]]]  # an address -> customers with keys
 AccountsOf = Callable[[str], Awaitable[list[AccountView]]]  # a customer -> their accounts
@@ -48,14 +48,7 @@ def accounts_of(keys: KeyStore) -> AccountsOf:
     async def of(customer: str) -> list[AccountView]:
         """Every account whose keys were issued for ``customer`` (a customer's set also lists
         its subscriptions' keys): nothing reached by an id the client sent."""
-        ids = set()
-        for key_id in await keys.owned(customer):
-            try:
-                record = await keys.get(key_id)
-            except KeyNotFound:
-                continue
-            if record.customer == customer:
-                ids.add(record.account)
+        ids = {r.account for r in await keys.records_of(customer) if r.customer == customer}
         return [await accounts.show(a) for a in sorted(ids)]
 
     return of

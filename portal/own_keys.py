@@ -6,14 +6,15 @@ the session's customer; anything else is NotYours, whatever the id names.
 
 from __future__ import annotations
 
-from tollway.lifecycle import Lifecycle, LifecycleError
+from tollway.errors import InvalidInput, LifecycleError, Refused
+from tollway.lifecycle import Lifecycle
 from tollway.records import FINAL, KeyRecord, key_state
 from tollway.store import KeyNotFound
 
 OVERLAPS_S = {"0": 0, "3600": 3600, "86400": 86400}  # the rotate form's choices
 
 
-class NotYours(Exception):
+class NotYours(Refused):
     """The id names no key or account of this customer."""
 
 
@@ -37,7 +38,7 @@ class OwnKeys:
         """Another key on one of the customer's accounts (its tier, limits and quota). Refused
         while the operator holds the account or any of its keys: a customer cannot issue
         themselves a way around a suspension."""
-        mine = [await self.record(customer, k) for k in await self.keys.owned(customer)]
+        mine = [r for r in await self.keys.records_of(customer) if r.customer == customer]
         now = self.lifecycle.clock.now()
         live = [r for r in mine if r.account == account and key_state(r, "", now) not in FINAL]
         if not live:
@@ -50,7 +51,7 @@ class OwnKeys:
 
     async def rotate(self, customer: str, key_id: str, overlap: str) -> tuple[str, KeyRecord]:
         if overlap not in OVERLAPS_S:
-            raise ValueError(f"overlap must be one of {', '.join(OVERLAPS_S)} seconds")
+            raise InvalidInput(f"overlap must be one of {', '.join(OVERLAPS_S)} seconds")
         await self.record(customer, key_id)
         return await self.lifecycle.rotate(key_id, OVERLAPS_S[overlap])
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from portal.signin import TOKEN, digest
 from tollway import schema
+from tollway.errors import InvalidInput
 from tollway.records import KeyRecord
 from tollway.store import KeyStore, text
 from tollway.tiers import TierTable
@@ -68,7 +69,7 @@ class FreeSignups:
             return Confirmed(existing, "", None)
         tier = table.get(tier_name)
         if tier is None or not tier.free_signup:
-            raise ValueError(f"the {tier_name} plan is no longer open for sign-up")
+            raise InvalidInput(f"the {tier_name} plan is no longer open for sign-up")
         index = schema.free_customer(digest(address))
         await self.redis.set(index, "free_" + secrets.token_hex(12), nx=True)
         customer = text(await self.redis.get(index))

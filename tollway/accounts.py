@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tollway import schema, scripts
+from tollway.errors import InvalidInput, LifecycleError
 from tollway.logs import fields
 from tollway.records import KeyRecord, KeyState, key_state
 from tollway.scripts import Result
@@ -76,13 +77,12 @@ class Accounts:
         schema.owned_keys(account)  # raises ValueError for an id unfit for a key name
         plan = await self.redis.hmget(schema.account_state(account), "customer", "subscription")
         if plan[1]:
-            raise ValueError(
+            raise LifecycleError(
                 f"account {account} is a subscription: its tier follows its price in Stripe "
                 "(or give it its own limits with set-limits)"
             )
         # The customer's set also lists the keys of its subscriptions: only this account's.
-        key_ids = [k for k in await self.keys.owned(account)
-                   if (await self.keys.locate(k))[1] == account]  # fmt: skip
+        key_ids = [r.key_id for r in await self.keys.records_of(account) if r.account == account]
         records = [schema.key_record(k, account) for k in key_ids]
         moved = int(await self._set_tier(keys=[schema.account_state(account), *records],
                                          args=[tier]))  # fmt: skip
@@ -100,7 +100,7 @@ class Accounts:
         check (leases of its keys are closed). Raises ValueError, or KeyNotFound."""
         problems = check_limits(f"account {account}", limits)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise InvalidInput("; ".join(problems))
         pairs: list[str] = []
         for key, value in limits.items():
             text = ",".join(value) if isinstance(value, list) else repr(value)
@@ -115,21 +115,11 @@ class Accounts:
         log.info("account_limits_set", extra=fields(account=account, clear=clear,
                                                     limits=dict(limits)))  # fmt: skip
 
-    async def records(self, owner: str) -> list[KeyRecord]:
-        """The records of the keys issued for a customer or subscription, oldest first."""
-        out = []
-        for key_id in await self.keys.owned(owner):
-            try:
-                out.append(await self.keys.get(key_id))
-            except KeyNotFound:
-                continue  # an index entry whose issuance never finished
-        return sorted(out, key=lambda r: (r.created, r.key_id))
-
     async def show(self, account: str) -> AccountView:
         """Raises KeyNotFound if tollway knows nothing of ``account``."""
         plan = await self.keys.account_plan(account)
         # A customer's set also lists its subscriptions' keys: only this account's.
-        keys = [k for k in await self.records(account) if k.account == account]
+        keys = [k for k in await self.keys.records_of(account) if k.account == account]
         if not plan and not keys:
             raise KeyNotFound(f"no account {account}")
         state = {k: plan.pop(k, "") for k in ("tokens", "ts", "q_period", "q_used")}

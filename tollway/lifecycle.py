@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from tollway import schema, scripts
+from tollway.errors import LifecycleError
 from tollway.keys import KeyMode
 from tollway.logs import fields
 from tollway.records import FINAL, KeyRecord, KeyState, KeyStatus, key_state
@@ -39,10 +40,6 @@ OPERATOR_HOLD = "operator"
 class Clock(Protocol):
     def now(self) -> int:
         """Seconds since the epoch."""
-
-
-class LifecycleError(ValueError):
-    """A change the key's or account's state refuses; the message says why and what to do."""
 
 
 class Lifecycle:

@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tollway import logs
+from tollway.errors import Refused
 from tollway.settings import SettingsError, with_flags
 from tollway.stripe_api import StripeNotConfigured
 from tollway.tier_source import TierSource
@@ -36,7 +37,7 @@ else:
     Subparsers = argparse._SubParsersAction
 
 
-class CliError(Exception):
+class CliError(Refused):
     """A failure to report as one line on stderr, with exit code 1."""
 
 

@@ -60,6 +60,8 @@ from __future__ import annotations
 
 import re
 
+from tollway.errors import InvalidInput
+
 # Stripe ids are [A-Za-z0-9_]; we also allow "-" for customer ids an operator makes up.
 # Anything else is rejected: a brace, for one, would break the hash tag.
 STRIPE_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
@@ -171,7 +173,7 @@ ACCESS_LOG_HEARD = f"{PREFIX}:metering:accesslog-heard"
 
 def _stripe(object_id: str) -> str:
     if not STRIPE_ID.match(object_id):
-        raise ValueError(f"not a Stripe id: {object_id[:80]!r}")
+        raise InvalidInput(f"not a Stripe id: {object_id[:80]!r}")
     return _tag(object_id)
 
 
@@ -186,7 +188,7 @@ def owned_keys(owner: str) -> str:
 
 def event_marker(subject: str, event_id: str) -> str:
     if not STRIPE_ID.match(event_id):
-        raise ValueError(f"not a Stripe event id: {event_id[:80]!r}")
+        raise InvalidInput(f"not a Stripe event id: {event_id[:80]!r}")
     return f"{_stripe(subject)}:evt:{event_id}"
 
 

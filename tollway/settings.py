@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tollway.errors import InvalidInput
 from tollway.redis_url import CLUSTER_SCHEME
 from tollway.redis_url import parse as parse_redis_url
 
@@ -46,7 +47,7 @@ PUBLISHED_SECRETS = frozenset({
 _PLACEHOLDER = re.compile(r"replace|change[-_ ]?me|example", re.IGNORECASE)
 
 
-class SettingsError(ValueError):
+class SettingsError(InvalidInput):
     """An environment variable holds a value its setting cannot take."""
 
 
@@ -181,6 +182,15 @@ class UsageLogSettings:
     usage_log_secret: str = env(
         "TOLLWAY_USAGE_LOG_SECRET", "", "shared by authz and the access-log receiver", secret=True
     )
+
+
+@dataclass(frozen=True)
+class UsageWindowSettings:
+    """The usage counter window: authz counts each request in one, metering sends a window once
+    it has closed, and the access-log receiver refunds into the window a request was counted
+    in. Declared once, so the three read one variable."""
+
+    usage_window_s: int = env("TOLLWAY_USAGE_WINDOW_S", 60, "usage counter window in seconds")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 from redis.exceptions import RedisClusterException, RedisError
 
 from tollway import schema, scripts
+from tollway.errors import LifecycleError, NotFound
 from tollway.keys import KeyHasher, KeyMode, generate_key, looks_like_key_id, parse_key
 from tollway.logs import fields
 from tollway.records import DEFAULT_PERIOD_S, KeyRecord, KeyStatus
@@ -34,7 +35,7 @@ PREFIX_SHOWN = 12
 SYNCED = ("status", "tier", "grace_until", "period_start", "period_end")
 
 
-class KeyNotFound(LookupError):
+class KeyNotFound(NotFound):
     """No key record matches the given key or key id."""
 
 
@@ -95,10 +96,12 @@ class KeyStore:
         )  # fmt: skip
         outcome = scripts.result(result)
         if outcome is Result.ACCOUNT_HELD:
-            raise ValueError(f"account {account} is suspended by the operator; it takes no new key")
+            raise LifecycleError(
+                f"account {account} is suspended by the operator; it takes no new key"
+            )
         if outcome is Result.TIER_CONFLICT:
             tier = text(result[1])
-            raise ValueError(
+            raise LifecycleError(
                 f"account {account} is on tier {tier!r}; all keys of an account share its plan "
                 f"(issue the key with --tier {tier}, or move the account with "
                 f"`tollway accounts set-tier {account} TIER`)"
@@ -140,7 +143,7 @@ class KeyStore:
             )
         status = KeyStatus(plan.get("status") or "active")
         if status is KeyStatus.REVOKED:
-            raise ValueError(f"subscription {subscription} is canceled; it takes no new keys")
+            raise LifecycleError(f"subscription {subscription} is canceled; it takes no new keys")
         created = int(time.time()) if now is None else now
         template = replace(
             KeyRecord.template(plan["tier"], plan["customer"], created, subscription, status),
@@ -231,6 +234,19 @@ class KeyStore:
     async def owned(self, owner: str) -> list[str]:
         """Key ids issued for a subscription or customer."""
         return sorted(text(k) for k in await self.redis.smembers(schema.owned_keys(owner)))
+
+    async def records_of(self, owner: str) -> list[KeyRecord]:
+        """The records of the keys issued for a subscription or customer, oldest first. (A
+        customer's set also lists its subscriptions' keys: filter by ``account`` or
+        ``customer`` for one account's.) An id whose record is missing (an issuance that
+        never finished) is skipped."""
+        out = []
+        for key_id in await self.owned(owner):
+            try:
+                out.append(await self.get(key_id))
+            except KeyNotFound:
+                continue
+        return sorted(out, key=lambda r: (r.created, r.key_id))
 
 
 def text(v: bytes | str) -> str:

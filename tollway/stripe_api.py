@@ -10,6 +10,7 @@ import logging
 
 import stripe
 
+from tollway.errors import Unavailable
 from tollway.logs import fields
 from tollway.settings import StripeSettings
 
@@ -19,7 +20,7 @@ API_VERSION = "2026-10-28.endive"
 STANDIN_KEY = "sk_test_tollway_standin"
 
 
-class StripeNotConfigured(RuntimeError):
+class StripeNotConfigured(Unavailable):
     """Neither STRIPE_API_KEY nor TOLLWAY_STRIPE_API_BASE is set."""
 
 

@@ -1,5 +1,10 @@
 """The tier table: what each plan may do, read from TOML and validated as a whole.
 
+Each tier field is declared once, on ``Tier``: its type and default, how a TOML value is read
+and checked (``Reader``), and how the README's example shows it (``tier_example()``). The
+parser, the validator, the defaults and the documented example all come from that one
+declaration; rules between fields are ``RULES``.
+
 ``load_tiers(path)`` returns a ``TierTable`` or raises ``TierError`` whose ``problems`` each name
 the file, the tier and the field, e.g.::
 
@@ -10,28 +15,35 @@ A table is either entirely valid or rejected: callers never see a half-read tabl
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-TIER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-FEATURE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-PRICE_ID = re.compile(r"^\S{1,200}$")
-METER_EVENT = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")  # Stripe's event_name: at most 100
-# A request's final outcome, as metering's access-log receiver names it (metering/outcomes.py):
-# a status class or code, or what happened instead of an answer from the upstream.
-OUTCOME = re.compile(r"^([1-5]xx|[1-5][0-9][0-9]|reset|timeout|aborted)$")
-# Billed by default: whatever the upstream answered below 500, and a client that hung up before
-# the answer (the upstream may have done the work; not billing it would make it free).
-DEFAULT_BILL_STATUSES = ("2xx", "3xx", "4xx", "aborted")
+from tollway.errors import InvalidInput
+from tollway.tier_readers import (
+    CURRENCY,
+    DEFAULT_BILL_STATUSES,
+    FEATURE_NAME,
+    METER_EVENT,
+    OUTCOME,
+    PRICE_ID,
+    TIER_NAME,
+    Bad,
+    Reader,
+    at_least,
+    choice,
+    decimal,
+    flag,
+    positive_number,
+    string,
+    strings,
+)
 
-
-E = TypeVar("E", bound=StrEnum)
+DEFAULT_METER_EVENT = "api_requests"
 
 
 class OverQuota(StrEnum):
@@ -54,47 +66,177 @@ class OnStoreError(StrEnum):
     ALLOW = "allow"  # serve, mark the request, and write usage back when Redis returns
 
 
+def _spec(
+    read: Reader, example: str, doc: str, default: Any = MISSING, commented: bool = False
+) -> Any:
+    """A tier field: ``default`` (none: the field is required), ``read`` for its TOML value,
+    and the ``example`` value and ``doc`` the README's tier example shows (``commented``: as a
+    comment, for a field the rest of the example does not allow)."""
+    meta = {"read": read, "example": example, "doc": doc, "commented": commented}
+    if default is MISSING:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class Tier:
     name: str
-    requests_per_second: float
-    burst: int
-    monthly_quota: int  # 0 means unlimited
-    over_quota: OverQuota
-    features: frozenset[str]
-    stripe_prices: tuple[str, ...]
-    on_store_error: OnStoreError
-    dry_run: bool
-    meter_event: str = "api_requests"  # the Stripe Billing Meter event_name usage is sent as
-    report: Report = Report.ALL
-    limiter: LimiterKind = LimiterKind.EXACT
-    lease_tokens: int = 0  # lease mode: tokens one authz process takes from the bucket at once
+    requests_per_second: float = _spec(positive_number, "20.0", "bucket refill rate (> 0)")
+    burst: int = _spec(at_least(1), "40", "bucket size (>= 1)")
+    monthly_quota: int = _spec(
+        at_least(0, " (0 = unlimited)"), "100000", "requests per billing period; 0 = unlimited"
+    )
+    over_quota: OverQuota = _spec(
+        choice(OverQuota), '"bill"', '"block" (429 quota_exceeded) or "bill" (keep serving)'
+    )
+    on_store_error: OnStoreError = _spec(
+        choice(OnStoreError), '"deny"', '"deny" (503) or "allow" while Redis is unreachable',
+        OnStoreError.DENY,
+    )  # fmt: skip
+    report: Report = _spec(
+        choice(Report), '"all"', '"all" usage, or only the "overage" past monthly_quota',
+        Report.ALL,
+    )  # fmt: skip
+    limiter: LimiterKind = _spec(
+        choice(LimiterKind), '"exact"', '"exact": Redis decides every request; or "lease"',
+        LimiterKind.EXACT,
+    )  # fmt: skip
+    # lease mode: tokens one authz process takes from the bucket at once (0 in exact mode)
+    lease_tokens: int = _spec(
+        at_least(1), "4", "lease mode: tokens per lease (default burst // 10)", 0, commented=True
+    )
+    dry_run: bool = _spec(flag, "false", "decide, log and count, but always allow", False)
+    # the Stripe Billing Meter event_name usage is sent as
+    meter_event: str = _spec(
+        string(METER_EVENT), f'"{DEFAULT_METER_EVENT}"',
+        "the Stripe Billing Meter usage is reported to", DEFAULT_METER_EVENT,
+    )  # fmt: skip
+    description: str = _spec(string(), '"Production use."', "for the portal's pricing page", "")
+    # The portal lets anyone sign up for this tier with an email address alone (no Stripe):
+    # a tier with no price. The pricing page lists paid tiers and these.
+    free_signup: bool = _spec(
+        flag, "false", "anyone signs up with an email alone (no price)", False
+    )
+    features: frozenset[str] = _spec(
+        strings(FEATURE_NAME, frozenset), '["reports"]',
+        "gates a route may require (tollway_feature)", frozenset(),
+    )  # fmt: skip
+    stripe_prices: tuple[str, ...] = _spec(
+        strings(PRICE_ID, tuple), '["tollway_pro_monthly"]',
+        "maps a Stripe subscription to this tier", (),
+    )  # fmt: skip
     # What `tollway stripe sync` creates in Stripe for a paid tier (price_amount set): a Product,
     # a recurring flat Price with lookup key stripe_prices[0], and, with overage_unit_amount, a
     # metered Price on the tier's Billing Meter, graduated: monthly_quota requests at 0, then
     # overage_unit_amount each. Amounts are in the currency's minor unit (cents).
-    price_amount: int | None = None
-    currency: str = "usd"
-    interval: str = "month"
-    overage_unit_amount: str | None = None  # a decimal string, e.g. "0.05" (cents per request)
+    price_amount: int | None = _spec(
+        at_least(0, " (minor units)"), "2900", "`tollway stripe sync`: the flat fee per interval",
+        None,
+    )  # fmt: skip
+    currency: str = _spec(
+        string(CURRENCY, "must be a 3-letter ISO code in lower case, got {v!r}"), '"usd"',
+        "the prices' currency", "usd",
+    )  # fmt: skip
+    interval: str = _spec(
+        string(re.compile(r"^(month|year)$"), 'must be "month" or "year", got {v!r}'),
+        '"month"', '"month" or "year"', "month",
+    )  # fmt: skip
+    # a decimal string, e.g. "0.05" (cents per request)
+    overage_unit_amount: str | None = _spec(
+        decimal, '"0.05"', "cents per request past monthly_quota (a metered Price)", None
+    )
     # Billing what was served (Envoy's access log, metering/receiver.py): the final outcomes
     # billed (OUTCOME); whether a request not billed gives its quota back; the Billing Meter
     # the amounts the upstream reports (x-tollway-usage) go to, "" for none; and the price
     # per unit of that meter, a decimal string in minor units, for `tollway stripe sync`.
-    bill_statuses: frozenset[str] = frozenset(DEFAULT_BILL_STATUSES)
-    refund_quota: bool = True
-    usage_meter: str = ""
-    usage_unit_amount: str | None = None
-    description: str = ""  # for people: the portal's pricing page shows it
-    # The portal lets anyone sign up for this tier with an email address alone (no Stripe):
-    # a tier with no price. The pricing page lists paid tiers and these.
-    free_signup: bool = False
+    bill_statuses: frozenset[str] = _spec(
+        strings(OUTCOME, frozenset), '["2xx", "3xx", "4xx", "aborted"]',
+        "final outcomes billed (README: What is billed)", frozenset(DEFAULT_BILL_STATUSES),
+    )  # fmt: skip
+    refund_quota: bool = _spec(flag, "true", "a request not billed gives its quota back", True)
+    usage_meter: str = _spec(
+        string(METER_EVENT, empty=True), '"tokens"',
+        "the meter for amounts the upstream reports (x-tollway-usage)", "",
+    )  # fmt: skip
+    usage_unit_amount: str | None = _spec(
+        decimal, '"0.002"', "cents per unit of usage_meter (a metered Price)", None
+    )
 
     def bills(self, outcome: str) -> bool:
         """Is a request that ended in ``outcome`` (a status code, or reset, timeout, aborted)
         billed? A code is billed if the code itself or its class ("4xx") is listed."""
         s = self.bill_statuses
         return outcome in s or (outcome[:1].isdigit() and f"{outcome[0]}xx" in s)
+
+
+# The fields a tier table sets (all but the name), in declaration order.
+TIER_FIELDS: tuple[Field[Any], ...] = tuple(f for f in fields(Tier) if f.name != "name")
+FIELD_NAMES = frozenset(f.name for f in TIER_FIELDS)
+# What an operator may override per account (tollway accounts set-limits).
+OVERRIDABLE = ("requests_per_second", "burst", "monthly_quota", "features")
+
+# A rule between fields: the values of a tier whose fields all read -> (field, problem) or None.
+Rule = Callable[[Mapping[str, Any], Mapping[str, object]], tuple[str, str] | None]
+
+
+def _overage_needs_quota(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:
+    if v["report"] is Report.OVERAGE and v["monthly_quota"] == 0:
+        return "report", '"overage" needs a monthly_quota > 0 to report usage past'
+    return None
+
+
+def _lease_size(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:
+    if "lease_tokens" not in raw:
+        return None
+    if v["limiter"] is not LimiterKind.LEASE:
+        return "lease_tokens", 'only applies with limiter = "lease"'
+    if v["lease_tokens"] > v["burst"]:
+        return "lease_tokens", f"must be <= burst ({v['burst']}), got {v['lease_tokens']}"
+    return None
+
+
+def _free_has_no_price(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:
+    if v["free_signup"] and (v["stripe_prices"] or v["price_amount"]):
+        return "free_signup", ("a tier anyone signs up for without Stripe has no stripe_prices "
+                               "or price_amount")  # fmt: skip
+    return None
+
+
+def _price_has_lookup_key(
+    v: Mapping[str, Any], raw: Mapping[str, object]
+) -> tuple[str, str] | None:
+    prices = v["stripe_prices"]
+    if v["price_amount"] is not None and (not prices or prices[0].startswith("price_")):
+        return "stripe_prices", ("a tier with price_amount needs a lookup key first (not a "
+                                 "price_ id): `tollway stripe sync` gives that key to its Price")  # fmt: skip
+    return None
+
+
+def _overage_needs_price(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:
+    if v["overage_unit_amount"] is not None and v["price_amount"] is None:
+        return "overage_unit_amount", "needs price_amount (0 for usage alone)"
+    return None
+
+
+def _usage_meter_apart(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:
+    if v["usage_meter"] and v["usage_meter"] == v["meter_event"]:
+        return "usage_meter", "must differ from meter_event (requests and amounts are two meters)"
+    return None
+
+
+def _usage_price_needs(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:
+    if v["usage_unit_amount"] is None:
+        return None
+    if not v["usage_meter"]:
+        return "usage_unit_amount", "needs usage_meter (the meter it prices)"
+    if v["price_amount"] is None:
+        return "usage_unit_amount", "needs price_amount (0 for usage alone)"
+    return None
+
+
+RULES: tuple[Rule, ...] = (_overage_needs_quota, _lease_size, _free_has_no_price,
+                           _price_has_lookup_key, _overage_needs_price, _usage_meter_apart,
+                           _usage_price_needs)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,6 +247,12 @@ class TierTable:
     def get(self, name: str) -> Tier | None:
         return self.tiers.get(name)
 
+    def meter_event(self, name: str) -> str:
+        """The Billing Meter requests of tier ``name`` go to (the default for a tier the table
+        no longer has)."""
+        tier = self.tiers.get(name)
+        return tier.meter_event if tier is not None else DEFAULT_METER_EVENT
+
     def __iter__(self) -> Iterator[Tier]:
         return iter(self.tiers.values())
 
@@ -112,7 +260,7 @@ class TierTable:
         return len(self.tiers)
 
 
-class TierError(ValueError):
+class TierError(InvalidInput):
     """The tier table is invalid; ``problems`` lists every finding, one line each."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -120,79 +268,32 @@ class TierError(ValueError):
         self.problems = problems
 
 
-# field -> (required, default). Types are checked in _Validator.
-_FIELDS: dict[str, tuple[bool, Any]] = {
-    "requests_per_second": (True, None),
-    "burst": (True, None),
-    "monthly_quota": (True, None),
-    "over_quota": (True, None),
-    "features": (False, []),
-    "stripe_prices": (False, []),
-    "on_store_error": (False, "deny"),
-    "dry_run": (False, False),
-    "description": (False, ""),
-    "free_signup": (False, False),
-    "meter_event": (False, "api_requests"),
-    "report": (False, "all"),
-    "limiter": (False, "exact"),
-    "lease_tokens": (False, None),  # lease mode: default burst // 10, at least 1
-    "price_amount": (False, None),
-    "currency": (False, "usd"),
-    "interval": (False, "month"),
-    "overage_unit_amount": (False, None),
-    "bill_statuses": (False, list(DEFAULT_BILL_STATUSES)),
-    "refund_quota": (False, True),
-    "usage_meter": (False, ""),
-    "usage_unit_amount": (False, None),
-}
-CURRENCY = re.compile(r"^[a-z]{3}$")
-DECIMAL = re.compile(r"^\d{1,12}(\.\d{1,12})?$")
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 class _Validator:
     def __init__(self, source: str) -> None:
         self.source = source
         self.problems: list[str] = []
 
-    def fail(self, tier: str | None, field: str | None, message: str) -> None:
+    def fail(self, tier: str | None, key: str | None, message: str) -> None:
         where = [self.source]
         if tier is not None:
             where.append(f'tier "{tier}"')
-        if field is not None:
-            where.append(f'field "{field}"')
+        if key is not None:
+            where.append(f'field "{key}"')
         self.problems.append(": ".join([*where, message]))
 
-    def string_list(
-        self, tier: str | None, key: str, value: object, pattern: re.Pattern[str]
-    ) -> list[str]:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.fail(tier, key, f"must be a list of strings, got {value!r}")
-            return []
-        bad = [v for v in value if not pattern.match(v)]
-        if bad:
-            self.fail(tier, key, f"invalid entries {bad!r} (allowed: {pattern.pattern})")
-            return []
-        return list(value)
-
-    def limits(self, name: str | None, raw: Mapping[str, object]) -> None:
-        """The checks of requests_per_second, burst and monthly_quota, where present (a tier's,
-        or an account's overrides)."""
-        rps = raw.get("requests_per_second")
-        ok_rps = (_is_int(rps) or isinstance(rps, float)) and math.isfinite(rps) and rps > 0  # type: ignore[arg-type, operator]
-        if "requests_per_second" in raw and not ok_rps:
-            self.fail(name, "requests_per_second", f"must be a number > 0, got {rps!r}")
-        burst = raw.get("burst")
-        if "burst" in raw and not (_is_int(burst) and burst >= 1):  # type: ignore[operator]
-            self.fail(name, "burst", f"must be an integer >= 1, got {burst!r}")
-        quota = raw.get("monthly_quota")
-        if "monthly_quota" in raw and not (_is_int(quota) and quota >= 0):  # type: ignore[operator]
-            self.fail(
-                name, "monthly_quota", f"must be an integer >= 0 (0 = unlimited), got {quota!r}"
-            )
+    def read(
+        self, tier: str | None, raw: Mapping[str, object], only: Iterator[Field[Any]]
+    ) -> dict[str, Any]:
+        """Each field in ``only`` that ``raw`` sets, read; a problem for each that fails."""
+        values: dict[str, Any] = {}
+        for f in only:
+            if f.name not in raw:
+                continue
+            try:
+                values[f.name] = f.metadata["read"](raw[f.name])
+            except Bad as exc:
+                self.fail(tier, f.name, str(exc))
+        return values
 
     def tier(self, name: str, raw: object) -> Tier | None:
         if not TIER_NAME.match(name):
@@ -202,146 +303,46 @@ class _Validator:
             self.fail(name, None, f"must be a table, got {type(raw).__name__}")
             return None
         before = len(self.problems)
-        for key in sorted(set(raw) - set(_FIELDS)):
-            self.fail(name, key, f"unknown field (known: {', '.join(sorted(_FIELDS))})")
-        for key, (required, _) in _FIELDS.items():
-            if required and key not in raw:
-                self.fail(name, key, "is required")
-        v = {k: raw.get(k, default) for k, (_, default) in _FIELDS.items()}
-
-        self.limits(name, raw)
-        rps, quota = v["requests_per_second"], v["monthly_quota"]
-        over = self.choice(name, "over_quota", v["over_quota"], OverQuota, "over_quota" in raw)
-        store = self.choice(name, "on_store_error", v["on_store_error"], OnStoreError, True)
-        report = self.choice(name, "report", v["report"], Report, True)
-        if report is Report.OVERAGE and _is_int(quota) and quota == 0:
-            self.fail(name, "report", '"overage" needs a monthly_quota > 0 to report usage past')
-        limiter = self.choice(name, "limiter", v["limiter"], LimiterKind, True)
-        lease = v["lease_tokens"]
-        if lease is not None:
-            if limiter is not LimiterKind.LEASE:
-                self.fail(name, "lease_tokens", 'only applies with limiter = "lease"')
-            elif not (_is_int(lease) and lease >= 1):
-                self.fail(name, "lease_tokens", f"must be an integer >= 1, got {lease!r}")
-            elif _is_int(v["burst"]) and lease > v["burst"]:
-                self.fail(name, "lease_tokens", f"must be <= burst ({v['burst']}), got {lease}")
-        if not isinstance(v["dry_run"], bool):
-            self.fail(name, "dry_run", f"must be true or false, got {v['dry_run']!r}")
-        if not (isinstance(v["meter_event"], str) and METER_EVENT.match(v["meter_event"])):
-            self.fail(
-                name, "meter_event", f"must match {METER_EVENT.pattern}, got {v['meter_event']!r}"
-            )
-        if not isinstance(v["description"], str):
-            self.fail(name, "description", f"must be a string, got {v['description']!r}")
-        if not isinstance(v["free_signup"], bool):
-            self.fail(name, "free_signup", f"must be true or false, got {v['free_signup']!r}")
-        elif v["free_signup"] and (v["stripe_prices"] or v["price_amount"]):
-            self.fail(name, "free_signup", "a tier anyone signs up for without Stripe has no "
-                      "stripe_prices or price_amount")  # fmt: skip
-        features = self.string_list(name, "features", v["features"], FEATURE_NAME)
-        prices = self.string_list(name, "stripe_prices", v["stripe_prices"], PRICE_ID)
-        amount, overage = v["price_amount"], v["overage_unit_amount"]
-        if amount is not None and not (_is_int(amount) and amount >= 0):
-            self.fail(
-                name, "price_amount", f"must be an integer >= 0 (minor units), got {amount!r}"
-            )
-        elif amount is not None and (not prices or prices[0].startswith("price_")):
-            self.fail(name, "stripe_prices", "a tier with price_amount needs a lookup key first "
-                      "(not a price_ id): `tollway stripe sync` gives that key to its Price")  # fmt: skip
-        if not (isinstance(v["currency"], str) and CURRENCY.match(v["currency"])):
-            self.fail(
-                name,
-                "currency",
-                f"must be a 3-letter ISO code in lower case, got {v['currency']!r}",
-            )
-        if v["interval"] not in ("month", "year"):
-            self.fail(name, "interval", f'must be "month" or "year", got {v["interval"]!r}')
-        if overage is not None:
-            overage = self.decimal(name, "overage_unit_amount", overage)
-            if overage is not None and amount is None:
-                self.fail(name, "overage_unit_amount", "needs price_amount (0 for usage alone)")
-        billed = self.string_list(name, "bill_statuses", v["bill_statuses"], OUTCOME)
-        if not isinstance(v["refund_quota"], bool):
-            self.fail(name, "refund_quota", f"must be true or false, got {v['refund_quota']!r}")
-        usage_meter = v["usage_meter"]
-        if not (
-            isinstance(usage_meter, str) and (usage_meter == "" or METER_EVENT.match(usage_meter))
-        ):
-            self.fail(name, "usage_meter", f"must match {METER_EVENT.pattern}, got {usage_meter!r}")
-        elif usage_meter and usage_meter == v["meter_event"]:
-            self.fail(name, "usage_meter", "must differ from meter_event (requests and amounts are "
-                      "two meters)")  # fmt: skip
-        unit = self.decimal(name, "usage_unit_amount", v["usage_unit_amount"])
-        if unit is not None and not usage_meter:
-            self.fail(name, "usage_unit_amount", "needs usage_meter (the meter it prices)")
-        elif unit is not None and amount is None:
-            self.fail(name, "usage_unit_amount", "needs price_amount (0 for usage alone)")
-        if (
-            len(self.problems) > before
-            or over is None
-            or store is None
-            or report is None
-            or limiter is None
-        ):
-            return None
-        if limiter is LimiterKind.LEASE and lease is None:
-            lease = max(1, v["burst"] // 10)
-        return Tier(
-            name=name,
-            requests_per_second=float(rps),
-            burst=v["burst"],
-            monthly_quota=quota,
-            over_quota=over,
-            features=frozenset(features),
-            stripe_prices=tuple(prices),
-            on_store_error=store,
-            dry_run=v["dry_run"],
-            meter_event=v["meter_event"],
-            report=report,
-            limiter=limiter,
-            lease_tokens=lease if limiter is LimiterKind.LEASE else 0,
-            price_amount=amount,
-            currency=v["currency"],
-            interval=v["interval"],
-            overage_unit_amount=overage,
-            bill_statuses=frozenset(billed),
-            refund_quota=v["refund_quota"],
-            usage_meter=usage_meter,
-            usage_unit_amount=unit,
-            description=v["description"],
-            free_signup=v["free_signup"],
+        for key in sorted(set(raw) - FIELD_NAMES):
+            self.fail(name, key, f"unknown field (known: {', '.join(sorted(FIELD_NAMES))})")
+        for f in TIER_FIELDS:
+            if f.default is MISSING and f.name not in raw:
+                self.fail(name, f.name, "is required")
+        values: dict[str, Any] = {f.name: f.default for f in TIER_FIELDS} | self.read(
+            name, raw, iter(TIER_FIELDS)
         )
-
-    def decimal(self, tier: str, key: str, value: object) -> str | None:
-        """A price per unit in minor units: a decimal string (a TOML number is accepted)."""
-        if value is None:
+        if len(self.problems) > before:
             return None
-        text = str(value) if _is_int(value) or isinstance(value, float) else value
-        if not (isinstance(text, str) and DECIMAL.match(text)):
-            self.fail(tier, key, f'must be a decimal >= 0 like "0.05", got {value!r}')
+        for rule in RULES:
+            problem = rule(values, raw)
+            if problem is not None:
+                self.fail(name, *problem)
+        if len(self.problems) > before:
             return None
-        return text
-
-    def choice(self, tier: str, key: str, value: object, enum: type[E], present: bool) -> E | None:
-        if not present:
-            return None
-        if isinstance(value, str) and value in {e.value for e in enum}:
-            return enum(value)
-        allowed = " or ".join(f'"{e.value}"' for e in enum)
-        self.fail(tier, key, f"must be {allowed}, got {value!r}")
-        return None
+        if values["limiter"] is not LimiterKind.LEASE:
+            values["lease_tokens"] = 0
+        elif "lease_tokens" not in raw:
+            values["lease_tokens"] = max(1, values["burst"] // 10)
+        return Tier(name=name, **values)
 
 
 def check_limits(source: str, limits: Mapping[str, object]) -> list[str]:
     """Problems with an account's overrides (requests_per_second, burst, monthly_quota,
     features), in the tier table's words: ``account sub_1: field "burst": must be ...``."""
     v = _Validator(source)
-    for key in sorted(set(limits) - {"requests_per_second", "burst", "monthly_quota", "features"}):
+    for key in sorted(set(limits) - set(OVERRIDABLE)):
         v.fail(None, key, "cannot be overridden per account")
-    v.limits(None, limits)
-    if "features" in limits:
-        v.string_list(None, "features", limits["features"], FEATURE_NAME)
+    v.read(None, limits, (f for f in TIER_FIELDS if f.name in OVERRIDABLE))
     return v.problems
+
+
+def tier_example() -> str:
+    """The README's tier example: every field with an example value and what it does."""
+    lines = ["[tiers.pro]"]
+    for f in TIER_FIELDS:
+        setting = f"{'# ' if f.metadata['commented'] else ''}{f.name} = {f.metadata['example']}"
+        lines.append(f"{setting:<35} # {f.metadata['doc']}")
+    return "\n".join(lines)
 
 
 def parse_tiers(text: str, source: str) -> TierTable:

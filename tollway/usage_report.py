@@ -12,7 +12,7 @@ from typing import Any
 
 from tollway import schema
 from tollway.records import KeyRecord, Period
-from tollway.store import KeyNotFound, KeyStore
+from tollway.store import KeyStore
 from tollway.tiers import TierTable
 
 Row = dict[str, int]  # {"counting", "pending", "sent"}
@@ -22,12 +22,8 @@ async def _sources(keys: KeyStore, customer: str) -> dict[str, str]:
     """The customer's usage sources -> tier: its accounts, and its keys' ids (usage an authz
     process counted while it did not know the key's account, until metering drains it)."""
     sources: dict[str, str] = {}
-    for key_id in await keys.owned(customer):
-        try:
-            record = await keys.get(key_id)
-        except KeyNotFound:
-            continue
-        sources[key_id] = record.tier
+    for record in await keys.records_of(customer):
+        sources[record.key_id] = record.tier
         sources.setdefault(record.account, record.tier)
     return sources
 
@@ -40,7 +36,7 @@ async def unsent_usage(keys: KeyStore, customer: str, tiers: TierTable) -> dict[
     out: dict[str, int] = defaultdict(int)
     for source, tier in sorted((await _sources(keys, customer)).items()):
         t = tiers.get(tier)
-        meter = t.meter_event if t else "api_requests"
+        meter = tiers.meter_event(tier)
         amounts = (t.usage_meter if t else "") or "amounts"
         fields = dict(await redis.hgetall(schema.usage(source)))
         fields.update(await redis.hgetall(schema.outbox(source)))
@@ -80,11 +76,8 @@ async def per_key(keys: KeyStore, customer: str, now: int) -> list[tuple[KeyReco
     its account's quota use, kept by check.lua)."""
     redis: Any = keys.redis
     out = []
-    for key_id in await keys.owned(customer):
-        try:
-            record, _, account = await keys.find(key_id)
-        except KeyNotFound:
-            continue
+    for record in await keys.records_of(customer):
+        key_id, account = record.key_id, record.account
         start = Period(record.period_start, record.period_end).start_for(now)
         n, period, a_start, a_end = await redis.hmget(
             schema.account_state(account),

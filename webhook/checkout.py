@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tollway import schema, scripts
+from tollway.errors import Refused
 from tollway.keys import KeyMode, parse_key
 from tollway.records import KeyRecord, KeyStatus
 from tollway.scripts import Result
@@ -31,7 +32,7 @@ class Claimed:
     customer: str
 
 
-class ClaimGone(Exception):
+class ClaimGone(Refused):
     """The key was claimed already, or its claim window has passed."""
 
     def __init__(self, code: str) -> None:

@@ -25,6 +25,7 @@ from enum import StrEnum
 import stripe
 from aiohttp import web
 
+from tollway.errors import NotFound, Refused, error_body
 from webhook.checkout import ClaimGone
 from webhook.events import MalformedEvent
 from webhook.processor import UnknownTier
@@ -32,15 +33,15 @@ from webhook.signature import Rejected
 from webhook.subscriptions import UnknownStatus
 
 
-class UnknownSession(LookupError):
+class UnknownSession(NotFound):
     """No key was issued for the session, and Stripe does not know it either."""
 
 
-class CheckoutIncomplete(Exception):
+class CheckoutIncomplete(Refused):
     """The checkout session is not complete and paid."""
 
 
-class NoPrice(LookupError):
+class NoPrice(NotFound):
     """A tier's lookup key matches no active Stripe price."""
 
 
@@ -82,7 +83,9 @@ TABLES: dict[Route, tuple[tuple[type[Exception] | tuple[type[Exception], ...], A
 
 def error(status: int, code: str, message: str) -> web.Response:
     """The one error body: ``{"error": {"code", "message"}}``."""
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+    return web.Response(
+        text=error_body(code, message), status=status, content_type="application/json"
+    )
 
 
 def answer(route: Route, exc: Exception) -> tuple[Answer, web.Response]:

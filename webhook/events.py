@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tollway.errors import InvalidInput
 from tollway.schema import STRIPE_ID
 
 
-class MalformedEvent(ValueError):
+class MalformedEvent(InvalidInput):
     """A handled event type whose payload does not have the shape Stripe sends."""
 
 

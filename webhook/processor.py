@@ -19,6 +19,7 @@ from typing import Any, assert_never
 
 from tollway.clock import WallClock
 from tollway.dead_letters import ERROR_REPORT, DeadLetters
+from tollway.errors import NotFound
 from tollway.lifecycle import Lifecycle
 from tollway.logs import fields
 from tollway.scripts import Result
@@ -43,7 +44,7 @@ CAS_ATTEMPTS = 8
 METER_ERROR_REPORT = "v1.billing.meter.error_report_triggered"
 
 
-class UnknownTier(LookupError):
+class UnknownTier(NotFound):
     """No tier in the table lists any of the subscription's prices."""
 
 

@@ -22,8 +22,10 @@ from typing import Any
 
 import stripe
 
+from tollway.errors import InvalidInput
 
-class Rejected(Exception):
+
+class Rejected(InvalidInput):
     def __init__(self, code: str, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.code = code

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from tollway.errors import InvalidInput
 from tollway.records import KeyStatus
 from webhook.events import InvoiceSettled, SubscriptionChanged
 
@@ -32,7 +33,7 @@ STATUS = {
 }
 
 
-class UnknownStatus(ValueError):
+class UnknownStatus(InvalidInput):
     """A subscription status Stripe does not document."""
 
 

@@ -28,8 +28,9 @@ from portal.own_keys import OwnKeys
 from tests.support import TEST_TIERS
 from tollway.accounts import Accounts
 from tollway.clock import FixedClock
+from tollway.errors import LifecycleError
 from tollway.keys import KeyHasher
-from tollway.lifecycle import Lifecycle, LifecycleError
+from tollway.lifecycle import Lifecycle
 from tollway.records import KeyRecord, KeyState
 from tollway.redis_client import connect
 from tollway.store import KeyStore
@@ -297,7 +298,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @invariant()
     def listing_model_and_check_agree(self) -> None:
-        records = self.run(Accounts(self.rig.store).records(CUSTOMER))
+        records = self.run(self.rig.store.records_of(CUSTOMER))
         listed = self.run(self.rig.keys.listing(records))
         for rec, row in zip(records, listed, strict=True):
             want = self.expected(rec.key_id)

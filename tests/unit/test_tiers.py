@@ -232,3 +232,44 @@ def test_money_is_labelled_in_major_units(minor, currency, want):
     from tollway.money import money
 
     assert money(minor, currency) == want
+
+
+def test_the_readme_tier_example_is_the_one_derived_from_the_declarations():
+    """Each tier field is declared once: the README's example is generated from it, names
+    every field, and is itself a valid tier."""
+    from tollway.tiers import TIER_FIELDS, tier_example
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = tier_example()
+    assert f"```toml\n{example}\n```" in readme, "regenerate it: tollway.tiers.tier_example()"
+    named = {line.lstrip("# ").split(" = ")[0] for line in example.splitlines()[1:]}
+    assert named == {f.name for f in TIER_FIELDS}
+    assert parse_tiers(example, "README").get("pro") is not None
+
+
+def test_the_shipped_tier_file_documents_every_field():
+    """The header of tollway/data/tiers.toml explains every field a tier can set."""
+    from tollway.settings import DEFAULT_TIERS
+    from tollway.tiers import TIER_FIELDS
+
+    header = [line for line in DEFAULT_TIERS.read_text().splitlines() if line.startswith("#")]
+    documented = " ".join(header)
+    missing = [f.name for f in TIER_FIELDS if f.name not in documented]
+    assert missing == []
+
+
+def test_defaults_come_from_the_declaration():
+    """A tier that sets only what is required gets each field's declared default."""
+    from dataclasses import MISSING
+
+    from tollway.tiers import TIER_FIELDS
+
+    table = parse_tiers(
+        '[tiers.t]\nrequests_per_second = 1\nburst = 2\nmonthly_quota = 0\nover_quota = "bill"',
+        "t",
+    )
+    tier = table.get("t")
+    assert tier is not None
+    for f in TIER_FIELDS:
+        if f.default is not MISSING:
+            assert getattr(tier, f.name) == f.default, f.name
