@@ -52,8 +52,19 @@ class CheckReply:
             # The common shape, as authz's client decodes it: code, tier, customer as text,
             # then eight integers. About 1 µs, against 4 for the general path below.
             c, tier, customer, a, b, qu, pe, gr, wd, now, gt = reply
-            return cls(Code(c), tier, customer, int(a), int(b), int(qu), int(pe), int(gr),
-                       Code(wd), int(now), int(gt))  # fmt: skip
+            return cls(
+                Code(c),
+                tier,
+                customer,
+                int(a),
+                int(b),
+                int(qu),
+                int(pe),
+                int(gr),
+                Code(wd),
+                int(now),
+                int(gt),
+            )
         v = [x.decode() if isinstance(x, bytes) else x for x in reply]
         v += [""] * max(0, 3 - len(v))  # short replies carry only code, tier, customer
         ints = [int(x) for x in v[3:11]]
@@ -63,6 +74,16 @@ class CheckReply:
             features = None if v[14] == "-" else frozenset(f for f in str(v[14]).split(",") if f)
             limits = (float(v[11]), int(v[12]), int(v[13]), features)
         return cls(
-            Code(int(v[0])), str(v[1]), str(v[2]),
-            ints[0], ints[1], ints[2], ints[3], ints[4], Code(ints[5]), ints[6], ints[7], limits,
-        )  # fmt: skip
+            Code(int(v[0])),
+            str(v[1]),
+            str(v[2]),
+            ints[0],
+            ints[1],
+            ints[2],
+            ints[3],
+            ints[4],
+            Code(ints[5]),
+            ints[6],
+            ints[7],
+            limits,
+        )

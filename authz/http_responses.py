@@ -32,10 +32,20 @@ _STAMP = f"{METADATA_KEY}: ".encode()  # the stamp holds no CR or LF (tollway/us
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
 CACHE_SIZE = 16_384
 
-_PHRASES = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 402: "Payment Required",
-            403: "Forbidden", 404: "Not Found", 413: "Content Too Large",
-            414: "URI Too Long", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-            500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
+_PHRASES = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 _NO_CRLF = str.maketrans("", "", "\r\n")
@@ -72,16 +82,32 @@ def build(d: Decision, keep_alive: bool = True) -> bytes:
             head += _STAMP + d.usage_log.encode("latin-1", "replace") + b"\r\n"
         return head + b"".join([_client_line(k, v) for k, v in d.client_headers]) + close + b"\r\n"
     body = d.body().encode()
-    meta = ((CUSTOMER_HEADER, d.customer), (TIER_HEADER, d.tier), (KEY_ID_HEADER, d.key_id),
-            (REASON_HEADER, d.reason.value))  # fmt: skip
+    meta = (
+        (CUSTOMER_HEADER, d.customer),
+        (TIER_HEADER, d.tier),
+        (KEY_ID_HEADER, d.key_id),
+        (REASON_HEADER, d.reason.value),
+    )
     headers = (("content-type", "application/json"), *d.client_headers, *meta)
-    return (status_line(d.reason.http_status) + _lines(headers)
-            + f"content-length: {len(body)}\r\n".encode() + close + b"\r\n" + body)  # fmt: skip
+    return (
+        status_line(d.reason.http_status)
+        + _lines(headers)
+        + f"content-length: {len(body)}\r\n".encode()
+        + close
+        + b"\r\n"
+        + body
+    )
 
 
 def plain(status: int, code: str, message: str, keep_alive: bool = False) -> bytes:
     """An answer of authz's own HTTP layer (bad request, health), with the JSON error shape."""
     body = (error_body(code, message) if status != 200 else '{"status": "serving"}').encode()
     close = b"" if keep_alive else b"connection: close\r\n"
-    return (status_line(status) + b"content-type: application/json\r\n"
-            + f"content-length: {len(body)}\r\n".encode() + close + b"\r\n" + body)  # fmt: skip
+    return (
+        status_line(status)
+        + b"content-type: application/json\r\n"
+        + f"content-length: {len(body)}\r\n".encode()
+        + close
+        + b"\r\n"
+        + body
+    )

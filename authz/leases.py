@@ -61,8 +61,19 @@ class Lease:
         remaining = o.remaining + self.tokens
         full_ms = int((burst - remaining) * 1000 / rate) if remaining < burst else 0
         # Built directly: dataclasses.replace cost 2 µs of every lease-mode check.
-        return CheckReply(o.code, o.tier, o.customer, remaining, full_ms, o.quota_used + self.spent,
-                          o.period_end, o.grace_until, o.would_deny, o.now_ms, 0)  # fmt: skip
+        return CheckReply(
+            o.code,
+            o.tier,
+            o.customer,
+            remaining,
+            full_ms,
+            o.quota_used + self.spent,
+            o.period_end,
+            o.grace_until,
+            o.would_deny,
+            o.now_ms,
+            0,
+        )
 
 
 class LeaseBook:
@@ -125,8 +136,11 @@ class LeaseBook:
     @property
     def owed(self) -> int:
         """Requests let through on leases and not yet counted in Redis."""
-        return (sum(x.spent for x in self._live.values()) + sum(x.spent for x in self._closed.values())
-                + sum(x.spent for x in self._retries.values()))  # fmt: skip
+        return (
+            sum(x.spent for x in self._live.values())
+            + sum(x.spent for x in self._closed.values())
+            + sum(x.spent for x in self._retries.values())
+        )
 
     def grant(self, key_id: str, digest: str, out: CheckReply) -> None:
         if out.granted <= 0:

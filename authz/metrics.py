@@ -50,9 +50,10 @@ class HotPath:
             decisions.add_metric([reason], n)
         yield decisions
         dry = CounterMetricFamily(
-            "tollway_authz_dry_run_denials", "Denials a dry-run tier would have made",
+            "tollway_authz_dry_run_denials",
+            "Denials a dry-run tier would have made",
             labels=["reason"],
-        )  # fmt: skip
+        )
         for reason, n in sorted(self.dry_run.items()):
             dry.add_metric([reason], n)
         yield dry
@@ -62,9 +63,11 @@ class HotPath:
             total += n
             cumulative.append((bound, total))
         yield HistogramMetricFamily(
-            "tollway_authz_check_seconds", "Time to decide one check, in the servicer",
-            buckets=cumulative, sum_value=self.latency_sum,
-        )  # fmt: skip
+            "tollway_authz_check_seconds",
+            "Time to decide one check, in the servicer",
+            buckets=cumulative,
+            sum_value=self.latency_sum,
+        )
 
 
 class AuthzMetrics:

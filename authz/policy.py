@@ -47,8 +47,13 @@ class Policy:
         found = self._overridden.get(key)
         if found is None:
             rate, burst, quota, features = out.limits
-            found = replace(tier, requests_per_second=rate, burst=burst, monthly_quota=quota,
-                            features=tier.features if features is None else features)  # fmt: skip
+            found = replace(
+                tier,
+                requests_per_second=rate,
+                burst=burst,
+                monthly_quota=quota,
+                features=tier.features if features is None else features,
+            )
             self._overridden[key] = found
         return found
 

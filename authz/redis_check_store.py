@@ -170,9 +170,22 @@ class RedisCheckStore:
         now = self.clock.now_ms()
         keys = schema.check_keys(r.key_id, account, r.settlement)
         # ARGV[9], the deadline, is filled in when the pipeline is sent (_dated).
-        command = ("EVALSHA", self._sha, len(keys), *keys, r.digest,
-                   "" if now is None else str(now), str(r.cost), self._window, self._period,
-                   str(r.spent), str(r.returned), r.call.value, "", *r.tier_args(tier))  # fmt: skip
+        command = (
+            "EVALSHA",
+            self._sha,
+            len(keys),
+            *keys,
+            r.digest,
+            "" if now is None else str(now),
+            str(r.cost),
+            self._window,
+            self._period,
+            str(r.spent),
+            str(r.returned),
+            r.call.value,
+            "",
+            *r.tier_args(tier),
+        )
         reply = await self._call(command)
         try:
             out = CheckReply.parse(reply)

@@ -17,8 +17,11 @@ WINDOW_S = 10.0
 
 
 class RedisClock:
-    def __init__(self, now_ms: Callable[[], float] = lambda: time.time() * 1000,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        now_ms: Callable[[], float] = lambda: time.time() * 1000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._now_ms = now_ms
         self._monotonic = monotonic
         self.offset_ms: float | None = None  # Redis time minus local time

@@ -87,5 +87,10 @@ def from_headers(
         key = _bearer(auth) if auth is not None else None
         # A non-Bearer Authorization header belongs to the upstream; leave it alone.
         strip = ("authorization",) if key is not None else ()
-    return RequestInfo(key=key or None, strip=strip, cost=cost, feature=feature,
-                       request_id=headers.get("x-request-id", ""))  # fmt: skip
+    return RequestInfo(
+        key=key or None,
+        strip=strip,
+        cost=cost,
+        feature=feature,
+        request_id=headers.get("x-request-id", ""),
+    )

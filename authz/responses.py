@@ -83,8 +83,9 @@ def message(d: Decision) -> Any:
 def _ok_fixed(
     customer: str, tier: str, key_id: str, upstream: Headers, strip: tuple[str, ...]
 ) -> bytes:
-    d = Decision(None, key_id=key_id, customer=customer, tier=tier, upstream_headers=upstream,
-                 strip=strip)  # fmt: skip
+    d = Decision(
+        None, key_id=key_id, customer=customer, tier=tier, upstream_headers=upstream, strip=strip
+    )
     return bytes(message(d).SerializeToString())
 
 

@@ -111,8 +111,9 @@ class Worker:
                 self.settings.worker_port_base + self.index if self.settings.worker_port_base else 0
             )
             s = self.settings
-            limits = HttpLimits(idle_s=s.http_idle_s, head_s=s.http_head_s,
-                                max_connections=s.http_max_connections)  # fmt: skip
+            limits = HttpLimits(
+                idle_s=s.http_idle_s, head_s=s.http_head_s, max_connections=s.http_max_connections
+            )
             self.http = HttpFront(self.service.decide_http, self.service.unheard, limits)
             return await self.http.start(self.settings.host, self.settings.port, own)
         # SO_REUSEPORT lets --workers processes share one port.
@@ -120,10 +121,13 @@ class Worker:
         responses.add_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            [AUTH_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME],
+            [
+                AUTH_SERVICE,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             self.server,
-        )  # fmt: skip
+        )
         port = int(self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}"))
         if port == 0:
             raise OSError(f"cannot bind {self.settings.host}:{self.settings.port}")
@@ -197,10 +201,17 @@ class Worker:
         http = None
         if self.settings.metrics_port:
             http, _ = start_http_server(self.settings.metrics_port + self.index, self.settings.host)
-        log.info("serving", extra=fields(port=port, worker=self.index, mode=self.settings.mode,
-                                         tiers=self.settings.tiers))  # fmt: skip
-        tasks = [asyncio.create_task(self.flush_loop()), asyncio.create_task(self.settle_loop()),
-                 asyncio.create_task(invalidation.listen(self.redis, self.service.leases))]  # fmt: skip
+        log.info(
+            "serving",
+            extra=fields(
+                port=port, worker=self.index, mode=self.settings.mode, tiers=self.settings.tiers
+            ),
+        )
+        tasks = [
+            asyncio.create_task(self.flush_loop()),
+            asyncio.create_task(self.settle_loop()),
+            asyncio.create_task(invalidation.listen(self.redis, self.service.leases)),
+        ]
         await self._stop.wait()
         started = time.monotonic()
         log.info("stopping", extra=fields(worker=self.index))

@@ -143,8 +143,16 @@ class AuthzServicer:
         # One lease renewal per key at a time, and none while key changes cannot reach leases.
         renewing = self.leases.accepting and self.leases.renewing(key_id)
         call = ScriptCall.LEASE if renewing else ScriptCall.CHECK
-        request = StoreCheck(key_id, digest, info.cost, policy.tier_args(info.feature),
-                             owed.spent, owed.returned, call, owed.id)  # fmt: skip
+        request = StoreCheck(
+            key_id,
+            digest,
+            info.cost,
+            policy.tier_args(info.feature),
+            owed.spent,
+            owed.returned,
+            call,
+            owed.id,
+        )
         try:
             out = await self.store.check(request)
         except StoreUnavailable as exc:
@@ -263,8 +271,10 @@ class AuthzServicer:
         if not due:
             return 0
         args = self.policy.tier_args(None)
-        settlements = [StoreCheck(s.key_id, s.digest, 0, args, s.spent, s.returned,
-                                  ScriptCall.SETTLE, s.id) for s in due]  # fmt: skip
+        settlements = [
+            StoreCheck(s.key_id, s.digest, 0, args, s.spent, s.returned, ScriptCall.SETTLE, s.id)
+            for s in due
+        ]
         results = await asyncio.gather(
             *(self.store.check(s) for s in settlements), return_exceptions=True
         )

@@ -50,8 +50,9 @@ class AuthzSettings(StoreSettings, UsageLogSettings, UsageWindowSettings):
     lease_ttl_ms: float = env("TOLLWAY_LEASE_TTL_MS", 1000.0, "lease tiers: lease lifetime")
     # Every denial, dry-run and degraded decision is logged; allowed ones are this share of
     # all (0 to 1), each named by Envoy's x-request-id to match Envoy's access log.
-    log_allowed: float = env("TOLLWAY_AUTHZ_LOG_ALLOWED", 0.0,
-                             "share of allowed decisions logged, 0 to 1")  # fmt: skip
+    log_allowed: float = env(
+        "TOLLWAY_AUTHZ_LOG_ALLOWED", 0.0, "share of allowed decisions logged, 0 to 1"
+    )
     # Where usage counted while Redis was down is kept if the process must exit before Redis
     # returns; the next start writes it back.
     spool_dir: Path = env("TOLLWAY_SPOOL_DIR", Path(".tollway/spool"), "unflushed usage on exit")
@@ -63,12 +64,17 @@ class AuthzSettings(StoreSettings, UsageLogSettings, UsageWindowSettings):
     # HTTP mode: what one connection may cost (authz/http_front.py). Envoy closes its idle
     # connections to authz after 60 s (envoy-http.yaml), before authz does, so that a request
     # never meets a connection authz is closing.
-    http_idle_s: float = env("TOLLWAY_AUTHZ_HTTP_IDLE_S", 300.0,
-                             "HTTP mode: close a connection idle this long")  # fmt: skip
-    http_head_s: float = env("TOLLWAY_AUTHZ_HTTP_HEAD_S", 10.0,
-                             "HTTP mode: a request head must arrive within this (else 408)")  # fmt: skip
-    http_max_connections: int = env("TOLLWAY_AUTHZ_HTTP_MAX_CONNECTIONS", 4096,
-                                    "HTTP mode: open connections per process")  # fmt: skip
+    http_idle_s: float = env(
+        "TOLLWAY_AUTHZ_HTTP_IDLE_S", 300.0, "HTTP mode: close a connection idle this long"
+    )
+    http_head_s: float = env(
+        "TOLLWAY_AUTHZ_HTTP_HEAD_S",
+        10.0,
+        "HTTP mode: a request head must arrive within this (else 408)",
+    )
+    http_max_connections: int = env(
+        "TOLLWAY_AUTHZ_HTTP_MAX_CONNECTIONS", 4096, "HTTP mode: open connections per process"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

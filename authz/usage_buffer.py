@@ -57,10 +57,12 @@ class UsageBuffer:
             return 0
         batch = dict(self._sent)
         calls = [
-            ((schema.usage(source), schema.applied_marker(source, write_id)),
-             (str(window), str(n), str(MARKER_TTL_S)))
+            (
+                (schema.usage(source), schema.applied_marker(source, write_id)),
+                (str(window), str(n), str(MARKER_TTL_S)),
+            )
             for write_id, (source, window, n) in batch.items()
-        ]  # fmt: skip
+        ]
         await scripts.run_many(scripts.register(redis, "usage_add"), calls)
         for write_id in batch:
             del self._sent[write_id]

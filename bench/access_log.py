@@ -51,9 +51,20 @@ def cpu_s(pid: int) -> float:
 
 
 def wrk(port: int, path: str, key: str, seconds: int) -> int:
-    out = subprocess.run(["wrk", "-t1", "-c16", f"-d{seconds}s", "-H", f"x-api-key: {key}",
-                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
-                         check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            "-c16",
+            f"-d{seconds}s",
+            "-H",
+            f"x-api-key: {key}",
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     found = re.search(r"(\d+) requests in", out)
     assert found, out
     return int(found.group(1))
@@ -80,8 +91,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp)
         (state / "tiers.toml").write_text(TIERS)
-        stack = Stack(Ports.free(), state / "tiers.toml", state, lambda name, line: None,
-                      standin=False, env={"TOLLWAY_LOG_LEVEL": "WARNING"})  # fmt: skip
+        stack = Stack(
+            Ports.free(),
+            state / "tiers.toml",
+            state,
+            lambda name, line: None,
+            standin=False,
+            env={"TOLLWAY_LOG_LEVEL": "WARNING"},
+        )
         try:
             state.mkdir(exist_ok=True)
             stack.receiver_ports = {
@@ -104,14 +121,24 @@ def main() -> int:
                 config, port, admin = variant(rendered, keep)
                 conf = state / f"{port}.yaml"
                 conf.write_text(yaml.safe_dump(config))
-                argv = [binaries.envoy(), "-c", str(conf), "--disable-hot-restart",
-                        "--log-level", "warn", "--concurrency", "2"]  # fmt: skip
+                argv = [
+                    binaries.envoy(),
+                    "-c",
+                    str(conf),
+                    "--disable-hot-restart",
+                    "--log-level",
+                    "warn",
+                    "--concurrency",
+                    "2",
+                ]
                 ready = f"http://127.0.0.1:{admin}/ready"
                 proc = stack.start_process(name, argv, lambda url=ready: http_ok(url))  # type: ignore[misc]
                 ports[name] = (port, proc.popen.pid)
             receiver = stack.procs["receiver"].popen.pid
-            print(f"{'envoy':<16} {'path':<12} {'requests':>8} {'envoy µs/req':>13} "
-                  f"{'receiver µs/entry':>18}")  # fmt: skip
+            print(
+                f"{'envoy':<16} {'path':<12} {'requests':>8} {'envoy µs/req':>13} "
+                f"{'receiver µs/entry':>18}"
+            )
             for _ in range(args.rounds):
                 for name in ("without", "with access log"):
                     port, pid = ports[name]
@@ -120,8 +147,11 @@ def main() -> int:
                         n = wrk(port, path, key, args.seconds)
                         time.sleep(1.5)  # Envoy's last flushes, and the receiver's work on them
                         e1, r1 = cpu_s(pid), cpu_s(receiver)
-                        print(f"{name:<16} {path:<12} {n:>8} {1e6 * (e1 - e0) / n:>13.1f} "
-                              f"{1e6 * (r1 - r0) / n:>18.1f}", flush=True)  # fmt: skip
+                        print(
+                            f"{name:<16} {path:<12} {n:>8} {1e6 * (e1 - e0) / n:>13.1f} "
+                            f"{1e6 * (r1 - r0) / n:>18.1f}",
+                            flush=True,
+                        )
         finally:
             stack.stop_all()
     return 0

@@ -65,9 +65,13 @@ async def seed(redis: Any, n: int, window: int) -> None:
                 )
                 pipe.hset(
                     schema.account_state(customer),
-                    mapping={"customer": customer, "tier": "pro", "period_start": now,
-                             "period_end": rec.period_end},
-                )  # fmt: skip
+                    mapping={
+                        "customer": customer,
+                        "tier": "pro",
+                        "period_start": now,
+                        "period_end": rec.period_end,
+                    },
+                )
                 pipe.sadd(schema.owned_keys(customer), key_id)
                 pipe.hset(schema.usage(customer), str(window), 7)
             await pipe.execute()
@@ -125,12 +129,17 @@ def main() -> int:
                 print(rows[-1], flush=True)
         finally:
             stack.stop_all()
-    table = "\n".join([
-        f"Drain of one closed window, {args.customers:,} active customers, one key each "
-        f"({os.cpu_count()} cores):", "",
-        "| mode | customers | meter events | Stripe API calls | drain time |",
-        "|---|---|---|---|---|", *rows, "",
-    ])  # fmt: skip
+    table = "\n".join(
+        [
+            f"Drain of one closed window, {args.customers:,} active customers, one key each "
+            f"({os.cpu_count()} cores):",
+            "",
+            "| mode | customers | meter events | Stripe API calls | drain time |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table)
     print(table)

@@ -12,9 +12,14 @@ from devkit.envoy_config import render, source_for
 
 
 def envoy_config(
-    auth_port: int, base_port: int, admin: int, authz: int | list[int],
-    ceiling_listener: int | None = None, ceiling: int | None = None, mode: str = "grpc",
-) -> dict[str, Any]:  # fmt: skip
+    auth_port: int,
+    base_port: int,
+    admin: int,
+    authz: int | list[int],
+    ceiling_listener: int | None = None,
+    ceiling: int | None = None,
+    mode: str = "grpc",
+) -> dict[str, Any]:
     """``authz`` is one port per worker; ``ceiling`` the empty handler's port."""
     shipped = render(0, 0, authz, 0, source_for(mode))
     hcm_filter = shipped["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
@@ -25,12 +30,41 @@ def envoy_config(
     )
 
     def listener(name: str, port: int, filters: list[Any]) -> dict[str, Any]:
-        return {"name": name, "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-                "filter_chains": [{"filters": [{"name": hcm_filter["name"], "typed_config": {
-                    "@type": hcm_filter["typed_config"]["@type"], "stat_prefix": name,
-                    "route_config": {"virtual_hosts": [{"name": name, "domains": ["*"], "routes": [
-                        {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]},
-                    "http_filters": [*filters, router]}}]}]}  # fmt: skip
+        return {
+            "name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [
+                {
+                    "filters": [
+                        {
+                            "name": hcm_filter["name"],
+                            "typed_config": {
+                                "@type": hcm_filter["typed_config"]["@type"],
+                                "stat_prefix": name,
+                                "route_config": {
+                                    "virtual_hosts": [
+                                        {
+                                            "name": name,
+                                            "domains": ["*"],
+                                            "routes": [
+                                                {
+                                                    "match": {"prefix": "/"},
+                                                    "direct_response": {
+                                                        "status": 200,
+                                                        "body": {"inline_string": "ok"},
+                                                    },
+                                                }
+                                            ],
+                                        }
+                                    ]
+                                },
+                                "http_filters": [*filters, router],
+                            },
+                        }
+                    ]
+                }
+            ],
+        }
 
     listeners = [
         listener("with_authz", auth_port, [ext_authz]),
@@ -48,9 +82,22 @@ def envoy_config(
         ceiling_cluster["name"] = ceiling_cluster["load_assignment"]["cluster_name"] = (
             "bench_ceiling"
         )
-        ceiling_cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [{"endpoint": {"address": {
-            "socket_address": {"address": "127.0.0.1", "port_value": ceiling}}}}]}]  # fmt: skip
+        ceiling_cluster["load_assignment"]["endpoints"] = [
+            {
+                "lb_endpoints": [
+                    {
+                        "endpoint": {
+                            "address": {
+                                "socket_address": {"address": "127.0.0.1", "port_value": ceiling}
+                            }
+                        }
+                    }
+                ]
+            }
+        ]
         listeners.append(listener("with_ceiling", ceiling_listener, [to_ceiling]))
         clusters.append(ceiling_cluster)
-    return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-            "static_resources": {"listeners": listeners, "clusters": clusters}}  # fmt: skip
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+    }

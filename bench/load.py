@@ -19,18 +19,36 @@ CHECK_PATH = "/envoy.service.auth.v3.Authorization/Check"
 def check_body(key: str) -> bytes:
     """A CheckRequest as Envoy sends one (12 headers), framed for gRPC."""
     headers = {
-        ":authority": "api.example.com", ":method": "GET", ":path": "/v1/things?page=2", ":scheme": "http",
-        "user-agent": "Mozilla/5.0 (X11; Linux x86_64)", "accept": "application/json",
-        "accept-encoding": "gzip, deflate", "x-forwarded-proto": "http",
-        "x-request-id": "6b1f4c1e-6f7a-4c3e-9d2b-3f0f7f6c2a11", "x-envoy-expected-rq-timeout-ms": "15000",
-        "content-length": "0", "x-api-key": key,
-    }  # fmt: skip
-    req = pb.CheckRequest(attributes=ac.AttributeContext(
-        source=ac.AttributeContext.Peer(), destination=ac.AttributeContext.Peer(),
-        request=ac.AttributeContext.Request(http=ac.AttributeContext.HttpRequest(
-            id="1234567890", method="GET", headers=headers, path="/v1/things?page=2",
-            host="api.example.com", scheme="http", protocol="HTTP/1.1")),
-    ))  # fmt: skip
+        ":authority": "api.example.com",
+        ":method": "GET",
+        ":path": "/v1/things?page=2",
+        ":scheme": "http",
+        "user-agent": "Mozilla/5.0 (X11; Linux x86_64)",
+        "accept": "application/json",
+        "accept-encoding": "gzip, deflate",
+        "x-forwarded-proto": "http",
+        "x-request-id": "6b1f4c1e-6f7a-4c3e-9d2b-3f0f7f6c2a11",
+        "x-envoy-expected-rq-timeout-ms": "15000",
+        "content-length": "0",
+        "x-api-key": key,
+    }
+    req = pb.CheckRequest(
+        attributes=ac.AttributeContext(
+            source=ac.AttributeContext.Peer(),
+            destination=ac.AttributeContext.Peer(),
+            request=ac.AttributeContext.Request(
+                http=ac.AttributeContext.HttpRequest(
+                    id="1234567890",
+                    method="GET",
+                    headers=headers,
+                    path="/v1/things?page=2",
+                    host="api.example.com",
+                    scheme="http",
+                    protocol="HTTP/1.1",
+                )
+            ),
+        )
+    )
     raw: bytes = req.SerializeToString()
     return b"\x00" + len(raw).to_bytes(4, "big") + raw
 
@@ -39,17 +57,38 @@ def h2load(
     port: int, body: Path, seconds: int, log: Path, conns: int = 4, streams: int = 16
 ) -> dict[str, float]:
     out = subprocess.run(
-        ["h2load", "-c", str(conns), "-m", str(streams), "-D", str(seconds), "-d", str(body),
-         "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", str(log),
-         f"http://127.0.0.1:{port}{CHECK_PATH}"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "h2load",
+            "-c",
+            str(conns),
+            "-m",
+            str(streams),
+            "-D",
+            str(seconds),
+            "-d",
+            str(body),
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            "--log-file",
+            str(log),
+            f"http://127.0.0.1:{port}{CHECK_PATH}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rate = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
     assert done and done.group(1) == done.group(2), out
     lat = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line.strip())
-    return {"rps": rate, "n": float(done.group(1)), "p50": lat[len(lat) // 2] / 1000,
-            "p99": lat[int(len(lat) * 0.99)] / 1000}  # fmt: skip
+    return {
+        "rps": rate,
+        "n": float(done.group(1)),
+        "p50": lat[len(lat) // 2] / 1000,
+        "p99": lat[int(len(lat) * 0.99)] / 1000,
+    }
 
 
 def wrk(
@@ -60,8 +99,12 @@ def wrk(
             f.write(f'wrk.headers["x-api-key"] = "{key}"\n')
         if delay_ms is not None:
             f.write(f"function delay() return {delay_ms} end\n")
-    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", f.name, url],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", f.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     os.unlink(f.name)
 
     def ms(label: str) -> float:
@@ -71,6 +114,10 @@ def wrk(
 
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     total = re.search(r"(\d+) requests in", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-            "p50": ms("50%"), "p99": ms("99%"), "errors": float(bad.group(1)) if bad else 0.0,
-            "n": float(total.group(1)) if total else 0.0}  # fmt: skip
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50": ms("50%"),
+        "p99": ms("99%"),
+        "errors": float(bad.group(1)) if bad else 0.0,
+        "n": float(total.group(1)) if total else 0.0,
+    }

@@ -12,8 +12,21 @@ from pathlib import Path
 from tollway.redis_client import connect
 
 # Commands a script runs inside Redis: they count as commands but cost no round trip.
-_INSIDE_SCRIPTS = {"hmget", "hget", "hset", "hincrby", "expire", "time", "exists", "get", "set",
-                   "hdel", "hgetall", "incr", "pexpire"}  # fmt: skip
+_INSIDE_SCRIPTS = {
+    "hmget",
+    "hget",
+    "hset",
+    "hincrby",
+    "expire",
+    "time",
+    "exists",
+    "get",
+    "set",
+    "hdel",
+    "hgetall",
+    "incr",
+    "pexpire",
+}
 
 
 def cpu_seconds(pids: list[int]) -> float:

@@ -27,8 +27,11 @@ from tollway.redis_client import connect
 SCRIPT = "return redis.call('HINCRBY', KEYS[1], 'n', 1)"
 
 
-async def _measure(send: Callable[[list[tuple[Any, ...]]], Awaitable[list[Any]]],
-                   commands: list[tuple[Any, ...]], rounds: int) -> float:  # fmt: skip
+async def _measure(
+    send: Callable[[list[tuple[Any, ...]]], Awaitable[list[Any]]],
+    commands: list[tuple[Any, ...]],
+    rounds: int,
+) -> float:
     for _ in range(10):  # warm: connections, caches
         await send(commands)
     cpu = time.process_time()
@@ -52,8 +55,10 @@ async def compare(url: str, batch: int = 32, rounds: int = 300) -> dict[str, flo
                 pipe.execute_command(*cmd)
             return list(await pipe.execute(raise_on_error=False))
 
-        return {"redis-py": await _measure(redis_py, commands, rounds),
-                "lean": await _measure(lean.execute, commands, rounds)}  # fmt: skip
+        return {
+            "redis-py": await _measure(redis_py, commands, rounds),
+            "lean": await _measure(lean.execute, commands, rounds),
+        }
     finally:
         await pyclient.aclose()
         await lean.aclose()

@@ -57,7 +57,7 @@ TIERS = (
     '[tiers.bench]\nrequests_per_second = 1000000.0\nburst = 1000000\nmonthly_quota = 0\nover_quota = "bill"\n'
     '[tiers.bench_lease]\nrequests_per_second = 1000000.0\nburst = 1000000\nmonthly_quota = 0\nover_quota = "bill"\n'
     'limiter = "lease"\nlease_tokens = 100\n'
-)  # fmt: skip
+)
 WEBHOOK_SECRET = "whsec_bench"  # noqa: S105 (the bench's own)
 
 
@@ -90,8 +90,14 @@ class Table:
         print(f"{name:<62} {value}", flush=True)
 
     def write(self, out: Path) -> None:
-        lines = [f"tollway bench, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
-                 "| measure | value |", "|---|---|", *(f"| {n.strip()} | {v} |" for n, v in self.rows), ""]  # fmt: skip
+        lines = [
+            f"tollway bench, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+            "",
+            "| measure | value |",
+            "|---|---|",
+            *(f"| {n.strip()} | {v} |" for n, v in self.rows),
+            "",
+        ]
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("\n".join(lines))
         print(f"\nwritten to {out}")
@@ -157,8 +163,11 @@ def ceilings(b: Bench) -> float:
     """1. The empty handler's checks/s on asyncio (the ceiling every ratio is against), on
     uvloop, and on uvloop with one redis-py PING per check. Returns the asyncio ceiling."""
     results = {}
-    for name, loop, ping in (("asyncio", "asyncio", False), ("uvloop", "uvloop", False),
-                             ("ping", "uvloop", True)):  # fmt: skip
+    for name, loop, ping in (
+        ("asyncio", "asyncio", False),
+        ("uvloop", "uvloop", False),
+        ("ping", "uvloop", True),
+    ):
         port = b.start_ceiling(loop, ping)
         h2load(port, b.bodies["exact"], 1, b.tmp / "warm.log")
         cpu0 = cpu_seconds([b.pid("ceiling")])
@@ -173,8 +182,11 @@ def ceilings(b: Bench) -> float:
         ("ping", "   the uvloop empty handler + one redis-py PING per check"),
     ):
         c = results[name]
-        b.table.row(label, f"{c['rps']:,.0f}  ({c['rps'] / ceil:.2f})  p50 {c['p50']:.2f} ms, "
-                           f"p99 {c['p99']:.2f} ms, CPU {c['cpu_us']:.0f} µs/check")  # fmt: skip
+        b.table.row(
+            label,
+            f"{c['rps']:,.0f}  ({c['rps'] / ceil:.2f})  p50 {c['p50']:.2f} ms, "
+            f"p99 {c['p99']:.2f} ms, CPU {c['cpu_us']:.0f} µs/check",
+        )
     return ceil
 
 
@@ -210,20 +222,29 @@ def authz_direct(b: Bench, mode: str, workers: int, ceil: float) -> None:
         direct(b, mode, port, body, 1)
 
         def sample() -> tuple[list[int], float, tuple[int, int], int, float]:
-            return (worker_ok(mport, workers), cpu_seconds(pids), redis_calls(b.redis_url),
-                    pipelines(mport, workers), cpu_seconds([b.pid("redis")]))  # fmt: skip
+            return (
+                worker_ok(mport, workers),
+                cpu_seconds(pids),
+                redis_calls(b.redis_url),
+                pipelines(mport, workers),
+                cpu_seconds([b.pid("redis")]),
+            )
 
         ok0, cpu0, calls0, pipes0, rcpu0 = sample()
         d = direct(b, mode, port, body, b.seconds)
         ok1, cpu1, calls1, pipes1, rcpu1 = sample()
         n = d["n"]
         spread = [a - z for a, z in zip(ok1, ok0, strict=True)]
-        b.table.row(f"2. {mode}: authz direct, {limiter}, {workers} worker(s), checks/s (÷ {mode} ceiling)",
-                    f"{d['rps']:,.0f}  ({d['rps'] / ceil:.2f})  p50 {d['p50']:.2f} ms, p99 {d['p99']:.2f} ms")  # fmt: skip
-        b.table.row("   CPU per check / Redis round trips (scripts; commands) per check / Redis CPU per check / checks per worker",
-                    f"{(cpu1 - cpu0) / n * 1e6:.0f} µs / {(pipes1 - pipes0) / n:.3f} "
-                    f"({(calls1[0] - calls0[0]) / n:.3f}; {(calls1[1] - calls0[1]) / n:.2f}) / "
-                    f"{(rcpu1 - rcpu0) / n * 1e6:.1f} µs / {spread}")  # fmt: skip
+        b.table.row(
+            f"2. {mode}: authz direct, {limiter}, {workers} worker(s), checks/s (÷ {mode} ceiling)",
+            f"{d['rps']:,.0f}  ({d['rps'] / ceil:.2f})  p50 {d['p50']:.2f} ms, p99 {d['p99']:.2f} ms",
+        )
+        b.table.row(
+            "   CPU per check / Redis round trips (scripts; commands) per check / Redis CPU per check / checks per worker",
+            f"{(cpu1 - cpu0) / n * 1e6:.0f} µs / {(pipes1 - pipes0) / n:.3f} "
+            f"({(calls1[0] - calls0[0]) / n:.3f}; {(calls1[1] - calls0[1]) / n:.2f}) / "
+            f"{(rcpu1 - rcpu0) / n * 1e6:.1f} µs / {spread}",
+        )
 
 
 def http_ceiling(b: Bench) -> float:
@@ -235,16 +256,20 @@ def http_ceiling(b: Bench) -> float:
     c = direct(b, "http", port, "exact", b.seconds)
     cpu_us = (cpu_seconds([b.pid("ceiling")]) - cpu0) / c["n"] * 1e6
     b.stack.stop("ceiling")
-    b.table.row("1. HTTP ceiling (authz's HTTP front, empty handler), checks/s, wrk direct",
-                f"{c['rps']:,.0f}  p50 {c['p50']:.2f} ms, p99 {c['p99']:.2f} ms, CPU {cpu_us:.1f} µs/check")  # fmt: skip
+    b.table.row(
+        "1. HTTP ceiling (authz's HTTP front, empty handler), checks/s, wrk direct",
+        f"{c['rps']:,.0f}  p50 {c['p50']:.2f} ms, p99 {c['p99']:.2f} ms, CPU {cpu_us:.1f} µs/check",
+    )
     return c["rps"]
 
 
 def redis_clients(b: Bench) -> None:
     """2. (client) Client CPU per EVALSHA, redis-py against the lean client, batches of 32."""
     out = uvloop.run(compare(b.redis_url))
-    b.table.row("   client CPU per EVALSHA (pipelines of 32, uvloop): redis-py / lean client",
-                f"{out['redis-py']:.1f} µs / {out['lean']:.1f} µs")  # fmt: skip
+    b.table.row(
+        "   client CPU per EVALSHA (pipelines of 32, uvloop): redis-py / lean client",
+        f"{out['redis-py']:.1f} µs / {out['lean']:.1f} µs",
+    )
 
 
 def many_tiers(b: Bench, mode: str, extra: int = 497) -> None:
@@ -253,9 +278,13 @@ def many_tiers(b: Bench, mode: str, extra: int = 497) -> None:
     so the two should match. Leaves authz stopped; the table restored."""
     small = b.stack.tiers
     big = b.tmp / "tiers-500.toml"
-    big.write_text(TIERS + "".join(
-        f'[tiers.custom{i}]\nrequests_per_second = 10.0\nburst = 10\nmonthly_quota = 0\nover_quota = "bill"\n'
-        for i in range(extra)))  # fmt: skip
+    big.write_text(
+        TIERS
+        + "".join(
+            f'[tiers.custom{i}]\nrequests_per_second = 10.0\nburst = 10\nmonthly_quota = 0\nover_quota = "bill"\n'
+            for i in range(extra)
+        )
+    )
     rates: dict[str, list[float]] = {"3": [], "500": []}
     for name, table in (("3", small), ("500", big)) * 2:  # interleaved: drift hits both
         b.stack.tiers = table
@@ -265,8 +294,10 @@ def many_tiers(b: Bench, mode: str, extra: int = 497) -> None:
     b.stack.stop("authz")
     b.stack.tiers = small
     r3, r500 = (statistics.mean(rates[n]) for n in ("3", "500"))
-    b.table.row(f"2. {mode}: authz direct, exact mode, 1 worker: checks/s with 3 tiers / with 500 tiers (mean of 2, interleaved)",
-                f"{r3:,.0f} / {r500:,.0f}  (ratio {r500 / r3:.2f})")  # fmt: skip
+    b.table.row(
+        f"2. {mode}: authz direct, exact mode, 1 worker: checks/s with 3 tiers / with 500 tiers (mean of 2, interleaved)",
+        f"{r3:,.0f} / {r500:,.0f}  (ratio {r500 / r3:.2f})",
+    )
 
 
 @dataclass
@@ -285,10 +316,29 @@ def start_envoy(b: Bench, mode: str) -> EnvoyPorts:
     ports = EnvoyPorts(p.envoy, free_port(), free_port())
     workers = [p.authz_workers + i for i in range(b.stack.authz_workers)]
     cfg = b.tmp / "envoy.yaml"
-    cfg.write_text(yaml.safe_dump(envoy_config(ports.with_authz, ports.baseline, p.envoy_admin,
-                                               workers, ports.with_ceiling, cport, mode)))  # fmt: skip
-    argv = [binaries.envoy(), "-c", str(cfg), "--disable-hot-restart", "--log-level", "warn",
-            "--concurrency", "2"]  # fmt: skip
+    cfg.write_text(
+        yaml.safe_dump(
+            envoy_config(
+                ports.with_authz,
+                ports.baseline,
+                p.envoy_admin,
+                workers,
+                ports.with_ceiling,
+                cport,
+                mode,
+            )
+        )
+    )
+    argv = [
+        binaries.envoy(),
+        "-c",
+        str(cfg),
+        "--disable-hot-restart",
+        "--log-level",
+        "warn",
+        "--concurrency",
+        "2",
+    ]
     b.stack.start_process("envoy", argv, lambda: http_ok(f"http://127.0.0.1:{p.envoy_admin}/ready"))
     wrk(f"http://127.0.0.1:{ports.with_authz}/", 2, b.keys["exact"])  # warm up
     return ports
@@ -300,45 +350,69 @@ def envoy_saturated(b: Bench, e: EnvoyPorts, mode: str) -> None:
     mport, workers = b.stack.ports.authz_metrics, b.stack.authz_workers
     base = wrk(f"http://127.0.0.1:{e.baseline}/", b.seconds, b.keys["exact"])
     empty = wrk(f"http://127.0.0.1:{e.with_ceiling}/", b.seconds, b.keys["exact"])
-    b.table.row(f"3. {mode}: Envoy alone / Envoy + empty handler, rps at saturation",
-                f"{base['rps']:,.0f} / {empty['rps']:,.0f}  (ratio {empty['rps'] / base['rps']:.3f})")  # fmt: skip
+    b.table.row(
+        f"3. {mode}: Envoy alone / Envoy + empty handler, rps at saturation",
+        f"{base['rps']:,.0f} / {empty['rps']:,.0f}  (ratio {empty['rps'] / base['rps']:.3f})",
+    )
     logged = len(b.logs.read("authz").splitlines())
     for limiter in ("exact", "lease"):
         before = worker_ok(mport, workers)
         auth = wrk(f"http://127.0.0.1:{e.with_authz}/", b.seconds, b.keys[limiter])
         spread = [a - z for a, z in zip(worker_ok(mport, workers), before, strict=True)]
-        b.table.row(f"3. {mode}: Envoy + authz ({limiter} mode, 2 workers), rps at saturation",
-                    f"{auth['rps']:,.0f}  (÷ Envoy alone {auth['rps'] / base['rps']:.3f}; "
-                    f"÷ Envoy + empty handler {auth['rps'] / empty['rps']:.2f}); "
-                    f"non-2xx {auth['errors']:.0f} of {auth['n']:,.0f}; checks per worker {spread}")  # fmt: skip
+        b.table.row(
+            f"3. {mode}: Envoy + authz ({limiter} mode, 2 workers), rps at saturation",
+            f"{auth['rps']:,.0f}  (÷ Envoy alone {auth['rps'] / base['rps']:.3f}; "
+            f"÷ Envoy + empty handler {auth['rps'] / empty['rps']:.2f}); "
+            f"non-2xx {auth['errors']:.0f} of {auth['n']:,.0f}; checks per worker {spread}",
+        )
     alog = b.logs.read("authz").splitlines()[logged:]
     refusals = [x for x in alog if '"store_error"' in x or '"overloaded"' in x]
     for line in refusals[:3]:
         print(f"      {line[:300]}", flush=True)
     causes = {c: sum(f'"event": "{c}"' in x for x in alog) for c in ("store_error", "overloaded")}
-    b.table.row("   authz's own refusals logged during the run (store_error / overloaded)",
-                f"{causes['store_error']} / {causes['overloaded']}")  # fmt: skip
+    b.table.row(
+        "   authz's own refusals logged during the run (store_error / overloaded)",
+        f"{causes['store_error']} / {causes['overloaded']}",
+    )
 
 
 def added_latency(b: Bench, e: EnvoyPorts, mode: str) -> None:
     """3. (paced) Latency added at about 1,000 rps, against Envoy alone: runs interleaved three
     times each, medians, so one hiccup cannot decide."""
-    paced = {"base": (e.baseline, "exact"), "exact": (e.with_authz, "exact"),
-             "lease": (e.with_authz, "lease"), "ceiling": (e.with_ceiling, "exact")}  # fmt: skip
+    paced = {
+        "base": (e.baseline, "exact"),
+        "exact": (e.with_authz, "exact"),
+        "lease": (e.with_authz, "lease"),
+        "ceiling": (e.with_ceiling, "exact"),
+    }
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in paced}
     for _ in range(3):
         for name, (port, limiter) in paced.items():
-            runs[name].append(wrk(f"http://127.0.0.1:{port}/", max(3, b.seconds // 3),
-                                  b.keys[limiter], conns=10, delay_ms=10))  # fmt: skip
-    slow = {name: {k: statistics.median([r[k] for r in runs[name]]) for k in ("rps", "p50", "p99")}
-            for name in paced}  # fmt: skip
+            runs[name].append(
+                wrk(
+                    f"http://127.0.0.1:{port}/",
+                    max(3, b.seconds // 3),
+                    b.keys[limiter],
+                    conns=10,
+                    delay_ms=10,
+                )
+            )
+    slow = {
+        name: {k: statistics.median([r[k] for r in runs[name]]) for k in ("rps", "p50", "p99")}
+        for name in paced
+    }
     base = slow["base"]
-    for name, label in (("exact", "authz, exact mode"), ("lease", "authz, lease mode"),
-                        ("ceiling", "the empty handler")):  # fmt: skip
+    for name, label in (
+        ("exact", "authz, exact mode"),
+        ("lease", "authz, lease mode"),
+        ("ceiling", "the empty handler"),
+    ):
         a = slow[name]
-        b.table.row(f"   {mode}: at ~1,000 rps, {label} (achieved {a['rps']:,.0f}; median of 3): added p50 / p99",
-                    f"{a['p50'] - base['p50']:.2f} ms / {a['p99'] - base['p99']:.2f} ms"
-                    f"  (Envoy alone p50 {base['p50']:.2f}, p99 {base['p99']:.2f} ms)")  # fmt: skip
+        b.table.row(
+            f"   {mode}: at ~1,000 rps, {label} (achieved {a['rps']:,.0f}; median of 3): added p50 / p99",
+            f"{a['p50'] - base['p50']:.2f} ms / {a['p99'] - base['p99']:.2f} ms"
+            f"  (Envoy alone p50 {base['p50']:.2f}, p99 {base['p99']:.2f} ms)",
+        )
 
 
 def through_envoy(b: Bench, mode: str) -> None:
@@ -360,8 +434,17 @@ def webhook_rate(b: Bench, n: int = 2000) -> None:
     now = int(time.time())
     bodies = []
     for i in range(n):
-        event = {"id": f"evt_bench{i}", "type": "invoice.payment_failed", "created": now, "data": {"object": {
-            "customer": "cus_bench", "parent": {"subscription_details": {"subscription": f"sub_bench{i}"}}}}}  # fmt: skip
+        event = {
+            "id": f"evt_bench{i}",
+            "type": "invoice.payment_failed",
+            "created": now,
+            "data": {
+                "object": {
+                    "customer": "cus_bench",
+                    "parent": {"subscription_details": {"subscription": f"sub_bench{i}"}},
+                }
+            },
+        }
         raw = json.dumps(event)
         sig = stripe.WebhookSignature.generate_signature_header(raw, WEBHOOK_SECRET)
         bodies.append((raw.encode(), sig))
@@ -386,8 +469,10 @@ def webhook_rate(b: Bench, n: int = 2000) -> None:
 def drain(b: Bench, mode: str, customers: int) -> None:
     """5. metering draining one closed window for ``customers``."""
     took, calls = drain_fresh(mode, customers, b.tmp / f"drain-{mode}", b.logs)
-    b.table.row(f"5. metering: drain one window, {customers:,} customers, {mode}",
-                f"{took:.1f} s, {calls:,} Stripe calls, {customers / took:,.0f} customers/s")  # fmt: skip
+    b.table.row(
+        f"5. metering: drain one window, {customers:,} customers, {mode}",
+        f"{took:.1f} s, {calls:,} Stripe calls, {customers / took:,.0f} customers/s",
+    )
 
 
 def drain_fresh(mode: str, customers: int, state_dir: Path, sink: Sink) -> tuple[float, int]:
@@ -403,17 +488,22 @@ def drain_fresh(mode: str, customers: int, state_dir: Path, sink: Sink) -> tuple
 
 def new_stack(state_dir: Path, sink: Sink, tiers: Path | None = None) -> Stack:
     env = {"TOLLWAY_LOG_LEVEL": "WARNING", "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET}
-    return Stack(Ports.free(), tiers or state_dir / "tiers.toml", state_dir, sink, standin=False,
-                 env=env)  # fmt: skip
+    return Stack(
+        Ports.free(), tiers or state_dir / "tiers.toml", state_dir, sink, standin=False, env=env
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--customers", type=int, default=100_000, help="metering drain size (stream)")
-    ap.add_argument("--v1-customers", type=int, default=10_000,
-                    help="the v1 drain size: one call per customer at Stripe's 1,000/s, so 100k "
-                         "would take over 100 s by design")  # fmt: skip
+    ap.add_argument(
+        "--v1-customers",
+        type=int,
+        default=10_000,
+        help="the v1 drain size: one call per customer at Stripe's 1,000/s, so 100k "
+        "would take over 100 s by design",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results" / "latest.md")
     args = ap.parse_args()
     table = Table()

@@ -157,12 +157,16 @@ async def show(store: KeyStore, account: str, as_json: bool, settings: StoreSett
 
 
 def print_keys(rows: list[dict[str, object]]) -> None:
-    print(f"{'key id':<17} {'prefix':<13} {'status':<10} {'tier':<12} {'created':<17} "
-          f"{'last used':<17} {'expires':<17}")  # fmt: skip
+    print(
+        f"{'key id':<17} {'prefix':<13} {'status':<10} {'tier':<12} {'created':<17} "
+        f"{'last used':<17} {'expires':<17}"
+    )
     for r in rows:
-        print(f"{r['key_id']!s:<17} {r['prefix'] or '-'!s:<13} {r['status']!s:<10} "
-              f"{r['tier']!s:<12} {when(str(r['created'])):<17} {when(str(r['last_used'])):<17} "
-              f"{when(str(r['expires_at'])):<17}")  # fmt: skip
+        print(
+            f"{r['key_id']!s:<17} {r['prefix'] or '-'!s:<13} {r['status']!s:<10} "
+            f"{r['tier']!s:<12} {when(str(r['created'])):<17} {when(str(r['last_used'])):<17} "
+            f"{when(str(r['expires_at'])):<17}"
+        )
 
 
 async def set_tier(store: KeyStore, args: argparse.Namespace, settings: StoreSettings) -> int:
@@ -176,6 +180,9 @@ async def set_tier(store: KeyStore, args: argparse.Namespace, settings: StoreSet
         moved = await Accounts(store).set_tier(args.account, args.tier)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    print(f"account {args.account} is on tier {args.tier} ({moved} key(s)); its quota used "
-          "this period stays, and its bucket clamps to the new burst", file=sys.stderr)  # fmt: skip
+    print(
+        f"account {args.account} is on tier {args.tier} ({moved} key(s)); its quota used "
+        "this period stays, and its bucket clamps to the new burst",
+        file=sys.stderr,
+    )
     return 0

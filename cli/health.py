@@ -87,8 +87,12 @@ def register(subparsers: Subparsers) -> None:
     health = subparsers.add_parser(
         "health", help="exit 0 if a local service is serving (Docker HEALTHCHECK)"
     )
-    health.add_argument("service", nargs="?", help="authz, webhook, metering, receiver, "
-                        "portal or stripe-standin (default: the one PID 1 runs)")  # fmt: skip
+    health.add_argument(
+        "service",
+        nargs="?",
+        help="authz, webhook, metering, receiver, "
+        "portal or stripe-standin (default: the one PID 1 runs)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

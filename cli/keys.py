@@ -101,8 +101,10 @@ async def create(store: KeyStore, args: argparse.Namespace, settings: StoreSetti
     except (ValueError, KeyNotFound) as exc:
         raise CliError(str(exc.args[0] if exc.args else exc)) from None
     print(plaintext)
-    print(f"created key {record.key_id} (tier {record.tier}, account {record.account})",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"created key {record.key_id} (tier {record.tier}, account {record.account})",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -22,8 +22,13 @@ from tollway.settings import StoreSettings, StripeSettings, load
 from tollway.stripe_api import Stripe, StripeNotConfigured
 from tollway.tiers import TierError, load_tiers
 
-TRIGGERS = ["invoice.payment_failed", "invoice.paid", "customer.subscription.updated",
-            "customer.subscription.deleted", "customer.deleted"]  # fmt: skip
+TRIGGERS = [
+    "invoice.payment_failed",
+    "invoice.paid",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.deleted",
+]
 
 
 def register(subparsers: Subparsers) -> None:

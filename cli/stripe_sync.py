@@ -48,9 +48,14 @@ def product_id(tier: Tier) -> str:
 
 
 def flat_price(tier: Tier) -> dict[str, Any]:
-    return {"currency": tier.currency, "unit_amount": tier.price_amount,
-            "recurring": {"interval": tier.interval}, "lookup_key": tier.stripe_prices[0],
-            "product": product_id(tier), "metadata": {"tollway_tier": tier.name}}  # fmt: skip
+    return {
+        "currency": tier.currency,
+        "unit_amount": tier.price_amount,
+        "recurring": {"interval": tier.interval},
+        "lookup_key": tier.stripe_prices[0],
+        "product": product_id(tier),
+        "metadata": {"tollway_tier": tier.name},
+    }
 
 
 def usage_price(tier: Tier, meter_id: str) -> dict[str, Any]:
@@ -58,54 +63,88 @@ def usage_price(tier: Tier, meter_id: str) -> dict[str, Any]:
     if tier.monthly_quota > 0:
         tiers.append({"up_to": tier.monthly_quota, "unit_amount": 0})
     tiers.append({"up_to": "inf", "unit_amount_decimal": tier.overage_unit_amount})
-    return {"currency": tier.currency, "billing_scheme": "tiered", "tiers_mode": "graduated",
-            "tiers": tiers, "lookup_key": f"{tier.stripe_prices[0]}_usage",
-            "recurring": {"interval": tier.interval, "usage_type": "metered", "meter": meter_id},
-            "product": product_id(tier), "metadata": {"tollway_tier": tier.name}}  # fmt: skip
+    return {
+        "currency": tier.currency,
+        "billing_scheme": "tiered",
+        "tiers_mode": "graduated",
+        "tiers": tiers,
+        "lookup_key": f"{tier.stripe_prices[0]}_usage",
+        "recurring": {"interval": tier.interval, "usage_type": "metered", "meter": meter_id},
+        "product": product_id(tier),
+        "metadata": {"tollway_tier": tier.name},
+    }
 
 
 def amount_price(tier: Tier, meter_id: str) -> dict[str, Any]:
     """Per unit of the tier's usage_meter: what the upstream reported, at usage_unit_amount."""
-    return {"currency": tier.currency, "unit_amount_decimal": tier.usage_unit_amount,
-            "lookup_key": f"{tier.stripe_prices[0]}_{tier.usage_meter}",
-            "recurring": {"interval": tier.interval, "usage_type": "metered", "meter": meter_id},
-            "product": product_id(tier), "metadata": {"tollway_tier": tier.name}}  # fmt: skip
+    return {
+        "currency": tier.currency,
+        "unit_amount_decimal": tier.usage_unit_amount,
+        "lookup_key": f"{tier.stripe_prices[0]}_{tier.usage_meter}",
+        "recurring": {"interval": tier.interval, "usage_type": "metered", "meter": meter_id},
+        "product": product_id(tier),
+        "metadata": {"tollway_tier": tier.name},
+    }
 
 
 def _same_price(want: dict[str, Any], have: Any) -> bool:
     """Does the existing Price ``have`` charge what ``want`` describes?"""
     h = have.to_dict() if hasattr(have, "to_dict") else dict(have)
     rec = h.get("recurring") or {}
-    same = (h.get("currency") == want["currency"] and h.get("product") == want["product"]
-            and rec.get("interval") == want["recurring"]["interval"])  # fmt: skip
+    same = (
+        h.get("currency") == want["currency"]
+        and h.get("product") == want["product"]
+        and rec.get("interval") == want["recurring"]["interval"]
+    )
     if "unit_amount_decimal" in want:
-        return bool(same and rec.get("usage_type") == "metered"
-                    and rec.get("meter") == want["recurring"]["meter"]
-                    and str(h.get("unit_amount_decimal")) == str(want["unit_amount_decimal"]))  # fmt: skip
+        return bool(
+            same
+            and rec.get("usage_type") == "metered"
+            and rec.get("meter") == want["recurring"]["meter"]
+            and str(h.get("unit_amount_decimal")) == str(want["unit_amount_decimal"])
+        )
     if "tiers" not in want:
         return bool(same and h.get("unit_amount") == want["unit_amount"])
-    have_tiers = [(t.get("up_to"), str(t.get("unit_amount_decimal") or t.get("unit_amount") or 0))
-                  for t in (h.get("tiers") or [])]  # fmt: skip
-    want_tiers = [(t["up_to"] if t["up_to"] != "inf" else None,
-                   str(t.get("unit_amount_decimal", t.get("unit_amount", 0)))) for t in want["tiers"]]  # fmt: skip
-    return bool(same and rec.get("usage_type") == "metered" and rec.get("meter") == want["recurring"]["meter"]
-                and h.get("tiers_mode") == "graduated" and have_tiers == want_tiers)  # fmt: skip
+    have_tiers = [
+        (t.get("up_to"), str(t.get("unit_amount_decimal") or t.get("unit_amount") or 0))
+        for t in (h.get("tiers") or [])
+    ]
+    want_tiers = [
+        (
+            t["up_to"] if t["up_to"] != "inf" else None,
+            str(t.get("unit_amount_decimal", t.get("unit_amount", 0))),
+        )
+        for t in want["tiers"]
+    ]
+    return bool(
+        same
+        and rec.get("usage_type") == "metered"
+        and rec.get("meter") == want["recurring"]["meter"]
+        and h.get("tiers_mode") == "graduated"
+        and have_tiers == want_tiers
+    )
 
 
 async def plan(client: Any, table: TierTable) -> list[Change]:
     """What apply() would change, read from the account; changes nothing."""
     paid = [t for t in table if t.price_amount is not None]
     changes: list[Change] = []
-    meters = {m.event_name: m.id for m in (await client.v1.billing.meters.list_async({"limit": 100})).data
-              if m.status == "active"}  # fmt: skip
+    meters = {
+        m.event_name: m.id
+        for m in (await client.v1.billing.meters.list_async({"limit": 100})).data
+        if m.status == "active"
+    }
     wanted_meters = {t.meter_event for t in paid if t.overage_unit_amount is not None}
     wanted_meters |= {t.usage_meter for t in paid if t.usage_unit_amount is not None}
     for event_name in sorted(wanted_meters):
         if event_name in meters:
             changes.append(Change(UNCHANGED, "meter", event_name, meters[event_name]))
         else:
-            params = {"event_name": event_name, "display_name": event_name,
-                      "default_aggregation": {"formula": "sum"}}  # fmt: skip
+            params = {
+                "event_name": event_name,
+                "display_name": event_name,
+                "default_aggregation": {"formula": "sum"},
+            }
             changes.append(Change(CREATE, "meter", event_name, "sum of meter event values", params))
     for tier in paid:
         pid = product_id(tier)
@@ -117,8 +156,15 @@ async def plan(client: Any, table: TierTable) -> list[Change]:
                 raise
             product = None
         if product is None:
-            changes.append(Change(CREATE, "product", pid, name, {"id": pid, "name": name,
-                                                                "metadata": {"tollway_tier": tier.name}}))  # fmt: skip
+            changes.append(
+                Change(
+                    CREATE,
+                    "product",
+                    pid,
+                    name,
+                    {"id": pid, "name": name, "metadata": {"tollway_tier": tier.name}},
+                )
+            )
         elif product.name != name:
             changes.append(
                 Change(UPDATE, "product", pid, f"name {product.name!r} -> {name!r}", {"name": name})
@@ -150,8 +196,16 @@ async def plan(client: Any, table: TierTable) -> list[Change]:
             elif _same_price(want, found[0]):
                 changes.append(Change(UNCHANGED, "price", key, f"{found[0].id}: {what}"))
             else:
-                changes.append(Change(REPLACE, "price", key, f"{found[0].id} -> a new price: {what}",
-                                      {**want, "transfer_lookup_key": True}, pending))  # fmt: skip
+                changes.append(
+                    Change(
+                        REPLACE,
+                        "price",
+                        key,
+                        f"{found[0].id} -> a new price: {what}",
+                        {**want, "transfer_lookup_key": True},
+                        pending,
+                    )
+                )
     return changes
 
 

@@ -46,8 +46,10 @@ async def show_by_key(settings: MeteringSettings, customer: str) -> int:
         await redis.aclose()
     print(f"{'account':<30} {'key id':<17} {'prefix':<13} {'status':<10} {'this period':>11}")
     for (record, n), shown in zip(rows, listing, strict=True):
-        print(f"{record.account:<30} {record.key_id:<17} {record.prefix or '-':<13} "
-              f"{shown['status']!s:<10} {n:>11}")  # fmt: skip
+        print(
+            f"{record.account:<30} {record.key_id:<17} {record.prefix or '-':<13} "
+            f"{shown['status']!s:<10} {n:>11}"
+        )
     return 0
 
 

@@ -27,8 +27,18 @@ from tollway.store import KeyStore
 from tollway.tiers import Tier, TierError, load_tiers
 
 DEMO_TIER = "free"
-COLORS = {"redis": 31, "authz": 32, "upstream": 33, "envoy": 35, "webhook": 36, "standin": 34,
-          "metering": 37, "receiver": 37, "portal": 36, "mailsink": 33}  # fmt: skip
+COLORS = {
+    "redis": 31,
+    "authz": 32,
+    "upstream": 33,
+    "envoy": 35,
+    "webhook": 36,
+    "standin": 34,
+    "metering": 37,
+    "receiver": 37,
+    "portal": 36,
+    "mailsink": 33,
+}
 _print_lock = threading.Lock()
 
 
@@ -45,9 +55,12 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument(
         "--admin-port", type=int, help="Envoy admin port (TOLLWAY_ENVOY_ADMIN_PORT, 9901)"
     )
-    p.add_argument("--authz-mode", choices=("grpc", "http"),
-                   help="Envoy's ext_authz transport, and envoy.yaml or envoy-http.yaml "
-                        "(TOLLWAY_AUTHZ_MODE, grpc)")  # fmt: skip
+    p.add_argument(
+        "--authz-mode",
+        choices=("grpc", "http"),
+        help="Envoy's ext_authz transport, and envoy.yaml or envoy-http.yaml "
+        "(TOLLWAY_AUTHZ_MODE, grpc)",
+    )
     p.add_argument("--authz-port", type=int, help="authz port (TOLLWAY_AUTHZ_PORT, 9191)")
     p.add_argument(
         "--metrics-port", type=int, help="authz metrics (TOLLWAY_AUTHZ_METRICS_PORT, 9192)"
@@ -62,8 +75,11 @@ def register(subparsers: Subparsers) -> None:
         type=int,
         help="access-log receiver (TOLLWAY_ACCESSLOG_PORT, 9193)",
     )
-    p.add_argument("--receiver-metrics-port", type=int,
-                   help="its /metrics (TOLLWAY_ACCESSLOG_METRICS_PORT, 9194)")  # fmt: skip
+    p.add_argument(
+        "--receiver-metrics-port",
+        type=int,
+        help="its /metrics (TOLLWAY_ACCESSLOG_METRICS_PORT, 9194)",
+    )
     p.add_argument("--portal-port", type=int, help="customer portal (TOLLWAY_PORTAL_PORT, 8083)")
     p.add_argument("--smtp-port", type=int, help="the SMTP sink (TOLLWAY_SMTP_PORT, 2525)")
     p.add_argument("--redis-url", help="use this Redis instead of starting one (TOLLWAY_REDIS_URL)")

@@ -36,9 +36,15 @@ class LocalCluster:
     def _argv(self, port: int) -> list[str]:
         node_dir = self.data_dir / str(port)
         node_dir.mkdir(parents=True, exist_ok=True)
-        return [*redis_argv(port, node_dir, debug=True, aof=True),
-                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "15000"]  # fmt: skip
+        return [
+            *redis_argv(port, node_dir, debug=True, aof=True),
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "15000",
+        ]
 
     def start(self) -> LocalCluster:
         self.ports = []
@@ -50,10 +56,19 @@ class LocalCluster:
         try:
             self._spawn()
             subprocess.run(
-                [binaries.redis_cli(), "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-                 "--cluster-replicas", str(self.replicas), "--cluster-yes"],
-                check=True, capture_output=True, timeout=30,
-            )  # fmt: skip
+                [
+                    binaries.redis_cli(),
+                    "--cluster",
+                    "create",
+                    *(f"127.0.0.1:{p}" for p in self.ports),
+                    "--cluster-replicas",
+                    str(self.replicas),
+                    "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
             wait_for(self.ok, "redis cluster", 20)
             wait_for(self.replicas_in_sync, "redis cluster replicas", 20)
             wait_for(self.views_agree, "every node to see every replica", 20)
@@ -64,15 +79,23 @@ class LocalCluster:
 
     def ok(self) -> bool:
         for port in self.ports:
-            out = subprocess.run([binaries.redis_cli(), "-p", str(port), "cluster", "info"],
-                                 capture_output=True, text=True, check=False).stdout  # fmt: skip
+            out = subprocess.run(
+                [binaries.redis_cli(), "-p", str(port), "cluster", "info"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
             if "cluster_state:ok" not in out:
                 return False
         return True
 
     def cli(self, port: int, *args: str) -> str:
-        return subprocess.run([binaries.redis_cli(), "-p", str(port), *args],
-                              capture_output=True, text=True, check=False).stdout  # fmt: skip
+        return subprocess.run(
+            [binaries.redis_cli(), "-p", str(port), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
 
     def replicas_in_sync(self) -> bool:
         """Every replica there is, linked to its primary with the initial sync done."""
@@ -117,9 +140,15 @@ class LocalCluster:
 
     def _spawn(self) -> None:
         """Start a redis-server on each port and wait until every one listens."""
-        self.procs = [subprocess.Popen(self._argv(port), stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
-                      for port in self.ports]  # fmt: skip
+        self.procs = [
+            subprocess.Popen(
+                self._argv(port),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+            for port in self.ports
+        ]
         wait_for(lambda: all(port_open(p) for p in self.ports), "redis-servers", 10)
 
     def restart(self) -> None:

@@ -70,8 +70,9 @@ def for_compose(source: Path = ENVOY_YAML) -> dict[str, Any]:
     config = render(10000, 9901, COMPOSE_AUTHZ_PORTS, 8080, source)
     config["static_resources"]["listeners"][0]["address"]["socket_address"]["address"] = "0.0.0.0"
     for c in config["static_resources"]["clusters"]:
-        host = {"tollway_authz": "authz", "upstream": "upstream",
-                "tollway_usage_log": "receiver"}[c["name"]]  # fmt: skip
+        host = {"tollway_authz": "authz", "upstream": "upstream", "tollway_usage_log": "receiver"}[
+            c["name"]
+        ]
         c["type"] = "STRICT_DNS"
         for ep in c["load_assignment"]["endpoints"][0]["lb_endpoints"]:
             ep["endpoint"]["address"]["socket_address"]["address"] = host

@@ -40,9 +40,21 @@ def redis_argv(
     """A redis-server on loopback. ``persist``: a clean shutdown writes dump.rdb, so a restart
     keeps the data. ``aof``: every write is fsynced to an append-only file before Redis
     answers, so even a SIGKILL loses nothing. ``debug``: allow DEBUG commands (DEBUG SLEEP)."""
-    argv = [binaries.redis_server(), "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "3600 1" if persist else "", "--dir", str(data_dir),
-            "--appendonly", "yes" if aof else "no", "--appendfsync", "always"]  # fmt: skip
+    argv = [
+        binaries.redis_server(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "3600 1" if persist else "",
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes" if aof else "no",
+        "--appendfsync",
+        "always",
+    ]
     return argv + (["--enable-debug-command", "local"] if debug else [])
 
 
@@ -178,8 +190,13 @@ class Stack:
 
     def _child_env(self) -> dict[str, str]:
         # A local stack stops at once; the e2e rolling-restart test sets a drain of its own.
-        env = {"TOLLWAY_AUTHZ_DRAIN_S": "0", "TOLLWAY_USAGE_LOG_SECRET": self.usage_log_secret,
-               **os.environ, **self.env, "PYTHONUNBUFFERED": "1"}  # fmt: skip
+        env = {
+            "TOLLWAY_AUTHZ_DRAIN_S": "0",
+            "TOLLWAY_USAGE_LOG_SECRET": self.usage_log_secret,
+            **os.environ,
+            **self.env,
+            "PYTHONUNBUFFERED": "1",
+        }
         if self.standin:
             env["TOLLWAY_STRIPE_API_BASE"] = self.standin_url
             env["STRIPE_WEBHOOK_SECRET"] = self.webhook_secret
@@ -255,37 +272,95 @@ class Stack:
             argv = redis_argv(p.redis, data.resolve(), persist=True, aof=self.redis_aof)
             return argv, lambda: port_open(p.redis)
         if name == "authz":
-            argv = [py, "-m", "authz", "--port", str(p.authz), "--metrics-port",
-                    str(p.authz_metrics), "--redis-url", self.effective_redis_url,
-                    "--tiers", str(self.tiers), "--workers", str(self.authz_workers),
-                    "--mode", self.authz_mode]  # fmt: skip
+            argv = [
+                py,
+                "-m",
+                "authz",
+                "--port",
+                str(p.authz),
+                "--metrics-port",
+                str(p.authz_metrics),
+                "--redis-url",
+                self.effective_redis_url,
+                "--tiers",
+                str(self.tiers),
+                "--workers",
+                str(self.authz_workers),
+                "--mode",
+                self.authz_mode,
+            ]
             if self.authz_workers > 1:
                 argv += ["--worker-port-base", str(p.authz_workers)]
             return argv, lambda: port_open(p.authz)
         if name == "standin":
-            argv = [py, "-m", "devkit.standin", "--port", str(p.standin), "--webhook-url",
-                    f"http://127.0.0.1:{p.webhook}/webhooks/stripe"]  # fmt: skip
+            argv = [
+                py,
+                "-m",
+                "devkit.standin",
+                "--port",
+                str(p.standin),
+                "--webhook-url",
+                f"http://127.0.0.1:{p.webhook}/webhooks/stripe",
+            ]
             return argv, lambda: port_open(p.standin)
         if name == "webhook":
-            argv = [py, "-m", "webhook", "--port", str(p.webhook), "--redis-url",
-                    self.effective_redis_url, "--tiers", str(self.tiers)]  # fmt: skip
+            argv = [
+                py,
+                "-m",
+                "webhook",
+                "--port",
+                str(p.webhook),
+                "--redis-url",
+                self.effective_redis_url,
+                "--tiers",
+                str(self.tiers),
+            ]
             return argv, lambda: http_ok(f"http://127.0.0.1:{p.webhook}/healthz")
         if name == "metering":
-            argv = [py, "-m", "metering", "--port", str(p.metering), "--redis-url",
-                    self.effective_redis_url, "--tiers", str(self.tiers)]  # fmt: skip
+            argv = [
+                py,
+                "-m",
+                "metering",
+                "--port",
+                str(p.metering),
+                "--redis-url",
+                self.effective_redis_url,
+                "--tiers",
+                str(self.tiers),
+            ]
             return argv, lambda: http_ok(f"http://127.0.0.1:{p.metering}/healthz")
         if name in self.receiver_ports:
             grpc_port, metrics = self.receiver_ports[name]
-            argv = [py, "-m", "metering", "receive", "--port", str(grpc_port), "--metrics-port",
-                    str(metrics), "--redis-url", self.effective_redis_url,
-                    "--tiers", str(self.tiers)]  # fmt: skip
+            argv = [
+                py,
+                "-m",
+                "metering",
+                "receive",
+                "--port",
+                str(grpc_port),
+                "--metrics-port",
+                str(metrics),
+                "--redis-url",
+                self.effective_redis_url,
+                "--tiers",
+                str(self.tiers),
+            ]
             return argv, lambda: http_ok(f"http://127.0.0.1:{metrics}/healthz")
         if name == "mailsink":
             argv = [py, "-m", "devkit.mailsink", "--port", str(p.smtp)]
             return argv, lambda: port_open(p.smtp)
         if name == "portal":
-            argv = [py, "-m", "portal", "--port", str(p.portal), "--redis-url",
-                    self.effective_redis_url, "--tiers", str(self.tiers)]  # fmt: skip
+            argv = [
+                py,
+                "-m",
+                "portal",
+                "--port",
+                str(p.portal),
+                "--redis-url",
+                self.effective_redis_url,
+                "--tiers",
+                str(self.tiers),
+            ]
             return argv, lambda: http_ok(f"http://127.0.0.1:{p.portal}/healthz")
         if name == "upstream":
             argv = [py, "-m", "devkit.upstream", "--port", str(p.upstream)]
@@ -295,12 +370,25 @@ class Stack:
             authz: int | list[int] = p.authz
             if self.authz_workers > 1:
                 authz = [p.authz_workers + i for i in range(self.authz_workers)]
-            config = envoy_config.render(p.envoy, p.envoy_admin, authz, p.upstream,
-                                         envoy_config.source_for(self.authz_mode),
-                                         [g for g, _ in self.receiver_ports.values()])  # fmt: skip
+            config = envoy_config.render(
+                p.envoy,
+                p.envoy_admin,
+                authz,
+                p.upstream,
+                envoy_config.source_for(self.authz_mode),
+                [g for g, _ in self.receiver_ports.values()],
+            )
             path = envoy_config.write(config, self.state_dir / "envoy.yaml")
-            argv = [binaries.envoy(), "-c", str(path), "--disable-hot-restart",
-                    "--log-level", "warn", "--concurrency", "2"]  # fmt: skip
+            argv = [
+                binaries.envoy(),
+                "-c",
+                str(path),
+                "--disable-hot-restart",
+                "--log-level",
+                "warn",
+                "--concurrency",
+                "2",
+            ]
             return argv, lambda: http_ok(f"http://127.0.0.1:{p.envoy_admin}/ready")
         raise KeyError(name)
 
@@ -352,8 +440,18 @@ class Stack:
     def stop_all(self) -> None:
         # Front to back: clients first, so nothing is mid-request against a stopped backend;
         # then any process started with start_process, newest first.
-        for name in ["portal", "mailsink", "envoy", *self.receiver_ports, "metering", "webhook",
-                     "standin", "authz", "upstream", "redis"]:  # fmt: skip
+        for name in [
+            "portal",
+            "mailsink",
+            "envoy",
+            *self.receiver_ports,
+            "metering",
+            "webhook",
+            "standin",
+            "authz",
+            "upstream",
+            "redis",
+        ]:
             self.stop(name)
         for name in reversed(list(self.procs)):
             self.stop(name)

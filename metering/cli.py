@@ -42,8 +42,11 @@ def register(subparsers: process.Subparsers) -> None:
     admin = p.add_subparsers(dest="metering_command", metavar="dead-letters | receive")
     rx = admin.add_parser("receive", help="run Envoy's access-log receiver")
     rx.add_argument("--port", type=int, help="gRPC port (TOLLWAY_ACCESSLOG_PORT, 9193)")
-    rx.add_argument("--metrics-port", type=int,
-                    help="/healthz and /metrics (TOLLWAY_ACCESSLOG_METRICS_PORT, 9194)")  # fmt: skip
+    rx.add_argument(
+        "--metrics-port",
+        type=int,
+        help="/healthz and /metrics (TOLLWAY_ACCESSLOG_METRICS_PORT, 9194)",
+    )
     rx.add_argument("--redis-url", help="Redis URL (TOLLWAY_REDIS_URL)")
     rx.add_argument("--tiers", type=Path, help="tier table path (TOLLWAY_TIERS)")
     dl = admin.add_parser("dead-letters", help="meter events Stripe refused")
@@ -55,8 +58,12 @@ def register(subparsers: process.Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.metering_command == "receive":
-        flags = {"port": args.port, "metrics_port": args.metrics_port,
-                 "redis_url": args.redis_url, "tiers": args.tiers}  # fmt: skip
+        flags = {
+            "port": args.port,
+            "metrics_port": args.metrics_port,
+            "redis_url": args.redis_url,
+            "tiers": args.tiers,
+        }
         return process.run("metering receive", ReceiverSettings, flags, receiver.serve)
     if args.metering_command == "dead-letters":
         settings = with_flags(

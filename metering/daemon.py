@@ -85,8 +85,9 @@ class Drainer:
         account = await self.keys.account_plan(source)
         if account.get("customer"):
             customer, tier = account["customer"], account.get("tier", "")
-            period = Period(int(account.get("period_start") or 0),
-                            int(account.get("period_end") or 0))  # fmt: skip
+            period = Period(
+                int(account.get("period_start") or 0), int(account.get("period_end") or 0)
+            )
         else:
             try:
                 record = await self.keys.get(source)
@@ -138,9 +139,13 @@ class Drainer:
         silent = heard is not None and time.time() - heard > self.silence_s
         self.metrics.access_log_silent.set(1 if silent else 0)
         if silent and not self._silent:
-            log.error("access_log_silent", extra=fields(
-                since_s=round(time.time() - (heard or 0)),
-                effect="refunds are not applied; usage is billed as counted at check time"))  # fmt: skip
+            log.error(
+                "access_log_silent",
+                extra=fields(
+                    since_s=round(time.time() - (heard or 0)),
+                    effect="refunds are not applied; usage is billed as counted at check time",
+                ),
+            )
         elif self._silent and not silent:
             log.info("access_log_heard_again")
         self._silent = silent

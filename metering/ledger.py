@@ -135,10 +135,16 @@ class Ledger:
         """Refunds that found no later window to come off within ``carry_s``: a dead letter
         the operator sees (`tollway metering dead-letters`), then off the usage hash, once."""
         identifier = f"tw_refund_{source}_{since}"
-        record = {"kind": REFUND, "customer": customer, "source": source, "meter": meter,
-                  "requests": requests, "since": since,
-                  "reason": "refunded requests whose window was already sent, with no later "
-                            "usage to take them off: credit the customer in Stripe, then drop"}  # fmt: skip
+        record = {
+            "kind": REFUND,
+            "customer": customer,
+            "source": source,
+            "meter": meter,
+            "requests": requests,
+            "since": since,
+            "reason": "refunded requests whose window was already sent, with no later "
+            "usage to take them off: credit the customer in Stripe, then drop",
+        }
         await self.dead.park(identifier, record)
         await self._carry_out(
             keys=[schema.usage(source), schema.applied_marker(source, f"carry-{since}")],
@@ -179,8 +185,9 @@ class Ledger:
                 "a Stripe error report is not a meter event; fix it in Stripe, then drop it"
             )
         if rec.get("kind") == REFUND:
-            raise ValueError("a refund has no meter event to send; credit the customer in "
-                             "Stripe, then drop it")  # fmt: skip
+            raise ValueError(
+                "a refund has no meter event to send; credit the customer in Stripe, then drop it"
+            )
         value = int(rec["event"]["payload"]["value"])
         await self.redis.hset(schema.ledger(rec["customer"], "pending"), rec["field"], value)
         await self.dead.remove(identifier)

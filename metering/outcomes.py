@@ -22,10 +22,17 @@ AMOUNT_KEY = "usage"
 # Envoy's response flags that mean the upstream did not give a whole answer.
 TIMEOUT_FLAGS = ("upstream_request_timeout", "upstream_max_stream_duration_reached")
 RESET_FLAGS = (
-    "upstream_remote_reset", "upstream_connection_failure", "upstream_connection_termination",
-    "upstream_overflow", "no_healthy_upstream", "upstream_retry_limit_exceeded",
-    "upstream_protocol_error", "local_reset", "no_cluster_found", "dns_resolution_failure",
-)  # fmt: skip
+    "upstream_remote_reset",
+    "upstream_connection_failure",
+    "upstream_connection_termination",
+    "upstream_overflow",
+    "no_healthy_upstream",
+    "upstream_retry_limit_exceeded",
+    "upstream_protocol_error",
+    "local_reset",
+    "no_cluster_found",
+    "dns_resolution_failure",
+)
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 
 

@@ -147,8 +147,12 @@ class Receiver:
         v = judge(e, table.get(stamp.tier), self.amount_max)
         if v.bad_amount is not None:
             self.metrics.bad_amounts.labels(v.bad_amount.value).inc()
-            log.warning("bad_usage_amount", extra=fields(
-                request_id=e.request_id, reason=v.bad_amount.value, value=(e.amount or "")[:40]))  # fmt: skip
+            log.warning(
+                "bad_usage_amount",
+                extra=fields(
+                    request_id=e.request_id, reason=v.bad_amount.value, value=(e.amount or "")[:40]
+                ),
+            )
         if not v.refund and v.amount == 0:
             return "billed"
         return self._write_for(stamp, v.refund, v.refund_quota, v.amount)
@@ -184,8 +188,9 @@ class Receiver:
         try:
             done = await self.apply(stamp, True, refund_quota, 0)
         except Exception as exc:
-            log.error("unheard_refund_failed", extra=fields(
-                request_id=e.request_id, error=str(exc)))  # fmt: skip
+            log.error(
+                "unheard_refund_failed", extra=fields(request_id=e.request_id, error=str(exc))
+            )
             return
         self.metrics.entries.labels("unheard_refunded" if done else "duplicate").inc()
 
@@ -197,9 +202,16 @@ class Receiver:
         refund_quota = refund_quota and s.source != s.key_id
         quota = schema.account_state(s.source)
         keys = (schema.usage(s.source), quota, schema.logged(s.source, window))
-        args = (s.nonce, str(window), str(s.at), "1" if refund else "0",
-                "1" if refund_quota else "0", s.key_id, str(amount),
-                str(self.max_age_s + self.window_s))  # fmt: skip
+        args = (
+            s.nonce,
+            str(window),
+            str(s.at),
+            "1" if refund else "0",
+            "1" if refund_quota else "0",
+            s.key_id,
+            str(amount),
+            str(self.max_age_s + self.window_s),
+        )
         return Write("refunded" if refund else "amount", keys, args)
 
     async def apply(self, s: Stamp, refund: bool, refund_quota: bool, amount: int) -> bool:
@@ -259,8 +271,15 @@ async def serve(settings: ReceiverSettings) -> None:
     tiers = TierSource(settings.tiers)
     redis = connect(settings.redis_url, timeout_s=5.0)
     metrics = ReceiverMetrics()
-    receiver = Receiver(redis, tiers, Stamper(settings.usage_log_secret), metrics,
-                        settings.usage_window_s, settings.max_age_s, settings.amount_max)  # fmt: skip
+    receiver = Receiver(
+        redis,
+        tiers,
+        Stamper(settings.usage_log_secret),
+        metrics,
+        settings.usage_window_s,
+        settings.max_age_s,
+        settings.amount_max,
+    )
     await receiver.load_script()
     server = grpc.aio.server()
     servicer = AccessLogServicer(receiver)

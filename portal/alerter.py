@@ -82,8 +82,9 @@ class Alerter:
         try:
             while not stop.is_set():
                 try:
-                    if await self.redis.set(schema.ALERT_PASS, self.owner, nx=True,
-                                            px=max(1, int(interval_s * 1000))):  # fmt: skip
+                    if await self.redis.set(
+                        schema.ALERT_PASS, self.owner, nx=True, px=max(1, int(interval_s * 1000))
+                    ):
                         await self.run_once()
                 except Exception:  # Redis away, a bug: the next pass tries again
                     log.exception("alert_pass_failed")
@@ -133,16 +134,31 @@ class Alerter:
         customer = view.plan.get("customer") or view.keys[0].customer
         raised = False
         for threshold in due(view.quota_used, c.quota):
-            alert = Alert(account, customer, c.tier, threshold, view.quota_used, c.quota, start,
-                          start + length)  # fmt: skip
-            record = {"alert": asdict(alert), "created": now, "attempts": 0, "next_at": now,
-                      "email": "pending", "webhook": "pending" if self.webhook_url else "off",
-                      "error": ""}  # fmt: skip
+            alert = Alert(
+                account,
+                customer,
+                c.tier,
+                threshold,
+                view.quota_used,
+                c.quota,
+                start,
+                start + length,
+            )
+            record = {
+                "alert": asdict(alert),
+                "created": now,
+                "attempts": 0,
+                "next_at": now,
+                "email": "pending",
+                "webhook": "pending" if self.webhook_url else "off",
+                "error": "",
+            }
             name = schema.alerts(account)
             if await self.redis.hsetnx(name, alert.field, json.dumps(record)):
                 await self.redis.expire(name, KEEP_S)
-                log.info("alert_raised", extra=fields(alert=alert.id, used=alert.used,
-                                                      quota=alert.quota))  # fmt: skip
+                log.info(
+                    "alert_raised", extra=fields(alert=alert.id, used=alert.used, quota=alert.quota)
+                )
             raised = True
         return raised
 
@@ -190,12 +206,16 @@ class Alerter:
             for channel in ("email", "webhook"):
                 if record[channel] == "pending":
                     record[channel] = "failed"
-            log.error("alert_undelivered", extra=fields(alert=alert.id, attempts=record[
-                "attempts"], error=record["error"]))  # fmt: skip
+            log.error(
+                "alert_undelivered",
+                extra=fields(alert=alert.id, attempts=record["attempts"], error=record["error"]),
+            )
             return
         record["next_at"] = now + min(600, self.retry_s * 2 ** (record["attempts"] - 1))
-        log.warning("alert_retry", extra=fields(alert=alert.id, attempts=record["attempts"],
-                                                error=record["error"]))  # fmt: skip
+        log.warning(
+            "alert_retry",
+            extra=fields(alert=alert.id, attempts=record["attempts"], error=record["error"]),
+        )
 
     async def _email(self, alert: Alert, created: int) -> None:
         address = await self.email_of(alert.customer)
@@ -208,8 +228,11 @@ class Alerter:
         if self.http is None:
             self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         raw = body(alert, created)
-        headers = {"content-type": "application/json", ID_HEADER: alert.id,
-                   SIGNATURE_HEADER: sign(raw, self.webhook_secret, int(time.time()))}  # fmt: skip
+        headers = {
+            "content-type": "application/json",
+            ID_HEADER: alert.id,
+            SIGNATURE_HEADER: sign(raw, self.webhook_secret, int(time.time())),
+        }
         async with self.http.post(self.webhook_url, data=raw, headers=headers) as r:
             if not 200 <= r.status < 300:
                 raise RuntimeError(f"HTTP {r.status}")

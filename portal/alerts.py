@@ -60,8 +60,15 @@ def due(used: int, quota: int) -> list[int]:
 
 
 def body(alert: Alert, created: int) -> bytes:
-    return json.dumps({"id": alert.id, "type": "usage.threshold_reached", "created": created,
-                       "data": asdict(alert)}, separators=(",", ":")).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "id": alert.id,
+            "type": "usage.threshold_reached",
+            "created": created,
+            "data": asdict(alert),
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def sign(raw: bytes, secret: str, t: int) -> str:
@@ -87,6 +94,8 @@ def email(alert: Alert) -> tuple[str, str]:
         subject = f"You have used all of your {alert.tier} plan's quota"
     else:
         subject = f"You have used {alert.threshold_percent}% of your {alert.tier} plan's quota"
-    text = (f"Your API account has used {alert.used:,} of its {alert.quota:,} requests this "
-            f"period ({alert.threshold_percent}%). The quota resets on {ends}.\n")  # fmt: skip
+    text = (
+        f"Your API account has used {alert.used:,} of its {alert.quota:,} requests this "
+        f"period ({alert.threshold_percent}%). The quota resets on {ends}.\n"
+    )
     return subject, text

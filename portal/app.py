@@ -43,9 +43,10 @@ from portal.mail import Mailer
 from portal.own_keys import NotYours, OwnKeys
 from portal.pricing import plans
 from portal.sessions import COOKIE, Session, Sessions
-from portal.signin import SignInLinks, normalize, token_or_dash
+from portal.signin import SignInLinks, normalize
 from portal.signin_pages import SignInPages
 from portal.signup import FreeSignups
+from portal.signup_pages import SignupPages
 from tollway.background import Background
 from tollway.client_address import client_address
 from tollway.errors import InvalidInput, NotFound
@@ -62,7 +63,6 @@ HERE = Path(__file__).parent
 # Where the portal's forms may lead: itself, and Stripe's Checkout and Customer Portal, which
 # Subscribe and Manage billing redirect to (a browser applies form-action to the redirect).
 SESSION = web.RequestKey("session", Session)  # the request's session (load_session)
-SIGNUP_COOKIE = "tollway_signup"  # a free sign-up's token, between its link and the confirmation
 STRIPE_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
 
 
@@ -148,20 +148,22 @@ class PortalApp:
     def _unavailable(self, request: web.Request) -> web.Response:
         """Redis, Stripe or the webhook service away, or a bug: a page that says so (503),
         keeping the session."""
-        return self.message(self.session(request), "Something went wrong", "That did not "
-                            "work on our side. Try again in a minute.", 503)  # fmt: skip
+        return self.message(
+            self.session(request),
+            "Something went wrong",
+            "That did not work on our side. Try again in a minute.",
+            503,
+        )
 
     def build(self) -> web.Application:
         bug = last_resort(log, self._unavailable)
-        app = web.Application(client_max_size=16 * 1024,
-                              middlewares=[bug, answer_refusals, self.load_session])  # fmt: skip
+        app = web.Application(
+            client_max_size=16 * 1024, middlewares=[bug, answer_refusals, self.load_session]
+        )
         app.router.add_get("/", self.pricing)
         SignInPages(self).routes(app.router)
         app.router.add_post("/subscribe", self.subscribe)
-        app.router.add_post("/signup", self.signup_ask)
-        app.router.add_get("/signup/confirm", self.signup_confirm_page)
-        app.router.add_post("/signup/confirm", self.signup_confirm)
-        app.router.add_get("/signup/{token}", self.signup_link)
+        SignupPages(self).routes(app.router)
         app.router.add_get("/welcome", self.welcome)
         app.router.add_get("/dashboard", self.dashboard)
         app.router.add_post("/keys/{action:create|rotate|revoke}", self.key_action)
@@ -195,8 +197,9 @@ class PortalApp:
 
     def client(self, request: web.Request) -> str:
         """The client's address, behind the configured proxies (for limits per client)."""
-        return client_address(request.remote, request.headers.get("X-Forwarded-For"),
-                              self.trusted_hops)  # fmt: skip
+        return client_address(
+            request.remote, request.headers.get("X-Forwarded-For"), self.trusted_hops
+        )
 
     def page(self, s: Session, template: str, status: int = 200, **values: Any) -> web.Response:
         html = self.env.get_template(template).render(
@@ -209,13 +212,28 @@ class PortalApp:
         return response
 
     def set_session_cookie(self, response: web.StreamResponse, s: Session) -> None:
-        response.set_cookie(COOKIE, self.sessions.dump(s), max_age=self.sessions.ttl_s,
-                            httponly=True, samesite="Lax", secure=self.secure_cookies, path="/")  # fmt: skip
+        response.set_cookie(
+            COOKIE,
+            self.sessions.dump(s),
+            max_age=self.sessions.ttl_s,
+            httponly=True,
+            samesite="Lax",
+            secure=self.secure_cookies,
+            path="/",
+        )
 
-    def message(self, s: Session, heading: str, text: str, status: int = 200,
-                link: str = "", link_text: str = "") -> web.Response:  # fmt: skip
-        return self.page(s, "message.html", status, heading=heading, text=text, link=link,
-                         link_text=link_text)  # fmt: skip
+    def message(
+        self,
+        s: Session,
+        heading: str,
+        text: str,
+        status: int = 200,
+        link: str = "",
+        link_text: str = "",
+    ) -> web.Response:
+        return self.page(
+            s, "message.html", status, heading=heading, text=text, link=link, link_text=link_text
+        )
 
     # -- pages ------------------------------------------------------------------------------
     async def pricing(self, request: web.Request) -> web.Response:
@@ -233,12 +251,19 @@ class PortalApp:
         here. Otherwise RefusedPage with a 403 page."""
         form = await request.post()
         if not self.sessions.csrf_ok(s, str(form.get("csrf", ""))):
-            raise RefusedPage(self.message(s, "Please try again", "This form expired or did not "
-                                       "come from this site. Reload the page and send it "
-                                       "again.", 403))  # fmt: skip
+            raise RefusedPage(
+                self.message(
+                    s,
+                    "Please try again",
+                    "This form expired or did not "
+                    "come from this site. Reload the page and send it "
+                    "again.",
+                    403,
+                )
+            )
         return form
 
-    async def _plan_form(
+    async def plan_form(
         self, request: web.Request, fits: Callable[[Tier], bool], which: str
     ) -> tuple[Session, Tier, str]:
         """The session, tier and address of a Subscribe or Sign-up form; RefusedPage if the tier
@@ -248,78 +273,37 @@ class PortalApp:
         tier = self.tiers().get(str(form.get("tier", "")))
         address = normalize(str(form.get("email", "")))
         if tier is None or not fits(tier) or address is None:
-            raise RefusedPage(self.message(s, "Check the form", f"Pick {which} on the pricing page "
-                                       "and give a valid email address.", 400, "/", "Pricing"))  # fmt: skip
+            raise RefusedPage(
+                self.message(
+                    s,
+                    "Check the form",
+                    f"Pick {which} on the pricing page and give a valid email address.",
+                    400,
+                    "/",
+                    "Pricing",
+                )
+            )
         return s, tier, address
 
     async def subscribe(self, request: web.Request) -> web.Response:
-        s, tier, address = await self._plan_form(request, lambda t: bool(t.stripe_prices), "a plan")
+        s, tier, address = await self.plan_form(request, lambda t: bool(t.stripe_prices), "a plan")
         if not await self.throttle.hit("subscribe", self.client(request), self.per_client):
             return self.message(s, "Too many tries", "Wait 15 minutes, then try again.", 429)
         got = await self.backend.checkout(tier.name, address)
         url = got.body.get("url")
         if got.status != 200 or not isinstance(url, str) or not url.startswith("http"):
-            log.error("checkout_failed", extra=fields(tier=tier.name, status=got.status,
-                                                      code=got.code))  # fmt: skip
-            return self.message(s, "Checkout is unavailable", "We could not start Checkout. "
-                                "Try again in a minute.", 502, "/", "Pricing")  # fmt: skip
+            log.error(
+                "checkout_failed", extra=fields(tier=tier.name, status=got.status, code=got.code)
+            )
+            return self.message(
+                s,
+                "Checkout is unavailable",
+                "We could not start Checkout. Try again in a minute.",
+                502,
+                "/",
+                "Pricing",
+            )
         raise web.HTTPSeeOther(url, headers=self.headers)
-
-    async def signup_ask(self, request: web.Request) -> web.Response:
-        s, tier, address = await self._plan_form(request, lambda t: t.free_signup, "a free plan")
-        if not await self.links.allowed(address, self.client(request)):
-            return self.message(s, "Too many links", "Wait 15 minutes, then ask again.", 429)
-        token = await self.signups.ask(address, tier.name)
-        link = f"{self.public_url}/signup/{token}"
-        self.mailer.send_later(address, f"Confirm your {tier.name} plan", f"Confirm and get "
-                               f"your API key: {link}\n\nThe link works once, for 15 "
-                               "minutes.\n", "signup")  # fmt: skip
-        return self.message(s, "Check your inbox", f"We sent a confirmation link to {address}. "
-                            "It works once, for 15 minutes.")  # fmt: skip
-
-    async def signup_link(self, request: web.Request) -> web.Response:
-        """The key is shown on the page that confirms, so the token leaves the address bar
-        first (as a sign-in link's does): it rides in a cookie only /signup/confirm sees."""
-        response = web.HTTPSeeOther("/signup/confirm", headers=self.headers)
-        token = token_or_dash(request.match_info["token"])
-        response.set_cookie(SIGNUP_COOKIE, token, max_age=900,
-                            httponly=True, samesite="Lax", secure=self.secure_cookies,
-                            path="/signup/confirm")  # fmt: skip
-        raise response
-
-    async def signup_confirm_page(self, request: web.Request) -> web.Response:
-        """What the link confirms, and a button: opening it (a mail scanner, say) uses nothing."""
-        s = self.session(request)
-        found = await self.signups.peek(request.cookies.get(SIGNUP_COOKIE, ""))
-        if found is None:
-            return self._signup_gone(s)
-        address, tier = found
-        return self.page(s, "signup_confirm.html", address=address, tier=tier)
-
-    async def signup_confirm(self, request: web.Request) -> web.Response:
-        await self.checked_form(request, self.session(request))
-        token = request.cookies.get(SIGNUP_COOKIE, "")
-        try:
-            done = await self.signups.confirm(token, self.tiers())
-        except InvalidInput as exc:  # its message is meant for the customer
-            return self.message(self.session(request), "Sign-up is closed", str(exc), 410,
-                                "/", "Pricing")  # fmt: skip
-        if done is None:
-            return self._signup_gone(self.session(request))
-        s = await self.signed_in_session(done.customer)  # the link proves the address
-        log.info("signed_up", extra=fields(customer=done.customer, new=bool(done.api_key)))
-        if done.record is None:
-            response = web.HTTPSeeOther("/dashboard", headers=self.headers)
-            self.set_session_cookie(response, s)
-            response.del_cookie(SIGNUP_COOKIE, path="/signup/confirm")
-            raise response
-        shown = self._show_key(s, "Your API key", done.api_key, done.record.tier)
-        shown.del_cookie(SIGNUP_COOKIE, path="/signup/confirm")
-        return shown
-
-    def _signup_gone(self, s: Session) -> web.Response:
-        return self.message(s, "This link does not work", "It was used already, or it "
-                            "expired. Sign up again.", 410, "/", "Pricing")  # fmt: skip
 
     async def welcome(self, request: web.Request) -> web.Response:
         s = self.session(request)
@@ -328,22 +312,38 @@ class PortalApp:
         got = await self.backend.claim(request.query.get("session_id", ""))
         if got.status == 200 and isinstance(got.body.get("api_key"), str):
             log.info("key_shown", extra=fields(key_id=got.body.get("key_id")))
-            return self._show_key(
+            return self.show_key(
                 s, "Your API key", got.body["api_key"], str(got.body.get("tier", ""))
             )
         if got.code in ("already_claimed", "claim_expired"):
-            return self.message(s, "Your key was already shown", "For your safety a key is "
-                                "shown only once. Sign in to manage your keys.", 410,
-                                "/signin", "Sign in")  # fmt: skip
+            return self.message(
+                s,
+                "Your key was already shown",
+                "For your safety a key is shown only once. Sign in to manage your keys.",
+                410,
+                "/signin",
+                "Sign in",
+            )
         if got.status in (404, 409):  # paid, and the key is on its way; or not paid yet
-            return self.message(s, "Almost there", "Your payment is being confirmed. Reload "
-                                "this page in a few seconds.", 409)  # fmt: skip
-        return self.message(s, "We could not show your key", "Reload this page, or sign in "
-                            "later to create a key.", 502, "/signin", "Sign in")  # fmt: skip
+            return self.message(
+                s,
+                "Almost there",
+                "Your payment is being confirmed. Reload this page in a few seconds.",
+                409,
+            )
+        return self.message(
+            s,
+            "We could not show your key",
+            "Reload this page, or sign in later to create a key.",
+            502,
+            "/signin",
+            "Sign in",
+        )
 
-    def _show_key(self, s: Session, heading: str, api_key: str, tier: str) -> web.Response:
-        return self.page(s, "welcome.html", heading=heading, api_key=api_key, tier=tier,
-                         api_url=self.api_url)  # fmt: skip
+    def show_key(self, s: Session, heading: str, api_key: str, tier: str) -> web.Response:
+        return self.page(
+            s, "welcome.html", heading=heading, api_key=api_key, tier=tier, api_url=self.api_url
+        )
 
     async def key_action(self, request: web.Request) -> web.Response:
         """POST /keys/{action}: create, rotate or revoke, signed in, CSRF-checked, own only."""
@@ -354,23 +354,31 @@ class PortalApp:
             if action == "create":
                 plaintext, record = await self.own.create(s.customer, str(form.get("account", "")))
                 log.info("key_created", extra=fields(customer=s.customer, key_id=record.key_id))
-                return self._show_key(s, "Your new key", plaintext, record.tier)
+                return self.show_key(s, "Your new key", plaintext, record.tier)
             key_id = str(form.get("key_id", ""))
             if action == "rotate":
                 plaintext, record = await self.own.rotate(
                     s.customer, key_id, str(form.get("overlap", ""))
                 )
-                log.info("key_rotated", extra=fields(customer=s.customer, key_id=key_id,
-                                                     successor=record.key_id))  # fmt: skip
-                return self._show_key(s, "Your new key", plaintext, record.tier)
+                log.info(
+                    "key_rotated",
+                    extra=fields(customer=s.customer, key_id=key_id, successor=record.key_id),
+                )
+                return self.show_key(s, "Your new key", plaintext, record.tier)
             if action == "revoke":
                 await self.own.revoke(s.customer, key_id)
                 log.info("key_revoked", extra=fields(customer=s.customer, key_id=key_id))
                 raise web.HTTPSeeOther("/dashboard", headers=self.headers)
         except NotYours:
             log.warning("key_action_refused", extra=fields(customer=s.customer, action=action))
-            return self.message(s, "Not your key", "That key is not one of yours.", 403,
-                                "/dashboard", "Your account")  # fmt: skip
+            return self.message(
+                s,
+                "Not your key",
+                "That key is not one of yours.",
+                403,
+                "/dashboard",
+                "Your account",
+            )
         except (InvalidInput, NotFound) as exc:  # their messages are meant for the customer
             return self.message(s, "That did not work", str(exc), 400, "/dashboard", "Your account")
         raise web.HTTPNotFound()
@@ -391,8 +399,14 @@ class PortalApp:
             url = await self.billing.open(s.customer, f"{self.public_url}/dashboard")
         except BillingUnavailable as exc:
             log.error("billing_portal_failed", extra=fields(customer=s.customer, error=str(exc)))
-            return self.message(s, "Billing is unavailable", "We could not open billing. Try "
-                                "again in a minute.", 502, "/dashboard", "Your account")  # fmt: skip
+            return self.message(
+                s,
+                "Billing is unavailable",
+                "We could not open billing. Try again in a minute.",
+                502,
+                "/dashboard",
+                "Your account",
+            )
         log.info("billing_opened", extra=fields(customer=s.customer))
         raise web.HTTPSeeOther(url, headers=self.headers)
 

@@ -40,8 +40,9 @@ class Backend:
     async def _call(self, method: str, path: str, **kw: Any) -> Answer:
         """The answer; a 502 with no body when the webhook service cannot be reached."""
         try:
-            async with self._client().request(method, self.base + path, headers=self._headers,
-                                              **kw) as r:  # fmt: skip
+            async with self._client().request(
+                method, self.base + path, headers=self._headers, **kw
+            ) as r:
                 raw = await r.read()
                 status = r.status
         except (aiohttp.ClientError, TimeoutError):

@@ -22,8 +22,10 @@ def per_day(rows: dict[str, Row], meter: str, start: int, end: int) -> list[tupl
         name, window = field.split("|", 1)
         if name == meter and window.isdigit() and first <= int(window) // DAY_S <= last:
             days[int(window) // DAY_S] += row["counting"] + row["pending"] + row["sent"]
-    return [(datetime.fromtimestamp(d * DAY_S, UTC).strftime("%m-%d"), days[d])
-            for d in range(first, last + 1)]  # fmt: skip
+    return [
+        (datetime.fromtimestamp(d * DAY_S, UTC).strftime("%m-%d"), days[d])
+        for d in range(first, last + 1)
+    ]
 
 
 def svg(days: list[tuple[str, int]], title: str) -> str:
@@ -34,9 +36,14 @@ def svg(days: list[tuple[str, int]], title: str) -> str:
     for i, (day, n) in enumerate(days):
         h = (HEIGHT - 2 * PAD) * n / top
         x, y = PAD + i * width, HEIGHT - PAD - h
-        bars.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(1.0, width - 2):.1f}" '
-                    f'height="{h:.1f}"><title>{escape(day)}: {n:,}</title></rect>')  # fmt: skip
+        bars.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(1.0, width - 2):.1f}" '
+            f'height="{h:.1f}"><title>{escape(day)}: {n:,}</title></rect>'
+        )
     label = escape(f"{title}: " + ", ".join(f"{d} {n:,}" for d, n in days))
-    return (f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}">'
-            f'<text x="{PAD}" y="16">{escape(title)} (max {top:,} a day)</text>'
-            + "".join(bars) + "</svg>")  # fmt: skip
+    return (
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}">'
+        f'<text x="{PAD}" y="16">{escape(title)} (max {top:,} a day)</text>'
+        + "".join(bars)
+        + "</svg>"
+    )

@@ -52,9 +52,15 @@ class AccountCard:
 
 
 def _row(k: KeyRecord, state: KeyState) -> KeyRow:
-    return KeyRow(k.key_id, state not in FINAL, k.prefix or k.key_id, state.value,
-                  day(k.created), moment(k.last_used),
-                  moment(k.expires_at) if k.expires_at else "—")  # fmt: skip
+    return KeyRow(
+        k.key_id,
+        state not in FINAL,
+        k.prefix or k.key_id,
+        state.value,
+        day(k.created),
+        moment(k.last_used),
+        moment(k.expires_at) if k.expires_at else "—",
+    )
 
 
 def card(view: AccountView, table: TierTable) -> AccountCard:
@@ -88,11 +94,22 @@ def card(view: AccountView, table: TierTable) -> AccountCard:
     end = start + length
     percent = min(100, round(100 * view.quota_used / quota)) if quota else 0
     states = view.states(int(time.time()))
-    return AccountCard(view.account, tier_name, status, notice, ending, view.quota_used, quota,
-                       percent, f"{rate:g} requests/s, bursts of {burst:,}", day(end),
-                       [_row(k, states[k.key_id]) for k in view.keys], (start, end),
-                       table.meter_event(tier_name),
-                       tier.usage_meter if tier else "")  # fmt: skip
+    return AccountCard(
+        view.account,
+        tier_name,
+        status,
+        notice,
+        ending,
+        view.quota_used,
+        quota,
+        percent,
+        f"{rate:g} requests/s, bursts of {burst:,}",
+        day(end),
+        [_row(k, states[k.key_id]) for k in view.keys],
+        (start, end),
+        table.meter_event(tier_name),
+        tier.usage_meter if tier else "",
+    )
 
 
 def with_charts(c: AccountCard, rows: dict[str, Row]) -> AccountCard:

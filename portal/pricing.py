@@ -25,12 +25,21 @@ class Plan:
 
 def plan(tier: Tier) -> Plan:
     paid = tier.price_amount is not None and tier.price_amount > 0
-    price = (f"{_money(Decimal(tier.price_amount or 0), tier.currency)} / {tier.interval}"
-             if paid else "Free")  # fmt: skip
-    overage = (f"then {_money(Decimal(tier.overage_unit_amount), tier.currency)} a request"
-               if tier.overage_unit_amount is not None else "")  # fmt: skip
-    usage = (f"{_money(Decimal(tier.usage_unit_amount), tier.currency)} per {tier.usage_meter} unit"
-             if tier.usage_unit_amount is not None else "")  # fmt: skip
+    price = (
+        f"{_money(Decimal(tier.price_amount or 0), tier.currency)} / {tier.interval}"
+        if paid
+        else "Free"
+    )
+    overage = (
+        f"then {_money(Decimal(tier.overage_unit_amount), tier.currency)} a request"
+        if tier.overage_unit_amount is not None
+        else ""
+    )
+    usage = (
+        f"{_money(Decimal(tier.usage_unit_amount), tier.currency)} per {tier.usage_meter} unit"
+        if tier.usage_unit_amount is not None
+        else ""
+    )
     return Plan(
         name=tier.name,
         description=tier.description,

@@ -54,25 +54,43 @@ async def serve(settings: PortalSettings) -> None:
     mailer = Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from)
     signups = FreeSignups(redis, keys, settings.signin_ttl_s)
     app = PortalApp(
-        tiers, Sessions(settings.session_secret, settings.session_ttl_s),
-        SignInLinks(redis, settings.signin_ttl_s, settings.signin_per_address, settings.signin_per_ip),
+        tiers,
+        Sessions(settings.session_secret, settings.session_ttl_s),
+        SignInLinks(
+            redis, settings.signin_ttl_s, settings.signin_per_address, settings.signin_per_ip
+        ),
         mailer,
-        customers_with_keys(stripe_client, keys, signups), accounts_of(keys), OwnKeys(Lifecycle(keys, WallClock())),
-        lambda customer, table: customer_windows(keys, customer, table), backend, signups,
+        customers_with_keys(stripe_client, keys, signups),
+        accounts_of(keys),
+        OwnKeys(Lifecycle(keys, WallClock())),
+        lambda customer, table: customer_windows(keys, customer, table),
+        backend,
+        signups,
         BillingPortal(stripe_client),
-        settings.public_url, settings.api_url, settings.secure_cookies, Generations(redis),
-        settings.trusted_hops, settings.per_client,
+        settings.public_url,
+        settings.api_url,
+        settings.secure_cookies,
+        Generations(redis),
+        settings.trusted_hops,
+        settings.per_client,
         form_targets(settings.stripe_api_base, settings.stripe_pages),
-    ).build()  # fmt: skip
+    ).build()
     runner = web.AppRunner(app, access_log=None)  # no sign-in token in any log
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
     stop = stop_on_signals(tiers)
     alerts = None
     if settings.alert_interval_s > 0:
-        alerter = Alerter(keys, tiers, mailer, email_of(stripe_client, signups),
-                          settings.alert_webhook_url, settings.alert_webhook_secret,
-                          settings.alert_attempts, settings.alert_retry_s)  # fmt: skip
+        alerter = Alerter(
+            keys,
+            tiers,
+            mailer,
+            email_of(stripe_client, signups),
+            settings.alert_webhook_url,
+            settings.alert_webhook_secret,
+            settings.alert_attempts,
+            settings.alert_retry_s,
+        )
         alerts = asyncio.create_task(alerter.run(settings.alert_interval_s, stop))
     log.info("serving", extra=fields(port=settings.port))
     await stop.wait()

@@ -56,8 +56,9 @@ class Sessions:
 
     def new(self, customer: str = "", generation: int = 0) -> Session:
         """A fresh session: a new sid at sign-in, so a token from before cannot carry over."""
-        return Session(secrets.token_urlsafe(16), customer, int(self._now()) + self.ttl_s,
-                       generation)  # fmt: skip
+        return Session(
+            secrets.token_urlsafe(16), customer, int(self._now()) + self.ttl_s, generation
+        )
 
     def dump(self, s: Session) -> str:
         body = f"{s.sid}.{_b64(s.customer.encode())}.{s.expires}.{s.generation}"

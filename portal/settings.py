@@ -26,15 +26,19 @@ class PortalSettings(StoreSettings, StripeSettings, ProxySettings, BackendSettin
     # Where customers call the API (through Envoy): the curl line a new key is shown with.
     api_url: str = env("TOLLWAY_PUBLIC_API_URL", "http://127.0.0.1:10000", "the API's URL")
     # The webhook service, server to server: Checkout and the one-time key claim go through it.
-    webhook_url: str = env("TOLLWAY_PORTAL_WEBHOOK_URL", "http://127.0.0.1:8081",
-                           "the webhook service, as the portal reaches it")  # fmt: skip
+    webhook_url: str = env(
+        "TOLLWAY_PORTAL_WEBHOOK_URL",
+        "http://127.0.0.1:8081",
+        "the webhook service, as the portal reaches it",
+    )
     # Signs session cookies and CSRF tokens. Required: a portal cannot run without one.
     # Origins besides Stripe's Checkout and Customer Portal (and the API base's, when set) that
     # Subscribe and Manage billing may redirect a form to: the Content-Security-Policy's
     # form-action. Space-separated; e.g. a stand-in's pages reached under another name.
     stripe_pages: str = env("TOLLWAY_PORTAL_STRIPE_PAGES", "", "more origins forms may lead to")
-    session_secret: str = env("TOLLWAY_PORTAL_SECRET", "", "signs sessions and CSRF tokens",
-                              secret=True)  # fmt: skip
+    session_secret: str = env(
+        "TOLLWAY_PORTAL_SECRET", "", "signs sessions and CSRF tokens", secret=True
+    )
     session_ttl_s: int = env("TOLLWAY_PORTAL_SESSION_S", 12 * 3600, "how long a sign-in lasts")
     signin_ttl_s: int = env("TOLLWAY_SIGNIN_TTL_S", 900, "how long a sign-in link works")
     # Sign-in links asked for, per address and per client IP, within signin_ttl_s.
@@ -47,12 +51,15 @@ class PortalSettings(StoreSettings, StripeSettings, ProxySettings, BackendSettin
     smtp_port: int = env("TOLLWAY_SMTP_PORT", 2525, "SMTP port (`tollway dev` runs a sink)")
     mail_from: str = env("TOLLWAY_MAIL_FROM", "tollway <no-reply@localhost>", "sender address")
     # Usage alerts at 80 % and 100 % of the quota (portal/alerts.py documents the webhook).
-    alert_webhook_url: str = env("TOLLWAY_ALERT_WEBHOOK_URL", "",
-                                 "operator URL for signed usage alerts ('' for none)")  # fmt: skip
-    alert_webhook_secret: str = env("TOLLWAY_ALERT_WEBHOOK_SECRET", "",
-                                    "signs usage alerts (HMAC-SHA256)", secret=True)  # fmt: skip
-    alert_interval_s: float = env("TOLLWAY_ALERT_INTERVAL_S", 10.0,
-                                  "how often quotas are checked for alerts (0: no alerts)")  # fmt: skip
+    alert_webhook_url: str = env(
+        "TOLLWAY_ALERT_WEBHOOK_URL", "", "operator URL for signed usage alerts ('' for none)"
+    )
+    alert_webhook_secret: str = env(
+        "TOLLWAY_ALERT_WEBHOOK_SECRET", "", "signs usage alerts (HMAC-SHA256)", secret=True
+    )
+    alert_interval_s: float = env(
+        "TOLLWAY_ALERT_INTERVAL_S", 10.0, "how often quotas are checked for alerts (0: no alerts)"
+    )
     alert_attempts: int = env("TOLLWAY_ALERT_ATTEMPTS", 8, "tries per alert before it is logged")
     alert_retry_s: float = env("TOLLWAY_ALERT_RETRY_S", 5.0, "first retry delay, then doubling")
 
@@ -71,11 +78,14 @@ class PortalSettings(StoreSettings, StripeSettings, ProxySettings, BackendSettin
         if self.alert_webhook_url and not self.alert_webhook_url.startswith(
             ("http://", "https://")
         ):
-            raise SettingsError(f"TOLLWAY_ALERT_WEBHOOK_URL={self.alert_webhook_url!r}: "
-                                "expected http(s)://")  # fmt: skip
+            raise SettingsError(
+                f"TOLLWAY_ALERT_WEBHOOK_URL={self.alert_webhook_url!r}: expected http(s)://"
+            )
         if self.alert_attempts < 1 or self.alert_retry_s <= 0 or self.alert_interval_s < 0:
-            raise SettingsError("TOLLWAY_ALERT_ATTEMPTS must be >= 1, TOLLWAY_ALERT_RETRY_S > 0 "
-                                "and TOLLWAY_ALERT_INTERVAL_S >= 0")  # fmt: skip
+            raise SettingsError(
+                "TOLLWAY_ALERT_ATTEMPTS must be >= 1, TOLLWAY_ALERT_RETRY_S > 0 "
+                "and TOLLWAY_ALERT_INTERVAL_S >= 0"
+            )
         if not self.public_url.startswith(("http://", "https://")):
             raise SettingsError(f"TOLLWAY_PORTAL_URL={self.public_url!r}: expected http(s)://")
 

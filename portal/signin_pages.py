@@ -51,8 +51,9 @@ class SignInPages:
         form = await self.app.checked_form(request, s)
         address = normalize(str(form.get("email", "")))
         if address is None:
-            return self.app.page(s, "signin.html", 400, sent=False,
-                                 error="That does not look like an email address.")  # fmt: skip
+            return self.app.page(
+                s, "signin.html", 400, sent=False, error="That does not look like an email address."
+            )
         if not await self.app.links.allowed(address, self.app.client(request)):
             return self.app.message(
                 s, "Too many sign-in links", "Wait 15 minutes, then ask again.", 429
@@ -74,9 +75,15 @@ class SignInPages:
 
     async def signin_link(self, request: web.Request) -> web.Response:
         response = web.HTTPSeeOther("/signin/confirm", headers=self.app.headers)
-        response.set_cookie(SIGNIN_COOKIE, token_or_dash(request.match_info["token"]),
-                            max_age=self.app.links.ttl_s, httponly=True, samesite="Lax",
-                            secure=self.app.secure_cookies, path="/signin/confirm")  # fmt: skip
+        response.set_cookie(
+            SIGNIN_COOKIE,
+            token_or_dash(request.match_info["token"]),
+            max_age=self.app.links.ttl_s,
+            httponly=True,
+            samesite="Lax",
+            secure=self.app.secure_cookies,
+            path="/signin/confirm",
+        )
         raise response
 
     async def signin_confirm_page(self, request: web.Request) -> web.Response:
@@ -101,8 +108,14 @@ class SignInPages:
         raise response
 
     def _link_gone(self, s: Any) -> web.Response:
-        return self.app.message(s, "This link does not work", "It was used already, or it "
-                            "expired. Ask for a new one.", 410, "/signin", "Sign in")  # fmt: skip
+        return self.app.message(
+            s,
+            "This link does not work",
+            "It was used already, or it expired. Ask for a new one.",
+            410,
+            "/signin",
+            "Sign in",
+        )
 
     async def signout(self, request: web.Request) -> web.Response:
         s = self.app.session(request)

@@ -75,8 +75,10 @@ class FreeSignups:
         customer = text(await self.redis.get(index))
         if await self.keys.owned(customer):  # a second confirmation won the race
             return Confirmed(customer, "", None)
-        await self.redis.hset(schema.profile(customer), mapping={
-            "email": address, "tier": tier.name, "created": str(int(time.time()))})  # fmt: skip
+        await self.redis.hset(
+            schema.profile(customer),
+            mapping={"email": address, "tier": tier.name, "created": str(int(time.time()))},
+        )
         plaintext, record = await self.keys.create(tier.name, customer)
         return Confirmed(customer, plaintext, record)
 

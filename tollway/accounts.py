@@ -24,8 +24,12 @@ from tollway.tiers import check_limits
 log = logging.getLogger("tollway.accounts")
 
 # What an operator may override per account (a tier field -> the account hash's field).
-OVERRIDES = {"requests_per_second": "o_rate", "burst": "o_burst",
-             "monthly_quota": "o_quota", "features": "o_features"}  # fmt: skip
+OVERRIDES = {
+    "requests_per_second": "o_rate",
+    "burst": "o_burst",
+    "monthly_quota": "o_quota",
+    "features": "o_features",
+}
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,15 @@ class AccountView:
     def public(self) -> dict[str, object]:
         """The account as an operator may see it, without its keys (``Lifecycle.listing``)."""
         hidden = set(OVERRIDES.values())
-        plan = {k: v for k, v in self.plan.items()
-                if not k.startswith(("n:", "p:")) and k not in hidden}  # fmt: skip
-        return {"account": self.account, **plan, "overrides": self.overrides,
-                "quota_used": self.quota_used}  # fmt: skip
+        plan = {
+            k: v for k, v in self.plan.items() if not k.startswith(("n:", "p:")) and k not in hidden
+        }
+        return {
+            "account": self.account,
+            **plan,
+            "overrides": self.overrides,
+            "quota_used": self.quota_used,
+        }
 
 
 class Accounts:
@@ -84,8 +93,9 @@ class Accounts:
         # The customer's set also lists the keys of its subscriptions: only this account's.
         key_ids = [r.key_id for r in await self.keys.records_of(account) if r.account == account]
         records = [schema.key_record(k, account) for k in key_ids]
-        moved = int(await self._set_tier(keys=[schema.account_state(account), *records],
-                                         args=[tier]))  # fmt: skip
+        moved = int(
+            await self._set_tier(keys=[schema.account_state(account), *records], args=[tier])
+        )
         if moved == Result.MISSING:
             raise KeyNotFound(f"no account {account}")
         for key_id in key_ids:
@@ -112,8 +122,9 @@ class Accounts:
             raise KeyNotFound(f"no account {account}")
         for key_id in await self.keys.owned(account):
             await self.keys.announce(key_id)
-        log.info("account_limits_set", extra=fields(account=account, clear=clear,
-                                                    limits=dict(limits)))  # fmt: skip
+        log.info(
+            "account_limits_set", extra=fields(account=account, clear=clear, limits=dict(limits))
+        )
 
     async def show(self, account: str) -> AccountView:
         """Raises KeyNotFound if tollway knows nothing of ``account``."""

@@ -11,5 +11,6 @@ import hmac
 
 def same(a: str, b: str) -> bool:
     """Whether ``a`` equals ``b``, in time that does not depend on where they differ."""
-    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"),
-                               b.encode("utf-8", "surrogateescape"))  # fmt: skip
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape")
+    )

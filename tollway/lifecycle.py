@@ -114,8 +114,9 @@ class Lifecycle:
         if scripts.result(reply) is not Result.DONE:
             # The old key changed while the new one was written: the new one must not live.
             await self._set_status(keys=[keys[1]], args=[KeyStatus.REVOKED.value])
-            raise LifecycleError(f"key {old.key_id} changed meanwhile ({_refusal(reply)}); "
-                                 "nothing was rotated")  # fmt: skip
+            raise LifecycleError(
+                f"key {old.key_id} changed meanwhile ({_refusal(reply)}); nothing was rotated"
+            )
         await self.keys.announce(old.key_id)
         self._audit(old.key_id, "rotated", successor=new.key_id, overlap_s=overlap_s)
         return plaintext, await self.keys.get(new.key_id)
@@ -147,8 +148,9 @@ class Lifecycle:
             raise KeyNotFound(f"no key with id {record.key_id}")
         if result is not Result.DONE:
             final = result.name.lower()  # revoked or expired
-            raise LifecycleError(f"key {record.key_id} is {final}; that is final, so it "
-                                 f"cannot be {what}")  # fmt: skip
+            raise LifecycleError(
+                f"key {record.key_id} is {final}; that is final, so it cannot be {what}"
+            )
         return await self._changed(record.key_id, what)
 
     # Changing a whole account.
@@ -176,11 +178,13 @@ class Lifecycle:
     def _refuse_final(self, record: KeyRecord, account_hold: str, now: int, what: str) -> None:
         state = key_state(record, account_hold, now)
         if state in FINAL:
-            raise LifecycleError(f"key {record.key_id} is {state}; that is final, so it "
-                                 f"cannot be {what}")  # fmt: skip
+            raise LifecycleError(
+                f"key {record.key_id} is {state}; that is final, so it cannot be {what}"
+            )
         if account_hold:
-            raise LifecycleError(f"account {record.account} is suspended by the operator; "
-                                 f"its keys cannot be {what}")  # fmt: skip
+            raise LifecycleError(
+                f"account {record.account} is suspended by the operator; its keys cannot be {what}"
+            )
 
     async def _changed(self, key_id: str, what: str) -> KeyRecord:
         await self.keys.announce(key_id)

@@ -114,9 +114,15 @@ class KeyRecord:
     def listing(self, state: KeyState) -> dict[str, object]:
         """One line of ``tollway keys list`` (``state``: ``key_state`` of it): never the key,
         nor its digest."""
-        return {"key_id": self.key_id, "prefix": self.prefix, "status": state.value,
-                "tier": self.tier, "created": self.created, "last_used": self.last_used,
-                "expires_at": self.expires_at}  # fmt: skip
+        return {
+            "key_id": self.key_id,
+            "prefix": self.prefix,
+            "status": state.value,
+            "tier": self.tier,
+            "created": self.created,
+            "last_used": self.last_used,
+            "expires_at": self.expires_at,
+        }
 
     def public(self) -> dict[str, object]:
         """The record as an operator may see it: everything but the digest."""

@@ -38,11 +38,17 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 # Secret values that are, or were, written in this repository (docker-compose.yml's old
 # fallbacks, the dev stack's old fixed secrets): refused wherever a secret is read.
-PUBLISHED_SECRETS = frozenset({
-    "compose-demo-pepper-change-me", "compose-demo-usage-log-change-me",
-    "compose-demo-portal-secret-change-me", "whsec_tollway_compose", "whsec_tollway_dev",
-    "tollway-dev-usage-log", "tollway-dev-portal-secret",
-})  # fmt: skip
+PUBLISHED_SECRETS = frozenset(
+    {
+        "compose-demo-pepper-change-me",
+        "compose-demo-usage-log-change-me",
+        "compose-demo-portal-secret-change-me",
+        "whsec_tollway_compose",
+        "whsec_tollway_dev",
+        "tollway-dev-usage-log",
+        "tollway-dev-portal-secret",
+    }
+)
 # A placeholder (the Istio manifests' "REPLACE_WITH_A_LONG_RANDOM_STRING", "change-me").
 _PLACEHOLDER = re.compile(r"replace|change[-_ ]?me|example", re.IGNORECASE)
 
@@ -136,12 +142,17 @@ class StoreSettings:
     redis_cluster: bool = env("TOLLWAY_REDIS_CLUSTER", False, "the Redis URL is a cluster node")
     tiers: Path = env("TOLLWAY_TIERS", DEFAULT_TIERS, "the tier table (TOML)")
     # DEBUG also prints a command's traceback when it fails on something unexpected.
-    log_level: str = env("TOLLWAY_LOG_LEVEL", "INFO", "log level",
-                         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))  # fmt: skip
+    log_level: str = env(
+        "TOLLWAY_LOG_LEVEL",
+        "INFO",
+        "log level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    )
     # HMAC pepper for key hashes. Empty means plain SHA-256; set it in production so a leaked
     # Redis dump cannot be checked against guessed keys offline.
-    key_pepper: str = env("TOLLWAY_KEY_PEPPER", "", "server secret mixed into key hashes",
-                          secret=True)  # fmt: skip
+    key_pepper: str = env(
+        "TOLLWAY_KEY_PEPPER", "", "server secret mixed into key hashes", secret=True
+    )
     # uvloop measured +11% checks/s for authz against asyncio's loop (make bench, same run).
     event_loop: str = env("TOLLWAY_EVENT_LOOP", "uvloop", "uvloop, or asyncio")
 
@@ -212,8 +223,9 @@ class BackendSettings:
     # Shared by the portal and the webhook service. Set: those two paths answer only a caller
     # that sends it (Authorization: Bearer ...), and that caller throttles its own clients.
     # Empty: they are open, throttled per client address (direct claims after Checkout).
-    backend_token: str = env("TOLLWAY_BACKEND_TOKEN", "",
-                             "required on /checkout and /keys/claim when set", secret=True)  # fmt: skip
+    backend_token: str = env(
+        "TOLLWAY_BACKEND_TOKEN", "", "required on /checkout and /keys/claim when set", secret=True
+    )
 
 
 def with_flags(cls: type[T], environ: Mapping[str, str], flags: Mapping[str, Any]) -> T:

@@ -54,8 +54,13 @@ class KeyStore:
         """A fresh plaintext key and its record, with everything else copied from ``template``."""
         plaintext = generate_key(mode)
         digest = self.hasher.digest(plaintext)
-        record = replace(template, key_id=self.hasher.key_id(digest), hash=digest,
-                         mode=mode.value, prefix=plaintext[:PREFIX_SHOWN])  # fmt: skip
+        record = replace(
+            template,
+            key_id=self.hasher.key_id(digest),
+            hash=digest,
+            mode=mode.value,
+            prefix=plaintext[:PREFIX_SHOWN],
+        )
         return plaintext, record
 
     async def store(self, record: KeyRecord) -> bool:
@@ -91,9 +96,15 @@ class KeyStore:
         fields = [x for pair in record.to_redis().items() for x in pair]
         result = await self._open(
             keys=[schema.key_record(record.key_id, account), schema.account_state(account)],
-            args=[record.tier, record.customer, record.subscription, str(record.period_start),
-                  str(record.period_end), *fields],
-        )  # fmt: skip
+            args=[
+                record.tier,
+                record.customer,
+                record.subscription,
+                str(record.period_start),
+                str(record.period_end),
+                *fields,
+            ],
+        )
         outcome = scripts.result(result)
         if outcome is Result.ACCOUNT_HELD:
             raise LifecycleError(

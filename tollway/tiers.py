@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
@@ -42,6 +42,7 @@ from tollway.tier_readers import (
     string,
     strings,
 )
+from tollway.tier_rules import RULES
 
 DEFAULT_METER_EVENT = "api_requests"
 
@@ -90,17 +91,23 @@ class Tier:
         choice(OverQuota), '"bill"', '"block" (429 quota_exceeded) or "bill" (keep serving)'
     )
     on_store_error: OnStoreError = _spec(
-        choice(OnStoreError), '"deny"', '"deny" (503) or "allow" while Redis is unreachable',
+        choice(OnStoreError),
+        '"deny"',
+        '"deny" (503) or "allow" while Redis is unreachable',
         OnStoreError.DENY,
-    )  # fmt: skip
+    )
     report: Report = _spec(
-        choice(Report), '"all"', '"all" usage, or only the "overage" past monthly_quota',
+        choice(Report),
+        '"all"',
+        '"all" usage, or only the "overage" past monthly_quota',
         Report.ALL,
-    )  # fmt: skip
+    )
     limiter: LimiterKind = _spec(
-        choice(LimiterKind), '"exact"', '"exact": Redis decides every request; or "lease"',
+        choice(LimiterKind),
+        '"exact"',
+        '"exact": Redis decides every request; or "lease"',
         LimiterKind.EXACT,
-    )  # fmt: skip
+    )
     # lease mode: tokens one authz process takes from the bucket at once (0 in exact mode)
     lease_tokens: int = _spec(
         at_least(1), "4", "lease mode: tokens per lease (default burst // 10)", 0, commented=True
@@ -108,9 +115,11 @@ class Tier:
     dry_run: bool = _spec(flag, "false", "decide, log and count, but always allow", False)
     # the Stripe Billing Meter event_name usage is sent as
     meter_event: str = _spec(
-        string(METER_EVENT), f'"{DEFAULT_METER_EVENT}"',
-        "the Stripe Billing Meter usage is reported to", DEFAULT_METER_EVENT,
-    )  # fmt: skip
+        string(METER_EVENT),
+        f'"{DEFAULT_METER_EVENT}"',
+        "the Stripe Billing Meter usage is reported to",
+        DEFAULT_METER_EVENT,
+    )
     description: str = _spec(string(), '"Production use."', "for the portal's pricing page", "")
     # The portal lets anyone sign up for this tier with an email address alone (no Stripe):
     # a tier with no price. The pricing page lists paid tiers and these.
@@ -118,29 +127,39 @@ class Tier:
         flag, "false", "anyone signs up with an email alone (no price)", False
     )
     features: frozenset[str] = _spec(
-        strings(FEATURE_NAME, frozenset), '["reports"]',
-        "gates a route may require (tollway_feature)", frozenset(),
-    )  # fmt: skip
+        strings(FEATURE_NAME, frozenset),
+        '["reports"]',
+        "gates a route may require (tollway_feature)",
+        frozenset(),
+    )
     stripe_prices: tuple[str, ...] = _spec(
-        strings(PRICE_ID, tuple), '["tollway_pro_monthly"]',
-        "maps a Stripe subscription to this tier", (),
-    )  # fmt: skip
+        strings(PRICE_ID, tuple),
+        '["tollway_pro_monthly"]',
+        "maps a Stripe subscription to this tier",
+        (),
+    )
     # What `tollway stripe sync` creates in Stripe for a paid tier (price_amount set): a Product,
     # a recurring flat Price with lookup key stripe_prices[0], and, with overage_unit_amount, a
     # metered Price on the tier's Billing Meter, graduated: monthly_quota requests at 0, then
     # overage_unit_amount each. Amounts are in the currency's minor unit (cents).
     price_amount: int | None = _spec(
-        at_least(0, " (minor units)"), "2900", "`tollway stripe sync`: the flat fee per interval",
+        at_least(0, " (minor units)"),
+        "2900",
+        "`tollway stripe sync`: the flat fee per interval",
         None,
-    )  # fmt: skip
+    )
     currency: str = _spec(
-        string(CURRENCY, "must be a 3-letter ISO code in lower case, got {v!r}"), '"usd"',
-        "the prices' currency", "usd",
-    )  # fmt: skip
+        string(CURRENCY, "must be a 3-letter ISO code in lower case, got {v!r}"),
+        '"usd"',
+        "the prices' currency",
+        "usd",
+    )
     interval: str = _spec(
         string(re.compile(r"^(month|year)$"), 'must be "month" or "year", got {v!r}'),
-        '"month"', '"month" or "year"', "month",
-    )  # fmt: skip
+        '"month"',
+        '"month" or "year"',
+        "month",
+    )
     # a decimal string, e.g. "0.05" (cents per request)
     overage_unit_amount: str | None = _spec(
         decimal, '"0.05"', "cents per request past monthly_quota (a metered Price)", None
@@ -150,14 +169,18 @@ class Tier:
     # the amounts the upstream reports (x-tollway-usage) go to, "" for none; and the price
     # per unit of that meter, a decimal string in minor units, for `tollway stripe sync`.
     bill_statuses: frozenset[str] = _spec(
-        strings(OUTCOME, frozenset), '["2xx", "3xx", "4xx", "aborted"]',
-        "final outcomes billed (README: What is billed)", frozenset(DEFAULT_BILL_STATUSES),
-    )  # fmt: skip
+        strings(OUTCOME, frozenset),
+        '["2xx", "3xx", "4xx", "aborted"]',
+        "final outcomes billed (README: What is billed)",
+        frozenset(DEFAULT_BILL_STATUSES),
+    )
     refund_quota: bool = _spec(flag, "true", "a request not billed gives its quota back", True)
     usage_meter: str = _spec(
-        string(METER_EVENT, empty=True), '"tokens"',
-        "the meter for amounts the upstream reports (x-tollway-usage)", "",
-    )  # fmt: skip
+        string(METER_EVENT, empty=True),
+        '"tokens"',
+        "the meter for amounts the upstream reports (x-tollway-usage)",
+        "",
+    )
     usage_unit_amount: str | None = _spec(
         decimal, '"0.002"', "cents per unit of usage_meter (a metered Price)", None
     )
@@ -174,69 +197,6 @@ TIER_FIELDS: tuple[Field[Any], ...] = tuple(f for f in fields(Tier) if f.name !=
 FIELD_NAMES = frozenset(f.name for f in TIER_FIELDS)
 # What an operator may override per account (tollway accounts set-limits).
 OVERRIDABLE = ("requests_per_second", "burst", "monthly_quota", "features")
-
-# A rule between fields: the values of a tier whose fields all read -> (field, problem) or None.
-Rule = Callable[[Mapping[str, Any], Mapping[str, object]], tuple[str, str] | None]
-
-
-def _overage_needs_quota(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:
-    if v["report"] is Report.OVERAGE and v["monthly_quota"] == 0:
-        return "report", '"overage" needs a monthly_quota > 0 to report usage past'
-    return None
-
-
-def _lease_size(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:
-    if "lease_tokens" not in raw:
-        return None
-    if v["limiter"] is not LimiterKind.LEASE:
-        return "lease_tokens", 'only applies with limiter = "lease"'
-    if v["lease_tokens"] > v["burst"]:
-        return "lease_tokens", f"must be <= burst ({v['burst']}), got {v['lease_tokens']}"
-    return None
-
-
-def _free_has_no_price(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:
-    if v["free_signup"] and (v["stripe_prices"] or v["price_amount"]):
-        return "free_signup", ("a tier anyone signs up for without Stripe has no stripe_prices "
-                               "or price_amount")  # fmt: skip
-    return None
-
-
-def _price_has_lookup_key(
-    v: Mapping[str, Any], raw: Mapping[str, object]
-) -> tuple[str, str] | None:
-    prices = v["stripe_prices"]
-    if v["price_amount"] is not None and (not prices or prices[0].startswith("price_")):
-        return "stripe_prices", ("a tier with price_amount needs a lookup key first (not a "
-                                 "price_ id): `tollway stripe sync` gives that key to its Price")  # fmt: skip
-    return None
-
-
-def _overage_needs_price(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:
-    if v["overage_unit_amount"] is not None and v["price_amount"] is None:
-        return "overage_unit_amount", "needs price_amount (0 for usage alone)"
-    return None
-
-
-def _usage_meter_apart(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:
-    if v["usage_meter"] and v["usage_meter"] == v["meter_event"]:
-        return "usage_meter", "must differ from meter_event (requests and amounts are two meters)"
-    return None
-
-
-def _usage_price_needs(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:
-    if v["usage_unit_amount"] is None:
-        return None
-    if not v["usage_meter"]:
-        return "usage_unit_amount", "needs usage_meter (the meter it prices)"
-    if v["price_amount"] is None:
-        return "usage_unit_amount", "needs price_amount (0 for usage alone)"
-    return None
-
-
-RULES: tuple[Rule, ...] = (_overage_needs_quota, _lease_size, _free_has_no_price,
-                           _price_has_lookup_key, _overage_needs_price, _usage_meter_apart,
-                           _usage_price_needs)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -68,8 +68,9 @@ class WebhookApp:
 
     def build(self) -> web.Application:
         # A bug must still answer JSON and be logged; for webhooks a 5xx also makes Stripe retry.
-        bug = last_resort(log, lambda _: error(500, "internal_error",
-                                               "something went wrong on our side; retry"))  # fmt: skip
+        bug = last_resort(
+            log, lambda _: error(500, "internal_error", "something went wrong on our side; retry")
+        )
         app = web.Application(client_max_size=self.max_body, middlewares=[bug])
         app.router.add_post("/webhooks/stripe", self.stripe_webhook)
         app.router.add_post("/checkout", self.create_checkout)

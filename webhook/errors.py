@@ -68,17 +68,29 @@ TABLES: dict[Route, tuple[tuple[type[Exception] | tuple[type[Exception], ...], A
     Route.CHECKOUT: (
         (NoPrice, Answer(502, "unknown_price", "", False)),
         (stripe.StripeError, Answer(502, "stripe_error", "", False)),
-        (Exception, Answer(500, "internal_error", "something went wrong on our side; retry", False)),
+        (
+            Exception,
+            Answer(500, "internal_error", "something went wrong on our side; retry", False),
+        ),
     ),
     Route.CLAIM: (
-        (ClaimGone, Answer(410, "", "this key was handed out already, or its claim window passed", True)),
+        (
+            ClaimGone,
+            Answer(410, "", "this key was handed out already, or its claim window passed", True),
+        ),
         (UnknownSession, Answer(404, "unknown_session", "", True)),
         (CheckoutIncomplete, Answer(409, "checkout_incomplete", "", True)),
-        ((MalformedEvent, UnknownTier, UnknownStatus), Answer(502, "stripe_session_unusable", "", False)),
+        (
+            (MalformedEvent, UnknownTier, UnknownStatus),
+            Answer(502, "stripe_session_unusable", "", False),
+        ),
         (stripe.StripeError, Answer(502, "stripe_error", "", False)),
-        (Exception, Answer(500, "internal_error", "something went wrong on our side; retry", False)),
+        (
+            Exception,
+            Answer(500, "internal_error", "something went wrong on our side; retry", False),
+        ),
     ),
-}  # fmt: skip
+}
 
 
 def error(status: int, code: str, message: str) -> web.Response:

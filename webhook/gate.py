@@ -42,14 +42,23 @@ class Gate:
         if self.token:
             if same(request.headers.get("Authorization", ""), f"Bearer {self.token}"):
                 return None
-            return error(401, "unauthorized", "this path is for the portal and the operator's "
-                         "backend: send Authorization: Bearer <TOLLWAY_BACKEND_TOKEN>")  # fmt: skip
-        client = client_address(request.remote, request.headers.get("X-Forwarded-For"),
-                                self.trusted_hops)  # fmt: skip
+            return error(
+                401,
+                "unauthorized",
+                "this path is for the portal and the operator's "
+                "backend: send Authorization: Bearer <TOLLWAY_BACKEND_TOKEN>",
+            )
+        client = client_address(
+            request.remote, request.headers.get("X-Forwarded-For"), self.trusted_hops
+        )
         if await self.throttle.hit(kind, client, self.per_client):
             return None
-        return error(429, "rate_limited", f"at most {self.per_client} of these per "
-                     f"{WINDOW_S // 60} minutes from one address; try again later")  # fmt: skip
+        return error(
+            429,
+            "rate_limited",
+            f"at most {self.per_client} of these per "
+            f"{WINDOW_S // 60} minutes from one address; try again later",
+        )
 
     async def known_unknown(self, session: str) -> bool:
         """Whether Stripe said lately that it does not know ``session``."""

@@ -112,10 +112,16 @@ class Processor:
             if event.prices and not tier and not event.deleted:
                 # Not applied, answered 503: Stripe retries (for days) while the operator adds
                 # the price to a tier and reloads the table. A 200 here would lose the event.
-                log.error("unknown_price", extra=fields(
-                    subscription=event.subscription, event_id=event.event_id,
-                    prices=list(event.prices), fix="add a price to a tier's stripe_prices, "
-                    "then reload the tier table; Stripe delivers the event again"))  # fmt: skip
+                log.error(
+                    "unknown_price",
+                    extra=fields(
+                        subscription=event.subscription,
+                        event_id=event.event_id,
+                        prices=list(event.prices),
+                        fix="add a price to a tier's stripe_prices, "
+                        "then reload the tier table; Stripe delivers the event again",
+                    ),
+                )
                 raise UnknownTier(
                     f"no tier lists a price of subscription {event.subscription} "
                     f"({', '.join(event.prices)}): add one to a tier's stripe_prices"
@@ -161,8 +167,10 @@ class Processor:
             tier = tier_for(table, fetched.prices)
             if tier:
                 return tier, state
-            log.error("unknown_price", extra=fields(subscription=subscription,
-                                                    prices=list(fetched.prices)))  # fmt: skip
+            log.error(
+                "unknown_price",
+                extra=fields(subscription=subscription, prices=list(fetched.prices)),
+            )
             raise UnknownTier(
                 f"no tier lists any price of subscription {subscription} "
                 f"({', '.join(fetched.prices) or 'it has no price or plan'}): add one to a "

@@ -45,11 +45,18 @@ async def serve(settings: WebhookSettings) -> None:
     if not settings.secrets:
         log.warning("no_webhook_secret", extra=fields(effect="every delivery is refused"))
     app = WebhookApp(
-        processor, checkouts, tiers, settings.secrets, settings.tolerance_s,
-        settings.max_body_bytes, WebhookMetrics(), stripe_client,
-        settings.success_url, settings.cancel_url,
+        processor,
+        checkouts,
+        tiers,
+        settings.secrets,
+        settings.tolerance_s,
+        settings.max_body_bytes,
+        WebhookMetrics(),
+        stripe_client,
+        settings.success_url,
+        settings.cancel_url,
         Gate(redis, settings.backend_token, settings.trusted_hops, settings.per_client),
-    ).build()  # fmt: skip
+    ).build()
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)

@@ -35,5 +35,6 @@ class WebhookSettings(StoreSettings, StripeSettings, ProxySettings, BackendSetti
     # Without a backend token, /checkout and /keys/claim are open: each client address may
     # ask this many of each per 15 minutes (a Checkout Session and an unknown claim each cost
     # a call on the operator's Stripe rate limit).
-    per_client: int = env("TOLLWAY_WEBHOOK_PER_CLIENT", 20,
-                          "/checkout and /keys/claim per client per 15 min")  # fmt: skip
+    per_client: int = env(
+        "TOLLWAY_WEBHOOK_PER_CLIENT", 20, "/checkout and /keys/claim per client per 15 min"
+    )

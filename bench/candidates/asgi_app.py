@@ -6,6 +6,11 @@ from typing import Any
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", b"0"), (b"x-tollway-customer", b"cus_1")]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", b"0"), (b"x-tollway-customer", b"cus_1")],
+        }
+    )
     await send({"type": "http.response.body", "body": b""})

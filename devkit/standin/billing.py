@@ -44,10 +44,18 @@ class Billing:
         p = await read_params(request)
         check_params(
             p,
-            {"mode", "success_url", "cancel_url", "line_items", "customer", "customer_email",
-             "metadata", "subscription_data"},
+            {
+                "mode",
+                "success_url",
+                "cancel_url",
+                "line_items",
+                "customer",
+                "customer_email",
+                "metadata",
+                "subscription_data",
+            },
             {"mode", "success_url"},
-        )  # fmt: skip
+        )
         if p["mode"] not in ("payment", "subscription", "setup"):
             raise ParamError("Invalid mode: must be one of payment, setup, or subscription", "mode")
         for name, limit in (("success_url", 5000), ("cancel_url", 5000), ("customer_email", 512)):
@@ -147,15 +155,24 @@ class Billing:
 
     async def event_summaries(self, request: web.Request) -> web.Response:
         p = await read_params(request)
-        check_params(p, {"customer", "start_time", "end_time", "value_grouping_window", "limit"},
-                     {"customer", "start_time", "end_time"})  # fmt: skip
+        check_params(
+            p,
+            {"customer", "start_time", "end_time", "value_grouping_window", "limit"},
+            {"customer", "start_time", "end_time"},
+        )
         if not (str(p["start_time"]).isdigit() and str(p["end_time"]).isdigit()):
             raise ParamError("Invalid integer: start_time/end_time", "start_time")
         summary = self.world.event_summary(
             request.match_info["id"], p["customer"], int(p["start_time"]), int(p["end_time"])
         )
-        return web.json_response({"object": "list", "has_more": False, "data": [summary],
-                                  "url": f"/v1/billing/meters/{request.match_info['id']}/event_summaries"})  # fmt: skip
+        return web.json_response(
+            {
+                "object": "list",
+                "has_more": False,
+                "data": [summary],
+                "url": f"/v1/billing/meters/{request.match_info['id']}/event_summaries",
+            }
+        )
 
     # -- usage: the v2 stream --------------------------------------------------------------
     async def create_meter_session(self, _: web.Request) -> web.Response:
@@ -166,10 +183,16 @@ class Billing:
         def iso(t: float) -> str:
             return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
-        return web.json_response({
-            "id": new_id("mes_"), "object": "v2.billing.meter_event_session", "livemode": False,
-            "authentication_token": token, "created": iso(self.world.now()), "expires_at": iso(expires),
-        })  # fmt: skip
+        return web.json_response(
+            {
+                "id": new_id("mes_"),
+                "object": "v2.billing.meter_event_session",
+                "livemode": False,
+                "authentication_token": token,
+                "created": iso(self.world.now()),
+                "expires_at": iso(expires),
+            }
+        )
 
     async def stream_events(self, request: web.Request) -> web.Response:
         """v2: up to 100 events; well-formed requests are taken whole, repeats dropped silently
@@ -196,9 +219,14 @@ def _stream_event(i: int, e: Any) -> dict[str, Any]:
     if not isinstance(e, dict) or set(e) - _STREAM_FIELDS:
         raise ParamError("Invalid meter event", f"events[{i}]")
     payload = e.get("payload")
-    if not (isinstance(e.get("event_name"), str) and 0 < len(e["event_name"]) <= 100
-            and isinstance(payload, dict) and all(isinstance(v, str) for v in payload.values())
-            and payload.get("stripe_customer_id") and payload.get("value")):  # fmt: skip
+    if not (
+        isinstance(e.get("event_name"), str)
+        and 0 < len(e["event_name"]) <= 100
+        and isinstance(payload, dict)
+        and all(isinstance(v, str) for v in payload.values())
+        and payload.get("stripe_customer_id")
+        and payload.get("value")
+    ):
         raise ParamError("Invalid meter event", f"events[{i}]")
     try:
         ts = datetime.fromisoformat(str(e.get("timestamp")).replace("Z", "+00:00")).timestamp()

@@ -15,8 +15,13 @@ from devkit.standin.validation import (
     read_params,
 )
 
-_KINDS = {"customers": "customer", "products": "product", "prices": "price",
-          "subscriptions": "subscription", "invoices": "invoice"}  # fmt: skip
+_KINDS = {
+    "customers": "customer",
+    "products": "product",
+    "prices": "price",
+    "subscriptions": "subscription",
+    "invoices": "invoice",
+}
 
 
 class Catalog:
@@ -81,9 +86,24 @@ class Catalog:
 
     async def create_price(self, request: web.Request) -> web.Response:
         p = await read_params(request)
-        check_params(p, {"currency", "product", "unit_amount", "unit_amount_decimal", "recurring",
-                         "lookup_key", "metadata", "transfer_lookup_key", "nickname", "billing_scheme",
-                         "tiers_mode", "tiers"}, {"currency", "product"})  # fmt: skip
+        check_params(
+            p,
+            {
+                "currency",
+                "product",
+                "unit_amount",
+                "unit_amount_decimal",
+                "recurring",
+                "lookup_key",
+                "metadata",
+                "transfer_lookup_key",
+                "nickname",
+                "billing_scheme",
+                "tiers_mode",
+                "tiers",
+            },
+            {"currency", "product"},
+        )
         self.world.get("product", p["product"])
         if "unit_amount" in p and not str(p["unit_amount"]).isdigit():
             raise ParamError("Invalid integer: unit_amount", "unit_amount")
@@ -108,16 +128,22 @@ class Catalog:
             if lookup and x["lookup_key"] == lookup
         ]
         if taken and p.get("transfer_lookup_key") != "true":
-            raise ParamError(f"A price ({taken[0]}) already uses the lookup key {lookup}. Pass "
-                             "transfer_lookup_key to move it.", "lookup_key")  # fmt: skip
+            raise ParamError(
+                f"A price ({taken[0]}) already uses the lookup key {lookup}. Pass "
+                "transfer_lookup_key to move it.",
+                "lookup_key",
+            )
         return web.json_response(self.world.price(p))
 
     async def list_customers(self, request: web.Request) -> web.Response:
         """``GET /v1/customers?email=``: Stripe's exact, case-sensitive email filter."""
         p = await read_params(request)
         check_params(p, {"email", "limit"})
-        found = [c for c in self.world.objects["customer"].values()
-                 if p.get("email") is None or c.get("email") == p["email"]]  # fmt: skip
+        found = [
+            c
+            for c in self.world.objects["customer"].values()
+            if p.get("email") is None or c.get("email") == p["email"]
+        ]
         return web.json_response(
             {"object": "list", "url": "/v1/customers", "has_more": False, "data": found}
         )
@@ -129,20 +155,30 @@ class Catalog:
         if keys is not None and not isinstance(keys, list):
             raise ParamError("Invalid array", "lookup_keys")
         prices = [
-            x for x in self.world.objects["price"].values()
+            x
+            for x in self.world.objects["price"].values()
             if (keys is None or x["lookup_key"] in keys)
             and (p.get("active") is None or x["active"] == (p["active"] == "true"))
             and (p.get("product") is None or x["product"] == p["product"])
-        ]  # fmt: skip
+        ]
         return web.json_response(
             {"object": "list", "url": "/v1/prices", "has_more": False, "data": prices}
         )
 
     async def create_meter(self, request: web.Request) -> web.Response:
         p = await read_params(request)
-        check_params(p, {"event_name", "display_name", "default_aggregation", "customer_mapping",
-                         "value_settings", "event_time_window"},
-                     {"event_name", "display_name", "default_aggregation"})  # fmt: skip
+        check_params(
+            p,
+            {
+                "event_name",
+                "display_name",
+                "default_aggregation",
+                "customer_mapping",
+                "value_settings",
+                "event_time_window",
+            },
+            {"event_name", "display_name", "default_aggregation"},
+        )
         check_len(p, "event_name", 100)
         agg = p["default_aggregation"]
         if not isinstance(agg, dict) or agg.get("formula") not in ("sum", "count", "last"):

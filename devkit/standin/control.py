@@ -65,10 +65,15 @@ class Control:
             raise web.HTTPNotFound(text="This Checkout session does not exist.") from None
         items = "".join(
             f"<li>{esc(self.world.get('price', i['price']).get('lookup_key') or i['price'])}</li>"
-            for i in cs["line_items"])  # fmt: skip
+            for i in cs["line_items"]
+        )
         back = cs.get("cancel_url") or "/"
-        page = CHECKOUT.format(items=items, email=esc(cs.get("customer_email") or ""),
-                               action=f"/pay/{esc(cs['id'])}", back=esc(back))  # fmt: skip
+        page = CHECKOUT.format(
+            items=items,
+            email=esc(cs.get("customer_email") or ""),
+            action=f"/pay/{esc(cs['id'])}",
+            back=esc(back),
+        )
         return web.Response(text=page, content_type="text/html")
 
     async def pay(self, request: web.Request) -> web.Response:

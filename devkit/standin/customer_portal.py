@@ -45,8 +45,11 @@ class CustomerPortal:
 
     async def create_session(self, request: web.Request) -> web.Response:
         p = await read_params(request)
-        check_params(p, {"customer", "return_url", "configuration", "flow_data", "locale",
-                         "on_behalf_of"}, {"customer"})  # fmt: skip
+        check_params(
+            p,
+            {"customer", "return_url", "configuration", "flow_data", "locale", "on_behalf_of"},
+            {"customer"},
+        )
         check_len(p, "return_url", 5000)
         return web.json_response(self.world.portal_session(p["customer"], p.get("return_url")))
 
@@ -58,8 +61,11 @@ class CustomerPortal:
 
     def _prices(self) -> list[dict[str, Any]]:
         """The plans a customer may switch to: active, recurring, flat (licensed) prices."""
-        return [p for p in self.world.objects["price"].values()
-                if p["active"] and p["recurring"] and p["recurring"]["usage_type"] == "licensed"]  # fmt: skip
+        return [
+            p
+            for p in self.world.objects["price"].values()
+            if p["active"] and p["recurring"] and p["recurring"]["usage_type"] == "licensed"
+        ]
 
     async def page(self, request: web.Request, notice: str = "") -> web.Response:
         bps = self._session(request)
@@ -80,7 +86,9 @@ class CustomerPortal:
             if sub["status"] != "canceled":
                 options = "".join(
                     f'<option value="{esc(p["id"])}"{" selected" if p["id"] == price["id"] else ""}>'
-                    f'{esc(p["lookup_key"] or p["id"])}</option>' for p in self._prices())  # fmt: skip
+                    f"{esc(p['lookup_key'] or p['id'])}</option>"
+                    for p in self._prices()
+                )
                 parts.append(f"""<form method="post" action="{base}/switch">
 <input type="hidden" name="subscription" value="{sid}"><label for="price-{sid}">Plan</label>
 <select id="price-{sid}" name="price">{options}</select> <button type="submit">Switch plan</button></form>""")
@@ -97,9 +105,13 @@ class CustomerPortal:
 <button type="submit">Cancel subscription now</button></form>""")
             parts.append("</section>")
         back = bps["return_url"] or "/"
-        text = PAGE.format(email=esc(cus.get("email") or cus["id"]), body="".join(parts),
-                           notice=f'<p role="status">{esc(notice)}</p>' if notice else "",
-                           back=esc(back), back_host=esc(back.split("/")[2] if "//" in back else back))  # fmt: skip
+        text = PAGE.format(
+            email=esc(cus.get("email") or cus["id"]),
+            body="".join(parts),
+            notice=f'<p role="status">{esc(notice)}</p>' if notice else "",
+            back=esc(back),
+            back_host=esc(back.split("/")[2] if "//" in back else back),
+        )
         return web.Response(text=text, content_type="text/html")
 
     async def act(self, request: web.Request) -> web.Response:
@@ -125,9 +137,12 @@ class CustomerPortal:
             if action in ("cancel_at_end", "renew"):
                 at_end = action == "cancel_at_end"
                 self.world.cancel_at_period_end(sub["id"], at_end)
-                return await self.page(request, "Your subscription will be canceled at the end "
-                                       "of the period." if at_end else "Your subscription was "
-                                       "renewed.")  # fmt: skip
+                return await self.page(
+                    request,
+                    "Your subscription will be canceled at the end of the period."
+                    if at_end
+                    else "Your subscription was renewed.",
+                )
             self.world.set_status(sub["id"], "canceled")
             return await self.page(request, "Your subscription was canceled.")
         except (ParamError, NotFound) as exc:

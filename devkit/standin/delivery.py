@@ -61,8 +61,11 @@ class Delivery:
             header = stripe.WebhookSignature.generate_signature_header(payload, self.secret)
             status: int | str
             try:
-                async with http.post(self.url, data=payload.encode(), headers={
-                        "Stripe-Signature": header, "content-type": "application/json"}) as r:  # fmt: skip
+                async with http.post(
+                    self.url,
+                    data=payload.encode(),
+                    headers={"Stripe-Signature": header, "content-type": "application/json"},
+                ) as r:
                     status = r.status
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 status = type(exc).__name__

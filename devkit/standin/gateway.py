@@ -58,8 +58,12 @@ class Gateway:
         idem = request.headers.get("Idempotency-Key") if request.method == "POST" else None
         if idem and idem in self.idempotent:
             status, body = self.idempotent[idem]
-            return web.Response(status=status, text=body, content_type="application/json",
-                                headers={"Idempotent-Replayed": "true"})  # fmt: skip
+            return web.Response(
+                status=status,
+                text=body,
+                content_type="application/json",
+                headers={"Idempotent-Replayed": "true"},
+            )
         try:
             resp: web.Response = await handler(request)
         except ParamError as exc:
@@ -78,8 +82,11 @@ class Gateway:
         auth = request.headers.get("Authorization", "")
         if request.path == STREAM_PATH:
             if not self.session_valid(auth.removeprefix("Bearer ")):
-                return stripe_error(401, "The meter event session token is invalid or expired.",
-                                    kind="authentication_error")  # fmt: skip
+                return stripe_error(
+                    401,
+                    "The meter event session token is invalid or expired.",
+                    kind="authentication_error",
+                )
         elif not auth.startswith("Bearer sk_") and not auth.startswith("Bearer rk_"):
             return stripe_error(401, "You did not provide an API key.")
         return None

@@ -35,9 +35,17 @@ class World:
         self.now = now
         self.objects: dict[str, dict[str, dict[str, Any]]] = {
             k: {}
-            for k in ("customer", "product", "price", "checkout.session", "subscription", "invoice",
-                      "billing.meter", "billing_portal.session")
-        }  # fmt: skip
+            for k in (
+                "customer",
+                "product",
+                "price",
+                "checkout.session",
+                "subscription",
+                "invoice",
+                "billing.meter",
+                "billing_portal.session",
+            )
+        }
         self.meter_events: list[dict[str, Any]] = []  # accepted, de-duplicated by identifier
         self.identifiers: set[str] = set()
         self.duplicate_refusals = 0  # meter events refused because the identifier was used
@@ -76,15 +84,30 @@ class World:
     def customer(
         self, email: str | None = None, metadata: dict[str, str] | None = None
     ) -> dict[str, Any]:
-        obj = self.put({"id": new_id("cus_"), "object": "customer", "email": email,
-                        "metadata": metadata or {}, "created": int(self.now()), "deleted": False})  # fmt: skip
+        obj = self.put(
+            {
+                "id": new_id("cus_"),
+                "object": "customer",
+                "email": email,
+                "metadata": metadata or {},
+                "created": int(self.now()),
+                "deleted": False,
+            }
+        )
         self.emit("customer.created", obj)
         return obj
 
     def product(self, params: dict[str, Any]) -> dict[str, Any]:
-        return self.put({"id": params.get("id") or new_id("prod_"), "object": "product",
-                         "name": params["name"], "active": params.get("active", "true") != "false",
-                         "metadata": params.get("metadata", {}), "created": int(self.now())})  # fmt: skip
+        return self.put(
+            {
+                "id": params.get("id") or new_id("prod_"),
+                "object": "product",
+                "name": params["name"],
+                "active": params.get("active", "true") != "false",
+                "metadata": params.get("metadata", {}),
+                "created": int(self.now()),
+            }
+        )
 
     def price(self, params: dict[str, Any]) -> dict[str, Any]:
         recurring = params.get("recurring")
@@ -93,22 +116,39 @@ class World:
             for other in self.objects["price"].values():
                 if other["lookup_key"] == lookup:
                     other["lookup_key"] = None
-        return self.put({
-            "id": new_id("price_"), "object": "price", "active": True,
-            "currency": params["currency"], "product": params["product"],
-            "unit_amount": int(params["unit_amount"]) if "unit_amount" in params else None,
-            "unit_amount_decimal": params.get("unit_amount_decimal", params.get("unit_amount")),
-            "recurring": {"interval": recurring["interval"], "usage_type": recurring.get("usage_type", "licensed"),
-                          "meter": recurring.get("meter")} if recurring else None,
-            "lookup_key": lookup, "metadata": params.get("metadata", {}),
-            "type": "recurring" if recurring else "one_time", "created": int(self.now()),
-            "billing_scheme": params.get("billing_scheme", "per_unit"),
-            "tiers_mode": params.get("tiers_mode"),
-            "tiers": [{"up_to": None if t["up_to"] == "inf" else int(t["up_to"]),
-                       "unit_amount": int(t["unit_amount"]) if "unit_amount" in t else None,
-                       "unit_amount_decimal": t.get("unit_amount_decimal", t.get("unit_amount"))}
-                      for t in params.get("tiers", [])] or None,
-        })  # fmt: skip
+        return self.put(
+            {
+                "id": new_id("price_"),
+                "object": "price",
+                "active": True,
+                "currency": params["currency"],
+                "product": params["product"],
+                "unit_amount": int(params["unit_amount"]) if "unit_amount" in params else None,
+                "unit_amount_decimal": params.get("unit_amount_decimal", params.get("unit_amount")),
+                "recurring": {
+                    "interval": recurring["interval"],
+                    "usage_type": recurring.get("usage_type", "licensed"),
+                    "meter": recurring.get("meter"),
+                }
+                if recurring
+                else None,
+                "lookup_key": lookup,
+                "metadata": params.get("metadata", {}),
+                "type": "recurring" if recurring else "one_time",
+                "created": int(self.now()),
+                "billing_scheme": params.get("billing_scheme", "per_unit"),
+                "tiers_mode": params.get("tiers_mode"),
+                "tiers": [
+                    {
+                        "up_to": None if t["up_to"] == "inf" else int(t["up_to"]),
+                        "unit_amount": int(t["unit_amount"]) if "unit_amount" in t else None,
+                        "unit_amount_decimal": t.get("unit_amount_decimal", t.get("unit_amount")),
+                    }
+                    for t in params.get("tiers", [])
+                ]
+                or None,
+            }
+        )
 
     def meter(self, params: dict[str, Any]) -> dict[str, Any]:
         for m in self.objects["billing.meter"].values():
@@ -116,12 +156,17 @@ class World:
                 raise ValueError(
                     f"An active meter with event_name {params['event_name']} already exists."
                 )
-        return self.put({
-            "id": new_id("mtr_"), "object": "billing.meter", "event_name": params["event_name"],
-            "display_name": params["display_name"], "status": "active",
-            "default_aggregation": {"formula": params["default_aggregation"]["formula"]},
-            "created": int(self.now()),
-        })  # fmt: skip
+        return self.put(
+            {
+                "id": new_id("mtr_"),
+                "object": "billing.meter",
+                "event_name": params["event_name"],
+                "display_name": params["display_name"],
+                "status": "active",
+                "default_aggregation": {"formula": params["default_aggregation"]["formula"]},
+                "created": int(self.now()),
+            }
+        )
 
     def meter_event(self, params: dict[str, Any]) -> dict[str, Any]:
         """Record an accepted meter event. Raises ValueError for a repeated identifier."""
@@ -131,46 +176,76 @@ class World:
             raise ValueError(f"An event already exists with identifier {identifier}.")
         self.identifiers.add(identifier)
         event = {
-            "object": "billing.meter_event", "created": int(self.now()), "livemode": False,
-            "event_name": params["event_name"], "identifier": identifier,
+            "object": "billing.meter_event",
+            "created": int(self.now()),
+            "livemode": False,
+            "event_name": params["event_name"],
+            "identifier": identifier,
             "payload": dict(params["payload"]),
             "timestamp": int(params.get("timestamp") or self.now()),
-        }  # fmt: skip
+        }
         self.meter_events.append(event)
         return event
 
     def event_summary(self, meter_id: str, customer: str, start: int, end: int) -> dict[str, Any]:
         meter = self.get("billing.meter", meter_id)
         total = sum(
-            float(e["payload"]["value"]) for e in self.meter_events
+            float(e["payload"]["value"])
+            for e in self.meter_events
             if e["event_name"] == meter["event_name"]
-            and e["payload"].get("stripe_customer_id") == customer and start <= e["timestamp"] < end
-        )  # fmt: skip
-        return {"object": "billing.meter_event_summary", "id": new_id("mtrusg_"), "meter": meter_id,
-                "aggregated_value": total, "start_time": start, "end_time": end, "livemode": False}  # fmt: skip
+            and e["payload"].get("stripe_customer_id") == customer
+            and start <= e["timestamp"] < end
+        )
+        return {
+            "object": "billing.meter_event_summary",
+            "id": new_id("mtrusg_"),
+            "meter": meter_id,
+            "aggregated_value": total,
+            "start_time": start,
+            "end_time": end,
+            "livemode": False,
+        }
 
     def checkout_session(self, params: dict[str, Any]) -> dict[str, Any]:
         sid = new_id("cs_test_")
-        return self.put({
-            "id": sid, "object": "checkout.session", "mode": params["mode"],
-            "status": "open", "payment_status": "unpaid", "url": f"{self.base_url}/pay/{sid}",
-            "success_url": params["success_url"], "cancel_url": params.get("cancel_url"),
-            "customer": params.get("customer"), "customer_email": params.get("customer_email"),
-            "subscription": None, "metadata": params.get("metadata", {}),
-            "line_items": params["line_items"],
-            "subscription_metadata": params.get("subscription_data", {}).get("metadata", {}),
-            "created": int(self.now()),
-        })  # fmt: skip
+        return self.put(
+            {
+                "id": sid,
+                "object": "checkout.session",
+                "mode": params["mode"],
+                "status": "open",
+                "payment_status": "unpaid",
+                "url": f"{self.base_url}/pay/{sid}",
+                "success_url": params["success_url"],
+                "cancel_url": params.get("cancel_url"),
+                "customer": params.get("customer"),
+                "customer_email": params.get("customer_email"),
+                "subscription": None,
+                "metadata": params.get("metadata", {}),
+                "line_items": params["line_items"],
+                "subscription_metadata": params.get("subscription_data", {}).get("metadata", {}),
+                "created": int(self.now()),
+            }
+        )
 
     def portal_session(self, customer: str, return_url: str | None) -> dict[str, Any]:
         self.get("customer", customer)
         sid = new_id("bps_")
-        return self.put({
-            "id": sid, "object": "billing_portal.session", "customer": customer,
-            "return_url": return_url, "url": f"{self.base_url}/billing/{sid}",
-            "configuration": "bpc_standin", "created": int(self.now()), "flow": None,
-            "livemode": False, "locale": None, "on_behalf_of": None,
-        })  # fmt: skip
+        return self.put(
+            {
+                "id": sid,
+                "object": "billing_portal.session",
+                "customer": customer,
+                "return_url": return_url,
+                "url": f"{self.base_url}/billing/{sid}",
+                "configuration": "bpc_standin",
+                "created": int(self.now()),
+                "flow": None,
+                "livemode": False,
+                "locale": None,
+                "on_behalf_of": None,
+            }
+        )
 
     def subscriptions_of(self, customer: str) -> list[dict[str, Any]]:
         return [s for s in self.objects["subscription"].values() if s["customer"] == customer]
@@ -195,17 +270,30 @@ class World:
         customer = cs["customer"] or self.customer(cs["customer_email"])["id"]
         now = int(self.now())
         items = [
-            {"id": new_id("si_"), "object": "subscription_item",
-             "price": _copy(self.get("price", item["price"])), "quantity": int(item.get("quantity", 1)),
-             "current_period_start": now, "current_period_end": now + PERIOD_S}
+            {
+                "id": new_id("si_"),
+                "object": "subscription_item",
+                "price": _copy(self.get("price", item["price"])),
+                "quantity": int(item.get("quantity", 1)),
+                "current_period_start": now,
+                "current_period_end": now + PERIOD_S,
+            }
             for item in cs["line_items"]
-        ]  # fmt: skip
-        sub = self.put({
-            "id": new_id("sub_"), "object": "subscription", "customer": customer, "status": "active",
-            "items": {"object": "list", "data": items}, "metadata": cs["subscription_metadata"],
-            "cancel_at_period_end": False, "cancel_at": None, "created": now,
-            "latest_invoice": None,
-        })  # fmt: skip
+        ]
+        sub = self.put(
+            {
+                "id": new_id("sub_"),
+                "object": "subscription",
+                "customer": customer,
+                "status": "active",
+                "items": {"object": "list", "data": items},
+                "metadata": cs["subscription_metadata"],
+                "cancel_at_period_end": False,
+                "cancel_at": None,
+                "created": now,
+                "latest_invoice": None,
+            }
+        )
         cs.update(
             status="complete", payment_status="paid", customer=customer, subscription=sub["id"]
         )
@@ -215,12 +303,22 @@ class World:
         return cs
 
     def invoice(self, sub: dict[str, Any], paid: bool) -> dict[str, Any]:
-        inv = self.put({
-            "id": new_id("in_"), "object": "invoice", "customer": sub["customer"],
-            "status": "paid" if paid else "open", "created": int(self.now()),
-            "parent": {"type": "subscription_details",
-                       "subscription_details": {"subscription": sub["id"], "metadata": sub["metadata"]}},
-        })  # fmt: skip
+        inv = self.put(
+            {
+                "id": new_id("in_"),
+                "object": "invoice",
+                "customer": sub["customer"],
+                "status": "paid" if paid else "open",
+                "created": int(self.now()),
+                "parent": {
+                    "type": "subscription_details",
+                    "subscription_details": {
+                        "subscription": sub["id"],
+                        "metadata": sub["metadata"],
+                    },
+                },
+            }
+        )
         sub["latest_invoice"] = inv["id"]
         self.emit("invoice.paid" if paid else "invoice.payment_failed", inv)
         return inv

@@ -18,8 +18,14 @@ class ParamError(Exception):
         self.code = code
 
 
-def stripe_error(status: int, message: str, param: str | None = None, code: str | None = None,
-                 kind: str = "invalid_request_error", headers: dict[str, str] | None = None) -> web.Response:  # fmt: skip
+def stripe_error(
+    status: int,
+    message: str,
+    param: str | None = None,
+    code: str | None = None,
+    kind: str = "invalid_request_error",
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     body: dict[str, Any] = {"type": kind, "message": message}
     if param:
         body["param"] = param
