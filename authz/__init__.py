@@ -1,4 +1,5 @@
-"""tollway's ext_authz gRPC server: Envoy's Check calls become decisions in one Redis round trip."""
+"""tollway's ext_authz server, in Envoy's gRPC and HTTP modes: each check becomes a decision
+in one Redis round trip."""
 
 # The gRPC service authz serves, and the name its health status is reported under
 # (tests/unit/test_responses.py checks it against Envoy's compiled descriptor).

@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from authz.check_reply import CheckReply
-from authz.policy import TierArgs
+from authz.check_tiers import TierArgs
 from authz.usage_buffer import UsageBuffer
 from tollway.errors import Unavailable
 

@@ -50,10 +50,10 @@ class Decision:
     strip: tuple[str, ...] = ()  # request headers removed before the upstream
     would_deny: Reason | None = None  # dry run: the denial that was not enforced
     degraded: bool = False  # allowed without the store (on_store_error = "allow")
-    # Allowed and counted: the request's id and its signed usage stamp (tollway/usage_log.py),
+    # Allowed and counted: the request's id and its signed usage stamp (tollway/usage_stamp.py),
     # dynamic metadata for Envoy's access log. "" when the usage log is off.
     request_id: str = ""
-    usage_log: str = ""
+    usage_stamp: str = ""
 
     @property
     def allowed(self) -> bool:

@@ -13,7 +13,7 @@ the body. Which answer headers go where is Envoy's config (envoy/envoy-http.yaml
   and any x-tollway-* header this answer does not set, so none can be spoofed);
 - into the access log's dynamic metadata (``dynamic_metadata_from_headers``):
   x-tollway-customer, -tier, -key-id and -reason, and x-tollway-usage-log (the signed usage
-  stamp of a counted request, tollway/usage_log.py).
+  stamp of a counted request, tollway/usage_stamp.py).
 
 As in gRPC mode (authz/responses.py), an OK answer repeats per key: its fixed part is cached,
 and the RateLimit-* lines are cached one by one.
@@ -25,10 +25,10 @@ from functools import lru_cache
 
 from authz.decision import CUSTOMER_HEADER, KEY_ID_HEADER, TIER_HEADER, Decision, Headers
 from tollway.errors import error_body
-from tollway.usage_log import METADATA_KEY
+from tollway.usage_stamp import METADATA_KEY
 
 REASON_HEADER = "x-tollway-reason"
-_STAMP = f"{METADATA_KEY}: ".encode()  # the stamp holds no CR or LF (tollway/usage_log.py)
+_STAMP = f"{METADATA_KEY}: ".encode()  # the stamp holds no CR or LF (tollway/usage_stamp.py)
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
 CACHE_SIZE = 16_384
 
@@ -78,8 +78,8 @@ def build(d: Decision, keep_alive: bool = True) -> bytes:
     close = b"" if keep_alive else b"connection: close\r\n"
     if d.reason is None:
         head = _ok_fixed(d.upstream_headers, d.strip)
-        if d.usage_log:
-            head += _STAMP + d.usage_log.encode("latin-1", "replace") + b"\r\n"
+        if d.usage_stamp:
+            head += _STAMP + d.usage_stamp.encode("latin-1", "replace") + b"\r\n"
         return head + b"".join([_client_line(k, v) for k, v in d.client_headers]) + close + b"\r\n"
     body = d.body().encode()
     meta = (

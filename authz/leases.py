@@ -60,7 +60,7 @@ class Lease:
         o = self.out
         remaining = o.remaining + self.tokens
         full_ms = int((burst - remaining) * 1000 / rate) if remaining < burst else 0
-        # Built directly: dataclasses.replace cost 2 µs of every lease-mode check.
+        # Built directly: dataclasses.replace inspects the fields on every call.
         return CheckReply(
             o.code,
             o.tier,

@@ -36,7 +36,7 @@ from authz.usage_buffer import UsageBuffer
 from tollway import schema, scripts
 from tollway.clock import CheckClock
 from tollway.records import DEFAULT_PERIOD_S
-from tollway.usage_log import UNHEARD_TTL_S
+from tollway.usage_stamp import UNHEARD_TTL_S
 
 # One batch never carries more than this many checks; the rest go in the next pipeline.
 MAX_BATCH = 256
@@ -90,8 +90,8 @@ class RedisCheckStore:
         self.deadline_s = deadline_s
         self._window = str(usage_window_s)
         self._period = str(DEFAULT_PERIOD_S)
-        self._source = scripts.source("check")
-        self._sha = scripts.sha1(self._source)
+        self._script = scripts.lua("check")
+        self._sha = scripts.sha1(self._script)
         self._pending: list[Queued] = []
         self._out: asyncio.Task[None] | None = None  # the pipeline out, if any
         self._since = 0.0
@@ -267,7 +267,7 @@ class RedisCheckStore:
         replies = await self._pipeline(commands)
         missing = [i for i, r in enumerate(replies) if is_noscript(r)]
         if missing:
-            await self.pipe.script_load(self._source)
+            await self.pipe.script_load(self._script)
             again = await self._pipeline([commands[i] for i in missing])
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply

@@ -5,13 +5,10 @@ check, and redis-py's asyncio client costs more CPU than the rest of the check's
 pipeline builds Command objects, checks a connection out of a pool and runs a per-command
 parse loop. This client is ``hiredis.pack_command`` to encode, one ``transport.write`` per
 pipeline, and ``hiredis.Reader`` (C) to split the reply stream, over a bare
-``asyncio.Protocol``. Client CPU per EVALSHA, measured on this project's 2-core machine:
-
-- ``bench/redis_clients.py`` (pipelines of 32, uvloop, one process): redis-py 9.0 µs, this
-  client 1.9 µs (``make bench`` reports it in every run). It was 3.0 µs with a future per
-  command awaited through ``asyncio.wait``; one future per pipeline saved the difference;
-- inside authz, under h2load's concurrency, redis-py took 32 to 36 µs per EVALSHA (issue 12's
-  profile): pools, more and smaller pipelines, and the event loop's share.
+``asyncio.Protocol``, with one future per pipeline, not per command. ``make bench`` measures
+the client CPU per EVALSHA of this client against redis-py's in every run
+(``bench/redis_clients.py``); inside authz under load, redis-py also pays for its pool and for
+more, smaller pipelines.
 
 What it does, and no more:
 
@@ -61,8 +58,8 @@ class StoreTimeout(ReplyLost):
 
 
 class _Pipeline:
-    """One pipeline's replies as they arrive, and the one future that gets them all.
-    (A future per command, awaited with ``asyncio.wait``, cost about 2 µs more per command.)"""
+    """One pipeline's replies as they arrive, and the one future that gets them all (a
+    future per command would cost a loop wake-up per command)."""
 
     __slots__ = ("fut", "n", "replies")
 

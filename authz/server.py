@@ -22,10 +22,10 @@ from prometheus_client import start_http_server
 from authz import AUTH_SERVICE, invalidation, responses
 from authz.breaker import Breaker
 from authz.check_store import CheckStore
+from authz.check_tiers import CheckTiers
 from authz.http_front import HttpFront, HttpLimits
 from authz.leases import LeaseBook
 from authz.metrics import AuthzMetrics
-from authz.policy import Policy
 from authz.redis_check_store import RedisCheckStore
 from authz.redis_pipe import open_pipe
 from authz.servicer import AuthzServicer
@@ -37,7 +37,7 @@ from tollway.keys import KeyHasher
 from tollway.logs import fields
 from tollway.redis_client import connect
 from tollway.tier_source import TierSource
-from tollway.usage_log import Stamper
+from tollway.usage_stamp import Stamper
 
 log = logging.getLogger("tollway.authz")
 
@@ -71,7 +71,7 @@ class Worker:
         )
         self.tiers = TierSource(settings.tiers)
         self.service = AuthzServicer(
-            Policy(self.tiers()),
+            CheckTiers(self.tiers()),
             self.store,
             KeyHasher(settings.key_pepper.encode()),
             self.buffer,
@@ -96,7 +96,7 @@ class Worker:
         checks' 100 ms, and `make test-stress` saw one such check answer 503. Redis being
         away delays the start by at most WARM_S: the tiers' on_store_error still answers."""
         try:
-            await asyncio.wait_for(self.pipe.script_load(scripts.source("check")), WARM_S)
+            await asyncio.wait_for(self.pipe.script_load(scripts.lua("check")), WARM_S)
         except Exception as exc:
             log.warning("store_warmup_failed", extra=fields(worker=self.index, error=str(exc)))
 

@@ -22,11 +22,11 @@ from authz import responses
 from authz.bounded import BoundedMap
 from authz.check_reply import Code
 from authz.check_store import CheckStore, Overloaded, ScriptCall, StoreCheck, StoreUnavailable
+from authz.check_tiers import CheckTiers
 from authz.decision import Decision, deny, invalid_key, missing_key, on_reply, on_store_error
 from authz.leases import DEFAULT_LEASE_TTL_S, LeaseBook
 from authz.metrics import AuthzMetrics
 from authz.negatives import NegativeCache
-from authz.policy import Policy
 from authz.reasons import Reason
 from authz.request import RequestInfo, RouteConfigError, extract, extract_http
 from authz.usage_buffer import UsageBuffer
@@ -34,12 +34,12 @@ from tollway.keys import KeyHasher, parse_key
 from tollway.logs import fields
 from tollway.nonces import nonces
 from tollway.tiers import LimiterKind, TierTable
-from tollway.usage_log import REQUEST_ID, Stamper
+from tollway.usage_stamp import REQUEST_ID, Stamper
 
 log = logging.getLogger("tollway.authz")
 
-# How many presented keys' (digest, key id) are remembered: the checksum and hash of a key
-# cost about 3 µs a check.
+# How many presented keys' (digest, key id) are remembered, so that a key seen before costs
+# no checksum and no hash.
 IDENTITIES_MAX = 65_536
 # How many digests' last allowed customer is remembered, for on_store_error = "allow".
 ALLOWED_MAX = 100_000
@@ -50,7 +50,7 @@ class AuthzServicer:
 
     def __init__(
         self,
-        policy: Policy,
+        tiers: CheckTiers,
         store: CheckStore,
         hasher: KeyHasher,
         buffer: UsageBuffer,
@@ -60,9 +60,9 @@ class AuthzServicer:
         log_allowed: float = 0.0,
     ) -> None:
         """``stamper``: sign a usage stamp on every counted request, for Envoy's access log
-        (tollway/usage_log.py); None: the usage log is off. ``log_allowed``: the share of
+        (tollway/usage_stamp.py); None: the usage log is off. ``log_allowed``: the share of
         allowed decisions logged (every denial, dry-run and degraded answer is)."""
-        self.policy = policy
+        self.tiers = tiers
         self.store = store
         self.hasher = hasher
         self.buffer = buffer
@@ -81,7 +81,7 @@ class AuthzServicer:
 
     def use_tiers(self, table: TierTable) -> None:
         """Decide every check from now on by ``table`` (a reload of the tier file)."""
-        self.policy = Policy(table)
+        self.tiers = CheckTiers(table)
 
     async def Check(self, request: Any, context: Any) -> bytes:
         d = self.decide(extract, request)
@@ -120,23 +120,23 @@ class AuthzServicer:
         digest, key_id = identity
         if digest in self.unknown_keys:  # Redis said so within the last minute
             return self._done(invalid_key(key_id), info, start)
-        policy = self.policy  # one table for the whole check, even if a reload lands meanwhile
-        served = self._from_lease(info, key_id, digest, policy)
+        tiers = self.tiers  # one table for the whole check, even if a reload lands meanwhile
+        served = self._from_lease(info, key_id, digest, tiers)
         if served is not None:
             return self._done(served, info, start)
-        return self._ask_store(info, key_id, digest, policy, start)
+        return self._ask_store(info, key_id, digest, tiers, start)
 
     async def _ask_store(
-        self, info: RequestInfo, key_id: str, digest: str, policy: Policy, start: float
+        self, info: RequestInfo, key_id: str, digest: str, tiers: CheckTiers, start: float
     ) -> Decision:
         """The store's decision, after waiting for a renewal of the key's lease already under
         way, if one is: its new lease may serve this check too."""
-        tier = policy.tier(self.store.tier_of(key_id))
+        tier = tiers.tier(self.store.tier_of(key_id))
         if tier is not None and tier.limiter is LimiterKind.LEASE:
             renewal = self.leases.renewal(key_id)
             if renewal is not None:
                 await renewal
-                served = self._from_lease(info, key_id, digest, policy)
+                served = self._from_lease(info, key_id, digest, tiers)
                 if served is not None:
                     return self._done(served, info, start)
         owed = self.leases.settle(key_id)
@@ -147,7 +147,7 @@ class AuthzServicer:
             key_id,
             digest,
             info.cost,
-            policy.tier_args(info.feature),
+            tiers.tier_args(info.feature),
             owed.spent,
             owed.returned,
             call,
@@ -157,7 +157,7 @@ class AuthzServicer:
             out = await self.store.check(request)
         except StoreUnavailable as exc:
             self.leases.retry(owed)
-            return self._done(self._store_error(info, key_id, digest, policy, exc), info, start)
+            return self._done(self._store_error(info, key_id, digest, tiers, exc), info, start)
         except Overloaded as exc:
             self.leases.retry(owed)
             log.warning("overloaded", extra=fields(key_id=key_id, error=str(exc)))
@@ -175,17 +175,17 @@ class AuthzServicer:
             self.leases.close(key_id)
             if out.code is Code.UNKNOWN_KEY:
                 self.unknown_keys.add(digest)
-        d = on_reply(info, key_id, out, policy.tier_for(out))
+        d = on_reply(info, key_id, out, tiers.tier_for(out))
         return self._done(self._stamped(d, info, out.now_ms / 1000), info, start)
 
     def _from_lease(
-        self, info: RequestInfo, key_id: str, digest: str, policy: Policy
+        self, info: RequestInfo, key_id: str, digest: str, tiers: CheckTiers
     ) -> Decision | None:
         """The answer from this process's lease on the key, if it has one that covers it."""
         lease = self.leases.peek(key_id, digest)
         if lease is None:
             return None
-        tier = policy.tier_for(lease.out)
+        tier = tiers.tier_for(lease.out)
         if (
             tier is not None
             and tier.limiter is LimiterKind.LEASE
@@ -198,11 +198,11 @@ class AuthzServicer:
         return None
 
     def _store_error(
-        self, info: RequestInfo, key_id: str, digest: str, policy: Policy, exc: Exception
+        self, info: RequestInfo, key_id: str, digest: str, tiers: CheckTiers, exc: Exception
     ) -> Decision:
         self.metrics.store_errors.inc()
         customer = self._allowed.get(digest)
-        tier = policy.tier(self.store.tier_of(key_id)) if customer is not None else None
+        tier = tiers.tier(self.store.tier_of(key_id)) if customer is not None else None
         d = on_store_error(info, key_id, customer, tier)
         if d.degraded:
             now = time.time()
@@ -217,7 +217,7 @@ class AuthzServicer:
         if self.stamper is not None and d.reason is None:
             d.request_id = info.request_id
             source = self.store.usage_source(d.key_id)
-            d.usage_log = self.stamper.sign(source, d.key_id, d.tier, int(at))
+            d.usage_stamp = self.stamper.sign(source, d.key_id, d.tier, int(at))
         return d
 
     def _done(self, d: Decision, info: RequestInfo | None, start: float) -> Decision:
@@ -270,7 +270,7 @@ class AuthzServicer:
         due = self.leases.due()
         if not due:
             return 0
-        args = self.policy.tier_args(None)
+        args = self.tiers.tier_args(None)
         settlements = [
             StoreCheck(s.key_id, s.digest, 0, args, s.spent, s.returned, ScriptCall.SETTLE, s.id)
             for s in due
@@ -293,8 +293,8 @@ class AuthzServicer:
         if not d.allowed:
             return
         self.metrics.answers_unheard.inc()
-        if d.usage_log and REQUEST_ID.match(d.request_id):
-            task = asyncio.ensure_future(self.store.note_unheard(d.request_id, d.usage_log))
+        if d.usage_stamp and REQUEST_ID.match(d.request_id):
+            task = asyncio.ensure_future(self.store.note_unheard(d.request_id, d.usage_stamp))
             self._unheard_notes.add(task)
             task.add_done_callback(self._noted)
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tollway.settings import (
+    RedisSettings,
     SettingsError,
-    StoreSettings,
     UsageLogSettings,
     UsageWindowSettings,
     env,
@@ -17,7 +17,7 @@ MODES = ("grpc", "http")
 
 
 @dataclass(frozen=True)
-class AuthzSettings(StoreSettings, UsageLogSettings, UsageWindowSettings):
+class AuthzSettings(RedisSettings, UsageLogSettings, UsageWindowSettings):
     """The ext_authz server."""
 
     # Envoy's two ext_authz transports: grpc_service (authz speaks envoy.service.auth.v3 over

@@ -4,7 +4,7 @@
 receiver), then two more Envoys from the rendered config: one with only the gRPC access logger,
 one with no access log at all. wrk (16 connections) loads each in turn, interleaved, on a path
 the upstream answers 200 (billed: the receiver writes nothing) and one it answers 500
-(refunded: one usage_log.lua call), and reads CPU time from /proc:
+(refunded: one apply_log_entry.lua call), and reads CPU time from /proc:
 
     envoy   µs of Envoy CPU per request (ext_authz and the Python echo upstream included)
     receiver  µs of receiver CPU per access-log entry
@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from devkit import binaries
 from devkit.stack import Ports, Stack, free_port, http_ok
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.redis_client import connect
-from tollway.store import KeyStore
 
 TIERS = """
 [tiers.huge]

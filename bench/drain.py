@@ -36,11 +36,11 @@ from metering.retry import RateLimiter, Retrier
 from metering.sinks import MeterEventSink, Sink
 from metering.stream import StreamSink
 from tollway import schema
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.records import KeyRecord
 from tollway.redis_client import connect
 from tollway.settings import StripeSettings
-from tollway.store import KeyStore
 from tollway.stripe_api import Stripe
 from tollway.tiers import parse_tiers
 

@@ -48,9 +48,9 @@ from bench.probes import cpu_seconds, pipelines, redis_calls, with_children, wor
 from bench.redis_clients import compare
 from devkit import binaries
 from devkit.stack import Ports, Sink, Stack, free_port, http_ok, port_open, wait_for
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher, generate_key
 from tollway.redis_client import connect
-from tollway.store import KeyStore
 
 HERE = Path(__file__).parent
 TIERS = (

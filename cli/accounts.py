@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from cli.store_access import add_store_flags, lifecycle, settings_of, with_store
 from tollway.accounts import Accounts, AccountView
 from tollway.clock import WallClock
+from tollway.key_store import KeyStore
 from tollway.process import CliError, Subparsers
-from tollway.settings import StoreSettings
-from tollway.store import KeyStore
+from tollway.settings import RedisSettings
 from tollway.tiers import TierError, load_tiers
 
 HOLDS = {
@@ -60,7 +60,7 @@ def register(subparsers: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_of(StoreSettings, args)
+    settings = settings_of(RedisSettings, args)
     if args.accounts_command == "show":
         return with_store(settings, lambda store: show(store, args.account, args.json, settings))
     if args.accounts_command in HOLDS:
@@ -117,7 +117,7 @@ def when(epoch: int | str) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M") if t else "-"
 
 
-def quota_of(view: AccountView, settings: StoreSettings) -> int | None:
+def quota_of(view: AccountView, settings: RedisSettings) -> int | None:
     """The account's monthly quota in force (0: unlimited; None: its tier is not in the
     table)."""
     if "monthly_quota" in view.overrides:
@@ -129,7 +129,7 @@ def quota_of(view: AccountView, settings: StoreSettings) -> int | None:
     return tier.monthly_quota if tier else None
 
 
-async def show(store: KeyStore, account: str, as_json: bool, settings: StoreSettings) -> int:
+async def show(store: KeyStore, account: str, as_json: bool, settings: RedisSettings) -> int:
     view = await Accounts(store).show(account)
     quota = quota_of(view, settings)
     keys = view.listing(WallClock().now())
@@ -169,7 +169,7 @@ def print_keys(rows: list[dict[str, object]]) -> None:
         )
 
 
-async def set_tier(store: KeyStore, args: argparse.Namespace, settings: StoreSettings) -> int:
+async def set_tier(store: KeyStore, args: argparse.Namespace, settings: RedisSettings) -> int:
     try:
         table = load_tiers(settings.tiers)
     except TierError as exc:

@@ -13,10 +13,10 @@ import sys
 
 from cli.accounts import print_keys
 from cli.store_access import add_store_flags, lifecycle, settings_of, with_store
+from tollway.key_store import KeyNotFound, KeyStore
 from tollway.keys import KeyMode
 from tollway.process import CliError, Subparsers
-from tollway.settings import StoreSettings
-from tollway.store import KeyNotFound, KeyStore
+from tollway.settings import RedisSettings
 from tollway.tiers import TierError, load_tiers
 
 # Commands that change a key's state: name -> (Lifecycle method, help).
@@ -62,7 +62,7 @@ def register(subparsers: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_of(StoreSettings, args)
+    settings = settings_of(RedisSettings, args)
     command = args.keys_command
     if command == "create":
         return with_store(settings, lambda store: create(store, args, settings))
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     return with_store(settings, lambda store: change(store, CHANGES[command][0], args.key))
 
 
-async def create(store: KeyStore, args: argparse.Namespace, settings: StoreSettings) -> int:
+async def create(store: KeyStore, args: argparse.Namespace, settings: RedisSettings) -> int:
     try:
         table = load_tiers(settings.tiers)
     except TierError as exc:

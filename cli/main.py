@@ -27,9 +27,9 @@ import metering.cli
 import portal.cli
 import webhook.cli
 from cli import accounts, health, keys, reconcile, stripe_commands, tiers, usage
+from tollway.key_store import KeyNotFound
 from tollway.process import CliError, add_commands
 from tollway.settings import SettingsError
-from tollway.store import KeyNotFound
 from tollway.stripe_api import StripeNotConfigured
 
 COMMANDS = (

@@ -13,14 +13,14 @@ from typing import TypeVar
 from redis.exceptions import RedisError
 
 from tollway.clock import WallClock
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.lifecycle import Lifecycle
 from tollway.process import CliError
 from tollway.redis_client import connect
-from tollway.settings import StoreSettings, redacted, with_flags
-from tollway.store import KeyStore
+from tollway.settings import RedisSettings, redacted, with_flags
 
-S = TypeVar("S", bound=StoreSettings)
+S = TypeVar("S", bound=RedisSettings)
 
 
 def add_store_flags(p: argparse.ArgumentParser) -> None:
@@ -38,7 +38,7 @@ def lifecycle(store: KeyStore) -> Lifecycle:
     return Lifecycle(store, WallClock())
 
 
-def with_store(settings: StoreSettings, fn: Callable[[KeyStore], Awaitable[int]]) -> int:
+def with_store(settings: RedisSettings, fn: Callable[[KeyStore], Awaitable[int]]) -> int:
     """Run ``fn`` with a KeyStore on ``settings``' Redis; closes the connection after."""
 
     async def go() -> int:

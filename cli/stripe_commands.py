@@ -18,7 +18,7 @@ import stripe as stripe_errors
 
 from cli import stripe_sync
 from tollway.process import CliError, Subparsers
-from tollway.settings import StoreSettings, StripeSettings, load
+from tollway.settings import RedisSettings, StripeSettings, load
 from tollway.stripe_api import Stripe, StripeNotConfigured
 from tollway.tiers import TierError, load_tiers
 
@@ -84,7 +84,7 @@ def sync(args: argparse.Namespace) -> int:
     """Print the plan of changes that makes Stripe match the tier table; apply it unless
     --dry-run."""
     try:
-        table = load_tiers(args.tiers or load(StoreSettings, os.environ).tiers)
+        table = load_tiers(args.tiers or load(RedisSettings, os.environ).tiers)
         stripe = Stripe(load(StripeSettings, os.environ))
     except TierError as exc:
         raise CliError("\n".join(exc.problems)) from None

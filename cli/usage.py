@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 
 from cli.store_access import add_store_flags, lifecycle, settings_of
 from metering.settings import MeteringSettings
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.process import Subparsers
 from tollway.redis_client import connect
-from tollway.store import KeyStore
 from tollway.tiers import load_tiers
 from tollway.usage_report import Row, carried, customer_windows, per_key
 

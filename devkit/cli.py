@@ -19,11 +19,11 @@ from devkit.binaries import MissingBinary
 from devkit.seed import seed_prices
 from devkit.settings import DevSettings
 from devkit.stack import Ports, Stack
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.process import Subparsers
 from tollway.redis_client import connect
 from tollway.settings import SettingsError, with_flags
-from tollway.store import KeyStore
 from tollway.tiers import Tier, TierError, load_tiers
 
 DEMO_TIER = "free"

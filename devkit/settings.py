@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tollway.settings import StoreSettings, StripeSettings, env
+from tollway.settings import RedisSettings, StripeSettings, env
 
 
 @dataclass(frozen=True)
-class DevSettings(StoreSettings):
+class DevSettings(RedisSettings):
     """``tollway dev``: the whole local stack; every port can be moved so two stacks coexist."""
 
     envoy_port: int = env("TOLLWAY_ENVOY_PORT", 10000, "Envoy listener (the API clients call)")

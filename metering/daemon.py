@@ -26,9 +26,9 @@ from metering.ledger import Ledger, PendingEvent
 from metering.metrics import MeteringMetrics
 from metering.retry import SendResult
 from metering.sinks import Sink, event_for
+from tollway.key_store import KeyNotFound, KeyStore
 from tollway.logs import fields
 from tollway.records import Period
-from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import Report, TierTable
 
 log = logging.getLogger("tollway.metering")

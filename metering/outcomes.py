@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from tollway.tiers import Tier
-from tollway.usage_log import METADATA_KEY, NAMESPACE
+from tollway.usage_stamp import METADATA_KEY, NAMESPACE
 
 # Where Envoy's header_to_metadata filter puts the upstream's x-tollway-usage (envoy.yaml).
 AMOUNT_NAMESPACE = "tollway"

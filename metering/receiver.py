@@ -2,11 +2,11 @@
 
 Envoy streams one entry per request (``envoy.service.accesslog.v3.AccessLogService``, logger
 ``envoy.access_loggers.http_grpc``). An entry of a request authz counted carries authz's
-signed usage stamp (tollway/usage_log.py); with the final status and response flags, the tier
+signed usage stamp (tollway/usage_stamp.py); with the final status and response flags, the tier
 decides (metering/outcomes.py):
 
 - billed, no amount: nothing to do; usage stays as counted at check time;
-- not billed: usage_log.lua takes it off the window it was counted in (and its quota back,
+- not billed: apply_log_entry.lua takes it off the window it was counted in (and its quota back,
   with the tier's refund_quota);
 - billed with an amount the upstream reported: added to the window, for the usage meter.
 
@@ -49,7 +49,7 @@ from tollway.redis_client import connect
 from tollway.scripts import Result
 from tollway.tier_source import TierSource
 from tollway.tiers import TierTable
-from tollway.usage_log import REQUEST_ID, Stamp, Stamper
+from tollway.usage_stamp import REQUEST_ID, Stamp, Stamper
 
 log = logging.getLogger("tollway.metering.receiver")
 HEARD_EVERY_S = 1.0  # how often the receiver notes in Redis that an Envoy is streaming to it
@@ -66,7 +66,7 @@ UNHEARD_PENDING = 10_000
 
 @dataclass(frozen=True)
 class Write:
-    """One entry's usage_log.lua call, and its metric label if it applies."""
+    """One entry's apply_log_entry.lua call, and its metric label if it applies."""
 
     label: str
     keys: tuple[str, ...]
@@ -93,16 +93,16 @@ class Receiver:
         self.window_s = window_s
         self.max_age_s = max_age_s
         self.amount_max = amount_max
-        self._usage_log = scripts.register(redis, "usage_log")
+        self._apply_entry = scripts.register(redis, "apply_log_entry")
         self.received = 0  # entries, since the start: logged on exit
         self.streams = 0  # Envoy streams open now
         self._looking: set[asyncio.Task[None]] = set()  # unheard checks being looked for
 
     async def load_script(self) -> None:
-        """Load usage_log.lua on every node before the first stream: otherwise the first
+        """Load apply_log_entry.lua on every node before the first stream: otherwise the first
         message's entries all meet NOSCRIPT at once, and redis-py's cluster client, loading
         it for each, drops connections under them (seen in make test's cluster run)."""
-        await self._retried(lambda: self.redis.script_load(self._usage_log.script))
+        await self._retried(lambda: self.redis.script_load(self._apply_entry.script))
 
     async def entries(self, logs: list[Any]) -> None:
         """Apply one message's entries: each is read and judged without I/O, and the writes
@@ -195,7 +195,7 @@ class Receiver:
         self.metrics.entries.labels("unheard_refunded" if done else "duplicate").inc()
 
     def _write_for(self, s: Stamp, refund: bool, refund_quota: bool, amount: int) -> Write:
-        """usage_log.lua's keys and arguments for one request."""
+        """apply_log_entry.lua's keys and arguments for one request."""
         window = s.window(self.window_s)
         # Usage counted under a key id (authz did not know its account then) has no quota in
         # its slot to give back to: only the usage is refunded.
@@ -215,14 +215,14 @@ class Receiver:
         return Write("refunded" if refund else "amount", keys, args)
 
     async def apply(self, s: Stamp, refund: bool, refund_quota: bool, amount: int) -> bool:
-        """usage_log.lua for one request; False if it was applied before."""
+        """apply_log_entry.lua for one request; False if it was applied before."""
         write = self._write_for(s, refund, refund_quota, amount)
         (done,) = await self._retried(lambda: self._write([write]))
         return bool(done)
 
     async def _write(self, writes: list[Write]) -> list[bool]:
-        """Run usage_log.lua for each write; whether each applied."""
-        replies = await scripts.run_many(self._usage_log, [(w.keys, w.args) for w in writes])
+        """Run apply_log_entry.lua for each write; whether each applied."""
+        replies = await scripts.run_many(self._apply_entry, [(w.keys, w.args) for w in writes])
         return [scripts.result(r) is Result.DONE for r in replies]
 
     async def _retried(self, call: Callable[[], Awaitable[Any]]) -> Any:

@@ -23,11 +23,11 @@ from metering.retry import RateLimiter, Retrier
 from metering.settings import MeteringSettings
 from metering.sinks import MeterEventSink, Sink
 from metering.stream import StreamSink
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.logs import fields
 from tollway.process import stop_on_signals
 from tollway.redis_client import connect
-from tollway.store import KeyStore
 from tollway.stripe_api import Stripe
 from tollway.tier_source import TierSource
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tollway.settings import (
+    RedisSettings,
     SettingsError,
-    StoreSettings,
     StripeSettings,
     UsageLogSettings,
     UsageWindowSettings,
@@ -17,7 +17,7 @@ SINKS = ("v1", "stream")
 
 
 @dataclass(frozen=True)
-class MeteringSettings(StoreSettings, StripeSettings, UsageWindowSettings):
+class MeteringSettings(RedisSettings, StripeSettings, UsageWindowSettings):
     """The metering daemon."""
 
     host: str = env("TOLLWAY_METERING_HOST", "127.0.0.1", "address /healthz and /metrics bind")
@@ -60,7 +60,7 @@ class MeteringSettings(StoreSettings, StripeSettings, UsageWindowSettings):
 
 
 @dataclass(frozen=True)
-class ReceiverSettings(StoreSettings, UsageLogSettings, UsageWindowSettings):
+class ReceiverSettings(RedisSettings, UsageLogSettings, UsageWindowSettings):
     """The access-log receiver (metering/receiver.py): Envoy's gRPC access log in."""
 
     # Only Envoy should reach it: bind loopback, or a mesh-internal address behind mTLS and

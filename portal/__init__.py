@@ -1,1 +1,2 @@
-"""The customer portal: pricing, sign-in by emailed link, and (to come) the dashboard."""
+"""The customer portal: pricing, Checkout and free sign-up, the key shown once, sign-in by
+emailed link, the dashboard (usage, keys, usage alerts) and Stripe's Customer Portal."""

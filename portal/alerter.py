@@ -34,10 +34,10 @@ from portal.dashboard import card
 from portal.mail import Mailer
 from tollway import schema, scripts
 from tollway.accounts import Accounts
+from tollway.key_store import KeyNotFound, KeyStore, text
 from tollway.logs import fields
 from tollway.scan import tags_by_suffix
 from tollway.scripts import Result
-from tollway.store import KeyNotFound, KeyStore, text
 from tollway.tiers import TierTable
 
 log = logging.getLogger("tollway.portal.alerts")

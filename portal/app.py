@@ -25,6 +25,8 @@ scripts from elsewhere.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -39,6 +41,7 @@ from portal.billing import BillingPortal, BillingUnavailable
 from portal.dashboard import card, with_charts
 from portal.directory import AccountsOf, Customers
 from portal.generations import Generations
+from portal.mail import TIMEOUT_S as MAIL_TIMEOUT_S
 from portal.mail import Mailer
 from portal.own_keys import NotYours, OwnKeys
 from portal.pricing import plans
@@ -60,9 +63,9 @@ Usage = Callable[[str, TierTable], Awaitable[dict[str, Row]]]  # a customer's us
 
 log = logging.getLogger("tollway.portal")
 HERE = Path(__file__).parent
+SESSION = web.RequestKey("session", Session)  # the request's session (load_session)
 # Where the portal's forms may lead: itself, and Stripe's Checkout and Customer Portal, which
 # Subscribe and Manage billing redirect to (a browser applies form-action to the redirect).
-SESSION = web.RequestKey("session", Session)  # the request's session (load_session)
 STRIPE_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
 
 
@@ -170,7 +173,16 @@ class PortalApp:
         app.router.add_post("/billing", self.manage_billing)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_static("/static", HERE / "static")
+        app.on_shutdown.append(self._finish_background)
         return app
+
+    async def _finish_background(self, _: web.Application) -> None:
+        """On shutdown, let what answered pages started (look-ups, mail) finish, for at most
+        one mail's timeout: a link asked for just before a restart still goes out."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(MAIL_TIMEOUT_S):
+                await self.background.idle()
+                await self.mailer.sending.idle()
 
     # -- plumbing ---------------------------------------------------------------------------
     @web.middleware

@@ -20,7 +20,7 @@ from portal.settings import PortalSettings
 from tollway import process
 from tollway.process import CliError
 from tollway.redis_client import connect
-from tollway.settings import StoreSettings, redacted, with_flags
+from tollway.settings import RedisSettings, redacted, with_flags
 
 
 def register(subparsers: process.Subparsers) -> None:
@@ -38,7 +38,7 @@ def register(subparsers: process.Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.portal_command == "alerts":
-        settings = with_flags(StoreSettings, os.environ, {"redis_url": args.redis_url})
+        settings = with_flags(RedisSettings, os.environ, {"redis_url": args.redis_url})
         return asyncio.run(alerts(settings.redis_url, args.action, args.id))
     flags = {"host": args.host, "port": args.port, "redis_url": args.redis_url, "tiers": args.tiers}
     return process.run("portal", PortalSettings, flags, serve)

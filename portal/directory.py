@@ -9,7 +9,7 @@ from typing import Any
 
 from portal.signup import FreeSignups
 from tollway.accounts import Accounts, AccountView
-from tollway.store import KeyStore
+from tollway.key_store import KeyStore
 
 Customers = Callable[[str], Awaitable[list[str]]]  # an address -> customers with keys
 AccountsOf = Callable[[str], Awaitable[list[AccountView]]]  # a customer -> their accounts

@@ -7,9 +7,9 @@ the session's customer; anything else is NotYours, whatever the id names.
 from __future__ import annotations
 
 from tollway.errors import InvalidInput, LifecycleError, Refused
+from tollway.key_store import KeyNotFound
 from tollway.lifecycle import Lifecycle
 from tollway.records import FINAL, KeyRecord, key_state
-from tollway.store import KeyNotFound
 
 OVERLAPS_S = {"0": 0, "3600": 3600, "86400": 86400}  # the rotate form's choices
 

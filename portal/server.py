@@ -21,12 +21,12 @@ from portal.settings import PortalSettings
 from portal.signin import SignInLinks
 from portal.signup import FreeSignups
 from tollway.clock import WallClock
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.lifecycle import Lifecycle
 from tollway.logs import fields
 from tollway.process import stop_on_signals
 from tollway.redis_client import connect
-from tollway.store import KeyStore
 from tollway.stripe_api import optional
 from tollway.tier_source import TierSource
 from tollway.usage_report import customer_windows

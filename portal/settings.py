@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from tollway.settings import (
     BackendSettings,
     ProxySettings,
+    RedisSettings,
     SettingsError,
-    StoreSettings,
     StripeSettings,
     env,
 )
 
 
 @dataclass(frozen=True)
-class PortalSettings(StoreSettings, StripeSettings, ProxySettings, BackendSettings):
+class PortalSettings(RedisSettings, StripeSettings, ProxySettings, BackendSettings):
     """The customer portal."""
 
     host: str = env("TOLLWAY_PORTAL_HOST", "127.0.0.1", "address the portal binds")
@@ -33,7 +33,7 @@ class PortalSettings(StoreSettings, StripeSettings, ProxySettings, BackendSettin
     )
     # Signs session cookies and CSRF tokens. Required: a portal cannot run without one.
     # Origins besides Stripe's Checkout and Customer Portal (and the API base's, when set) that
-    # Subscribe and Manage billing may redirect a form to: the Content-Security-Policy's
+    # Subscribe and Manage billing may redirect a form to: the Content-Security-CheckTiers's
     # form-action. Space-separated; e.g. a stand-in's pages reached under another name.
     stripe_pages: str = env("TOLLWAY_PORTAL_STRIPE_PAGES", "", "more origins forms may lead to")
     session_secret: str = env(

@@ -20,8 +20,8 @@ from typing import Any
 from portal.signin import TOKEN, digest
 from tollway import schema
 from tollway.errors import InvalidInput
+from tollway.key_store import KeyStore, text
 from tollway.records import KeyRecord
-from tollway.store import KeyStore, text
 from tollway.tiers import TierTable
 
 

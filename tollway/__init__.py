@@ -1,5 +1,6 @@
-"""tollway's shared kernel: what authz, webhook and metering all import (settings, tiers,
-keys, records, the Redis schema and its Lua scripts, the key store, clients, the process runner).
-It imports no service, nor the command line or the dev kit (tests/unit/test_imports.py)."""
+"""tollway's shared kernel: what authz, webhook, metering and the portal import (settings, the
+tier table, keys, accounts and their one lifecycle, the Redis schema and its Lua scripts, the
+error tree, clients, the process runner). It imports no service, nor the command line or the
+dev kit (tests/unit/test_imports.py)."""
 
 __version__ = "0.1.0"

@@ -15,10 +15,10 @@ from typing import Any
 
 from tollway import schema, scripts
 from tollway.errors import InvalidInput, LifecycleError
+from tollway.key_store import KeyNotFound, KeyStore
 from tollway.logs import fields
 from tollway.records import KeyRecord, KeyState, key_state
 from tollway.scripts import Result
-from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import check_limits
 
 log = logging.getLogger("tollway.accounts")

@@ -26,11 +26,11 @@ from typing import Protocol
 
 from tollway import schema, scripts
 from tollway.errors import LifecycleError
+from tollway.key_store import KeyNotFound, KeyStore, text
 from tollway.keys import KeyMode
 from tollway.logs import fields
 from tollway.records import FINAL, KeyRecord, KeyState, KeyStatus, key_state
 from tollway.scripts import Result
-from tollway.store import KeyNotFound, KeyStore, text
 
 log = logging.getLogger("tollway.lifecycle")
 
@@ -106,7 +106,7 @@ class Lifecycle:
         template = replace(old, created=now, expires_at=0, last_used=0, successor="")
         while True:
             plaintext, new = self.keys.new_record(template, KeyMode(old.mode))
-            if await self.keys.store(new):
+            if await self.keys.write(new):
                 break
         ends = str(now + overlap_s) if overlap_s > 0 else "0"
         keys = [name, schema.key_record(new.key_id, account), schema.account_state(account)]

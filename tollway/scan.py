@@ -8,7 +8,7 @@ from collections.abc import Collection
 from typing import Any
 
 from tollway import schema
-from tollway.store import text
+from tollway.key_store import text
 
 
 async def tags_by_suffix(

@@ -117,7 +117,7 @@ def logged(source: str, window: int) -> str:
 
 def unheard(request_id: str) -> str:
     """authz's stamp for a request it allowed after Envoy stopped waiting (a request id is
-    checked against tollway.usage_log.REQUEST_ID before it gets here: no braces)."""
+    checked against tollway.usage_stamp.REQUEST_ID before it gets here: no braces)."""
     return f"{_tag(request_id)}:unheard"
 
 

@@ -58,7 +58,8 @@ RESULTS_LUA = (
 
 
 @cache
-def source(name: str) -> str:
+def lua(name: str) -> str:
+    """The text of script ``name``, as Redis runs it."""
     text = (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
     return text if name == "check" else RESULTS_LUA + text
 
@@ -70,7 +71,7 @@ def result(reply: Any) -> Result:
 
 def register(client: Any, name: str) -> Any:
     """Script ``name`` (a file in lua/) registered with a redis.asyncio client."""
-    return client.register_script(source(name))
+    return client.register_script(lua(name))
 
 
 async def run_many(script: Any, calls: Sequence[Call], width: int = CLUSTER_WIDTH) -> list[Any]:

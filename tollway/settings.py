@@ -134,7 +134,7 @@ def describe(cls: type[Any]) -> list[tuple[str, str, str]]:
 
 
 @dataclass(frozen=True)
-class StoreSettings:
+class RedisSettings:
     """What every process needs to reach Redis and read the tier table."""
 
     redis_url: str = env("TOLLWAY_REDIS_URL", DEFAULT_REDIS_URL, "Redis to keep key state in")
@@ -153,7 +153,7 @@ class StoreSettings:
     key_pepper: str = env(
         "TOLLWAY_KEY_PEPPER", "", "server secret mixed into key hashes", secret=True
     )
-    # uvloop measured +11% checks/s for authz against asyncio's loop (make bench, same run).
+    # uvloop: more checks/s than asyncio's own loop (make bench compares their ceilings).
     event_loop: str = env("TOLLWAY_EVENT_LOOP", "uvloop", "uvloop, or asyncio")
 
     def __post_init__(self) -> None:
@@ -187,7 +187,7 @@ class StripeSettings:
 @dataclass(frozen=True)
 class UsageLogSettings:
     """Billing what was served: the secret authz signs usage stamps with and metering's
-    access-log receiver checks them with (tollway/usage_log.py). Empty: authz stamps nothing
+    access-log receiver checks them with (tollway/usage_stamp.py). Empty: authz stamps nothing
     and usage stays as counted at check time."""
 
     usage_log_secret: str = env(

@@ -11,8 +11,8 @@ from collections import defaultdict
 from typing import Any
 
 from tollway import schema
+from tollway.key_store import KeyStore
 from tollway.records import KeyRecord, Period
-from tollway.store import KeyStore
 from tollway.tiers import TierTable
 
 Row = dict[str, int]  # {"counting", "pending", "sent"}

@@ -14,10 +14,10 @@ from typing import Any
 
 from tollway import schema, scripts
 from tollway.errors import Refused
+from tollway.key_store import KeyStore
 from tollway.keys import KeyMode, parse_key
 from tollway.records import KeyRecord, KeyStatus
 from tollway.scripts import Result
-from tollway.store import KeyStore
 from webhook import claims
 from webhook.subscriptions import SubState
 
@@ -75,7 +75,7 @@ class Checkouts:
         # issuance that crashed between reserving and writing.
         raw = await self.redis.hgetall(name)
         winner = KeyRecord.from_redis({k: v for k, v in raw.items() if k != "claimed"})
-        await self.keys.store(winner)
+        await self.keys.write(winner)
         if state.status is not None:
             await self.keys.sync(key_id, state.version, state.key_fields())
         return str(key_id)

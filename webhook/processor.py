@@ -20,10 +20,10 @@ from typing import Any, assert_never
 from tollway.clock import WallClock
 from tollway.dead_letters import ERROR_REPORT, DeadLetters
 from tollway.errors import NotFound
+from tollway.key_store import KeyStore
 from tollway.lifecycle import Lifecycle
 from tollway.logs import fields
 from tollway.scripts import Result
-from tollway.store import KeyStore
 from tollway.tiers import TierTable
 from webhook.checkout import Checkouts
 from webhook.events import (
@@ -36,7 +36,7 @@ from webhook.events import (
     parse,
     subscription_from_object,
 )
-from webhook.state_store import APPLIED, DONE, StateStore
+from webhook.subscription_states import APPLIED, DONE, SubscriptionStates
 from webhook.subscriptions import SubState, transition
 
 log = logging.getLogger("tollway.webhook")
@@ -59,7 +59,7 @@ class Processor:
     def __init__(
         self,
         keys: KeyStore,
-        states: StateStore,
+        states: SubscriptionStates,
         checkouts: Checkouts,
         dead_letters: DeadLetters,
         tiers: Callable[[], TierTable],

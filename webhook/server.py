@@ -8,11 +8,11 @@ import logging
 from aiohttp import web
 
 from tollway.dead_letters import DeadLetters
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.logs import fields
 from tollway.process import stop_on_signals
 from tollway.redis_client import connect
-from tollway.store import KeyStore
 from tollway.stripe_api import optional
 from tollway.tier_source import TierSource
 from webhook.app import WebhookApp
@@ -21,7 +21,7 @@ from webhook.gate import Gate
 from webhook.metrics import WebhookMetrics
 from webhook.processor import Processor
 from webhook.settings import WebhookSettings
-from webhook.state_store import StateStore
+from webhook.subscription_states import SubscriptionStates
 
 log = logging.getLogger("tollway.webhook")
 
@@ -34,7 +34,7 @@ async def serve(settings: WebhookSettings) -> None:
     checkouts = Checkouts(redis, keys, settings.key_pepper.encode(), settings.claim_ttl_s)
     processor = Processor(
         keys,
-        StateStore(redis, keys),
+        SubscriptionStates(redis, keys),
         checkouts,
         DeadLetters(redis),
         tiers,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tollway.settings import BackendSettings, ProxySettings, StoreSettings, StripeSettings, env
+from tollway.settings import BackendSettings, ProxySettings, RedisSettings, StripeSettings, env
 
 
 @dataclass(frozen=True)
-class WebhookSettings(StoreSettings, StripeSettings, ProxySettings, BackendSettings):
+class WebhookSettings(RedisSettings, StripeSettings, ProxySettings, BackendSettings):
     """The Stripe webhook service."""
 
     host: str = env("TOLLWAY_WEBHOOK_HOST", "127.0.0.1", "address the webhook service binds")

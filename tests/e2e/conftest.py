@@ -26,10 +26,10 @@ from tests.conftest import CLUSTERS
 from tests.support import TEST_TIERS
 from tollway import schema
 from tollway.clock import WallClock
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.lifecycle import Lifecycle
 from tollway.redis_client import connect, connect_sync
-from tollway.store import KeyStore
 
 pytestmark = pytest.mark.e2e
 

@@ -249,7 +249,7 @@ for name in ("tollway", "authz", "webhook", "metering", "portal", "cli", "devkit
             importlib.import_module(info.name)
 import tollway, portal
 from tollway import scripts
-scripts.source("check")
+scripts.lua("check")
 assert (Path(tollway.__file__).parent / "data" / "tiers.toml").is_file()
 assert (Path(portal.__file__).parent / "templates" / "base.html").is_file()
 print(Path(tollway.__file__).resolve())

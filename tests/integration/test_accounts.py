@@ -12,23 +12,23 @@ from hypothesis import strategies as st
 from authz.breaker import Breaker
 from authz.check_reply import Code
 from authz.check_store import StoreCheck
-from authz.policy import Policy
+from authz.check_tiers import CheckTiers
 from authz.redis_check_store import RedisCheckStore
 from authz.redis_pipe import open_pipe
 from tests.support import TEST_TIERS
 from tollway import schema
 from tollway.accounts import Accounts
 from tollway.clock import FixedClock
+from tollway.key_store import KeyNotFound, KeyStore
 from tollway.keys import KeyHasher
 from tollway.lifecycle import Lifecycle
 from tollway.records import KeyRecord
-from tollway.store import KeyNotFound, KeyStore
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.integration
 
 T0 = 1_767_225_600_000
-POLICY = Policy(parse_tiers(TEST_TIERS, "test"))
+POLICY = CheckTiers(parse_tiers(TEST_TIERS, "test"))
 
 
 def limiter(pipe, redis, clock: FixedClock) -> RedisCheckStore:

@@ -22,8 +22,8 @@ from portal.mail import Mailer
 from tests.integration.test_portal import Sink, mails
 from tests.support import TEST_TIERS
 from tollway import schema
+from tollway.key_store import KeyStore, text
 from tollway.keys import KeyHasher
-from tollway.store import KeyStore, text
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.integration

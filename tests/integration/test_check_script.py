@@ -10,20 +10,20 @@ import pytest
 from authz.breaker import Breaker
 from authz.check_reply import Code
 from authz.check_store import StoreCheck
-from authz.policy import Policy
+from authz.check_tiers import CheckTiers
 from authz.redis_check_store import RedisCheckStore
 from tests.support import TEST_TIERS, RecordingPipe, redis_dump
 from tollway import schema
 from tollway.clock import FixedClock, RedisTime
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.lifecycle import Lifecycle
-from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.integration
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, in ms
-POLICY = Policy(parse_tiers(TEST_TIERS, "test"))
+POLICY = CheckTiers(parse_tiers(TEST_TIERS, "test"))
 
 
 class Harness:
@@ -286,10 +286,10 @@ async def test_a_check_sends_the_same_arguments_with_3_or_500_tiers(redis, pipe)
     for n in (0, 500):
         recording = RecordingPipe(pipe)
         h = Harness(redis, recording, FixedClock(T0))
-        policy = Policy(parse_tiers(many_tiers(n), "test"))
+        tiers = CheckTiers(parse_tiers(many_tiers(n), "test"))
         _, kid, digest = await h.key("custom250" if n else "pro", customer=f"cus_t{n}")
         for _ in range(3):
-            out = await h.limiter.check(StoreCheck(kid, digest, 1, policy.tier_args(None)))
+            out = await h.limiter.check(StoreCheck(kid, digest, 1, tiers.tier_args(None)))
             assert out.code is Code.OK
         assert h.pipelines == 4  # the key's directory entry, then three checks
         sizes[n] = {len(cmd) for cmd in recording.sent}
@@ -315,7 +315,9 @@ async def test_a_tier_table_reload_applies_to_the_next_check(h):
     """The key's tier is remembered by name only: a reloaded table's values apply at once."""
     _, kid, digest = await h.key("capped")  # quota 3, block
     assert (await h.check(kid, digest)).code is Code.OK
-    tighter = Policy(parse_tiers(TEST_TIERS.replace("monthly_quota = 3", "monthly_quota = 1"), "t"))
+    tighter = CheckTiers(
+        parse_tiers(TEST_TIERS.replace("monthly_quota = 3", "monthly_quota = 1"), "t")
+    )
     out = await h.limiter.check(StoreCheck(kid, digest, 1, tighter.tier_args(None)))
     assert out.code is Code.QUOTA
 

@@ -94,9 +94,9 @@ def test_unreachable_redis_is_a_clean_error(tiers_file, capsys):
 async def test_revocation_is_final_in_the_script(redis):
     """set_status.lua itself refuses to move a revoked key, whatever the caller checked first."""
     from tollway import schema, scripts
+    from tollway.key_store import KeyStore
     from tollway.keys import KeyHasher
     from tollway.records import KeyStatus
-    from tollway.store import KeyStore
 
     _, record = await KeyStore(redis, KeyHasher()).create("pro", "cus_1")
     script = scripts.register(redis, "set_status")

@@ -22,16 +22,16 @@ from prometheus_client import CollectorRegistry
 
 from tests.support import TEST_TIERS
 from tollway.dead_letters import DeadLetters
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.redis_client import connect
-from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
 from webhook.app import WebhookApp
 from webhook.checkout import Checkouts
 from webhook.gate import Gate
 from webhook.metrics import WebhookMetrics
 from webhook.processor import Processor
-from webhook.state_store import StateStore
+from webhook.subscription_states import SubscriptionStates
 
 pytestmark = pytest.mark.integration
 SECRET = "whsec_fuzz"
@@ -108,7 +108,12 @@ def test_hostile_deliveries_get_clear_answers_and_change_nothing(redis_server):
     keys = KeyStore(redis, KeyHasher())
     checkouts = Checkouts(redis, keys, b"pepper", 900)
     processor = Processor(
-        keys, StateStore(redis, keys), checkouts, DeadLetters(redis), lambda: TABLE, 3 * 86400
+        keys,
+        SubscriptionStates(redis, keys),
+        checkouts,
+        DeadLetters(redis),
+        lambda: TABLE,
+        3 * 86400,
     )
     app = WebhookApp(processor, checkouts, lambda: TABLE, [SECRET], 300, MAX_BODY,
                      WebhookMetrics(CollectorRegistry()), None, "", "",

@@ -12,18 +12,18 @@ from prometheus_client import CollectorRegistry
 from authz import invalidation
 from authz.breaker import Breaker
 from authz.check_store import ScriptCall, StoreCheck
+from authz.check_tiers import CheckTiers
 from authz.leases import LeaseBook
 from authz.metrics import AuthzMetrics
-from authz.policy import Policy
 from authz.redis_check_store import RedisCheckStore
 from authz.servicer import AuthzServicer
 from authz.usage_buffer import UsageBuffer
 from tests.support import RecordingPipe, check_request
 from tollway import schema, scripts
 from tollway.clock import FixedClock, RedisTime, WallClock
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.lifecycle import Lifecycle
-from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ over_quota = "block"
 limiter = "lease"
 lease_tokens = 50
 """
-POLICY = Policy(parse_tiers(TIERS, "test"))
+POLICY = CheckTiers(parse_tiers(TIERS, "test"))
 
 
 class Stack:
@@ -76,7 +76,7 @@ class Stack:
 async def test_lease_mode_calls_redis_once_per_lease_and_counts_exactly(redis, pipe):
     s = Stack(redis, pipe)
     key, rec = await s.store.create("leased", "cus_1")
-    await redis.script_load(scripts.source("check"))  # no NOSCRIPT retry to count
+    await redis.script_load(scripts.lua("check"))  # no NOSCRIPT retry to count
     codes = [(await s.call(key)).status.code for _ in range(500)]
     assert codes == [0] * 500
     # Each call: its own request plus a lease of 50; and once, first, the key's tier is

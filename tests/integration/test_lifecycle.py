@@ -21,7 +21,7 @@ from hypothesis.stateful import (
 from authz.breaker import Breaker
 from authz.check_reply import Code
 from authz.check_store import StoreCheck
-from authz.policy import Policy
+from authz.check_tiers import CheckTiers
 from authz.redis_check_store import RedisCheckStore
 from authz.redis_pipe import open_pipe
 from portal.own_keys import OwnKeys
@@ -29,17 +29,17 @@ from tests.support import TEST_TIERS
 from tollway.accounts import Accounts
 from tollway.clock import FixedClock
 from tollway.errors import LifecycleError
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.lifecycle import Lifecycle
 from tollway.records import KeyRecord, KeyState
 from tollway.redis_client import connect
-from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.integration
 
 T0 = 1_767_225_600_000
-POLICY = Policy(parse_tiers(TEST_TIERS, "test"))
+POLICY = CheckTiers(parse_tiers(TEST_TIERS, "test"))
 # What check.lua answers a key in each listed state (past_due is not reached here).
 REFUSED = {KeyState.REVOKED: Code.REVOKED, KeyState.EXPIRED: Code.REVOKED,
            KeyState.SUSPENDED: Code.PAYMENT, KeyState.PENDING: Code.PAYMENT}  # fmt: skip
@@ -162,14 +162,14 @@ async def test_a_hold_placed_while_rotating_carries_over(rig, redis):
     """rotate_key.lua copies the old key's hold as it is when the handover runs, not as it
     was read before the new key was written."""
     _, old = await rig.keys.create("pro", "cus_race")
-    real_store = rig.store.store
+    real_write = rig.store.write
 
     async def store_then_suspend(record: KeyRecord) -> bool:
-        stored = await real_store(record)
+        stored = await real_write(record)
         await rig.keys.suspend(old.key_id)  # the operator, in between
         return stored
 
-    rig.store.store = store_then_suspend  # type: ignore[method-assign]
+    rig.store.write = store_then_suspend  # type: ignore[method-assign]
     _, new = await rig.keys.rotate(old.key_id, 60)
     assert new.hold == "operator" and await rig.check(new) is Code.PAYMENT
 

@@ -11,7 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 from authz.breaker import Breaker
 from authz.check_reply import Code
 from authz.check_store import Overloaded, StoreCheck, StoreUnavailable
-from authz.policy import Policy
+from authz.check_tiers import CheckTiers
 from authz.redis_check_store import RedisCheckStore
 from authz.redis_pipe import open_pipe
 from authz.usage_buffer import UsageBuffer
@@ -19,9 +19,9 @@ from devkit.stack import free_port
 from tests.support import TEST_TIERS
 from tollway import schema
 from tollway.clock import RedisTime
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.redis_client import connect
-from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ async def sleep_redis(redis, account: str, seconds: float) -> None:
         await redis.execute_command("DEBUG", "SLEEP", str(seconds))
 
 
-ARGS = Policy(parse_tiers(TEST_TIERS, "test")).tier_args(None)
+ARGS = CheckTiers(parse_tiers(TEST_TIERS, "test")).tier_args(None)
 
 
 async def test_slow_redis_times_out_and_opens_the_breaker(redis, redis_server):

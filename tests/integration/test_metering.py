@@ -18,9 +18,9 @@ from metering.retry import RateLimiter, Retrier, SendResult
 from metering.sinks import MeterEventSink
 from tests.support import TEST_TIERS
 from tollway import schema
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.settings import StripeSettings
-from tollway.store import KeyStore
 from tollway.stripe_api import Stripe
 from tollway.tiers import parse_tiers
 

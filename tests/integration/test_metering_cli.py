@@ -71,9 +71,9 @@ def drain(redis_server: str, tiers_file, base: str) -> None:
     from metering.metrics import MeteringMetrics
     from metering.retry import RateLimiter, Retrier
     from metering.sinks import MeterEventSink
+    from tollway.key_store import KeyStore
     from tollway.keys import KeyHasher
     from tollway.redis_client import connect
-    from tollway.store import KeyStore
     from tollway.stripe_api import Stripe
     from tollway.tiers import load_tiers
 
@@ -166,18 +166,18 @@ async def test_meter_error_reports_from_stripe_become_dead_letters(redis):
     """v1.billing.meter.error_report_triggered (a thin event) is recorded, not refused."""
     from tests.support import TEST_TIERS
     from tollway import schema
+    from tollway.key_store import KeyStore
     from tollway.keys import KeyHasher
-    from tollway.store import KeyStore
     from tollway.tiers import parse_tiers
     from webhook.checkout import Checkouts
     from webhook.processor import Processor
-    from webhook.state_store import StateStore
+    from webhook.subscription_states import SubscriptionStates
 
     keys = KeyStore(redis, KeyHasher())
     table = parse_tiers(TEST_TIERS, "t")
     proc = Processor(
         keys,
-        StateStore(redis, keys),
+        SubscriptionStates(redis, keys),
         Checkouts(redis, keys, b"", 900),
         DeadLetters(redis),
         lambda: table,

@@ -27,9 +27,9 @@ from portal.signup import FreeSignups
 from tests.support import TEST_TIERS
 from tollway import schema
 from tollway.clock import WallClock
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.lifecycle import Lifecycle
-from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
 from tollway.usage_report import customer_windows
 

@@ -20,10 +20,10 @@ from metering.receiver import Receiver
 from tests.integration.test_metering import W, accepted, drainer
 from tests.support import TEST_TIERS
 from tollway import schema
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
-from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
-from tollway.usage_log import METADATA_KEY, NAMESPACE, Stamper
+from tollway.usage_stamp import METADATA_KEY, NAMESPACE, Stamper
 
 pytestmark = pytest.mark.integration
 TIERS = parse_tiers(

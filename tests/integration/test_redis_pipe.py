@@ -14,7 +14,7 @@ import pytest
 from authz.breaker import Breaker
 from authz.check_reply import Code
 from authz.check_store import StoreCheck, StoreUnavailable
-from authz.policy import Policy
+from authz.check_tiers import CheckTiers
 from authz.redis_check_store import KnownKey, RedisCheckStore
 from authz.redis_cluster import RedisClusterPipe, slot_of
 from authz.redis_node import ReplyError
@@ -24,15 +24,15 @@ from devkit.stack import free_port
 from tests.support import TEST_TIERS
 from tollway import schema
 from tollway.clock import RedisTime
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.records import KeyRecord
 from tollway.redis_client import connect
-from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.integration
 
-ARGS = Policy(parse_tiers(TEST_TIERS, "test")).tier_args(None)
+ARGS = CheckTiers(parse_tiers(TEST_TIERS, "test")).tier_args(None)
 
 
 class Proxy:

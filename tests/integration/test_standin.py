@@ -150,13 +150,13 @@ async def test_refetch_mode_applies_stripes_current_state(standin, redis):
     """With TOLLWAY_WEBHOOK_REFETCH, an old event makes tollway fetch the subscription from
     Stripe (here the stand-in) and apply what it says now."""
     from tests.support import TEST_TIERS
+    from tollway.key_store import KeyStore
     from tollway.keys import KeyHasher
     from tollway.records import KeyStatus
-    from tollway.store import KeyStore
     from tollway.tiers import parse_tiers
     from webhook.checkout import Checkouts
     from webhook.processor import Processor
-    from webhook.state_store import StateStore
+    from webhook.subscription_states import SubscriptionStates
 
     s, client, _ = standin
     prod = await client.v1.products.create_async({"name": "Pro"})
@@ -168,7 +168,7 @@ async def test_refetch_mode_applies_stripes_current_state(standin, redis):
     sub_id = s.world.complete_checkout(cs.id)["subscription"]
     keys = KeyStore(redis, KeyHasher())
     table = parse_tiers(TEST_TIERS, "t")
-    proc = Processor(keys, StateStore(redis, keys), Checkouts(redis, keys, b"", 900), DeadLetters(redis), lambda: table,
+    proc = Processor(keys, SubscriptionStates(redis, keys), Checkouts(redis, keys, b"", 900), DeadLetters(redis), lambda: table,
                      3600, stripe=client, refetch=True)  # fmt: skip
     stale = {"id": "evt_old", "type": "customer.subscription.created", "created": 1, "data": {"object": {
         "id": sub_id, "customer": "cus_x", "status": "incomplete", "items": {"data": []}}}}  # fmt: skip
@@ -184,15 +184,15 @@ async def test_claim_before_the_webhook_issues_the_key_once(standin, redis):
     from prometheus_client import CollectorRegistry
 
     from tests.support import TEST_TIERS
+    from tollway.key_store import KeyStore
     from tollway.keys import KeyHasher, parse_key
-    from tollway.store import KeyStore
     from tollway.tiers import parse_tiers
     from webhook.app import WebhookApp
     from webhook.checkout import Checkouts
     from webhook.gate import Gate
     from webhook.metrics import WebhookMetrics
     from webhook.processor import Processor
-    from webhook.state_store import StateStore
+    from webhook.subscription_states import SubscriptionStates
 
     s, client, _ = standin
     prod = await client.v1.products.create_async({"name": "Pro"})
@@ -204,7 +204,7 @@ async def test_claim_before_the_webhook_issues_the_key_once(standin, redis):
     table = parse_tiers(TEST_TIERS, "t")
     proc = Processor(
         keys,
-        StateStore(redis, keys),
+        SubscriptionStates(redis, keys),
         checkouts,
         DeadLetters(redis),
         lambda: table,

@@ -11,15 +11,15 @@ from prometheus_client import CollectorRegistry
 
 from tests.support import TEST_TIERS
 from tollway.dead_letters import DeadLetters
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
-from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
 from webhook.app import WebhookApp
 from webhook.checkout import Checkouts
 from webhook.gate import Gate
 from webhook.metrics import WebhookMetrics
 from webhook.processor import Processor
-from webhook.state_store import StateStore
+from webhook.subscription_states import SubscriptionStates
 
 pytestmark = pytest.mark.integration
 TOKEN = "9c1f0e7d2b4a68f3e5d7c9b1a3f5e7d9"
@@ -29,7 +29,7 @@ def service(redis, stripe, gate: Gate) -> aiohttp.web.Application:
     keys = KeyStore(redis, KeyHasher())
     checkouts = Checkouts(redis, keys, b"pepper", 900)
     table = parse_tiers(TEST_TIERS, "t")
-    proc = Processor(keys, StateStore(redis, keys), checkouts, DeadLetters(redis), lambda: table,
+    proc = Processor(keys, SubscriptionStates(redis, keys), checkouts, DeadLetters(redis), lambda: table,
                      3600, stripe=stripe)  # fmt: skip
     return WebhookApp(proc, checkouts, lambda: table, ["whsec_t"], 300, 1 << 20,
                       WebhookMetrics(CollectorRegistry()), stripe, "u", "u", gate).build()  # fmt: skip

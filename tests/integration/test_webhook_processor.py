@@ -9,13 +9,13 @@ import pytest
 from tests.support import TEST_TIERS
 from tollway import schema
 from tollway.dead_letters import DeadLetters
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher, parse_key
 from tollway.records import KeyStatus
-from tollway.store import KeyStore
 from tollway.tiers import parse_tiers
 from webhook.checkout import Checkouts, ClaimGone
 from webhook.processor import Processor, UnknownTier
-from webhook.state_store import StateStore
+from webhook.subscription_states import SubscriptionStates
 
 pytestmark = pytest.mark.integration
 TABLE = parse_tiers(TEST_TIERS, "test")
@@ -63,7 +63,7 @@ class FlakyKeys(KeyStore):
 @pytest.fixture
 def proc(redis):
     keys = FlakyKeys(redis, KeyHasher())
-    p = Processor(keys, StateStore(redis, keys), Checkouts(redis, keys, b"pepper", 900), DeadLetters(redis),
+    p = Processor(keys, SubscriptionStates(redis, keys), Checkouts(redis, keys, b"pepper", 900), DeadLetters(redis),
                   lambda: TABLE, GRACE, now=lambda: NOW)  # fmt: skip
     return p
 

@@ -1,7 +1,7 @@
 """The layout's import rules, read from the source: who may import whom.
 
 - the kernel (tollway) imports no service, and neither the command line nor the dev kit;
-- a service (authz, webhook, metering) imports no other service, nor cli or devkit;
+- a service (authz, webhook, metering, portal) imports no other service, nor cli or devkit;
 - the dev kit imports no service: it starts them as processes;
 - the command line imports a service only through its public modules.
 """

@@ -9,7 +9,7 @@ from authz.redis_cluster import RedisClusterPipe
 from authz.redis_pipe import NodePipe, open_pipe
 from tollway.redis_client import connect
 from tollway.redis_url import RedisTarget, parse
-from tollway.settings import SettingsError, StoreSettings, load
+from tollway.settings import RedisSettings, SettingsError, load
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def test_a_url_that_is_not_one_is_refused_with_what_is_wrong(url, message):
 
 def test_settings_refuse_a_bad_url_at_load_without_echoing_its_password():
     with pytest.raises(SettingsError, match="not a port") as caught:
-        load(StoreSettings, {"TOLLWAY_REDIS_URL": "redis://:hunter2@h:port/0"})
+        load(RedisSettings, {"TOLLWAY_REDIS_URL": "redis://:hunter2@h:port/0"})
     assert "hunter2" not in str(caught.value)
 
 

@@ -34,8 +34,8 @@ DECISIONS = {
     "ok, usage stamp": on_reply(REQ, "kid1", ok(remaining=3, wait_ms=1500), TABLE.get("free")),
     "ok, long usage stamp": on_reply(REQ, "kid1", ok(remaining=3), TABLE.get("free")),
 }  # fmt: skip
-DECISIONS["ok, usage stamp"].usage_log = "sub_1|0123456789abcdef|free|1790000000|" + "a" * 24
-DECISIONS["ok, long usage stamp"].usage_log = "s" * 300  # a length past one varint byte
+DECISIONS["ok, usage stamp"].usage_stamp = "sub_1|0123456789abcdef|free|1790000000|" + "a" * 24
+DECISIONS["ok, long usage stamp"].usage_stamp = "s" * 300  # a length past one varint byte
 
 
 @pytest.mark.parametrize("name", list(DECISIONS))

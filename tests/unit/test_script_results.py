@@ -32,18 +32,18 @@ def test_a_script_returns_outcomes_by_name_from_the_shared_table(name):
 
 def test_every_script_but_check_is_loaded_with_the_table():
     """The Lua constants are the enum's own values, so the two cannot drift."""
-    line = scripts.source("set_hold").splitlines()[0]
+    line = scripts.lua("set_hold").splitlines()[0]
     assert line == scripts.RESULTS_LUA.strip()
     names, values = line.removeprefix("local ").split(" = ")
     assert dict(zip(names.split(", "), map(int, values.split(", ")), strict=True)) == {
         r.name: r.value for r in Result
     }
-    assert not scripts.source("check").startswith("local DONE")
+    assert not scripts.lua("check").startswith("local DONE")
 
 
 def test_check_lua_codes_are_authz_codes():
     """check_reply.Code mirrors the constants at the top of check.lua, name for name."""
-    text = scripts.source("check")
+    text = scripts.lua("check")
     declared: dict[str, int] = {}
     for names, values in re.findall(r"^local ([A-Z_, ]+) = ([\d, ]+)$", text, re.M):
         declared.update(zip(names.split(", "), map(int, values.split(", ")), strict=True))

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from authz.check_reply import CheckReply, Code
 from authz.check_store import Overloaded, ScriptCall, StoreCheck, StoreUnavailable
+from authz.check_tiers import ARGS_PER_TIER, CheckTiers
 from authz.metrics import AuthzMetrics
-from authz.policy import ARGS_PER_TIER, Policy
 from authz.servicer import AuthzServicer
 from authz.usage_buffer import UsageBuffer
 from tests.support import TEST_TIERS, check_request
@@ -67,7 +67,7 @@ def stall(fake: FakeStore) -> asyncio.Event:
 
 def service(store: FakeStore) -> AuthzServicer:
     return AuthzServicer(
-        Policy(parse_tiers(TEST_TIERS, "test")),
+        CheckTiers(parse_tiers(TEST_TIERS, "test")),
         store,
         KeyHasher(),
         UsageBuffer(60),
@@ -282,7 +282,7 @@ async def test_with_a_usage_log_secret_a_counted_check_carries_its_stamp_and_an_
     a check Envoy gave up on leaves its stamp under the request id for the receiver."""
     import asyncio
 
-    from tollway.usage_log import METADATA_KEY, Stamper
+    from tollway.usage_stamp import METADATA_KEY, Stamper
 
     fake = FakeStore()
     notes: list[tuple[str, str]] = []

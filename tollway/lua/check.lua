@@ -43,7 +43,7 @@
 -- A lease tier's passing request also takes up to its lease size of extra tokens ("granted"),
 -- which the calling authz process spends locally; a lease never reaches past the quota.
 -- Returns {code, tier, customer, remaining, wait_ms, quota_used, period_end, grace_until,
---          would_deny, now_ms, granted}; codes are authz.outcome.Code. An account with
+--          would_deny, now_ms, granted}; codes are authz.check_reply.Code. An account with
 -- overrides gets its limits in force after those: rate, burst, quota, features ("-": the
 -- tier's).
 -- Quota and usage count requests; only the bucket is charged the route's cost.

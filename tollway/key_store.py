@@ -1,11 +1,11 @@
 """Key records in Redis: write, look up and sync API keys' records.
 
 A key's record lives in its account's slot (tollway/schema.py), found through the key's
-directory entry. Every change to who
-gets in (create, rotate, suspend, resume, revoke) goes through tollway/lifecycle.py, which
-builds on this module; authz only reads records through check.lua.
-Raises ``KeyNotFound`` for a key or id with no record, ``ValueError`` for a key its account
-cannot take.
+directory entry. Its users: tollway/lifecycle.py, through which every change to who gets in
+(create, rotate, suspend, resume, revoke) goes; the webhook service's subscription sync and
+Checkout issuance; the account and usage reads of the CLI, the portal and metering. authz
+reads records only through check.lua. Raises ``KeyNotFound`` for a key or id with no record,
+``LifecycleError`` for a key its account cannot take.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tollway.logs import fields
 from tollway.records import DEFAULT_PERIOD_S, KeyRecord, KeyStatus
 from tollway.scripts import Result
 
-log = logging.getLogger("tollway.store")
+log = logging.getLogger("tollway.key_store")
 
 # How much of a key is kept to tell keys apart in listings ("tw_live_" and 4 of its 43 random
 # characters: 24 of its 256 bits).
@@ -63,7 +63,7 @@ class KeyStore:
         )
         return plaintext, record
 
-    async def store(self, record: KeyRecord) -> bool:
+    async def write(self, record: KeyRecord) -> bool:
         """Write a new record whole; False if its key id is taken. The indexes and the key's
         directory entry are written first, so a crash in between leaves at worst an entry for
         a key that does not exist (401, and nobody holds that key). Raises ValueError if the
@@ -134,7 +134,7 @@ class KeyStore:
         while True:
             plaintext, record = self.new_record(template, mode)
             # A 64-bit key id collision is astronomically unlikely; if it happens, draw again.
-            if await self.store(record):
+            if await self.write(record):
                 return plaintext, record
 
     async def create_for_subscription(
@@ -165,7 +165,7 @@ class KeyStore:
         )
         while True:
             plaintext, record = self.new_record(template, mode)
-            if await self.store(record):
+            if await self.write(record):
                 break
         # An event applied while the key was being written may have missed it: copy the
         # account's state again (sync_key.lua never moves a key backwards).

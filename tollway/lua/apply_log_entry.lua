@@ -1,8 +1,8 @@
--- usage_log.lua: apply one access-log entry to the account that counted its request, once.
+-- apply_log_entry.lua: apply one access-log entry to the account that counted its request, once.
 -- (metering/receiver.py; every key below is in the usage source's slot.)
 -- KEYS[1] usage hash; KEYS[2] the account's quota state;
 -- KEYS[3] stamps' nonces applied in the request's window (a set, expiring)
--- ARGV[1] the stamp's nonce (authz's own name for the request, tollway/usage_log.py)
+-- ARGV[1] the stamp's nonce (authz's own name for the request, tollway/usage_stamp.py)
 -- ARGV[2] the window it was counted in (s); ARGV[3] when it was counted (s)
 -- ARGV[4] "1": not billed, refund it; ARGV[5] "1": give its quota back too
 -- ARGV[6] the key id (16 hex: its share of the period, n:<id> from p:<id>)

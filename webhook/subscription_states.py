@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from tollway import schema, scripts
+from tollway.key_store import KeyStore
 from tollway.scripts import Result
-from tollway.store import KeyStore
 from webhook.subscriptions import SubState
 
 # Stripe retries a failed delivery for up to 3 days in live mode; markers outlive that.
@@ -23,7 +23,7 @@ MARKER_TTL_S = 4 * 24 * 3600
 APPLIED, DONE = "applied", "done"
 
 
-class StateStore:
+class SubscriptionStates:
     def __init__(self, redis: Any, keys: KeyStore) -> None:
         self.redis = redis
         self.keys = keys

@@ -9,7 +9,7 @@ from authz.decision import Decision
 from metering.outcomes import BadAmount, Entry, judge, outcome, parse_amount
 from tests.support import TEST_TIERS
 from tollway.tiers import parse_tiers
-from tollway.usage_log import Stamper
+from tollway.usage_stamp import Stamper
 
 RID = "f47ac10b-58cc-4372-a567-0e02b2c3d479"
 TABLE = parse_tiers(
@@ -107,7 +107,7 @@ def test_judge_by_a_tiers_own_bill_statuses():
 
 def test_http_mode_answer_carries_the_stamp_for_envoys_metadata():
     d = Decision(None, key_id="k", customer="c", tier="t")
-    d.usage_log = "0011|sub_1|k|t|1|abc"
+    d.usage_stamp = "0011|sub_1|k|t|1|abc"
     assert b"\r\nx-tollway-usage-log: 0011|sub_1|k|t|1|abc\r\n" in http_responses.build(d)
-    d.usage_log = ""
+    d.usage_stamp = ""
     assert b"x-tollway-usage-log" not in http_responses.build(d)

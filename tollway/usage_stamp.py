@@ -15,8 +15,8 @@ without a syscall per request. ``source`` is where the request was counted: an a
 key id. The signature is a keyed BLAKE2b over the nonce and those four fields, with
 the secret authz and the receiver share (``TOLLWAY_USAGE_LOG_SECRET``): an entry from a forged
 stream cannot name an account or a window authz did not stamp, nor a nonce of its own. Keyed
-BLAKE2b costs about 0.6 µs a stamp here, against 1.6 µs for HMAC-SHA256 (timeit, one core of
-this machine).
+BLAKE2b, not HMAC-SHA256: one pass of a hash built for keying, at a fraction of HMAC's cost
+per stamp.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ TierArgs = Callable[[str], tuple[str, ...]]
 
 
 @dataclass
-class Policy:
+class CheckTiers:
     """One tier table and its ARGV encodings (8 values per tier, see check.lua), per feature."""
 
     table: TierTable
