@@ -20,8 +20,10 @@ import pytest
 
 from devkit.seed import seed_prices
 from devkit.stack import port_open, wait_for
-from tests.e2e.conftest import Edge, running_edge
+from tests.e2e.conftest import Edge, fetch, running_edge
 from tests.e2e.test_chaos import billed
+from tollway import schema
+from tollway.redis_client import connect_sync
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.e2e
@@ -105,15 +107,27 @@ def test_redis_killed_under_load_then_restarted(tmp_path):
 
         ok = Counter({c: r["statuses"].get("200", 0) + 1 for c, r in results.items()})  # + warm-up
         lost = counter(edge, "tollway_authz_store_replies_lost_total")
-        deadline = time.monotonic() + 40
-        while not billed(edge) >= ok and time.monotonic() < deadline:
-            time.sleep(0.5)
-        time.sleep(1.5)  # anything billed twice would show by now
+        # Billed for good once metering has nothing left: no usage waiting in Redis, nothing
+        # open or pending for Stripe.
+        wait_for(lambda: drained(edge, list(keys)), "metering drained", 40)
         got = billed(edge)
         assert got >= ok, (dict(got), dict(ok))  # no 2xx left unbilled
         excess = got.total() - ok.total()
         assert excess <= lost, f"billed {dict(got)}, 2xx {dict(ok)}, replies lost {lost}"
         print(f"[redis killed] billed - 2xx = {excess}, replies lost = {lost}")
+
+
+def drained(edge: Edge, customers: list[str]) -> bool:
+    """Metering has moved every request counted for ``customers`` (whose accounts are the
+    customers themselves here) on to Stripe: nothing in their usage or outboxes, nothing
+    open or pending in their ledgers."""
+    with connect_sync(edge.stack.effective_redis_url) as r:
+        for c in customers:
+            if any(f[:1].isdigit() for f in r.hkeys(schema.usage(c))) or r.hlen(schema.outbox(c)):
+                return False
+            if r.hlen(schema.ledger(c, "open")) or r.hlen(schema.ledger(c, "pending")):
+                return False
+    return True
 
 
 def counter(edge: Edge, name: str) -> int:
@@ -139,7 +153,11 @@ def authz_workers(edge: Edge) -> dict[int, int]:
 @pytest.mark.timeout(120)
 def test_rolling_restart_of_authz_under_load_fails_nothing(tmp_path):
     """Two workers, SIGTERM one at a time under load: the client sees no failed request, and
-    every 2xx is counted once in Redis."""
+    every 2xx is counted once in Redis. The next worker is stopped once Envoy has sent the
+    restarted one 150 checks (about 2 s of its share here), not as soon as its health flag
+    clears: stopped at that moment, or after 50 checks on a busy machine, the next one was
+    still sent checks after its drain (Envoy's admin showed it failed) and 20 to 36 of 1,500
+    requests got Envoy's own 503. (Why Envoy still picks it is not known yet.)"""
     env = {"TOLLWAY_AUTHZ_DRAIN_S": "1.0"}  # the default; the local stack's is 0
     with running_edge(tmp_path, TIERS, workers=2, env=env) as edge:
         key, key_id = edge.issue("strict", customer="cus_roll")
@@ -153,12 +171,32 @@ def test_rolling_restart_of_authz_under_load_fails_nothing(tmp_path):
             wait_for(lambda w=worker, o=old: authz_workers(edge).get(w, o) != o, "new worker", 15)
             wait_for(lambda w=worker: port_open(edge.stack.ports.authz_workers + w), "port", 15)
             restarted += 1
-            time.sleep(1.5)  # let Envoy's health check see it serving
+            port = edge.stack.ports.authz_workers + worker
+            wait_for(lambda p=port: envoy_sees_healthy(edge, p), "Envoy's health check", 15)
+            if worker == 0:  # before the next is stopped: about 2 s of its share of checks here
+                served = envoy_host_stat(edge, port, "rq_success")
+                wait_for(lambda p=port, n=served: envoy_host_stat(edge, p, "rq_success") >= n + 150,
+                         "Envoy sending the new worker checks", 15)  # fmt: skip
         results = load.result()
         report("rolling restart", results, faults=restarted)
         statuses = results["cus_roll"]["statuses"]
         assert statuses == {"200": sum(statuses.values())}, statuses
         wait_for(lambda: edge.usage(key_id) == statuses["200"], "usage counted", 5)
+
+
+def envoy_sees_healthy(edge: Edge, port: int) -> bool:
+    """Envoy's admin /clusters lists the authz endpoint on ``port`` with no failed health
+    check (Envoy sends it traffic again)."""
+    status, body = fetch(f"http://127.0.0.1:{edge.stack.ports.envoy_admin}/clusters")
+    flags = [line for line in body.decode().splitlines() if f":{port}::health_flags::" in line]
+    return status == 200 and bool(flags) and all(line.endswith("::healthy") for line in flags)
+
+
+def envoy_host_stat(edge: Edge, port: int, stat: str) -> int:
+    """A per-host counter of the authz endpoint on ``port`` in Envoy's admin /clusters."""
+    body = fetch(f"http://127.0.0.1:{edge.stack.ports.envoy_admin}/clusters")[1].decode()
+    m = re.search(rf"^tollway_authz::[^\n]*:{port}::{stat}::(\d+)$", body, re.M)
+    return int(m.group(1)) if m else 0
 
 
 @pytest.mark.timeout(60)
@@ -175,9 +213,8 @@ def test_redis_partition_opens_the_breaker_and_recovers(tmp_path):
         for pid in redis_pids:
             os.kill(pid, signal.SIGSTOP)
         try:
-            time.sleep(2.0)
-            metrics = edge.authz_metrics()
-            assert "tollway_authz_breaker_open 1.0" in metrics
+            wait_for(lambda: "tollway_authz_breaker_open 1.0" in edge.authz_metrics(),
+                     "the breaker opened", 4)  # fmt: skip
         finally:
             for pid in redis_pids:
                 os.kill(pid, signal.SIGCONT)

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import logging
+import secrets
 import time
 
 import pytest
@@ -14,6 +15,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiosmtpd.controller import Controller
 
+from authz.breaker import Breaker
+from authz.check_reply import Code
+from authz.check_store import ScriptCall, StoreCheck
+from authz.check_tiers import CheckTiers
+from authz.redis_check_store import RedisCheckStore
 from cli.main import main as cli
 from devkit.stack import free_port
 from portal.alerter import Alerter
@@ -22,12 +28,15 @@ from portal.mail import Mailer
 from tests.integration.test_portal import Sink, mails
 from tests.support import TEST_TIERS
 from tollway import schema
+from tollway.clock import RedisTime
 from tollway.key_store import KeyStore, text
 from tollway.keys import KeyHasher
+from tollway.records import KeyRecord
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.integration
 TABLE = parse_tiers(TEST_TIERS, "t")
+ARGS = CheckTiers(TABLE).tier_args(None)
 SECRET = "alert-secret-0123456789"
 
 
@@ -43,14 +52,22 @@ class Receiver:
         return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
 
 
+class CountedKey:
+    """A key whose requests are counted by the real check.lua."""
+
+    def __init__(self, redis, pipe, record: KeyRecord) -> None:
+        self.redis, self.record = redis, record
+        self.store = RedisCheckStore(pipe, redis, RedisTime(), Breaker(3, 1.0), 5.0, 60)
+
+
 @pytest.fixture
-async def parts(redis):
+async def parts(redis, pipe):
     sink = Sink()
     smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
     smtp.start()
     keys = KeyStore(redis, KeyHasher())
     _, record = await keys.create("free", "cus_alerts")  # monthly_quota 1000
-    yield keys, record.account, sink, smtp.port
+    yield keys, record.account, sink, smtp.port, CountedKey(redis, pipe, record)
     smtp.stop()
 
 
@@ -62,17 +79,19 @@ def alerter(keys, smtp_port: int, url: str, attempts: int = 3) -> Alerter:
                    url, SECRET, attempts=attempts, retry_s=1.0)  # fmt: skip
 
 
-async def use(keys, account: str, used: int) -> None:
-    """The account's quota count, as check.lua keeps it: ``q_period`` is its period's start,
-    set once (a new value is a new period, whose alerts are new: setting it to the current
-    second on every call made a second that ticked between two calls look like one)."""
-    state = schema.account_state(account)
-    await keys.redis.hsetnx(state, "q_period", int(time.time()))
-    await keys.redis.hset(state, "q_used", used)
+async def use(key: CountedKey, used: int) -> None:
+    """Bring the key's account's quota count up to ``used`` through check.lua itself: one
+    lease settlement counts many requests in one call, as it does in lease mode."""
+    have = int(await key.redis.hget(schema.account_state(key.record.account), "q_used") or 0)
+    if used > have:
+        r = key.record
+        call = StoreCheck(r.key_id, r.hash, 0, ARGS, used - have, 0, ScriptCall.SETTLE,
+                          secrets.token_hex(8))  # fmt: skip
+        assert (await key.store.check(call)).code is Code.OK
 
 
 async def test_each_threshold_alerts_once_across_processes_signed(parts):
-    keys, account, sink, smtp_port = parts
+    keys, account, sink, smtp_port, key = parts
     receiver = Receiver([500])  # the first POST fails: retried on a later pass
     server = TestServer(web.Application(), host="127.0.0.1")
     server.app.router.add_post("/alerts", receiver.handle)
@@ -80,10 +99,10 @@ async def test_each_threshold_alerts_once_across_processes_signed(parts):
     url = str(server.make_url("/alerts"))
     a, b = alerter(keys, smtp_port, url), alerter(keys, smtp_port, url)  # two portal processes
     try:
-        await use(keys, account, 799)
+        await use(key, 799)
         await a.run_once()
         assert receiver.got == [] and sink.messages == []  # 79.9 %: nothing
-        await use(keys, account, 800)
+        await use(key, 800)
         now = int(time.time())
         for alert in (a, b, a, b):
             await alert.run_once(now)
@@ -102,7 +121,7 @@ async def test_each_threshold_alerts_once_across_processes_signed(parts):
             "account": account, "customer": "cus_alerts", "tier": "free", "threshold_percent": 80,
             "used": 800, "quota": 1000, "period_start": 0, "period_end": 0}  # fmt: skip
         # 100 %: one more of each, whichever process gets there.
-        await use(keys, account, 1000)
+        await use(key, 1000)
         for alert in (b, a, b):
             await alert.run_once()
         await mails(sink, 2)
@@ -120,10 +139,10 @@ async def test_each_threshold_alerts_once_across_processes_signed(parts):
 
 async def fail_webhook(parts, caplog) -> dict:
     """Raise an alert whose operator URL never answers: its webhook fails after 3 attempts."""
-    keys, account, sink, smtp_port = parts
+    keys, account, sink, smtp_port, key = parts
     dead = f"http://127.0.0.1:{free_port()}/alerts"  # nothing listens
     a = alerter(keys, smtp_port, dead, attempts=3)
-    await use(keys, account, 900)
+    await use(key, 900)
     now = int(time.time())
     caplog.set_level(logging.INFO, logger="tollway.portal.alerts")
     try:
@@ -150,7 +169,7 @@ async def test_an_operator_url_that_does_not_answer_is_retried_then_logged(parts
 
 async def test_the_operator_lists_failed_alerts_and_sends_one_again(parts, caplog, redis_server,
                                                                    capsys):  # fmt: skip
-    keys, _, sink, smtp_port = parts
+    keys, _, sink, smtp_port, _ = parts
     await fail_webhook(parts, caplog)
     capsys.readouterr()
     assert await asyncio.to_thread(cli, ["portal", "alerts", "failed", "--redis-url",
@@ -181,10 +200,10 @@ async def test_the_operator_lists_failed_alerts_and_sends_one_again(parts, caplo
 
 
 async def test_an_unreadable_alert_record_is_logged_and_the_others_still_go(parts, caplog):
-    keys, account, sink, smtp_port = parts
+    keys, account, sink, smtp_port, key = parts
     await keys.redis.hset(schema.alerts(account), "garbage", "{not json")
     a = alerter(keys, smtp_port, "")
-    await use(keys, account, 850)
+    await use(key, 850)
     caplog.set_level(logging.INFO, logger="tollway.portal.alerts")
     try:
         await a.run_once()
@@ -214,9 +233,9 @@ class LateLocker:
 async def test_a_process_that_listed_an_alert_before_another_delivered_it_does_not_send_it_again(
     parts,
 ):
-    keys, account, sink, smtp_port = parts
+    keys, account, sink, smtp_port, key = parts
     a, b = alerter(keys, smtp_port, ""), alerter(keys, smtp_port, "")
-    await use(keys, account, 800)
+    await use(key, 800)
     try:
         assert await a.raise_due(account, int(time.time()))
         b.redis = LateLocker(keys.redis, a, account)
@@ -233,9 +252,9 @@ async def test_a_process_that_listed_an_alert_before_another_delivered_it_does_n
 async def test_a_lock_lost_during_a_send_is_left_to_its_new_holder(parts, caplog):
     """The lock expired during a slow send and another process took it: this process neither
     deletes that process's lock nor writes over its record."""
-    keys, account, sink, smtp_port = parts
+    keys, account, sink, smtp_port, key = parts
     a = alerter(keys, smtp_port, "")
-    await use(keys, account, 800)
+    await use(key, 800)
     assert await a.raise_due(account, int(time.time()))
     (field,) = await keys.redis.hkeys(schema.alerts(account))
     lock = schema.alert_lock(account, text(field))
@@ -262,7 +281,7 @@ async def test_of_several_portal_processes_one_makes_each_intervals_pass(parts):
     (Each pass takes ``alert-pass`` for one interval; Redis expires it, so two passes start at
     least an interval apart, less the time a SET's reply took to arrive: half is a bound a
     busy machine keeps, and two passes at once, as without the pass, break it.)"""
-    keys, _, _, smtp_port = parts
+    keys, _, _, smtp_port, _ = parts
     interval = 0.3
     starts: list[float] = []
     a, b = alerter(keys, smtp_port, ""), alerter(keys, smtp_port, "")

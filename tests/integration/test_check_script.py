@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from authz.breaker import Breaker
 from authz.check_reply import Code
@@ -18,6 +21,7 @@ from tollway.clock import FixedClock, RedisTime
 from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.lifecycle import Lifecycle
+from tollway.records import Period
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.integration
@@ -335,3 +339,28 @@ async def test_the_account_state_has_no_ttl_and_its_quota_rolls_with_the_period(
     h.clock.advance(1_500_000)  # the next period: [T0 + 1000 s, T0 + 2000 s)
     out = await h.check(kid, digest)
     assert (out.code, out.quota_used) == (Code.OK, 1)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    start=st.integers(1_600_000_000, 1_800_000_000),
+    length=st.integers(-5, 40 * 86_400),
+    ahead=st.integers(0, 5 * 366 * 86_400),
+)
+async def test_the_period_check_lua_counts_in_is_the_one_metering_computes(
+    redis, pipe, start, length, ahead
+):
+    """check.lua rolls a lapsed billing period forward by whole periods (or uses the default
+    length for a period without one); records.Period.start_for, which metering and the usage
+    report use, must find the same start for the same moment. (From the period's start on: a
+    period that has not begun yet is not rolled, by either.)"""
+    now = start + ahead
+    h = Harness(redis, pipe, FixedClock(now * 1000 + 500))
+    customer = f"cus_{secrets.token_hex(6)}"  # an account of its own in every example
+    period = {"period_start": str(start), "period_end": str(start + length)}
+    _, kid, digest = await h.key("free", customer, **period)
+    assert (await h.check(kid, digest)).code is Code.OK
+    counted_in = int(await redis.hget(h.state(kid), "q_period"))
+    assert counted_in == Period(start, start + length).start_for(now)

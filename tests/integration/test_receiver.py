@@ -232,5 +232,11 @@ async def test_envoys_own_503_refunds_the_check_authz_noted_as_unheard(redis, se
     # An ext_authz 503 with nothing noted (authz never counted it) changes nothing.
     await receiver.entries([entry("slow-2", "", code=503, flags=("unauthorized_details",),
                                   details="ext_authz_error")])  # fmt: skip
-    await asyncio.sleep(0.3)
+    assert receiver._looking  # it is being looked for; wait until the looking is over
+    for _ in range(250):
+        if not receiver._looking:
+            break
+        await asyncio.sleep(0.02)
+    assert not receiver._looking
     assert (await usage_of(redis, count.account))[str(now - now % W)] == "1"
+    assert metrics.entries.labels("unheard_refunded")._value.get() == 1

@@ -59,6 +59,14 @@ class Running:
         return out
 
 
+async def until(condition, within_s: float = 5.0) -> None:
+    """Wait for ``condition()`` to hold, polling; fail if it does not within ``within_s``."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "the condition never held"
+        await asyncio.sleep(0.005)
+
+
 def check(path: str = "/check/v1/things", headers: dict[str, str] | None = None,
           method: str = "GET", close: bool = False) -> bytes:  # fmt: skip
     lines = [f"{method} {path} HTTP/1.1", "host: authz"]
@@ -241,10 +249,11 @@ async def test_an_allowed_answer_after_envoy_hung_up_is_counted_as_unheard():
     Redis did is kept), and an allowed one is reported: counted, not served."""
     from authz.decision import Decision
 
-    release = asyncio.Event()
+    release, started = asyncio.Event(), asyncio.Event()
     unheard = []
 
     async def slow(_headers):
+        started.set()
         await release.wait()
         return Decision(None)
 
@@ -253,12 +262,13 @@ async def test_an_allowed_answer_after_envoy_hung_up_is_counted_as_unheard():
         _, writer = await asyncio.open_connection("127.0.0.1", r.port)
         writer.write(check())
         await writer.drain()
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(started.wait(), 5)  # the check is being decided
+        (conn,) = r.front.connections
         writer.close()
-        await asyncio.sleep(0.05)
+        await until(lambda: conn.hung_up)  # authz saw Envoy hang up
+        assert unheard == []
         release.set()
-        await asyncio.sleep(0.05)
-    assert unheard == [1]
+        await until(lambda: unheard == [1])
 
 
 async def test_a_request_arriving_byte_by_byte_is_read_whole():
@@ -343,7 +353,7 @@ async def test_connections_past_the_cap_are_closed_at_once():
     still answer."""
     async with Running(HttpLimits(max_connections=2)) as r:
         kept = [await asyncio.open_connection("127.0.0.1", r.port) for _ in range(2)]
-        await asyncio.sleep(0.05)
+        await until(lambda: len(r.front.connections) == 2)  # both accepted by authz
         reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
         writer.write(check(headers={"x-api-key": KEY}))
         with contextlib.suppress(ConnectionError):
