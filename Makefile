@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-cluster test-stress unit integration e2e check fmt bench clean
+.PHONY: setup run test test-cluster test-stress unit integration e2e check fmt bench bench-ab clean
 
 # Idempotent and quick when nothing changed: pip runs only when pyproject.toml is newer.
 setup: $(STAMP)
@@ -65,6 +65,11 @@ e2e: setup
 bench: setup
 	@scripts/ensure-bench-tools.sh
 	$(BIN)/python bench/run.py
+
+# authz of another revision against this checkout's, interleaved in one run (BASE=<git rev>).
+bench-ab: setup
+	@scripts/ensure-bench-tools.sh
+	$(BIN)/python bench/ab.py --base $(BASE)
 
 check: setup
 	$(BIN)/ruff format --check .

@@ -20,7 +20,7 @@ import stripe
 
 from metering.ledger import PendingEvent
 from metering.retry import Retrier, SendResult, retryable
-from metering.sinks import Sent, Sink
+from metering.sinks import Sent, Sink, event_for
 
 BATCH = 100
 RENEW_BEFORE_S = 60
@@ -61,12 +61,10 @@ class StreamSink:
         return self._token
 
     def event(self, p: PendingEvent) -> dict[str, Any]:
-        return {
-            "event_name": p.meter,
-            "identifier": p.identifier,
-            "timestamp": _iso(p.window + self.window_s),
-            "payload": {"stripe_customer_id": p.customer, "value": str(p.value)},
-        }
+        """The v1 body (sinks.event_for), with the v2 stream's ISO 8601 timestamp."""
+        body = event_for(p, self.window_s)
+        body["timestamp"] = _iso(body["timestamp"])
+        return body
 
     async def send(self, batch: Sequence[PendingEvent]) -> list[Sent]:
         """Send up to 100 events in one request; the result of each."""
