@@ -4,8 +4,10 @@ A refactoring must not cost the hot path, and on this small, noisy machine only 
 made in one run means anything. So the two are interleaved: each round measures authz
 directly (one worker, exact mode, gRPC with h2load and HTTP with wrk) from the base revision
 and from this checkout, in alternating order, on one redis-server and with the same key. The
-base runs from a git worktree of ``BASE``, put first on its PYTHONPATH (the packages are
-installed editable from this checkout, which the path then shadows). Reported: the median
+base runs from a git worktree of ``BASE``: on its PYTHONPATH, with PYTHONSAFEPATH set so that
+the working directory (this checkout) is not put ahead of it. The editable install's finder
+comes after the path, so the worktree's packages are the ones imported (checked before the
+run, in the same environment). Reported: the median
 checks/s and CPU per check of each, and this checkout's over the base's.
 
     python bench/ab.py --base REV [--rounds 3] [--seconds 6]
@@ -14,10 +16,14 @@ checks/s and CPU per check of each, and this checkout's over the base's.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.probes import cpu_seconds
 from bench.run import TIERS, Bench, LogFiles, Table, direct, new_stack, prepare, restart_authz
@@ -48,6 +54,11 @@ def main() -> int:
         base = tmp / "base"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base),
                         args.base], check=True, capture_output=True)  # fmt: skip
+
+        env = {**os.environ, "PYTHONPATH": str(base), "PYTHONSAFEPATH": "1"}
+        where = subprocess.run([sys.executable, "-c", "import authz; print(authz.__file__)"],
+                               env=env, cwd=ROOT, capture_output=True, text=True, check=True)  # fmt: skip
+        assert where.stdout.strip() == str(base / "authz" / "__init__.py"), where.stdout
         (tmp / "tiers.toml").write_text(TIERS)
         logs = LogFiles(tmp)
         b = Bench(new_stack(tmp, logs, tmp / "tiers.toml"), logs, tmp, args.seconds, Table())
@@ -57,9 +68,10 @@ def main() -> int:
                 order = ("base", "this") if r % 2 == 0 else ("this", "base")
                 for variant in order:
                     if variant == "base":
-                        b.stack.env["PYTHONPATH"] = str(base)
+                        b.stack.env.update(PYTHONPATH=str(base), PYTHONSAFEPATH="1")
                     else:
-                        b.stack.env.pop("PYTHONPATH", None)
+                        for name in ("PYTHONPATH", "PYTHONSAFEPATH"):
+                            b.stack.env.pop(name, None)
                     for mode in MODES:
                         restart_authz(b, mode, 1)
                         results.setdefault((variant, mode), []).append(
