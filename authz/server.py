@@ -23,7 +23,8 @@ from authz import AUTH_SERVICE, invalidation, responses
 from authz.breaker import Breaker
 from authz.check_store import CheckStore
 from authz.check_tiers import CheckTiers
-from authz.http_front import HttpFront, HttpLimits
+from authz.http_connection import HttpLimits
+from authz.http_front import HttpFront
 from authz.leases import LeaseBook
 from authz.metrics import AuthzMetrics
 from authz.redis_check_store import RedisCheckStore

@@ -14,14 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authz.check_reply import CheckReply, Code
-from authz.http_front import (
+from authz.http_connection import (
     FEED_SLICE,
     MAX_HEAD_BYTES,
     MAX_HEADER_BYTES,
     WRITE_HIGH,
-    HttpFront,
     HttpLimits,
 )
+from authz.http_front import HttpFront
 from tests.unit.test_service import FakeStore, service
 from tollway.keys import generate_key
 
