@@ -26,7 +26,7 @@ import devkit.standin.cli
 import metering.cli
 import portal.cli
 import webhook.cli
-from cli import accounts, health, keys, reconcile, stripe_commands, tiers, usage
+from cli import accounts, audit, health, keys, reconcile, stripe_commands, tiers, usage
 from tollway.key_store import KeyNotFound
 from tollway.process import CliError, add_commands
 from tollway.settings import SettingsError
@@ -35,6 +35,7 @@ from tollway.stripe_api import StripeNotConfigured
 COMMANDS = (
     keys,
     accounts,
+    audit,
     tiers,
     stripe_commands,
     usage,

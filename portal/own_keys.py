@@ -45,16 +45,21 @@ class OwnKeys:
             raise NotYours(account)
         if any(r.hold for r in live):
             raise LifecycleError("a key of this account is suspended; contact support to lift it")
+        acting = self._as(customer)
         if live[0].subscription:
-            return await self.lifecycle.create_for_subscription(live[0].subscription)
-        return await self.lifecycle.create(live[0].tier, customer)
+            return await acting.create_for_subscription(live[0].subscription)
+        return await acting.create(live[0].tier, customer)
 
     async def rotate(self, customer: str, key_id: str, overlap: str) -> tuple[str, KeyRecord]:
         if overlap not in OVERLAPS_S:
             raise InvalidInput(f"overlap must be one of {', '.join(OVERLAPS_S)} seconds")
         await self.record(customer, key_id)
-        return await self.lifecycle.rotate(key_id, OVERLAPS_S[overlap])
+        return await self._as(customer).rotate(key_id, OVERLAPS_S[overlap])
 
     async def revoke(self, customer: str, key_id: str) -> None:
         await self.record(customer, key_id)
-        await self.lifecycle.revoke(key_id)
+        await self._as(customer).revoke(key_id)
+
+    def _as(self, customer: str) -> Lifecycle:
+        """The lifecycle, its changes recorded as the signed-in customer's."""
+        return self.lifecycle.acting_as(f"customer:{customer}")

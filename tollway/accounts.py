@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tollway import schema, scripts
+from tollway.audit import AuditLog
 from tollway.errors import InvalidInput, LifecycleError
 from tollway.key_store import KeyNotFound, KeyStore
 from tollway.logs import fields
@@ -72,8 +73,12 @@ class AccountView:
 
 
 class Accounts:
-    def __init__(self, keys: KeyStore) -> None:
+    def __init__(self, keys: KeyStore, audit: AuditLog | None = None, actor: str = "cli") -> None:
+        """``audit`` and ``actor``: where its changes are recorded, and as whose (as the
+        lifecycle's, tollway/lifecycle.py)."""
         self.keys = keys
+        self.audit = audit if audit is not None else AuditLog(keys.redis)
+        self.actor = actor
         self.redis: Any = keys.redis
         self._overrides = scripts.register(self.redis, "set_overrides")
         self._set_tier = scripts.register(self.redis, "set_tier")
@@ -101,6 +106,7 @@ class Accounts:
         for key_id in key_ids:
             await self.keys.announce(key_id)
         log.info("account_tier_set", extra=fields(account=account, tier=tier, keys=moved))
+        await self.audit.record(self.actor, "tier_set", f"account:{account}", tier=tier, keys=moved)
         return moved
 
     async def set_limits(self, account: str, limits: Mapping[str, object], clear: bool) -> None:
@@ -124,6 +130,9 @@ class Accounts:
             await self.keys.announce(key_id)
         log.info(
             "account_limits_set", extra=fields(account=account, clear=clear, limits=dict(limits))
+        )
+        await self.audit.record(
+            self.actor, "limits_set", f"account:{account}", clear=clear, limits=dict(limits)
         )
 
     async def show(self, account: str) -> AccountView:

@@ -11,6 +11,11 @@ class CheckClock(Protocol):
         """Milliseconds since the epoch, or None to let Redis use its own clock (TIME)."""
 
 
+class Clock(Protocol):
+    def now(self) -> int:
+        """Seconds since the epoch."""
+
+
 class RedisTime:
     """Production: the Redis server's clock, so every authz process agrees on bucket levels."""
 

@@ -1,9 +1,10 @@
 """The one lifecycle of keys and accounts: every change to who gets in goes through here.
 
 The CLI, the portal and the webhook service (and the management API) call these operations;
-none of them writes a key's status, hold or expiry itself. Each change is logged here, once
-(``key_changed`` and ``account_changed``, with what changed), and announced to every authz
-process so that it drops what it holds for the key (a lease).
+none of them writes a key's status, hold or expiry itself. Each change is recorded here, once:
+in the audit log with its actor (tollway/audit.py; ``acting_as`` names who acts), in the
+service's log (``key_changed`` and ``account_changed``), and announced to every authz process
+so that it drops what it holds for the key (a lease).
 
 The rules, each kept by a Lua script so that no race can break it:
 - revoked and expired (a rotated key past its overlap) are final: such a key cannot be
@@ -22,9 +23,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Protocol
 
 from tollway import schema, scripts
+from tollway.audit import AuditLog
+from tollway.clock import Clock
 from tollway.errors import LifecycleError
 from tollway.key_store import KeyNotFound, KeyStore, text
 from tollway.keys import KeyMode
@@ -37,20 +39,25 @@ log = logging.getLogger("tollway.lifecycle")
 OPERATOR_HOLD = "operator"
 
 
-class Clock(Protocol):
-    def now(self) -> int:
-        """Seconds since the epoch."""
-
-
 class Lifecycle:
-    def __init__(self, keys: KeyStore, clock: Clock) -> None:
+    def __init__(
+        self, keys: KeyStore, clock: Clock, audit: AuditLog | None = None, actor: str = "cli"
+    ) -> None:
+        """``audit``: where changes are recorded (None: an AuditLog with the default bounds on
+        the KeyStore's Redis); ``actor``: who they are recorded as."""
         self.keys = keys
         self.clock = clock
+        self.audit = audit if audit is not None else AuditLog(keys.redis, clock=clock)
+        self.actor = actor
         redis = keys.redis
         self._set_status = scripts.register(redis, "set_status")
         self._set_hold = scripts.register(redis, "set_hold")
         self._set_account_hold = scripts.register(redis, "set_account_hold")
         self._rotate = scripts.register(redis, "rotate_key")
+
+    def acting_as(self, actor: str) -> Lifecycle:
+        """The same lifecycle, its changes recorded as made by ``actor``."""
+        return Lifecycle(self.keys, self.clock, self.audit, actor)
 
     # What a key is now.
 
@@ -78,7 +85,7 @@ class Lifecycle:
     ) -> tuple[str, KeyRecord]:
         """A new active key on the customer's account. Refused while the account is held."""
         plaintext, record = await self.keys.create(tier, customer, mode, now=self.clock.now())
-        self._audit(record.key_id, "created", account=record.account, tier=tier)
+        await self._audit(record.key_id, "created", account=record.account, tier=tier)
         return plaintext, record
 
     async def create_for_subscription(
@@ -88,7 +95,7 @@ class Lifecycle:
         plaintext, record = await self.keys.create_for_subscription(
             subscription, mode, now=self.clock.now()
         )
-        self._audit(record.key_id, "created", account=record.account, tier=record.tier)
+        await self._audit(record.key_id, "created", account=record.account, tier=record.tier)
         return plaintext, record
 
     async def rotate(self, key_or_id: str, overlap_s: int) -> tuple[str, KeyRecord]:
@@ -118,7 +125,7 @@ class Lifecycle:
                 f"key {old.key_id} changed meanwhile ({_refusal(reply)}); nothing was rotated"
             )
         await self.keys.announce(old.key_id)
-        self._audit(old.key_id, "rotated", successor=new.key_id, overlap_s=overlap_s)
+        await self._audit(old.key_id, "rotated", successor=new.key_id, overlap_s=overlap_s)
         return plaintext, await self.keys.get(new.key_id)
 
     # Changing one key.
@@ -171,6 +178,7 @@ class Lifecycle:
         for key_id in key_ids:
             await self.keys.announce(key_id)
         log.info("account_changed", extra=fields(account=account, change=what))
+        await self.audit.record(self.actor, what, f"account:{account}")
         return len(key_ids)
 
     # Shared.
@@ -188,12 +196,12 @@ class Lifecycle:
 
     async def _changed(self, key_id: str, what: str) -> KeyRecord:
         await self.keys.announce(key_id)
-        self._audit(key_id, what)
+        await self._audit(key_id, what)
         return await self.keys.get(key_id)
 
-    @staticmethod
-    def _audit(key_id: str, what: str, **more: object) -> None:
-        log.info("key_changed", extra=fields(key_id=key_id, change=what, **more))
+    async def _audit(self, key_id: str, what: str, **more: object) -> None:
+        log.info("key_changed", extra=fields(key_id=key_id, change=what, actor=self.actor, **more))
+        await self.audit.record(self.actor, what, f"key:{key_id}", **more)
 
 
 def _refusal(reply: list[object]) -> str:

@@ -23,6 +23,8 @@ in one Redis Cluster slot:
     tw:{<account>}:alert-lock:<field>  string  the portal process delivering that alert
     tw:portal:alert-pass         string held for one alert interval by the portal process
                                         whose loop makes this interval's pass
+    tw:audit                     stream every change to a key or an account: who, what, when
+                                        (tollway/audit.py; trimmed by length and age)
     tw:{<request id>}:unheard    string a stamp authz wrote for an allowed check Envoy gave up
                                         waiting for (its own 503), for the receiver to refund
 
@@ -149,6 +151,8 @@ def alert_lock(account: str, field: str) -> str:
 
 
 ALERT_PASS = f"{PREFIX}:portal:alert-pass"
+# The audit log (tollway/audit.py): a stream of every change to a key or an account.
+AUDIT = f"{PREFIX}:audit"
 
 
 def signup_token(digest: str) -> str:

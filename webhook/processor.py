@@ -212,7 +212,8 @@ class Processor:
         return "applied"
 
     async def _customer_deleted(self, intent: CustomerDeleted) -> None:
+        acting = self.lifecycle.acting_as(f"stripe:{intent.event_id}")
         for key_id in await self.keys.owned(intent.customer):
             with contextlib.suppress(LookupError, ValueError):  # gone, or revoked already
-                await self.lifecycle.revoke(key_id)
+                await acting.revoke(key_id)
         log.info("customer_keys_revoked", extra=fields(customer=intent.customer))
