@@ -26,7 +26,7 @@ import devkit.standin.cli
 import metering.cli
 import portal.cli
 import webhook.cli
-from cli import accounts, audit, health, keys, reconcile, stripe_commands, tiers, usage
+from cli import accounts, api, audit, health, keys, reconcile, stripe_commands, tiers, usage
 from tollway.key_store import KeyNotFound
 from tollway.process import CliError, add_commands
 from tollway.settings import SettingsError
@@ -36,6 +36,7 @@ COMMANDS = (
     keys,
     accounts,
     audit,
+    api,
     tiers,
     stripe_commands,
     usage,

@@ -25,6 +25,8 @@ in one Redis Cluster slot:
                                         whose loop makes this interval's pass
     tw:audit                     stream every change to a key or an account: who, what, when
                                         (tollway/audit.py; trimmed by length and age)
+    tw:api:tokens                set    the ids of the management API's operator tokens
+    tw:api:token:<id>            hash   one token: digest, name, scopes, created, revoked
     tw:{<request id>}:unheard    string a stamp authz wrote for an allowed check Envoy gave up
                                         waiting for (its own 503), for the receiver to refund
 
@@ -153,6 +155,13 @@ def alert_lock(account: str, field: str) -> str:
 ALERT_PASS = f"{PREFIX}:portal:alert-pass"
 # The audit log (tollway/audit.py): a stream of every change to a key or an account.
 AUDIT = f"{PREFIX}:audit"
+# The management API's operator tokens (tollway/api_tokens.py): the set of their ids.
+API_TOKENS = f"{PREFIX}:api:tokens"
+
+
+def api_token(token_id: str) -> str:
+    """One operator API token: its digest, name, scopes, creation and revocation times."""
+    return f"{PREFIX}:api:token:{token_id}"
 
 
 def signup_token(digest: str) -> str:
