@@ -131,8 +131,10 @@ class Lifecycle:
     # Changing one key.
 
     async def revoke(self, key_or_id: str) -> KeyRecord:
-        """Revoke for good (401). Revoking a revoked or expired key changes nothing more."""
+        """Revoke for good (401). Revoking a revoked key changes, and records, nothing more."""
         record, name, _ = await self.keys.find(key_or_id)
+        if record.status is KeyStatus.REVOKED:
+            return record
         result = scripts.result(await self._set_status(keys=[name], args=[KeyStatus.REVOKED.value]))
         if result is Result.MISSING:
             raise KeyNotFound(f"no key with id {record.key_id}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tollway import schema, scripts
+from tollway.audit import AuditLog
 from tollway.errors import Refused
 from tollway.key_store import KeyStore
 from tollway.keys import KeyMode, parse_key
@@ -41,9 +42,17 @@ class ClaimGone(Refused):
 
 
 class Checkouts:
-    def __init__(self, redis: Any, keys: KeyStore, secret: bytes, claim_ttl_s: int) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        keys: KeyStore,
+        secret: bytes,
+        claim_ttl_s: int,
+        audit: AuditLog | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        self.audit = audit if audit is not None else AuditLog(redis)
         self.secret = secret
         self.claim_ttl_s = claim_ttl_s
         self._reserve = scripts.register(redis, "reserve_checkout")
@@ -58,8 +67,10 @@ class Checkouts:
         payment_status: str,
         state: SubState,
         now: int | None = None,
+        actor: str = "",
     ) -> str:
-        """Make sure ``session`` has its one key; returns its key id."""
+        """Make sure ``session`` has its one key; returns its key id. The issuance is audited
+        as ``actor`` (default ``checkout:<session>``) by the call that writes the record."""
         created = int(time.time()) if now is None else now
         status = KeyStatus.ACTIVE if payment_status in PAID else KeyStatus.PENDING
         template = KeyRecord.template(tier, customer, created, subscription, status)
@@ -75,7 +86,14 @@ class Checkouts:
         # issuance that crashed between reserving and writing.
         raw = await self.redis.hgetall(name)
         winner = KeyRecord.from_redis({k: v for k, v in raw.items() if k != "claimed"})
-        await self.keys.write(winner)
+        if await self.keys.write(winner):
+            await self.audit.record(
+                actor or f"checkout:{session}",
+                "created",
+                f"key:{winner.key_id}",
+                account=winner.account,
+                tier=tier,
+            )
         if state.status is not None:
             await self.keys.sync(key_id, state.version, state.key_fields())
         return str(key_id)

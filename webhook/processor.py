@@ -141,7 +141,7 @@ class Processor:
         raise RuntimeError(f"subscription {event.subscription} kept changing; retry later")
 
     async def _finish(self, state: SubState, event_id: str, outcome: str) -> str:
-        await self.states.fan_out(state)
+        await self.states.fan_out(state, event_id)
         await self.states.mark_done(state.subscription, event_id)
         return outcome
 
@@ -188,6 +188,7 @@ class Processor:
             intent.payment_status,
             state,
             now=int(self.now()),
+            actor=f"stripe:{intent.event_id}",
         )
         log.info("key_issued", extra=fields(session=intent.session, key_id=key_id, tier=tier))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from tollway import schema, scripts
+from tollway.audit import AuditLog
 from tollway.key_store import KeyStore
 from tollway.scripts import Result
 from webhook.subscriptions import SubState
@@ -24,9 +25,10 @@ APPLIED, DONE = "applied", "done"
 
 
 class SubscriptionStates:
-    def __init__(self, redis: Any, keys: KeyStore) -> None:
+    def __init__(self, redis: Any, keys: KeyStore, audit: AuditLog | None = None) -> None:
         self.redis = redis
         self.keys = keys
+        self.audit = audit if audit is not None else AuditLog(redis)
         self._apply = scripts.register(redis, "apply_state")
 
     async def state(self, subscription: str) -> SubState:
@@ -54,18 +56,26 @@ class SubscriptionStates:
         args = [str(expected.version), str(MARKER_TTL_S), *fields]
         return scripts.result(await self._apply(keys=keys, args=args))
 
-    async def fan_out(self, state: SubState) -> int:
+    async def fan_out(self, state: SubState, event_id: str) -> int:
         """Copy ``state`` onto the subscription's account (which exists from the first event,
-        with or without a Checkout) and every key of it; returns how many keys were written."""
+        with or without a Checkout) and every key of it; returns how many keys were written.
+        Each write is audited as the event's (``stripe:<event id>``)."""
         if state.status is None:
             return 0
-        await self.keys.sync_account(
+        actor = f"stripe:{event_id}"
+        account = await self.keys.sync_account(
             state.subscription, state.customer, state.version, state.account_fields()
         )
+        if account is Result.DONE:
+            await self.audit.record(
+                actor, "synced", f"account:{state.subscription}", **state.account_fields()
+            )
         written = 0
         for key_id in await self.keys.owned(state.subscription):
             synced = await self.keys.sync(key_id, state.version, state.key_fields())
-            written += synced is Result.DONE
+            if synced is Result.DONE:
+                written += 1
+                await self.audit.record(actor, "synced", f"key:{key_id}", **state.key_fields())
         return written
 
     async def marker(self, subject: str, event_id: str) -> str | None:

@@ -266,3 +266,26 @@ async def test_a_price_in_no_tier_is_retried_until_the_table_lists_it(proc, redi
     assert await proc.handle(created) == "applied"  # Stripe's retry
     _, rec = await proc.keys.create_for_subscription("sub_api", now=NOW)
     assert rec.tier == "pro"
+
+
+async def test_every_change_an_event_makes_is_audited_as_the_event(proc, redis):
+    """The Checkout's key, the subscription's state copied to the account and its key, and a
+    customer's deletion are each recorded with the event that made them; a duplicate
+    delivery records nothing more."""
+    from tollway.audit import AuditLog
+
+    key_id = await issue_key(proc)
+    await proc.handle(sub_event("evt_del", "canceled", NOW + 40, "customer.subscription.deleted"))
+    await proc.handle(sub_event("evt_del", "canceled", NOW + 40, "customer.subscription.deleted"))
+    _, other = await proc.keys.create("pro", "cus_1")
+    deleted = {"id": "evt_cd", "type": "customer.deleted", "created": NOW + 50,
+               "data": {"object": {"id": "cus_1"}}}  # fmt: skip
+    await proc.handle(deleted)
+    log = [(e.actor, e.action, e.target) for e in reversed(await AuditLog(redis).entries())]
+    assert log == [
+        ("stripe:evt_c", "synced", "account:sub_1"),
+        ("stripe:evt_cs", "created", f"key:{key_id}"),
+        ("stripe:evt_del", "synced", "account:sub_1"),
+        ("stripe:evt_del", "synced", f"key:{key_id}"),
+        ("stripe:evt_cd", "revoked", f"key:{other.key_id}"),  # key_id was revoked already
+    ]
