@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from cli.store_access import add_store_flags, settings_of, with_store
 from tollway.api_tokens import SCOPES, ApiTokens
 from tollway.audit import AuditLog
+from tollway.errors import InvalidInput, NotFound
 from tollway.key_store import KeyStore
 from tollway.process import CliError, Subparsers
 from tollway.settings import RedisSettings
@@ -63,9 +64,7 @@ async def _run(store: KeyStore, args: argparse.Namespace) -> int:
             token = await tokens.revoke(args.token_id)
             print(f"token {token.id} ({token.name}) is revoked", file=sys.stderr)
             return 0
-    except ValueError as exc:  # InvalidInput
-        raise CliError(str(exc)) from None
-    except LookupError as exc:  # NotFound
+    except (InvalidInput, NotFound) as exc:
         raise CliError(str(exc)) from None
     listed = await tokens.listing()
     if args.json:

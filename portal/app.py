@@ -30,7 +30,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import jinja2
 from aiohttp import web
@@ -46,7 +46,7 @@ from portal.mail import Mailer
 from portal.own_keys import NotYours, OwnKeys
 from portal.pricing import plans
 from portal.sessions import COOKIE, Session, Sessions
-from portal.signin import SignInLinks, normalize
+from portal.signin import SignInLinks, normalize, token_or_dash
 from portal.signin_pages import SignInPages
 from portal.signup import FreeSignups
 from portal.signup_pages import SignupPages
@@ -222,6 +222,22 @@ class PortalApp:
         )
         self.set_session_cookie(response, s)
         return response
+
+    def link_to_confirm(self, request: web.Request, cookie: str, path: str, ttl_s: int) -> NoReturn:
+        """An emailed link's landing: its token leaves the address bar for a cookie that only
+        ``path`` (the page that confirms, and its POST) sees, for ``ttl_s``; then that page.
+        Opening the link uses nothing (a mail scanner may follow it)."""
+        response = web.HTTPSeeOther(path, headers=self.headers)
+        response.set_cookie(
+            cookie,
+            token_or_dash(request.match_info["token"]),
+            max_age=ttl_s,
+            httponly=True,
+            samesite="Lax",
+            secure=self.secure_cookies,
+            path=path,
+        )
+        raise response
 
     def set_session_cookie(self, response: web.StreamResponse, s: Session) -> None:
         response.set_cookie(

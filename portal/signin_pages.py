@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from portal.signin import normalize, token_or_dash
+from portal.signin import normalize
 from tollway.logs import fields
 
 if TYPE_CHECKING:
@@ -74,17 +74,7 @@ class SignInPages:
             self.app.mailer.send_later(address, "Your sign-in link", body, "signin")
 
     async def signin_link(self, request: web.Request) -> web.Response:
-        response = web.HTTPSeeOther("/signin/confirm", headers=self.app.headers)
-        response.set_cookie(
-            SIGNIN_COOKIE,
-            token_or_dash(request.match_info["token"]),
-            max_age=self.app.links.ttl_s,
-            httponly=True,
-            samesite="Lax",
-            secure=self.app.secure_cookies,
-            path="/signin/confirm",
-        )
-        raise response
+        self.app.link_to_confirm(request, SIGNIN_COOKIE, "/signin/confirm", self.app.links.ttl_s)
 
     async def signin_confirm_page(self, request: web.Request) -> web.Response:
         s = self.app.session(request)

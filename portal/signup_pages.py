@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from portal.sessions import Session
-from portal.signin import token_or_dash
 from tollway.errors import InvalidInput
 from tollway.logs import fields
 
@@ -59,18 +58,7 @@ class SignupPages:
     async def signup_link(self, request: web.Request) -> web.Response:
         """The key is shown on the page that confirms, so the token leaves the address bar
         first (as a sign-in link's does): it rides in a cookie only /signup/confirm sees."""
-        response = web.HTTPSeeOther("/signup/confirm", headers=self.app.headers)
-        token = token_or_dash(request.match_info["token"])
-        response.set_cookie(
-            SIGNUP_COOKIE,
-            token,
-            max_age=900,
-            httponly=True,
-            samesite="Lax",
-            secure=self.app.secure_cookies,
-            path="/signup/confirm",
-        )
-        raise response
+        self.app.link_to_confirm(request, SIGNUP_COOKIE, "/signup/confirm", 900)
 
     async def signup_confirm_page(self, request: web.Request) -> web.Response:
         """What the link confirms, and a button: opening it (a mail scanner, say) uses nothing."""
