@@ -1,4 +1,5 @@
-"""``tollway api tokens create|list|revoke``: the management API's operator tokens
+"""``tollway api serve``: the management API (api/); ``tollway api openapi``: its OpenAPI
+document; ``tollway api tokens create|list|revoke``: its operator tokens
 (tollway/api_tokens.py). A token is printed once, when made; listings never show it.
 """
 
@@ -9,6 +10,7 @@ import json
 import sys
 from datetime import UTC, datetime
 
+from api import cli as api_cli
 from cli.store_access import add_store_flags, settings_of, with_store
 from tollway.api_tokens import SCOPES, ApiTokens
 from tollway.audit import AuditLog
@@ -22,6 +24,9 @@ def register(subparsers: Subparsers) -> None:
     api = subparsers.add_parser("api", help="the management API").add_subparsers(
         dest="api_command", required=True
     )
+    serve = api.add_parser("serve", help="run the management API", description=api_cli.__doc__)
+    api_cli.add_serve_flags(serve)
+    api.add_parser("openapi", help="print the management API's OpenAPI document")
     tokens = api.add_parser("tokens", help="operator API tokens").add_subparsers(
         dest="tokens_command", required=True
     )
@@ -40,6 +45,10 @@ def register(subparsers: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.api_command == "serve":
+        return api_cli.run(args)
+    if args.api_command == "openapi":
+        return api_cli.print_openapi()
     settings = settings_of(RedisSettings, args)
     return with_store(settings, lambda store: _run(store, args))
 

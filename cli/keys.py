@@ -1,4 +1,4 @@
-"""``tollway keys create|list|show|revoke|suspend|resume|rotate``: issue and manage API keys.
+"""``tollway keys create|list|show|revoke|suspend|resume|rotate|reindex``: issue and manage API keys.
 
 ``keys create`` and ``keys rotate`` print only the new key on stdout; everything else goes to
 stderr, so ``KEY=$(tollway keys create ...)`` works.
@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from cli.accounts import print_keys
 from cli.store_access import add_store_flags, lifecycle, settings_of, with_store
 from tollway.key_store import KeyNotFound, KeyStore
-from tollway.keys import KeyMode
+from tollway.keys import KeyMode, new_customer_id
 from tollway.process import CliError, Subparsers
 from tollway.settings import RedisSettings
 from tollway.tiers import TierError, load_tiers
@@ -55,6 +54,10 @@ def register(subparsers: Subparsers) -> None:
         sp = keys.add_parser(name, help=text)
         sp.add_argument("key", metavar="KEY_OR_ID")
         add_store_flags(sp)
+    reindex = keys.add_parser(
+        "reindex", help="put every key and account in the API's ordered lists (after upgrading)"
+    )
+    add_store_flags(reindex)
     rotate = keys.add_parser("rotate", help="issue a successor; the old key works for --overlap")
     rotate.add_argument("key", metavar="KEY_OR_ID")
     rotate.add_argument("--overlap", default="24h", help="how long the old key keeps working")
@@ -73,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         return with_store(settings, lambda store: show(store, args.key))
     if command == "rotate":
         return with_store(settings, lambda store: rotate(store, args.key, args.overlap))
+    if command == "reindex":
+        return with_store(settings, reindex)
     return with_store(settings, lambda store: change(store, CHANGES[command][0], args.key))
 
 
@@ -96,7 +101,7 @@ async def create(store: KeyStore, args: argparse.Namespace, settings: RedisSetti
                 raise CliError("--tier is required (or --subscription)")
             if table.get(args.tier) is None:
                 raise CliError(f"unknown tier {args.tier!r} (tiers: {', '.join(table.tiers)})")
-            customer = args.customer or f"local_{os.urandom(4).hex()}"
+            customer = args.customer or new_customer_id()
             plaintext, record = await lifecycle(store).create(args.tier, customer, mode)
     except (ValueError, KeyNotFound) as exc:
         raise CliError(str(exc.args[0] if exc.args else exc)) from None
@@ -131,6 +136,12 @@ async def change(store: KeyStore, method: str, key: str) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     print(f"key {record.key_id} is now {await keys.state(record)}", file=sys.stderr)
+    return 0
+
+
+async def reindex(store: KeyStore) -> int:
+    n = await store.reindex()
+    print(f"{n} keys indexed", file=sys.stderr)
     return 0
 
 

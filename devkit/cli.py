@@ -19,8 +19,11 @@ from devkit.binaries import MissingBinary
 from devkit.seed import seed_prices
 from devkit.settings import DevSettings
 from devkit.stack import Ports, Stack
+from tollway.api_tokens import SCOPES, ApiTokens
+from tollway.clock import WallClock
 from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
+from tollway.lifecycle import Lifecycle
 from tollway.process import Subparsers
 from tollway.redis_client import connect
 from tollway.settings import SettingsError, with_flags
@@ -38,6 +41,7 @@ COLORS = {
     "receiver": 37,
     "portal": 36,
     "mailsink": 33,
+    "api": 32,
 }
 _print_lock = threading.Lock()
 
@@ -81,6 +85,7 @@ def register(subparsers: Subparsers) -> None:
         help="its /metrics (TOLLWAY_ACCESSLOG_METRICS_PORT, 9194)",
     )
     p.add_argument("--portal-port", type=int, help="customer portal (TOLLWAY_PORTAL_PORT, 8083)")
+    p.add_argument("--api-port", type=int, help="management API (TOLLWAY_API_PORT, 8084)")
     p.add_argument("--smtp-port", type=int, help="the SMTP sink (TOLLWAY_SMTP_PORT, 2525)")
     p.add_argument("--redis-url", help="use this Redis instead of starting one (TOLLWAY_REDIS_URL)")
     p.add_argument("--tiers", type=Path, help="tier table (TOLLWAY_TIERS)")
@@ -102,6 +107,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[De
         "receiver_port": args.receiver_port,
         "receiver_metrics_port": args.receiver_metrics_port,
         "portal_port": args.portal_port,
+        "api_port": args.api_port,
         "smtp_port": args.smtp_port,
         "redis_url": args.redis_url,
         "tiers": args.tiers,
@@ -111,15 +117,32 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[De
     return settings, own_redis
 
 
-async def _demo_key(stack: Stack, tier: Tier, pepper: str) -> tuple[str, str]:
+async def _demo_key(stack: Stack, tier: Tier, pepper: str) -> tuple[str, str, str]:
+    """A demo key on ``tier`` for cus_demo, and a management API token of every scope: (key,
+    key id, token)."""
     redis = connect(stack.effective_redis_url, timeout_s=5.0)
     try:
-        plaintext, record = await KeyStore(redis, KeyHasher(pepper.encode())).create(
-            tier.name, "cus_demo"
+        hasher = KeyHasher(pepper.encode())
+        lifecycle = Lifecycle(KeyStore(redis, hasher), WallClock(), actor="dev")
+        plaintext, record = await lifecycle.create(tier.name, "cus_demo")
+        token, _ = await ApiTokens(redis, hasher, lifecycle.audit).create(
+            "tollway dev", set(SCOPES), actor="dev"
         )
     finally:
         await redis.aclose()
-    return plaintext, record.key_id
+    return plaintext, record.key_id, token
+
+
+def api_banner(stack: Stack, token: str) -> str:
+    api = f"http://127.0.0.1:{stack.ports.api}"
+    auth = f"-H 'Authorization: Bearer {token}'"
+    return f"""
+The management API ({api}/v1/openapi.json; README "Management API"), with a token of every scope:
+  export TOLLWAY_API_TOKEN={token}
+  curl -s {api}/v1/keys {auth} -d '{{"tier": "pro", "customer": "cus_backend", "external_id": "user-1"}}'   # a key, shown once
+  curl -s '{api}/v1/keys?external_id=user-1' {auth}   # its keys, never the key
+  curl -s '{api}/v1/audit?limit=5' {auth}   # who changed what
+"""
 
 
 def banner(stack: Stack, tier: Tier, key: str, key_id: str) -> str:
@@ -137,6 +160,7 @@ tollway dev stack is up
   receiver  127.0.0.1:{stack.ports.receiver}   (Envoy's access log; metrics http://127.0.0.1:{stack.ports.receiver_metrics}/metrics)
   redis     {stack.effective_redis_url}
   portal    http://127.0.0.1:{stack.ports.portal}   (pricing, Subscribe, free sign-up, dashboard; mailed links and alerts print on the mailsink lines)
+  api       http://127.0.0.1:{stack.ports.api}   (the management API)
 
 Demo key on tier "{tier.name}" ({tier.burst} burst, {tier.requests_per_second:g}/s, \
 {tier.monthly_quota or "unlimited"} a month), key id {key_id}:
@@ -206,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         receiver=settings.receiver_port,
         receiver_metrics=settings.receiver_metrics_port,
         portal=settings.portal_port,
+        api=settings.api_port,
         smtp=settings.smtp_port,
     )
     environ = dict(os.environ)
@@ -237,10 +262,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         stack.start_all()
-        key, key_id = asyncio.run(_demo_key(stack, tier, settings.key_pepper))
+        key, key_id, token = asyncio.run(_demo_key(stack, tier, settings.key_pepper))
         if stack.standin:
             asyncio.run(seed_prices(stack.standin_url, table))
-        print(banner(stack, tier, key, key_id), flush=True)
+        print(banner(stack, tier, key, key_id) + api_banner(stack, token), flush=True)
         while not stopping.wait(0.2):
             dead = [p for p in stack.procs.values() if p.popen.poll() is not None]
             if dead:

@@ -103,6 +103,7 @@ class Ports:
     receiver: int = 9193  # the access-log receiver's gRPC port
     receiver_metrics: int = 9194
     portal: int = 8083
+    api: int = 8084  # the management API
     smtp: int = 2525  # the dev SMTP sink the portal mails through
     authz_workers: int = 9200  # worker i also listens on authz_workers + i
 
@@ -303,65 +304,23 @@ class Stack:
                 f"http://127.0.0.1:{p.webhook}/webhooks/stripe",
             ]
             return argv, lambda: port_open(p.standin)
-        if name == "webhook":
-            argv = [
-                py,
-                "-m",
-                "webhook",
-                "--port",
-                str(p.webhook),
-                "--redis-url",
-                self.effective_redis_url,
-                "--tiers",
-                str(self.tiers),
-            ]
-            return argv, lambda: http_ok(f"http://127.0.0.1:{p.webhook}/healthz")
-        if name == "metering":
-            argv = [
-                py,
-                "-m",
-                "metering",
-                "--port",
-                str(p.metering),
-                "--redis-url",
-                self.effective_redis_url,
-                "--tiers",
-                str(self.tiers),
-            ]
-            return argv, lambda: http_ok(f"http://127.0.0.1:{p.metering}/healthz")
+        # The services on Redis with an HTTP /healthz: (module, port).
+        served = {
+            "webhook": ("webhook", p.webhook),
+            "metering": ("metering", p.metering),
+            "portal": ("portal", p.portal),
+            "api": ("api", p.api),
+        }
+        if name in served:
+            module, port = served[name]
+            return self._service([module, "--port", str(port)], port)
         if name in self.receiver_ports:
             grpc_port, metrics = self.receiver_ports[name]
-            argv = [
-                py,
-                "-m",
-                "metering",
-                "receive",
-                "--port",
-                str(grpc_port),
-                "--metrics-port",
-                str(metrics),
-                "--redis-url",
-                self.effective_redis_url,
-                "--tiers",
-                str(self.tiers),
-            ]
-            return argv, lambda: http_ok(f"http://127.0.0.1:{metrics}/healthz")
+            argv = ["metering", "receive", "--port", str(grpc_port)]
+            return self._service([*argv, "--metrics-port", str(metrics)], metrics)
         if name == "mailsink":
             argv = [py, "-m", "devkit.mailsink", "--port", str(p.smtp)]
             return argv, lambda: port_open(p.smtp)
-        if name == "portal":
-            argv = [
-                py,
-                "-m",
-                "portal",
-                "--port",
-                str(p.portal),
-                "--redis-url",
-                self.effective_redis_url,
-                "--tiers",
-                str(self.tiers),
-            ]
-            return argv, lambda: http_ok(f"http://127.0.0.1:{p.portal}/healthz")
         if name == "upstream":
             argv = [py, "-m", "devkit.upstream", "--port", str(p.upstream)]
             return argv, lambda: port_open(p.upstream)
@@ -392,12 +351,19 @@ class Stack:
             return argv, lambda: http_ok(f"http://127.0.0.1:{p.envoy_admin}/ready")
         raise KeyError(name)
 
+    def _service(self, args: list[str], health: int) -> tuple[list[str], Callable[[], bool]]:
+        """``python -m <args>`` on the stack's Redis and tier table, ready once GET /healthz
+        on port ``health`` answers 200."""
+        argv = [sys.executable, "-m", *args, "--redis-url", self.effective_redis_url]
+        argv += ["--tiers", str(self.tiers)]
+        return argv, lambda: http_ok(f"http://127.0.0.1:{health}/healthz")
+
     def start_all(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.receiver_ports = {"receiver": (self.ports.receiver, self.ports.receiver_metrics)}
         for i in range(1, self.receivers):
             self.receiver_ports[f"receiver-{i}"] = (free_port(), free_port())
-        names = ["upstream", "authz", "webhook", "metering", *self.receiver_ports, "envoy"]
+        names = ["upstream", "authz", "webhook", "metering", *self.receiver_ports, "envoy", "api"]
         if self.portal:
             names += ["mailsink", "portal"]
         if self.standin:
@@ -443,6 +409,7 @@ class Stack:
         for name in [
             "portal",
             "mailsink",
+            "api",
             "envoy",
             *self.receiver_ports,
             "metering",

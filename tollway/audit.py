@@ -92,10 +92,14 @@ class AuditLog:
         since: int = 0,
         until: int = 0,
         limit: int = 100,
+        before: str = "",
     ) -> list[AuditEntry]:
         """The newest ``limit`` entries matching every filter given (``since``/``until`` in
-        epoch seconds), newest first. Reads at most SCAN_MAX entries."""
-        high = f"{until * 1000}" if until else "+"
+        epoch seconds; ``before``: only entries older than this entry id), newest first.
+        Reads at most SCAN_MAX entries."""
+        high = f"{until * 1000 + 999}" if until else "+"
+        if before and (high == "+" or _older(before, high)):
+            high = f"({before}"
         low = f"{since * 1000}" if since else "-"
         out: list[AuditEntry] = []
         read = 0
@@ -116,6 +120,16 @@ class AuditLog:
             if ms == 0 and seq == 0:
                 break
         return out
+
+
+def _older(entry_id: str, bound: str) -> bool:
+    """Whether stream id ``entry_id`` sorts before ``bound`` (an id or a time in ms)."""
+
+    def parts(x: str) -> tuple[int, int]:
+        ms, _, seq = x.partition("-")
+        return int(ms), int(seq or 2**63)
+
+    return parts(entry_id) < parts(bound)
 
 
 def _entry(entry_id: Any, raw: dict[Any, Any]) -> AuditEntry:

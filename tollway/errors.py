@@ -31,7 +31,12 @@ class TollwayError(Exception):
 
 
 class InvalidInput(TollwayError, ValueError):
-    """What a caller sent or configured cannot be used; the message says why."""
+    """What a caller sent or configured cannot be used; the message says why, and ``field``
+    names the request field at fault when one is (the management API answers it)."""
+
+    def __init__(self, message: str = "", field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class LifecycleError(InvalidInput):

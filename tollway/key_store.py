@@ -10,20 +10,24 @@ reads records only through check.lua. Raises ``KeyNotFound`` for a key or id wit
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis.exceptions import RedisClusterException, RedisError
 
 from tollway import schema, scripts
 from tollway.errors import LifecycleError, NotFound
+from tollway.key_index import KeyIndex
 from tollway.keys import KeyHasher, KeyMode, generate_key, looks_like_key_id, parse_key
 from tollway.logs import fields
 from tollway.records import DEFAULT_PERIOD_S, KeyRecord, KeyStatus
+from tollway.scan import tags_by_suffix
 from tollway.scripts import Result
 
 log = logging.getLogger("tollway.key_store")
@@ -33,6 +37,8 @@ log = logging.getLogger("tollway.key_store")
 PREFIX_SHOWN = 12
 # What a key copies from its subscription (webhook.subscriptions.SubState.key_fields).
 SYNCED = ("status", "tier", "grace_until", "period_start", "period_end")
+# Records read at once by ``records``.
+READ_WIDTH = 25
 
 
 class KeyNotFound(NotFound):
@@ -43,6 +49,7 @@ class KeyStore:
     def __init__(self, redis: Any, hasher: KeyHasher) -> None:
         self.redis = redis
         self.hasher = hasher
+        self.index = KeyIndex(redis)
         self._create = scripts.register(redis, "create_record")
         self._open = scripts.register(redis, "open_key")
         self._sync_account = scripts.register(redis, "sync_account")
@@ -72,6 +79,7 @@ class KeyStore:
         for owner in (record.customer, record.subscription):
             if owner:
                 await self.redis.sadd(schema.owned_keys(owner), record.key_id)
+        await self.index.add(record)
         directory = schema.key_directory(record.key_id)
         entry = ["account", account, "tier", record.tier]  # the tier: authz's first guess
         claimed = scripts.result(await self._create(keys=[directory], args=entry)) is Result.DONE
@@ -126,11 +134,14 @@ class KeyStore:
         mode: KeyMode = KeyMode.LIVE,
         subscription: str = "",
         now: int | None = None,
+        details: KeyDetails | None = None,
     ) -> tuple[str, KeyRecord]:
         """Issue a new active key. Returns (plaintext, record); only the record is stored."""
         created = int(time.time()) if now is None else now
         schema.owned_keys(customer)  # raises ValueError for an id unfit for a key name
         template = KeyRecord.template(tier, customer, created, subscription)
+        if details is not None:
+            template = details.on(template)
         while True:
             plaintext, record = self.new_record(template, mode)
             # A 64-bit key id collision is astronomically unlikely; if it happens, draw again.
@@ -138,7 +149,11 @@ class KeyStore:
                 return plaintext, record
 
     async def create_for_subscription(
-        self, subscription: str, mode: KeyMode = KeyMode.LIVE, now: int | None = None
+        self,
+        subscription: str,
+        mode: KeyMode = KeyMode.LIVE,
+        now: int | None = None,
+        details: KeyDetails | None = None,
     ) -> tuple[str, KeyRecord]:
         """Issue a key bound to a subscription the webhook has seen (its account exists, with
         or without a Checkout): its tier, customer, billing status and period are the
@@ -163,6 +178,8 @@ class KeyStore:
             period_end=int(plan.get("period_end") or 0) or created + DEFAULT_PERIOD_S,
             sync_version=int(plan["sync_version"]),
         )
+        if details is not None:
+            template = details.on(template)
         while True:
             plaintext, record = self.new_record(template, mode)
             if await self.write(record):
@@ -240,7 +257,10 @@ class KeyStore:
         before it has a key: DONE, or NEWER (nothing written)."""
         args = [str(version), customer, account, *(x for pair in fields.items() for x in pair)]
         name = schema.account_state(account)
-        return scripts.result(await self._sync_account(keys=[name], args=args))
+        result = scripts.result(await self._sync_account(keys=[name], args=args))
+        if result is Result.DONE:
+            await self.index.add_account(account)
+        return result
 
     async def owned(self, owner: str) -> list[str]:
         """Key ids issued for a subscription or customer."""
@@ -258,6 +278,62 @@ class KeyStore:
             except KeyNotFound:
                 continue
         return sorted(out, key=lambda r: (r.created, r.key_id))
+
+    async def records(self, key_ids: list[str]) -> list[KeyRecord]:
+        """The records of ``key_ids``, in order, read side by side (READ_WIDTH at a time, well
+        within a client's connection pool); an id with no record (an issuance that never
+        finished) is skipped."""
+        found: list[KeyRecord | BaseException] = []
+        for i in range(0, len(key_ids), READ_WIDTH):
+            part = key_ids[i : i + READ_WIDTH]
+            found += await asyncio.gather(*(self.get(k) for k in part), return_exceptions=True)
+        out = []
+        for item in found:
+            if isinstance(item, KeyRecord):
+                out.append(item)
+            elif not isinstance(item, KeyNotFound):
+                raise item
+        return out
+
+    async def reindex(self) -> int:
+        """Put every key and account in the ordered indexes (tollway/key_index.py): for keys
+        issued before they existed. SCANs the whole keyspace; idempotent. Returns the keys."""
+        found = await tags_by_suffix(self.redis, ("key", "account"))
+        for account in found["account"]:
+            await self.index.add_account(account)
+        n = 0
+        for key_id in found["key"]:
+            try:
+                await self.index.add(await self.get(key_id))
+                n += 1
+            except (KeyNotFound, ValueError):
+                continue
+        return n
+
+
+@dataclass(frozen=True)
+class KeyDetails:
+    """What an operator may say about a key besides its tier and owner (the management API):
+    a name, whose it is in the operator's own system, metadata, and when it stops working."""
+
+    name: str = ""
+    external_id: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    expires_at: int = 0  # epoch s; 0: never
+
+    def on(self, record: KeyRecord) -> KeyRecord:
+        return replace(
+            record,
+            name=self.name,
+            external_id=self.external_id,
+            metadata=metadata_text(self.metadata),
+            expires_at=self.expires_at,
+        )
+
+
+def metadata_text(metadata: Mapping[str, str]) -> str:
+    """Metadata as a record holds it: JSON text, keys sorted ("" for none)."""
+    return json.dumps(dict(metadata), sort_keys=True, separators=(",", ":")) if metadata else ""
 
 
 def text(v: bytes | str) -> str:

@@ -48,6 +48,11 @@ def _checksum(prefix_and_body: str) -> str:
     return b62encode(zlib.crc32(prefix_and_body.encode("ascii")), CHECK_LEN)
 
 
+def new_customer_id() -> str:
+    """An id for a customer tollway makes itself (not Stripe's): a key issued without one."""
+    return f"local_{secrets.token_hex(8)}"
+
+
 def generate_key(mode: KeyMode = KeyMode.LIVE) -> str:
     """A new random key in the tollway format."""
     body = b62encode(int.from_bytes(secrets.token_bytes(BODY_BYTES), "big"), BODY_LEN)

@@ -22,13 +22,14 @@ ValueError) for a change the rules refuse, with a message for the person who ask
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 
 from tollway import schema, scripts
 from tollway.audit import AuditLog
 from tollway.clock import Clock
-from tollway.errors import LifecycleError
-from tollway.key_store import KeyNotFound, KeyStore, text
+from tollway.errors import InvalidInput, LifecycleError
+from tollway.key_store import KeyDetails, KeyNotFound, KeyStore, metadata_text, text
 from tollway.keys import KeyMode
 from tollway.logs import fields
 from tollway.records import FINAL, KeyRecord, KeyState, KeyStatus, key_state
@@ -54,6 +55,7 @@ class Lifecycle:
         self._set_hold = scripts.register(redis, "set_hold")
         self._set_account_hold = scripts.register(redis, "set_account_hold")
         self._rotate = scripts.register(redis, "rotate_key")
+        self._update = scripts.register(redis, "update_key")
 
     def acting_as(self, actor: str) -> Lifecycle:
         """The same lifecycle, its changes recorded as made by ``actor``."""
@@ -72,28 +74,41 @@ class Lifecycle:
         hold = await self.account_hold(record.account)
         return key_state(record, hold, self.clock.now())
 
-    async def listing(self, records: list[KeyRecord]) -> list[dict[str, object]]:
-        """``records`` as ``tollway keys list`` shows them, each with its state now."""
+    async def states(self, records: list[KeyRecord]) -> list[tuple[KeyRecord, KeyState]]:
+        """Each of ``records`` with its state now (one read per account)."""
         holds = {a: await self.account_hold(a) for a in {r.account for r in records}}
         now = self.clock.now()
-        return [r.listing(key_state(r, holds[r.account], now)) for r in records]
+        return [(r, key_state(r, holds[r.account], now)) for r in records]
+
+    async def listing(self, records: list[KeyRecord]) -> list[dict[str, object]]:
+        """``records`` as ``tollway keys list`` shows them, each with its state now."""
+        return [r.listing(state) for r, state in await self.states(records)]
 
     # Issuing.
 
     async def create(
-        self, tier: str, customer: str, mode: KeyMode = KeyMode.LIVE
+        self,
+        tier: str,
+        customer: str,
+        mode: KeyMode = KeyMode.LIVE,
+        details: KeyDetails | None = None,
     ) -> tuple[str, KeyRecord]:
-        """A new active key on the customer's account. Refused while the account is held."""
-        plaintext, record = await self.keys.create(tier, customer, mode, now=self.clock.now())
+        """A new active key on the customer's account. Refused while the account is held, or
+        with an expiry that is not in the future."""
+        now = self.clock.now()
+        _check_expiry(details, now)
+        plaintext, record = await self.keys.create(tier, customer, mode, now=now, details=details)
         await self._audit(record.key_id, "created", account=record.account, tier=tier)
         return plaintext, record
 
     async def create_for_subscription(
-        self, subscription: str, mode: KeyMode = KeyMode.LIVE
+        self, subscription: str, mode: KeyMode = KeyMode.LIVE, details: KeyDetails | None = None
     ) -> tuple[str, KeyRecord]:
         """A new key on a subscription's account (``KeyStore.create_for_subscription``)."""
+        now = self.clock.now()
+        _check_expiry(details, now)
         plaintext, record = await self.keys.create_for_subscription(
-            subscription, mode, now=self.clock.now()
+            subscription, mode, now=now, details=details
         )
         await self._audit(record.key_id, "created", account=record.account, tier=record.tier)
         return plaintext, record
@@ -109,8 +124,9 @@ class Lifecycle:
             raise LifecycleError(
                 f"key {old.key_id} was rotated already, to {old.successor}; rotate that key"
             )
-        # The hold is copied again by rotate_key.lua, as it is when the handover runs.
-        template = replace(old, created=now, expires_at=0, last_used=0, successor="")
+        # The hold is copied again by rotate_key.lua, as it is when the handover runs. The
+        # successor keeps the key's name, external id, metadata and expiry.
+        template = replace(old, created=now, last_used=0, successor="")
         while True:
             plaintext, new = self.keys.new_record(template, KeyMode(old.mode))
             if await self.keys.write(new):
@@ -129,6 +145,47 @@ class Lifecycle:
         return plaintext, await self.keys.get(new.key_id)
 
     # Changing one key.
+
+    async def update(
+        self,
+        key_or_id: str,
+        name: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        expires_at: int | None = None,
+    ) -> KeyRecord:
+        """Change what the operator says about a key: its name, its metadata (replaced
+        whole), its expiry (0: never; else in the future). None leaves a field as it is. A
+        final key changes no more; a rotated key's expiry is its overlap's end and stays."""
+        record, name_in_redis, _ = await self.keys.find(key_or_id)
+        now = self.clock.now()
+        if expires_at and expires_at <= now:
+            raise InvalidInput("expires_at is not in the future", "expires_at")
+        changes: dict[str, str] = {}
+        if name is not None:
+            changes["name"] = name
+        if metadata is not None:
+            changes["metadata"] = metadata_text(metadata)
+        if expires_at is not None:
+            changes["expires_at"] = str(expires_at)
+        if not changes:
+            return record
+        pairs = [x for pair in changes.items() for x in pair]
+        result = scripts.result(await self._update(keys=[name_in_redis], args=[str(now), *pairs]))
+        if result is Result.MISSING:
+            raise KeyNotFound(f"no key with id {record.key_id}")
+        if result is Result.ROTATED:
+            raise LifecycleError(
+                f"key {record.key_id} was rotated: its expiry is the end of its overlap"
+            )
+        if result is not Result.DONE:
+            raise LifecycleError(
+                f"key {record.key_id} is {result.name.lower()}; that is final, so it cannot be "
+                "updated"
+            )
+        shown = {k: (metadata if k == "metadata" else v) for k, v in changes.items()}
+        await self.keys.announce(record.key_id)
+        await self._audit(record.key_id, "updated", **shown)
+        return await self.keys.get(record.key_id)
 
     async def revoke(self, key_or_id: str) -> KeyRecord:
         """Revoke for good (401). Revoking a revoked key changes, and records, nothing more."""
@@ -204,6 +261,11 @@ class Lifecycle:
     async def _audit(self, key_id: str, what: str, **more: object) -> None:
         log.info("key_changed", extra=fields(key_id=key_id, change=what, actor=self.actor, **more))
         await self.audit.record(self.actor, what, f"key:{key_id}", **more)
+
+
+def _check_expiry(details: KeyDetails | None, now: int) -> None:
+    if details is not None and details.expires_at and details.expires_at <= now:
+        raise InvalidInput("expires_at is not in the future", "expires_at")
 
 
 def _refusal(reply: list[object]) -> str:

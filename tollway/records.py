@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -52,6 +53,9 @@ class KeyRecord:
     prefix: str = ""  # the key's first characters, to tell keys apart in listings
     last_used: int = 0  # epoch s of a request let through, kept to the minute by check.lua
     successor: str = ""  # the key id this key was rotated to ("" if it was never rotated)
+    name: str = ""  # the operator's label for the key
+    external_id: str = ""  # the operator's own id for whom the key is (its user), indexed
+    metadata: str = ""  # the operator's string pairs, as JSON text ("" for none)
 
     @classmethod
     def template(
@@ -107,6 +111,9 @@ class KeyRecord:
                 prefix=raw.get("prefix", ""),
                 last_used=int(raw.get("last_used", 0)),
                 successor=raw.get("successor", ""),
+                name=raw.get("name", ""),
+                external_id=raw.get("external_id", ""),
+                metadata=raw.get("metadata", ""),
             )
         except (KeyError, ValueError) as exc:
             raise ValueError(f"malformed key record: {exc!r}") from None
@@ -129,7 +136,19 @@ class KeyRecord:
         out = dataclasses.asdict(self)
         del out["hash"]
         out["status"] = self.status.value
+        out["metadata"] = self.meta
         return out
+
+    @property
+    def meta(self) -> dict[str, str]:
+        """The operator's metadata pairs ({} for none, or for text that is not a JSON object)."""
+        if not self.metadata:
+            return {}
+        try:
+            value = json.loads(self.metadata)
+        except ValueError:
+            return {}
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def key_state(record: KeyRecord, account_hold: str, now: int) -> KeyState:

@@ -8,7 +8,6 @@ from collections.abc import Collection
 from typing import Any
 
 from tollway import schema
-from tollway.key_store import text
 
 
 async def tags_by_suffix(
@@ -19,7 +18,7 @@ async def tags_by_suffix(
     fewer names)."""
     found: dict[str, set[str]] = {suffix: set() for suffix in suffixes}
     async for raw in redis.scan_iter(match=match, count=1000):
-        name = text(raw)
+        name = raw.decode() if isinstance(raw, bytes) else str(raw)
         suffix = name.rsplit(":", 1)[-1]
         if suffix in found:
             found[suffix].add(schema.tag_of(name))

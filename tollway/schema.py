@@ -164,6 +164,29 @@ def api_token(token_id: str) -> str:
     return f"{PREFIX}:api:token:{token_id}"
 
 
+def idempotency(token_id: str, digest: str) -> str:
+    """A management API POST's answer, by its token and its Idempotency-Key's SHA-256: the
+    request's fingerprint, then its answer (api/idempotency.py); Redis expires it."""
+    return f"{PREFIX}:api:idem:{token_id}:{digest}"
+
+
+# The ordered indexes the management API pages through (tollway/key_index.py): sorted sets
+# of "<created, 10 digits>:<key id>" (keys) or account ids (accounts), all at score 0, read
+# by ZRANGE BYLEX so that a page costs Redis O(log n + page).
+KEY_INDEX = f"{PREFIX}:idx:keys"
+ACCOUNT_INDEX = f"{PREFIX}:idx:accounts"
+
+
+def keys_of_owner(owner: str) -> str:
+    """The key index of one account or customer (a customer's also lists its subscriptions')."""
+    return f"{PREFIX}:idx:keys:owner:{owner}"
+
+
+def keys_of_external(external_id: str) -> str:
+    """The key index of one of the operator's own users (a key's ``external_id``)."""
+    return f"{PREFIX}:idx:keys:ext:{external_id}"
+
+
 def signup_token(digest: str) -> str:
     """A free sign-up's confirmation link, by its token's SHA-256 (portal/signup.py)."""
     return f"{PREFIX}:portal:signup:{digest}"

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("tollway", "authz", "webhook", "metering", "portal", "cli", "devkit")
+PACKAGES = ("tollway", "authz", "webhook", "metering", "portal", "api", "cli", "devkit")
 
 
 def code_map() -> str:

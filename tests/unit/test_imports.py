@@ -1,7 +1,7 @@
 """The layout's import rules, read from the source: who may import whom.
 
 - the kernel (tollway) imports no service, and neither the command line nor the dev kit;
-- a service (authz, webhook, metering, portal) imports no other service, nor cli or devkit;
+- a service (authz, webhook, metering, portal, api) imports no other service, nor cli or devkit;
 - the dev kit imports no service: it starts them as processes;
 - the command line imports a service only through its public modules.
 """
@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL, SERVICES, CLI, DEVKIT = (
     "tollway",
-    ("authz", "webhook", "metering", "portal"),
+    ("authz", "webhook", "metering", "portal", "api"),
     "cli",
     "devkit",
 )
@@ -27,6 +27,7 @@ PUBLIC = {
     "webhook": {"webhook.cli", "webhook.settings"},
     "metering": {"metering.cli", "metering.settings", "metering.ledger"},
     "portal": {"portal.cli", "portal.settings"},
+    "api": {"api", "api.cli", "api.settings"},
 }
 
 

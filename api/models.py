@@ -1,0 +1,232 @@
+"""The management API's request and response bodies: the one source of what it accepts and
+answers. Handlers validate with these models, and the OpenAPI document (api/openapi.py) is
+generated from them, so the two cannot drift.
+
+Conventions (as Stripe's): times are Unix seconds (``null``: never, or not yet); a request
+body with a field the model does not know is refused, naming the field; ids are the ids
+tollway shows everywhere else (a key id is 16 hex digits, never the key).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# Stripe's bounds on metadata: 50 pairs, keys up to 40 characters, values up to 500.
+METADATA_PAIRS = 50
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+MetadataValue = Annotated[str, StringConstraints(max_length=500)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=METADATA_PAIRS)]
+# The operator's own ids: a user id, an email, a UUID.
+ExternalId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@+=/-]{1,128}$")]
+StripeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,255}$")]
+KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+Name = Annotated[str, StringConstraints(max_length=100)]
+Tier = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Limit = Annotated[int, Field(ge=1, le=100)]
+Epoch = Annotated[int, Field(ge=0, le=4_102_444_800)]  # to 2100
+Feature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Answer(BaseModel):
+    """A response body."""
+
+
+# Errors.
+
+
+class ErrorDetail(Answer):
+    code: str = Field(
+        description="stable: invalid_request, unauthorized, forbidden, not_found, conflict, "
+        "idempotency_mismatch, rate_limited, payload_too_large, request_timeout, unavailable"
+    )
+    message: str
+    field: str | None = Field(None, description="the request field at fault, when one is")
+
+
+class Error(Answer):
+    error: ErrorDetail
+
+
+# Keys.
+
+
+class CreateKey(Body):
+    tier: Tier | None = Field(None, description="required unless subscription is given")
+    customer: StripeId | None = Field(
+        None, description="the account's customer; a new local customer when left out"
+    )
+    subscription: StripeId | None = Field(
+        None, description="bind the key to a subscription the webhook service has seen"
+    )
+    name: Name = ""
+    external_id: ExternalId | None = Field(None, description="your own id for the key's user")
+    metadata: Metadata = Field(default_factory=dict)
+    expires_at: Epoch | None = Field(None, description="when the key stops working (401)")
+    test: bool = Field(False, description="issue a tw_test_ key")
+
+
+class UpdateKey(Body):
+    name: Name | None = None
+    metadata: Metadata | None = Field(None, description="replaces the key's metadata whole")
+    expires_at: Epoch | None = Field(None, description="0: never")
+
+
+class RotateKey(Body):
+    overlap_s: Annotated[int, Field(ge=0, le=30 * 86_400)] = Field(
+        86_400, description="how long the old key keeps working (0: revoked at once)"
+    )
+
+
+KeyStateName = Literal["active", "past_due", "pending", "suspended", "revoked", "expired"]
+
+
+class Key(Answer):
+    id: str
+    object: Literal["key"] = "key"
+    prefix: str = Field(description="the key's first characters, to tell keys apart")
+    state: KeyStateName = Field(description="what a request with the key gets now")
+    tier: str
+    account: str
+    customer: str
+    subscription: str | None
+    mode: Literal["live", "test"]
+    name: str
+    external_id: str | None
+    metadata: dict[str, str]
+    created: int
+    last_used: int | None
+    expires_at: int | None
+    successor: str | None = Field(description="the key this key was rotated to")
+
+
+class CreatedKey(Key):
+    key: str = Field(description="the key itself: shown this once, never again")
+
+
+class KeyList(Answer):
+    object: Literal["list"] = "list"
+    data: list[Key]
+    has_more: bool
+
+
+# Accounts.
+
+
+class Account(Answer):
+    id: str
+    object: Literal["account"] = "account"
+    customer: str
+    subscription: str | None
+    tier: str
+    status: str
+    held: bool = Field(description="an operator's hold: every key of the account gets 402")
+    period_start: int | None
+    period_end: int | None
+    quota_used: int = Field(description="requests counted this period")
+    overrides: dict[str, str] = Field(description="the account's own limits, over its tier's")
+
+
+class AccountList(Answer):
+    object: Literal["list"] = "list"
+    data: list[Account]
+    has_more: bool
+
+
+class SetTier(Body):
+    tier: Tier
+
+
+class SetLimits(Body):
+    requests_per_second: Annotated[float, Field(gt=0)] | None = None
+    burst: Annotated[int, Field(ge=1)] | None = None
+    monthly_quota: Annotated[int, Field(ge=0)] | None = None
+    features: Annotated[list[Feature], Field(max_length=100)] | None = None
+    replace: bool = Field(False, description="clear the account's earlier limits first")
+
+
+# Usage.
+
+
+class UsageWindow(Answer):
+    meter: str
+    window_start: int
+    counting: int = Field(description="counted, not yet moved on to billing")
+    pending: int = Field(description="moved on, not yet confirmed sent to Stripe")
+    sent: int = Field(description="sent to Stripe")
+
+
+class KeyUsage(Answer):
+    key_id: str
+    account: str
+    this_period: int = Field(description="requests the key made this billing period")
+
+
+class Usage(Answer):
+    object: Literal["usage"] = "usage"
+    customer: str
+    windows: list[UsageWindow]
+    keys: list[KeyUsage]
+    carried: int = Field(description="refunds waiting to come off a later window")
+
+
+# Audit.
+
+
+class AuditEntry(Answer):
+    id: str = Field(description="ordered: pass the last one as starting_after for more")
+    at: int
+    actor: str = Field(description="cli, token:<id>, customer:<cus_…>, stripe:<evt_…>")
+    action: str
+    target: str = Field(description="key:<id>, account:<id> or token:<id>")
+    changes: dict[str, object]
+
+
+class AuditList(Answer):
+    object: Literal["list"] = "list"
+    data: list[AuditEntry]
+    has_more: bool
+
+
+# Query strings.
+
+
+class Query(BaseModel):
+    """A query string: unknown parameters are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeyQuery(Query):
+    account: StripeId | None = Field(None, description="only this account's keys")
+    customer: StripeId | None = Field(None, description="only this customer's keys")
+    external_id: ExternalId | None = Field(None, description="only the keys with this id")
+    limit: Limit = 10
+    starting_after: KeyId | None = Field(None, description="the last key id of the page before")
+
+
+class AccountQuery(Query):
+    limit: Limit = 10
+    starting_after: StripeId | None = None
+
+
+class UsageQuery(Query):
+    customer: StripeId
+
+
+class AuditQuery(Query):
+    target: Annotated[str, StringConstraints(max_length=300)] | None = None
+    actor: Annotated[str, StringConstraints(max_length=300)] | None = None
+    since: Epoch | None = None
+    until: Epoch | None = None
+    limit: Limit = 10
+    starting_after: (
+        Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")] | None
+    ) = None

@@ -1,0 +1,20 @@
+"""The management API's settings, read from ``TOLLWAY_*`` (tollway.settings.load)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tollway.settings import RedisSettings, env
+
+
+@dataclass(frozen=True)
+class ApiSettings(RedisSettings):
+    """The management API (api/)."""
+
+    host: str = env("TOLLWAY_API_HOST", "127.0.0.1", "address the management API binds")
+    port: int = env("TOLLWAY_API_PORT", 8084, "management API HTTP port")
+    # JSON bodies are small: the largest is a key's metadata (50 pairs of 40 + 500 chars).
+    max_body_bytes: int = env("TOLLWAY_API_MAX_BODY", 64 * 1024, "larger bodies get 413")
+    # A body must arrive within this (a client sending a byte a minute holds no worker).
+    body_timeout_s: float = env("TOLLWAY_API_BODY_TIMEOUT_S", 10.0, "slower bodies get 408")
+    per_token: int = env("TOLLWAY_API_PER_TOKEN", 1000, "requests per second per API token")
