@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from tollway.errors import InvalidInput, LifecycleError, NotFound, Unavailable
 
@@ -77,6 +77,8 @@ def from_exception(exc: Exception) -> ApiError | None:
         return invalid(str(exc), exc.field)
     if isinstance(exc, NotFound):
         return not_found(str(exc.args[0]) if exc.args else "not found")
+    if isinstance(exc, ResponseError):
+        return None  # Redis refused a command: a bug of ours, not an outage
     if isinstance(exc, (Unavailable, RedisError, RedisClusterException, OSError)):
         return ApiError(503, "unavailable", "the store cannot answer now; retry")
     return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 # Stripe's bounds on metadata: 50 pairs, keys up to 40 characters, values up to 500.
 METADATA_PAIRS = 50
@@ -20,10 +20,14 @@ MetadataValue = Annotated[str, StringConstraints(max_length=500)]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=METADATA_PAIRS)]
 # The operator's own ids: a user id, an email, a UUID.
 ExternalId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@+=/-]{1,128}$")]
-StripeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,255}$")]
+StripeId = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,255}$"), Field(examples=["cus_123"])
+]
 KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
 Name = Annotated[str, StringConstraints(max_length=100)]
-Tier = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Tier = Annotated[
+    str, StringConstraints(min_length=1, max_length=64), Field(examples=["free", "pro"])
+]
 Limit = Annotated[int, Field(ge=1, le=100)]
 Epoch = Annotated[int, Field(ge=0, le=4_102_444_800)]  # to 2100
 Feature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -230,3 +234,11 @@ class AuditQuery(Query):
     starting_after: (
         Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")] | None
     ) = None
+
+    @field_validator("starting_after")
+    @classmethod
+    def an_entry_id(cls, value: str | None) -> str | None:
+        """A stream entry id is two 64-bit numbers."""
+        if value is not None and any(int(part) >= 2**64 for part in value.split("-")):
+            raise ValueError("not an audit entry id")
+        return value

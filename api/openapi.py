@@ -20,7 +20,8 @@ ERRORS = {
     401: "No live API token",
     403: "The token lacks the operation's scope",
     404: "No such key, account or route",
-    409: "The state refuses the change, or the Idempotency-Key was used with another request",
+    409: "The state refuses the change, or the Idempotency-Key is in use or was used with "
+    "another request",
     429: "The token's requests per second are spent",
     503: "The store cannot answer now; retry",
 }
@@ -54,7 +55,31 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return out
 
 
-def _operation(op: Operation) -> dict[str, Any]:
+# What an answer names, for OpenAPI links: (answer model, the id's place in it) -> the path
+# parameter it fills. A key made or read links to every operation on that key, and so on,
+# so that a client (and schemathesis's stateful phase) can follow create → get → rotate.
+LINKS = {
+    ("Key", "$response.body#/id"): "key_id",
+    ("CreatedKey", "$response.body#/id"): "key_id",
+    ("Account", "$response.body#/id"): "account",
+}
+
+
+def _links(op: Operation, operations: list[Operation]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for (model, where), param in LINKS.items():
+        if op.answer.__name__ != model:
+            continue
+        for target in operations:
+            if param in target.params and target is not op:
+                out[f"{target.operation_id}"] = {
+                    "operationId": target.operation_id,
+                    "parameters": {param: where},
+                }
+    return out
+
+
+def _operation(op: Operation, operations: list[Operation]) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {
             "name": name,
@@ -84,8 +109,12 @@ def _operation(op: Operation) -> dict[str, Any]:
             },
         }
     }
+    links = _links(op, operations)
+    if links:
+        answers["200"]["links"] = links
     error = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
-    for status in sorted({*op.errors, 401, 403, 429, 503}):
+    always = {401, 403, 429, 503} | ({409} if op.method == "POST" else set())
+    for status in sorted({*op.errors, *always}):
         answers[str(status)] = {"description": ERRORS[status], "content": error}
     out: dict[str, Any] = {
         "operationId": op.operation_id,
@@ -112,7 +141,7 @@ def document(operations: list[Operation]) -> dict[str, Any]:
     _, schemas = models_json_schema(modes, ref_template=REF)  # type: ignore[arg-type]
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, operations)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -98,8 +98,11 @@ class AuditLog:
         epoch seconds; ``before``: only entries older than this entry id), newest first.
         Reads at most SCAN_MAX entries."""
         high = f"{until * 1000 + 999}" if until else "+"
+        if before and _parts(before) == (0, 0):
+            return []  # nothing is older than the first id there can be
         if before and (high == "+" or _older(before, high)):
-            high = f"({before}"
+            ms, seq = _parts(before)
+            high = f"({ms}-{seq}"
         low = f"{since * 1000}" if since else "-"
         out: list[AuditEntry] = []
         read = 0
@@ -122,14 +125,15 @@ class AuditLog:
         return out
 
 
+def _parts(entry_id: str) -> tuple[int, int]:
+    """A stream id (or a time in ms, as the last id of that ms) as numbers."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 2**64 - 1)
+
+
 def _older(entry_id: str, bound: str) -> bool:
     """Whether stream id ``entry_id`` sorts before ``bound`` (an id or a time in ms)."""
-
-    def parts(x: str) -> tuple[int, int]:
-        ms, _, seq = x.partition("-")
-        return int(ms), int(seq or 2**63)
-
-    return parts(entry_id) < parts(bound)
+    return _parts(entry_id) < _parts(bound)
 
 
 def _entry(entry_id: Any, raw: dict[Any, Any]) -> AuditEntry:

@@ -292,3 +292,26 @@ async def test_reindex_puts_older_keys_in_the_lists(api, redis):
     assert [k["id"] for k in listed["data"]] == [made["id"]]
     status, accounts = await api.call("GET", "/v1/accounts", t)
     assert [a["id"] for a in accounts["data"]] == ["cus_r"]
+
+
+async def test_the_audit_log_pages_by_cursor_newest_first(api):
+    t = await api.token()
+    status, made = await api.call("POST", "/v1/keys", t, json={"tier": "free", "customer": "cus_l"})
+    for action in ("suspend", "resume", "suspend", "resume"):
+        assert (await api.call("POST", f"/v1/keys/{made['id']}/{action}", t))[0] == 200
+    target = f"target=key:{made['id']}"
+    seen: list[str] = []
+    after = ""
+    while True:
+        status, page = await api.call("GET", f"/v1/audit?{target}&limit=2{after}", t)
+        assert status == 200
+        seen += [e["action"] for e in page["data"]]
+        if not page["has_more"]:
+            break
+        after = f"&starting_after={page['data'][-1]['id']}"
+    assert seen == ["resumed", "suspended", "resumed", "suspended", "created"]
+    for bad in ("0-0", "000-0"):
+        status, page = await api.call("GET", f"/v1/audit?starting_after={bad}", t)
+        assert status == 200 and page["data"] == []
+    status, err = await api.call("GET", "/v1/audit?starting_after=1-99999999999999999999", t)
+    assert status == 400 and err["error"]["field"] == "starting_after"

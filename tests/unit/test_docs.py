@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from authz.reasons import Reason
-from api.settings import ApiSettings
 from authz.settings import AuthzSettings
 from devkit.settings import DevSettings, StandinSettings
 from metering.settings import MeteringSettings, ReceiverSettings
