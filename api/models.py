@@ -121,6 +121,34 @@ class KeyList(Answer):
     has_more: bool
 
 
+class VerifyKey(Body):
+    key: Annotated[str, StringConstraints(max_length=200)] = Field(
+        description="the key a caller presented (tw_live_… or tw_test_…)"
+    )
+    cost: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+        1, description="requests this call counts as (a route's tollway_cost)"
+    )
+    feature: Feature | None = Field(None, description="the feature the call needs")
+
+
+class Verification(Answer):
+    object: Literal["verification"] = "verification"
+    valid: bool = Field(description="whether the call may go ahead (it was counted if so)")
+    code: str = Field(
+        description="ok, or the reason Envoy's denial would carry: missing_api_key, "
+        "invalid_api_key, key_revoked, payment_required, feature_not_in_plan, quota_exceeded, "
+        "rate_limited, plan_unavailable, store_unavailable, overloaded"
+    )
+    message: str
+    key_id: str | None
+    account: str | None
+    customer: str | None
+    tier: str | None
+    remaining: int | None = Field(description="RateLimit-Remaining, as Envoy's answer has it")
+    reset: int | None = Field(description="RateLimit-Reset, seconds")
+    external_id: str | None
+
+
 # Accounts.
 
 

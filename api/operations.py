@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from api.models import Answer, Body, Query
+from authz.engine import CheckEngine
 from tollway.accounts import Accounts
 from tollway.api_tokens import ApiToken
 from tollway.audit import AuditLog
@@ -35,7 +36,10 @@ class Services:
     keys: KeyStore
     audit: AuditLog
     clock: Clock
-    tiers: Callable[[], TierTable]
+    engine: CheckEngine  # the check engine verify runs (its tier table is the API's too)
+
+    def tiers(self) -> TierTable:
+        return self.engine.tiers()
 
     def lifecycle(self, actor: str) -> Lifecycle:
         return Lifecycle(self.keys, self.clock, self.audit, actor)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from api import accounts, keys, reads
+from api import accounts, keys, reads, verify
 from api.operations import Operation
 
-OPERATIONS: list[Operation] = [*keys.OPERATIONS, *accounts.OPERATIONS, *reads.OPERATIONS]
+OPERATIONS: list[Operation] = [
+    *verify.OPERATIONS,
+    *keys.OPERATIONS,
+    *accounts.OPERATIONS,
+    *reads.OPERATIONS,
+]

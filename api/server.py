@@ -10,6 +10,7 @@ from aiohttp import web
 from api.app import ApiApp
 from api.operations import Services
 from api.settings import ApiSettings
+from authz.engine import CheckEngine
 from tollway.api_tokens import ApiTokens
 from tollway.audit import AuditLog
 from tollway.clock import WallClock
@@ -18,16 +19,15 @@ from tollway.keys import KeyHasher
 from tollway.logs import fields
 from tollway.process import stop_on_signals
 from tollway.redis_client import connect
-from tollway.tier_source import TierSource
 
 log = logging.getLogger("tollway.api")
 
 
-def build(settings: ApiSettings, redis: object, tiers: TierSource) -> web.Application:
+def build(settings: ApiSettings, redis: object, engine: CheckEngine) -> web.Application:
     hasher = KeyHasher(settings.key_pepper.encode())
     clock = WallClock()
     audit = AuditLog(redis, clock=clock)
-    services = Services(KeyStore(redis, hasher), audit, clock, tiers)
+    services = Services(KeyStore(redis, hasher), audit, clock, engine)
     tokens = ApiTokens(redis, hasher, audit, clock)
     return ApiApp(
         services, tokens, settings.per_token, settings.max_body_bytes, settings.body_timeout_s
@@ -35,17 +35,19 @@ def build(settings: ApiSettings, redis: object, tiers: TierSource) -> web.Applic
 
 
 async def serve(settings: ApiSettings) -> None:
-    tiers = TierSource(settings.tiers)
+    engine = CheckEngine(settings, f"api-{settings.port}", stamps=False)
+    await engine.start()
     redis = connect(settings.redis_url, timeout_s=5.0)
-    runner = web.AppRunner(build(settings, redis, tiers), access_log=None)
+    runner = web.AppRunner(build(settings, redis, engine), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    stop = stop_on_signals(tiers)
+    stop = stop_on_signals(engine.tiers)
     log.info("serving", extra=fields(port=settings.port))
     await stop.wait()
     log.info("stopping")
-    await runner.cleanup()
+    await runner.cleanup()  # in-flight requests finish, verifies included
+    await engine.stop()  # then leases are settled and buffered usage written back
     with contextlib.suppress(Exception):
         await redis.aclose()
     log.info("stopped")

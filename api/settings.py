@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tollway.settings import RedisSettings, env
+from authz.settings import CheckSettings
+from tollway.settings import env
 
 
 @dataclass(frozen=True)
-class ApiSettings(RedisSettings):
-    """The management API (api/)."""
+class ApiSettings(CheckSettings):
+    """The management API (api/). Its verify runs the check engine with the same settings as
+    authz's (CheckSettings: store timeout, deadline, breaker, leases)."""
 
     host: str = env("TOLLWAY_API_HOST", "127.0.0.1", "address the management API binds")
     port: int = env("TOLLWAY_API_PORT", 8084, "management API HTTP port")

@@ -76,6 +76,11 @@ class CheckStore(Protocol):
         """The tier the store last reported for ``key_id`` ("" if none is remembered)."""
         ...
 
+    def external_id_of(self, key_id: str) -> str:
+        """The operator's id for the key's user, as the key was issued with ("" for none, or
+        if the key is not remembered)."""
+        ...
+
     def usage_source(self, key_id: str) -> str:
         """Where usage counted for ``key_id`` outside the store goes: its account if known,
         else the key id (metering finds the account from the key's record)."""

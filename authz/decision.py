@@ -25,6 +25,7 @@ KEY_ID_HEADER = "x-tollway-key-id"
 WARNING_HEADER = "x-tollway-warning"
 DEGRADED_HEADER = "x-tollway-degraded"
 DRY_RUN_HEADER = "x-tollway-dry-run"
+EXTERNAL_ID_HEADER = "x-tollway-external-id"  # the operator's own id for the key's user
 
 _REASON = {
     Code.UNKNOWN_KEY: Reason.INVALID_API_KEY,
@@ -120,15 +121,22 @@ def _iso(ts: int) -> str:
 
 # Every request header tollway may set for the upstream. Those an answer does not set are
 # removed, so that a client cannot pass one off as tollway's (the ones it sets overwrite).
-UPSTREAM_HEADERS = (CUSTOMER_HEADER, TIER_HEADER, KEY_ID_HEADER, DEGRADED_HEADER, DRY_RUN_HEADER)
+UPSTREAM_HEADERS = (
+    CUSTOMER_HEADER,
+    TIER_HEADER,
+    KEY_ID_HEADER,
+    DEGRADED_HEADER,
+    DRY_RUN_HEADER,
+    EXTERNAL_ID_HEADER,
+)
 
 
 @lru_cache(maxsize=64)
-def _strip(credential: tuple[str, ...], degraded: bool) -> tuple[str, ...]:
+def _strip(credential: tuple[str, ...], degraded: bool, external: bool) -> tuple[str, ...]:
     """The credential's headers, and every tollway header this answer does not set."""
-    sets = {CUSTOMER_HEADER, TIER_HEADER, KEY_ID_HEADER} | (
-        {DEGRADED_HEADER} if degraded else set()
-    )
+    sets = {CUSTOMER_HEADER, TIER_HEADER, KEY_ID_HEADER}
+    sets |= {DEGRADED_HEADER} if degraded else set()
+    sets |= {EXTERNAL_ID_HEADER} if external else set()
     return credential + tuple(h for h in UPSTREAM_HEADERS if h not in sets)
 
 
@@ -142,6 +150,7 @@ def _allowed(
     upstream_extra: Headers = (),
     would_deny: Reason | None = None,
     degraded: bool = False,
+    external_id: str = "",
 ) -> Decision:
     upstream = (
         (CUSTOMER_HEADER, customer),
@@ -149,6 +158,8 @@ def _allowed(
         (KEY_ID_HEADER, key_id),
         *upstream_extra,
     )
+    if external_id:
+        upstream += ((EXTERNAL_ID_HEADER, external_id),)
     return Decision(
         reason=None,
         key_id=key_id,
@@ -156,16 +167,20 @@ def _allowed(
         tier=tier.name,
         client_headers=client,
         upstream_headers=upstream,
-        strip=_strip(req.strip, bool(upstream_extra)),
+        strip=_strip(req.strip, bool(upstream_extra), bool(external_id)),
         would_deny=would_deny,
         degraded=degraded,
     )
 
 
-def on_reply(req: RequestInfo, key_id: str, out: CheckReply, tier: Tier | None) -> Decision:
+def on_reply(
+    req: RequestInfo, key_id: str, out: CheckReply, tier: Tier | None, external_id: str = ""
+) -> Decision:
     """The verdict for a request whose key reached the store and got ``out`` back.
 
-    ``tier`` is the loaded tier named by ``out.tier``, or None if the table has no such tier.
+    ``tier`` is the loaded tier named by ``out.tier``, or None if the table has no such tier;
+    ``external_id`` the key's (the operator's id for its user; "" for none), which an allowed
+    request carries to the upstream.
     """
 
     def refuse(reason: Reason, message: str = "", headers: Headers = ()) -> Decision:
@@ -179,7 +194,9 @@ def on_reply(req: RequestInfo, key_id: str, out: CheckReply, tier: Tier | None) 
         would = _REASON.get(out.would_deny)
         if would is not None:
             client += ((DRY_RUN_HEADER, would.value),)
-        return _allowed(req, key_id, out.customer, tier, client, would_deny=would)
+        return _allowed(
+            req, key_id, out.customer, tier, client, would_deny=would, external_id=external_id
+        )
 
     reason = _REASON.get(out.code, Reason.PLAN_UNAVAILABLE)
     if reason is Reason.INVALID_API_KEY:

@@ -59,10 +59,12 @@ WRITE_BACK_TIMEOUT_S = 1.0
 @dataclass(slots=True)
 class KnownKey:
     """What this process knows of a key: its account (where its check runs; a key never
-    changes account) and the tier check.lua last reported for it ("" for none yet)."""
+    changes account), the tier check.lua last reported for it ("" for none yet), and the
+    operator's id for its user (set when the key is issued, never changed)."""
 
     account: str
     tier: str
+    external_id: str = ""
 
 
 class RedisCheckStore:
@@ -113,6 +115,10 @@ class RedisCheckStore:
         known = self.keys.get(key_id)
         return known.tier if known is not None else ""
 
+    def external_id_of(self, key_id: str) -> str:
+        known = self.keys.get(key_id)
+        return known.external_id if known is not None else ""
+
     async def note_unheard(self, request_id: str, stamp: str) -> None:
         # Off the check path (rare: a check Envoy gave up on), so through redis-py.
         await self.redis.set(schema.unheard(request_id), stamp, ex=UNHEARD_TTL_S)
@@ -153,15 +159,17 @@ class RedisCheckStore:
         return out
 
     async def _locate(self, key_id: str) -> KnownKey | None:
-        """The key's account and issued tier from its directory entry, remembered; None if
-        there is no such key."""
-        reply = await self._call(("HMGET", schema.key_directory(key_id), "account", "tier"))
-        if not isinstance(reply, list) or len(reply) != 2:
+        """The key's account, issued tier and external id from its directory entry,
+        remembered; None if there is no such key."""
+        name = schema.key_directory(key_id)
+        reply = await self._call(("HMGET", name, "account", "tier", "external_id"))
+        if not isinstance(reply, list) or len(reply) != 3:
             raise StoreUnavailable(f"unexpected reply to a key lookup: {reply!r}")
-        account, tier = reply
+        account, tier, external_id = reply
         if not account:
             return None
-        known = self.keys[key_id] = KnownKey(str(account), str(tier or ""))
+        known = KnownKey(str(account), str(tier or ""), str(external_id or ""))
+        self.keys[key_id] = known
         return known
 
     async def _run_script(self, r: StoreCheck, account: str, tier: str) -> CheckReply:

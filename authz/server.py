@@ -1,4 +1,5 @@
-"""One authz worker process: build everything from settings, serve, and stop cleanly.
+"""One authz worker process: the check engine (authz/engine.py) served to Envoy over gRPC or
+HTTP, started and stopped cleanly.
 
 Signals: SIGTERM/SIGINT mark gRPC health NOT_SERVING, finish in-flight calls within
 ``shutdown_grace_s``, write back (or spool) buffered usage, and exit. SIGHUP reloads the tier
@@ -8,7 +9,6 @@ table; a bad file keeps the old table and logs why.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -19,94 +19,32 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from authz import AUTH_SERVICE, invalidation, responses
-from authz.breaker import Breaker
-from authz.check_store import CheckStore
-from authz.check_tiers import CheckTiers
+from authz import AUTH_SERVICE, responses
+from authz.engine import CheckEngine
 from authz.http_connection import HttpLimits
 from authz.http_front import HttpFront
-from authz.leases import LeaseBook
-from authz.metrics import AuthzMetrics
-from authz.redis_check_store import RedisCheckStore
-from authz.redis_pipe import open_pipe
-from authz.servicer import AuthzServicer
 from authz.settings import AuthzSettings
-from authz.usage_buffer import UsageBuffer
-from tollway import scripts
-from tollway.clock import RedisTime
-from tollway.keys import KeyHasher
 from tollway.logs import fields
-from tollway.redis_client import connect
-from tollway.tier_source import TierSource
-from tollway.usage_stamp import Stamper
 
 log = logging.getLogger("tollway.authz")
-
-FLUSH_INTERVAL_S = 0.5
-WARM_S = 2.0
 
 
 class Worker:
     def __init__(self, settings: AuthzSettings, index: int = 0) -> None:
         self.settings = settings
         self.index = index
-        self.metrics = AuthzMetrics()
-        self.redis = connect(
-            settings.redis_url, timeout_s=settings.store_timeout_ms / 1000, cluster_retries=0
-        )
-        self.buffer = UsageBuffer(settings.usage_window_s)
-        breaker = Breaker(settings.breaker_failures, settings.breaker_cooldown_s)
-        self.pipe = open_pipe(settings.redis_url, settings.store_timeout_ms / 1000)
-        self.store: CheckStore = RedisCheckStore(
-            self.pipe,
-            self.redis,
-            RedisTime(),
-            breaker,
-            settings.check_deadline_ms / 1000,
-            settings.usage_window_s,
-            self.metrics.store_pipelines.inc,
-            # Whatever Redis runs within 80% of the socket timeout is answered before authz
-            # gives up on it; whatever it runs later (it was frozen) is void.
-            expire_after_ms=0.8 * settings.store_timeout_ms,
-            on_reply_lost=self.metrics.store_replies_lost.inc,
-        )
-        self.tiers = TierSource(settings.tiers)
-        self.service = AuthzServicer(
-            CheckTiers(self.tiers()),
-            self.store,
-            KeyHasher(settings.key_pepper.encode()),
-            self.buffer,
-            self.metrics,
-            LeaseBook(settings.lease_ttl_ms / 1000, accepting=False),  # until subscribed
-            Stamper(settings.usage_log_secret) if settings.usage_log_secret else None,
-            settings.log_allowed,
-        )
-        self.tiers.on_change(self.service.use_tiers)
+        self.engine = CheckEngine(settings, f"authz-{settings.port}-{index}")
+        self.service = self.engine.service
+        self.metrics = self.engine.metrics
+        self.tiers = self.engine.tiers
         self.health = health.aio.HealthServicer()
         self.server: Any = None  # gRPC mode
         self.http: HttpFront | None = None  # HTTP mode
         self._stop = asyncio.Event()
 
-    @property
-    def spool_name(self) -> str:
-        return f"authz-{self.settings.port}-{self.index}"
-
-    async def warm(self) -> None:
-        """Connect to Redis and load check.lua before serving. A worker started in a rolling
-        restart would otherwise pay the connects and a NOSCRIPT round trip inside its first
-        checks' 100 ms, and `make test-stress` saw one such check answer 503. Redis being
-        away delays the start by at most WARM_S: the tiers' on_store_error still answers."""
-        try:
-            await asyncio.wait_for(self.pipe.script_load(scripts.lua("check")), WARM_S)
-        except Exception as exc:
-            log.warning("store_warmup_failed", extra=fields(worker=self.index, error=str(exc)))
-
     async def start(self) -> int:
-        """Start serving; returns the bound port."""
-        await self.warm()
-        loaded = self.buffer.load(self.settings.spool_dir)
-        if loaded:
-            log.warning("spooled_usage_loaded", extra=fields(requests=loaded))
+        """Start the engine, then serve; returns the bound port."""
+        await self.engine.start()
         if self.settings.mode == "http":
             own = (
                 self.settings.worker_port_base + self.index if self.settings.worker_port_base else 0
@@ -141,35 +79,6 @@ class Worker:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return port
 
-    async def flush_loop(self) -> None:
-        """Write back usage buffered during a store outage once the store answers again."""
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
-            if not len(self.buffer):
-                continue
-            try:
-                n = await self.store.write_back(self.buffer)
-            except Exception as exc:  # any failure keeps the counts for the next round
-                log.warning("usage_flush_failed", extra=fields(error=repr(exc)))
-            else:
-                if n is not None:
-                    log.info("usage_flushed", extra=fields(requests=n))
-            self.metrics.buffered_usage.set(len(self.buffer))
-
-    async def settle_loop(self) -> None:
-        """Settle expired and closed leases: count what they let through, return the rest."""
-        interval = min(0.25, self.settings.lease_ttl_ms / 4000)
-        while True:
-            await asyncio.sleep(interval)
-            await self._settle()
-
-    async def _settle(self) -> None:
-        try:
-            await self.service.settle_leases()
-        except Exception as exc:  # whatever failed stays owed in the lease book
-            log.warning("lease_settle_failed", extra=fields(error=repr(exc)))
-        self.metrics.lease_owed.set(self.service.leases.owed)
-
     async def stop(self) -> None:
         if self.http is not None:
             await self.http.stop(self.settings.drain_s, self.settings.shutdown_grace_s)
@@ -177,21 +86,7 @@ class Worker:
             await self.health.enter_graceful_shutdown()
             await asyncio.sleep(self.settings.drain_s)  # Envoy's health check moves traffic away
             await self.server.stop(self.settings.shutdown_grace_s)
-        leases = self.service.leases
-        leases.close_all()
-        await self._settle()
-        for owed in leases.due():  # Redis is away: keep the count as buffered usage
-            source = self.service.store.usage_source(owed.key_id)
-            self.buffer.add(source, time.time(), n=owed.spent, write_id=owed.id)
-        try:
-            await asyncio.wait_for(self.buffer.flush(self.redis), timeout=1.0)
-        except Exception as exc:
-            path = self.buffer.save(self.settings.spool_dir, self.spool_name)
-            log.error("usage_spooled", extra=fields(path=str(path), error=repr(exc)))
-        with contextlib.suppress(Exception):
-            await self.pipe.aclose()
-        with contextlib.suppress(Exception):
-            await self.redis.aclose()
+        await self.engine.stop()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -208,16 +103,9 @@ class Worker:
                 port=port, worker=self.index, mode=self.settings.mode, tiers=self.settings.tiers
             ),
         )
-        tasks = [
-            asyncio.create_task(self.flush_loop()),
-            asyncio.create_task(self.settle_loop()),
-            asyncio.create_task(invalidation.listen(self.redis, self.service.leases)),
-        ]
         await self._stop.wait()
         started = time.monotonic()
         log.info("stopping", extra=fields(worker=self.index))
-        for task in tasks:
-            task.cancel()
         await self.stop()
         if http is not None:
             http.shutdown()

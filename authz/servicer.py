@@ -175,7 +175,7 @@ class AuthzServicer:
             self.leases.close(key_id)
             if out.code is Code.UNKNOWN_KEY:
                 self.unknown_keys.add(digest)
-        d = on_reply(info, key_id, out, tiers.tier_for(out))
+        d = on_reply(info, key_id, out, tiers.tier_for(out), self.store.external_id_of(key_id))
         return self._done(self._stamped(d, info, out.now_ms / 1000), info, start)
 
     def _from_lease(
@@ -192,7 +192,8 @@ class AuthzServicer:
             and (info.feature is None or info.feature in tier.features)
             and self.leases.spend(lease, info.cost)
         ):
-            d = on_reply(info, key_id, lease.outcome(tier.burst, tier.requests_per_second), tier)
+            outcome = lease.outcome(tier.burst, tier.requests_per_second)
+            d = on_reply(info, key_id, outcome, tier, self.store.external_id_of(key_id))
             # Counted when the lease is settled: in the window of that moment, near enough.
             return self._stamped(d, info, time.time()) if self.stamper is not None else d
         return None

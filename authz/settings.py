@@ -17,22 +17,10 @@ MODES = ("grpc", "http")
 
 
 @dataclass(frozen=True)
-class AuthzSettings(RedisSettings, UsageLogSettings, UsageWindowSettings):
-    """The ext_authz server."""
+class CheckSettings(RedisSettings, UsageLogSettings, UsageWindowSettings):
+    """The check engine (authz/engine.py): what a decision needs, wherever it is served (authz
+    to Envoy; the management API's verify)."""
 
-    # Envoy's two ext_authz transports: grpc_service (authz speaks envoy.service.auth.v3 over
-    # HTTP/2) or http_service (plain HTTP/1.1 on uvloop + httptools; cheaper per check).
-    mode: str = env("TOLLWAY_AUTHZ_MODE", "grpc", "grpc or http: Envoy's ext_authz transport")
-    host: str = env("TOLLWAY_AUTHZ_HOST", "127.0.0.1", "address the server binds")
-    port: int = env("TOLLWAY_AUTHZ_PORT", 9191, "port Envoy calls")
-    # Each worker serves Prometheus on metrics_port + its index; 0 turns metrics off.
-    metrics_port: int = env("TOLLWAY_AUTHZ_METRICS_PORT", 9192, "Prometheus /metrics port")
-    workers: int = env("TOLLWAY_AUTHZ_WORKERS", 1, "processes sharing the port (SO_REUSEPORT)")
-    # SO_REUSEPORT lets the kernel hash each connection to one worker, and Envoy opens only one
-    # HTTP/2 connection per thread, so all traffic can land on one worker. With a base port,
-    # worker i also listens on base + i; list those as the Envoy cluster's endpoints and its
-    # load balancer spreads requests over every worker.
-    worker_port_base: int = env("TOLLWAY_AUTHZ_WORKER_PORT_BASE", 0, "worker i also on base + i")
     # Redis socket read/connect timeout: how a hung or dead Redis is detected. It must fire
     # well inside Envoy's 250 ms ext_authz timeout so that the tier's on_store_error policy,
     # not Envoy's status_on_error, decides the answer. Not lower: at 50 ms, make bench saw a
@@ -56,6 +44,30 @@ class AuthzSettings(RedisSettings, UsageLogSettings, UsageWindowSettings):
     # Where usage counted while Redis was down is kept if the process must exit before Redis
     # returns; the next start writes it back.
     spool_dir: Path = env("TOLLWAY_SPOOL_DIR", Path(".tollway/spool"), "unflushed usage on exit")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.log_allowed <= 1.0:
+            raise SettingsError(f"TOLLWAY_AUTHZ_LOG_ALLOWED={self.log_allowed}: expected 0 to 1")
+
+
+@dataclass(frozen=True)
+class AuthzSettings(CheckSettings):
+    """The ext_authz server."""
+
+    # Envoy's two ext_authz transports: grpc_service (authz speaks envoy.service.auth.v3 over
+    # HTTP/2) or http_service (plain HTTP/1.1 on uvloop + httptools; cheaper per check).
+    mode: str = env("TOLLWAY_AUTHZ_MODE", "grpc", "grpc or http: Envoy's ext_authz transport")
+    host: str = env("TOLLWAY_AUTHZ_HOST", "127.0.0.1", "address the server binds")
+    port: int = env("TOLLWAY_AUTHZ_PORT", 9191, "port Envoy calls")
+    # Each worker serves Prometheus on metrics_port + its index; 0 turns metrics off.
+    metrics_port: int = env("TOLLWAY_AUTHZ_METRICS_PORT", 9192, "Prometheus /metrics port")
+    workers: int = env("TOLLWAY_AUTHZ_WORKERS", 1, "processes sharing the port (SO_REUSEPORT)")
+    # SO_REUSEPORT lets the kernel hash each connection to one worker, and Envoy opens only one
+    # HTTP/2 connection per thread, so all traffic can land on one worker. With a base port,
+    # worker i also listens on base + i; list those as the Envoy cluster's endpoints and its
+    # load balancer spreads requests over every worker.
+    worker_port_base: int = env("TOLLWAY_AUTHZ_WORKER_PORT_BASE", 0, "worker i also on base + i")
     shutdown_grace_s: float = env("TOLLWAY_SHUTDOWN_GRACE_S", 5.0, "time to finish calls on exit")
     # On SIGTERM, authz reports NOT_SERVING but keeps answering for this long before it closes
     # its ports, so that Envoy's health check (every 0.5 s in envoy.yaml) moves traffic away
@@ -78,8 +90,6 @@ class AuthzSettings(RedisSettings, UsageLogSettings, UsageWindowSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= self.log_allowed <= 1.0:
-            raise SettingsError(f"TOLLWAY_AUTHZ_LOG_ALLOWED={self.log_allowed}: expected 0 to 1")
         if self.mode not in MODES:
             raise SettingsError(
                 f"TOLLWAY_AUTHZ_MODE={self.mode!r}: expected one of {', '.join(MODES)}"

@@ -82,6 +82,8 @@ class KeyStore:
         await self.index.add(record)
         directory = schema.key_directory(record.key_id)
         entry = ["account", account, "tier", record.tier]  # the tier: authz's first guess
+        if record.external_id:  # authz passes it to the upstream (it never changes)
+            entry += ["external_id", record.external_id]
         claimed = scripts.result(await self._create(keys=[directory], args=entry)) is Result.DONE
         if not claimed and text(await self.redis.hget(directory, "account") or "") != account:
             return False  # the id is another account's key

@@ -8,9 +8,11 @@ import time
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
 
 from api.server import build
 from api.settings import ApiSettings
+from authz.engine import CheckEngine
 from tests.support import redis_dump
 from tollway.api_tokens import SCOPES, ApiTokens
 from tollway.audit import AuditLog
@@ -18,8 +20,6 @@ from tollway.clock import WallClock
 from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.lifecycle import Lifecycle
-from tollway.settings import DEFAULT_TIERS
-from tollway.tier_source import TierSource
 
 pytestmark = pytest.mark.integration
 
@@ -45,13 +45,17 @@ class Api:
 
 
 @pytest.fixture
-async def api(redis, redis_server):
-    settings = ApiSettings(redis_url=redis_server, key_pepper=PEPPER, per_token=50)
-    app = build(settings, redis, TierSource(DEFAULT_TIERS))
-    client = TestClient(TestServer(app, host="127.0.0.1"))
+async def api(redis, redis_server, tmp_path):
+    settings = ApiSettings(
+        redis_url=redis_server, key_pepper=PEPPER, per_token=50, spool_dir=tmp_path
+    )
+    engine = CheckEngine(settings, "api-test", stamps=False, registry=CollectorRegistry())
+    await engine.start()
+    client = TestClient(TestServer(build(settings, redis, engine), host="127.0.0.1"))
     await client.start_server()
     yield Api(client, redis)
     await client.close()
+    await engine.stop()
 
 
 async def test_a_key_is_created_read_updated_rotated_suspended_and_revoked(api):
@@ -315,3 +319,35 @@ async def test_the_audit_log_pages_by_cursor_newest_first(api):
         assert status == 200 and page["data"] == []
     status, err = await api.call("GET", "/v1/audit?starting_after=1-99999999999999999999", t)
     assert status == 400 and err["error"]["field"] == "starting_after"
+
+
+async def test_verify_answers_as_envoy_would_and_counts_the_same(api):
+    t = await api.token({"keys:write", "verify", "accounts:read"})
+    status, made = await api.call(
+        "POST", "/v1/keys", t, json={"tier": "free", "customer": "cus_v", "external_id": "u-7"}
+    )
+    key = made["key"]
+    status, v = await api.call("POST", "/v1/keys/verify", t, json={"key": key})
+    assert status == 200 and v["valid"] and v["code"] == "ok", v
+    assert v["key_id"] == made["id"] and v["account"] == "cus_v" and v["tier"] == "free"
+    assert v["external_id"] == "u-7" and v["remaining"] == 4  # free: a burst of 5
+    status, acct = await api.call("GET", "/v1/accounts/cus_v", t)
+    assert acct["quota_used"] == 1  # counted as a request through Envoy is
+    answers = [(await api.call("POST", "/v1/keys/verify", t, json={"key": key}))[1]
+               for _ in range(6)]  # fmt: skip
+    assert [a["code"] for a in answers][-1] == "rate_limited" and not answers[-1]["valid"]
+    status, v = await api.call("POST", "/v1/keys/verify", t, json={"key": key, "feature": "x"})
+    assert v["code"] == "feature_not_in_plan"
+    for bad, code in (("", "missing_api_key"), ("tw_live_typo", "invalid_api_key")):
+        status, v = await api.call("POST", "/v1/keys/verify", t, json={"key": bad})
+        assert status == 200 and v["code"] == code and v["key_id"] is None
+    await api.call("POST", "/v1/accounts/cus_v/suspend", await api.token({"accounts:write"}))
+    await asyncio.sleep(0)
+    status, v = await api.call("POST", "/v1/keys/verify", t, json={"key": key, "cost": 0})
+    assert v["code"] == "payment_required"
+    status, err = await api.call("POST", "/v1/keys/verify", t, json={"key": key, "cost": -1})
+    assert status == 400 and err["error"]["field"] == "cost"
+    status, err = await api.call(
+        "POST", "/v1/keys/verify", await api.token({"keys:read"}), json={"key": key}
+    )
+    assert status == 403

@@ -26,7 +26,12 @@ def test_allowed_sets_upstream_identity_and_ratelimit_headers():
     """OK: customer, tier and key id go upstream; RateLimit-* go to the client."""
     d = on_reply(REQ, "kid1", out(Code.OK, remaining=3, wait_ms=1500), TABLE.get("free"))
     # The key is stripped, and so are the tollway headers this answer does not set.
-    assert d.allowed and d.strip == ("x-api-key", "x-tollway-degraded", "x-tollway-dry-run")
+    assert d.allowed and d.strip == (
+        "x-api-key",
+        "x-tollway-degraded",
+        "x-tollway-dry-run",
+        "x-tollway-external-id",  # the key has none: a client's own is not passed on
+    )
     assert d.upstream_headers == (
         ("x-tollway-customer", "cus_1"),
         ("x-tollway-tier", "free"),
@@ -38,6 +43,15 @@ def test_allowed_sets_upstream_identity_and_ratelimit_headers():
         ("ratelimit-reset", "2"),
         ("ratelimit-policy", "5;w=5"),
     )
+
+
+def test_a_key_with_an_external_id_sends_it_upstream():
+    """The operator's id for the key's user goes upstream, set by tollway alone."""
+    d = on_reply(REQ, "kid1", out(Code.OK), TABLE.get("free"), external_id="user-42")
+    assert ("x-tollway-external-id", "user-42") in d.upstream_headers
+    assert "x-tollway-external-id" not in d.strip  # set (overwriting), not removed
+    denied = on_reply(REQ, "kid1", out(Code.RATE, wait_ms=10), TABLE.get("free"), "user-42")
+    assert not denied.allowed and not denied.upstream_headers
 
 
 def test_past_due_in_grace_is_allowed_with_a_warning():

@@ -52,7 +52,7 @@ def test_ok_headers_keep_their_order_and_are_not_merged_across_decisions():
     assert [h.header.key for h in a.ok_response.response_headers_to_add] == [
         "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "ratelimit-policy"]  # fmt: skip
     assert list(b.ok_response.headers_to_remove) == ["authorization", "x-tollway-degraded",
-                                                     "x-tollway-dry-run"]  # fmt: skip
+                                                     "x-tollway-dry-run", "x-tollway-external-id"]  # fmt: skip
     assert {h.header.value for h in b.ok_response.headers} >= {"kid2", "pro"}
     assert b.dynamic_metadata["key_id"] == "kid2"
 

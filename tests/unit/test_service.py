@@ -51,6 +51,9 @@ class FakeStore:
     def tier_of(self, key_id: str) -> str:
         return self.tiers.get(key_id, "")
 
+    def external_id_of(self, key_id: str) -> str:
+        return ""
+
 
 def stall(fake: FakeStore) -> asyncio.Event:
     """Hold ``fake``'s checks until the returned event is set."""
@@ -97,7 +100,12 @@ async def test_ok_response_sets_headers_strips_key_and_metadata():
         "x-tollway-key-id": KeyHasher.key_id(KeyHasher().digest(key)),
     }
     assert all(o.append_action == o.OVERWRITE_IF_EXISTS_OR_ADD for o in ok.headers)
-    assert list(ok.headers_to_remove) == ["x-api-key", "x-tollway-degraded", "x-tollway-dry-run"]
+    assert list(ok.headers_to_remove) == [
+        "x-api-key",
+        "x-tollway-degraded",
+        "x-tollway-dry-run",
+        "x-tollway-external-id",
+    ]
     assert headers_of(ok.response_headers_to_add)["ratelimit-remaining"] == "4"
     assert resp.dynamic_metadata["customer"] == "cus_1" and resp.dynamic_metadata["tier"] == "free"
     assert key not in str(resp)
