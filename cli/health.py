@@ -3,7 +3,7 @@
 Exit 0 if it is, 1 if not, with one line saying why. authz in gRPC mode is asked over its
 gRPC health service for the Authorization service (NOT_SERVING while it drains); authz in
 HTTP mode (TOLLWAY_AUTHZ_MODE=http), webhook, metering, the access-log receiver (on its
-metrics port) and the stand-in answer GET /healthz. Without SERVICE, the service is the one
+metrics port), the portal, the management API and the stand-in answer GET /healthz. Without SERVICE, the service is the one
 PID 1 runs (``metering receive`` is the receiver), so a single
 Docker HEALTHCHECK serves every service of the image. Ports come from the same TOLLWAY_*
 settings the service reads.
@@ -21,6 +21,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from api.settings import ApiSettings
 from authz import AUTH_SERVICE
 from authz.settings import AuthzSettings
 from devkit.settings import StandinSettings
@@ -30,7 +31,7 @@ from tollway.process import Subparsers
 from tollway.settings import SettingsError, load
 from webhook.settings import WebhookSettings
 
-SERVICES = ("authz", "webhook", "metering", "receiver", "portal", "stripe-standin")
+SERVICES = ("authz", "webhook", "metering", "receiver", "portal", "api", "stripe-standin")
 TIMEOUT_S = 2.0
 
 
@@ -78,6 +79,8 @@ def check(service: str, environ: Mapping[str, str]) -> tuple[bool, str]:
         return _http(load(ReceiverSettings, environ).metrics_port, "/healthz")
     if service == "portal":
         return _http(load(PortalSettings, environ).port, "/healthz")
+    if service == "api":  # answers 200 while its Redis does
+        return _http(load(ApiSettings, environ).port, "/healthz")
     if service == "stripe-standin":
         return _http(load(StandinSettings, environ).standin_port, "/_standin/healthz")
     return False, f"unknown service {service!r} (one of {', '.join(SERVICES)})"
@@ -91,7 +94,7 @@ def register(subparsers: Subparsers) -> None:
         "service",
         nargs="?",
         help="authz, webhook, metering, receiver, "
-        "portal or stripe-standin (default: the one PID 1 runs)",
+        "portal, api or stripe-standin (default: the one PID 1 runs)",
     )
 
 

@@ -244,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
         standin=use_standin,
         authz_mode=settings.authz_mode,
         portal=True,
+        api=True,
         portal_secret=environ.get("TOLLWAY_PORTAL_SECRET") or f"dev-{os.urandom(16).hex()}",
         # Short windows and drains, so the demo shows usage reaching Stripe within seconds.
         env={

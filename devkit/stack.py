@@ -169,6 +169,7 @@ class Stack:
     # Two or more let one restart while Envoy streams to another.
     receivers: int = 1
     portal: bool = False  # also run the customer portal and an SMTP sink for its mail
+    api: bool = False  # also run the management API
     portal_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     # With the portal, the webhook service's /checkout and /keys/claim answer only it.
     backend_token: str = field(default_factory=lambda: secrets.token_hex(16))
@@ -363,7 +364,9 @@ class Stack:
         self.receiver_ports = {"receiver": (self.ports.receiver, self.ports.receiver_metrics)}
         for i in range(1, self.receivers):
             self.receiver_ports[f"receiver-{i}"] = (free_port(), free_port())
-        names = ["upstream", "authz", "webhook", "metering", *self.receiver_ports, "envoy", "api"]
+        names = ["upstream", "authz", "webhook", "metering", *self.receiver_ports, "envoy"]
+        if self.api:
+            names.append("api")
         if self.portal:
             names += ["mailsink", "portal"]
         if self.standin:

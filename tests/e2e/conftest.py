@@ -196,6 +196,7 @@ def running_edge(
     redis_aof: bool = False,
     receivers: int = 1,
     portal: bool = False,
+    api: bool = False,
 ) -> Iterator[Edge]:
     """Start the whole stack in ``tmp``; stop it (and print its last log lines) on exit."""
     redis_url = _shared_redis["url"]
@@ -214,7 +215,8 @@ def running_edge(
 
     stack = Stack(Ports.free(), tiers, tmp / "state", sink, redis_url=redis_url,
                   authz_workers=workers, redis_aof=redis_aof, env=env or {},
-                  authz_mode=_authz_mode["mode"], receivers=receivers, portal=portal)  # fmt: skip
+                  authz_mode=_authz_mode["mode"], receivers=receivers, portal=portal,
+                  api=api)  # fmt: skip
     stack.start_all()
     edge = Edge(stack, logs)
     leaks: list[str] = []

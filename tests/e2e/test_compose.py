@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from api.settings import ApiSettings
 from authz.settings import AuthzSettings
 from devkit import binaries
 from devkit.envoy_config import COMPOSE_AUTHZ_PORTS, compose_text
@@ -27,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SETTINGS = {"authz": AuthzSettings, "webhook": WebhookSettings, "metering": MeteringSettings,
             "receiver": ReceiverSettings, "portal": PortalSettings,
-            "stripe-standin": StandinSettings}  # fmt: skip
-COMMANDS = {"receiver": ["metering", "receive"]}  # the others: their own name
+            "stripe-standin": StandinSettings, "api": ApiSettings}  # fmt: skip
+COMMANDS = {"receiver": ["metering", "receive"], "api": ["api", "serve"]}  # others: own name
 KNOWN = {row[0] for cls in (*SETTINGS.values(), DevSettings) for row in describe(cls)}
 
 
@@ -55,6 +56,7 @@ def test_every_service_is_there_with_health_checks_and_conditions():
         "metering",
         "receiver",
         "portal",
+        "api",
         "smtp",
         "stripe-standin",
         "upstream",

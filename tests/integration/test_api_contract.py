@@ -7,45 +7,24 @@ revoke it). Bounded: a fixed number of examples per operation."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from devkit.stack import free_port, http_ok, wait_for
+from tests.integration.conftest import API_PEPPER as PEPPER
 from tollway.api_tokens import SCOPES, ApiTokens
 from tollway.audit import AuditLog
 from tollway.keys import KeyHasher
 
 pytestmark = pytest.mark.integration
 
-PEPPER = "contract-test-pepper-0123456789"
 CHECKS = (
     "not_a_server_error,status_code_conformance,content_type_conformance,"
     "response_schema_conformance,ignored_auth,use_after_free,ensure_resource_availability"
 )
 EXAMPLES = 25
-
-
-@pytest.fixture
-def api_process(redis_server, tmp_path: Path):
-    port = free_port()
-    env = {**os.environ, "TOLLWAY_KEY_PEPPER": PEPPER, "TOLLWAY_API_PER_TOKEN": "100000"}
-    log = (tmp_path / "api.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port),
-         "--redis-url", redis_server],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), "api", 20)
-        yield port, tmp_path / "api.log"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 async def test_every_operation_answers_as_its_document_says(api_process, redis, tmp_path):

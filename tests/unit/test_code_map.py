@@ -7,7 +7,17 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("tollway", "authz", "webhook", "metering", "portal", "api", "cli", "devkit")
+PACKAGES = (
+    "tollway",
+    "authz",
+    "webhook",
+    "metering",
+    "portal",
+    "api",
+    "tollway_client",
+    "cli",
+    "devkit",
+)
 
 
 def code_map() -> str:

@@ -9,6 +9,8 @@ def test_the_service_is_read_from_pid_1s_command_line(tmp_path):
     cmdline = tmp_path / "cmdline"
     cmdline.write_bytes(b"/usr/local/bin/python\0/usr/local/bin/tollway\0webhook\0--port\x008081\0")
     assert service_of_pid1(cmdline) == "webhook"
+    cmdline.write_bytes(b"/usr/local/bin/tollway\0api\0serve\0")
+    assert service_of_pid1(cmdline) == "api"
     cmdline.write_bytes(b"/bin/sh\0-c\0sleep 1\0")
     assert service_of_pid1(cmdline) is None
     assert service_of_pid1(tmp_path / "missing") is None

@@ -102,3 +102,11 @@ def test_the_rules_see_a_violation():
     """The walker finds an import, so the rules above can fail."""
     assert ("cli/main.py", "authz.cli") in imports_of(CLI)
     assert any(m.startswith("tollway.") for _, m in imports_of("authz"))
+
+
+def test_the_python_client_needs_only_the_api_models():
+    """tollway_client is the operator's backend's dependency: of tollway, only the API's
+    models (the one source of its schemas), never the services or the kernel."""
+    ours = {"tollway", *SERVICES, CLI, DEVKIT}
+    used = {m for _, m in imports_of("tollway_client") if top(m) in ours}
+    assert {m.split(".")[0] + "." + m.split(".")[1] for m in used} <= {"api.models"}

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from api.settings import ApiSettings
 from authz import AUTH_SERVICE
 from authz.settings import AuthzSettings
 from metering.settings import MeteringSettings, ReceiverSettings
@@ -19,8 +20,8 @@ from webhook.settings import WebhookSettings
 ISTIO = Path(__file__).resolve().parents[2] / "envoy" / "istio"
 ENVOY_YAML = ISTIO.parent / "envoy.yaml"
 SETTINGS = {"authz": AuthzSettings, "webhook": WebhookSettings, "metering": MeteringSettings,
-            "receiver": ReceiverSettings, "portal": PortalSettings}  # fmt: skip
-ARGS = {"receiver": ["metering", "receive"]}  # the others: their own name
+            "receiver": ReceiverSettings, "portal": PortalSettings, "api": ApiSettings}  # fmt: skip
+ARGS = {"receiver": ["metering", "receive"], "api": ["api", "serve"]}  # the others: their own name
 
 
 def docs() -> list[dict[str, Any]]:
