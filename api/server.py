@@ -26,8 +26,8 @@ log = logging.getLogger("tollway.api")
 def build(settings: ApiSettings, redis: object, engine: CheckEngine) -> web.Application:
     hasher = KeyHasher(settings.key_pepper.encode())
     clock = WallClock()
-    audit = AuditLog(redis, clock=clock)
-    services = Services(KeyStore(redis, hasher), audit, clock, engine)
+    audit = AuditLog.configured(redis, settings, clock)
+    services = Services(KeyStore(redis, hasher, audit), audit, clock, engine)
     tokens = ApiTokens(redis, hasher, audit, clock)
     return ApiApp(
         services, tokens, settings.per_token, settings.max_body_bytes, settings.body_timeout_s

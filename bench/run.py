@@ -12,7 +12,8 @@ One function per measurement, in the order of the table (gRPC first, then HTTP):
    one redis-py PING; authz's HTTP front with an empty handler;
 2. ``redis_clients``, ``many_tiers`` and ``authz_direct``: the Redis clients' CPU per
    EVALSHA; authz with 3 tiers against 500; authz alone per limiter mode and worker count,
-   with its CPU and Redis's per check;
+   with its CPU and Redis's per check; the management API's verify beside an HTTP-mode check
+   (bench/verify.py);
 3. ``through_envoy`` (``envoy_saturated``, ``added_latency``): Envoy alone, Envoy + the
    empty handler and Envoy + authz;
 4. ``webhook_rate``: signed Stripe events applied per second;
@@ -46,6 +47,7 @@ from bench.listeners import envoy_config
 from bench.load import check_body, h2load, wrk
 from bench.probes import cpu_seconds, pipelines, redis_calls, with_children, worker_ok
 from bench.redis_clients import compare
+from bench.verify import verify_beside_check
 from devkit import binaries
 from devkit.stack import Ports, Sink, Stack, free_port, http_ok, port_open, wait_for
 from tollway.key_store import KeyStore
@@ -487,7 +489,11 @@ def drain_fresh(mode: str, customers: int, state_dir: Path, sink: Sink) -> tuple
 
 
 def new_stack(state_dir: Path, sink: Sink, tiers: Path | None = None) -> Stack:
-    env = {"TOLLWAY_LOG_LEVEL": "WARNING", "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    env = {
+        "TOLLWAY_LOG_LEVEL": "WARNING",
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "TOLLWAY_API_PER_TOKEN": "100000000",  # the bench measures verify, not its rate limit
+    }
     return Stack(
         Ports.free(), tiers or state_dir / "tiers.toml", state_dir, sink, standin=False, env=env
     )
@@ -523,6 +529,8 @@ def main() -> int:
             many_tiers(b, "http")
             for workers in (1, 2):
                 authz_direct(b, "http", workers, http_ceil)
+                if workers == 1:
+                    verify_beside_check(b.stack, b.keys["exact"], b.seconds, b.table.row)
             through_envoy(b, "http")
             webhook_rate(b)
         finally:

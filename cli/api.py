@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from api import cli as api_cli
 from cli.store_access import add_store_flags, settings_of, with_store
 from tollway.api_tokens import SCOPES, ApiTokens
-from tollway.audit import AuditLog
 from tollway.errors import InvalidInput, NotFound
 from tollway.key_store import KeyStore
 from tollway.process import CliError, Subparsers
@@ -54,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _tokens(store: KeyStore) -> ApiTokens:
-    return ApiTokens(store.redis, store.hasher, AuditLog(store.redis))
+    return ApiTokens(store.redis, store.hasher, store.audit)
 
 
 async def _run(store: KeyStore, args: argparse.Namespace) -> int:

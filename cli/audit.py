@@ -11,7 +11,6 @@ import json
 from datetime import UTC, datetime
 
 from cli.store_access import add_store_flags, settings_of, with_store
-from tollway.audit import AuditLog
 from tollway.key_store import KeyStore
 from tollway.process import CliError, Subparsers
 from tollway.settings import RedisSettings
@@ -43,7 +42,7 @@ def _epoch(text: str) -> int:
 
 
 async def show(store: KeyStore, args: argparse.Namespace, since: int) -> int:
-    entries = await AuditLog(store.redis).entries(args.target, args.actor, since, 0, args.limit)
+    entries = await store.audit.entries(args.target, args.actor, since, 0, args.limit)
     for e in entries:
         if args.json:
             print(json.dumps(e.public(), sort_keys=True))

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
+from tollway.audit import AuditLog
 from tollway.clock import WallClock
 from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
@@ -44,7 +45,8 @@ def with_store(settings: RedisSettings, fn: Callable[[KeyStore], Awaitable[int]]
     async def go() -> int:
         redis = connect(settings.redis_url, timeout_s=5.0)
         try:
-            return await fn(KeyStore(redis, KeyHasher(settings.key_pepper.encode())))
+            hasher = KeyHasher(settings.key_pepper.encode())
+            return await fn(KeyStore(redis, hasher, AuditLog.configured(redis, settings)))
         except BrokenPipeError:
             raise  # stdout closed (| head): not Redis's doing (cli/main.py)
         except (RedisError, OSError) as exc:

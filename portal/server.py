@@ -20,6 +20,7 @@ from portal.sessions import Sessions
 from portal.settings import PortalSettings
 from portal.signin import SignInLinks
 from portal.signup import FreeSignups
+from tollway.audit import AuditLog
 from tollway.clock import WallClock
 from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
@@ -47,12 +48,15 @@ def form_targets(api_base: str, more: str) -> tuple[str, ...]:
 async def serve(settings: PortalSettings) -> None:
     tiers = TierSource(settings.tiers)
     redis = connect(settings.redis_url, timeout_s=5.0)
-    keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
+    keys = KeyStore(
+        redis, KeyHasher(settings.key_pepper.encode()), AuditLog.configured(redis, settings)
+    )
     stripe_client = optional(settings, log, "no customer can sign in")
 
     backend = Backend(settings.webhook_url, settings.backend_token)
     mailer = Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from)
-    signups = FreeSignups(redis, keys, settings.signin_ttl_s)
+    lifecycle = Lifecycle(keys, WallClock())
+    signups = FreeSignups(redis, lifecycle, settings.signin_ttl_s)
     app = PortalApp(
         tiers,
         Sessions(settings.session_secret, settings.session_ttl_s),
@@ -62,7 +66,7 @@ async def serve(settings: PortalSettings) -> None:
         mailer,
         customers_with_keys(stripe_client, keys, signups),
         accounts_of(keys),
-        OwnKeys(Lifecycle(keys, WallClock())),
+        OwnKeys(lifecycle),
         lambda customer, table: customer_windows(keys, customer, table),
         backend,
         signups,

@@ -20,7 +20,8 @@ from typing import Any
 from portal.signin import TOKEN, digest
 from tollway import schema
 from tollway.errors import InvalidInput
-from tollway.key_store import KeyStore, text
+from tollway.key_store import text
+from tollway.lifecycle import Lifecycle
 from tollway.records import KeyRecord
 from tollway.tiers import TierTable
 
@@ -33,9 +34,12 @@ class Confirmed:
 
 
 class FreeSignups:
-    def __init__(self, redis: Any, keys: KeyStore, ttl_s: int) -> None:
+    def __init__(self, redis: Any, lifecycle: Lifecycle, ttl_s: int) -> None:
+        """``lifecycle``: the one lifecycle a confirmed sign-up's key is issued through, as
+        the new customer (``customer:<id>`` in the audit log)."""
         self.redis = redis
-        self.keys = keys
+        self.lifecycle = lifecycle
+        self.keys = lifecycle.keys
         self.ttl_s = ttl_s
 
     async def ask(self, address: str, tier: str) -> str:
@@ -79,7 +83,8 @@ class FreeSignups:
             schema.profile(customer),
             mapping={"email": address, "tier": tier.name, "created": str(int(time.time()))},
         )
-        plaintext, record = await self.keys.create(tier.name, customer)
+        acting = self.lifecycle.acting_as(f"customer:{customer}")
+        plaintext, record = await acting.create(tier.name, customer)
         return Confirmed(customer, plaintext, record)
 
     async def email_of(self, customer: str) -> str | None:

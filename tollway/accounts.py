@@ -77,7 +77,7 @@ class Accounts:
         """``audit`` and ``actor``: where its changes are recorded, and as whose (as the
         lifecycle's, tollway/lifecycle.py)."""
         self.keys = keys
-        self.audit = audit if audit is not None else AuditLog(keys.redis)
+        self.audit = audit if audit is not None else keys.audit
         self.actor = actor
         self.redis: Any = keys.redis
         self._overrides = scripts.register(self.redis, "set_overrides")

@@ -6,8 +6,9 @@ change a key without a line here. Each entry: when, the actor, the action, the t
 id or an account) and what changed. Actors: ``cli``, ``customer:<cus_…>`` (the portal, for a
 signed-in customer), ``stripe:<evt_…>`` (the webhook service, for an event).
 
-Bounded by length and by age, both settings: each write trims the stream with XADD's MAXLEN
-and MINID (approximate, so a trim costs Redis little). Best effort, by design: a change is made
+Bounded by length and by age, both settings (``TOLLWAY_AUDIT_MAX_ENTRIES``,
+``TOLLWAY_AUDIT_MAX_AGE_DAYS``; ``AuditLog.configured``): each write trims the stream with
+XADD's MAXLEN and MINID (approximate, so a trim costs Redis little). Best effort, by design: a change is made
 and announced first, and a failure to record it is logged (``audit_write_failed``) beside the
 change's own log line; it never undoes the change.
 """
@@ -24,6 +25,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from tollway import schema
 from tollway.clock import Clock, WallClock
 from tollway.logs import fields
+from tollway.settings import RedisSettings
 
 log = logging.getLogger("tollway.audit")
 
@@ -65,6 +67,14 @@ class AuditLog:
         self.max_entries = max_entries
         self.max_age_s = max_age_s
         self.clock = clock or WallClock()
+
+    @classmethod
+    def configured(
+        cls, redis: Any, settings: RedisSettings, clock: Clock | None = None
+    ) -> AuditLog:
+        """The audit log with the bounds ``settings`` give."""
+        max_age_s = int(settings.audit_max_age_days * 86_400)
+        return cls(redis, settings.audit_max_entries, max_age_s, clock)
 
     async def record(self, actor: str, action: str, target: str, **changes: Any) -> None:
         """Append one entry, trimming what is past the bounds. Never raises: see the module."""

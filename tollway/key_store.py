@@ -22,6 +22,7 @@ from typing import Any
 from redis.exceptions import RedisClusterException, RedisError
 
 from tollway import schema, scripts
+from tollway.audit import AuditLog
 from tollway.errors import LifecycleError, NotFound
 from tollway.key_index import KeyIndex
 from tollway.keys import KeyHasher, KeyMode, generate_key, looks_like_key_id, parse_key
@@ -46,9 +47,13 @@ class KeyNotFound(NotFound):
 
 
 class KeyStore:
-    def __init__(self, redis: Any, hasher: KeyHasher) -> None:
+    def __init__(self, redis: Any, hasher: KeyHasher, audit: AuditLog | None = None) -> None:
+        """``audit``: where the changes made through this store are recorded (the lifecycle,
+        accounts and the webhook's own writes use it); None: an AuditLog with the default
+        bounds (a service passes ``AuditLog.configured``)."""
         self.redis = redis
         self.hasher = hasher
+        self.audit = audit if audit is not None else AuditLog(redis)
         self.index = KeyIndex(redis)
         self._create = scripts.register(redis, "create_record")
         self._open = scripts.register(redis, "open_key")

@@ -44,11 +44,11 @@ class Lifecycle:
     def __init__(
         self, keys: KeyStore, clock: Clock, audit: AuditLog | None = None, actor: str = "cli"
     ) -> None:
-        """``audit``: where changes are recorded (None: an AuditLog with the default bounds on
-        the KeyStore's Redis); ``actor``: who they are recorded as."""
+        """``audit``: where changes are recorded (None: the KeyStore's); ``actor``: who they
+        are recorded as."""
         self.keys = keys
         self.clock = clock
-        self.audit = audit if audit is not None else AuditLog(keys.redis, clock=clock)
+        self.audit = audit if audit is not None else keys.audit
         self.actor = actor
         redis = keys.redis
         self._set_status = scripts.register(redis, "set_status")

@@ -155,6 +155,12 @@ class RedisSettings:
     )
     # uvloop: more checks/s than asyncio's own loop (make bench compares their ceilings).
     event_loop: str = env("TOLLWAY_EVENT_LOOP", "uvloop", "uvloop, or asyncio")
+    # The audit log's bounds (tollway/audit.py): each process that writes to it trims it to
+    # these, so set them alike everywhere (the smallest wins).
+    audit_max_entries: int = env(
+        "TOLLWAY_AUDIT_MAX_ENTRIES", 100_000, "the audit log keeps at most this many entries"
+    )
+    audit_max_age_days: float = env("TOLLWAY_AUDIT_MAX_AGE_DAYS", 90.0, "and none older than this")
 
     def __post_init__(self) -> None:
         url = self.redis_url

@@ -52,7 +52,7 @@ class Checkouts:
     ) -> None:
         self.redis = redis
         self.keys = keys
-        self.audit = audit if audit is not None else AuditLog(redis)
+        self.audit = audit if audit is not None else keys.audit
         self.secret = secret
         self.claim_ttl_s = claim_ttl_s
         self._reserve = scripts.register(redis, "reserve_checkout")

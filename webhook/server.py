@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from tollway.audit import AuditLog
 from tollway.dead_letters import DeadLetters
 from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
@@ -29,7 +30,9 @@ log = logging.getLogger("tollway.webhook")
 async def serve(settings: WebhookSettings) -> None:
     tiers = TierSource(settings.tiers)
     redis = connect(settings.redis_url, timeout_s=5.0)
-    keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
+    keys = KeyStore(
+        redis, KeyHasher(settings.key_pepper.encode()), AuditLog.configured(redis, settings)
+    )
     stripe_client = optional(settings, log, "no /checkout, no re-fetch")
     checkouts = Checkouts(redis, keys, settings.key_pepper.encode(), settings.claim_ttl_s)
     processor = Processor(

@@ -28,7 +28,7 @@ class SubscriptionStates:
     def __init__(self, redis: Any, keys: KeyStore, audit: AuditLog | None = None) -> None:
         self.redis = redis
         self.keys = keys
-        self.audit = audit if audit is not None else AuditLog(redis)
+        self.audit = audit if audit is not None else keys.audit
         self._apply = scripts.register(redis, "apply_state")
 
     async def state(self, subscription: str) -> SubState:

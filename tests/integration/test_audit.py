@@ -19,6 +19,7 @@ from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.lifecycle import Lifecycle
 from tollway.redis_client import connect
+from tollway.settings import RedisSettings, load
 
 pytestmark = pytest.mark.integration
 
@@ -93,3 +94,15 @@ def test_tollway_audit_prints_the_entries(redis_server, tiers_file, capsys):
     assert [(x["actor"], x["action"]) for x in lines] == [("cli", "suspended"), ("cli", "created")]
     assert cli(["audit", "--since", "yesterday", *url]) == 1
     assert "not an ISO 8601" in capsys.readouterr().err
+
+
+async def test_the_bounds_are_settings(redis):
+    """TOLLWAY_AUDIT_MAX_ENTRIES and TOLLWAY_AUDIT_MAX_AGE_DAYS bound the stream; trimming is
+    approximate (whole stream nodes of 100 entries), so the promise is: not much past it."""
+    settings = load(RedisSettings, {"TOLLWAY_AUDIT_MAX_ENTRIES": "10",
+                                    "TOLLWAY_AUDIT_MAX_AGE_DAYS": "0.5"})  # fmt: skip
+    audit = AuditLog.configured(redis, settings)
+    assert (audit.max_entries, audit.max_age_s) == (10, 43_200)
+    for i in range(600):
+        await audit.record("cli", "created", f"key:{i:016x}")
+    assert await redis.xlen(schema.AUDIT) <= 10 + 200

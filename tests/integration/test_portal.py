@@ -61,10 +61,10 @@ async def portal(redis, standin):
     await keys.create("free", customer)
     links = SignInLinks(redis, ttl_s=2, per_address=3, per_ip=100)
     backend = Backend("http://127.0.0.1:1")  # nothing listens: the webhook service is away
-    signups = FreeSignups(redis, keys, ttl_s=2)
+    signups = FreeSignups(redis, Lifecycle(keys, WallClock()), ttl_s=2)
     portal_app = PortalApp(lambda: TABLE, Sessions("0123456789abcdef-secret", 3600), links,
                     Mailer("127.0.0.1", smtp.port, "portal@test"),
-                    customers_with_keys(stripe, keys, signups), accounts_of(keys), OwnKeys(Lifecycle(keys, WallClock())),
+                    customers_with_keys(stripe, keys, signups), accounts_of(keys), OwnKeys(signups.lifecycle),
                     lambda customer, table: customer_windows(keys, customer, table),
                     backend, signups, BillingPortal(stripe), URL, "http://api.test",
                     secure_cookies=False, generations=Generations(redis))  # fmt: skip
@@ -360,7 +360,7 @@ async def test_a_free_sign_up_refuses_paid_or_closed_tiers_and_dead_links(portal
     assert (await client.get(path)).status == 410
     for hostile in ("x" * 200, "a%3B%20Path%3D%2F", "%00"):
         assert (await client.get("/signup/" + hostile)).status == 410
-    assert await FreeSignups(client.keys.redis, client.keys, 2).customer_of(  # type: ignore[attr-defined]
+    assert await FreeSignups(client.keys.redis, Lifecycle(client.keys, WallClock()), 2).customer_of(  # type: ignore[attr-defined]
         "late@example.com") is None  # fmt: skip
 
 

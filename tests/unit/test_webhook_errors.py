@@ -72,6 +72,7 @@ async def test_an_intent_without_a_branch_is_refused_not_dispatched_elsewhere(mo
 
     class Keys:
         redis = Redis()
+        audit = None
 
         async def owned(self, owner: str) -> list[str]:
             revoked.append(owner)

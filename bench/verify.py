@@ -1,0 +1,84 @@
+"""`make bench`, row 2b: the management API's ``POST /v1/keys/verify`` beside an HTTP-mode
+check, both straight from wrk (no Envoy), in alternating rounds of one run.
+
+Both run the one check engine (authz/engine.py) on the same key; verify adds what an API call
+is: aiohttp, the operator token, the token's rate, the JSON body and answer. The goal (issue
+24): verify's CPU per call within 2x an HTTP-mode check's. Reported as measured, met or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+from bench.load import wrk
+from bench.probes import cpu_seconds
+from devkit.stack import Stack
+from tollway.api_tokens import ApiTokens
+from tollway.audit import AuditLog
+from tollway.keys import KeyHasher
+from tollway.redis_client import connect
+
+ROUNDS = 3
+
+
+def _token(redis_url: str) -> str:
+    async def make() -> str:
+        redis = connect(redis_url)
+        try:
+            plaintext, _ = await ApiTokens(redis, KeyHasher(), AuditLog(redis)).create(
+                "bench", {"verify"}
+            )
+            return plaintext
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(make())
+
+
+def _cpu_per_call(pid: int, load: Callable[[], dict[str, float]]) -> tuple[float, dict[str, float]]:
+    cpu0 = cpu_seconds([pid])
+    d = load()
+    return (cpu_seconds([pid]) - cpu0) / max(d["n"], 1.0) * 1e6, d
+
+
+def verify_beside_check(stack: Stack, key: str, seconds: int, row: Callable[..., Any]) -> None:
+    """authz must be running in HTTP mode with one worker. Starts the API, measures, stops it."""
+    stack.start("api")
+    try:
+        token = _token(stack.effective_redis_url)
+        body = json.dumps({"key": key})
+        auth = {"Authorization": f"Bearer {token}"}
+        api_url = f"http://127.0.0.1:{stack.ports.api}/v1/keys/verify"
+        check_url = f"http://127.0.0.1:{stack.ports.authz}/check/v1/things"
+
+        def verify() -> dict[str, float]:
+            return wrk(api_url, seconds, None, conns=32, post=body, headers=auth)
+
+        def check() -> dict[str, float]:
+            return wrk(check_url, seconds, key, conns=32)
+
+        wrk(api_url, 2, None, conns=32, post=body, headers=auth)  # warm: connections, scripts
+        api_pid, authz_pid = stack.procs["api"].popen.pid, stack.procs["authz"].popen.pid
+        checks, verifies = [], []
+        for _ in range(ROUNDS):
+            checks.append(_cpu_per_call(authz_pid, check))
+            verifies.append(_cpu_per_call(api_pid, verify))
+        for label, runs in (("check", checks), ("verify", verifies)):
+            errors = sum(d["errors"] for _, d in runs)
+            assert errors == 0, f"{label}: {errors:.0f} non-2xx answers"
+        check_us = statistics.median(c for c, _ in checks)
+        verify_us = statistics.median(c for c, _ in verifies)
+        rps = statistics.median(d["rps"] for _, d in verifies)
+        p50 = statistics.median(d["p50"] for _, d in verifies)
+        row(
+            "2b. verify: the API's POST /v1/keys/verify, calls/s, wrk direct; its CPU per call "
+            "(÷ an HTTP-mode check's, same run; goal ≤ 2)",
+            f"{rps:,.0f}  p50 {p50:.2f} ms; CPU {verify_us:.0f} µs/call vs {check_us:.0f} µs/check "
+            f"({verify_us / check_us:.2f}), median of {ROUNDS} alternating rounds",
+        )
+    finally:
+        stack.stop("api")
