@@ -1,7 +1,7 @@
 """The management API's HTTP layer: every operation of the table (api/routes.py) served by one
 wrapper, in one order:
 
-    authenticate (401) → scope (403) → the token's rate (429) → path (404) → query (400)
+    the token (401) and its rate (429): api/gate.py → scope (403) → path (404) → query (400)
     → body: within the size and time bounds (413, 408), JSON, the model (400)
     → Idempotency-Key on POST (replay, or 409) → the handler → its model as JSON
 
@@ -23,18 +23,17 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from api.errors import ApiError, from_exception, from_validation, invalid, not_found
+from api.gate import CHALLENGE, Gate
 from api.idempotency import Idempotency, fingerprint
 from api.openapi import document
 from api.operations import PATH_PATTERNS, Call, Operation, Services
 from api.routes import OPERATIONS
 from tollway.api_tokens import ApiTokens
 from tollway.logs import fields
-from tollway.throttle import Throttle
 
 log = logging.getLogger("tollway.api")
 
 WebHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tollway-api"'}
 
 
 class ApiApp:
@@ -47,11 +46,9 @@ class ApiApp:
         body_timeout_s: float,
     ) -> None:
         self.services = services
-        self.tokens = tokens
-        self.per_token = per_token
+        self.gate = Gate(services.engine, tokens, per_token)
         self.max_body = max_body
         self.body_timeout_s = body_timeout_s
-        self.throttle = Throttle(services.keys.redis, 1)
         self.idempotency = Idempotency(services.keys.redis)
         self.document = json.dumps(document(OPERATIONS), indent=2)
         self._patterns = {k: re.compile(v) for k, v in PATH_PATTERNS.items()}
@@ -107,11 +104,9 @@ class ApiApp:
         return handler
 
     async def _answer(self, op: Operation, request: web.Request) -> web.Response:
-        token = await self._authenticate(request)
+        token = await self.gate.admit(request.headers.get("Authorization", ""))
         if not token.allows(op.scope):
             raise ApiError(403, "forbidden", f"this token lacks the {op.scope} scope")
-        if not await self.throttle.hit("api", token.id, self.per_token):
-            raise ApiError(429, "rate_limited", f"over {self.per_token} requests per second")
         path = self._path(op, request)
         call = Call(self.services, token, path)
         if op.query is not None:
@@ -152,17 +147,6 @@ class ApiApp:
         await self.idempotency.finish(token.id, key, fp, response.status, response.text or "")
         return response
 
-    async def _authenticate(self, request: web.Request) -> Any:
-        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-        token = None
-        if scheme.lower() == "bearer" and presented.strip():
-            token = await self.tokens.authenticate(presented.strip())
-        if token is None:
-            raise ApiError(
-                401, "unauthorized", "send a live API token: Authorization: Bearer twa_…"
-            )
-        return token
-
     def _path(self, op: Operation, request: web.Request) -> dict[str, str]:
         path = {}
         for name in op.params:
@@ -176,6 +160,8 @@ class ApiApp:
         if request.content_length is not None and request.content_length > self.max_body:
             raise _too_large(self.max_body)
         try:
+            if request.content.is_eof():  # all here already (a small body, usually): no timer
+                return await request.read()
             async with asyncio.timeout(self.body_timeout_s):
                 return await request.read()
         except web.HTTPRequestEntityTooLarge:

@@ -6,8 +6,6 @@ an error: 200 with ``valid: false`` and the reason Envoy's JSON denial would car
 
 from __future__ import annotations
 
-import dataclasses
-
 from api.models import Verification, VerifyKey
 from api.operations import Call, Operation
 
@@ -15,7 +13,7 @@ from api.operations import Call, Operation
 async def verify(call: Call) -> Verification:
     body: VerifyKey = call.body
     verdict = await call.services.engine.verify(body.key, body.cost, body.feature)
-    return Verification(**dataclasses.asdict(verdict))
+    return Verification(**vars(verdict))
 
 
 OPERATIONS = [

@@ -3,7 +3,9 @@ check, both straight from wrk (no Envoy), in alternating rounds of one run.
 
 Both run the one check engine (authz/engine.py) on the same key; verify adds what an API call
 is: aiohttp, the operator token, the token's rate, the JSON body and answer. The goal (issue
-24): verify's CPU per call within 2x an HTTP-mode check's. Reported as measured, met or not.
+24): verify's CPU per call within 2x an HTTP-mode check's. Reported as measured, met or not,
+beside aiohttp's own floor (an empty handler, bench/aiohttp_ceiling.py): on this machine that
+floor alone costs about what a whole HTTP-mode check does.
 """
 
 from __future__ import annotations
@@ -11,18 +13,21 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.load import wrk
 from bench.probes import cpu_seconds
-from devkit.stack import Stack
+from devkit.stack import Stack, free_port, port_open
 from tollway.api_tokens import ApiTokens
 from tollway.audit import AuditLog
 from tollway.keys import KeyHasher
 from tollway.redis_client import connect
 
 ROUNDS = 3
+HERE = Path(__file__).parent
 
 
 def _token(redis_url: str) -> str:
@@ -46,8 +51,12 @@ def _cpu_per_call(pid: int, load: Callable[[], dict[str, float]]) -> tuple[float
 
 
 def verify_beside_check(stack: Stack, key: str, seconds: int, row: Callable[..., Any]) -> None:
-    """authz must be running in HTTP mode with one worker. Starts the API, measures, stops it."""
+    """authz must be running in HTTP mode with one worker. Starts the API and the aiohttp
+    floor (bench/aiohttp_ceiling.py), measures, stops them."""
     stack.start("api")
+    floor_port = free_port()
+    argv = [sys.executable, str(HERE / "aiohttp_ceiling.py"), "--port", str(floor_port)]
+    stack.start_process("aiohttp-floor", argv, lambda: port_open(floor_port))
     try:
         token = _token(stack.effective_redis_url)
         body = json.dumps({"key": key})
@@ -61,17 +70,24 @@ def verify_beside_check(stack: Stack, key: str, seconds: int, row: Callable[...,
         def check() -> dict[str, float]:
             return wrk(check_url, seconds, key, conns=32)
 
+        def floor() -> dict[str, float]:
+            url = f"http://127.0.0.1:{floor_port}/v1/keys/verify"
+            return wrk(url, seconds, None, conns=32, post=body, headers=auth)
+
         wrk(api_url, 2, None, conns=32, post=body, headers=auth)  # warm: connections, scripts
         api_pid, authz_pid = stack.procs["api"].popen.pid, stack.procs["authz"].popen.pid
-        checks, verifies = [], []
+        floor_pid = stack.procs["aiohttp-floor"].popen.pid
+        checks, verifies, floors = [], [], []
         for _ in range(ROUNDS):
             checks.append(_cpu_per_call(authz_pid, check))
             verifies.append(_cpu_per_call(api_pid, verify))
-        for label, runs in (("check", checks), ("verify", verifies)):
+            floors.append(_cpu_per_call(floor_pid, floor))
+        for label, runs in (("check", checks), ("verify", verifies), ("floor", floors)):
             errors = sum(d["errors"] for _, d in runs)
             assert errors == 0, f"{label}: {errors:.0f} non-2xx answers"
         check_us = statistics.median(c for c, _ in checks)
         verify_us = statistics.median(c for c, _ in verifies)
+        floor_us = statistics.median(c for c, _ in floors)
         rps = statistics.median(d["rps"] for _, d in verifies)
         p50 = statistics.median(d["p50"] for _, d in verifies)
         row(
@@ -80,5 +96,11 @@ def verify_beside_check(stack: Stack, key: str, seconds: int, row: Callable[...,
             f"{rps:,.0f}  p50 {p50:.2f} ms; CPU {verify_us:.0f} µs/call vs {check_us:.0f} µs/check "
             f"({verify_us / check_us:.2f}), median of {ROUNDS} alternating rounds",
         )
+        row(
+            "   aiohttp alone (empty handler, the same POST): CPU per call (÷ the HTTP check's)",
+            f"{floor_us:.0f} µs ({floor_us / check_us:.2f}): what serving verify on aiohttp "
+            "costs before any of its work",
+        )
     finally:
+        stack.stop("aiohttp-floor")
         stack.stop("api")

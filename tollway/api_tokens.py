@@ -137,15 +137,28 @@ class ApiTokens:
 
     async def authenticate(self, presented: str) -> ApiToken | None:
         """The live token ``presented`` is, or None (malformed, unknown or revoked)."""
+        found = self.lookup(presented)
+        if found is None:
+            return None
+        token_id, digest = found
+        return live(token_id, digest, await self.redis.hgetall(schema.api_token(token_id)))
+
+    def lookup(self, presented: str) -> tuple[str, str] | None:
+        """(token id, digest) of a well-formed token, to read its record by; None for text
+        that is not one."""
         if not looks_like_token(presented):
             return None
         digest = self.hasher.digest(presented)
-        token_id = self.hasher.key_id(digest)
-        raw = await self.redis.hgetall(schema.api_token(token_id))
-        if not raw or not same(str(raw.get("digest", "")), digest):
-            return None
-        token = _token(token_id, raw)
-        return None if token.revoked else token
+        return self.hasher.key_id(digest), digest
+
+
+def live(token_id: str, digest: str, raw: dict[Any, Any]) -> ApiToken | None:
+    """The token a record read for a presented token's ``digest`` holds, if it is that
+    token's (the digests match) and live; else None."""
+    if not raw or not same(str(raw.get("digest", "")), digest):
+        return None
+    token = _token(token_id, raw)
+    return None if token.revoked else token
 
 
 def _is_id(text: str) -> bool:

@@ -90,6 +90,27 @@ async def run_many(script: Any, calls: Sequence[Call], width: int = CLUSTER_WIDT
         return list(await pipe.execute())
 
 
+def call(name: str, keys: Sequence[str], args: Sequence[str]) -> tuple[Any, ...]:
+    """Script ``name`` as one EVALSHA command, for a client that sends raw commands (authz's
+    lean client); ``by_sha1`` finds its text again after a NOSCRIPT."""
+    return ("EVALSHA", _sha1_of(name), len(keys), *keys, *args)
+
+
+@cache
+def _sha1_of(name: str) -> str:
+    digest = sha1(lua(name))
+    _BY_SHA1[digest] = name
+    return digest
+
+
+_BY_SHA1: dict[str, str] = {}
+
+
+def by_sha1(digest: str) -> str:
+    """The text of a script ``call`` made a command of. Raises KeyError for any other."""
+    return lua(_BY_SHA1[digest])
+
+
 def sha1(text: str) -> str:
     """The SHA1 digest Redis names a script by (what EVALSHA takes)."""
     return hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()

@@ -18,5 +18,10 @@ class Throttle:
     async def hit(self, kind: str, who: str, limit: int) -> bool:
         """Count one request of ``kind`` by ``who`` (an address, a client IP); False once
         more than ``limit`` came in this window. ``who`` is kept only as its SHA-256."""
-        name = schema.throttle(kind, hashlib.sha256(who.encode()).hexdigest())
+        name = counter(kind, who)
         return int(await self._count(keys=[name], args=[str(self.window_s)])) <= limit
+
+
+def counter(kind: str, who: str) -> str:
+    """The Redis key that counts ``kind`` by ``who`` (count_in_window.lua's KEYS[1])."""
+    return schema.throttle(kind, hashlib.sha256(who.encode()).hexdigest())

@@ -351,3 +351,14 @@ async def test_verify_answers_as_envoy_would_and_counts_the_same(api):
         "POST", "/v1/keys/verify", await api.token({"keys:read"}), json={"key": key}
     )
     assert status == 403
+
+
+async def test_the_gate_and_verify_reload_their_scripts_after_script_flush(api, redis):
+    """The token's rate (count_in_window.lua) and verify (check.lua) run over the check
+    engine's lean client, which loads a script again when Redis lost it."""
+    t = await api.token({"keys:write", "verify"})
+    status, made = await api.call("POST", "/v1/keys", t, json={"tier": "free", "customer": "cus_f"})
+    assert status == 200
+    await redis.script_flush()
+    status, v = await api.call("POST", "/v1/keys/verify", t, json={"key": made["key"]})
+    assert status == 200 and v["valid"], v
