@@ -195,6 +195,12 @@ class UsageWindow(Answer):
     sent: int = Field(description="sent to Stripe")
 
 
+class UsageDay(Answer):
+    meter: str
+    day: int = Field(description="the UTC day's start")
+    units: int = Field(description="counted that day, whatever its stage")
+
+
 class KeyUsage(Answer):
     key_id: str
     account: str
@@ -205,6 +211,9 @@ class Usage(Answer):
     object: Literal["usage"] = "usage"
     customer: str
     windows: list[UsageWindow]
+    days: list[UsageDay] = Field(
+        description="per meter and UTC day, the last 62 days to today (the portal's chart)"
+    )
     keys: list[KeyUsage]
     carried: int = Field(description="refunds waiting to come off a later window")
 

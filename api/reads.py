@@ -3,9 +3,21 @@ show (tollway/usage_report.py), and the audit log ``tollway audit`` prints."""
 
 from __future__ import annotations
 
-from api.models import AuditEntry, AuditList, AuditQuery, KeyUsage, Usage, UsageQuery, UsageWindow
+from api.models import (
+    AuditEntry,
+    AuditList,
+    AuditQuery,
+    KeyUsage,
+    Usage,
+    UsageDay,
+    UsageQuery,
+    UsageWindow,
+)
 from api.operations import Call, Operation
-from tollway.usage_report import carried, customer_windows, per_key
+from tollway.usage_report import DAY_S, carried, customer_windows, per_day, per_key
+
+# The days usage lists: this monthly period and the last.
+DAYS = 62
 
 
 async def usage(call: Call) -> Usage:
@@ -17,10 +29,18 @@ async def usage(call: Call) -> Usage:
         meter, window = field.split("|")
         r = rows[field]
         windows.append(UsageWindow(meter=meter, window_start=int(window), **r))
-    per = await per_key(keys, q.customer, call.services.clock.now())
+    now = call.services.clock.now()
+    per = await per_key(keys, q.customer, now)
+    start = (now // DAY_S - (DAYS - 1)) * DAY_S  # today and the 61 days before
+    days = [
+        UsageDay(meter=meter, day=day, units=n)
+        for meter in sorted({w.meter for w in windows})
+        for day, n in per_day(rows, meter, start, now + 1)
+    ]
     return Usage(
         customer=q.customer,
         windows=windows,
+        days=days,
         keys=[KeyUsage(key_id=r.key_id, account=r.account, this_period=n) for r, n in per],
         carried=await carried(keys, q.customer),
     )

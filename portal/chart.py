@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime
 from html import escape
 
+from tollway import usage_report
 from tollway.usage_report import Row
 
-DAY_S = 86400
 WIDTH, HEIGHT, PAD = 600, 160, 24
 
 
 def per_day(rows: dict[str, Row], meter: str, start: int, end: int) -> list[tuple[str, int]]:
-    """(UTC day, units) for each day of the period [start, end) up to today, from ``meter``'s
-    windows (by day: a window that began just before the period starts counts too)."""
-    first = start // DAY_S
-    last = (max(start + 1, min(end, int(datetime.now(UTC).timestamp()) + 1)) - 1) // DAY_S
-    days: Counter[int] = Counter()
-    for field, row in rows.items():
-        name, window = field.split("|", 1)
-        if name == meter and window.isdigit() and first <= int(window) // DAY_S <= last:
-            days[int(window) // DAY_S] += row["counting"] + row["pending"] + row["sent"]
+    """(UTC day as "MM-DD", units) for each day of the period [start, end) up to today, from
+    ``meter``'s windows (``usage_report.per_day``: the API's usage shows the same days)."""
     return [
-        (datetime.fromtimestamp(d * DAY_S, UTC).strftime("%m-%d"), days[d])
-        for d in range(first, last + 1)
+        (datetime.fromtimestamp(d, UTC).strftime("%m-%d"), n)
+        for d, n in usage_report.per_day(rows, meter, start, end)
     ]
 
 

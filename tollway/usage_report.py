@@ -7,7 +7,8 @@ the KeyStore, usage and the ledger through the schema (metering/ledger.py writes
 
 from __future__ import annotations
 
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 from typing import Any
 
 from tollway import schema
@@ -16,6 +17,7 @@ from tollway.records import KeyRecord, Period
 from tollway.tiers import TierTable
 
 Row = dict[str, int]  # {"counting", "pending", "sent"}
+DAY_S = 86_400
 
 
 async def _sources(keys: KeyStore, customer: str) -> dict[str, str]:
@@ -69,6 +71,21 @@ async def customer_windows(keys: KeyStore, customer: str, tiers: TierTable) -> d
             meter, window = str(field).split("|")[:2]
             rows[f"{meter}|{window}"]["sent" if state == "sent" else "pending"] += int(n)
     return rows
+
+
+def per_day(rows: dict[str, Row], meter: str, start: int, end: int) -> list[tuple[int, int]]:
+    """(UTC day's start, epoch s; units) for each day of [start, end) up to today, from
+    ``meter``'s windows in ``rows`` (``customer_windows``), counted whatever their stage
+    (counting, pending or sent); a window that began just before ``start`` counts in its day.
+    What the portal's chart draws and the management API's usage lists."""
+    first = start // DAY_S
+    last = (max(start + 1, min(end, int(time.time()) + 1)) - 1) // DAY_S
+    days: Counter[int] = Counter()
+    for field, row in rows.items():
+        name, window = field.split("|", 1)
+        if name == meter and window.isdigit() and first <= int(window) // DAY_S <= last:
+            days[int(window) // DAY_S] += row["counting"] + row["pending"] + row["sent"]
+    return [(d * DAY_S, days[d]) for d in range(first, last + 1)]
 
 
 async def per_key(keys: KeyStore, customer: str, now: int) -> list[tuple[KeyRecord, int]]:

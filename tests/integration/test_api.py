@@ -333,6 +333,10 @@ async def test_verify_answers_as_envoy_would_and_counts_the_same(api):
     assert v["external_id"] == "u-7" and v["remaining"] == 4  # free: a burst of 5
     status, acct = await api.call("GET", "/v1/accounts/cus_v", t)
     assert acct["quota_used"] == 1  # counted as a request through Envoy is
+    status, usage = await api.call("GET", "/v1/usage?customer=cus_v", await api.token())
+    assert sum(w["counting"] for w in usage["windows"]) == 1
+    assert sum(d["units"] for d in usage["days"]) == 1  # the portal's per-day numbers
+    assert usage["days"][-1]["units"] == 1 and len(usage["days"]) == 62
     answers = [(await api.call("POST", "/v1/keys/verify", t, json={"key": key}))[1]
                for _ in range(6)]  # fmt: skip
     assert [a["code"] for a in answers][-1] == "rate_limited" and not answers[-1]["valid"]
