@@ -49,7 +49,7 @@ class ApiApp:
         self.gate = Gate(services.engine, tokens, per_token)
         self.max_body = max_body
         self.body_timeout_s = body_timeout_s
-        self.idempotency = Idempotency(services.keys.redis)
+        self.idempotency = Idempotency(services.keys.redis, services.keys.hasher.pepper)
         self.document = json.dumps(document(OPERATIONS), indent=2)
         self._patterns = {k: re.compile(v) for k, v in PATH_PATTERNS.items()}
 

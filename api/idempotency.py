@@ -5,7 +5,8 @@ answer again, for 24 hours, and does nothing more; the same key with another req
 
 Keys are per token (one caller's key is no other caller's), kept in Redis only as their
 SHA-256 with the request's fingerprint (the SHA-256 of method, path and body) and, once the
-request is done, its status and body. An answer is kept only once the operation ran: a 5xx
+request is done, its status and body, sealed (tollway/sealing.py: an answer may hold a new
+key, and Redis never holds one in plaintext) under the token and the Idempotency-Key. An answer is kept only once the operation ran: a 5xx
 (Redis away) is not, so a retry runs the operation again, and a request refused before its
 handler (bad token, bad body) keeps nothing.
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.errors import ApiError
-from tollway import schema
+from tollway import schema, sealing
 
 KEEP_S = 24 * 3600
 # How long a request may hold its key before another may take it over (a process that
@@ -40,8 +41,10 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 class Idempotency:
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, secret: bytes) -> None:
+        """``secret``: the server pepper, which answers are sealed with."""
         self.redis = redis
+        self.secret = secret
 
     @staticmethod
     def check_key(key: str) -> None:
@@ -81,7 +84,8 @@ class Idempotency:
             raise ApiError(
                 409, "conflict", "a request with this Idempotency-Key is still running; retry"
             )
-        return Stored(int(held["status"]), str(held["body"]))
+        body = sealing.unseal(str(held["body"]), _context(token_id, key), self.secret)
+        return Stored(int(held["status"]), body)
 
     async def finish(self, token_id: str, key: str, fp: str, status: int, body: str) -> None:
         """Keep the answer (a 5xx is forgotten instead, so that a retry runs again)."""
@@ -89,10 +93,15 @@ class Idempotency:
         if status >= 500:
             await self.redis.delete(name)
             return
+        sealed = sealing.seal(body, _context(token_id, key), self.secret)
         await self.redis.set(
-            name, json.dumps({"fp": fp, "status": status, "body": body}), ex=KEEP_S
+            name, json.dumps({"fp": fp, "status": status, "body": sealed}), ex=KEEP_S
         )
 
     async def forget(self, token_id: str, key: str) -> None:
         """Release the key of a request refused before it ran (bad body): nothing kept."""
         await self.redis.delete(self._name(token_id, key))
+
+
+def _context(token_id: str, key: str) -> str:
+    return f"idempotency:{token_id}:{key}"

@@ -12,14 +12,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tollway import schema, scripts
+from tollway import schema, scripts, sealing
 from tollway.audit import AuditLog
 from tollway.errors import Refused
 from tollway.key_store import KeyStore
 from tollway.keys import KeyMode, parse_key
 from tollway.records import KeyRecord, KeyStatus
 from tollway.scripts import Result
-from webhook import claims
 from webhook.subscriptions import SubState
 
 PAID = ("paid", "no_payment_required")
@@ -75,7 +74,7 @@ class Checkouts:
         status = KeyStatus.ACTIVE if payment_status in PAID else KeyStatus.PENDING
         template = KeyRecord.template(tier, customer, created, subscription, status)
         plaintext, record = self.keys.new_record(template, KeyMode.LIVE)
-        sealed = claims.seal(plaintext, session, self.secret)
+        sealed = sealing.seal(plaintext, session, self.secret)
         name = schema.checkout_record(session)
         fields = [x for kv in record.to_redis().items() for x in kv]
         key_id = await self._reserve(
@@ -112,7 +111,7 @@ class Checkouts:
             raise ClaimGone("claim_expired")
         sealed, key_id, tier, customer = (str(x) for x in reply[1:5])
         try:
-            api_key = claims.unseal(sealed, session, self.secret)
+            api_key = sealing.unseal(sealed, session, self.secret)
         except ValueError:
             api_key = ""
         if parse_key(api_key) is None:  # the pepper changed between issuing and claiming

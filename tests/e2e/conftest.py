@@ -242,8 +242,9 @@ def running_edge(
     assert not leaks, "secrets written where they must never be:\n" + "\n".join(leaks[:10])
 
 
-# Any plaintext API key, whoever issued it (tests, the claim flow, the CLI): the key format.
-PLAINTEXT_KEY = re.compile(r"tw_(?:live|test)_[0-9A-Za-z]{20,}")
+# Any plaintext API key, whoever issued it (tests, the claim flow, the CLI, the management
+# API), and any operator API token: their formats.
+PLAINTEXT_KEY = re.compile(r"(?:tw_(?:live|test)_|twa_)[0-9A-Za-z]{20,}")
 
 
 def redis_values(client: Any) -> list[str]:

@@ -224,6 +224,7 @@ async def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_b
     headers = {"Idempotency-Key": "create-1"}
     status, first = await api.call("POST", "/v1/keys", t, json=body, headers=headers)
     assert status == 200
+    assert first["key"] not in await redis_dump(api.redis)  # the kept answer is sealed
     status, again = await api.call("POST", "/v1/keys", t, json=body, headers=headers)
     assert status == 200 and again == first  # the same key, shown again: nothing new made
     status, listed = await api.call("GET", "/v1/keys?customer=cus_i", t)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from devkit.standin.forms import FormError, decode
-from webhook.claims import seal, unseal
+from tollway.sealing import seal, unseal
 
 
 def test_nested_dicts_and_lists():
