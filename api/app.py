@@ -172,7 +172,7 @@ class ApiApp:
     def _body(self, op: Operation, raw: bytes) -> Any:
         try:
             data = json.loads(raw) if raw.strip() else {}
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nested past the parser's depth
             raise invalid("the body is not JSON") from None
         if not isinstance(data, dict):
             raise invalid("the body must be a JSON object")

@@ -202,6 +202,8 @@ async def test_malformed_bodies_paths_and_queries_get_clear_errors(api):
         ("POST", "/v1/keys", {"data": b"{not json"}, 400),
         ("POST", "/v1/keys", {"data": b"[1, 2]"}, 400),
         ("POST", "/v1/keys", {"data": b"\xff\xfe"}, 400),
+        ("POST", "/v1/keys", {"data": b"[" * 60_000}, 400),  # nested past any parser's depth
+        ("POST", "/v1/keys", {"data": b'{"tier": "free", "tier": 5}'}, 400),
         ("GET", "/v1/keys/NOT-AN-ID", {}, 404),
         ("GET", "/v1/keys/0123456789abcdef", {}, 404),
         ("GET", "/v1/keys?limit=1000", {}, 400),
