@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -28,7 +29,8 @@ def test_tollway_dev_starts_serves_and_stops_everything(tmp_path):
             "--redis-port", str(ports.redis), "--webhook-port", str(ports.webhook),
             "--standin-port", str(ports.standin), "--receiver-port", str(ports.receiver),
             "--receiver-metrics-port", str(ports.receiver_metrics),
-            "--portal-port", str(ports.portal), "--smtp-port", str(ports.smtp)]  # fmt: skip
+            "--portal-port", str(ports.portal), "--smtp-port", str(ports.smtp),
+            "--api-port", str(ports.api)]  # fmt: skip
     env = {**os.environ, "TOLLWAY_DEV_DIR": str(tmp_path / "dev")}
     env.pop("TOLLWAY_REDIS_URL", None)
     proc = subprocess.Popen(
@@ -41,7 +43,7 @@ def test_tollway_dev_starts_serves_and_stops_everything(tmp_path):
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
-            if "TOLLWAY_DEMO_KEY=" in line:
+            if "TOLLWAY_API_TOKEN=" in line:  # the banner's last part
                 found.set()
         found.set()  # it exited: say why below, rather than wait out the timeout
 
@@ -62,6 +64,18 @@ def test_tollway_dev_starts_serves_and_stops_everything(tmp_path):
         status, body = fetch(f"http://127.0.0.1:{ports.portal}/")
         assert status == 200 and b"<h2>free</h2>" in body
         assert any(f"portal    http://127.0.0.1:{ports.portal}" in x for x in lines)
+        # The management API, with the token the banner prints: a key for a backend's user.
+        token = next(
+            re.search(r"TOLLWAY_API_TOKEN=(\S+)", x).group(1) for x in lines if "API_TOKEN" in x
+        )
+        status, body = fetch(
+            f"http://127.0.0.1:{ports.api}/v1/keys",
+            json.dumps({"tier": "pro", "customer": "cus_dev_test", "external_id": "u1"}).encode(),
+            {"Authorization": f"Bearer {token}"},
+        )
+        assert status == 200, body
+        r = request(ports.envoy, "/hello", {"x-api-key": json.loads(body)["key"]})
+        assert r.status == 200 and r.upstream_saw("x-tollway-external-id") == ["u1"]
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
@@ -69,7 +83,8 @@ def test_tollway_dev_starts_serves_and_stops_everything(tmp_path):
         assert proc.stdout is not None
         proc.stdout.close()
     every = (ports.envoy, ports.authz, ports.upstream, ports.redis, ports.envoy_admin,
-             ports.webhook, ports.standin, ports.receiver, ports.portal, ports.smtp)  # fmt: skip
+             ports.webhook, ports.standin, ports.receiver, ports.portal, ports.smtp,
+             ports.api)  # fmt: skip
     for port in every:
         assert not port_open(port), f"port {port} still open after tollway dev stopped"
 
