@@ -52,7 +52,6 @@ class Lifecycle:
         self.actor = actor
         redis = keys.redis
         self._set_status = scripts.register(redis, "set_status")
-        self._set_hold = scripts.register(redis, "set_hold")
         self._set_account_hold = scripts.register(redis, "set_account_hold")
         self._rotate = scripts.register(redis, "rotate_key")
         self._update = scripts.register(redis, "update_key")
@@ -208,7 +207,7 @@ class Lifecycle:
 
     async def _hold(self, key_or_id: str, hold: str, what: str) -> KeyRecord:
         record, name, _ = await self.keys.find(key_or_id)
-        reply = await self._set_hold(keys=[name], args=[hold, str(self.clock.now())])
+        reply = await self._update(keys=[name], args=[str(self.clock.now()), "hold", hold])
         result = scripts.result(reply)
         if result is Result.MISSING:
             raise KeyNotFound(f"no key with id {record.key_id}")

@@ -32,7 +32,7 @@ def test_a_script_returns_outcomes_by_name_from_the_shared_table(name):
 
 def test_every_script_but_check_is_loaded_with_the_table():
     """The Lua constants are the enum's own values, so the two cannot drift."""
-    line = scripts.lua("set_hold").splitlines()[0]
+    line = scripts.lua("update_key").splitlines()[0]
     assert line == scripts.RESULTS_LUA.strip()
     names, values = line.removeprefix("local ").split(" = ")
     assert dict(zip(names.split(", "), map(int, values.split(", ")), strict=True)) == {

@@ -1,9 +1,10 @@
--- update_key.lua: change what an operator says about a key (its name, metadata, expiry).
--- KEYS[1] record hash; ARGV[1] now (epoch s); ARGV[2..] field, value pairs (name, metadata,
--- expires_at only: the caller's choice).
+-- update_key.lua: change what an operator sets on a live key: its hold ("operator" or ""),
+-- name, metadata or expiry.
+-- KEYS[1] record hash; ARGV[1] now (epoch s); ARGV[2..] field, value pairs (hold, name,
+-- metadata, expires_at only: the caller's choice).
 -- Returns DONE, or MISSING (no such record), REVOKED or EXPIRED (final: nothing about such a
--- key changes, so a new expiry cannot bring it back), or ROTATED (a rotated key's expiry is
--- the end of its overlap: it cannot be moved).
+-- key changes, so that neither lifting a hold nor a new expiry looks like bringing it back),
+-- or ROTATED (a rotated key's expiry is the end of its overlap: it cannot be moved).
 local rec = redis.call('HMGET', KEYS[1], 'status', 'expires_at', 'successor')
 if not rec[1] then
   return MISSING
