@@ -45,11 +45,9 @@ async def create(call: Call) -> CreatedKey:
         if body.tier or body.customer:
             field = "tier" if body.tier else "customer"
             raise invalid(f"{field} comes from the subscription; leave it out", field)
-        plaintext, record = await lifecycle.create_for_subscription(body.subscription, mode)
-        if details != KeyDetails():
-            record = await lifecycle.update(
-                record.key_id, body.name, body.metadata, body.expires_at
-            )
+        plaintext, record = await lifecycle.create_for_subscription(
+            body.subscription, mode, details
+        )
     else:
         if not body.tier:
             raise invalid("tier is required (or subscription)", "tier")
@@ -67,15 +65,16 @@ async def get(call: Call) -> Key:
 
 async def listing(call: Call) -> KeyList:
     q: KeyQuery = call.query
-    given = [(k, v) for k, v in (("account", q.account), ("customer", q.customer)) if v]
-    given += [("external_id", q.external_id)] if q.external_id else []
+    filters = (
+        ("account", key_index.OWNER, q.account),
+        ("customer", key_index.OWNER, q.customer),
+        ("external_id", key_index.EXTERNAL, q.external_id),
+    )
+    given = [(kind, value) for _, kind, value in filters if value]
     if len(given) > 1:
-        raise invalid("filter by one of account, customer or external_id", given[1][0])
-    kind, value = given[0] if given else ("all", "")
-    if kind in ("account", "customer"):
-        kind = key_index.OWNER
-    elif kind == "external_id":
-        kind = key_index.EXTERNAL
+        named = [field for field, _, value in filters if value]
+        raise invalid("filter by one of account, customer or external_id", named[1])
+    kind, value = given[0] if given else (key_index.ALL, "")
     keys = call.services.keys
     after = ""
     if q.starting_after:

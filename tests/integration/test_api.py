@@ -14,6 +14,7 @@ from api.server import build
 from api.settings import ApiSettings
 from authz.engine import CheckEngine
 from tests.support import redis_dump
+from tollway import schema
 from tollway.api_tokens import SCOPES, ApiTokens
 from tollway.audit import AuditLog
 from tollway.clock import WallClock
@@ -371,3 +372,22 @@ async def test_the_gate_and_verify_reload_their_scripts_after_script_flush(api, 
     await redis.script_flush()
     status, v = await api.call("POST", "/v1/keys/verify", t, json={"key": made["key"]})
     assert status == 200 and v["valid"], v
+
+
+async def test_a_subscription_key_is_created_with_its_details_at_once(api):
+    """Name, external id, metadata and expiry are written with the key (one record write),
+    for a subscription's key as for a customer's: its external id is indexed and goes to
+    authz's directory entry, so it reaches the upstream."""
+    keys = KeyStore(api.redis, api.tokens.hasher)
+    await keys.sync_account("sub_api", "cus_api_s", 1, {"tier": "pro", "status": "active"})
+    t = await api.token({"keys:write", "keys:read"})
+    later = int(time.time()) + 3600
+    body = {"subscription": "sub_api", "name": "n", "external_id": "u-9",
+            "metadata": {"a": "b"}, "expires_at": later}  # fmt: skip
+    status, made = await api.call("POST", "/v1/keys", t, json=body)
+    assert status == 200, made
+    assert (made["account"], made["tier"], made["external_id"]) == ("sub_api", "pro", "u-9")
+    assert (made["name"], made["metadata"], made["expires_at"]) == ("n", {"a": "b"}, later)
+    status, listed = await api.call("GET", "/v1/keys?external_id=u-9", t)
+    assert [k["id"] for k in listed["data"]] == [made["id"]]
+    assert await api.redis.hget(schema.key_directory(made["id"]), "external_id") == "u-9"
