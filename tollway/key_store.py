@@ -278,13 +278,8 @@ class KeyStore:
         customer's set also lists its subscriptions' keys: filter by ``account`` or
         ``customer`` for one account's.) An id whose record is missing (an issuance that
         never finished) is skipped."""
-        out = []
-        for key_id in await self.owned(owner):
-            try:
-                out.append(await self.get(key_id))
-            except KeyNotFound:
-                continue
-        return sorted(out, key=lambda r: (r.created, r.key_id))
+        records = await self.records(await self.owned(owner))
+        return sorted(records, key=lambda r: (r.created, r.key_id))
 
     async def records(self, key_ids: list[str]) -> list[KeyRecord]:
         """The records of ``key_ids``, in order, read side by side (READ_WIDTH at a time, well

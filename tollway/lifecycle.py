@@ -95,7 +95,7 @@ class Lifecycle:
         """A new active key on the customer's account. Refused while the account is held, or
         with an expiry that is not in the future."""
         now = self.clock.now()
-        _check_expiry(details, now)
+        _check_expiry(details.expires_at if details is not None else 0, now)
         plaintext, record = await self.keys.create(tier, customer, mode, now=now, details=details)
         await self._audit(record.key_id, "created", account=record.account, tier=tier)
         return plaintext, record
@@ -105,7 +105,7 @@ class Lifecycle:
     ) -> tuple[str, KeyRecord]:
         """A new key on a subscription's account (``KeyStore.create_for_subscription``)."""
         now = self.clock.now()
-        _check_expiry(details, now)
+        _check_expiry(details.expires_at if details is not None else 0, now)
         plaintext, record = await self.keys.create_for_subscription(
             subscription, mode, now=now, details=details
         )
@@ -157,8 +157,7 @@ class Lifecycle:
         final key changes no more; a rotated key's expiry is its overlap's end and stays."""
         record, name_in_redis, _ = await self.keys.find(key_or_id)
         now = self.clock.now()
-        if expires_at and expires_at <= now:
-            raise InvalidInput("expires_at is not in the future", "expires_at")
+        _check_expiry(expires_at, now)
         changes: dict[str, str] = {}
         if name is not None:
             changes["name"] = name
@@ -262,8 +261,9 @@ class Lifecycle:
         await self.audit.record(self.actor, what, f"key:{key_id}", **more)
 
 
-def _check_expiry(details: KeyDetails | None, now: int) -> None:
-    if details is not None and details.expires_at and details.expires_at <= now:
+def _check_expiry(expires_at: int | None, now: int) -> None:
+    """An expiry an operator sets is 0 or None (none) or in the future."""
+    if expires_at and expires_at <= now:
         raise InvalidInput("expires_at is not in the future", "expires_at")
 
 
