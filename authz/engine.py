@@ -157,7 +157,7 @@ class CheckEngine:
         """``commands`` as one pipeline on the engine's lean client (authz/redis_pipe.py:
         hiredis over asyncio.Protocol, 2 µs of client CPU per command where redis-py costs
         32), for work on the same hot path as a check: the management API's token lookup and
-        rate before a verify. An EVALSHA of a tollway script (``script_call``) that meets
+        rate before a verify. An EVALSHA of a tollway script (``scripts.call``) that meets
         NOSCRIPT is loaded and sent again. Raises StoreUnavailable when Redis cannot answer,
         or answers an error."""
         try:
