@@ -36,7 +36,7 @@ ENV TOLLWAY_AUTHZ_HOST=0.0.0.0 \
     TOLLWAY_API_HOST=0.0.0.0 \
     TOLLWAY_SPOOL_DIR=/home/tollway/spool \
     PYTHONUNBUFFERED=1
-EXPOSE 9191 9192 8081 8082 8083 8084 9193 9194 12111
+EXPOSE 9191 9192 8081 8082 8083 8084 8085 9193 9194 12111
 # `tollway health` asks whichever service PID 1 runs: gRPC health for authz, /healthz else.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["tollway", "health"]
 ENTRYPOINT ["tollway"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aiohttp import web
 from pydantic import ValidationError
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
@@ -39,13 +38,9 @@ class ApiError(Exception):
         self.message = message
         self.field = field
 
-    def response(self, headers: dict[str, str] | None = None) -> web.Response:
-        body = {"error": {"code": self.code, "message": self.message, "field": self.field}}
-        return web.Response(
-            status=self.status,
-            text=json.dumps(body),
-            content_type="application/json",
-            headers=headers,
+    def body(self) -> str:
+        return json.dumps(
+            {"error": {"code": self.code, "message": self.message, "field": self.field}}
         )
 
 

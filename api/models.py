@@ -207,12 +207,27 @@ class KeyUsage(Answer):
     this_period: int = Field(description="requests the key made this billing period")
 
 
+class UsagePeriod(Answer):
+    account: str
+    meter: str = Field(description="the account's tier's meter (requests, or reported amounts)")
+    period: Literal["this", "last"]
+    start: int = Field(description="the billing period's start (its end is the next's start)")
+    end: int
+    units: int = Field(description="counted in the period so far, whatever its stage")
+
+
 class Usage(Answer):
     object: Literal["usage"] = "usage"
     customer: str
-    windows: list[UsageWindow]
+    account: str | None = Field(description="the account asked for; null: all the customer's")
+    windows: list[UsageWindow] = Field(
+        description="the customer's (Stripe bills a customer: its accounts share them)"
+    )
     days: list[UsageDay] = Field(
         description="per meter and UTC day, the last 62 days to today (the portal's chart)"
+    )
+    periods: list[UsagePeriod] = Field(
+        description="per account and meter, this billing period and the last"
     )
     keys: list[KeyUsage]
     carried: int = Field(description="refunds waiting to come off a later window")
@@ -259,7 +274,8 @@ class AccountQuery(Query):
 
 
 class UsageQuery(Query):
-    customer: StripeId
+    customer: StripeId | None = Field(None, description="a customer, all its accounts")
+    account: StripeId | None = Field(None, description="one account (give this or customer)")
 
 
 class AuditQuery(Query):

@@ -79,6 +79,7 @@ class Operation:
     body: type[Body] | None = None
     query: type[Query] | None = None
     errors: tuple[int, ...] = field(default=(400, 404))  # besides 401, 403, 429, 503
+    hot: bool = False  # on its caller's hot path: the token is admitted hot (api/gate.py)
 
     @property
     def params(self) -> list[str]:

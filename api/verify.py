@@ -16,16 +16,16 @@ async def verify(call: Call) -> Verification:
     return Verification(**vars(verdict))
 
 
-OPERATIONS = [
-    Operation(
-        "POST",
-        "/v1/keys/verify",
-        "verify_key",
-        "verify",
-        "Verify a key and count the call, as a request through Envoy would be",
-        verify,
-        Verification,
-        VerifyKey,
-        errors=(400,),
-    ),
-]
+VERIFY = Operation(
+    "POST",
+    "/v1/keys/verify",
+    "verify_key",
+    "verify",
+    "Verify a key and count the call, as a request through Envoy would be",
+    verify,
+    Verification,
+    VerifyKey,
+    errors=(400,),
+    hot=True,
+)
+OPERATIONS = [VERIFY]

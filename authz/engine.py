@@ -75,6 +75,7 @@ class CheckEngine:
         set; a caller outside Envoy has no access log); ``registry``: where its metrics go."""
         self.settings = settings
         self.spool_name = spool_name
+        self.registry = registry
         self.metrics = AuthzMetrics(registry)
         self.redis = connect(
             settings.redis_url, timeout_s=settings.store_timeout_ms / 1000, cluster_retries=0

@@ -1,6 +1,6 @@
-"""One HTTP/1.1 connection of authz's HTTP front (authz/http_front.py): its bytes parsed by
-httptools, each request decided or refused, answers written in order, and what a slow or
-non-reading client may cost it bounded (``HttpLimits``).
+"""One HTTP/1.1 connection of the lean HTTP front (authz/http_front.py): its bytes parsed by
+httptools, each whole request answered by the front's app (``HttpApp``) or refused, answers
+written in order, and what a slow or non-reading client may cost it bounded (``HttpLimits``).
 """
 
 from __future__ import annotations
@@ -8,15 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
-from authz import http_responses
-from authz.decision import Decision
-from authz.request import COST_HEADER, FEATURE_HEADER
+from authz.http_wire import error
 from tollway.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -27,22 +25,38 @@ log = logging.getLogger("tollway.authz")
 MAX_URL = 8 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
-MAX_BODY = 64 * 1024
 # A head (request line and headers) still incomplete after this many bytes is refused. The
 # bytes are counted per read, whole reads within one head, so the head held is at most this
 # plus one read (uvloop reads up to 256 KiB at a time).
 MAX_HEAD_BYTES = MAX_URL + MAX_HEADER_BYTES + 8 * 1024
 WRITE_HIGH = 64 * 1024  # the socket's write buffer, past which reading pauses
 FEED_SLICE = 16 * 1024  # bytes parsed at a time, so that a read's answers come in steps
-CHECK_PREFIX = b"/check"
-HEALTH_PATH = b"/healthz"
 
-# The decision itself when it needs no await, else an awaitable of it.
-Decide = Callable[[Mapping[str, str]], Decision | Awaitable[Decision]]
-# The request headers a decision reads (authz/request.py); the others are counted, not kept.
-READ_HEADERS = frozenset(
-    h.encode() for h in ("x-api-key", "authorization", COST_HEADER, FEATURE_HEADER, "x-request-id")
-)
+
+class Request:
+    """One whole request, as an app reads it."""
+
+    __slots__ = ("body", "headers", "keep_alive", "method", "url")
+
+    def __init__(
+        self, method: bytes, url: bytes, headers: dict[str, str], body: bytes, keep_alive: bool
+    ) -> None:
+        self.method, self.url, self.headers = method, url, headers
+        self.body, self.keep_alive = body, keep_alive  # headers: only the app's read_headers
+
+
+class HttpApp(Protocol):
+    """What the front serves: authz's checks (authz/http_check.py), the management API's
+    verify (api/verify_front.py)."""
+
+    read_headers: frozenset[bytes]  # lowercase names kept for ``respond``; others only counted
+    max_body: int  # a larger body is refused (413)
+    keeps_body: bool  # False: the body is counted against max_body, then dropped
+
+    def respond(self, conn: Connection, request: Request) -> bytes | Awaitable[bytes]:
+        """The whole answer to one request, or an awaitable of it (run as a task; one that
+        raises is answered 500). Called in request order."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -50,7 +64,7 @@ class HttpLimits:
     """What one connection may cost (authz/settings.py names each setting)."""
 
     idle_s: float = 300.0  # no request in flight: closed after this (Envoy's own idle: 60 s)
-    head_s: float = 10.0  # a request's head must be whole within this of its first byte
+    head_s: float = 10.0  # a request (head and body) must be whole within this of its first byte
     max_connections: int = 4096  # per process; a new connection past it is closed at once
     max_pending: int = 128  # answers queued for a connection before its reading pauses
 
@@ -77,6 +91,8 @@ class Connection(asyncio.Protocol):
         self.paused = set[str]()  # why reading is paused: "writes" and/or "answers"
         self.backlog = b""  # bytes received and not yet parsed: waiting for room for answers
         self.max_pending = front.limits.max_pending
+        self.app = front.app
+        self.read_headers = front.app.read_headers
         self._reset()
 
     def _reset(self) -> None:
@@ -84,6 +100,7 @@ class Connection(asyncio.Protocol):
         self.headers: dict[str, str] = {}
         self.header_bytes = 0
         self.header_count = 0
+        self.body: list[bytes] = []
         self.body_bytes = 0
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
@@ -118,9 +135,9 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Envoy closed the connection (its timeout fired, or it is shutting down). Checks in
-        flight still finish, so that what Redis did for them is recorded here too (a lease it
-        granted, say); their answers go nowhere (``_check`` counts them)."""
+        """The client closed the connection (Envoy's timeout fired, or it is shutting down).
+        Answers in flight still finish, so that what Redis did for them is recorded here too
+        (a lease it granted, say); they go nowhere (an app may ask ``gone``)."""
         self.front.connections.discard(self)
         self.answers.clear()
 
@@ -195,8 +212,7 @@ class Connection(asyncio.Protocol):
         self.head_since = self.last_read  # the read this head began in
 
     def on_headers_complete(self) -> None:
-        self.in_head = False
-        self.head_since = 0.0
+        self.in_head = False  # (head_since runs on: the body must come in time too)
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -211,7 +227,7 @@ class Connection(asyncio.Protocol):
         if self.header_count > MAX_HEADERS:
             raise BadRequest(431, "headers_too_large", f"more than {MAX_HEADERS} headers")
         lowered = name.lower()
-        if lowered not in READ_HEADERS:  # kept only what a decision reads
+        if lowered not in self.read_headers:  # kept only what the app reads
             return
         key = lowered.decode("latin-1")
         text = value.decode("latin-1")
@@ -220,56 +236,45 @@ class Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
-        if self.body_bytes > MAX_BODY:
-            raise BadRequest(413, "body_too_large", f"a check carries no body over {MAX_BODY}")
+        if self.body_bytes > self.app.max_body:
+            raise BadRequest(413, "body_too_large", f"bodies are limited to {self.app.max_body}")
+        if self.app.keeps_body:
+            self.body.append(body)
 
     def on_message_complete(self) -> None:
         keep_alive = self.parser.should_keep_alive() and not self.front.draining_hard
+        self.head_since = 0.0
         loop = asyncio.get_running_loop()
-        if self.url.startswith(CHECK_PREFIX):
-            try:
-                decided = self.front.decide(self.headers)
-            except Exception:  # a bug: fail closed with a clear answer
-                log.exception("http_check_failed")
-                decided = None
-            if isinstance(decided, Decision) or decided is None:  # no task needed
-                fut: asyncio.Future[bytes] = loop.create_future()
-                fut.set_result(_answer(decided, keep_alive))
-            else:
-                fut = loop.create_task(self._check(decided, keep_alive))
-        else:
-            fut = loop.create_future()
-            fut.set_result(self._local(self.url.split(b"?", 1)[0], keep_alive))
+        body = b"".join(self.body) if self.body else b""
+        try:
+            request = Request(self.parser.get_method(), self.url, self.headers, body, keep_alive)
+            answer = self.app.respond(self, request)
+        except Exception:  # a bug: fail closed with a clear answer
+            log.exception("http_request_failed")
+            answer = FAILED
+        if isinstance(answer, bytes):  # no task needed
+            fut: asyncio.Future[bytes] = loop.create_future()
+            fut.set_result(answer)
+        else:  # (one that raises is answered FAILED: _flush)
+            fut = asyncio.ensure_future(answer)
         self.answers.append(fut)
         fut.add_done_callback(self._on_answer)
         self.in_head = True  # what comes next is the next request's head
         if not keep_alive:
             self.closing = True
 
+    @property
+    def gone(self) -> bool:
+        """Whether an answer made now would reach no one: the client hung up (Envoy does so
+        when its timeout fires) or the connection is closed. (A client that only half-closed
+        counts as gone too.)"""
+        return self.hung_up or self.transport is None or self.transport.is_closing()
+
     # -- answers -------------------------------------------------------------------------------
-    async def _check(self, pending: Awaitable[Decision], keep_alive: bool) -> bytes:
-        try:
-            d: Decision | None = await pending
-        except Exception:  # a bug: fail closed with a clear answer, never a dropped connection
-            log.exception("http_check_failed")
-            d = None
-        gone = self.hung_up or self.transport is None or self.transport.is_closing()
-        if d is not None and d.allowed and gone:
-            # Counted in Redis, but Envoy no longer waits: not served. (A client that only
-            # half-closed would be counted too: the count is an upper bound.)
-            self.front.on_unheard(d)
-        return _answer(d, keep_alive)
-
-    def _local(self, path: bytes, keep_alive: bool) -> bytes:
-        if path == HEALTH_PATH:
-            if self.front.serving:
-                return http_responses.plain(200, "", "", keep_alive)
-            return http_responses.plain(503, "draining", "authz is shutting down", keep_alive)
-        return http_responses.plain(
-            404, "not_found", "checks are served under /check (Envoy's path_prefix)", keep_alive
-        )
-
-    def _on_answer(self, _: asyncio.Future[bytes]) -> None:
+    def _on_answer(self, fut: asyncio.Future[bytes]) -> None:
+        if not fut.cancelled() and (error := fut.exception()) is not None:
+            # A bug: answered FAILED (_flush), never a dropped connection.
+            log.error("http_request_failed", exc_info=error)
         self._flush()
 
     def _flush(self) -> None:
@@ -279,8 +284,9 @@ class Connection(asyncio.Protocol):
         out = []
         while self.answers and self.answers[0].done():
             fut = self.answers.popleft()
-            if not fut.cancelled():
-                out.append(fut.result())
+            if fut.cancelled():
+                continue
+            out.append(FAILED if fut.exception() is not None else fut.result())
         if out:
             self.transport.write(b"".join(out))
         if "answers" in self.paused and not self._full():
@@ -291,7 +297,7 @@ class Connection(asyncio.Protocol):
     def _refuse(self, status: int, code: str, message: str) -> None:
         """Answer bad input once, after what came before it, and read nothing more."""
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        fut.set_result(http_responses.plain(status, code, message))
+        fut.set_result(error(status, code, message))
         self.answers.append(fut)
         self.closing = True
         self._flush()
@@ -305,13 +311,9 @@ class Connection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing() or self.closing:
             return
         if self.head_since and not self.answers and now - self.head_since > limits.head_s:
-            self._refuse(408, "request_timeout", f"a request head took over {limits.head_s:g} s")
+            self._refuse(408, "request_timeout", f"a request took over {limits.head_s:g} s")
         elif self.idle and not self.head_since and now - self.last_read > limits.idle_s:
             self.transport.close()
 
 
-def _answer(d: Decision | None, keep_alive: bool) -> bytes:
-    """The HTTP answer for a decision; None: the decision failed (a bug), answered 500."""
-    if d is None:
-        return http_responses.plain(500, "internal_error", "authz failed on this check")
-    return http_responses.build(d, keep_alive)
+FAILED = error(500, "internal_error", "the server failed on this request")

@@ -24,7 +24,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from authz.decision import CUSTOMER_HEADER, KEY_ID_HEADER, TIER_HEADER, Decision, Headers
-from tollway.errors import error_body
+from authz.http_wire import CLOSE, json_answer, lines, status_line
 from tollway.usage_stamp import METADATA_KEY
 
 REASON_HEADER = "x-tollway-reason"
@@ -32,82 +32,32 @@ _STAMP = f"{METADATA_KEY}: ".encode()  # the stamp holds no CR or LF (tollway/us
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
 CACHE_SIZE = 16_384
 
-_PHRASES = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    402: "Payment Required",
-    403: "Forbidden",
-    404: "Not Found",
-    413: "Content Too Large",
-    414: "URI Too Long",
-    429: "Too Many Requests",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
-
-
-_NO_CRLF = str.maketrans("", "", "\r\n")
-
-
-def _lines(headers: Headers) -> bytes:
-    """Header lines; a value cannot end its line early (no CR or LF gets through)."""
-    return b"".join(
-        f"{k}: {v.translate(_NO_CRLF)}\r\n".encode("latin-1", "replace") for k, v in headers
-    )
-
-
-def status_line(status: int) -> bytes:
-    return f"HTTP/1.1 {status} {_PHRASES.get(status, 'Unknown')}\r\n".encode()
-
 
 @lru_cache(maxsize=CACHE_SIZE)
 def _ok_fixed(upstream: Headers, strip: tuple[str, ...]) -> bytes:
     remove = ((REMOVE_HEADER, ",".join(strip)),) if strip else ()
-    return status_line(200) + b"content-length: 0\r\n" + _lines(upstream + remove)
+    return status_line(200) + b"content-length: 0\r\n" + lines(upstream + remove)
 
 
 @lru_cache(maxsize=CACHE_SIZE)
 def _client_line(key: str, value: str) -> bytes:
-    return _lines(((key, value),))
+    return lines(((key, value),))
 
 
 def build(d: Decision, keep_alive: bool = True) -> bytes:
     """The whole HTTP/1.1 response for ``d``."""
-    close = b"" if keep_alive else b"connection: close\r\n"
     if d.reason is None:
         head = _ok_fixed(d.upstream_headers, d.strip)
         if d.usage_stamp:
             head += _STAMP + d.usage_stamp.encode("latin-1", "replace") + b"\r\n"
-        return head + b"".join([_client_line(k, v) for k, v in d.client_headers]) + close + b"\r\n"
-    body = d.body().encode()
+        client = b"".join([_client_line(k, v) for k, v in d.client_headers])
+        return head + client + (b"" if keep_alive else CLOSE) + b"\r\n"
     meta = (
         (CUSTOMER_HEADER, d.customer),
         (TIER_HEADER, d.tier),
         (KEY_ID_HEADER, d.key_id),
         (REASON_HEADER, d.reason.value),
     )
-    headers = (("content-type", "application/json"), *d.client_headers, *meta)
-    return (
-        status_line(d.reason.http_status)
-        + _lines(headers)
-        + f"content-length: {len(body)}\r\n".encode()
-        + close
-        + b"\r\n"
-        + body
-    )
-
-
-def plain(status: int, code: str, message: str, keep_alive: bool = False) -> bytes:
-    """An answer of authz's own HTTP layer (bad request, health), with the JSON error shape."""
-    body = (error_body(code, message) if status != 200 else '{"status": "serving"}').encode()
-    close = b"" if keep_alive else b"connection: close\r\n"
-    return (
-        status_line(status)
-        + b"content-type: application/json\r\n"
-        + f"content-length: {len(body)}\r\n".encode()
-        + close
-        + b"\r\n"
-        + body
+    return json_answer(
+        d.reason.http_status, d.body().encode(), keep_alive, (*d.client_headers, *meta)
     )

@@ -21,6 +21,7 @@ from prometheus_client import start_http_server
 
 from authz import AUTH_SERVICE, responses
 from authz.engine import CheckEngine
+from authz.http_check import CheckApp
 from authz.http_connection import HttpLimits
 from authz.http_front import HttpFront
 from authz.settings import AuthzSettings
@@ -53,7 +54,7 @@ class Worker:
             limits = HttpLimits(
                 idle_s=s.http_idle_s, head_s=s.http_head_s, max_connections=s.http_max_connections
             )
-            self.http = HttpFront(self.service.decide_http, self.service.unheard, limits)
+            self.http = HttpFront(CheckApp(self.service.decide_http, self.service.unheard), limits)
             return await self.http.start(self.settings.host, self.settings.port, own)
         # SO_REUSEPORT lets --workers processes share one port.
         self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])

@@ -82,7 +82,7 @@ class AuthzSettings(CheckSettings):
     http_head_s: float = env(
         "TOLLWAY_AUTHZ_HTTP_HEAD_S",
         10.0,
-        "HTTP mode: a request head must arrive within this (else 408)",
+        "HTTP mode: a request (head and body) must arrive within this (else 408)",
     )
     http_max_connections: int = env(
         "TOLLWAY_AUTHZ_HTTP_MAX_CONNECTIONS", 4096, "HTTP mode: open connections per process"

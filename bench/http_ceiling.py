@@ -18,6 +18,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from authz.decision import Decision
+from authz.http_check import CheckApp
 from authz.http_front import HttpFront
 
 OK = Decision(None)
@@ -29,7 +30,7 @@ def empty(_headers: Mapping[str, str]) -> Decision:
 
 
 async def serve(port: int) -> None:
-    await HttpFront(empty).start("127.0.0.1", port)
+    await HttpFront(CheckApp(empty)).start("127.0.0.1", port)
     await asyncio.Event().wait()
 
 

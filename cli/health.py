@@ -79,8 +79,10 @@ def check(service: str, environ: Mapping[str, str]) -> tuple[bool, str]:
         return _http(load(ReceiverSettings, environ).metrics_port, "/healthz")
     if service == "portal":
         return _http(load(PortalSettings, environ).port, "/healthz")
-    if service == "api":  # answers 200 while its Redis does
-        return _http(load(ApiSettings, environ).port, "/healthz")
+    if service == "api":  # answers 200 while its Redis does; then its verify listener
+        api = load(ApiSettings, environ)
+        ok, said = _http(api.port, "/healthz")
+        return _http(api.verify_port, "/healthz") if ok and api.verify_port else (ok, said)
     if service == "stripe-standin":
         return _http(load(StandinSettings, environ).standin_port, "/_standin/healthz")
     return False, f"unknown service {service!r} (one of {', '.join(SERVICES)})"

@@ -86,6 +86,9 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument("--portal-port", type=int, help="customer portal (TOLLWAY_PORTAL_PORT, 8083)")
     p.add_argument("--api-port", type=int, help="management API (TOLLWAY_API_PORT, 8084)")
+    p.add_argument(
+        "--api-verify-port", type=int, help="its verify listener (TOLLWAY_API_VERIFY_PORT, 8085)"
+    )
     p.add_argument("--smtp-port", type=int, help="the SMTP sink (TOLLWAY_SMTP_PORT, 2525)")
     p.add_argument("--redis-url", help="use this Redis instead of starting one (TOLLWAY_REDIS_URL)")
     p.add_argument("--tiers", type=Path, help="tier table (TOLLWAY_TIERS)")
@@ -108,6 +111,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[De
         "receiver_metrics_port": args.receiver_metrics_port,
         "portal_port": args.portal_port,
         "api_port": args.api_port,
+        "api_verify_port": args.api_verify_port,
         "smtp_port": args.smtp_port,
         "redis_url": args.redis_url,
         "tiers": args.tiers,
@@ -135,6 +139,7 @@ async def _demo_key(stack: Stack, tier: Tier, pepper: str) -> tuple[str, str, st
 
 def api_banner(stack: Stack, token: str) -> str:
     api = f"http://127.0.0.1:{stack.ports.api}"
+    verify = f"http://127.0.0.1:{stack.ports.api_verify}"
     auth = f"-H 'Authorization: Bearer {token}'"
     return f"""
 The management API ({api}/v1/openapi.json; README "Management API"), with a token of every scope:
@@ -142,6 +147,7 @@ The management API ({api}/v1/openapi.json; README "Management API"), with a toke
   curl -s {api}/v1/keys {auth} -d '{{"tier": "pro", "customer": "cus_backend", "external_id": "user-1"}}'   # a key, shown once
   curl -s '{api}/v1/keys?external_id=user-1' {auth}   # its keys, never the key
   curl -s '{api}/v1/audit?limit=5' {auth}   # who changed what
+  curl -s {verify}/v1/keys/verify {auth} -d '{{"key": "<a key>"}}'   # verify, on its own lean port
 """
 
 
@@ -160,7 +166,7 @@ tollway dev stack is up
   receiver  127.0.0.1:{stack.ports.receiver}   (Envoy's access log; metrics http://127.0.0.1:{stack.ports.receiver_metrics}/metrics)
   redis     {stack.effective_redis_url}
   portal    http://127.0.0.1:{stack.ports.portal}   (pricing, Subscribe, free sign-up, dashboard; mailed links and alerts print on the mailsink lines)
-  api       http://127.0.0.1:{stack.ports.api}   (the management API)
+  api       http://127.0.0.1:{stack.ports.api}   (the management API; verify also on :{stack.ports.api_verify})
 
 Demo key on tier "{tier.name}" ({tier.burst} burst, {tier.requests_per_second:g}/s, \
 {tier.monthly_quota or "unlimited"} a month), key id {key_id}:
@@ -231,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         receiver_metrics=settings.receiver_metrics_port,
         portal=settings.portal_port,
         api=settings.api_port,
+        api_verify=settings.api_verify_port,
         smtp=settings.smtp_port,
     )
     environ = dict(os.environ)

@@ -27,6 +27,7 @@ class DevSettings(RedisSettings):
     receiver_metrics_port: int = env("TOLLWAY_ACCESSLOG_METRICS_PORT", 9194, "its /metrics")
     portal_port: int = env("TOLLWAY_PORTAL_PORT", 8083, "the customer portal")
     api_port: int = env("TOLLWAY_API_PORT", 8084, "the management API")
+    api_verify_port: int = env("TOLLWAY_API_VERIFY_PORT", 8085, "its verify listener")
     smtp_port: int = env("TOLLWAY_SMTP_PORT", 2525, "the dev SMTP sink (prints the mail)")
     state_dir: Path = env("TOLLWAY_DEV_DIR", Path(".tollway/dev"), "logs, rendered configs")
 

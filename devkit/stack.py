@@ -104,6 +104,7 @@ class Ports:
     receiver_metrics: int = 9194
     portal: int = 8083
     api: int = 8084  # the management API
+    api_verify: int = 8085  # its verify listener
     smtp: int = 2525  # the dev SMTP sink the portal mails through
     authz_workers: int = 9200  # worker i also listens on authz_workers + i
 
@@ -314,7 +315,8 @@ class Stack:
         }
         if name in served:
             module, port = served[name]
-            return self._service([module, "--port", str(port)], port)
+            extra = ["--verify-port", str(p.api_verify)] if name == "api" else []
+            return self._service([module, "--port", str(port), *extra], port)
         if name in self.receiver_ports:
             grpc_port, metrics = self.receiver_ports[name]
             argv = ["metering", "receive", "--port", str(grpc_port)]

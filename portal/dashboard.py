@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from portal.chart import per_day, svg
 from tollway.accounts import AccountView
-from tollway.records import DEFAULT_PERIOD_S, FINAL, KeyRecord, KeyState, Period
+from tollway.records import FINAL, KeyRecord, KeyState
 from tollway.tiers import TierTable
 from tollway.usage_report import Row
 
@@ -65,7 +65,7 @@ def _row(k: KeyRecord, state: KeyState) -> KeyRow:
 
 def card(view: AccountView, table: TierTable) -> AccountCard:
     plan = view.plan
-    tier_name = plan.get("tier") or (view.keys[0].tier if view.keys else "")
+    tier_name = view.tier
     tier = table.get(tier_name)
     over = view.overrides
     rate = float(over.get("requests_per_second") or (tier.requests_per_second if tier else 0))
@@ -86,12 +86,7 @@ def card(view: AccountView, table: TierTable) -> AccountCard:
         if cancel_at and status in ("active", "past_due")
         else ""
     )
-    first = view.keys[0] if view.keys else None
-    p_start = int(plan.get("period_start") or (first.period_start if first else 0))
-    p_end = int(plan.get("period_end") or (first.period_end if first else 0))
-    length = p_end - p_start if p_end > p_start else DEFAULT_PERIOD_S
-    start = Period(p_start, p_start + length).start_for(int(time.time()))  # rolled, as check.lua
-    end = start + length
+    start, end = view.period(int(time.time()))
     percent = min(100, round(100 * view.quota_used / quota)) if quota else 0
     states = view.states(int(time.time()))
     return AccountCard(

@@ -18,7 +18,7 @@ from tollway.audit import AuditLog
 from tollway.errors import InvalidInput, LifecycleError
 from tollway.key_store import KeyNotFound, KeyStore
 from tollway.logs import fields
-from tollway.records import KeyRecord, KeyState, key_state
+from tollway.records import DEFAULT_PERIOD_S, KeyRecord, KeyState, Period, key_state
 from tollway.scripts import Result
 from tollway.tiers import check_limits
 
@@ -44,6 +44,24 @@ class AccountView:
     def hold(self) -> str:
         """An operator's hold on the whole account ("" for none): every key of it is 402."""
         return self.plan.get("hold", "")
+
+    @property
+    def tier(self) -> str:
+        return self.plan.get("tier") or (self.keys[0].tier if self.keys else "")
+
+    @property
+    def customer(self) -> str:
+        return self.plan.get("customer") or (self.keys[0].customer if self.keys else "")
+
+    def period(self, now: int) -> tuple[int, int]:
+        """The billing period containing ``now``, (start, end) in epoch s: the plan's (or its
+        first key's), rolled by whole periods as check.lua rolls the quota."""
+        first = self.keys[0] if self.keys else None
+        p_start = int(self.plan.get("period_start") or (first.period_start if first else 0))
+        p_end = int(self.plan.get("period_end") or (first.period_end if first else 0))
+        length = p_end - p_start if p_end > p_start else DEFAULT_PERIOD_S
+        start = Period(p_start, p_start + length).start_for(now)
+        return start, start + length
 
     def states(self, now: int) -> dict[str, KeyState]:
         """Each key's state at ``now`` (epoch s), by key id: ``records.key_state``."""

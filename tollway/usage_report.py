@@ -88,6 +88,18 @@ def per_day(rows: dict[str, Row], meter: str, start: int, end: int) -> list[tupl
     return [(d * DAY_S, days[d]) for d in range(first, last + 1)]
 
 
+def units_between(rows: dict[str, Row], meter: str, start: int, end: int, window_s: int) -> int:
+    """``meter``'s units in the windows that ended in [start, end), whatever their stage: an
+    account's use of a billing period as Stripe bills it (a window's meter event is stamped
+    with its end, metering/sinks.py; periods begin at any second, not at a day's start)."""
+    total = 0
+    for field, row in rows.items():
+        name, window = field.split("|", 1)
+        if name == meter and window.isdigit() and start <= int(window) + window_s < end:
+            total += row["counting"] + row["pending"] + row["sent"]
+    return total
+
+
 async def per_key(keys: KeyStore, customer: str, now: int) -> list[tuple[KeyRecord, int]]:
     """Each of the customer's keys with the requests it made this billing period (its share of
     its account's quota use, kept by check.lua)."""

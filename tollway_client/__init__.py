@@ -2,7 +2,7 @@
 
     from tollway_client import Client
 
-    with Client("http://127.0.0.1:8084", token) as api:
+    with Client("http://127.0.0.1:8084", token, verify_url="http://127.0.0.1:8085") as api:
         made = api.create_key(tier="pro", customer="cus_123", external_id="user-42")
         print(made.key)                      # shown this once
         check = api.verify_key(made.key)     # .valid, .code, .remaining, ...

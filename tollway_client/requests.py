@@ -37,6 +37,7 @@ class Request(Generic[T]):
     body: dict[str, Any] | None = None
     query: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
+    verify: bool = False  # served on verify's own port too (the client's ``verify_url``)
 
 
 def _body(model: type[BaseModel], fields: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +51,7 @@ def _action(path: str, answer: type[T], idempotency_key: str | None) -> Request[
 
 def verify_key(key: str, cost: int = 1, feature: str | None = None) -> Request[Verification]:
     body = _body(VerifyKey, {"key": key, "cost": cost, "feature": feature})
-    return Request("POST", "/v1/keys/verify", Verification, body)
+    return Request("POST", "/v1/keys/verify", Verification, body, verify=True)
 
 
 def create_key(idempotency_key: str | None = None, **fields: Any) -> Request[CreatedKey]:
@@ -119,8 +120,9 @@ def clear_account_limits(account: str) -> Request[Account]:
     return Request("DELETE", f"/v1/accounts/{account}/limits", Account)
 
 
-def get_usage(customer: str) -> Request[Usage]:
-    return Request("GET", "/v1/usage", Usage, query={"customer": customer})
+def get_usage(customer: str | None = None, account: str | None = None) -> Request[Usage]:
+    """A customer's usage, or one account's (give one of them)."""
+    return Request("GET", "/v1/usage", Usage, query={"customer": customer, "account": account})
 
 
 def list_audit(**query: Any) -> Request[AuditList]:

@@ -35,7 +35,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
 
 
 def client(edge: Edge) -> tuple[Client, str]:
-    """A client with a token of every scope, and the token's id."""
+    """A client with a token of every scope (verifying on the API's verify port), and the
+    token's id."""
 
     async def make() -> tuple[str, str]:
         redis = connect(edge.stack.effective_redis_url)
@@ -47,7 +48,10 @@ def client(edge: Edge) -> tuple[Client, str]:
             await redis.aclose()
 
     plaintext, token_id = asyncio.run(make())
-    return Client(f"http://127.0.0.1:{edge.stack.ports.api}", plaintext), token_id
+    api, verify = edge.stack.ports.api, edge.stack.ports.api_verify  # verify on its own port
+    return Client(
+        f"http://127.0.0.1:{api}", plaintext, verify_url=f"http://127.0.0.1:{verify}"
+    ), token_id
 
 
 def until(edge: Edge, key: str, status: int, what: str) -> None:

@@ -7,56 +7,15 @@ import asyncio
 import time
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry
 
-from api.server import build
-from api.settings import ApiSettings
-from authz.engine import CheckEngine
+from tests.integration.conftest import Api
 from tests.support import redis_dump
 from tollway import schema
-from tollway.api_tokens import SCOPES, ApiTokens
-from tollway.audit import AuditLog
 from tollway.clock import WallClock
 from tollway.key_store import KeyStore
-from tollway.keys import KeyHasher
 from tollway.lifecycle import Lifecycle
 
 pytestmark = pytest.mark.integration
-
-PEPPER = "api-test-pepper-0123456789"
-
-
-class Api:
-    """A client on the app, with a token of every scope, or the ones asked for."""
-
-    def __init__(self, client: TestClient, redis: object) -> None:
-        self.client = client
-        self.redis = redis
-        self.tokens = ApiTokens(redis, KeyHasher(PEPPER.encode()), AuditLog(redis))
-
-    async def token(self, scopes: set[str] = SCOPES) -> str:
-        plaintext, _ = await self.tokens.create("test", set(scopes))
-        return plaintext
-
-    async def call(self, method: str, path: str, token: str, **kw: object) -> tuple[int, dict]:
-        headers = {"Authorization": f"Bearer {token}", **kw.pop("headers", {})}  # type: ignore[dict-item]
-        async with self.client.request(method, path, headers=headers, **kw) as r:
-            return r.status, await r.json()
-
-
-@pytest.fixture
-async def api(redis, redis_server, tmp_path):
-    settings = ApiSettings(
-        redis_url=redis_server, key_pepper=PEPPER, per_token=50, spool_dir=tmp_path
-    )
-    engine = CheckEngine(settings, "api-test", stamps=False, registry=CollectorRegistry())
-    await engine.start()
-    client = TestClient(TestServer(build(settings, redis, engine), host="127.0.0.1"))
-    await client.start_server()
-    yield Api(client, redis)
-    await client.close()
-    await engine.stop()
 
 
 async def test_a_key_is_created_read_updated_rotated_suspended_and_revoked(api):
@@ -327,53 +286,6 @@ async def test_the_audit_log_pages_by_cursor_newest_first(api):
     assert status == 400 and err["error"]["field"] == "starting_after"
 
 
-async def test_verify_answers_as_envoy_would_and_counts_the_same(api):
-    t = await api.token({"keys:write", "verify", "accounts:read"})
-    status, made = await api.call(
-        "POST", "/v1/keys", t, json={"tier": "free", "customer": "cus_v", "external_id": "u-7"}
-    )
-    key = made["key"]
-    status, v = await api.call("POST", "/v1/keys/verify", t, json={"key": key})
-    assert status == 200 and v["valid"] and v["code"] == "ok", v
-    assert v["key_id"] == made["id"] and v["account"] == "cus_v" and v["tier"] == "free"
-    assert v["external_id"] == "u-7" and v["remaining"] == 4  # free: a burst of 5
-    status, acct = await api.call("GET", "/v1/accounts/cus_v", t)
-    assert acct["quota_used"] == 1  # counted as a request through Envoy is
-    status, usage = await api.call("GET", "/v1/usage?customer=cus_v", await api.token())
-    assert sum(w["counting"] for w in usage["windows"]) == 1
-    assert sum(d["units"] for d in usage["days"]) == 1  # the portal's per-day numbers
-    assert usage["days"][-1]["units"] == 1 and len(usage["days"]) == 62
-    answers = [(await api.call("POST", "/v1/keys/verify", t, json={"key": key}))[1]
-               for _ in range(6)]  # fmt: skip
-    assert [a["code"] for a in answers][-1] == "rate_limited" and not answers[-1]["valid"]
-    status, v = await api.call("POST", "/v1/keys/verify", t, json={"key": key, "feature": "x"})
-    assert v["code"] == "feature_not_in_plan"
-    for bad, code in (("", "missing_api_key"), ("tw_live_typo", "invalid_api_key")):
-        status, v = await api.call("POST", "/v1/keys/verify", t, json={"key": bad})
-        assert status == 200 and v["code"] == code and v["key_id"] is None
-    await api.call("POST", "/v1/accounts/cus_v/suspend", await api.token({"accounts:write"}))
-    await asyncio.sleep(0)
-    status, v = await api.call("POST", "/v1/keys/verify", t, json={"key": key, "cost": 0})
-    assert v["code"] == "payment_required"
-    status, err = await api.call("POST", "/v1/keys/verify", t, json={"key": key, "cost": -1})
-    assert status == 400 and err["error"]["field"] == "cost"
-    status, err = await api.call(
-        "POST", "/v1/keys/verify", await api.token({"keys:read"}), json={"key": key}
-    )
-    assert status == 403
-
-
-async def test_the_gate_and_verify_reload_their_scripts_after_script_flush(api, redis):
-    """The token's rate (count_in_window.lua) and verify (check.lua) run over the check
-    engine's lean client, which loads a script again when Redis lost it."""
-    t = await api.token({"keys:write", "verify"})
-    status, made = await api.call("POST", "/v1/keys", t, json={"tier": "free", "customer": "cus_f"})
-    assert status == 200
-    await redis.script_flush()
-    status, v = await api.call("POST", "/v1/keys/verify", t, json={"key": made["key"]})
-    assert status == 200 and v["valid"], v
-
-
 async def test_a_subscription_key_is_created_with_its_details_at_once(api):
     """Name, external id, metadata and expiry are written with the key (one record write),
     for a subscription's key as for a customer's: its external id is indexed and goes to
@@ -391,3 +303,30 @@ async def test_a_subscription_key_is_created_with_its_details_at_once(api):
     status, listed = await api.call("GET", "/v1/keys?external_id=u-9", t)
     assert [k["id"] for k in listed["data"]] == [made["id"]]
     assert await api.redis.hget(schema.key_directory(made["id"]), "external_id") == "u-9"
+
+
+async def test_usage_of_one_account_this_period_and_the_last(api):
+    """``?account=``: that account's keys, and its billing period and the one before, each
+    with the units of the windows that began in it (the customer's ledger included); exactly
+    one of customer and account is a 400 naming the field, an unknown account a 404."""
+    t = await api.token()
+    _, made = await api.call("POST", "/v1/keys", t, json={"tier": "pro", "customer": "cus_up"})
+    _, v = await api.call("POST", "/v1/keys/verify", t, json={"key": made["key"]})
+    assert v["valid"]
+    status, u = await api.call("GET", "/v1/usage?account=cus_up", t)
+    assert status == 200 and (u["customer"], u["account"]) == ("cus_up", "cus_up")
+    (this, last) = [p for p in u["periods"] if p["meter"] == "api_requests"]
+    assert (this["period"], this["units"], last["period"], last["units"]) == ("this", 1, "last", 0)
+    assert last["end"] == this["start"] and this["start"] <= time.time() < this["end"]
+    # A window of the last period, already sent to Stripe, counts there.
+    await api.redis.hset(schema.ledger("cus_up", "sent"), f"api_requests|{last['start'] + 60}", 7)
+    _, u = await api.call("GET", "/v1/usage?customer=cus_up", t)
+    assert u["account"] is None
+    units = {p["period"]: p["units"] for p in u["periods"] if p["meter"] == "api_requests"}
+    assert units == {"this": 1, "last": 7}
+    assert [k["key_id"] for k in u["keys"]] == [made["id"]]
+    for query in ("", "?customer=cus_up&account=cus_up"):
+        status, err = await api.call("GET", f"/v1/usage{query}", t)
+        assert status == 400 and err["error"]["field"] == "customer", query
+    status, err = await api.call("GET", "/v1/usage?account=acct_nobody", t)
+    assert status == 404 and err["error"]["code"] == "not_found"

@@ -30,7 +30,7 @@ def test_every_operation_has_a_method_on_both_clients():
 
 
 async def test_the_sync_and_async_clients_drive_a_key_through_its_life(api_process, redis):
-    port, _ = api_process
+    port, _, verify_port = api_process
     tokens = ApiTokens(redis, KeyHasher(PEPPER.encode()), AuditLog(redis))
     token, _ = await tokens.create("client", set(SCOPES))
     reader, _ = await tokens.create("reader", {"keys:read"})
@@ -62,8 +62,10 @@ async def test_the_sync_and_async_clients_drive_a_key_through_its_life(api_proce
         return made.id
 
     key_id = await asyncio.to_thread(sync_part)
-    async with AsyncClient(base, token) as api:
+    async with AsyncClient(base, token, verify_url=f"http://127.0.0.1:{verify_port}") as api:
         new = await api.rotate_key(key_id, overlap_s=0)
+        assert (await api.verify_key(new.key)).valid  # on verify's own port
+        assert (await api.get_account("cus_cli")).quota_used == 2
         assert new.external_id == "u1" and (await api.get_key(key_id)).state == "revoked"
         with pytest.raises(Conflict):
             await api.suspend_key(key_id)
@@ -72,6 +74,7 @@ async def test_the_sync_and_async_clients_drive_a_key_through_its_life(api_proce
         assert (await api.set_account_limits("cus_cli", burst=3)).overrides == {"burst": "3"}
         assert (await api.clear_account_limits("cus_cli")).overrides == {}
         assert (await api.get_usage("cus_cli")).customer == "cus_cli"
+        assert (await api.get_usage(account="cus_cli")).account == "cus_cli"
         assert {a.id for a in (await api.list_accounts()).data} == {"cus_cli"}
         actions = [e.action for e in (await api.list_audit(target=f"key:{key_id}")).data]
         assert actions[:2] == ["rotated", "resumed"] and actions[-1] == "created"

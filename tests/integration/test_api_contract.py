@@ -28,7 +28,7 @@ EXAMPLES = 25
 
 
 async def test_every_operation_answers_as_its_document_says(api_process, redis, tmp_path):
-    port, log = api_process
+    port, log, _ = api_process
     token, _ = await ApiTokens(redis, KeyHasher(PEPPER.encode()), AuditLog(redis)).create(
         "schemathesis", set(SCOPES)
     )

@@ -8,7 +8,7 @@ import inspect
 import json
 import pkgutil
 
-from authz.http_responses import plain
+from authz.http_wire import error as plain
 from tollway.errors import TollwayError, error_body
 
 PACKAGES = ("tollway", "authz", "webhook", "metering", "portal", "cli")

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authz.check_reply import CheckReply, Code
+from authz.http_check import CheckApp
 from authz.http_connection import (
     FEED_SLICE,
     MAX_HEAD_BYTES,
@@ -31,7 +32,8 @@ KEY = generate_key()
 class Running:
     def __init__(self, limits: HttpLimits | None = None) -> None:
         self.store = FakeStore()
-        self.front = HttpFront(service(self.store).decide_http, limits=limits)
+        self.app = CheckApp(service(self.store).decide_http)
+        self.front = HttpFront(self.app, limits=limits)
         self.port = 0
 
     async def __aenter__(self) -> Running:
@@ -188,7 +190,7 @@ async def test_a_failing_decision_is_a_clear_500_not_a_dropped_connection():
         async def broken(_headers):
             raise RuntimeError("bug")
 
-        r.front.decide = broken
+        r.app.decide = broken
         (status, _, body), = responses(await r.exchange(check(close=True)))  # fmt: skip
     assert (status, json.loads(body)["error"]["code"]) == (500, "internal_error")
 
@@ -226,7 +228,7 @@ async def test_a_decision_raising_at_once_is_a_clear_500_too():
         def broken(_headers):
             raise RuntimeError("bug")
 
-        r.front.decide = broken
+        r.app.decide = broken
         (status, _, body), = responses(await r.exchange(check(close=True)))  # fmt: skip
     assert (status, json.loads(body)["error"]["code"]) == (500, "internal_error")
 
@@ -258,7 +260,7 @@ async def test_an_allowed_answer_after_envoy_hung_up_is_counted_as_unheard():
         return Decision(None)
 
     async with Running() as r:
-        r.front.decide, r.front.on_unheard = slow, lambda d: unheard.append(1)
+        r.app.decide, r.app.on_unheard = slow, lambda d: unheard.append(1)
         _, writer = await asyncio.open_connection("127.0.0.1", r.port)
         writer.write(check())
         await writer.drain()

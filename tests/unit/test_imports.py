@@ -2,7 +2,8 @@
 
 - the kernel (tollway) imports no service, and neither the command line nor the dev kit;
 - a service (authz, webhook, metering, portal, api) imports no other service (but the API,
-  authz's check engine), nor cli or devkit;
+  authz's check engine and the lean HTTP front its verify listener runs on), nor cli or
+  devkit;
 - the dev kit imports no service: it starts them as processes;
 - the command line imports a service only through its public modules.
 """
@@ -32,12 +33,23 @@ PUBLIC = {
 }
 
 
-# What the management API may import of authz (see test_a_service_imports_no_other_service).
+# What the management API may import of authz (see test_a_service_imports_no_other_service):
+# the check engine verify runs, and the lean HTTP front verify's own listener is served by.
 ENGINE = {
     "authz.engine",
     "authz.engine.CheckEngine",
     "authz.settings",
     "authz.settings.CheckSettings",
+    "authz.http_front",
+    "authz.http_front.HttpFront",
+    "authz.http_connection",
+    "authz.http_connection.Connection",
+    "authz.http_connection.HttpLimits",
+    "authz.http_connection.Request",
+    "authz.http_wire",
+    "authz.http_wire.error",
+    "authz.http_wire.health",
+    "authz.http_wire.json_answer",
 }
 
 
