@@ -28,10 +28,35 @@ from devkit import binaries, envoy_config
 Sink = Callable[[str, str], None]  # (process name, line)
 
 
+def _ephemeral_low() -> int:
+    """Where the kernel's range of ports for outgoing connections begins."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def bind_free(sock: socket.socket) -> int:
+    """Bind ``sock`` to a free loopback port, below the kernel's ephemeral range when there is
+    room: a port drawn from that range can be taken by any outgoing connection while its
+    service restarts (`make test-stress` saw a restarted receiver fail to bind its port)."""
+    low = _ephemeral_low()
+    first = max(1024, low - 16384)
+    if low - first >= 4096:
+        for _ in range(200):
+            port = first + secrets.randbelow(low - first)
+            try:
+                sock.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    sock.bind(("127.0.0.1", 0))
+    return int(sock.getsockname()[1])
+
+
 def free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        return bind_free(s)
 
 
 def redis_argv(
@@ -118,12 +143,15 @@ class Ports:
         def bind(port: int = 0) -> int:
             sock = socket.socket()
             try:
-                sock.bind(("127.0.0.1", port))
+                if port:
+                    sock.bind(("127.0.0.1", port))
+                else:
+                    port = bind_free(sock)
             except OSError:
                 sock.close()
                 raise
             socks.append(sock)
-            return int(sock.getsockname()[1])
+            return port
 
         try:
             ports = {}
