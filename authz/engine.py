@@ -37,6 +37,7 @@ from tollway.clock import RedisTime
 from tollway.keys import KeyHasher
 from tollway.logs import fields
 from tollway.redis_client import connect
+from tollway.store_identity import store_id
 from tollway.tier_source import TierSource
 from tollway.usage_stamp import Stamper
 
@@ -109,21 +110,21 @@ class CheckEngine:
             settings.log_allowed,
         )
         self.tiers.on_change(self.service.use_tiers)
+        self.store_id = ""  # the store's id (tollway/store_identity.py), once read
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Connect to Redis and load check.lua (a worker started in a rolling restart would
         otherwise pay the connects and a NOSCRIPT round trip inside its first checks' 100 ms,
         and `make test-stress` saw one such check answer 503; Redis being away delays the
-        start by at most WARM_S: the tiers' on_store_error still answers); load spooled
-        usage; start the loops."""
+        start by at most WARM_S: the tiers' on_store_error still answers); read the store's
+        id and load the usage spooled for it (or, Redis away, once it answers); start the
+        loops."""
         try:
             await asyncio.wait_for(self.pipe.script_load(scripts.lua("check")), WARM_S)
+            await asyncio.wait_for(self._identify(), WARM_S)
         except Exception as exc:
             log.warning("store_warmup_failed", extra=fields(spool=self.spool_name, error=str(exc)))
-        loaded = self.buffer.load(self.settings.spool_dir)
-        if loaded:
-            log.warning("spooled_usage_loaded", extra=fields(requests=loaded))
         self._tasks = [
             asyncio.create_task(self._flush_loop()),
             asyncio.create_task(self._settle_loop()),
@@ -174,13 +175,56 @@ class CheckEngine:
                 raise StoreUnavailable(f"{type(reply).__name__}: {reply}") from reply
         return replies
 
+    async def _identify(self) -> None:
+        """Read the store's id (made if it has none), then load the usage spooled for it and
+        report the spool files of other stores, once."""
+        self.store_id = await store_id(self.redis)
+        loaded, foreign = self.buffer.load(self.settings.spool_dir, self.store_id)
+        if loaded:
+            log.warning("spooled_usage_loaded", extra=fields(requests=loaded, store=self.store_id))
+        for f in foreign:
+            log.error(
+                "spooled_usage_of_another_store",
+                extra=fields(
+                    path=str(f.path),
+                    store=f.store or "unknown",
+                    this_store=self.store_id,
+                    requests=f.requests,
+                    fix="tollway usage spool list; load it into its own store, or drop it",
+                ),
+            )
+        self.metrics.spooled_foreign.set(sum(f.requests for f in foreign))
+
+    async def _same_store(self) -> bool:
+        """Whether Redis is still the store this process counted for: a store emptied
+        (FLUSHALL) or replaced meanwhile is another, and buffered usage is not its own."""
+        now = await store_id(self.redis)
+        if now == self.store_id:
+            return True
+        path = self.buffer.save(self.settings.spool_dir, self.spool_name, self.store_id)
+        log.error(
+            "store_changed",
+            extra=fields(was=self.store_id, now=now, spooled=str(path) if path else ""),
+        )
+        self.store_id = now  # from here on, what this process counts is the new store's
+        return False
+
     async def _flush_loop(self) -> None:
-        """Write back usage buffered during a store outage once the store answers again."""
+        """Read the store's id if the start could not; write back usage buffered during a
+        store outage once the store answers again, if it is still the same store."""
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
+            if not self.store_id:
+                try:
+                    await self._identify()
+                except Exception as exc:  # Redis still away
+                    log.debug("store_unknown", extra=fields(error=repr(exc)))
+                    continue
             if not len(self.buffer):
                 continue
             try:
+                if not await self._same_store():
+                    continue
                 n = await self.store.write_back(self.buffer)
             except Exception as exc:  # any failure keeps the counts for the next round
                 log.warning("usage_flush_failed", extra=fields(error=repr(exc)))
@@ -214,11 +258,16 @@ class CheckEngine:
         for owed in leases.due():  # Redis is away: keep the count as buffered usage
             source = self.service.store.usage_source(owed.key_id)
             self.buffer.add(source, time.time(), n=owed.spent, write_id=owed.id)
+        error = "the store's id was never read"
         try:
-            await asyncio.wait_for(self.buffer.flush(self.redis), timeout=1.0)
+            ours = bool(len(self.buffer) and self.store_id)
+            if ours and await asyncio.wait_for(self._same_store(), 1.0):
+                await asyncio.wait_for(self.buffer.flush(self.redis), timeout=1.0)
         except Exception as exc:
-            path = self.buffer.save(self.settings.spool_dir, self.spool_name)
-            log.error("usage_spooled", extra=fields(path=str(path), error=repr(exc)))
+            error = repr(exc)
+        if len(self.buffer):  # not written back: spooled for the store it was counted for
+            path = self.buffer.save(self.settings.spool_dir, self.spool_name, self.store_id)
+            log.error("usage_spooled", extra=fields(path=str(path), error=error))
         with contextlib.suppress(Exception):
             await self.pipe.aclose()
         with contextlib.suppress(Exception):

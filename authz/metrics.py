@@ -85,6 +85,12 @@ class AuthzMetrics:
             "Requests counted in memory awaiting Redis",
             registry=reg,
         )
+        self.spooled_foreign = Gauge(
+            "tollway_authz_spooled_foreign_requests",
+            "Requests in spool files of another store (or of none known) found at start: never"
+            " loaded here; an operator moves them (tollway usage spool)",
+            registry=reg,
+        )
         self.store_pipelines = Counter(
             "tollway_authz_store_pipelines_total",
             "Pipelines sent to Redis: one round trip each, carrying the checks of one loop tick",

@@ -1,23 +1,24 @@
 """Usage let through while Redis was unreachable, kept until it can be written back.
 
-Counts are per (usage source: the account, or a key id; window start). ``flush`` adds them to the same usage hashes check.lua
-increments, so metering sees no difference. ``save``/``load`` keep them across a restart.
+Counts are per (usage source: the account, or a key id; window start). ``flush`` adds them
+to the same usage hashes check.lua increments, so metering sees no difference. ``save`` and
+``load`` keep them across a restart, in spool files of the store they were counted for
+(tollway/spool.py).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import secrets
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tollway import schema, scripts
+from tollway import spool
+from tollway.logs import fields
+from tollway.spool import SpoolFile, SpoolRow
 
 log = logging.getLogger("tollway.authz.usage")
-MARKER_TTL_S = 7 * 86400  # longer than any outage a spool file may wait through
 
 
 class UsageBuffer:
@@ -50,67 +51,57 @@ class UsageBuffer:
         Raises whatever Redis raises; counts are only forgotten after the pipeline succeeds,
         and are retried under the same write ids.
         """
-        for (key_id, window), n in self._counts.items():
-            self._sent[secrets.token_hex(8)] = (key_id, window, n)
-        self._counts.clear()
-        if not self._sent:
+        batch = self._rows()
+        if not batch:
             return 0
-        batch = dict(self._sent)
-        calls = [
-            (
-                (schema.usage(source), schema.applied_marker(source, write_id)),
-                (str(window), str(n), str(MARKER_TTL_S)),
-            )
-            for write_id, (source, window, n) in batch.items()
-        ]
-        await scripts.run_many(scripts.register(redis, "usage_add"), calls)
-        for write_id in batch:
-            del self._sent[write_id]
-        written = sum(n for _, _, n in batch.values())
+        written = await spool.add_usage(redis, batch)
+        for row in batch:
+            del self._sent[row.write_id]
         self._total -= written
         return written
 
-    def save(self, directory: Path, name: str) -> Path | None:
-        """Append pending counts to a spool file in ``directory``; None if there were none."""
-        if not self._counts and not self._sent:
-            return None
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{name}.jsonl"
-        with path.open("a", encoding="utf-8") as f:
-            for (key_id, window), n in self._counts.items():
-                f.write(json.dumps({"key_id": key_id, "window": window, "n": n}) + "\n")
-            for write_id, (key_id, window, n) in self._sent.items():
-                row = {"key_id": key_id, "window": window, "n": n, "id": write_id}
-                f.write(json.dumps(row) + "\n")
+    def _rows(self) -> list[SpoolRow]:
+        """Every pending count as a row with a write id (the counts without one get theirs
+        now, and keep it until written)."""
+        for (source, window), n in self._counts.items():
+            self._sent[secrets.token_hex(8)] = (source, window, n)
         self._counts.clear()
+        return [SpoolRow(src, window, n, wid) for wid, (src, window, n) in self._sent.items()]
+
+    def save(self, directory: Path, name: str, store: str) -> Path | None:
+        """Write pending counts, counted for ``store`` ("" unknown), to a new spool file in
+        ``directory`` (tollway/spool.py); None if there were none."""
+        path = spool.write(directory, name, store, self._rows())
         self._sent.clear()
         self._total = 0
         return path
 
-    def load(self, directory: Path) -> int:
-        """Take in every spool file in ``directory``; returns requests loaded.
+    def load(self, directory: Path, store: str) -> tuple[int, list[SpoolFile]]:
+        """Take in the spool files of ``store`` in ``directory``: (requests loaded, the files
+        of other stores, left where they are). A file of an unknown store ("") is never
+        loaded here: an operator says where it goes (``tollway usage spool load``).
 
         Each file is claimed by an atomic rename first, so two workers starting together never
         both load (and so double-count) the same file.
         """
         total = 0
-        for path in sorted(directory.glob("*.jsonl")) if directory.is_dir() else []:
-            claimed = path.with_name(f"{path.name}.{os.getpid()}.claimed")
-            try:
-                path.rename(claimed)
-            except FileNotFoundError:
+        foreign = []
+        for found in spool.listing(directory):
+            if not store or found.store != store:
+                foreign.append(found)
+                continue
+            claimed = spool.claim(found.path)
+            if claimed is None:
                 continue  # another worker claimed it
-            for line in claimed.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                    entry = (str(row["key_id"]), int(row["window"]), int(row["n"]))
-                    if row.get("id"):
-                        self._sent[str(row["id"])] = entry
-                    else:
-                        self._counts[entry[:2]] += entry[2]
-                    self._total += entry[2]
-                    total += int(row["n"])
-                except (ValueError, KeyError, TypeError):
-                    log.error("unreadable spool line in %s, not loaded: %r", path, line[:200])
+            mine = spool.read(claimed)
+            if mine.unreadable:
+                log.error(
+                    "unreadable spool lines, not loaded",
+                    extra=fields(path=str(found.path), lines=mine.unreadable),
+                )
+            for row in mine.rows:
+                self._sent[row.write_id] = (row.source, row.window, row.n)
+                self._total += row.n
+                total += row.n
             claimed.unlink()
-        return total
+        return total, foreign

@@ -6,7 +6,9 @@ HTTP mode (TOLLWAY_AUTHZ_MODE=http), webhook, metering, the access-log receiver 
 metrics port), the portal, the management API and the stand-in answer GET /healthz. Without SERVICE, the service is the one
 PID 1 runs (``metering receive`` is the receiver), so a single
 Docker HEALTHCHECK serves every service of the image. Ports come from the same TOLLWAY_*
-settings the service reads.
+settings the service reads. For authz, the line also says when spool files wait in
+TOLLWAY_SPOOL_DIR, not loaded (another store's, or its own while its Redis was away at start):
+``tollway usage spool list``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from authz.settings import AuthzSettings
 from devkit.settings import StandinSettings
 from metering.settings import MeteringSettings, ReceiverSettings
 from portal.settings import PortalSettings
+from tollway import spool
 from tollway.process import Subparsers
 from tollway.settings import SettingsError, load
 from webhook.settings import WebhookSettings
@@ -67,10 +70,22 @@ def _grpc(port: int) -> tuple[bool, str]:
     return reply.status == health_pb2.HealthCheckResponse.SERVING, f"{target}: {status}"
 
 
+def _spooled(directory: Path) -> str:
+    waiting = spool.listing(directory)
+    if not waiting:
+        return ""
+    requests = sum(f.requests for f in waiting)
+    return (
+        f"; {len(waiting)} spool files ({requests} requests) wait in {directory}, not loaded: "
+        "tollway usage spool list"
+    )
+
+
 def check(service: str, environ: Mapping[str, str]) -> tuple[bool, str]:
     if service == "authz":
         authz = load(AuthzSettings, environ)
-        return _http(authz.port, "/healthz") if authz.mode == "http" else _grpc(authz.port)
+        ok, said = _http(authz.port, "/healthz") if authz.mode == "http" else _grpc(authz.port)
+        return ok, said + _spooled(authz.spool_dir)
     if service == "webhook":
         return _http(load(WebhookSettings, environ).port, "/healthz")
     if service == "metering":

@@ -1,6 +1,7 @@
 """``tollway usage show --customer ID [--by window|key]``: a customer's usage, counted,
 pending and sent, per window and in total; or, by key, what each of its keys used this
-billing period (every key of an account draws on the account's one quota)."""
+billing period (every key of an account draws on the account's one quota). ``tollway usage
+spool``: the usage authz spooled to files (cli/spool.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
+from cli import spool
 from cli.store_access import add_store_flags, lifecycle, settings_of
 from metering.settings import MeteringSettings
 from tollway.key_store import KeyStore
@@ -27,9 +29,12 @@ def register(subparsers: Subparsers) -> None:
     show.add_argument("--customer", required=True)
     show.add_argument("--by", choices=("window", "key"), default="window")
     add_store_flags(show)
+    spool.register(usage)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.usage_command == "spool":
+        return spool.run(args)
     settings = settings_of(MeteringSettings, args)
     if args.by == "key":
         return asyncio.run(show_by_key(settings, args.customer))

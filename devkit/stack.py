@@ -250,6 +250,8 @@ class Stack:
         env.setdefault("TOLLWAY_PORTAL_URL", portal)
         env.setdefault("TOLLWAY_PUBLIC_API_URL", self.url)
         env.setdefault("TOLLWAY_SMTP_PORT", str(self.ports.smtp))
+        # This stack's own: usage spooled for its store is never found by another run's.
+        env.setdefault("TOLLWAY_SPOOL_DIR", str(self.state_dir / "spool"))
         return env
 
     def _spawn(self, name: str, argv: list[str], ready: Callable[[], bool]) -> Proc:

@@ -109,7 +109,19 @@ class Drainer:
         async def move(source: str) -> None:
             owner = await self._owner_of(source)
             if owner is None:
-                log.error("usage_without_owner", extra=fields(source=source))
+                parked = await self.ledger.park_orphans(source)
+                if parked:  # said once: parked usage is not seen again
+                    self.metrics.dead_letters.inc(len(parked))
+                    log.error(
+                        "usage_without_owner_parked",
+                        extra=fields(
+                            source=source,
+                            entries=[e for e, _ in parked],
+                            units=sum(n for _, n in parked),
+                            fix="tollway metering dead-letters list; create the owner and "
+                            "retry, or drop",
+                        ),
+                    )
                 return
             customer, meter, included, period, amount_meter = owner
             # Await first: `result.moved += await ...` would read `moved` before the await, and

@@ -11,7 +11,10 @@ upstream reported ("a:<window>"); both move on the same way, to their own meters
 close ``slack_s`` after they end: the clock slack plus the grace for Envoy's access log to
 refund what the tier does not bill (metering/receiver.py). A refund that comes later is carried
 to the source's next window; one that finds no later window within ``carry_s`` becomes a dead
-letter (kind "refund") for the operator, never dropped.
+letter (kind "refund") for the operator, never dropped. Usage of a source that no account or
+key owns (usage spooled for another store and loaded by hand, say) is parked the same way
+(kind "orphan_usage", one per outbox entry: source and window), once, until an operator
+retries it (then it moves on like any usage) or drops it.
 
 take and claim are single scripts in one slot. A source and its customer are in different slots,
 so transfer is made idempotent instead: each outbox entry has a marker in the customer's slot,
@@ -35,6 +38,7 @@ from tollway.scripts import Result
 
 MARKER_TTL_S = 40 * 86400  # longer than Stripe accepts backdated events (35 days)
 REFUND = "refund"  # a dead letter's kind: refunded requests with no window left to take off
+ORPHAN = "orphan_usage"  # a dead letter's kind: usage whose source no account or key owns
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,33 @@ class Ledger:
             await self.park_carry(source, customer, meter, int(carry), int(carry_at))
         return moved
 
+    async def park_orphans(self, source: str) -> list[tuple[str, int]]:
+        """Usage of a source no account or key owns: its closed windows taken (as for any
+        source), each outbox entry parked as a dead letter (written before the entry leaves
+        the outbox, so a crash between parks it again under the same identifier, never
+        loses it); returns the (entry, units) parked."""
+        flat, _, _, _ = await self._take(
+            keys=[schema.usage(source), schema.outbox(source), schema.outbox_seq(source)],
+            args=[str(self.window_s), str(self.slack_s)],
+        )
+        parked = []
+        for raw, n in zip(flat[::2], flat[1::2], strict=True):
+            entry = str(raw)
+            record = {
+                "kind": ORPHAN,
+                "source": source,
+                "entry": entry,
+                "window": int(entry.removeprefix("a:").split(":", 1)[0]),
+                "units": int(n),
+                "reported_amount": entry.startswith("a:"),
+                "reason": "no account or key owns this usage source: create its owner, then "
+                "retry (it is billed then, once), or drop it",
+            }
+            await self.dead.park(f"tw_orphan_{source}_{entry}", record)
+            await self.redis.hdel(schema.outbox(source), entry)
+            parked.append((entry, int(n)))
+        return parked
+
     async def park_carry(
         self, source: str, customer: str, meter: str, requests: int, since: int
     ) -> None:
@@ -188,6 +219,12 @@ class Ledger:
             raise ValueError(
                 "a refund has no meter event to send; credit the customer in Stripe, then drop it"
             )
+        if rec.get("kind") == ORPHAN:
+            # Back into its source's outbox, where the next pass moves it to its owner's
+            # ledger (once: transfers are marked per entry), or parks it again if it has none.
+            await self.redis.hsetnx(schema.outbox(rec["source"]), rec["entry"], rec["units"])
+            await self.dead.remove(identifier)
+            return True
         value = int(rec["event"]["payload"]["value"])
         await self.redis.hset(schema.ledger(rec["customer"], "pending"), rec["field"], value)
         await self.dead.remove(identifier)

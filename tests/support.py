@@ -58,6 +58,17 @@ monthly_quota = 0
 over_quota = "bill"
 """
 
+# A lease-mode tier (README "Lease mode"), roomy enough that no test meets its limits.
+LEASED_TIER = """
+[tiers.leased]
+requests_per_second = 1000.0
+burst = 1000
+monthly_quota = 0
+over_quota = "bill"
+limiter = "lease"
+lease_tokens = 20
+"""
+
 
 def check_request(
     headers: dict[str, str] | None = None,

@@ -29,6 +29,8 @@ in one Redis Cluster slot:
     tw:api:token:<id>            hash   one token: digest, name, scopes, created, revoked
     tw:{<request id>}:unheard    string a stamp authz wrote for an allowed check Envoy gave up
                                         waiting for (its own 503), for the receiver to refund
+    tw:store-id                  string this store's id (tollway/store_identity.py): spooled
+                                        usage goes back only into the store it names
 
 The usage hash also holds "a:<window>" (amounts the upstream reported, for the tier's
 usage_meter), and "carry"/"carry_at" (refunds still to be taken off a later window); see
@@ -155,6 +157,8 @@ def alert_lock(account: str, field: str) -> str:
 ALERT_PASS = f"{PREFIX}:portal:alert-pass"
 # The audit log (tollway/audit.py): a stream of every change to a key or an account.
 AUDIT = f"{PREFIX}:audit"
+# This store's id (tollway/store_identity.py).
+STORE_ID = f"{PREFIX}:store-id"
 # The management API's operator tokens (tollway/api_tokens.py): the set of their ids.
 API_TOKENS = f"{PREFIX}:api:tokens"
 

@@ -1,6 +1,7 @@
 """Apply one verified Stripe event to key state: parse, resolve the tier, apply once, fan out.
 
-``handle(event)`` returns what happened ("applied", "duplicate", "stale", "ignored"). Errors:
+``handle(event)`` returns what happened: "applied", "duplicate", "stale" (older than the
+state it would replace), "unchanged" (in order, but it changes nothing), "ignored". Errors:
 
     Exception
     ├── MalformedEvent / UnknownStatus   the payload is wrong: 400, nothing changes
@@ -37,7 +38,7 @@ from webhook.events import (
     subscription_from_object,
 )
 from webhook.subscription_states import APPLIED, DONE, SubscriptionStates
-from webhook.subscriptions import SubState, transition
+from webhook.subscriptions import SubState, outcome, transition
 
 log = logging.getLogger("tollway.webhook")
 CAS_ATTEMPTS = 8
@@ -135,9 +136,7 @@ class Processor:
             nxt = transition(state, event, tier, int(self.now()), self.grace_s)
             result = await self.states.compare_and_set(state, nxt, event.event_id)
             if result is Result.DONE:
-                return await self._finish(
-                    nxt, event.event_id, "applied" if nxt != state else "stale"
-                )
+                return await self._finish(nxt, event.event_id, outcome(state, event, nxt))
         raise RuntimeError(f"subscription {event.subscription} kept changing; retry later")
 
     async def _finish(self, state: SubState, event_id: str, outcome: str) -> str:

@@ -107,6 +107,15 @@ def _past_due(state: SubState, now: int, grace_s: int) -> SubState:
     return replace(state, status=KeyStatus.PAST_DUE, grace_until=now + grace_s)
 
 
+def outcome(state: SubState, event: SubscriptionChanged | InvoiceSettled, nxt: SubState) -> str:
+    """What ``event`` did, ``nxt`` being ``transition``'s answer: "applied" (the state
+    changed), "stale" (the event is older than the state it would replace), or "unchanged"
+    (in order, but nothing to change: a repeat of what is known, or a revoked subscription)."""
+    if nxt != state:
+        return "applied"
+    return "stale" if event.created < state.event_created else "unchanged"
+
+
 def transition(
     state: SubState,
     event: SubscriptionChanged | InvoiceSettled,

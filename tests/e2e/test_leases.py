@@ -8,18 +8,11 @@ import time
 import pytest
 
 from tests.e2e.conftest import running_edge
+from tests.support import LEASED_TIER
 
 pytestmark = pytest.mark.e2e
 
-TIERS = """
-[tiers.leased]
-requests_per_second = 1000.0
-burst = 1000
-monthly_quota = 0
-over_quota = "bill"
-limiter = "lease"
-lease_tokens = 20
-"""
+TIERS = LEASED_TIER
 
 
 def test_lease_tier_through_envoy(tmp_path):

@@ -348,3 +348,29 @@ async def test_stream_survives_lost_responses_and_5xx(redis, standin):
     await d.drain()
     assert sum(int(e["payload"]["value"]) for e in s.world.meter_events) == total
     assert len({e["identifier"] for e in s.world.meter_events}) == 120
+
+
+async def test_usage_without_owner_is_parked_once_and_billed_once_on_retry(redis, standin, caplog):
+    """Usage whose source no account or key owns (say, spooled for another store and loaded
+    by hand): one dead letter per source and window, said once however many passes run; once
+    the owner exists, retrying them bills the usage exactly once."""
+    s, client = standin
+    d = drainer(redis, client)
+    w = await old_window()
+    await usage(redis, "sub_orphan", w, 5)
+    await usage(redis, "sub_orphan", w - W, 2)
+    for _ in range(3):
+        await d.drain()
+    orphans = {i: r for i, r in (await d.ledger.dead_letters()).items()
+               if r.get("kind") == "orphan_usage"}  # fmt: skip
+    assert sorted((r["window"], r["units"]) for r in orphans.values()) == [(w - W, 2), (w, 5)]
+    assert caplog.text.count("usage_without_owner_parked") == 1
+    assert await redis.hgetall(schema.outbox("sub_orphan")) == {}
+    keys = KeyStore(redis, KeyHasher())
+    await keys.sync_account("sub_orphan", "cus_O", 1, {"tier": "free", "status": "active"})
+    for identifier in orphans:
+        assert await d.ledger.retry_dead_letter(identifier)
+    await d.drain()
+    await d.drain()
+    assert accepted(s, "cus_O") == 7
+    assert await d.ledger.dead_letters() == {}

@@ -146,6 +146,14 @@ async def test_updated_before_created_keeps_the_newer_state(proc):
     assert (state.status, state.grace_until) == (KeyStatus.PAST_DUE, NOW + GRACE)
 
 
+async def test_an_in_order_event_that_changes_nothing_is_unchanged_not_stale(proc):
+    """The same state again, from a newer or same-time event: "unchanged"; only an event older
+    than the state it would replace is "stale"."""
+    assert await proc.handle(sub_event("evt_1", "active", NOW)) == "applied"
+    assert await proc.handle(sub_event("evt_2", "active", NOW)) == "unchanged"
+    assert await proc.handle(sub_event("evt_0", "past_due", NOW - 5)) == "stale"
+
+
 async def test_paid_before_failed_ends_active_on_the_key(proc):
     """invoice.paid (newer) before invoice.payment_failed (older): the key stays active."""
     key_id = await issue_key(proc)
