@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.harness import TIERS, Bench, LogFiles, Table, direct, new_stack, prepare, restart_authz
 from bench.probes import cpu_seconds
-from bench.run import TIERS, Bench, LogFiles, Table, direct, new_stack, prepare, restart_authz
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("grpc", "http")

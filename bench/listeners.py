@@ -1,7 +1,9 @@
 """The bench's Envoy config: listeners that answer directly (no upstream is measured), one with
-ext_authz, one without, and optionally one with ext_authz to the empty-handler ceiling. The
-filter and the authz cluster come from the shipped envoy/envoy.yaml (gRPC mode) or
-envoy/envoy-http.yaml (HTTP mode)."""
+ext_authz, one without, and one with ext_authz to each other server measured beside authz
+(the empty-handler ceiling; in HTTP mode, the lean reference, bench/reference.py). The filter
+and the authz cluster come from the shipped envoy/envoy.yaml (gRPC mode) or
+envoy/envoy-http.yaml (HTTP mode); the other listeners differ from authz's only in the
+cluster's endpoint."""
 
 from __future__ import annotations
 
@@ -16,11 +18,11 @@ def envoy_config(
     base_port: int,
     admin: int,
     authz: int | list[int],
-    ceiling_listener: int | None = None,
-    ceiling: int | None = None,
+    others: dict[str, tuple[int, int]] | None = None,
     mode: str = "grpc",
 ) -> dict[str, Any]:
-    """``authz`` is one port per worker; ``ceiling`` the empty handler's port."""
+    """``authz`` is one port per worker; ``others``: listener name -> (its port, the port of
+    the server its ext_authz calls)."""
     shipped = render(0, 0, authz, 0, source_for(mode))
     hcm_filter = shipped["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     ext_authz = hcm_filter["typed_config"]["http_filters"][0]
@@ -71,32 +73,21 @@ def envoy_config(
         listener("baseline", base_port, []),
     ]
     clusters = [cluster]
-    if ceiling_listener is not None and ceiling is not None:
-        to_ceiling = copy.deepcopy(ext_authz)
-        service = to_ceiling["typed_config"]
+    for name, (listener_port, target) in (others or {}).items():
+        filter_to = copy.deepcopy(ext_authz)
+        service = filter_to["typed_config"]
         if mode == "http":
-            service["http_service"]["server_uri"]["cluster"] = "bench_ceiling"
+            service["http_service"]["server_uri"]["cluster"] = f"bench_{name}"
         else:
-            service["grpc_service"]["envoy_grpc"]["cluster_name"] = "bench_ceiling"
-        ceiling_cluster = copy.deepcopy(cluster)
-        ceiling_cluster["name"] = ceiling_cluster["load_assignment"]["cluster_name"] = (
-            "bench_ceiling"
-        )
-        ceiling_cluster["load_assignment"]["endpoints"] = [
-            {
-                "lb_endpoints": [
-                    {
-                        "endpoint": {
-                            "address": {
-                                "socket_address": {"address": "127.0.0.1", "port_value": ceiling}
-                            }
-                        }
-                    }
-                ]
-            }
+            service["grpc_service"]["envoy_grpc"]["cluster_name"] = f"bench_{name}"
+        other = copy.deepcopy(cluster)
+        other["name"] = other["load_assignment"]["cluster_name"] = f"bench_{name}"
+        address = {"socket_address": {"address": "127.0.0.1", "port_value": target}}
+        other["load_assignment"]["endpoints"] = [
+            {"lb_endpoints": [{"endpoint": {"address": address}}]}
         ]
-        listeners.append(listener("with_ceiling", ceiling_listener, [to_ceiling]))
-        clusters.append(ceiling_cluster)
+        listeners.append(listener(name, listener_port, [filter_to]))
+        clusters.append(other)
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "static_resources": {"listeners": listeners, "clusters": clusters},

@@ -6,16 +6,18 @@ redis-server; the empty-handler ceilings, gRPC (bench/ceiling.py) and HTTP
 Envoy with listeners that answer directly (bench/listeners.py; no upstream is measured); and
 the webhook service. Ratios within the run are what count: this machine is small and noisy.
 
-One function per measurement, in the order of the table (gRPC first, then HTTP):
+One function per measurement, in the order of the table (gRPC first, then HTTP); what they
+share is in bench/harness.py:
 
 1. ``ceilings`` and ``http_ceiling``: the empty gRPC handler on asyncio and uvloop, and with
-   one redis-py PING; authz's HTTP front with an empty handler;
+   one redis-py PING; authz's HTTP front with an empty handler; ``reference``: the lean
+   reference (bench/reference.py), one EVALSHA per check and nothing of tollway's;
 2. ``redis_clients``, ``many_tiers`` and ``authz_direct``: the Redis clients' CPU per
    EVALSHA; authz with 3 tiers against 500; authz alone per limiter mode and worker count,
    with its CPU and Redis's per check; the management API's verify beside an HTTP-mode check
    (bench/verify.py);
-3. ``through_envoy`` (``envoy_saturated``, ``added_latency``): Envoy alone, Envoy + the
-   empty handler and Envoy + authz;
+3. ``through_envoy`` (bench/envoy_rows.py): Envoy alone, Envoy + the empty handler, Envoy +
+   the lean reference (HTTP) and Envoy + authz, at saturation and at about 1,000 rps;
 4. ``webhook_rate``: signed Stripe events applied per second;
 5. ``drain``: metering draining one window (bench/drain.py).
 
@@ -27,138 +29,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import uvloop
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.drain import run_mode
-from bench.listeners import envoy_config
-from bench.load import check_body, h2load, wrk
+from bench.envoy_rows import through_envoy
+from bench.harness import (
+    HERE,
+    TIERS,
+    WEBHOOK_SECRET,
+    Bench,
+    LogFiles,
+    Table,
+    direct,
+    new_stack,
+    prepare,
+    restart_authz,
+)
+from bench.load import h2load
 from bench.probes import cpu_seconds, pipelines, redis_calls, with_children, worker_ok
 from bench.redis_clients import compare
 from bench.verify import verify_beside_check
-from devkit import binaries
-from devkit.stack import Ports, Sink, Stack, free_port, http_ok, port_open, wait_for
-from tollway.key_store import KeyStore
-from tollway.keys import KeyHasher, generate_key
-from tollway.redis_client import connect
-
-HERE = Path(__file__).parent
-TIERS = (
-    '[tiers.bench]\nrequests_per_second = 1000000.0\nburst = 1000000\nmonthly_quota = 0\nover_quota = "bill"\n'
-    '[tiers.bench_lease]\nrequests_per_second = 1000000.0\nburst = 1000000\nmonthly_quota = 0\nover_quota = "bill"\n'
-    'limiter = "lease"\nlease_tokens = 100\n'
-)
-WEBHOOK_SECRET = "whsec_bench"  # noqa: S105 (the bench's own)
-
-
-class LogFiles:
-    """The stack's sink: each process's output to ``<dir>/<name>.log``."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.files: dict[str, IO[str]] = {}
-        self.lock = threading.Lock()
-
-    def __call__(self, name: str, line: str) -> None:
-        with self.lock:
-            if name not in self.files:
-                self.files[name] = (self.directory / f"{name}.log").open("a", encoding="utf-8")
-            self.files[name].write(line + "\n")
-            self.files[name].flush()
-
-    def read(self, name: str) -> str:
-        path = self.directory / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-
-@dataclass
-class Table:
-    rows: list[tuple[str, str]] = field(default_factory=list)
-
-    def row(self, name: str, value: str) -> None:
-        self.rows.append((name, value))
-        print(f"{name:<62} {value}", flush=True)
-
-    def write(self, out: Path) -> None:
-        lines = [
-            f"tollway bench, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-            "",
-            "| measure | value |",
-            "|---|---|",
-            *(f"| {n.strip()} | {v} |" for n, v in self.rows),
-            "",
-        ]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("\n".join(lines))
-        print(f"\nwritten to {out}")
-
-
-@dataclass
-class Bench:
-    """What every measurement shares: the stack, the run length, the keys and their requests."""
-
-    stack: Stack
-    logs: LogFiles
-    tmp: Path
-    seconds: int
-    table: Table
-    keys: dict[str, str] = field(default_factory=dict)  # "exact" | "lease" -> a live key
-    unknown_key: str = ""  # well formed, valid checksum, never issued
-    bodies: dict[str, Path] = field(default_factory=dict)  # also "unknown": never issued
-
-    @property
-    def redis_url(self) -> str:
-        return self.stack.effective_redis_url
-
-    def pid(self, name: str) -> int:
-        return self.stack.procs[name].popen.pid
-
-    def start_ceiling(self, loop: str, ping: bool = False) -> int:
-        """The empty-handler gRPC server (bench/ceiling.py); returns its port."""
-        port = free_port()
-        argv = [sys.executable, str(HERE / "ceiling.py"), "--port", str(port), "--loop", loop]
-        argv += ["--redis-url", self.redis_url] if ping else []
-        self.stack.start_process("ceiling", argv, lambda: port_open(port))
-        return port
-
-    def start_http_ceiling(self) -> int:
-        """authz's HTTP front with an empty handler (bench/http_ceiling.py); returns its port."""
-        port = free_port()
-        argv = [sys.executable, str(HERE / "http_ceiling.py"), "--port", str(port)]
-        self.stack.start_process("ceiling", argv, lambda: port_open(port))
-        return port
-
-
-def prepare(b: Bench) -> None:
-    """redis-server, the tier table, a key per limiter mode, and one CheckRequest body each."""
-    b.stack.start("redis")
-
-    async def make_key(tier: str) -> str:
-        r = connect(b.redis_url)
-        key, _ = await KeyStore(r, KeyHasher()).create(tier, f"cus_bench_{tier}")
-        await r.aclose()
-        return key
-
-    b.keys = {
-        "exact": asyncio.run(make_key("bench")),
-        "lease": asyncio.run(make_key("bench_lease")),
-    }
-    b.unknown_key = generate_key()
-    for name, key in (*b.keys.items(), ("unknown", b.unknown_key)):
-        b.bodies[name] = b.tmp / f"check_{name}.bin"
-        b.bodies[name].write_bytes(check_body(key))
+from devkit.stack import Sink
 
 
 def ceilings(b: Bench) -> float:
@@ -192,22 +91,6 @@ def ceilings(b: Bench) -> float:
     return ceil
 
 
-def direct(b: Bench, mode: str, port: int, body: str, seconds: int) -> dict[str, float]:
-    """Load authz (or a ceiling) directly: gRPC checks with h2load, HTTP checks with wrk."""
-    if mode == "grpc":
-        return h2load(port, b.bodies[body], seconds, b.tmp / "direct.log")
-    key = b.keys.get(body, b.unknown_key)
-    return wrk(f"http://127.0.0.1:{port}/check/v1/things", seconds, key, conns=32)
-
-
-def restart_authz(b: Bench, mode: str, workers: int) -> None:
-    b.stack.stop("authz")
-    b.stack.authz_mode, b.stack.authz_workers = mode, workers
-    b.stack.start("authz")
-    mport = b.stack.ports.authz_metrics
-    wait_for(lambda: all(port_open(mport + i) for i in range(workers)), "authz metrics", 20)
-
-
 def authz_direct(b: Bench, mode: str, workers: int, ceil: float) -> None:
     """2. authz alone, in ``mode``: checks/s against that mode's ceiling, then CPU, Redis
     round trips and Redis CPU per check, and how the checks spread over worker processes.
@@ -239,7 +122,10 @@ def authz_direct(b: Bench, mode: str, workers: int, ceil: float) -> None:
         spread = [a - z for a, z in zip(ok1, ok0, strict=True)]
         b.table.row(
             f"2. {mode}: authz direct, {limiter}, {workers} worker(s), checks/s (÷ {mode} ceiling)",
-            f"{d['rps']:,.0f}  ({d['rps'] / ceil:.2f})  p50 {d['p50']:.2f} ms, p99 {d['p99']:.2f} ms",
+            f"{d['rps']:,.0f}  ({d['rps'] / ceil:.2f})  p50 {d['p50']:.2f} ms, p99 {d['p99']:.2f} ms"
+            + (
+                f"; ÷ the lean reference {d['rps'] / b.reference_rps:.2f}" if mode == "http" else ""
+            ),
         )
         b.table.row(
             "   CPU per check / Redis round trips (scripts; commands) per check / Redis CPU per check / checks per worker",
@@ -262,7 +148,26 @@ def http_ceiling(b: Bench) -> float:
         "1. HTTP ceiling (authz's HTTP front, empty handler), checks/s, wrk direct",
         f"{c['rps']:,.0f}  p50 {c['p50']:.2f} ms, p99 {c['p99']:.2f} ms, CPU {cpu_us:.1f} µs/check",
     )
+    reference(b)
     return c["rps"]
+
+
+def reference(b: Bench) -> None:
+    """1. (HTTP) the lean reference (bench/reference.py), wrk direct: one EVALSHA per check
+    and nothing of tollway's; its CPU per check and Redis's."""
+    port = b.start_reference()
+    direct(b, "http", port, "exact", 1)
+    cpu0, rcpu0 = cpu_seconds([b.pid("reference")]), cpu_seconds([b.pid("redis")])
+    r = direct(b, "http", port, "exact", b.seconds)
+    cpu_us = (cpu_seconds([b.pid("reference")]) - cpu0) / r["n"] * 1e6
+    rcpu_us = (cpu_seconds([b.pid("redis")]) - rcpu0) / r["n"] * 1e6
+    b.stack.stop("reference")
+    b.reference_rps = r["rps"]
+    b.table.row(
+        "1. the lean reference (bench/reference.py: one EVALSHA per check), checks/s, wrk direct",
+        f"{r['rps']:,.0f}  p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, CPU {cpu_us:.1f} µs/check, "
+        f"Redis CPU {rcpu_us:.1f} µs/check",
+    )
 
 
 def redis_clients(b: Bench) -> None:
@@ -300,130 +205,6 @@ def many_tiers(b: Bench, mode: str, extra: int = 497) -> None:
         f"2. {mode}: authz direct, exact mode, 1 worker: checks/s with 3 tiers / with 500 tiers (mean of 2, interleaved)",
         f"{r3:,.0f} / {r500:,.0f}  (ratio {r500 / r3:.2f})",
     )
-
-
-@dataclass
-class EnvoyPorts:
-    with_authz: int
-    baseline: int
-    with_ceiling: int
-
-
-def start_envoy(b: Bench, mode: str) -> EnvoyPorts:
-    """Envoy (the shipped config of ``mode``) in front of authz's two workers, plus a listener
-    to that mode's empty handler, kept up behind it: what Envoy's ext_authz plus the server
-    stack cost before authz does anything."""
-    cport = b.start_ceiling("uvloop") if mode == "grpc" else b.start_http_ceiling()
-    p = b.stack.ports
-    ports = EnvoyPorts(p.envoy, free_port(), free_port())
-    workers = [p.authz_workers + i for i in range(b.stack.authz_workers)]
-    cfg = b.tmp / "envoy.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            envoy_config(
-                ports.with_authz,
-                ports.baseline,
-                p.envoy_admin,
-                workers,
-                ports.with_ceiling,
-                cport,
-                mode,
-            )
-        )
-    )
-    argv = [
-        binaries.envoy(),
-        "-c",
-        str(cfg),
-        "--disable-hot-restart",
-        "--log-level",
-        "warn",
-        "--concurrency",
-        "2",
-    ]
-    b.stack.start_process("envoy", argv, lambda: http_ok(f"http://127.0.0.1:{p.envoy_admin}/ready"))
-    wrk(f"http://127.0.0.1:{ports.with_authz}/", 2, b.keys["exact"])  # warm up
-    return ports
-
-
-def envoy_saturated(b: Bench, e: EnvoyPorts, mode: str) -> None:
-    """3. Envoy alone, Envoy + the empty handler, and Envoy + authz (2 workers) at saturation,
-    per limiter mode, and the refusals authz logged meanwhile."""
-    mport, workers = b.stack.ports.authz_metrics, b.stack.authz_workers
-    base = wrk(f"http://127.0.0.1:{e.baseline}/", b.seconds, b.keys["exact"])
-    empty = wrk(f"http://127.0.0.1:{e.with_ceiling}/", b.seconds, b.keys["exact"])
-    b.table.row(
-        f"3. {mode}: Envoy alone / Envoy + empty handler, rps at saturation",
-        f"{base['rps']:,.0f} / {empty['rps']:,.0f}  (ratio {empty['rps'] / base['rps']:.3f})",
-    )
-    logged = len(b.logs.read("authz").splitlines())
-    for limiter in ("exact", "lease"):
-        before = worker_ok(mport, workers)
-        auth = wrk(f"http://127.0.0.1:{e.with_authz}/", b.seconds, b.keys[limiter])
-        spread = [a - z for a, z in zip(worker_ok(mport, workers), before, strict=True)]
-        b.table.row(
-            f"3. {mode}: Envoy + authz ({limiter} mode, 2 workers), rps at saturation",
-            f"{auth['rps']:,.0f}  (÷ Envoy alone {auth['rps'] / base['rps']:.3f}; "
-            f"÷ Envoy + empty handler {auth['rps'] / empty['rps']:.2f}); "
-            f"non-2xx {auth['errors']:.0f} of {auth['n']:,.0f}; checks per worker {spread}",
-        )
-    alog = b.logs.read("authz").splitlines()[logged:]
-    refusals = [x for x in alog if '"store_error"' in x or '"overloaded"' in x]
-    for line in refusals[:3]:
-        print(f"      {line[:300]}", flush=True)
-    causes = {c: sum(f'"event": "{c}"' in x for x in alog) for c in ("store_error", "overloaded")}
-    b.table.row(
-        "   authz's own refusals logged during the run (store_error / overloaded)",
-        f"{causes['store_error']} / {causes['overloaded']}",
-    )
-
-
-def added_latency(b: Bench, e: EnvoyPorts, mode: str) -> None:
-    """3. (paced) Latency added at about 1,000 rps, against Envoy alone: runs interleaved three
-    times each, medians, so one hiccup cannot decide."""
-    paced = {
-        "base": (e.baseline, "exact"),
-        "exact": (e.with_authz, "exact"),
-        "lease": (e.with_authz, "lease"),
-        "ceiling": (e.with_ceiling, "exact"),
-    }
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in paced}
-    for _ in range(3):
-        for name, (port, limiter) in paced.items():
-            runs[name].append(
-                wrk(
-                    f"http://127.0.0.1:{port}/",
-                    max(3, b.seconds // 3),
-                    b.keys[limiter],
-                    conns=10,
-                    delay_ms=10,
-                )
-            )
-    slow = {
-        name: {k: statistics.median([r[k] for r in runs[name]]) for k in ("rps", "p50", "p99")}
-        for name in paced
-    }
-    base = slow["base"]
-    for name, label in (
-        ("exact", "authz, exact mode"),
-        ("lease", "authz, lease mode"),
-        ("ceiling", "the empty handler"),
-    ):
-        a = slow[name]
-        b.table.row(
-            f"   {mode}: at ~1,000 rps, {label} (achieved {a['rps']:,.0f}; median of 3): added p50 / p99",
-            f"{a['p50'] - base['p50']:.2f} ms / {a['p99'] - base['p99']:.2f} ms"
-            f"  (Envoy alone p50 {base['p50']:.2f}, p99 {base['p99']:.2f} ms)",
-        )
-
-
-def through_envoy(b: Bench, mode: str) -> None:
-    """3. Envoy in front of authz's two workers in ``mode``; then Envoy and its ceiling stop."""
-    ports = start_envoy(b, mode)
-    envoy_saturated(b, ports, mode)
-    added_latency(b, ports, mode)
-    b.stack.stop("envoy")
-    b.stack.stop("ceiling")
 
 
 def webhook_rate(b: Bench, n: int = 2000) -> None:
@@ -486,17 +267,6 @@ def drain_fresh(mode: str, customers: int, state_dir: Path, sink: Sink) -> tuple
         return took, calls
     finally:
         stack.stop_all()
-
-
-def new_stack(state_dir: Path, sink: Sink, tiers: Path | None = None) -> Stack:
-    env = {
-        "TOLLWAY_LOG_LEVEL": "WARNING",
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "TOLLWAY_API_PER_TOKEN": "100000000",  # the bench measures verify, not its rate limit
-    }
-    return Stack(
-        Ports.free(), tiers or state_dir / "tiers.toml", state_dir, sink, standin=False, env=env
-    )
 
 
 def main() -> int:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+import urllib.request
 
 import pytest
 import yaml
@@ -12,14 +15,18 @@ from bench.listeners import envoy_config
 from bench.load import check_body
 from bench.run import drain_fresh
 from devkit import binaries
+from devkit.stack import free_port, port_open, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-def test_bench_envoy_config_validates(tmp_path):
-    """The two-listener bench config (ext_authz taken from envoy.yaml) passes envoy --mode validate."""
+@pytest.mark.parametrize("mode", ["grpc", "http"])
+def test_bench_envoy_config_validates(tmp_path, mode):
+    """The bench config (ext_authz taken from the shipped config of each mode, and the same
+    filter to the ceiling and the lean reference) passes envoy --mode validate."""
     path = tmp_path / "bench.yaml"
-    path.write_text(yaml.safe_dump(envoy_config(10001, 10002, 10003, 10004)))
+    others = {"with_ceiling": (10005, 10006), "with_reference": (10007, 10008)}
+    path.write_text(yaml.safe_dump(envoy_config(10001, 10002, 10003, 10004, others, mode)))
     proc = subprocess.run([binaries.envoy(), "--mode", "validate", "-c", str(path)],
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -32,6 +39,39 @@ def test_bench_check_request_is_grpc_framed_and_realistic():
     req = pb.CheckRequest.FromString(body[5:])
     assert len(req.attributes.request.http.headers) >= 10
     assert req.attributes.request.http.headers["x-api-key"] == "tw_live_x"
+
+
+@pytest.mark.single_redis
+def test_the_lean_reference_answers_and_counts(redis_server):
+    """bench/reference.py answers each check 200 with its RateLimit headers, counting per
+    key in Redis (one EVALSHA each): the floor make bench compares authz with."""
+    port = free_port()
+    redis_port = int(redis_server.rsplit(":", 1)[1].split("/")[0])
+    argv = [
+        sys.executable,
+        "bench/reference.py",
+        "--port",
+        str(port),
+        "--redis-port",
+        str(redis_port),
+    ]
+    proc = subprocess.Popen(argv)
+    try:
+        wait_for(lambda: port_open(port), "the reference", 10)
+        answers = []
+        key = os.urandom(8).hex()  # a counter of its own, new
+        for _ in range(3):
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/check/x", headers={"x-api-key": key}
+            )
+            with urllib.request.urlopen(req, timeout=5) as r:
+                answers.append((r.status, int(r.headers["ratelimit-remaining"])))
+        assert [s for s, _ in answers] == [200] * 3
+        # The first counts 1; the next ones more, unless a second passed and the window ended.
+        assert answers[0][1] == 10**6 - 1 and all(n <= 10**6 - 1 for _, n in answers)
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @pytest.mark.parametrize("mode", ["v1", "stream"])
