@@ -49,6 +49,7 @@ class _Known:
     """A live token as lately read, and its rate as this process sees it."""
 
     token: ApiToken
+    digest: str  # of the token as presented when it was read
     read_at: float
     since: float = 0.0  # when this process's current window began
     n: int = 0  # hot admissions in it
@@ -67,7 +68,7 @@ class Gate:
         self.tokens = tokens
         self.per_token = per_token
         self.clock = clock
-        self._known: dict[str, _Known] = {}  # by the token's digest
+        self._known: dict[str, _Known] = {}  # by token id
         self._unsent: dict[str, int] = {}  # hot admissions not yet counted in Redis, by id
         self._reports: set[asyncio.Task[None]] = set()
 
@@ -80,8 +81,8 @@ class Gate:
             raise _unauthorized()
         token_id, digest = found
         if hot:
-            known = self._known.get(digest)
-            if known is not None and self.clock() - known.read_at < TOKEN_CACHE_S:
+            known = self._known.get(token_id)
+            if known is not None and known.digest == digest and self._fresh(known):
                 return self._admit_hot(known)
         # One round trip: the record, and the count under the id the presented token names.
         # (A forged token counts under an id of its own, which no live token has.)
@@ -93,10 +94,13 @@ class Gate:
         if token is None:
             raise _unauthorized()
         if hot:
-            self._remember(digest, token, over=int(n) > self.per_token)
+            self._remember(token, digest, over=int(n) > self.per_token)
         if int(n) > self.per_token:
             raise _rate_limited(self.per_token)
         return token
+
+    def _fresh(self, known: _Known) -> bool:
+        return self.clock() - known.read_at < TOKEN_CACHE_S
 
     def _admit_hot(self, known: _Known) -> ApiToken:
         now = self.clock()
@@ -111,13 +115,13 @@ class Gate:
         self._unsent[token_id] = self._unsent.get(token_id, 0) + 1
         return known.token
 
-    def _remember(self, digest: str, token: ApiToken, over: bool) -> None:
+    def _remember(self, token: ApiToken, digest: str, over: bool) -> None:
         if len(self._known) >= MAX_KNOWN:
             self._known.clear()
-        known = self._known.get(digest)
+        known = self._known.get(token.id)
         now = self.clock()
-        if known is None:
-            known = self._known[digest] = _Known(token, now, since=now)
+        if known is None or known.digest != digest:
+            known = self._known[token.id] = _Known(token, digest, now, since=now)
         known.token, known.read_at = token, now
         known.n += 1
         if over:
@@ -141,12 +145,10 @@ class Gate:
         except Exception as exc:  # Redis is away: verify itself answers 503 meanwhile
             log.warning("token_rate_not_counted", extra=fields(error=repr(exc)))
             return
-        over = {i for i, n in zip(ids, replies, strict=True) if int(n) > self.per_token}
-        if over:
-            until = self.clock() + OVER_S
-            for known in self._known.values():
-                if known.token.id in over:
-                    known.over_until = until
+        for token_id, n in zip(ids, replies, strict=True):
+            known = self._known.get(token_id)
+            if known is not None and int(n) > self.per_token:
+                known.over_until = self.clock() + OVER_S
 
 
 def _unauthorized() -> ApiError:

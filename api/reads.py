@@ -41,13 +41,15 @@ async def usage(call: Call) -> Usage:
         raise invalid("give customer or account (one of them)", "customer")
     keys = call.services.keys
     accounts = call.services.accounts(call.actor)
+    now = call.services.clock.now()
     if q.account is not None:
         views = [await accounts.show(q.account)]  # NotFound: 404
         customer = views[0].customer or q.account
+        per = [(r, n) for r, n in await per_key(keys, customer, now) if r.account == q.account]
     else:
         customer = q.customer or ""
-        owned = sorted({r.account for r in await keys.records_of(customer)})
-        views = [await accounts.show(a) for a in owned]
+        per = await per_key(keys, customer, now)  # every key of the customer, with its account
+        views = [await accounts.show(a) for a in sorted({r.account for r, _ in per})]
     tiers = call.services.tiers()
     rows = await customer_windows(keys, customer, tiers)
     windows = []
@@ -55,11 +57,7 @@ async def usage(call: Call) -> Usage:
         meter, window = field.split("|")
         r = rows[field]
         windows.append(UsageWindow(meter=meter, window_start=int(window), **r))
-    now = call.services.clock.now()
     window_s = call.services.engine.settings.usage_window_s
-    per = await per_key(keys, customer, now)
-    if q.account is not None:
-        per = [(r, n) for r, n in per if r.account == q.account]
     start = (now // DAY_S - (DAYS - 1)) * DAY_S  # today and the 61 days before
     days = [
         UsageDay(meter=meter, day=day, units=n)

@@ -100,10 +100,7 @@ class Ledger:
         (and amounts) added to the ledger. With ``included`` > 0 (report = "overage"), only
         requests past that many in the window's billing period (``period``) are added.
         Amounts go to ``amount_meter``; without one (the tier has no usage_meter) they stay."""
-        flat, carry, carry_at, now = await self._take(
-            keys=[schema.usage(source), schema.outbox(source), schema.outbox_seq(source)],
-            args=[str(self.window_s), str(self.slack_s)],
-        )
+        flat, carry, carry_at, now = await self._take_closed(source)
         moved = 0
         for entry, n in zip(flat[::2], flat[1::2], strict=True):
             amount = str(entry).startswith("a:")
@@ -133,15 +130,22 @@ class Ledger:
             await self.park_carry(source, customer, meter, int(carry), int(carry_at))
         return moved
 
+    async def _take_closed(self, source: str) -> list[Any]:
+        """usage_take.lua on ``source``: its closed windows into its outbox. The reply: the
+        outbox (entry, value, ...), the carry, when it began, Redis's now."""
+        return list(
+            await self._take(
+                keys=[schema.usage(source), schema.outbox(source), schema.outbox_seq(source)],
+                args=[str(self.window_s), str(self.slack_s)],
+            )
+        )
+
     async def park_orphans(self, source: str) -> list[tuple[str, int]]:
         """Usage of a source no account or key owns: its closed windows taken (as for any
         source), each outbox entry parked as a dead letter (written before the entry leaves
         the outbox, so a crash between parks it again under the same identifier, never
         loses it); returns the (entry, units) parked."""
-        flat, _, _, _ = await self._take(
-            keys=[schema.usage(source), schema.outbox(source), schema.outbox_seq(source)],
-            args=[str(self.window_s), str(self.slack_s)],
-        )
+        flat, _, _, _ = await self._take_closed(source)
         parked = []
         for raw, n in zip(flat[::2], flat[1::2], strict=True):
             entry = str(raw)
