@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -19,8 +20,11 @@ import pytest
 
 from cli.main import main as cli
 from devkit.seed import seed_prices
-from tests.e2e.conftest import fetch, request, running_edge
+from devkit.stack import wait_for
+from tests.e2e.conftest import Edge, fetch, request, running_edge
 from tests.support import TEST_TIERS
+from tollway import schema
+from tollway.redis_client import connect_sync
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.e2e
@@ -43,6 +47,25 @@ FAULTS = [
 PATHS = {"v1": "/v1/billing/meter_events", "stream": "/v2/billing/meter_event_stream"}
 
 
+def drained(edge: Edge, customers: list[str]) -> bool:
+    """Metering has moved every request counted for ``customers`` (whose accounts are the
+    customers themselves here) on to Stripe: nothing in their usage or outboxes, nothing
+    open or pending in their ledgers."""
+    with connect_sync(edge.stack.effective_redis_url) as r:
+        for c in customers:
+            if any(f[:1].isdigit() for f in r.hkeys(schema.usage(c))) or r.hlen(schema.outbox(c)):
+                return False
+            if r.hlen(schema.ledger(c, "open")) or r.hlen(schema.ledger(c, "pending")):
+                return False
+    return True
+
+
+def counter(edge: Edge, name: str) -> int:
+    """One of authz's counters, from its metrics (0 if it has none)."""
+    m = re.search(rf"^{name} ([\d.e+]+)$", edge.authz_metrics(), re.M)
+    return int(float(m.group(1))) if m else 0
+
+
 def billed(edge) -> Counter[str]:
     events = json.loads(fetch(f"{edge.stack.standin_url}/_standin/meter_events")[1])["data"]
     out: Counter[str] = Counter()
@@ -54,7 +77,9 @@ def billed(edge) -> Counter[str]:
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("mode", ["v1", "stream"])
 def test_billing_equals_2xx_through_kills_and_stripe_faults(tmp_path, mode):
-    """SIGKILL the daemon 6 times and inject every Stripe fault: billed == 2xx, per customer."""
+    """SIGKILL the daemon 6 times and inject every Stripe fault: every 2xx is billed, once,
+    per customer; billed - 2xx is at most the checks whose reply authz lost (Redis ran them,
+    the reply came after authz's store timeout: README's failure table promises no more)."""
     env = {"TOLLWAY_USAGE_WINDOW_S": "1", "TOLLWAY_METERING_INTERVAL": "0.3",
            "TOLLWAY_METERING_CLOSE_SLACK_S": "0", "TOLLWAY_METERING_LOG_GRACE_S": "1",
            "TOLLWAY_METERING_ATTEMPTS": "3",
@@ -92,16 +117,18 @@ def test_billing_equals_2xx_through_kills_and_stripe_faults(tmp_path, mode):
             t.join(120)
         # The load tier refuses nothing, but a starved 2-core CI machine (three cluster nodes,
         # Envoy, two services and the load) may see a rare 100 ms store timeout: a 503 that
-        # counts nothing. What must hold exactly is below: billed == 2xx.
+        # Redis may still have counted (a reply lost: tollway_authz_store_replies_lost_total),
+        # the only excess billing is allowed.
         assert sum(ok.values()) >= 0.99 * len(keys) * REQUESTS_PER_KEY, dict(ok)
 
-        deadline = time.monotonic() + 40
-        while billed(edge) != ok and time.monotonic() < deadline:
-            time.sleep(0.5)
+        lost = counter(edge, "tollway_authz_store_replies_lost_total")
+        wait_for(lambda: drained(edge, CUSTOMERS) and billed(edge) >= ok, "billed", 40)
+        got = billed(edge)
         tail = [line for line in edge.logs if line.startswith("metering")][-15:]
-        assert billed(edge) == ok, (dict(billed(edge)), dict(ok), tail)
+        assert got >= ok, (dict(got), dict(ok), tail)  # no 2xx left unbilled
+        assert got.total() - ok.total() <= lost, (dict(got), dict(ok), lost, tail)
         time.sleep(2)  # a few more drain passes: nothing more may arrive
-        assert billed(edge) == ok
+        assert billed(edge) == got
 
         status, metrics = fetch(f"http://127.0.0.1:{edge.stack.ports.metering}/metrics")
         assert status == 200

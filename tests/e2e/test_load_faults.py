@@ -21,9 +21,7 @@ import pytest
 from devkit.seed import seed_prices
 from devkit.stack import port_open, wait_for
 from tests.e2e.conftest import Edge, fetch, running_edge
-from tests.e2e.test_chaos import billed
-from tollway import schema
-from tollway.redis_client import connect_sync
+from tests.e2e.test_chaos import billed, counter, drained
 from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.e2e
@@ -115,25 +113,6 @@ def test_redis_killed_under_load_then_restarted(tmp_path):
         excess = got.total() - ok.total()
         assert excess <= lost, f"billed {dict(got)}, 2xx {dict(ok)}, replies lost {lost}"
         print(f"[redis killed] billed - 2xx = {excess}, replies lost = {lost}")
-
-
-def drained(edge: Edge, customers: list[str]) -> bool:
-    """Metering has moved every request counted for ``customers`` (whose accounts are the
-    customers themselves here) on to Stripe: nothing in their usage or outboxes, nothing
-    open or pending in their ledgers."""
-    with connect_sync(edge.stack.effective_redis_url) as r:
-        for c in customers:
-            if any(f[:1].isdigit() for f in r.hkeys(schema.usage(c))) or r.hlen(schema.outbox(c)):
-                return False
-            if r.hlen(schema.ledger(c, "open")) or r.hlen(schema.ledger(c, "pending")):
-                return False
-    return True
-
-
-def counter(edge: Edge, name: str) -> int:
-    """One of authz's counters, from its metrics (0 if it has none)."""
-    m = re.search(rf"^{name} ([\d.e+]+)$", edge.authz_metrics(), re.M)
-    return int(float(m.group(1))) if m else 0
 
 
 def authz_workers(edge: Edge) -> dict[int, int]:
