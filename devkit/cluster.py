@@ -18,7 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devkit import binaries
-from devkit.stack import die_with_parent, free_port, port_open, redis_argv, wait_for
+from devkit.stack import die_with_parent, free_port_pair, port_open, redis_argv, wait_for
+
+
+class NodeExited(RuntimeError):
+    """A redis-server of the cluster exited before it listened."""
 
 
 @dataclass
@@ -47,14 +51,8 @@ class LocalCluster:
         ]
 
     def start(self) -> LocalCluster:
-        self.ports = []
-        while len(self.ports) < self.masters * (1 + self.replicas):
-            port = free_port()
-            # The cluster bus listens on port + 10000; it must be free as well.
-            if port + 10000 < 65536 and port not in self.ports and not port_open(port + 10000):
-                self.ports.append(port)
         try:
-            self._spawn()
+            self._spawn_on_free_ports()
             subprocess.run(
                 [
                     binaries.redis_cli(),
@@ -138,18 +136,45 @@ class LocalCluster:
             proc.wait()
         self.procs = []
 
+    def _spawn_on_free_ports(self, attempts: int = 3) -> None:
+        """Draw ports (each with its bus port free) and start the nodes; draw again if a node
+        exits at start, as it does when another process took its port in between."""
+        for attempt in range(attempts):
+            self.ports = []
+            while len(self.ports) < self.masters * (1 + self.replicas):
+                port = free_port_pair(10000)
+                if port not in self.ports:
+                    self.ports.append(port)
+            try:
+                self._spawn()
+                return
+            except NodeExited:
+                self.stop()
+                if attempt == attempts - 1:
+                    raise
+
     def _spawn(self) -> None:
-        """Start a redis-server on each port and wait until every one listens."""
-        self.procs = [
-            subprocess.Popen(
-                self._argv(port),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
-            )
-            for port in self.ports
-        ]
-        wait_for(lambda: all(port_open(p) for p in self.ports), "redis-servers", 10)
+        """Start a redis-server on each port and wait until every one listens; a node that
+        exits first raises NodeExited with its log's tail (redis.log in its data directory)."""
+        self.procs = []
+        for port in self.ports:
+            log = self.data_dir / str(port) / "redis.log"
+            argv = self._argv(port)
+            with log.open("ab") as out:
+                self.procs.append(
+                    subprocess.Popen(
+                        argv, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+                    )
+                )
+
+        def listening() -> bool:
+            for port, proc in zip(self.ports, self.procs, strict=True):
+                if proc.poll() is not None:
+                    tail = (self.data_dir / str(port) / "redis.log").read_text(errors="replace")
+                    raise NodeExited(f"redis-server on {port} exited: {tail[-500:]}")
+            return all(port_open(p) for p in self.ports)
+
+        wait_for(listening, "redis-servers", 20)
 
     def restart(self) -> None:
         """Start every node again on its port, data directory and nodes.conf; wait until ok."""

@@ -59,6 +59,26 @@ def free_port() -> int:
         return bind_free(s)
 
 
+def free_port_pair(offset: int) -> int:
+    """A free loopback port whose ``port + offset`` is free too, both below the ephemeral range
+    (Redis Cluster's bus listens on port + 10000; a bus port an outgoing connection holds makes
+    the node exit at start)."""
+    low = _ephemeral_low()
+    first = max(1024, low - 16384)
+    if low - offset - first < 1024:  # no room below the range: any pair will do
+        first, low = 1024, 65536
+    for _ in range(200):
+        port = first + secrets.randbelow(low - offset - first)
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + offset))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free pair of loopback ports {offset} apart")
+
+
 def redis_argv(
     port: int, data_dir: Path, persist: bool = False, debug: bool = False, aof: bool = False
 ) -> list[str]:
