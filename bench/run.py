@@ -39,7 +39,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.drain import run_mode
+from bench.drain import drain_fresh
 from bench.envoy_rows import through_envoy
 from bench.harness import (
     HERE,
@@ -57,7 +57,6 @@ from bench.load import h2load
 from bench.probes import cpu_seconds, pipelines, redis_calls, with_children, worker_ok
 from bench.redis_clients import compare
 from bench.verify import verify_beside_check
-from devkit.stack import Sink
 
 
 def ceilings(b: Bench) -> float:
@@ -256,17 +255,6 @@ def drain(b: Bench, mode: str, customers: int) -> None:
         f"5. metering: drain one window, {customers:,} customers, {mode}",
         f"{took:.1f} s, {calls:,} Stripe calls, {customers / took:,.0f} customers/s",
     )
-
-
-def drain_fresh(mode: str, customers: int, state_dir: Path, sink: Sink) -> tuple[float, int]:
-    """(seconds, Stripe calls) for one drain pass (bench/drain.py), on a fresh redis-server."""
-    stack = new_stack(state_dir, sink)
-    try:
-        stack.start("redis")
-        took, calls, _ = asyncio.run(run_mode(mode, customers, stack.effective_redis_url))
-        return took, calls
-    finally:
-        stack.stop_all()
 
 
 def main() -> int:

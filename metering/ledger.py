@@ -26,7 +26,7 @@ crash is de-duplicated by Stripe, and is deleted only after Stripe has accepted 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,32 @@ from tollway.scripts import Result
 MARKER_TTL_S = 40 * 86400  # longer than Stripe accepts backdated events (35 days)
 REFUND = "refund"  # a dead letter's kind: refunded requests with no window left to take off
 ORPHAN = "orphan_usage"  # a dead letter's kind: usage whose source no account or key owns
+PLAN_FIELDS = ("customer", "tier", "period_start", "period_end")  # what usage_take.lua reads
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What ``Ledger.take`` found of one usage source: its outbox (closed windows, and entries
+    an earlier pass left), its refund carry, and its account's plan (same slot, same script)."""
+
+    source: str
+    entries: list[tuple[str, int]]  # (outbox entry, units)
+    carry: int  # refunded requests not yet taken off a window
+    carry_at: int  # when the carry began (Redis time, s)
+    now: int  # Redis time, s
+    plan: dict[str, str]  # the source's account: customer, tier, period_start, period_end if set
+
+
+@dataclass(frozen=True)
+class Move:
+    """A source's taken windows, bound for its customer's ledger (``Ledger.transfer``)."""
+
+    taken: Taken
+    customer: str
+    meter: str
+    included: int = 0  # requests of the billing period left unreported (report = "overage")
+    period: Period | None = None  # the billing period the windows fall in
+    amount_meter: str = ""  # the meter of reported amounts ("": they stay)
 
 
 @dataclass(frozen=True)
@@ -96,73 +122,106 @@ class Ledger:
         period: Period | None = None,
         amount_meter: str = "",
     ) -> int:
-        """Take the source's closed windows and transfer them to its customer; returns requests
-        (and amounts) added to the ledger. With ``included`` > 0 (report = "overage"), only
-        requests past that many in the window's billing period (``period``) are added.
-        Amounts go to ``amount_meter``; without one (the tier has no usage_meter) they stay."""
-        flat, carry, carry_at, now = await self._take_closed(source)
-        moved = 0
-        for entry, n in zip(flat[::2], flat[1::2], strict=True):
-            amount = str(entry).startswith("a:")
-            window = str(entry).removeprefix("a:").split(":", 1)[0]
-            if amount and not amount_meter:
-                continue  # kept until the tier names a meter for it (reported and counted)
-            start = (period or Period(0, 0)).start_for(int(window))
-            target = amount_meter if amount else meter
-            reply = await self._transfer(
-                keys=[
-                    schema.transfer_marker(customer, source, entry),
-                    schema.ledger(customer, "open"),
-                    schema.ledger(customer, "period"),
-                ],
-                args=[
-                    f"{target}|{window}",
-                    str(n),
-                    str(MARKER_TTL_S),
-                    str(0 if amount else included),
-                    f"{target}|{start}",
-                ],
+        """``take`` then ``transfer`` for one source whose owner the caller knows."""
+        (taken,) = await self.take([source])
+        return await self.transfer([Move(taken, customer, meter, included, period, amount_meter)])
+
+    async def take(self, sources: Sequence[str]) -> list[Taken]:
+        """Each source's closed windows into its outbox, and what its outbox then holds, with
+        its account's plan: one pipeline for all (usage_take.lua)."""
+        calls = [
+            (
+                [schema.usage(s), schema.outbox(s), schema.outbox_seq(s), schema.account_state(s)],
+                [str(self.window_s), str(self.slack_s)],
             )
-            if scripts.result(reply) is Result.DONE:
-                moved += int(reply[1])
-            await self.redis.hdel(schema.outbox(source), entry)
-        if int(carry) > 0 and int(now) - int(carry_at) >= self.carry_s:
-            await self.park_carry(source, customer, meter, int(carry), int(carry_at))
+            for s in sources
+        ]
+        out = []
+        for source, reply in zip(sources, await scripts.run_many(self._take, calls), strict=True):
+            flat, carry, carry_at, now, plan = reply
+            out.append(
+                Taken(
+                    source,
+                    [(str(e), int(n)) for e, n in zip(flat[::2], flat[1::2], strict=True)],
+                    int(carry),
+                    int(carry_at),
+                    int(now),
+                    {
+                        f: str(v)
+                        for f, v in zip(PLAN_FIELDS, plan, strict=True)
+                        if v not in (None, "")
+                    },
+                )
+            )
+        return out
+
+    async def transfer(self, moves: Sequence[Move]) -> int:
+        """Each source's taken windows added to its customer's open ledger (idempotent: each
+        outbox entry is marked in the customer's slot), then off the outbox; returns the
+        requests (and amounts) added. With ``included`` > 0 (report = "overage"), only requests
+        past that many in the window's billing period are added. Amounts go to
+        ``amount_meter``; without one (the tier has no usage_meter) they stay. Two pipelines
+        for all of ``moves``; a carry to park costs its own round trips (rare)."""
+        transfers: list[scripts.Call] = []
+        done: list[tuple[str, str]] = []  # (source, outbox entry) transferred
+        for m in moves:
+            source = m.taken.source
+            for entry, n in m.taken.entries:
+                amount = entry.startswith("a:")
+                window = entry.removeprefix("a:").split(":", 1)[0]
+                if amount and not m.amount_meter:
+                    continue  # kept until the tier names a meter for it (reported and counted)
+                start = (m.period or Period(0, 0)).start_for(int(window))
+                target = m.amount_meter if amount else m.meter
+                transfers.append(
+                    (
+                        [
+                            schema.transfer_marker(m.customer, source, entry),
+                            schema.ledger(m.customer, "open"),
+                            schema.ledger(m.customer, "period"),
+                        ],
+                        [
+                            f"{target}|{window}",
+                            str(n),
+                            str(MARKER_TTL_S),
+                            str(0 if amount else m.included),
+                            f"{target}|{start}",
+                        ],
+                    )
+                )
+                done.append((source, entry))
+            t = m.taken
+            if t.carry > 0 and t.now - t.carry_at >= self.carry_s:
+                await self.park_carry(source, m.customer, m.meter, t.carry, t.carry_at)
+        replies = await scripts.run_many(self._transfer, transfers)
+        moved = sum(int(r[1]) for r in replies if scripts.result(r) is Result.DONE)
+        # Off the outbox only once added: a crash in between transfers again, marked once.
+        for i in range(0, len(done), scripts.PIPELINE_WIDTH):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for source, entry in done[i : i + scripts.PIPELINE_WIDTH]:
+                    pipe.hdel(schema.outbox(source), entry)
+                await pipe.execute()
         return moved
 
-    async def _take_closed(self, source: str) -> list[Any]:
-        """usage_take.lua on ``source``: its closed windows into its outbox. The reply: the
-        outbox (entry, value, ...), the carry, when it began, Redis's now."""
-        return list(
-            await self._take(
-                keys=[schema.usage(source), schema.outbox(source), schema.outbox_seq(source)],
-                args=[str(self.window_s), str(self.slack_s)],
-            )
-        )
-
-    async def park_orphans(self, source: str) -> list[tuple[str, int]]:
-        """Usage of a source no account or key owns: its closed windows taken (as for any
-        source), each outbox entry parked as a dead letter (written before the entry leaves
-        the outbox, so a crash between parks it again under the same identifier, never
-        loses it); returns the (entry, units) parked."""
-        flat, _, _, _ = await self._take_closed(source)
-        parked = []
-        for raw, n in zip(flat[::2], flat[1::2], strict=True):
-            entry = str(raw)
+    async def park_orphans(self, taken: Taken) -> list[tuple[str, int]]:
+        """Usage of a source no account or key owns: each entry of its outbox parked as a dead
+        letter (written before the entry leaves the outbox, so a crash between parks it again
+        under the same identifier, never loses it); returns the (entry, units) parked."""
+        source = taken.source
+        for entry, n in taken.entries:
             record = {
                 "kind": ORPHAN,
                 "source": source,
                 "entry": entry,
                 "window": int(entry.removeprefix("a:").split(":", 1)[0]),
-                "units": int(n),
+                "units": n,
                 "reported_amount": entry.startswith("a:"),
                 "reason": "no account or key owns this usage source: create its owner, then "
                 "retry (it is billed then, once), or drop it",
             }
             await self.dead.park(f"tw_orphan_{source}_{entry}", record)
             await self.redis.hdel(schema.outbox(source), entry)
-            parked.append((entry, int(n)))
-        return parked
+        return taken.entries
 
     async def park_carry(
         self, source: str, customer: str, meter: str, requests: int, since: int
@@ -191,15 +250,39 @@ class Ledger:
         raw = await self.redis.get(schema.ACCESS_LOG_HEARD)
         return int(raw) if raw is not None else None
 
-    async def claim(self, customer: str) -> list[PendingEvent]:
-        flat = await self._claim(
-            keys=[schema.ledger(customer, p) for p in ("open", "gen", "pending")], args=[customer]
-        )
-        return parse_pending(customer, flat)
+    async def claim(
+        self, customers: Sequence[str], owner: str, ttl_ms: int
+    ) -> tuple[list[str], list[PendingEvent]]:
+        """Under each customer's send lock (taken for ``owner``, or renewed), its open usage
+        frozen into pending events, one pipeline for all: (the customers claimed, every pending
+        event of theirs). A customer whose lock another daemon holds is left out."""
+        calls = [
+            (
+                [schema.ledger(c, p) for p in ("open", "gen", "pending", "lock")],
+                [owner, str(ttl_ms)],
+            )
+            for c in customers
+        ]
+        held: list[str] = []
+        events: list[PendingEvent] = []
+        for c, reply in zip(customers, await scripts.run_many(self._claim, calls), strict=True):
+            if scripts.result(reply) is Result.DONE:
+                held.append(c)
+                events += parse_pending(c, reply[1])
+        return held, events
 
-    async def ack(self, p: PendingEvent) -> int:
-        keys = [schema.ledger(p.customer, "pending"), schema.ledger(p.customer, "sent")]
-        return int(await self._ack(keys=keys, args=[p.field, f"{p.meter}|{p.window}"]))
+    async def ack(self, accepted: Mapping[str, Sequence[PendingEvent]], owner: str) -> int:
+        """Per customer (one pipeline for all): its events Stripe accepted move from pending to
+        sent, and its send lock is released if ``owner`` holds it (a customer with no events
+        here is only released). Returns the requests acknowledged."""
+        calls = [
+            (
+                [schema.ledger(c, "pending"), schema.ledger(c, "sent"), schema.ledger(c, "lock")],
+                [owner, *(f for p in events for f in (p.field, f"{p.meter}|{p.window}"))],
+            )
+            for c, events in accepted.items()
+        ]
+        return sum(int(r) for r in await scripts.run_many(self._ack, calls))
 
     async def dead_letter(self, p: PendingEvent, event: dict[str, Any], reason: str) -> None:
         """Park an event Stripe refused for good; written before the pending entry goes."""
@@ -237,16 +320,14 @@ class Ledger:
     async def drop_dead_letter(self, identifier: str) -> bool:
         return await self.dead.remove(identifier)
 
-    async def lock(self, customer: str, owner: str, ttl_ms: int) -> bool:
-        """Take (or renew) the customer's send lock: only its holder sends for the customer.
-        A dead daemon's lock expires after ``ttl_ms``, and another takes its customers over."""
-        reply = await self._lock(keys=[schema.ledger(customer, "lock")], args=[owner, str(ttl_ms)])
-        return scripts.result(reply) is Result.DONE
-
-    async def unlock(self, customer: str, owner: str) -> None:
-        name = schema.ledger(customer, "lock")
-        if await self.redis.get(name) == owner:
-            await self.redis.delete(name)
+    async def renew(self, customers: Sequence[str], owner: str, ttl_ms: int) -> list[str]:
+        """Renew (or take) each customer's send lock for ``owner``, one pipeline for all; the
+        customers whose lock ``owner`` now holds for the next ``ttl_ms``."""
+        calls = [([schema.ledger(c, "lock")], [owner, str(ttl_ms)]) for c in customers]
+        replies = await scripts.run_many(self._lock, calls)
+        return [
+            c for c, r in zip(customers, replies, strict=True) if scripts.result(r) is Result.DONE
+        ]
 
     async def customer_view(self, customer: str) -> AsyncIterator[tuple[str, str, int]]:
         """(state, "<meter>|<window>[|gen]", requests) for every window of the customer."""

@@ -36,7 +36,8 @@ log = logging.getLogger("tollway.metering")
 
 async def serve(settings: MeteringSettings) -> None:
     tiers = TierSource(settings.tiers)
-    redis = connect(settings.redis_url, timeout_s=10.0)
+    # The drainer bounds each of its Redis steps itself (Drainer.redis_timeout_s).
+    redis = connect(settings.redis_url, timeout_s=10.0, bound_each_reply=False)
     stripe_client = Stripe(settings, max_network_retries=0)  # we retry, honouring Retry-After
     metrics = MeteringMetrics()
     retrier = Retrier(

@@ -47,8 +47,15 @@ def connect(
     timeout_s: float | None = None,
     pool_size: int = DEFAULT_POOL_SIZE,
     cluster_retries: int = 3,
+    bound_each_reply: bool = True,
 ) -> Any:
     """A redis.asyncio client for ``url``; ``timeout_s`` bounds connects and socket reads.
+
+    ``bound_each_reply=False``: ``timeout_s`` bounds connects only. redis-py arms and cancels
+    a timer for every reply it reads; over pipelines of thousands of commands that was a
+    quarter of the client's time (metering's drain of 100,000 customers: 14.9 s with, 11.5 s
+    without). A caller that turns it off bounds its own calls (metering's drain bounds each
+    step with asyncio.timeout).
 
     On a cluster, a command that fails (a timeout, a dropped connection, MOVED during a
     failover) is retried ``cluster_retries`` times after the slot map is refreshed, with a
@@ -65,7 +72,7 @@ def connect(
             username=t.username,
             password=t.password,
             decode_responses=True,
-            socket_timeout=timeout_s,
+            socket_timeout=timeout_s if bound_each_reply else None,
             socket_connect_timeout=timeout_s,
             max_connections=pool_size,
             retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), cluster_retries),
@@ -74,7 +81,7 @@ def connect(
         max_connections=pool_size,
         timeout=None,
         decode_responses=True,
-        socket_timeout=timeout_s,
+        socket_timeout=timeout_s if bound_each_reply else None,
         socket_connect_timeout=timeout_s,
         **_node_options(t, sync=False),
     )

@@ -2,9 +2,8 @@
 
 ``register(client, name)`` returns redis-py's registered script: calling it runs EVALSHA and,
 after a NoScriptError (a restart, a failover or SCRIPT FLUSH emptied Redis's script cache),
-loads the script and runs it again. ``run_many`` runs one script for many calls: on a single
-Redis in one pipeline (redis-py loads a pipeline's scripts before it runs), on a Redis
-Cluster side by side, ``width`` at a time (redis-py's cluster pipeline takes no scripts).
+loads the script and runs it again. ``run_many`` runs one script for many calls in one
+pipeline of EVALSHA commands (split by node on a Redis Cluster), reloading it if Redis lost it.
 
 authz's check path is the one exception: it runs check.lua over its own lean client
 (authz/redis_pipe.py), not redis-py, and reloads on a NOSCRIPT reply itself
@@ -17,7 +16,6 @@ with the table below as Lua constants of the same names, so Lua and Python share
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Sequence
 from enum import IntEnum
@@ -25,11 +23,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 LUA_DIR = Path(__file__).parent / "lua"
-# Calls out at once on a Redis Cluster (within the client's connection pool).
-CLUSTER_WIDTH = 64
+# Script calls sent in one pipeline by run_many.
+PIPELINE_WIDTH = 1000
 
 Call = tuple[Sequence[str], Sequence[str]]  # (KEYS, ARGV)
 
@@ -74,20 +72,36 @@ def register(client: Any, name: str) -> Any:
     return client.register_script(lua(name))
 
 
-async def run_many(script: Any, calls: Sequence[Call], width: int = CLUSTER_WIDTH) -> list[Any]:
+async def run_many(script: Any, calls: Sequence[Call], width: int = PIPELINE_WIDTH) -> list[Any]:
     """Run registered ``script`` once per (KEYS, ARGV) in ``calls``; the replies, in order.
-    Raises what Redis raises: the calls are idempotent or the caller retries them whole."""
+
+    One pipeline of EVALSHA commands per ``width`` calls, on one Redis or a Cluster alike
+    (redis-py's cluster pipeline sends each node its commands in one write); calls answered
+    NOSCRIPT (a restart or SCRIPT FLUSH emptied the cache) are sent again once after the
+    script is loaded on every primary. Raises the first other error Redis answers: the calls
+    are idempotent or the caller retries them whole."""
     client = script.registered_client
-    if isinstance(client, RedisCluster):
-        out: list[Any] = []
-        for i in range(0, len(calls), width):
-            part = calls[i : i + width]
-            out += await asyncio.gather(*(script(keys=k, args=a) for k, a in part))
-        return out
+    out: list[Any] = []
+    for i in range(0, len(calls), width):
+        out += await _evalsha_all(client, script, calls[i : i + width], reload=True)
+    return out
+
+
+async def _evalsha_all(client: Any, script: Any, calls: Sequence[Call], reload: bool) -> list[Any]:
     async with client.pipeline(transaction=False) as pipe:
         for keys, args in calls:
-            await script(keys=keys, args=args, client=pipe)
-        return list(await pipe.execute())
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        replies = list(await pipe.execute(raise_on_error=False))
+    lost = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+    if lost and reload:
+        await client.script_load(script.script)
+        again = await _evalsha_all(client, script, [calls[i] for i in lost], reload=False)
+        for i, reply in zip(lost, again, strict=True):
+            replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 def call(name: str, keys: Sequence[str], args: Sequence[str]) -> tuple[Any, ...]:

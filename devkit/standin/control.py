@@ -56,6 +56,7 @@ class Control:
         r.add_get("/_standin/events", self.list_events)
         r.add_get("/_standin/deliveries", self.list_deliveries)
         r.add_get("/_standin/meter_events", self.list_meter_events)
+        r.add_get("/_standin/calls", self.list_calls)
         r.add_get("/_standin/healthz", self.healthz)
 
     async def checkout_page(self, request: web.Request) -> web.Response:
@@ -141,6 +142,10 @@ class Control:
 
     async def list_meter_events(self, _: web.Request) -> web.Response:
         return web.json_response({"data": self.world.meter_events})
+
+    async def list_calls(self, _: web.Request) -> web.Response:
+        """API requests served, by path (what a bench counts)."""
+        return web.json_response({"data": dict(self.gateway.calls)})
 
     async def healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 
+from bench.drain import drain_fresh
 from bench.listeners import envoy_config
 from bench.load import check_body
-from bench.run import drain_fresh
 from devkit import binaries
 from devkit.stack import free_port, port_open, wait_for
 

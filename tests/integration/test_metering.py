@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from devkit.standin.app import Fault, Standin
 from devkit.standin.objects import World
 from metering.daemon import Drainer
-from metering.ledger import Ledger
+from metering.ledger import Ledger, Move
 from metering.metrics import MeteringMetrics
 from metering.retry import RateLimiter, Retrier, SendResult
 from metering.sinks import MeterEventSink
@@ -20,6 +20,7 @@ from tests.support import TEST_TIERS
 from tollway import schema
 from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
+from tollway.redis_client import connect
 from tollway.settings import StripeSettings
 from tollway.stripe_api import Stripe
 from tollway.tiers import parse_tiers
@@ -49,12 +50,13 @@ async def no_sleep(_: float) -> None:
     return None
 
 
-def drainer(redis, client, attempts: int = 6) -> Drainer:
+def drainer(redis, client, attempts: int = 6, group: int = 1000) -> Drainer:
     metrics = MeteringMetrics(CollectorRegistry())
     retrier = Retrier(RateLimiter(1000), attempts, on_retry=metrics.retries.inc, sleep=no_sleep)
     sink = MeterEventSink(client, retrier, W)
     keys = KeyStore(redis, KeyHasher())
-    return Drainer(keys, Ledger(redis, W, 0), sink, lambda: TABLE, metrics, 25 * 86400)
+    ledger = Ledger(redis, W, 0)
+    return Drainer(keys, ledger, sink, lambda: TABLE, metrics, 25 * 86400, group=group)
 
 
 async def old_window(back: int = 2) -> int:
@@ -107,13 +109,57 @@ async def test_late_usage_for_a_claimed_window_gets_a_new_identifier(redis):
     w = await old_window()
     await usage(redis, "k1", w, 2)
     await ledger.move_usage("k1", "cus_1", "m")
-    (first,) = await ledger.claim("cus_1")
-    await ledger.ack(first)
+    _, (first,) = await ledger.claim(["cus_1"], "me", 10_000)
+    assert await ledger.ack({"cus_1": [first]}, "me") == 2
     await usage(redis, "k1", w, 3)  # an outage's buffered usage, written back late
     await ledger.move_usage("k1", "cus_1", "m")
-    (second,) = await ledger.claim("cus_1")
+    _, (second,) = await ledger.claim(["cus_1"], "me", 10_000)
     assert (first.gen, first.value, second.gen, second.value) == (1, 2, 2, 3)
     assert first.identifier != second.identifier and len(second.identifier) <= 100
+
+
+async def test_a_claim_takes_the_send_lock_and_the_ack_releases_it(redis):
+    """A customer whose send lock another daemon holds is not claimed, in a claim of many;
+    acknowledging releases a lock only for its holder, and then another daemon may claim."""
+    ledger = Ledger(redis, W, 0)
+    w = await old_window()
+    for c in ("cus_1", "cus_2"):
+        await usage(redis, f"k_{c}", w, 2)
+    taken = await ledger.take([f"k_{c}" for c in ("cus_1", "cus_2")])
+    assert await ledger.transfer([Move(t, t.source[2:], "m") for t in taken]) == 4
+    held, mine = await ledger.claim(["cus_1"], "a", 10_000)
+    assert held == ["cus_1"] and [p.value for p in mine] == [2]
+    held, theirs = await ledger.claim(["cus_1", "cus_2"], "b", 10_000)
+    assert held == ["cus_2"] and [p.customer for p in theirs] == ["cus_2"]
+    assert await ledger.ack({"cus_1": []}, "b") == 0
+    assert await redis.get(schema.ledger("cus_1", "lock")) == "a"
+    assert await ledger.ack({"cus_1": mine}, "a") == 2
+    assert await redis.get(schema.ledger("cus_1", "lock")) is None
+    assert await ledger.claim(["cus_1"], "b", 10_000) == (["cus_1"], [])
+
+
+async def test_a_stalled_redis_ends_the_pass_within_the_step_bound(redis_server, redis, standin):
+    """metering's client bounds no reply by itself (bound_each_reply=False): each Redis step of
+    a pass is bounded instead. With every node paused for 3 s, a pass fails with TimeoutError
+    after its 0.3 s step bound, not after the pause; the next pass bills the usage once."""
+    s, client = standin
+    _, rec = await KeyStore(redis, KeyHasher()).create("free", "cus_P")
+    await usage(redis, rec.key_id, await old_window(), 5)
+    unbounded = connect(redis_server, timeout_s=5.0, bound_each_reply=False)
+    d = drainer(unbounded, client)
+    d.redis_timeout_s = 0.3
+    await unbounded.ping()  # connected before the pause
+    every_node = {"target_nodes": "all"} if hasattr(redis, "get_nodes") else {}  # a Cluster
+    await redis.execute_command("CLIENT PAUSE", "3000", "WRITE", **every_node)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await d.drain()
+    assert time.monotonic() - started < 2.5  # the step bound ended it, not the pause's end
+    await asyncio.sleep(3.2)
+    d.redis_timeout_s = 10.0
+    await d.drain()
+    assert accepted(s, "cus_P") == 5 and len(s.world.meter_events) == 1
+    await unbounded.aclose()
 
 
 async def test_drain_aggregates_keys_per_customer_window_and_meter(redis, standin):
@@ -173,7 +219,7 @@ async def test_accepted_but_unacked_is_not_billed_twice(redis, standin):
     await usage(redis, rec.key_id, await old_window(), 6)
     d = drainer(redis, client)
     await d.ledger.move_usage(rec.key_id, "cus_X", "api_requests")
-    (p,) = await d.ledger.claim("cus_X")
+    _, (p,) = await d.ledger.claim(["cus_X"], d.owner, d.lock_ms)
     assert (await d.sink.send_one(p))[0] is SendResult.ACCEPTED  # ...and then the daemon dies
     s.idempotent.clear()  # past Stripe's idempotency window: only the identifier protects us
     result = await d.drain()
@@ -225,14 +271,16 @@ async def test_persistent_failure_keeps_usage_pending_and_ages_it(redis, standin
 
 
 async def test_two_daemons_at_once_never_double_send(redis, standin):
-    """Two drainers racing over 40 customers bill every request once and repeat nothing."""
+    """Two drainers racing over 40 customers, in groups of 5 (so that each finds groups the
+    other holds, part or whole), bill every request once and repeat nothing."""
     s, client = standin
     keys = KeyStore(redis, KeyHasher())
     w = await old_window()
     for i in range(40):
         _, rec = await keys.create("free", f"cus_{i}")
         await usage(redis, rec.key_id, w, i + 1)
-    await asyncio.gather(drainer(redis, client).drain(), drainer(redis, client).drain())
+    a, b = drainer(redis, client, group=5), drainer(redis, client, group=5)
+    await asyncio.gather(a.drain(), b.drain())
     await drainer(redis, client).drain()  # whatever a lease made one of them skip
     assert sum(int(e["payload"]["value"]) for e in s.world.meter_events) == sum(range(1, 41))
     assert len(s.world.meter_events) == 40 and s.world.duplicate_refusals == 0

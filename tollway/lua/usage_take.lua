@@ -1,5 +1,6 @@
 -- usage_take.lua: move one usage source's closed windows into its outbox, atomically.
--- KEYS[1] usage hash, KEYS[2] outbox hash, KEYS[3] outbox sequence
+-- KEYS[1] usage hash, KEYS[2] outbox hash, KEYS[3] outbox sequence, KEYS[4] the source's
+-- account hash (read only: who is billed, so metering needs no round trip of its own for it)
 -- ARGV[1] window length in seconds; ARGV[2] seconds a window stays open after it ends: clock
 -- slack, plus the grace for Envoy's access log to confirm or refund its requests
 -- The usage hash holds:
@@ -9,7 +10,8 @@
 --   "carry"       refunded requests not yet taken off a window: a refund whose window was
 --                 already taken, or one that outran its count; taken off the next windows
 --   "carry_at"    when the carry began (Redis time, s)
--- Returns {outbox as a flat list (entry, value, ...), carry, carry_at, now}. An entry is
+-- Returns {outbox as a flat list (entry, value, ...), carry, carry_at, now, the account's
+-- customer, tier, period_start and period_end (false where unset)}. An entry is
 -- "<window>:<seq>" (requests) or "a:<window>:<seq>" (amounts); a fresh seq per take means usage
 -- written late into an old window becomes a new entry instead of vanishing into an old one.
 local now = tonumber(redis.call('TIME')[1])
@@ -63,4 +65,7 @@ if carry > 0 then
 else
   redis.call('HDEL', KEYS[1], 'carry', 'carry_at')
 end
-return {redis.call('HGETALL', KEYS[2]), carry, carry_at, now}
+return {
+  redis.call('HGETALL', KEYS[2]), carry, carry_at, now,
+  redis.call('HMGET', KEYS[4], 'customer', 'tier', 'period_start', 'period_end'),
+}
