@@ -92,6 +92,26 @@ def h2load(
     }
 
 
+# wrk's Lua: every request the next key of a file (each thread's Lua state reads it once and
+# starts at its own line).
+ROTATE_KEYS = """
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("first", threads * 104729)
+end
+local keys = {}
+for line in io.lines("KEYS_FILE") do keys[#keys + 1] = line end
+local i = 0
+request = function()
+  if i == 0 then i = first % #keys end
+  i = i % #keys + 1
+  wrk.headers["x-api-key"] = keys[i]
+  return wrk.format(nil, nil, wrk.headers)
+end
+"""
+
+
 def wrk(
     url: str,
     seconds: int,
@@ -100,11 +120,16 @@ def wrk(
     delay_ms: int | None = None,
     post: str | None = None,
     headers: dict[str, str] | None = None,
+    keys_file: Path | None = None,
 ) -> dict[str, float]:
-    """wrk's rate, latency and counts; ``post``: a JSON body to POST instead of a GET."""
+    """wrk's rate, latency and counts; ``post``: a JSON body to POST instead of a GET;
+    ``keys_file``: one key a line, each request the next key (each thread from a random
+    line), instead of ``key`` on every request."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         if key:
             f.write(f'wrk.headers["x-api-key"] = "{key}"\n')
+        if keys_file is not None:
+            f.write(ROTATE_KEYS.replace("KEYS_FILE", str(keys_file)))
         for name, value in (headers or {}).items():
             f.write(f'wrk.headers["{name}"] = "{value}"\n')
         if post is not None:

@@ -19,9 +19,11 @@ share is in bench/harness.py:
 3. ``through_envoy`` (bench/envoy_rows.py): Envoy alone, Envoy + the empty handler, Envoy +
    the lean reference (HTTP) and Envoy + authz, at saturation and at about 1,000 rps;
 4. ``webhook_rate``: signed Stripe events applied per second;
-5. ``drain``: metering draining one window (bench/drain.py).
+5. ``drain``: metering draining one window (bench/drain.py);
+6. ``keyspace_rows`` (bench/keyspace.py): Redis memory per key and per account with 1,000,000
+   keys, and authz's check rate over them against its rate over 1,000.
 
-    python bench/run.py [--seconds 8] [--customers 100000] [--v1-customers 10000]
+    python bench/run.py [--seconds 8] [--customers 100000] [--v1-customers 10000] [--keys 1000000]
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ from bench.harness import (
     prepare,
     restart_authz,
 )
-from bench.load import h2load
+from bench.keyspace import keyspace
+from bench.load import h2load, wrk
 from bench.probes import cpu_seconds, pipelines, redis_calls, with_children, worker_ok
 from bench.redis_clients import compare
 from bench.verify import verify_beside_check
@@ -257,6 +260,48 @@ def drain(b: Bench, mode: str, customers: int) -> None:
     )
 
 
+def keyspace_rows(b: Bench, keys: int) -> None:
+    """6. the keyspace at scale (bench/keyspace.py), authz in HTTP mode, exact, 1 worker.
+    Leaves the keys in the bench's Redis: run it last."""
+    restart_authz(b, "http", 1)
+    url = f"http://127.0.0.1:{b.stack.ports.authz}/check/v1/things"
+    authz, redis = [b.pid("authz")], [b.pid("redis")]
+
+    def rate_over(keys_file: Path) -> dict[str, float]:
+        wrk(url, 2, None, keys_file=keys_file)  # authz's connections and the keys' tier
+        cpu0, rcpu0 = cpu_seconds(authz), cpu_seconds(redis)
+        d = wrk(url, b.seconds, None, keys_file=keys_file)
+        n = d["n"]
+        return {
+            "rps": d["rps"],
+            "authz_us": (cpu_seconds(authz) - cpu0) / n * 1e6,
+            "redis_us": (cpu_seconds(redis) - rcpu0) / n * 1e6,
+        }
+
+    accounts = keys // 10
+    r = keyspace(b.redis_url, "bench", b.tmp, rate_over, keys, accounts)
+    b.table.row(
+        f"6. keyspace: {keys:,} keys over {accounts:,} accounts: Redis memory per key / per "
+        "account (at rest)",
+        f"{r['per_key']:,.0f} B / {r['per_account']:,.0f} B",
+    )
+    rates = r["rates"]
+    base = rates["1k"]
+    b.table.row(
+        "6. keyspace: authz direct, http, exact, 1 worker, each request the next key, over "
+        "1,000 keys: checks/s; authz / Redis CPU per check",
+        f"{base['rps']:,.0f}; {base['authz_us']:.0f} / {base['redis_us']:.1f} µs",
+    )
+    for name, held in (("warm", "authz's caches hold them"), ("cold", "more than authz holds")):
+        m = rates[name]
+        b.table.row(
+            f"6. keyspace: the same with {keys:,} keys, over the {name} sample ({held}): "
+            "checks/s (÷ over 1,000); authz / Redis CPU per check",
+            f"{m['rps']:,.0f} ({m['rps'] / base['rps']:.2f}); "
+            f"{m['authz_us']:.0f} / {m['redis_us']:.1f} µs",
+        )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=8)
@@ -268,6 +313,7 @@ def main() -> int:
         help="the v1 drain size: one call per customer at Stripe's 1,000/s, so 100k "
         "would take over 100 s by design",
     )
+    ap.add_argument("--keys", type=int, default=1_000_000, help="keyspace row: keys (÷10 accounts)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "latest.md")
     args = ap.parse_args()
     table = Table()
@@ -291,6 +337,7 @@ def main() -> int:
                     verify_beside_check(b.stack, b.keys["exact"], b.seconds, b.table.row)
             through_envoy(b, "http")
             webhook_rate(b)
+            keyspace_rows(b, args.keys)
         finally:
             b.stack.stop_all()
         drain(b, "stream", args.customers)

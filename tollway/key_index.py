@@ -41,6 +41,12 @@ class KeyIndex:
 
     async def add(self, record: KeyRecord) -> None:
         """Index a key in every list it belongs to (idempotent)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self.queue(pipe, record)
+            await pipe.execute()
+
+    def queue(self, pipe: Any, record: KeyRecord) -> None:
+        """``add``'s commands, queued on a pipeline the caller executes."""
         member = key_member(record)
         names = [schema.KEY_INDEX, schema.keys_of_owner(record.customer)]
         if record.subscription:
@@ -48,8 +54,8 @@ class KeyIndex:
         if record.external_id:
             names.append(schema.keys_of_external(record.external_id))
         for name in names:
-            await self.redis.zadd(name, {member: 0})
-        await self.redis.zadd(schema.ACCOUNT_INDEX, {record.account: 0})
+            pipe.zadd(name, {member: 0})
+        pipe.zadd(schema.ACCOUNT_INDEX, {record.account: 0})
 
     async def add_account(self, account: str) -> None:
         await self.redis.zadd(schema.ACCOUNT_INDEX, {account: 0})

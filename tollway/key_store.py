@@ -15,7 +15,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -76,63 +76,72 @@ class KeyStore:
         return plaintext, record
 
     async def write(self, record: KeyRecord) -> bool:
-        """Write a new record whole; False if its key id is taken. The indexes and the key's
-        directory entry are written first, so a crash in between leaves at worst an entry for
-        a key that does not exist (401, and nobody holds that key). Raises ValueError if the
-        account is a customer's on another tier."""
-        account = record.account
-        for owner in (record.customer, record.subscription):
-            if owner:
-                await self.redis.sadd(schema.owned_keys(owner), record.key_id)
-        await self.index.add(record)
-        directory = schema.key_directory(record.key_id)
-        entry = ["account", account, "tier", record.tier]  # the tier: authz's first guess
-        if record.external_id:  # authz passes it to the upstream (it never changes)
-            entry += ["external_id", record.external_id]
-        claimed = scripts.result(await self._create(keys=[directory], args=entry)) is Result.DONE
-        if not claimed and text(await self.redis.hget(directory, "account") or "") != account:
-            return False  # the id is another account's key
-        # (An entry of this account already: a retry finishing an issuance that crashed here.)
-        try:
-            return await self.place(record)
-        except ValueError:
-            if claimed:
-                await self.redis.delete(directory)
-                for owner in (record.customer, record.subscription):
-                    if owner:
-                        await self.redis.srem(schema.owned_keys(owner), record.key_id)
-            raise
+        """Write a new record whole; False if its key id is taken. Raises LifecycleError if
+        its account takes no new key (``write_many``)."""
+        (outcome,) = await self.write_many([record])
+        if isinstance(outcome, LifecycleError):
+            raise outcome
+        return outcome
 
-    async def place(self, record: KeyRecord) -> bool:
-        """Write ``record`` into its account, with the account's own fields if it is new;
-        False if it is there already. Raises ValueError if the account is a customer's on
-        another tier (all keys of an account share its plan)."""
-        account = record.account
-        fields = [x for pair in record.to_redis().items() for x in pair]
-        result = await self._open(
-            keys=[schema.key_record(record.key_id, account), schema.account_state(account)],
-            args=[
-                record.tier,
-                record.customer,
-                record.subscription,
-                str(record.period_start),
-                str(record.period_end),
-                *fields,
-            ],
+    async def write_many(self, records: Sequence[KeyRecord]) -> list[bool | LifecycleError]:
+        """Write new records whole, each on its own, in a few pipelines whatever their number
+        (owner sets and indexes, directory entries, then the records into their accounts);
+        per record: True, False if its key id is taken (another account's key), or the
+        LifecycleError its account refuses it with (an operator's hold, or a customer account
+        on another tier), nothing of it left written. The indexes and the key's directory
+        entry are written first, so a crash in between leaves at worst an entry for a key that
+        does not exist (401, and nobody holds that key)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                for owner in _owners(record):
+                    pipe.sadd(schema.owned_keys(owner), record.key_id)
+                self.index.queue(pipe, record)
+            await pipe.execute()
+        entries = [([schema.key_directory(r.key_id)], _directory_entry(r)) for r in records]
+        claimed = [
+            scripts.result(reply) is Result.DONE
+            for reply in await scripts.run_many(self._create, entries)
+        ]
+        # A key id whose entry was there already is ours only if it names this account (a
+        # retry finishing an issuance that crashed after the entry).
+        holders = iter(
+            await self._directory_accounts(
+                [r.key_id for r, c in zip(records, claimed, strict=True) if not c]
+            )
         )
-        outcome = scripts.result(result)
-        if outcome is Result.ACCOUNT_HELD:
-            raise LifecycleError(
-                f"account {account} is suspended by the operator; it takes no new key"
-            )
-        if outcome is Result.TIER_CONFLICT:
-            tier = text(result[1])
-            raise LifecycleError(
-                f"account {account} is on tier {tier!r}; all keys of an account share its plan "
-                f"(issue the key with --tier {tier}, or move the account with "
-                f"`tollway accounts set-tier {account} TIER`)"
-            )
-        return outcome is Result.DONE
+        ours = [
+            c or text(next(holders) or "") == r.account
+            for r, c in zip(records, claimed, strict=True)
+        ]
+        placing = [r for r, ok in zip(records, ours, strict=True) if ok]
+        replies = iter(await scripts.run_many(self._open, [_open_call(r) for r in placing]))
+        outcomes: list[bool | LifecycleError] = []
+        undo: list[KeyRecord] = []
+        for record, ok, new in zip(records, ours, claimed, strict=True):
+            if not ok:
+                outcomes.append(False)
+                continue
+            outcome = _placed(record, next(replies))
+            if isinstance(outcome, LifecycleError) and new:
+                undo.append(record)
+            outcomes.append(outcome)
+        if undo:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for record in undo:
+                    pipe.delete(schema.key_directory(record.key_id))
+                    for owner in _owners(record):
+                        pipe.srem(schema.owned_keys(owner), record.key_id)
+                await pipe.execute()
+        return outcomes
+
+    async def _directory_accounts(self, key_ids: Sequence[str]) -> list[Any]:
+        """The account each key id's directory entry names (None where there is none)."""
+        if not key_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key_id in key_ids:
+                pipe.hget(schema.key_directory(key_id), "account")
+            return list(await pipe.execute())
 
     async def create(
         self,
@@ -341,3 +350,53 @@ def metadata_text(metadata: Mapping[str, str]) -> str:
 def text(v: bytes | str) -> str:
     """A Redis reply as text, whether the client decodes responses or not."""
     return v.decode() if isinstance(v, bytes) else v
+
+
+def _owners(record: KeyRecord) -> list[str]:
+    """The ids whose key sets name the key: its customer, and its subscription if any."""
+    return [owner for owner in (record.customer, record.subscription) if owner]
+
+
+def _directory_entry(record: KeyRecord) -> list[str]:
+    """A key's directory entry: its account, and its tier (authz's first guess), and the
+    external id authz passes to the upstream (it never changes)."""
+    entry = ["account", record.account, "tier", record.tier]
+    if record.external_id:
+        entry += ["external_id", record.external_id]
+    return entry
+
+
+def _open_call(record: KeyRecord) -> scripts.Call:
+    """open_key.lua for ``record``: the record into its account, with the account's own
+    fields if it is new."""
+    fields = [x for pair in record.to_redis().items() for x in pair]
+    return (
+        [schema.key_record(record.key_id, record.account), schema.account_state(record.account)],
+        [
+            record.tier,
+            record.customer,
+            record.subscription,
+            str(record.period_start),
+            str(record.period_end),
+            *fields,
+        ],
+    )
+
+
+def _placed(record: KeyRecord, reply: Any) -> bool | LifecycleError:
+    """open_key.lua's reply: True (written), False (there already), or why the account
+    refused the key."""
+    account = record.account
+    outcome = scripts.result(reply)
+    if outcome is Result.ACCOUNT_HELD:
+        return LifecycleError(
+            f"account {account} is suspended by the operator; it takes no new key"
+        )
+    if outcome is Result.TIER_CONFLICT:
+        tier = text(reply[1])
+        return LifecycleError(
+            f"account {account} is on tier {tier!r}; all keys of an account share its plan "
+            f"(issue the key with --tier {tier}, or move the account with "
+            f"`tollway accounts set-tier {account} TIER`)"
+        )
+    return outcome is Result.DONE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,10 +13,14 @@ import yaml
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 
 from bench.drain import drain_fresh
+from bench.keyspace import keyspace
 from bench.listeners import envoy_config
 from bench.load import check_body
 from devkit import binaries
 from devkit.stack import free_port, port_open, wait_for
+from tollway.key_store import KeyStore
+from tollway.keys import KeyHasher
+from tollway.redis_client import connect
 
 pytestmark = pytest.mark.e2e
 
@@ -79,3 +84,31 @@ def test_bench_drain_bills_exactly(mode, tmp_path):
     """The drain bench runs and its internal check (billed == usage) holds, in both modes."""
     took, calls = drain_fresh(mode, 120, tmp_path, lambda _name, _line: None)
     assert took > 0 and calls == (120 if mode == "v1" else 3)  # stream: 2 batches + a session
+
+
+@pytest.mark.single_redis  # as make bench's: its memory is one redis-server's INFO
+def test_bench_keyspace_issues_working_keys_and_measures_memory(redis_server, tmp_path):
+    """The keyspace row's loading (3,000 keys over 300 accounts, the product's write_many):
+    every key issued is found by its plaintext, memory grows per key and per account, and
+    each rate is taken over the file of the step's keys (here: their count)."""
+    files: dict[str, list[str]] = {}
+
+    def rate_over(keys_file):
+        files[keys_file.name] = keys_file.read_text().split()
+        return {"rps": float(len(files[keys_file.name]))}
+
+    r = keyspace(redis_server, "bench", tmp_path, rate_over, keys=3_000, accounts=300)
+    assert [r["rates"][n]["rps"] for n in ("1k", "warm", "cold")] == [1_000.0, 3_000.0, 3_000.0]
+    assert r["per_key"] > 100 and r["per_account"] > 0
+
+    async def found(plaintexts):
+        redis = connect(redis_server)
+        store = KeyStore(redis, KeyHasher())
+        records = [(await store.find(k))[0] for k in plaintexts]
+        await redis.aclose()
+        return records
+
+    sample = files["keys_cold.txt"][::300]
+    records = asyncio.run(found(sample))
+    assert {r.tier for r in records} == {"bench"}
+    assert all(r.customer.startswith("cus_ks_") for r in records)

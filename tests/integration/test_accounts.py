@@ -4,6 +4,7 @@ one usage count; rotation and tier changes keep them."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -85,6 +86,25 @@ async def test_a_key_of_another_tier_is_refused_for_a_customer_account(redis):
     assert await store.owned("cus_t") == [first.key_id]
     entries = [n async for n in redis.scan_iter(match="tw:{*}:key")]
     assert entries == [schema.key_directory(first.key_id)]  # the refused key's is gone
+
+
+async def test_a_batch_of_keys_is_written_each_on_its_own(redis):
+    """write_many: a new key, a key its account refuses (another tier), a key whose id is
+    another account's, and a key written already: True, the refusal (nothing of that key
+    left), False (the other account's key untouched), and False (there already)."""
+    store = KeyStore(redis, KeyHasher())
+    _, first = await store.create("capped", "cus_b")
+    _, fresh = store.new_record(KeyRecord.template("capped", "cus_b", 1_700_000_000))
+    _, refused = store.new_record(KeyRecord.template("pro", "cus_b", 1_700_000_000))
+    _, clash = store.new_record(KeyRecord.template("pro", "cus_c", 1_700_000_000))
+    clash = replace(clash, key_id=first.key_id)
+    outcomes = await store.write_many([fresh, refused, clash, first])
+    assert outcomes[0] is True and outcomes[2] is False and outcomes[3] is False
+    assert "is on tier 'capped'" in str(outcomes[1])
+    assert sorted(await store.owned("cus_b")) == sorted([first.key_id, fresh.key_id])
+    assert (await store.get(first.key_id)).account == "cus_b"
+    assert not await redis.exists(schema.key_directory(refused.key_id))
+    assert (await store.get(fresh.key_id)).account == "cus_b"
 
 
 async def test_a_tier_change_keeps_the_quota_used_and_clamps_the_bucket(redis, pipe):
