@@ -96,6 +96,7 @@ class CheckEngine:
             # gives up on it; whatever it runs later (it was frozen) is void.
             expire_after_ms=0.8 * settings.store_timeout_ms,
             on_reply_lost=self.metrics.store_replies_lost.inc,
+            known_keys=settings.key_cache,
         )
         self.tiers = TierSource(settings.tiers)
         secret = settings.usage_log_secret if stamps else ""
@@ -108,6 +109,7 @@ class CheckEngine:
             LeaseBook(settings.lease_ttl_ms / 1000, accepting=False),  # until subscribed
             Stamper(secret) if secret else None,
             settings.log_allowed,
+            settings.key_cache,
         )
         self.tiers.on_change(self.service.use_tiers)
         self.store_id = ""  # the store's id (tollway/store_identity.py), once read

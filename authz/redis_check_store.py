@@ -41,8 +41,9 @@ from tollway.usage_stamp import UNHEARD_TTL_S
 # One batch never carries more than this many checks; the rest go in the next pipeline.
 MAX_BATCH = 256
 
-# How many keys' accounts and tiers are remembered (the oldest is forgotten first). A
-# forgotten or stale entry costs one extra round trip, never a wrong answer.
+# How many keys' accounts and tiers are remembered by default (TOLLWAY_AUTHZ_KEY_CACHE; the
+# oldest is forgotten first). A forgotten or stale entry costs one extra round trip, never a
+# wrong answer.
 KNOWN_KEYS_MAX = 100_000
 
 # A key id with no directory entry: no such key.
@@ -79,6 +80,7 @@ class RedisCheckStore:
         on_pipeline: Callable[[], None] = lambda: None,
         expire_after_ms: float | None = None,
         on_reply_lost: Callable[[float], None] = lambda n: None,
+        known_keys: int = KNOWN_KEYS_MAX,
     ) -> None:
         """``pipe`` carries the checks; ``redis`` (redis-py) the write-back.
         ``expire_after_ms``: a check that Redis runs later than this after it was sent is
@@ -101,7 +103,7 @@ class RedisCheckStore:
         self._on_reply_lost = on_reply_lost
         self.expire_after_ms = expire_after_ms
         self.redis_clock = RedisClock()
-        self.keys: BoundedMap[str, KnownKey] = BoundedMap(KNOWN_KEYS_MAX)  # by key id
+        self.keys: BoundedMap[str, KnownKey] = BoundedMap(known_keys)  # by key id
 
     @property
     def breaker_open(self) -> bool:

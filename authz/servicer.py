@@ -38,9 +38,9 @@ from tollway.usage_stamp import REQUEST_ID, Stamper
 
 log = logging.getLogger("tollway.authz")
 
-# How many presented keys' (digest, key id) are remembered, so that a key seen before costs
-# no checksum and no hash.
-IDENTITIES_MAX = 65_536
+# How many presented keys' (digest, key id) are remembered by default (TOLLWAY_AUTHZ_KEY_CACHE),
+# so that a key seen before costs no checksum and no hash.
+IDENTITIES_MAX = 100_000
 # How many digests' last allowed customer is remembered, for on_store_error = "allow".
 ALLOWED_MAX = 100_000
 
@@ -58,10 +58,12 @@ class AuthzServicer:
         leases: LeaseBook | None = None,
         stamper: Stamper | None = None,
         log_allowed: float = 0.0,
+        key_cache: int = IDENTITIES_MAX,
     ) -> None:
         """``stamper``: sign a usage stamp on every counted request, for Envoy's access log
         (tollway/usage_stamp.py); None: the usage log is off. ``log_allowed``: the share of
-        allowed decisions logged (every denial, dry-run and degraded answer is)."""
+        allowed decisions logged (every denial, dry-run and degraded answer is); ``key_cache``:
+        presented keys whose digest and id are remembered."""
         self.tiers = tiers
         self.store = store
         self.hasher = hasher
@@ -72,7 +74,7 @@ class AuthzServicer:
         self.log_allowed = log_allowed
         self.unknown_keys = NegativeCache()  # digests Redis did not know, for a minute
         # presented key -> (digest, key id), for well-formed keys (the checksum holds)
-        self._identities: BoundedMap[str, tuple[str, str]] = BoundedMap(IDENTITIES_MAX)
+        self._identities: BoundedMap[str, tuple[str, str]] = BoundedMap(key_cache)
         # digest -> the customer it was last allowed as: what on_store_error = "allow" trusts
         self._allowed: BoundedMap[str, str] = BoundedMap(ALLOWED_MAX)
         self._decision_ids = nonces("authz-")  # a logged decision's id when Envoy sent none

@@ -44,11 +44,18 @@ class CheckSettings(RedisSettings, UsageLogSettings, UsageWindowSettings):
     # Where usage counted while Redis was down is kept if the process must exit before Redis
     # returns; the next start writes it back.
     spool_dir: Path = env("TOLLWAY_SPOOL_DIR", Path(".tollway/spool"), "unflushed usage on exit")
+    # Keys each process remembers (a presented key's digest and id; a key id's account and
+    # tier). A key it has forgotten costs a hash and one more Redis round trip (make bench
+    # row 6: with each request a key not seen within the last 300,000, 0.62 of the rate).
+    # Size it to the keys active within a few minutes; each costs about 0.5 KB a process.
+    key_cache: int = env("TOLLWAY_AUTHZ_KEY_CACHE", 100_000, "keys each process remembers")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 <= self.log_allowed <= 1.0:
             raise SettingsError(f"TOLLWAY_AUTHZ_LOG_ALLOWED={self.log_allowed}: expected 0 to 1")
+        if self.key_cache < 1:
+            raise SettingsError(f"TOLLWAY_AUTHZ_KEY_CACHE={self.key_cache}: expected 1 or more")
 
 
 @dataclass(frozen=True)

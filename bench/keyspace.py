@@ -13,11 +13,12 @@ entries, records and account hashes, as ``tollway keys create`` writes them), on
    per key; per account, step 2's growth per account less one key's.
 
 Then the check rate over two samples of the million: 10,000 keys (a working set authz's
-caches hold: what the keyspace's size costs Redis and authz, the caches warm) and 300,000
-(more than authz remembers, KNOWN_KEYS_MAX: each check first looks its key's account up, one
-more round trip; wrk sends a few hundred thousand requests a run, so a sample that size is
-as much of the keyspace as a run can touch). Memory is at rest, before checks add each
-account's bucket and quota fields.
+caches hold: what the keyspace's size costs Redis and authz, the caches warm), and 200,000
+(past what authz remembers by default, TOLLWAY_AUTHZ_KEY_CACHE = 100,000: cycled in order, each
+key is forgotten before it comes again, so every check hashes its key and looks its account
+up first, one more round trip: the worst case, as if every key were new). Then the 200,000
+again with authz told to remember them all, after a warm-up that visits each. Memory is at
+rest, before checks add each account's bucket and quota fields.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from tollway.redis_client import connect
 
 BATCH = 5_000  # keys per write_many
 WARM = 10_000  # keys of the million a warm run cycles over (authz's caches hold them)
-COLD = 300_000  # keys of the million a cold run cycles over (more than authz remembers)
+BEYOND = 200_000  # keys a run cycles over past authz's default caches (100,000 keys)
+BEYOND_WARM_S = 15  # a warm-up that visits every one of them (at ~15,000 checks/s or more)
 
 
 async def issue(store: KeyStore, accounts: range, keys: int, tier: str, created: int) -> list[str]:
@@ -62,13 +64,16 @@ def keyspace(
     redis_url: str,
     tier: str,
     out: Path,
-    rate_over: Callable[[Path], dict[str, float]],
+    rate_over: Callable[[Path, int], dict[str, float]],
     keys: int = 1_000_000,
     accounts: int = 100_000,
+    size_caches: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """The steps above; ``rate_over(keys_file)`` measures authz cycling over the keys in that
-    file (its checks/s as "rps", and whatever else it reports). Returns bytes per key and per
-    account, and the three measurements ("1k", "warm", "cold")."""
+    """The steps above; ``rate_over(keys_file, warm_s)`` measures authz cycling over the keys
+    in that file after ``warm_s`` seconds of the same (its checks/s as "rps", and whatever else
+    it reports); ``size_caches(n)``, if given, restarts authz remembering ``n`` keys, for a
+    last run over the sample past the default caches. Returns bytes per key and per account,
+    and the measurements ("1k", "warm", "beyond", "beyond_sized")."""
 
     async def load(accounts_range: range, n: int) -> tuple[list[str], int]:
         redis = connect(redis_url, timeout_s=60)
@@ -81,7 +86,7 @@ def keyspace(
 
     small, _ = asyncio.run(load(range(100), 1_000))
     (out / "keys_1k.txt").write_text("\n".join(small) + "\n")
-    rate_1k = rate_over(out / "keys_1k.txt")
+    rate_1k = rate_over(out / "keys_1k.txt", 2)
     more_accounts, grown_accounts = asyncio.run(load(range(100, accounts), accounts - 100))
     rest = keys - len(small) - len(more_accounts)
     more_keys, grown_keys = asyncio.run(load(range(accounts), rest))
@@ -89,10 +94,13 @@ def keyspace(
     per_account = grown_accounts / len(more_accounts) - per_key
     every = small + more_accounts + more_keys
     rates = {"1k": rate_1k}
-    for name, size in (("warm", WARM), ("cold", COLD)):
+    for name, size in (("warm", WARM), ("beyond", BEYOND)):
         sample = random.sample(every, min(size, len(every)))
         (out / f"keys_{name}.txt").write_text("\n".join(sample) + "\n")
-        rates[name] = rate_over(out / f"keys_{name}.txt")
+        rates[name] = rate_over(out / f"keys_{name}.txt", 2)
+    if size_caches is not None:  # the same sample, authz remembering all of it
+        size_caches(BEYOND + BEYOND // 10)
+        rates["beyond_sized"] = rate_over(out / "keys_beyond.txt", BEYOND_WARM_S)
     return {
         "keys": len(every),
         "per_key": per_key,

@@ -38,6 +38,14 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
+def rss_bytes(pid: int) -> int:
+    """The process's resident memory now (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(f"no VmRSS for process {pid}")
+
+
 def with_children(pid: int) -> list[int]:
     """The process and its direct children (authz's workers)."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()

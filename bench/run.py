@@ -57,7 +57,14 @@ from bench.harness import (
 )
 from bench.keyspace import keyspace
 from bench.load import h2load, wrk
-from bench.probes import cpu_seconds, pipelines, redis_calls, with_children, worker_ok
+from bench.probes import (
+    cpu_seconds,
+    pipelines,
+    redis_calls,
+    rss_bytes,
+    with_children,
+    worker_ok,
+)
 from bench.redis_clients import compare
 from bench.verify import verify_beside_check
 
@@ -265,10 +272,10 @@ def keyspace_rows(b: Bench, keys: int) -> None:
     Leaves the keys in the bench's Redis: run it last."""
     restart_authz(b, "http", 1)
     url = f"http://127.0.0.1:{b.stack.ports.authz}/check/v1/things"
-    authz, redis = [b.pid("authz")], [b.pid("redis")]
 
-    def rate_over(keys_file: Path) -> dict[str, float]:
-        wrk(url, 2, None, keys_file=keys_file)  # authz's connections and the keys' tier
+    def rate_over(keys_file: Path, warm_s: int) -> dict[str, float]:
+        wrk(url, warm_s, None, keys_file=keys_file)  # connections, the keys' tier, the caches
+        authz, redis = [b.pid("authz")], [b.pid("redis")]
         cpu0, rcpu0 = cpu_seconds(authz), cpu_seconds(redis)
         d = wrk(url, b.seconds, None, keys_file=keys_file)
         n = d["n"]
@@ -276,10 +283,16 @@ def keyspace_rows(b: Bench, keys: int) -> None:
             "rps": d["rps"],
             "authz_us": (cpu_seconds(authz) - cpu0) / n * 1e6,
             "redis_us": (cpu_seconds(redis) - rcpu0) / n * 1e6,
+            "rss": float(rss_bytes(authz[0])),
         }
 
+    def size_caches(n: int) -> None:
+        b.stack.env["TOLLWAY_AUTHZ_KEY_CACHE"] = str(n)
+        restart_authz(b, "http", 1)
+
     accounts = keys // 10
-    r = keyspace(b.redis_url, "bench", b.tmp, rate_over, keys, accounts)
+    r = keyspace(b.redis_url, "bench", b.tmp, rate_over, keys, accounts, size_caches)
+    del b.stack.env["TOLLWAY_AUTHZ_KEY_CACHE"]
     b.table.row(
         f"6. keyspace: {keys:,} keys over {accounts:,} accounts: Redis memory per key / per "
         "account (at rest)",
@@ -292,13 +305,18 @@ def keyspace_rows(b: Bench, keys: int) -> None:
         "1,000 keys: checks/s; authz / Redis CPU per check",
         f"{base['rps']:,.0f}; {base['authz_us']:.0f} / {base['redis_us']:.1f} µs",
     )
-    for name, held in (("warm", "authz's caches hold them"), ("cold", "more than authz holds")):
+    samples = (
+        ("warm", "warm sample (authz's caches hold them)"),
+        ("beyond", "200,000-key sample (past authz's default caches)"),
+        ("beyond_sized", "200,000-key sample, TOLLWAY_AUTHZ_KEY_CACHE sized to it"),
+    )
+    for name, what in samples:
         m = rates[name]
         b.table.row(
-            f"6. keyspace: the same with {keys:,} keys, over the {name} sample ({held}): "
-            "checks/s (÷ over 1,000); authz / Redis CPU per check",
+            f"6. keyspace: the same with {keys:,} keys, over the {what}: checks/s (÷ over "
+            "1,000); authz / Redis CPU per check; authz's memory",
             f"{m['rps']:,.0f} ({m['rps'] / base['rps']:.2f}); "
-            f"{m['authz_us']:.0f} / {m['redis_us']:.1f} µs",
+            f"{m['authz_us']:.0f} / {m['redis_us']:.1f} µs; {m['rss'] / 2**20:,.0f} MiB",
         )
 
 

@@ -93,12 +93,12 @@ def test_bench_keyspace_issues_working_keys_and_measures_memory(redis_server, tm
     each rate is taken over the file of the step's keys (here: their count)."""
     files: dict[str, list[str]] = {}
 
-    def rate_over(keys_file):
+    def rate_over(keys_file, warm_s):
         files[keys_file.name] = keys_file.read_text().split()
         return {"rps": float(len(files[keys_file.name]))}
 
     r = keyspace(redis_server, "bench", tmp_path, rate_over, keys=3_000, accounts=300)
-    assert [r["rates"][n]["rps"] for n in ("1k", "warm", "cold")] == [1_000.0, 3_000.0, 3_000.0]
+    assert [r["rates"][n]["rps"] for n in ("1k", "warm", "beyond")] == [1_000.0, 3_000.0, 3_000.0]
     assert r["per_key"] > 100 and r["per_account"] > 0
 
     async def found(plaintexts):
@@ -108,7 +108,7 @@ def test_bench_keyspace_issues_working_keys_and_measures_memory(redis_server, tm
         await redis.aclose()
         return records
 
-    sample = files["keys_cold.txt"][::300]
+    sample = files["keys_beyond.txt"][::300]
     records = asyncio.run(found(sample))
     assert {r.tier for r in records} == {"bench"}
     assert all(r.customer.startswith("cus_ks_") for r in records)
