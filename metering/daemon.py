@@ -125,7 +125,9 @@ class Drainer:
                 else:
                     moves.append(owner)
                     customers.add(owner.customer)
-            moved = await self._step(self.ledger.transfer(moves))  # awaited first: see below
+            # Awaited first: `result.moved += await ...` would read `moved` before the await,
+            # and groups moved at once would overwrite each other's counts.
+            moved = await self._step(self.ledger.transfer(moves))
             result.moved += moved
 
         await each(self._groups(sources), move, IN_FLIGHT)
