@@ -86,7 +86,11 @@ def test_spooled_usage_goes_back_only_into_its_own_store(tmp_path):
         assert [edge.get("/v1/things", exact).status for _ in range(4)] == [200] * 4
         assert edge.stack.stop("authz") == 0  # its Redis away: it spools
         (saved,) = spool_files.listing(spool_dir)
-        assert saved.requests == served - before and saved.store
+        # Every request served is counted once, in Redis or in the spool: the 4 of the outage
+        # are spooled; what the lease served is spooled too, unless its settlement reached
+        # Redis before Redis went away (`make test-stress` saw one land after `before`).
+        assert 4 <= saved.requests <= served - before and saved.store
+        in_the_store = served - saved.requests  # what the original store holds
 
         stores.start_another()
         edge.stack.start("authz")
@@ -95,10 +99,11 @@ def test_spooled_usage_goes_back_only_into_its_own_store(tmp_path):
         assert [f.path for f in spool_files.listing(spool_dir)] == [saved.path]  # left there
         # Nothing of it was written: the other store holds what it held (the cluster: what
         # was counted before the outage; the emptied server: nothing).
-        assert counted(edge, exact_id, leased_id) == (before if stores.cluster else 0)
+        assert counted(edge, exact_id, leased_id) == (in_the_store if stores.cluster else 0)
         edge.stack.stop("authz")
 
         stores.back_to_the_original()
+        assert counted(edge, exact_id, leased_id) == in_the_store
         edge.stack.start("authz")
         wait_for(lambda: counted(edge, exact_id, leased_id) == served, "spool loaded", 10)
         assert spool_files.listing(spool_dir) == []
