@@ -1,14 +1,18 @@
 """The gRPC ceiling: an Authorization server whose Check does nothing but answer OK.
 
 What grpc.aio itself costs per check on this machine; authz is measured against it.
-``python bench/ceiling.py --port N [--loop uvloop] [--redis-url URL]``; with a Redis URL
-each check also awaits one redis-py PING, which bounds what any one-Redis-call check can do.
+``python bench/ceiling.py --port N [--loop uvloop] [--redis-port R]``; with a Redis port, the
+gRPC lean reference: each check also awaits one EVALSHA of the HTTP lean reference's script
+through its client (bench/reference.py), on a key derived from x-api-key. What one Redis round
+trip per check costs a grpc.aio handler, with none of tollway's work.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,7 +20,9 @@ from envoy.service.auth.v3 import external_auth_pb2 as pb
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from google.rpc import code_pb2, status_pb2
 
-from tollway.redis_client import connect
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.reference import Redis, load_script, reference_key
 
 OK = pb.CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=pb.OkHttpResponse())
 
@@ -26,20 +32,21 @@ class Empty(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
         return OK
 
 
-class Ping(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
-    """The empty handler plus one redis-py PING per check: the floor for one Redis call."""
+class Reference(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
+    """The empty handler plus one EVALSHA per check: the gRPC lean reference."""
 
-    def __init__(self, redis_url: str) -> None:
-        self.redis = connect(redis_url)
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
 
     async def Check(self, request: Any, context: Any) -> Any:
-        await self.redis.execute_command("PING")
+        key = request.attributes.request.http.headers.get("x-api-key", "")
+        await self.redis.evalsha(reference_key(key.encode()))
         return OK
 
 
-async def serve(port: int, redis_url: str | None) -> None:
+async def serve(port: int, redis_port: int | None) -> None:
     server = grpc.aio.server()
-    handler = Ping(redis_url) if redis_url else Empty()
+    handler = Reference(await load_script(redis_port)) if redis_port else Empty()
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(handler, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
@@ -50,11 +57,11 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
-    p.add_argument("--redis-url", help="PING this Redis once per check (redis-py, as authz uses)")
+    p.add_argument("--redis-port", type=int, help="one EVALSHA per check on this local Redis")
     args = p.parse_args()
     if args.loop == "uvloop":
         import uvloop
 
-        uvloop.run(serve(args.port, args.redis_url))
+        uvloop.run(serve(args.port, args.redis_port))
     else:
-        asyncio.run(serve(args.port, args.redis_url))
+        asyncio.run(serve(args.port, args.redis_port))

@@ -82,6 +82,7 @@ class Bench:
     unknown_key: str = ""  # well formed, valid checksum, never issued
     bodies: dict[str, Path] = field(default_factory=dict)  # also "unknown": never issued
     reference_rps: float = 0.0  # the lean reference's checks/s, wrk direct (http_ceiling)
+    grpc_reference_rps: float = 0.0  # the gRPC lean reference's, h2load direct (ceilings)
 
     @property
     def redis_url(self) -> str:
@@ -90,11 +91,12 @@ class Bench:
     def pid(self, name: str) -> int:
         return self.stack.procs[name].popen.pid
 
-    def start_ceiling(self, loop: str, ping: bool = False) -> int:
-        """The empty-handler gRPC server (bench/ceiling.py); returns its port."""
+    def start_ceiling(self, loop: str, reference: bool = False) -> int:
+        """The empty-handler gRPC server (bench/ceiling.py), or with ``reference`` the gRPC
+        lean reference on this bench's Redis; returns its port."""
         port = free_port()
         argv = [sys.executable, str(HERE / "ceiling.py"), "--port", str(port), "--loop", loop]
-        argv += ["--redis-url", self.redis_url] if ping else []
+        argv += ["--redis-port", str(self.stack.ports.redis)] if reference else []
         self.stack.start_process("ceiling", argv, lambda: port_open(port))
         return port
 

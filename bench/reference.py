@@ -44,7 +44,9 @@ class Redis(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
-            self.waiting.popleft().set_result(reply)
+            fut = self.waiting.popleft()
+            if not fut.done():  # else its caller gave up (a cancelled gRPC call)
+                fut.set_result(reply)
 
     def call(self, *args: str | int | bytes) -> asyncio.Future[Any]:
         if not self.outgoing:
@@ -53,6 +55,10 @@ class Redis(asyncio.Protocol):
         fut = asyncio.get_running_loop().create_future()
         self.waiting.append(fut)
         return fut
+
+    def evalsha(self, name: bytes) -> asyncio.Future[Any]:
+        """The script on key ``name``: its reply, [count, ms to live]."""
+        return self.call("EVALSHA", SHA, 1, name)
 
     def _write(self) -> None:
         assert self.transport is not None
@@ -86,8 +92,7 @@ class Check(asyncio.Protocol):
         fut.add_done_callback(self._flush)
 
     async def _answer(self, key: bytes) -> bytes:
-        name = b"ref:" + hashlib.sha256(key).hexdigest()[:16].encode()
-        n, ttl = await self.redis.call("EVALSHA", SHA, 1, name)
+        n, ttl = await self.redis.evalsha(reference_key(key))
         return (
             b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nratelimit-limit: 1000000\r\n"
             b"ratelimit-remaining: %d\r\nratelimit-reset: %d\r\n\r\n" % (max(0, 10**6 - n), ttl)
@@ -98,11 +103,21 @@ class Check(asyncio.Protocol):
             self.transport.write(self.answers.popleft().result())  # type: ignore[attr-defined]
 
 
+def reference_key(key: bytes) -> bytes:
+    """The Redis key the script counts on for an API key."""
+    return b"ref:" + hashlib.sha256(key).hexdigest()[:16].encode()
+
+
+async def load_script(redis_port: int) -> Redis:
+    """A connection to the local Redis on ``redis_port``, with the script loaded."""
+    _, redis = await asyncio.get_running_loop().create_connection(Redis, "127.0.0.1", redis_port)
+    assert (await redis.call("SCRIPT", "LOAD", SCRIPT)).decode() == SHA
+    return redis
+
+
 async def serve(port: int, redis_port: int) -> None:
+    redis = await load_script(redis_port)
     loop = asyncio.get_running_loop()
-    _, redis = await loop.create_connection(Redis, "127.0.0.1", redis_port)
-    load = redis.call("SCRIPT", "LOAD", SCRIPT)
-    assert (await load).decode() == SHA
     await loop.create_server(lambda: Check(redis), "127.0.0.1", port, backlog=1024)
     await asyncio.Event().wait()
 
