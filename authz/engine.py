@@ -34,6 +34,7 @@ from authz.settings import CheckSettings
 from authz.usage_buffer import UsageBuffer
 from tollway import scripts
 from tollway.clock import RedisTime
+from tollway.eviction import EvictionWatch
 from tollway.keys import KeyHasher
 from tollway.logs import fields
 from tollway.redis_client import connect
@@ -131,6 +132,7 @@ class CheckEngine:
             asyncio.create_task(self._flush_loop()),
             asyncio.create_task(self._settle_loop()),
             asyncio.create_task(invalidation.listen(self.redis, self.service.leases)),
+            asyncio.create_task(EvictionWatch(self.redis, self.metrics.may_evict, log).run()),
         ]
 
     async def verify(self, key: str, cost: int = 1, feature: str | None = None) -> Verdict:

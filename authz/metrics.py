@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 from authz.decision import Decision
+from tollway import eviction
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -74,6 +75,7 @@ class AuthzMetrics:
         reg = registry if registry is not None else REGISTRY
         self.hot = HotPath()
         reg.register(self.hot)
+        self.may_evict = eviction.gauge("authz", reg)
         self.store_errors = Counter(
             "tollway_authz_store_errors_total", "Checks the store could not answer", registry=reg
         )

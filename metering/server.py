@@ -23,6 +23,7 @@ from metering.retry import RateLimiter, Retrier
 from metering.settings import MeteringSettings
 from metering.sinks import MeterEventSink, Sink
 from metering.stream import StreamSink
+from tollway.eviction import EvictionWatch
 from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.logs import fields
@@ -65,6 +66,7 @@ async def serve(settings: MeteringSettings) -> None:
         )
 
     runner = await serve_probes(settings.host, settings.port, healthz)
+    watch = asyncio.create_task(EvictionWatch(redis, metrics.may_evict, log).run())
 
     stop = stop_on_signals(tiers)
     log.info("serving", extra=fields(port=settings.port, interval_s=settings.interval_s))
@@ -85,6 +87,7 @@ async def serve(settings: MeteringSettings) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=settings.interval_s)
     log.info("stopping")
+    watch.cancel()
     await runner.cleanup()
     await stripe_client.aclose()
     await redis.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -67,10 +68,17 @@ def redis_server(redis_mode: str, tmp_path_factory: pytest.TempPathFactory) -> I
         finally:
             cluster.stop()
         return
+    with own_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def own_redis(data: Path, *extra: str) -> Iterator[str]:
+    """A redis-server on a free loopback port, started with ``extra`` arguments; its URL,
+    and it stops after."""
     port = free_port()
-    data = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        redis_argv(port, data, debug=True),
+        [*redis_argv(port, data, debug=True), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -49,7 +49,7 @@ PUBLISHED_SECRETS = frozenset(
         "tollway-dev-portal-secret",
     }
 )
-# A placeholder (the Istio manifests' "REPLACE_WITH_A_LONG_RANDOM_STRING", "change-me").
+# A placeholder (as the Istio manifests once had: "REPLACE_WITH_A_LONG_RANDOM_STRING", "change-me").
 _PLACEHOLDER = re.compile(r"replace|change[-_ ]?me|example", re.IGNORECASE)
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
+from tollway import eviction
+
 
 class WebhookMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         reg = registry if registry is not None else REGISTRY
+        self.may_evict = eviction.gauge("webhook", reg)
         self.events = Counter(
             "tollway_webhook_events_total",
             "Verified events by type (handled types only; the rest count as other) and outcome",

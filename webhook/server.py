@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -9,6 +10,7 @@ from aiohttp import web
 
 from tollway.audit import AuditLog
 from tollway.dead_letters import DeadLetters
+from tollway.eviction import EvictionWatch
 from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.logs import fields
@@ -45,6 +47,8 @@ async def serve(settings: WebhookSettings) -> None:
         stripe=stripe_client,
         refetch=settings.refetch,
     )
+    metrics = WebhookMetrics()
+    watch = asyncio.create_task(EvictionWatch(redis, metrics.may_evict, log).run())
     if not settings.secrets:
         log.warning("no_webhook_secret", extra=fields(effect="every delivery is refused"))
     app = WebhookApp(
@@ -54,7 +58,7 @@ async def serve(settings: WebhookSettings) -> None:
         settings.secrets,
         settings.tolerance_s,
         settings.max_body_bytes,
-        WebhookMetrics(),
+        metrics,
         stripe_client,
         settings.success_url,
         settings.cancel_url,
@@ -68,6 +72,7 @@ async def serve(settings: WebhookSettings) -> None:
     log.info("serving", extra=fields(port=settings.port))
     await stop.wait()
     log.info("stopping")
+    watch.cancel()
     await runner.cleanup()  # stops accepting, lets in-flight requests finish
     with contextlib.suppress(Exception):
         await redis.aclose()

@@ -1,61 +1,42 @@
-"""The Istio and Kubernetes manifests in envoy/istio/: they parse, and the fields that must
-agree do: provider name and service, ports, probes, environment variables and secrets."""
+"""The Istio overlay (deploy/kubernetes/overlays/istio and istio-http) as kustomize renders it:
+the fields that must agree do: provider name and service, ports, probes, environment variables
+and secrets."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from api.settings import ApiSettings
-from authz import AUTH_SERVICE
 from authz.settings import AuthzSettings
-from metering.settings import MeteringSettings, ReceiverSettings
+from metering.settings import ReceiverSettings
 from portal.settings import PortalSettings
-from tollway.settings import describe, load
+from tests.kube import KUBE, ROOT, render
+from tollway.settings import load
 from webhook.settings import WebhookSettings
 
-ISTIO = Path(__file__).resolve().parents[2] / "envoy" / "istio"
-ENVOY_YAML = ISTIO.parent / "envoy.yaml"
-SETTINGS = {"authz": AuthzSettings, "webhook": WebhookSettings, "metering": MeteringSettings,
-            "receiver": ReceiverSettings, "portal": PortalSettings, "api": ApiSettings}  # fmt: skip
-ARGS = {"receiver": ["metering", "receive"], "api": ["api", "serve"]}  # the others: their own name
+ENVOY_YAML = ROOT / "envoy" / "envoy.yaml"
 
 
-def docs() -> list[dict[str, Any]]:
-    out = []
-    for path in sorted(ISTIO.glob("*.yaml")):
-        out += [d for d in yaml.safe_load_all(path.read_text()) if d]
-    return out
+def mesh(folder: str = "istio") -> dict[str, Any]:
+    """The IstioOperator of mesh-config.yaml (for istioctl, so not in the kustomization)."""
+    doc: dict[str, Any] = yaml.safe_load(
+        (KUBE / "overlays" / folder / "mesh-config.yaml").read_text()
+    )
+    assert doc["kind"] == "IstioOperator"
+    return doc
 
 
 def find(kind: str, name: str | None = None) -> list[dict[str, Any]]:
-    return [
-        d for d in docs() if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
-    ]
+    return render("istio").find(kind, name)
 
 
 def env_of(container: dict[str, Any]) -> dict[str, str]:
-    """The container's environment, with each secret reference checked against the Secret
-    manifest and given a fresh value: the manifest's placeholders are refused by every service
-    (tests/unit/test_settings.py), as they must be until an operator replaces them."""
-    (secret,) = find("Secret", "tollway-secrets")
-    out = {}
-    for e in container["env"]:
-        if "value" in e:
-            out[e["name"]] = str(e["value"])
-        else:
-            ref = e["valueFrom"]["secretKeyRef"]
-            assert ref["name"] == "tollway-secrets" and ref["key"] in secret["stringData"], e
-            out[e["name"]] = f"fresh-{os.urandom(16).hex()}"
-    return out
+    return render("istio").env_of(container)
 
 
 def test_the_provider_the_policy_names_is_the_authz_service():
-    (mesh,) = find("IstioOperator")
-    (provider, _) = mesh["spec"]["meshConfig"]["extensionProviders"]
+    (provider, _) = mesh()["spec"]["meshConfig"]["extensionProviders"]
     (policy,) = [p for p in find("AuthorizationPolicy") if p["spec"]["action"] == "CUSTOM"]
     assert policy["spec"]["action"] == "CUSTOM"
     assert policy["spec"]["provider"]["name"] == provider["name"]
@@ -70,51 +51,17 @@ def test_the_provider_the_policy_names_is_the_authz_service():
     assert grpc["port"] == port["port"] == AuthzSettings().port
 
 
-def test_each_deployment_agrees_with_its_service_settings_and_budget():
-    for name, cls in SETTINGS.items():
-        (deploy,) = find("Deployment", f"tollway-{name}")
-        (service,) = find("Service", f"tollway-{name}")
-        (pdb,) = find("PodDisruptionBudget", f"tollway-{name}")
-        spec = deploy["spec"]
-        labels = spec["template"]["metadata"]["labels"]
-        assert spec["replicas"] == 2
-        assert spec["selector"]["matchLabels"] == labels == service["spec"]["selector"]
-        assert pdb["spec"]["selector"]["matchLabels"] == labels and pdb["spec"]["minAvailable"] == 1
-        (container,) = spec["template"]["spec"]["containers"]
-        assert container["args"] == ARGS.get(name, [name])
-        assert container["resources"]["requests"] and container["resources"]["limits"]
-        env = env_of(container)
-        known = {row[0] for row in describe(cls)}
-        assert set(env) <= known, sorted(set(env) - known)
-        settings = load(cls, env)  # every value is one the service accepts
-        assert settings.host == "0.0.0.0"
-        served = {p["containerPort"] for p in container["ports"]}
-        assert {p["targetPort"] for p in service["spec"]["ports"]} <= served
-        assert settings.port in served
-        probe = container["readinessProbe"]
-        if name == "receiver":
-            assert probe["httpGet"] == {"path": "/healthz", "port": settings.metrics_port}
-        elif name == "authz":
-            assert probe["grpc"] == {"port": settings.port, "service": AUTH_SERVICE}
-            assert container["livenessProbe"]["grpc"]["port"] == settings.port
-            assert settings.metrics_port in served
-        else:
-            assert probe["httpGet"] == {"path": "/healthz", "port": settings.port}
-
-
 def test_the_http_mode_provider_and_patch_agree_with_envoy_http_yaml():
     """HTTP mode: the envoyExtAuthzHttp provider names the authz Service and port, sends the
     headers envoy-http.yaml sends, and the patch turns the authz Deployment to HTTP mode."""
-    http = ISTIO / "http"
-    mesh = yaml.safe_load((http / "mesh-config.yaml").read_text())
-    (provider, als) = mesh["spec"]["meshConfig"]["extensionProviders"]
-    assert als == find("IstioOperator")[0]["spec"]["meshConfig"]["extensionProviders"][1]
+    (provider, als) = mesh("istio-http")["spec"]["meshConfig"]["extensionProviders"]
+    assert als == mesh()["spec"]["meshConfig"]["extensionProviders"][1]
     p = provider["envoyExtAuthzHttp"]
     (service,) = find("Service", "tollway-authz")
     meta = service["metadata"]
     assert p["service"] == f"{meta['name']}.{meta['namespace']}.svc.cluster.local"
     assert p["port"] == AuthzSettings().port and p["failOpen"] is False
-    shipped = yaml.safe_load((ISTIO.parent / "envoy-http.yaml").read_text())
+    shipped = yaml.safe_load((ENVOY_YAML.with_name("envoy-http.yaml")).read_text())
     hcm = shipped["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     service_cfg = hcm["typed_config"]["http_filters"][0]["typed_config"]["http_service"]
     assert p["pathPrefix"] == service_cfg["path_prefix"]
@@ -128,21 +75,19 @@ def test_the_http_mode_provider_and_patch_agree_with_envoy_http_yaml():
     assert on_allow == names(resp["allowed_client_headers_on_success"])
     on_deny = {h if not h.startswith("ratelimit-") else "ratelimit-" for h in p["headersToDownstreamOnDeny"]}  # fmt: skip
     assert on_deny == names(resp["allowed_client_headers"])
-    patch = yaml.safe_load((http / "authz-patch.yaml").read_text())
-    (deploy,) = find("Deployment", "tollway-authz")
-    assert patch["metadata"] == {k: deploy["metadata"][k] for k in ("name", "namespace")}
-    (container,) = patch["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
-    assert load(AuthzSettings, env).mode == "http"
-    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": p["port"]}
+    http = render("istio-http")
+    container = http.container("tollway-authz")
+    assert load(AuthzSettings, http.env_of(container)).mode == "http"
+    assert container["readinessProbe"] == {"httpGet": {"path": "/healthz", "port": p["port"]},
+                                           "periodSeconds": 2, "failureThreshold": 1}  # fmt: skip
+    assert container["livenessProbe"]["tcpSocket"] == {"port": p["port"]}
 
 
 def test_the_access_log_reaches_the_receivers_from_the_api_only():
     """The envoyHttpAls provider names the receiver Service and port; the Telemetry resource
     turns it on for the workloads the CUSTOM policy checks; the receivers take mTLS only,
     from the API's service account."""
-    (mesh,) = find("IstioOperator")
-    (_, provider) = mesh["spec"]["meshConfig"]["extensionProviders"]
+    (_, provider) = mesh()["spec"]["meshConfig"]["extensionProviders"]
     als = provider["envoyHttpAls"]
     (service,) = find("Service", "tollway-receiver")
     meta = service["metadata"]

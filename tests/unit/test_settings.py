@@ -103,28 +103,27 @@ SECRET_VARIABLES = {
 }  # fmt: skip
 
 
-def _istio_secrets() -> dict[str, str]:
-    import yaml
-
-    root = Path(__file__).resolve().parents[2]
-    docs = yaml.safe_load_all((root / "envoy" / "istio" / "webhook.yaml").read_text())
-    return next(d for d in docs if d and d.get("kind") == "Secret")["stringData"]
+# The placeholders the Istio manifests' Secret once held (the manifests now hold no Secret):
+# copies of them live on in operators' repositories.
+PLACEHOLDERS = ("REPLACE_WITH_A_LONG_RANDOM_STRING", "whsec_REPLACE_ME", "change-me")
 
 
 @pytest.mark.parametrize("variable", sorted(SECRET_VARIABLES))
 def test_a_secret_the_repo_publishes_is_refused(variable):
-    """The Istio manifest's placeholder for each secret, and every default the repo once
-    shipped, stop the service from starting, with the variable named and the value unsaid;
-    a fresh value starts it."""
+    """A placeholder the manifests once held, and every default the repo once shipped, stop
+    the service from starting, with the variable named and the value unsaid; a fresh value
+    starts it. Each is a key of the Secret the Kubernetes manifests reference."""
     from portal.settings import PortalSettings
+    from tests.kube import secret_keys
     from tollway.settings import PUBLISHED_SECRETS
     from webhook.settings import WebhookSettings
 
     where, service, more = SECRET_VARIABLES[variable]
     cls = {"authz": AuthzSettings, "webhook": WebhookSettings, "portal": PortalSettings}[service]
     base = {"TOLLWAY_PORTAL_SECRET": FRESH, **more} if service == "portal" else {}
-    placeholder = _istio_secrets()[where]
-    for value in (placeholder, *PUBLISHED_SECRETS, f"whsec_{FRESH},{placeholder}"):
+    assert where in secret_keys()
+    placeholder = PLACEHOLDERS[0]
+    for value in (*PLACEHOLDERS, *PUBLISHED_SECRETS, f"whsec_{FRESH},{placeholder}"):
         with pytest.raises(SettingsError, match=f"^{variable} is a value published") as info:
             load(cls, {**base, variable: value})
         assert value not in str(info.value)
