@@ -29,6 +29,7 @@ AUTHZ_E2E := tests/e2e/test_edge.py tests/e2e/test_faults.py tests/e2e/test_load
 # tests in HTTP mode, on both.
 test: setup
 	@scripts/ensure-compose.sh
+	@scripts/ensure-prometheus.sh
 	@scripts/ensure-chromium.sh
 	$(BIN)/pytest
 	$(BIN)/pytest --redis-mode cluster tests/integration tests/e2e
@@ -52,6 +53,7 @@ test-stress: setup
 	  [ $$a -eq 0 ] && [ $$b -eq 0 ] && [ $$c -eq 0 ] && [ $$d -eq 0 ]'
 
 unit: setup
+	@scripts/ensure-prometheus.sh
 	$(BIN)/pytest tests/unit
 
 integration: setup

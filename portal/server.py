@@ -59,7 +59,7 @@ async def serve(settings: PortalSettings) -> None:
     signups = FreeSignups(redis, lifecycle, settings.signin_ttl_s)
     app = PortalApp(
         tiers,
-        Sessions(settings.session_secret, settings.session_ttl_s),
+        Sessions(settings.session_secrets, settings.session_ttl_s),
         SignInLinks(
             redis, settings.signin_ttl_s, settings.signin_per_address, settings.signin_per_ip
         ),

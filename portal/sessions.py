@@ -4,7 +4,9 @@ A session cookie is ``<sid>.<customer>.<expiry>.<generation>.<signature>``: a ra
 id, the customer's id in base64url (empty before sign-in, so a visitor still gets a CSRF
 token), the expiry in epoch seconds, the customer's session generation when it was made, and
 an HMAC-SHA256 over the first four with the portal's secret. A cookie tampered with, past its
-expiry, or not plain ASCII reads as no session. The generation lives in Redis
+expiry, or not plain ASCII reads as no session. The secret rotates: given several
+(``TOLLWAY_PORTAL_SECRET=new,old``), cookies and CSRF tokens are signed with the first and
+accepted under any, so nobody is signed out while the old one is retired. The generation lives in Redis
 (portal/generations.py): signing out bumps it, which ends every session of that customer, a
 stolen cookie included. A CSRF token is an HMAC of the session's random id: a form posted from
 another site carries none, and one copied from another session does not verify.
@@ -46,13 +48,24 @@ def _unb64(text: str) -> bytes:
 
 
 class Sessions:
-    def __init__(self, secret: str, ttl_s: int, now: Callable[[], float] = time.time) -> None:
-        self._key = hashlib.sha256(b"tollway-portal|" + secret.encode()).digest()
+    def __init__(
+        self, secret: str | list[str], ttl_s: int, now: Callable[[], float] = time.time
+    ) -> None:
+        """``secret``: one, or several with the one to sign with first."""
+        every = [secret] if isinstance(secret, str) else secret
+        if not every:
+            raise ValueError("Sessions needs a secret")
+        self._keys = [hashlib.sha256(b"tollway-portal|" + s.encode()).digest() for s in every]
         self.ttl_s = ttl_s
         self._now = now
 
-    def _sig(self, body: str) -> str:
-        return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
+    def _sig(self, body: str, key: bytes | None = None) -> str:
+        mac = hmac.new(key if key is not None else self._keys[0], body.encode(), hashlib.sha256)
+        return _b64(mac.digest())
+
+    def _verifies(self, body: str, sig: str) -> bool:
+        """Whether ``sig`` signs ``body`` under any of the secrets (each compared in full)."""
+        return any([same(sig, self._sig(body, key)) for key in self._keys])
 
     def new(self, customer: str = "", generation: int = 0) -> Session:
         """A fresh session: a new sid at sign-in, so a token from before cannot carry over."""
@@ -72,7 +85,7 @@ class Sessions:
         if len(parts) != 5 or not parts[2].isdigit() or not parts[3].isdigit():
             return None
         body, sig = cookie.rsplit(".", 1)
-        if not same(sig, self._sig(body)):
+        if not self._verifies(body, sig):
             return None
         try:
             customer = _unb64(parts[1]).decode()
@@ -86,4 +99,4 @@ class Sessions:
         return self._sig(f"csrf|{s.sid}")
 
     def csrf_ok(self, s: Session | None, token: str | None) -> bool:
-        return s is not None and bool(token) and same(self.csrf(s), str(token))
+        return s is not None and bool(token) and self._verifies(f"csrf|{s.sid}", str(token))

@@ -37,7 +37,11 @@ class PortalSettings(RedisSettings, StripeSettings, ProxySettings, BackendSettin
     # form-action. Space-separated; e.g. a stand-in's pages reached under another name.
     stripe_pages: str = env("TOLLWAY_PORTAL_STRIPE_PAGES", "", "more origins forms may lead to")
     session_secret: str = env(
-        "TOLLWAY_PORTAL_SECRET", "", "signs sessions and CSRF tokens", secret=True
+        "TOLLWAY_PORTAL_SECRET",
+        "",
+        "signs sessions and CSRF tokens; several, comma-separated, while rotating (signs with"
+        " the first, accepts any)",
+        secret=True,
     )
     session_ttl_s: int = env("TOLLWAY_PORTAL_SESSION_S", 12 * 3600, "how long a sign-in lasts")
     signin_ttl_s: int = env("TOLLWAY_SIGNIN_TTL_S", 900, "how long a sign-in link works")
@@ -63,12 +67,17 @@ class PortalSettings(RedisSettings, StripeSettings, ProxySettings, BackendSettin
     alert_attempts: int = env("TOLLWAY_ALERT_ATTEMPTS", 8, "tries per alert before it is logged")
     alert_retry_s: float = env("TOLLWAY_ALERT_RETRY_S", 5.0, "first retry delay, then doubling")
 
+    @property
+    def session_secrets(self) -> list[str]:
+        """TOLLWAY_PORTAL_SECRET's secrets, the one to sign with first."""
+        return [x.strip() for x in self.session_secret.split(",") if x.strip()]
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        if len(self.session_secret) < 16:
+        if not self.session_secrets or any(len(x) < 16 for x in self.session_secrets):
             raise SettingsError(
-                "TOLLWAY_PORTAL_SECRET must be set to at least 16 characters: it signs "
-                "customers' sessions"
+                "TOLLWAY_PORTAL_SECRET must be set to at least 16 characters (each of them, "
+                "when several are listed while rotating): it signs customers' sessions"
             )
         if self.alert_webhook_url and len(self.alert_webhook_secret) < 16:
             raise SettingsError(

@@ -23,8 +23,8 @@ class WebhookSettings(RedisSettings, StripeSettings, ProxySettings, BackendSetti
     # straight to the customer.
     success_url: str = env(
         "TOLLWAY_CHECKOUT_SUCCESS_URL",
-        "http://127.0.0.1:8081/keys/claim?session_id={CHECKOUT_SESSION_ID}",
-        "where Checkout sends the customer after paying",
+        "http://127.0.0.1:8083/welcome?session_id={CHECKOUT_SESSION_ID}",
+        "where Checkout sends the customer after paying (the portal's welcome page)",
     )
     cancel_url: str = env(
         "TOLLWAY_CHECKOUT_CANCEL_URL",

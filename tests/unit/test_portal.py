@@ -46,6 +46,26 @@ def test_a_csrf_token_is_bound_to_its_session():
     assert not s.csrf_ok(a, "é" * 43)  # not ASCII: refused, not a TypeError
 
 
+def test_the_session_secret_rotates_without_signing_anyone_out():
+    """With the new secret first and the old one after, cookies and CSRF tokens made under
+    the old one still verify, new ones are made under the new one alone; once the old one is
+    dropped, its cookies read as no session."""
+    old, new = "old-secret-0123456789", "new-secret-0123456789"
+    before = Sessions(old, 60)
+    session = before.new("cus_1")
+    cookie, token = before.dump(session), before.csrf(session)
+    during = Sessions([new, old], 60)
+    assert during.load(cookie) == session and during.csrf_ok(session, token)
+    fresh = during.dump(session)
+    assert Sessions(new, 60).load(fresh) == session and before.load(fresh) is None
+    after = Sessions(new, 60)
+    assert after.load(cookie) is None and not after.csrf_ok(session, token)
+    settings = load(PortalSettings, {"TOLLWAY_PORTAL_SECRET": f"{new}, {old}"})
+    assert settings.session_secrets == [new, old]
+    with pytest.raises(SettingsError, match="each of them"):
+        load(PortalSettings, {"TOLLWAY_PORTAL_SECRET": f"{new},short"})
+
+
 @pytest.mark.parametrize(
     ("peer", "forwarded", "hops", "want"),
     [("10.0.0.1", "203.0.113.9", 0, "10.0.0.1"),  # no trusted proxy: the header is ignored
