@@ -20,7 +20,7 @@ TESTS = ROOT / "dashboards" / "alerts_test.yaml"
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool not found: run `make setup` (scripts/ensure-prometheus.sh)")
+        pytest.fail("promtool not found: run `make test` or `make unit` (scripts/ensure-prometheus.sh installs it)")
     return path
 
 
