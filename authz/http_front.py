@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 
 from authz.http_connection import Connection, HttpApp, HttpLimits
 
@@ -41,8 +42,12 @@ class HttpFront:
     """The HTTP server: one listening socket (shared by workers through SO_REUSEPORT) and
     optionally this worker's own port."""
 
-    def __init__(self, app: HttpApp, limits: HttpLimits | None = None) -> None:
+    def __init__(
+        self, app: HttpApp, limits: HttpLimits | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """``tls``: serve over TLS (tollway/tls.py) rather than plaintext."""
         self.app = app
+        self.tls = tls
         self.limits = limits or HttpLimits()
         self.refused_connections = 0  # closed at once: past max_connections
         self._sweeper: asyncio.Task[None] | None = None
@@ -55,11 +60,13 @@ class HttpFront:
         """Listen; returns the bound (shared) port."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: Connection(self), host, port, reuse_port=True, backlog=1024
+            lambda: Connection(self), host, port, reuse_port=True, backlog=1024, ssl=self.tls
         )
         self.servers.append(server)
         if own_port:
-            own = await loop.create_server(lambda: Connection(self), host, own_port, backlog=1024)
+            own = await loop.create_server(
+                lambda: Connection(self), host, own_port, backlog=1024, ssl=self.tls
+            )
             self.servers.append(own)
         self.serving = True
         if self._sweeper is None:

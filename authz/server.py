@@ -25,6 +25,7 @@ from authz.http_check import CheckApp
 from authz.http_connection import HttpLimits
 from authz.http_front import HttpFront
 from authz.settings import AuthzSettings
+from tollway import tls
 from tollway.logs import fields
 
 log = logging.getLogger("tollway.authz")
@@ -54,7 +55,8 @@ class Worker:
             limits = HttpLimits(
                 idle_s=s.http_idle_s, head_s=s.http_head_s, max_connections=s.http_max_connections
             )
-            self.http = HttpFront(CheckApp(self.service.decide_http, self.service.unheard), limits)
+            app = CheckApp(self.service.decide_http, self.service.unheard)
+            self.http = HttpFront(app, limits, tls.server_context(s))
             return await self.http.start(self.settings.host, self.settings.port, own)
         # SO_REUSEPORT lets --workers processes share one port.
         self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
@@ -68,12 +70,14 @@ class Worker:
             ],
             self.server,
         )
-        port = int(self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}"))
+        port = tls.add_port(
+            self.server, f"{self.settings.host}:{self.settings.port}", self.settings
+        )
         if port == 0:
             raise OSError(f"cannot bind {self.settings.host}:{self.settings.port}")
         if self.settings.worker_port_base:
             own = self.settings.worker_port_base + self.index
-            if int(self.server.add_insecure_port(f"{self.settings.host}:{own}")) == 0:
+            if tls.add_port(self.server, f"{self.settings.host}:{own}", self.settings) == 0:
                 raise OSError(f"cannot bind this worker's own port {self.settings.host}:{own}")
         await self.server.start()
         for name in ("", AUTH_SERVICE):
@@ -93,7 +97,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        self.tiers.reload_on_sighup(loop)
+        self.tiers.follow(loop)
         port = await self.start()
         http = None
         if self.settings.metrics_port:

@@ -8,6 +8,7 @@ from pathlib import Path
 from tollway.settings import (
     RedisSettings,
     SettingsError,
+    TlsSettings,
     UsageLogSettings,
     UsageWindowSettings,
     env,
@@ -59,7 +60,7 @@ class CheckSettings(RedisSettings, UsageLogSettings, UsageWindowSettings):
 
 
 @dataclass(frozen=True)
-class AuthzSettings(CheckSettings):
+class AuthzSettings(CheckSettings, TlsSettings):
     """The ext_authz server."""
 
     # Envoy's two ext_authz transports: grpc_service (authz speaks envoy.service.auth.v3 over
@@ -97,6 +98,7 @@ class AuthzSettings(CheckSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.check_tls()
         if self.mode not in MODES:
             raise SettingsError(
                 f"TOLLWAY_AUTHZ_MODE={self.mode!r}: expected one of {', '.join(MODES)}"

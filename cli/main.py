@@ -31,6 +31,7 @@ from tollway.key_store import KeyNotFound
 from tollway.process import CliError, add_commands
 from tollway.settings import SettingsError
 from tollway.stripe_api import StripeNotConfigured
+from tollway.version import version
 
 COMMANDS = (
     keys,
@@ -53,6 +54,7 @@ COMMANDS = (
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tollway", description="Charge for an API behind Envoy.")
+    p.add_argument("--version", action="version", version=f"tollway {version()}")
     add_commands(p.add_subparsers(dest="command", required=True, metavar="COMMAND"), COMMANDS)
     return p
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,46 @@ def kubernetes_text(source: Path) -> str:
     )
     config = for_hosts(source, KUBERNETES_HOSTS, [9191])
     return header + yaml.safe_dump(config, sort_keys=False)
+
+
+TLS_SNIPPET = ENVOY_YAML.parent / "snippets" / "tls.yaml"
+HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+@dataclass(frozen=True)
+class UpstreamTls:
+    """Envoy's side of TLS to authz and the receivers: the CA their certificates chain to,
+    Envoy's own certificate and key (for mutual TLS), and the name theirs carry."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    name: str
+
+
+def with_upstream_tls(config: dict[str, Any], tls: UpstreamTls) -> dict[str, Any]:
+    """``config`` with envoy/snippets/tls.yaml's transport_socket on the tollway_authz and
+    tollway_usage_log clusters, on ``tls``'s files and name (no ALPN for an HTTP/1.1 one)."""
+    block = yaml.safe_load(TLS_SNIPPET.read_text(encoding="utf-8"))["transport_socket"]
+    for c in config["static_resources"]["clusters"]:
+        if c["name"] not in ("tollway_authz", "tollway_usage_log"):
+            continue
+        socket = copy.deepcopy(block)
+        ctx = socket["typed_config"]
+        ctx["sni"] = tls.name
+        common = ctx["common_tls_context"]
+        options = c["typed_extension_protocol_options"][HTTP_OPTIONS]["explicit_http_config"]
+        if "http2_protocol_options" not in options:  # authz in HTTP mode: HTTP/1.1
+            del common["alpn_protocols"]
+        (pair,) = common["tls_certificates"]
+        pair["certificate_chain"]["filename"] = str(tls.cert)
+        pair["private_key"]["filename"] = str(tls.key)
+        validation = common["validation_context"]
+        validation["trusted_ca"]["filename"] = str(tls.ca)
+        (san,) = validation["match_typed_subject_alt_names"]
+        san["matcher"]["exact"] = tls.name
+        c["transport_socket"] = socket
+    return config
 
 
 def write(config: dict[str, Any], path: Path) -> Path:

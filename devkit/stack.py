@@ -148,6 +148,7 @@ class Ports:
     receiver: int = 9193  # the access-log receiver's gRPC port
     receiver_metrics: int = 9194
     portal: int = 8083
+    portal_metrics: int = 9195
     api: int = 8084  # the management API
     api_verify: int = 8085  # its verify listener
     smtp: int = 2525  # the dev SMTP sink the portal mails through
@@ -219,6 +220,9 @@ class Stack:
     receivers: int = 1
     portal: bool = False  # also run the customer portal and an SMTP sink for its mail
     api: bool = False  # also run the management API
+    # TLS from Envoy to authz and the receivers (envoy/snippets/tls.yaml); they need the
+    # matching TOLLWAY_TLS_* in env.
+    envoy_tls: envoy_config.UpstreamTls | None = None
     portal_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     # With the portal, the webhook service's /checkout and /keys/claim answer only it.
     backend_token: str = field(default_factory=lambda: secrets.token_hex(16))
@@ -365,7 +369,8 @@ class Stack:
         }
         if name in served:
             module, port = served[name]
-            extra = ["--verify-port", str(p.api_verify)] if name == "api" else []
+            extra = {"api": ["--verify-port", str(p.api_verify)],
+                     "portal": ["--metrics-port", str(p.portal_metrics)]}.get(name, [])  # fmt: skip
             return self._service([module, "--port", str(port), *extra], port)
         if name in self.receiver_ports:
             grpc_port, metrics = self.receiver_ports[name]
@@ -390,6 +395,8 @@ class Stack:
                 envoy_config.source_for(self.authz_mode),
                 [g for g, _ in self.receiver_ports.values()],
             )
+            if self.envoy_tls is not None:
+                config = envoy_config.with_upstream_tls(config, self.envoy_tls)
             path = envoy_config.write(config, self.state_dir / "envoy.yaml")
             argv = [
                 binaries.envoy(),

@@ -42,7 +42,7 @@ from metering.metrics import ReceiverMetrics
 from metering.outcomes import Entry, judge, read_entry
 from metering.probes import serve_probes
 from metering.settings import ReceiverSettings
-from tollway import schema, scripts
+from tollway import schema, scripts, tls
 from tollway.logs import fields
 from tollway.process import stop_on_signals
 from tollway.redis_client import connect
@@ -287,7 +287,7 @@ async def serve(settings: ReceiverSettings) -> None:
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)
     await checks.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    port = tls.add_port(server, f"{settings.host}:{settings.port}", settings)
     if port == 0:
         raise OSError(f"cannot bind {settings.host}:{settings.port}")
     runner = await serve_probes(settings.host, settings.metrics_port)

@@ -8,6 +8,7 @@ from tollway.settings import (
     RedisSettings,
     SettingsError,
     StripeSettings,
+    TlsSettings,
     UsageLogSettings,
     UsageWindowSettings,
     env,
@@ -60,7 +61,7 @@ class MeteringSettings(RedisSettings, StripeSettings, UsageWindowSettings):
 
 
 @dataclass(frozen=True)
-class ReceiverSettings(RedisSettings, UsageLogSettings, UsageWindowSettings):
+class ReceiverSettings(RedisSettings, UsageLogSettings, UsageWindowSettings, TlsSettings):
     """The access-log receiver (metering/receiver.py): Envoy's gRPC access log in."""
 
     # Only Envoy should reach it: bind loopback, or a mesh-internal address behind mTLS and
@@ -77,6 +78,7 @@ class ReceiverSettings(RedisSettings, UsageLogSettings, UsageWindowSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.check_tls()
         if not self.usage_log_secret:
             raise SettingsError(
                 "TOLLWAY_USAGE_LOG_SECRET is not set: the receiver cannot tell authz's stamps "

@@ -32,6 +32,7 @@ import aiohttp
 from portal.alerts import ID_HEADER, SIGNATURE_HEADER, Alert, body, due, email, sign
 from portal.dashboard import card
 from portal.mail import Mailer
+from portal.metrics import ALERTS
 from tollway import schema, scripts
 from tollway.accounts import Accounts
 from tollway.key_store import KeyNotFound, KeyStore, text
@@ -197,6 +198,7 @@ class Alerter:
                 errors.append(f"{channel}: {exc!r}"[:300])
                 continue
             record[channel] = "sent"
+            ALERTS.labels(channel, "sent").inc()
             log.info("alert_sent", extra=fields(alert=alert.id, channel=channel))
         if not errors:
             return
@@ -206,6 +208,7 @@ class Alerter:
             for channel in ("email", "webhook"):
                 if record[channel] == "pending":
                     record[channel] = "failed"
+                    ALERTS.labels(channel, "failed").inc()
             log.error(
                 "alert_undelivered",
                 extra=fields(alert=alert.id, attempts=record["attempts"], error=record["error"]),

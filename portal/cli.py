@@ -27,6 +27,7 @@ def register(subparsers: process.Subparsers) -> None:
     p = subparsers.add_parser("portal", help="run the customer portal", description=__doc__)
     p.add_argument("--host", help="bind address (TOLLWAY_PORTAL_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP port (TOLLWAY_PORTAL_PORT, default 8083)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus port (TOLLWAY_PORTAL_METRICS_PORT)")
     p.add_argument("--redis-url", help="Redis URL (TOLLWAY_REDIS_URL)")
     p.add_argument("--tiers", type=Path, help="tier table path (TOLLWAY_TIERS)")
     admin = p.add_subparsers(dest="portal_command", metavar="alerts")
@@ -40,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if args.portal_command == "alerts":
         settings = with_flags(RedisSettings, os.environ, {"redis_url": args.redis_url})
         return asyncio.run(alerts(settings.redis_url, args.action, args.id))
-    flags = {"host": args.host, "port": args.port, "redis_url": args.redis_url, "tiers": args.tiers}
+    flags = {"host": args.host, "port": args.port, "redis_url": args.redis_url, "tiers": args.tiers,
+             "metrics_port": args.metrics_port}  # fmt: skip
     return process.run("portal", PortalSettings, flags, serve)
 
 

@@ -7,6 +7,7 @@ import logging
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from prometheus_client import start_http_server
 
 from portal.alerter import Alerter
 from portal.app import STRIPE_PAGES, PortalApp
@@ -82,6 +83,9 @@ async def serve(settings: PortalSettings) -> None:
     runner = web.AppRunner(app, access_log=None)  # no sign-in token in any log
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
+    metrics = None
+    if settings.metrics_port:
+        metrics, _ = start_http_server(settings.metrics_port, settings.host)
     stop = stop_on_signals(tiers)
     alerts = None
     if settings.alert_interval_s > 0:
@@ -101,6 +105,8 @@ async def serve(settings: PortalSettings) -> None:
     if alerts is not None:
         await alerts
     await runner.cleanup()
+    if metrics is not None:
+        metrics.shutdown()
     await backend.close()
     if stripe_client is not None:
         await stripe_client.aclose()

@@ -22,6 +22,10 @@ class PortalSettings(RedisSettings, StripeSettings, ProxySettings, BackendSettin
     port: int = env("TOLLWAY_PORTAL_PORT", 8083, "portal HTTP port")
     # Where customers reach the portal: the base of every link it emails, and whether its
     # cookies are Secure (an https URL).
+    # Prometheus, on a port of its own: the portal's own port faces the internet.
+    metrics_port: int = env(
+        "TOLLWAY_PORTAL_METRICS_PORT", 9195, "Prometheus /metrics port (0: off); keep it internal"
+    )
     public_url: str = env("TOLLWAY_PORTAL_URL", "http://127.0.0.1:8083", "the portal's own URL")
     # Where customers call the API (through Envoy): the curl line a new key is shown with.
     api_url: str = env("TOLLWAY_PUBLIC_API_URL", "http://127.0.0.1:10000", "the API's URL")

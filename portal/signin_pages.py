@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from portal.metrics import SIGNINS
 from portal.signin import normalize
 from tollway.logs import fields
 
@@ -55,12 +56,14 @@ class SignInPages:
                 s, "signin.html", 400, sent=False, error="That does not look like an email address."
             )
         if not await self.app.links.allowed(address, self.app.client(request)):
+            SIGNINS.labels("throttled").inc()
             return self.app.message(
                 s, "Too many sign-in links", "Wait 15 minutes, then ask again.", 429
             )
         # The same answer, as fast, whether or not the address is a customer's: the lookup
         # and the mail happen after it.
         self.app.background.run(self._mail_links(address), "signin_lookup")
+        SIGNINS.labels("link_asked").inc()
         return self.app.page(s, "signin.html", sent=True, address=address, error="")
 
     async def _mail_links(self, address: str) -> None:
@@ -89,11 +92,13 @@ class SignInPages:
         await self.app.checked_form(request, s)
         customer = await self.app.links.redeem(request.cookies.get(SIGNIN_COOKIE, ""))
         if customer is None:
+            SIGNINS.labels("link_gone").inc()
             return self._link_gone(s)
         signed_in = await self.app.signed_in_session(customer)
         response = web.HTTPSeeOther("/dashboard", headers=self.app.headers)
         self.app.set_session_cookie(response, signed_in)
         response.del_cookie(SIGNIN_COOKIE, path="/signin/confirm")
+        SIGNINS.labels("signed_in").inc()
         log.info("signed_in", extra=fields(customer=customer))
         raise response
 

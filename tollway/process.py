@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tollway import logs
+from tollway import version as build
 from tollway.errors import Refused
 from tollway.settings import SettingsError, with_flags
 from tollway.stripe_api import StripeNotConfigured
@@ -59,12 +60,13 @@ def standalone(command: ModuleType, name: str, argv: Sequence[str] | None = None
 
 
 def stop_on_signals(tiers: TierSource) -> asyncio.Event:
-    """An event a service waits on: set by SIGTERM or SIGINT. SIGHUP reloads ``tiers``."""
+    """An event a service waits on: set by SIGTERM or SIGINT. SIGHUP, or a change to its
+    file, reloads ``tiers``."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tiers.reload_on_sighup(loop)
+    tiers.follow(loop)
     return stop
 
 
@@ -94,6 +96,7 @@ def run(
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     logs.setup(name, str(getattr(settings, "log_level", "INFO")))
+    build.export()
     try:
         run_loop(serve(settings), str(getattr(settings, "event_loop", "asyncio")))  # type: ignore[arg-type]
     except TierError as exc:

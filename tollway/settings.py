@@ -14,6 +14,7 @@ Raises ``SettingsError`` (a ``ValueError``) naming the variable and the bad valu
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import types
 import typing
@@ -232,6 +233,36 @@ class BackendSettings:
     backend_token: str = env(
         "TOLLWAY_BACKEND_TOKEN", "", "required on /checkout and /keys/claim when set", secret=True
     )
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """TLS on the port Envoy calls (authz's checks, the access-log receiver's stream), for a
+    network without a mesh to encrypt it (tollway/tls.py). A certificate and its key turn it
+    on; a client CA also requires Envoy to present a certificate it signed (mutual TLS). A
+    service that has these calls ``check_tls`` from its ``__post_init__``."""
+
+    tls_cert: str = env("TOLLWAY_TLS_CERT", "", "PEM certificate chain served to Envoy (TLS on)")
+    tls_key: str = env("TOLLWAY_TLS_KEY", "", "its PEM private key")
+    tls_client_ca: str = env(
+        "TOLLWAY_TLS_CLIENT_CA", "", "PEM CA bundle: only clients it signed are served (mTLS)"
+    )
+
+    def check_tls(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SettingsError("TOLLWAY_TLS_CERT and TOLLWAY_TLS_KEY go together: set both")
+        if self.tls_client_ca and not self.tls_cert:
+            raise SettingsError(
+                "TOLLWAY_TLS_CLIENT_CA asks for client certificates over TLS: set "
+                "TOLLWAY_TLS_CERT and TOLLWAY_TLS_KEY too"
+            )
+        for name, path in (
+            ("TOLLWAY_TLS_CERT", self.tls_cert),
+            ("TOLLWAY_TLS_KEY", self.tls_key),
+            ("TOLLWAY_TLS_CLIENT_CA", self.tls_client_ca),
+        ):
+            if path and not os.access(path, os.R_OK):
+                raise SettingsError(f"{name}={path!r}: no such readable file")
 
 
 def with_flags(cls: type[T], environ: Mapping[str, str], flags: Mapping[str, Any]) -> T:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from redis.cluster import RedisCluster
 
+from devkit.envoy_config import UpstreamTls
 from devkit.stack import Ports, Stack
 from tests.conftest import CLUSTERS
 from tests.support import TEST_TIERS
@@ -197,6 +198,7 @@ def running_edge(
     receivers: int = 1,
     portal: bool = False,
     api: bool = False,
+    envoy_tls: UpstreamTls | None = None,
 ) -> Iterator[Edge]:
     """Start the whole stack in ``tmp``; stop it (and print its last log lines) on exit."""
     redis_url = _shared_redis["url"]
@@ -216,7 +218,7 @@ def running_edge(
     stack = Stack(Ports.free(), tiers, tmp / "state", sink, redis_url=redis_url,
                   authz_workers=workers, redis_aof=redis_aof, env=env or {},
                   authz_mode=_authz_mode["mode"], receivers=receivers, portal=portal,
-                  api=api)  # fmt: skip
+                  api=api, envoy_tls=envoy_tls)  # fmt: skip
     stack.start_all()
     edge = Edge(stack, logs)
     leaks: list[str] = []

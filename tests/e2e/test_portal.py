@@ -14,6 +14,7 @@ import pytest
 
 from devkit.seed import seed_prices
 from tests.e2e.conftest import fetch, running_edge
+from tests.e2e.test_observability import documented_metrics, families
 from tests.support import TEST_TIERS
 from tollway.tiers import parse_tiers
 
@@ -59,3 +60,11 @@ def test_subscribe_shows_the_key_once_and_it_works_at_envoy(tmp_path: Path):
         status, _ = fetch(f"{hook}/checkout", json.dumps({"tier": "pro"}).encode())
         assert status == 401
         assert fetch(f"{hook}/keys/claim?session_id=cs_test_1")[0] == 401
+        # The portal's metrics are on their own port, as docs/metrics.md lists them; not on
+        # the port customers reach.
+        status, body = fetch(f"http://127.0.0.1:{edge.stack.ports.portal_metrics}/metrics")
+        assert status == 200
+        served = {name for name in families(body.decode()) if name.startswith("tollway_portal_")}
+        assert served == documented_metrics("portal")
+        assert re.search(r'^tollway_build_info\{[^}]*version="', body.decode(), re.M)
+        assert fetch(f"http://127.0.0.1:{edge.stack.ports.portal}/metrics")[0] == 404

@@ -20,7 +20,9 @@ TESTS = ROOT / "dashboards" / "alerts_test.yaml"
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool not found: run `make test` or `make unit` (scripts/ensure-prometheus.sh installs it)")
+        pytest.fail(
+            "promtool not found: run `make test` or `make unit` (scripts/ensure-prometheus.sh installs it)"
+        )
     return path
 
 

@@ -83,6 +83,8 @@ def test_each_service_agrees_with_its_settings_module(overlay):
         served = {p["containerPort"] for p in container["ports"]}
         assert {p["targetPort"] for p in service["spec"]["ports"]} <= served
         assert settings.port in served
+        metrics_port = getattr(settings, "metrics_port", 0)
+        assert not metrics_port or metrics_port in served  # Prometheus can reach it
         mount = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
         tiers = volumes[mount[str(settings.tiers.parent)]]["configMap"]["name"]
