@@ -37,6 +37,7 @@ test: setup
 	$(BIN)/pytest --authz-mode http --redis-mode cluster $(AUTHZ_E2E)
 
 test-cluster: setup
+	@scripts/ensure-prometheus.sh
 	$(BIN)/pytest --redis-mode cluster tests/integration tests/e2e
 
 # The integration and e2e tiers in both Redis modes, then the authz e2e tests in HTTP mode in
@@ -44,6 +45,7 @@ test-cluster: setup
 # suite must hold on a busy laptop too. Every run always happens; the target fails if any did.
 test-stress: setup
 	@scripts/ensure-stress.sh
+	@scripts/ensure-prometheus.sh
 	@scripts/ensure-chromium.sh
 	scripts/with-cpu-hogs.sh sh -c '$(BIN)/pytest tests/integration tests/e2e; a=$$?; \
 	  $(BIN)/pytest --redis-mode cluster tests/integration tests/e2e; b=$$?; \
@@ -61,6 +63,7 @@ integration: setup
 
 e2e: setup
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-prometheus.sh
 	$(BIN)/pytest tests/e2e
 
 # Everything measured side by side in one run, gRPC and HTTP mode; see README "Performance".

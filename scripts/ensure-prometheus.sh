@@ -1,3 +1,4 @@
 #!/usr/bin/env bash
-# promtool (Debian's prometheus package), for the alert rules' tests (tests/unit/test_alerts.py).
-exec "$(dirname "$0")/ensure-apt.sh" "the alert rules' tests" promtool prometheus
+# promtool and prometheus (Debian's prometheus package): the alert rules' tests
+# (tests/unit/test_alerts.py) and a real Prometheus scraping the stack (tests/e2e/test_prometheus.py).
+exec "$(dirname "$0")/ensure-apt.sh" "the alert rules' tests and the Prometheus e2e test" promtool prometheus prometheus prometheus

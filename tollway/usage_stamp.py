@@ -17,6 +17,10 @@ the secret authz and the receiver share (``TOLLWAY_USAGE_LOG_SECRET``): an entry
 stream cannot name an account or a window authz did not stamp, nor a nonce of its own. Keyed
 BLAKE2b, not HMAC-SHA256: one pass of a hash built for keying, at a fraction of HMAC's cost
 per stamp.
+
+The secret rotates: ``TOLLWAY_USAGE_LOG_SECRET=new,old`` signs with the first and reads a stamp
+signed with any. Give the receivers both first, then authz, then drop the old one from both
+once every entry stamped before has arrived (``TOLLWAY_ACCESSLOG_MAX_AGE_S``).
 """
 
 from __future__ import annotations
@@ -56,13 +60,17 @@ class Stamper:
     """Signs stamps (authz) and reads them back (the receiver)."""
 
     def __init__(self, secret: str) -> None:
-        if not secret:
+        """``secret``: one, or several comma-separated with the one to sign with first."""
+        every = [x.strip() for x in secret.split(",") if x.strip()]
+        if not every:
             raise ValueError("the usage log secret is empty")
-        self._key = hashlib.sha256(secret.encode()).digest()  # BLAKE2b keys are <= 64 bytes
+        # BLAKE2b keys are <= 64 bytes
+        self._keys = [hashlib.sha256(x.encode()).digest() for x in every]
         self._nonces = nonces()
 
-    def _sig(self, body: str) -> str:
-        return hashlib.blake2b(body.encode(), key=self._key, digest_size=_SIG_BYTES).hexdigest()
+    def _sig(self, body: str, key: bytes | None = None) -> str:
+        k = key if key is not None else self._keys[0]
+        return hashlib.blake2b(body.encode(), key=k, digest_size=_SIG_BYTES).hexdigest()
 
     def sign(self, source: str, key_id: str, tier: str, at: int) -> str:
         """The stamp's text for one counted request, under a nonce never used before."""
@@ -75,6 +83,6 @@ class Stamper:
         if len(parts) != 6 or not parts[4].isdigit() or not _NONCE.match(parts[0]):
             return None
         body, sig = text.rsplit("|", 1)
-        if not same(sig, self._sig(body)):
+        if not any([same(sig, self._sig(body, key)) for key in self._keys]):
             return None
         return Stamp(parts[0], parts[1], parts[2], parts[3], int(parts[4]))

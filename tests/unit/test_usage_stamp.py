@@ -53,9 +53,21 @@ def test_every_stamp_has_a_nonce_of_its_own():
     assert len({n.nonce for n in nonces if n is not None}) == 2000
 
 
+def test_the_secret_rotates_receivers_first():
+    """Receivers given new,old read stamps signed under either; authz given new,old signs
+    under the new one, which receivers still on the old one alone cannot read; once both
+    drop the old one, its stamps are refused."""
+    old, both, new = Stamper("old-secret"), Stamper("new-secret, old-secret"), Stamper("new-secret")
+    before, during = old.sign("sub_1", "k", "pro", 1), both.sign("sub_1", "k", "pro", 1)
+    assert both.read(before) is not None and both.read(during) is not None
+    assert new.read(during) is not None and old.read(during) is None
+    assert new.read(before) is None
+
+
 def test_an_empty_secret_is_refused():
-    with pytest.raises(ValueError):
-        Stamper("")
+    for empty in ("", " , "):
+        with pytest.raises(ValueError):
+            Stamper(empty)
 
 
 @pytest.mark.parametrize(
