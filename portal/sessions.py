@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tollway.compare import same
+from tollway.compare import same_as_any
 
 COOKIE = "tollway_session"
 
@@ -65,7 +65,7 @@ class Sessions:
 
     def _verifies(self, body: str, sig: str) -> bool:
         """Whether ``sig`` signs ``body`` under any of the secrets (each compared in full)."""
-        return any([same(sig, self._sig(body, key)) for key in self._keys])
+        return same_as_any(sig, [self._sig(body, key) for key in self._keys])
 
     def new(self, customer: str = "", generation: int = 0) -> Session:
         """A fresh session: a new sid at sign-in, so a token from before cannot carry over."""

@@ -11,6 +11,7 @@ from tollway.settings import (
     SettingsError,
     StripeSettings,
     env,
+    listed,
 )
 
 
@@ -20,12 +21,12 @@ class PortalSettings(RedisSettings, StripeSettings, ProxySettings, BackendSettin
 
     host: str = env("TOLLWAY_PORTAL_HOST", "127.0.0.1", "address the portal binds")
     port: int = env("TOLLWAY_PORTAL_PORT", 8083, "portal HTTP port")
-    # Where customers reach the portal: the base of every link it emails, and whether its
-    # cookies are Secure (an https URL).
     # Prometheus, on a port of its own: the portal's own port faces the internet.
     metrics_port: int = env(
         "TOLLWAY_PORTAL_METRICS_PORT", 9195, "Prometheus /metrics port (0: off); keep it internal"
     )
+    # Where customers reach the portal: the base of every link it emails, and whether its
+    # cookies are Secure (an https URL).
     public_url: str = env("TOLLWAY_PORTAL_URL", "http://127.0.0.1:8083", "the portal's own URL")
     # Where customers call the API (through Envoy): the curl line a new key is shown with.
     api_url: str = env("TOLLWAY_PUBLIC_API_URL", "http://127.0.0.1:10000", "the API's URL")
@@ -74,7 +75,7 @@ class PortalSettings(RedisSettings, StripeSettings, ProxySettings, BackendSettin
     @property
     def session_secrets(self) -> list[str]:
         """TOLLWAY_PORTAL_SECRET's secrets, the one to sign with first."""
-        return [x.strip() for x in self.session_secret.split(",") if x.strip()]
+        return listed(self.session_secret)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -9,6 +9,12 @@ from __future__ import annotations
 import hmac
 
 
+def same_as_any(a: str, candidates: list[str]) -> bool:
+    """Whether ``a`` equals one of ``candidates`` (a signature under each secret in force),
+    comparing with every one, so the time does not say which matched."""
+    return any([same(a, b) for b in candidates])
+
+
 def same(a: str, b: str) -> bool:
     """Whether ``a`` equals ``b``, in time that does not depend on where they differ."""
     return hmac.compare_digest(

@@ -73,11 +73,16 @@ def redacted(url: str) -> str:
     return re.sub(r"(://[^:/@,]*:)[^@/]*@", r"\1***@", url)
 
 
+def listed(value: str) -> list[str]:
+    """The comma-separated parts of a setting, stripped, empty ones dropped: the secrets a
+    setting lists while one is rotated (the one to sign with first)."""
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
 def published(value: str) -> bool:
     """Whether ``value`` (or one of its comma-separated parts) is a secret anyone can read in
     this repository: one it ships or shipped, or a placeholder."""
-    parts = [p.strip() for p in value.split(",")]
-    return any(p in PUBLISHED_SECRETS or _PLACEHOLDER.search(p) for p in parts if p)
+    return any(p in PUBLISHED_SECRETS or _PLACEHOLDER.search(p) for p in listed(value))
 
 
 def _convert(name: str, raw: str, kind: Any) -> Any:
@@ -188,7 +193,7 @@ class StripeSettings:
 
     @property
     def secrets(self) -> list[str]:
-        return [s.strip() for s in self.webhook_secrets.split(",") if s.strip()]
+        return listed(self.webhook_secrets)
 
 
 @dataclass(frozen=True)

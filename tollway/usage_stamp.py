@@ -29,8 +29,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from tollway.compare import same
+from tollway.compare import same_as_any
 from tollway.nonces import nonces
+from tollway.settings import listed
 
 METADATA_KEY = "x-tollway-usage-log"  # the dynamic metadata key, and authz's HTTP answer header
 NAMESPACE = "envoy.filters.http.ext_authz"  # where Envoy files ext_authz's metadata
@@ -61,7 +62,7 @@ class Stamper:
 
     def __init__(self, secret: str) -> None:
         """``secret``: one, or several comma-separated with the one to sign with first."""
-        every = [x.strip() for x in secret.split(",") if x.strip()]
+        every = listed(secret)
         if not every:
             raise ValueError("the usage log secret is empty")
         # BLAKE2b keys are <= 64 bytes
@@ -83,6 +84,6 @@ class Stamper:
         if len(parts) != 6 or not parts[4].isdigit() or not _NONCE.match(parts[0]):
             return None
         body, sig = text.rsplit("|", 1)
-        if not any([same(sig, self._sig(body, key)) for key in self._keys]):
+        if not same_as_any(sig, [self._sig(body, key) for key in self._keys]):
             return None
         return Stamp(parts[0], parts[1], parts[2], parts[3], int(parts[4]))
