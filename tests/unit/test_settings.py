@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,30 @@ def test_a_secret_the_repo_publishes_is_refused(variable):
         assert value not in str(info.value)
     field = next(f.name for f in dataclasses.fields(cls) if f.metadata.get("env") == variable)
     assert getattr(load(cls, {**base, variable: FRESH}), field) == FRESH
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"TOLLWAY_TLS_CERT": "{cert}"}, "go together"),
+        ({"TOLLWAY_TLS_KEY": "{key}"}, "go together"),
+        ({"TOLLWAY_TLS_CLIENT_CA": "{cert}"}, "set TOLLWAY_TLS_CERT and TOLLWAY_TLS_KEY too"),
+        ({"TOLLWAY_TLS_CERT": "{cert}", "TOLLWAY_TLS_KEY": "/nonexistent.key"}, "TOLLWAY_TLS_KEY="),
+        ({"TOLLWAY_TLS_CERT": "{cert}", "TOLLWAY_TLS_KEY": "{key}",
+          "TOLLWAY_TLS_CLIENT_CA": "/nonexistent.pem"}, "TOLLWAY_TLS_CLIENT_CA="),
+    ],
+)  # fmt: skip
+def test_tls_settings_that_cannot_work_are_refused_at_start(tmp_path, env, says):
+    """A certificate without its key (or a key alone), a client CA without TLS, or a file that
+    is not there: authz and the receiver refuse to start, naming the variable."""
+    from metering.settings import ReceiverSettings
+
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    filled = {k: v.format(cert=cert, key=key) for k, v in env.items()}
+    for cls, base in ((AuthzSettings, {}), (ReceiverSettings, {"TOLLWAY_USAGE_LOG_SECRET": FRESH})):
+        with pytest.raises(SettingsError, match=re.escape(says)):
+            load(cls, {**base, **filled})
+    ok = load(AuthzSettings, {"TOLLWAY_TLS_CERT": str(cert), "TOLLWAY_TLS_KEY": str(key)})
+    assert ok.tls_cert == str(cert) and not ok.tls_client_ca

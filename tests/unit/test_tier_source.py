@@ -128,3 +128,19 @@ async def test_an_edit_in_place_is_followed(tmp_path):
         await until(lambda: list(source().tiers) == ["solo"])
     finally:
         task.cancel()
+
+
+async def test_a_vanished_file_keeps_the_table_until_one_is_back(tmp_path):
+    path = tmp_path / "tiers.toml"
+    path.write_text(TEST_TIERS)
+    source = TierSource(path)
+    task = asyncio.ensure_future(source.watch(0.05))
+    try:
+        rejected = reloads("rejected")
+        path.unlink()
+        await asyncio.sleep(0.2)  # several polls with no file: nothing reloaded or refused
+        assert source().get("free") is not None and reloads("rejected") == rejected
+        path.write_text(SOLO)
+        await until(lambda: list(source().tiers) == ["solo"])
+    finally:
+        task.cancel()
