@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 
@@ -116,31 +117,32 @@ async def test_a_configmap_update_is_followed_and_a_bad_one_refused(tmp_path):
         source._watch.cancel()
 
 
-async def test_an_edit_in_place_is_followed(tmp_path):
+@contextlib.asynccontextmanager
+async def watched(tmp_path):
+    """A TierSource on tmp_path/tiers.toml (TEST_TIERS), watched every 0.05 s while in use."""
     path = tmp_path / "tiers.toml"
     path.write_text(TEST_TIERS)
     source = TierSource(path)
     task = asyncio.ensure_future(source.watch(0.05))
     try:
-        await asyncio.sleep(0.1)
-        assert source().get("free") is not None  # nothing changed: nothing reloaded
-        path.write_text(SOLO)
-        await until(lambda: list(source().tiers) == ["solo"])
+        yield path, source
     finally:
         task.cancel()
 
 
+async def test_an_edit_in_place_is_followed(tmp_path):
+    async with watched(tmp_path) as (path, source):
+        await asyncio.sleep(0.1)
+        assert source().get("free") is not None  # nothing changed: nothing reloaded
+        path.write_text(SOLO)
+        await until(lambda: list(source().tiers) == ["solo"])
+
+
 async def test_a_vanished_file_keeps_the_table_until_one_is_back(tmp_path):
-    path = tmp_path / "tiers.toml"
-    path.write_text(TEST_TIERS)
-    source = TierSource(path)
-    task = asyncio.ensure_future(source.watch(0.05))
-    try:
+    async with watched(tmp_path) as (path, source):
         rejected = reloads("rejected")
         path.unlink()
         await asyncio.sleep(0.2)  # several polls with no file: nothing reloaded or refused
         assert source().get("free") is not None and reloads("rejected") == rejected
         path.write_text(SOLO)
         await until(lambda: list(source().tiers) == ["solo"])
-    finally:
-        task.cancel()
