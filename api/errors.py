@@ -12,6 +12,8 @@ the request field at fault when there is one) under a stable code:
     409 conflict              the key's or account's state refuses the change (LifecycleError),
                               or a request with the same Idempotency-Key is still running
     409 idempotency_mismatch  an Idempotency-Key used before with another request
+    409 idempotency_unreadable  the answer kept for an Idempotency-Key was sealed under a key
+                              pepper no longer in force
     413 payload_too_large     a body over the bound
     429 rate_limited          the token's requests per second are spent
     503 unavailable           Redis cannot answer now; retry (Unavailable, RedisError)

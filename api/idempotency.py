@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +42,11 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 class Idempotency:
-    def __init__(self, redis: Any, secret: bytes) -> None:
-        """``secret``: the server pepper, which answers are sealed with."""
+    def __init__(self, redis: Any, peppers: Sequence[bytes]) -> None:
+        """``peppers``: the key peppers honoured (KeyHasher.peppers); answers are sealed with
+        the first, and opened with any."""
         self.redis = redis
-        self.secret = secret
+        self.peppers = peppers
 
     @staticmethod
     def check_key(key: str) -> None:
@@ -84,7 +86,16 @@ class Idempotency:
             raise ApiError(
                 409, "conflict", "a request with this Idempotency-Key is still running; retry"
             )
-        body = sealing.unseal(str(held["body"]), _context(token_id, key), self.secret)
+        try:
+            body = sealing.unseal(str(held["body"]), _context(token_id, key), self.peppers, _json)
+        except ValueError:  # sealed under a pepper no longer listed; running it again could
+            raise ApiError(  # do twice what was asked once
+                409,
+                "idempotency_unreadable",
+                "the answer kept for this Idempotency-Key was sealed under a key pepper no "
+                "longer in force; check what the first request did, then use a new key",
+                "Idempotency-Key",
+            ) from None
         return Stored(int(held["status"]), body)
 
     async def finish(self, token_id: str, key: str, fp: str, status: int, body: str) -> None:
@@ -93,7 +104,7 @@ class Idempotency:
         if status >= 500:
             await self.redis.delete(name)
             return
-        sealed = sealing.seal(body, _context(token_id, key), self.secret)
+        sealed = sealing.seal(body, _context(token_id, key), self.peppers[0])
         await self.redis.set(
             name, json.dumps({"fp": fp, "status": status, "body": sealed}), ex=KEEP_S
         )
@@ -105,3 +116,11 @@ class Idempotency:
 
 def _context(token_id: str, key: str) -> str:
     return f"idempotency:{token_id}:{key}"
+
+
+def _json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

@@ -49,7 +49,8 @@ class Answer(BaseModel):
 class ErrorDetail(Answer):
     code: str = Field(
         description="stable: invalid_request, unauthorized, forbidden, not_found, conflict, "
-        "idempotency_mismatch, rate_limited, payload_too_large, request_timeout, unavailable"
+        "idempotency_mismatch, idempotency_unreadable, rate_limited, payload_too_large, "
+        "request_timeout, unavailable"
     )
     message: str
     field: str | None = Field(None, description="the request field at fault, when one is")

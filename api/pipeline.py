@@ -55,7 +55,7 @@ class Pipeline:
     def __init__(self, services: Services, tokens: ApiTokens, per_token: int) -> None:
         self.services = services
         self.gate = Gate(services.engine, tokens, per_token)
-        self.idempotency = Idempotency(services.keys.redis, services.keys.hasher.pepper)
+        self.idempotency = Idempotency(services.keys.redis, services.keys.hasher.peppers)
         self._patterns = {k: re.compile(v) for k, v in PATH_PATTERNS.items()}
 
     async def run(self, op: Operation, request: Incoming) -> Reply:

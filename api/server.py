@@ -32,7 +32,7 @@ VERIFY_GRACE_S = 5.0  # verifies in flight at SIGTERM finish within this
 
 
 def pipeline(settings: ApiSettings, redis: object, engine: CheckEngine) -> Pipeline:
-    hasher = KeyHasher(settings.key_pepper.encode())
+    hasher = KeyHasher.configured(settings)
     clock = WallClock()
     audit = AuditLog.configured(redis, settings, clock)
     services = Services(KeyStore(redis, hasher, audit), audit, clock, engine)

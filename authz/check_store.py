@@ -81,6 +81,11 @@ class CheckStore(Protocol):
         if the key is not remembered)."""
         ...
 
+    def own_id(self, key_id: str) -> str:
+        """The key's own id: ``key_id``, unless the store found the key by the id it has under
+        a newer key pepper than it was issued under (tollway/key_store.py ``move``)."""
+        ...
+
     def usage_source(self, key_id: str) -> str:
         """Where usage counted for ``key_id`` outside the store goes: its account if known,
         else the key id (metering finds the account from the key's record)."""

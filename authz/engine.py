@@ -33,8 +33,11 @@ from authz.servicer import AuthzServicer
 from authz.settings import CheckSettings
 from authz.usage_buffer import UsageBuffer
 from tollway import scripts
+from tollway.audit import AuditLog
+from tollway.cancel import stop_tasks
 from tollway.clock import RedisTime
 from tollway.eviction import EvictionWatch
+from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.logs import fields
 from tollway.redis_client import connect
@@ -101,16 +104,21 @@ class CheckEngine:
         )
         self.tiers = TierSource(settings.tiers)
         secret = settings.usage_log_secret if stamps else ""
+        hasher = KeyHasher.configured(settings)
+        # While the key pepper rotates, a key unknown under the new one is looked for (and
+        # moved) under the earlier ones: once per key and process, off the check path's client.
+        keys = KeyStore(self.redis, hasher, AuditLog.configured(self.redis, settings))
         self.service = AuthzServicer(
             CheckTiers(self.tiers()),
             self.store,
-            KeyHasher(settings.key_pepper.encode()),
+            hasher,
             self.buffer,
             self.metrics,
             LeaseBook(settings.lease_ttl_ms / 1000, accepting=False),  # until subscribed
             Stamper(secret) if secret else None,
             settings.log_allowed,
             settings.key_cache,
+            keys.move if hasher.earlier else None,
         )
         self.tiers.on_change(self.service.use_tiers)
         self.store_id = ""  # the store's id (tollway/store_identity.py), once read
@@ -254,8 +262,7 @@ class CheckEngine:
     async def stop(self) -> None:
         """After the last check: settle every lease, write back (or spool) buffered usage,
         close the connections."""
-        for task in self._tasks:
-            task.cancel()
+        await stop_tasks(self._tasks)
         leases = self.service.leases
         leases.close_all()
         await self._settle()

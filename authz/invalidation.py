@@ -16,6 +16,7 @@ from typing import Any
 
 from authz.leases import LeaseBook
 from tollway import schema
+from tollway.cancel import reraise_if_cancelled
 from tollway.logs import fields
 
 log = logging.getLogger("tollway.authz.invalidation")
@@ -40,6 +41,7 @@ async def listen(redis: Any, leases: LeaseBook, ready: asyncio.Event | None = No
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a dropped connection: close everything, then resubscribe
+            reraise_if_cancelled()
             leases.accepting = False  # no new leases until changes can reach them again
             leases.close_all()
             log.warning("invalidation_disconnected", extra=fields(error=repr(exc)))

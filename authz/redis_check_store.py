@@ -60,12 +60,14 @@ WRITE_BACK_TIMEOUT_S = 1.0
 @dataclass(slots=True)
 class KnownKey:
     """What this process knows of a key: its account (where its check runs; a key never
-    changes account), the tier check.lua last reported for it ("" for none yet), and the
-    operator's id for its user (set when the key is issued, never changed)."""
+    changes account), the tier check.lua last reported for it ("" for none yet), the
+    operator's id for its user (set when the key is issued, never changed), and the key's
+    own id where it was looked up by the id it has under a newer pepper ("" otherwise)."""
 
     account: str
     tier: str
     external_id: str = ""
+    own_id: str = ""
 
 
 class RedisCheckStore:
@@ -121,6 +123,10 @@ class RedisCheckStore:
         known = self.keys.get(key_id)
         return known.external_id if known is not None else ""
 
+    def own_id(self, key_id: str) -> str:
+        known = self.keys.get(key_id)
+        return known.own_id if known is not None and known.own_id else key_id
+
     async def note_unheard(self, request_id: str, stamp: str) -> None:
         # Off the check path (rare: a check Envoy gave up on), so through redis-py.
         await self.redis.set(schema.unheard(request_id), stamp, ex=UNHEARD_TTL_S)
@@ -151,11 +157,11 @@ class RedisCheckStore:
             known = await self._locate(request.key_id)
             if known is None:
                 return NO_KEY
-        out = await self._run_script(request, known.account, known.tier)
+        out = await self._run_script(request, known, known.tier)
         if out.code is not Code.TIER_CHANGED:
             return out
         known.tier = out.tier
-        out = await self._run_script(request, known.account, out.tier)
+        out = await self._run_script(request, known, out.tier)
         if out.code is Code.TIER_CHANGED:  # changed again within one round trip
             raise StoreUnavailable(f"the tier of key {request.key_id} changed during the check")
         return out
@@ -164,21 +170,23 @@ class RedisCheckStore:
         """The key's account, issued tier and external id from its directory entry,
         remembered; None if there is no such key."""
         name = schema.key_directory(key_id)
-        reply = await self._call(("HMGET", name, "account", "tier", "external_id"))
-        if not isinstance(reply, list) or len(reply) != 3:
+        reply = await self._call(("HMGET", name, "account", "tier", "external_id", "key_id"))
+        if not isinstance(reply, list) or len(reply) != 4:
             raise StoreUnavailable(f"unexpected reply to a key lookup: {reply!r}")
-        account, tier, external_id = reply
+        account, tier, external_id, own_id = reply
         if not account:
             return None
-        known = KnownKey(str(account), str(tier or ""), str(external_id or ""))
+        known = KnownKey(str(account), str(tier or ""), str(external_id or ""), str(own_id or ""))
         self.keys[key_id] = known
+        if known.own_id:  # the servicer names the key by its own id from now on
+            self.keys[known.own_id] = known
         return known
 
-    async def _run_script(self, r: StoreCheck, account: str, tier: str) -> CheckReply:
+    async def _run_script(self, r: StoreCheck, known: KnownKey, tier: str) -> CheckReply:
         if not self.breaker.allow():
             raise StoreUnavailable("circuit breaker open")
         now = self.clock.now_ms()
-        keys = schema.check_keys(r.key_id, account, r.settlement)
+        keys = schema.check_keys(known.own_id or r.key_id, known.account, r.settlement)
         # ARGV[9], the deadline, is filled in when the pipeline is sent (_dated).
         command = (
             "EVALSHA",

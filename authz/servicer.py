@@ -59,11 +59,15 @@ class AuthzServicer:
         stamper: Stamper | None = None,
         log_allowed: float = 0.0,
         key_cache: int = IDENTITIES_MAX,
+        earlier: Callable[[str], Awaitable[tuple[str, str] | None]] | None = None,
     ) -> None:
         """``stamper``: sign a usage stamp on every counted request, for Envoy's access log
         (tollway/usage_stamp.py); None: the usage log is off. ``log_allowed``: the share of
         allowed decisions logged (every denial, dry-run and degraded answer is); ``key_cache``:
-        presented keys whose digest and id are remembered."""
+        presented keys whose digest and id are remembered. ``earlier``: while the key pepper
+        rotates, finds a key the store does not know under the pepper in force under an
+        earlier one and moves it (tollway/key_store.py ``KeyStore.move``): (the digest its
+        record holds, its key id), or None."""
         self.tiers = tiers
         self.store = store
         self.hasher = hasher
@@ -72,6 +76,7 @@ class AuthzServicer:
         self.leases = leases if leases is not None else LeaseBook(DEFAULT_LEASE_TTL_S)
         self.stamper = stamper
         self.log_allowed = log_allowed
+        self.earlier = earlier
         self.unknown_keys = NegativeCache()  # digests Redis did not know, for a minute
         # presented key -> (digest, key id), for well-formed keys (the checksum holds)
         self._identities: BoundedMap[str, tuple[str, str]] = BoundedMap(key_cache)
@@ -129,10 +134,17 @@ class AuthzServicer:
         return self._ask_store(info, key_id, digest, tiers, start)
 
     async def _ask_store(
-        self, info: RequestInfo, key_id: str, digest: str, tiers: CheckTiers, start: float
+        self,
+        info: RequestInfo,
+        key_id: str,
+        digest: str,
+        tiers: CheckTiers,
+        start: float,
+        look_earlier: bool = True,
     ) -> Decision:
         """The store's decision, after waiting for a renewal of the key's lease already under
-        way, if one is: its new lease may serve this check too."""
+        way, if one is: its new lease may serve this check too. A key the store does not know
+        is looked for under the earlier key peppers, if any (``look_earlier``)."""
         tier = tiers.tier(self.store.tier_of(key_id))
         if tier is not None and tier.limiter is LimiterKind.LEASE:
             renewal = self.leases.renewal(key_id)
@@ -168,6 +180,12 @@ class AuthzServicer:
             if renewing:
                 self.leases.renewed(key_id)
             self._show_breaker()
+        if out.code is Code.UNKNOWN_KEY and look_earlier and self.earlier is not None:
+            return await self._look_earlier(info, key_id, digest, tiers, start)
+        own_id = self.store.own_id(key_id)
+        if own_id != key_id:  # found by the id it has under a newer pepper: named by its own
+            key_id = own_id
+            self._identities[info.key or ""] = (digest, own_id)
         if out.code is Code.OK:
             if self._allowed.get(digest) != out.customer:
                 self._allowed[digest] = out.customer
@@ -179,6 +197,26 @@ class AuthzServicer:
                 self.unknown_keys.add(digest)
         d = on_reply(info, key_id, out, tiers.tier_for(out), self.store.external_id_of(key_id))
         return self._done(self._stamped(d, info, out.now_ms / 1000), info, start)
+
+    async def _look_earlier(
+        self, info: RequestInfo, key_id: str, digest: str, tiers: CheckTiers, start: float
+    ) -> Decision:
+        """The decision for a key the store does not know under the pepper in force: found
+        (and moved) under an earlier one, it is decided as that key from now on; else 401."""
+        assert self.earlier is not None and info.key is not None
+        try:
+            found = await self.earlier(info.key)
+        except Exception as exc:  # redis-py's errors, as the store's would be
+            unavailable = StoreUnavailable(f"looking a key up under earlier peppers: {exc}")
+            return self._done(
+                self._store_error(info, key_id, digest, tiers, unavailable), info, start
+            )
+        if found is None:
+            self.unknown_keys.add(digest)
+            return self._done(invalid_key(key_id), info, start)
+        self._identities[info.key] = found
+        found_digest, own_id = found
+        return await self._ask_store(info, own_id, found_digest, tiers, start, look_earlier=False)
 
     def _from_lease(
         self, info: RequestInfo, key_id: str, digest: str, tiers: CheckTiers

@@ -1,4 +1,5 @@
-"""``tollway keys create|list|show|revoke|suspend|resume|rotate|reindex``: issue and manage API keys.
+"""``tollway keys create|list|show|revoke|suspend|resume|rotate|reindex|peppers``: issue and
+manage API keys.
 
 ``keys create`` and ``keys rotate`` print only the new key on stdout; everything else goes to
 stderr, so ``KEY=$(tollway keys create ...)`` works.
@@ -13,7 +14,7 @@ import sys
 from cli.accounts import print_keys
 from cli.store_access import add_store_flags, lifecycle, settings_of, with_store
 from tollway.key_store import KeyNotFound, KeyStore
-from tollway.keys import KeyMode, new_customer_id
+from tollway.keys import KeyMode, new_customer_id, pepper_fingerprint
 from tollway.process import CliError, Subparsers
 from tollway.settings import RedisSettings
 from tollway.tiers import TierError, load_tiers
@@ -58,6 +59,10 @@ def register(subparsers: Subparsers) -> None:
         "reindex", help="put every key and account in the API's ordered lists (after upgrading)"
     )
     add_store_flags(reindex)
+    peppers = keys.add_parser(
+        "peppers", help="keys by the pepper they are under: when an earlier one can be dropped"
+    )
+    add_store_flags(peppers)
     rotate = keys.add_parser("rotate", help="issue a successor; the old key works for --overlap")
     rotate.add_argument("key", metavar="KEY_OR_ID")
     rotate.add_argument("--overlap", default="24h", help="how long the old key keeps working")
@@ -78,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         return with_store(settings, lambda store: rotate(store, args.key, args.overlap))
     if command == "reindex":
         return with_store(settings, reindex)
+    if command == "peppers":
+        return with_store(settings, peppers)
     return with_store(settings, lambda store: change(store, CHANGES[command][0], args.key))
 
 
@@ -142,6 +149,25 @@ async def change(store: KeyStore, method: str, key: str) -> int:
 async def reindex(store: KeyStore) -> int:
     n = await store.reindex()
     print(f"{n} keys indexed", file=sys.stderr)
+    return 0
+
+
+async def peppers(store: KeyStore) -> int:
+    """Prints, as JSON, the keys not revoked under each pepper (by fingerprint), and which
+    earlier peppers no key is under any more (safe to drop from TOLLWAY_KEY_PEPPER)."""
+    counts = await store.pepper_counts()
+    hasher = store.hasher
+    earlier = [pepper_fingerprint(p) for p in hasher.earlier]
+    unrecorded = counts.pop("", 0)
+    report = {
+        "in_force": hasher.fingerprint,
+        "earlier": earlier,
+        "keys": counts,
+        # Made before records named their pepper: under one of those listed, not known which.
+        "keys_unrecorded": unrecorded,
+        "droppable": [] if unrecorded else [fp for fp in earlier if not counts.get(fp)],
+    }
+    print(json.dumps(report, indent=2))
     return 0
 
 

@@ -45,7 +45,7 @@ def with_store(settings: RedisSettings, fn: Callable[[KeyStore], Awaitable[int]]
     async def go() -> int:
         redis = connect(settings.redis_url, timeout_s=5.0)
         try:
-            hasher = KeyHasher(settings.key_pepper.encode())
+            hasher = KeyHasher.configured(settings)
             return await fn(KeyStore(redis, hasher, AuditLog.configured(redis, settings)))
         except BrokenPipeError:
             raise  # stdout closed (| head): not Redis's doing (cli/main.py)

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 async def show_by_key(settings: MeteringSettings, customer: str) -> int:
     redis = connect(settings.redis_url, timeout_s=5.0)
     try:
-        keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
+        keys = KeyStore(redis, KeyHasher.configured(settings))
         rows = await per_key(keys, customer, int(time.time()))
         listing = await lifecycle(keys).listing([record for record, _ in rows])
     finally:
@@ -63,7 +63,7 @@ async def windows(settings: MeteringSettings, customer: str) -> tuple[dict[str, 
     connection of their own."""
     redis = connect(settings.redis_url, timeout_s=5.0)
     try:
-        keys = KeyStore(redis, KeyHasher(settings.key_pepper.encode()))
+        keys = KeyStore(redis, KeyHasher.configured(settings))
         rows = await customer_windows(keys, customer, load_tiers(settings.tiers))
         return rows, await carried(keys, customer)
     finally:

@@ -121,12 +121,11 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[De
     return settings, own_redis
 
 
-async def _demo_key(stack: Stack, tier: Tier, pepper: str) -> tuple[str, str, str]:
+async def _demo_key(stack: Stack, tier: Tier, hasher: KeyHasher) -> tuple[str, str, str]:
     """A demo key on ``tier`` for cus_demo, and a management API token of every scope: (key,
     key id, token)."""
     redis = connect(stack.effective_redis_url, timeout_s=5.0)
     try:
-        hasher = KeyHasher(pepper.encode())
         lifecycle = Lifecycle(KeyStore(redis, hasher), WallClock(), actor="dev")
         plaintext, record = await lifecycle.create(tier.name, "cus_demo")
         token, _ = await ApiTokens(redis, hasher, lifecycle.audit).create(
@@ -270,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         stack.start_all()
-        key, key_id, token = asyncio.run(_demo_key(stack, tier, settings.key_pepper))
+        key, key_id, token = asyncio.run(_demo_key(stack, tier, KeyHasher.configured(settings)))
         if stack.standin:
             asyncio.run(seed_prices(stack.standin_url, table))
         print(banner(stack, tier, key, key_id) + api_banner(stack, token), flush=True)

@@ -48,7 +48,7 @@ async def serve(settings: MeteringSettings) -> None:
     if settings.sink == "stream":
         sink = StreamSink(stripe_client, retrier, settings.usage_window_s, fallback=sink)
     drainer = Drainer(
-        KeyStore(redis, KeyHasher(settings.key_pepper.encode())),
+        KeyStore(redis, KeyHasher.configured(settings)),
         Ledger(redis, settings.usage_window_s, settings.window_slack_s, settings.refund_carry_s),
         sink,
         tiers,

@@ -49,9 +49,7 @@ def form_targets(api_base: str, more: str) -> tuple[str, ...]:
 async def serve(settings: PortalSettings) -> None:
     tiers = TierSource(settings.tiers)
     redis = connect(settings.redis_url, timeout_s=5.0)
-    keys = KeyStore(
-        redis, KeyHasher(settings.key_pepper.encode()), AuditLog.configured(redis, settings)
-    )
+    keys = KeyStore(redis, KeyHasher.configured(settings), AuditLog.configured(redis, settings))
     stripe_client = optional(settings, log, "no customer can sign in")
 
     backend = Backend(settings.webhook_url, settings.backend_token)

@@ -137,19 +137,30 @@ class ApiTokens:
 
     async def authenticate(self, presented: str) -> ApiToken | None:
         """The live token ``presented`` is, or None (malformed, unknown or revoked)."""
-        found = self.lookup(presented)
-        if found is None:
-            return None
-        token_id, digest = found
-        return live(token_id, digest, await self.redis.hgetall(schema.api_token(token_id)))
+        for token_id, digest in self.lookups(presented):
+            token = live(token_id, digest, await self.redis.hgetall(schema.api_token(token_id)))
+            if token is not None:
+                return token
+        return None
 
     def lookup(self, presented: str) -> tuple[str, str] | None:
-        """(token id, digest) of a well-formed token, to read its record by; None for text
-        that is not one."""
+        """(token id, digest) of a well-formed token under the key pepper in force, to read
+        its record by; None for text that is not one."""
         if not looks_like_token(presented):
             return None
         digest = self.hasher.digest(presented)
         return self.hasher.key_id(digest), digest
+
+    def lookups(self, presented: str) -> list[tuple[str, str]]:
+        """``lookup``, then (token id, digest) under each earlier pepper: a token made before
+        the pepper rotated keeps its id and works while its pepper is listed (tokens are not
+        moved: make new ones before dropping the pepper)."""
+        first = self.lookup(presented)
+        if first is None:
+            return []
+        return [first] + [
+            (self.hasher.key_id(d), d) for d in self.hasher.earlier_digests(presented)
+        ]
 
 
 def live(token_id: str, digest: str, raw: dict[Any, Any]) -> ApiToken | None:

@@ -23,6 +23,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
+from tollway.cancel import reraise_if_cancelled
 from tollway.logs import fields
 
 SAFE = "noeviction"
@@ -77,6 +78,7 @@ class EvictionWatch:
                 )
             return None
         except (RedisError, OSError):
+            reraise_if_cancelled()
             return None  # unreachable: the services' own errors say so
         risky = {node: policy for node, policy in found.items() if policy != SAFE}
         self.may_evict.set(1 if risky else 0)
@@ -94,4 +96,5 @@ class EvictionWatch:
     async def run(self, interval_s: float = RECHECK_S) -> None:
         while True:
             await self.check()
+            reraise_if_cancelled()
             await asyncio.sleep(interval_s)

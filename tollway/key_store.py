@@ -59,6 +59,7 @@ class KeyStore:
         self._open = scripts.register(redis, "open_key")
         self._sync_account = scripts.register(redis, "sync_account")
         self._sync = scripts.register(redis, "sync_key")
+        self._move = scripts.register(redis, "move_key")
 
     def new_record(
         self, template: KeyRecord, mode: KeyMode = KeyMode.LIVE
@@ -70,6 +71,7 @@ class KeyStore:
             template,
             key_id=self.hasher.key_id(digest),
             hash=digest,
+            pepper=self.hasher.fingerprint,
             mode=mode.value,
             prefix=plaintext[:PREFIX_SHOWN],
         )
@@ -209,7 +211,8 @@ class KeyStore:
         return plaintext, record
 
     def key_id_of(self, key_or_id: str) -> str:
-        """The key id for a plaintext key or a key id. Raises KeyNotFound for anything else."""
+        """The key id for a plaintext key (as hashed under the pepper in force) or a key id.
+        Raises KeyNotFound for anything else."""
         if looks_like_key_id(key_or_id):
             return key_or_id
         if parse_key(key_or_id) is not None:
@@ -217,28 +220,74 @@ class KeyStore:
         raise KeyNotFound("not a tollway key or key id")
 
     async def locate(self, key_id: str) -> tuple[str, str]:
-        """(the key's record name, its account). Raises KeyNotFound."""
-        account = await self.redis.hget(schema.key_directory(key_id), "account")
+        """(the key's record name, its account), found by the key's id, or by the id it has
+        under a newer pepper than it was issued under (``move``). Raises KeyNotFound."""
+        account, own_id = await self.redis.hmget(schema.key_directory(key_id), "account", "key_id")
         if not account:
             raise KeyNotFound(f"no key with id {key_id}")
-        return schema.key_record(key_id, text(account)), text(account)
+        return schema.key_record(text(own_id or key_id), text(account)), text(account)
 
     async def get(self, key_or_id: str) -> KeyRecord:
         return (await self.find(key_or_id))[0]
 
     async def find(self, key_or_id: str) -> tuple[KeyRecord, str, str]:
         """(the key's record, the record's name, its account): ``get``
-        with where it was found, for callers that then write there. Raises KeyNotFound."""
-        key_id = self.key_id_of(key_or_id)
+        with where it was found, for callers that then write there. A key issued under an
+        earlier pepper is moved to the one in force (``move``). Raises KeyNotFound."""
+        if looks_like_key_id(key_or_id):
+            return await self._find(key_or_id, "")
+        try:
+            return await self._find(self.key_id_of(key_or_id), self.hasher.digest(key_or_id))
+        except KeyNotFound:
+            found = await self.move(key_or_id) if self.hasher.earlier else None
+            if found is None:
+                raise
+        digest, key_id = found
+        return await self._find(key_id, digest)
+
+    async def _find(self, key_id: str, digest: str) -> tuple[KeyRecord, str, str]:
+        """``find`` by id: the record, if it holds ``digest`` (any record for "")."""
         name, account = await self.locate(key_id)
         raw = await self.redis.hgetall(name)
         if not raw:
             raise KeyNotFound(f"no key with id {key_id}")
         record = KeyRecord.from_redis({text(k): text(v) for k, v in raw.items()})
-        presented = "" if looks_like_key_id(key_or_id) else self.hasher.digest(key_or_id)
-        if presented and not hmac.compare_digest(record.hash, presented):
+        if digest and not holds(record, digest):
             raise KeyNotFound(f"no key with id {key_id}")
         return record, name, account
+
+    async def move(self, key: str) -> tuple[str, str] | None:
+        """Find ``key`` under an earlier pepper, and move it to the one in force: its record
+        takes the new digest (keeping the one it was found by, for processes not yet given
+        the new pepper), and the id the key has under the new pepper becomes a directory
+        entry naming the key's own id, which the key keeps. Returns (the digest its record
+        now holds for it, its key id), or None for no such key. Idempotent; a record moved
+        meanwhile to a newer pepper than this process knows is found but left as it is."""
+        digest = self.hasher.digest(key)
+        for old in self.hasher.earlier_digests(key):
+            try:
+                record, name, _ = await self._find(self.hasher.key_id(old), old)
+            except KeyNotFound:
+                continue
+            moved = scripts.result(
+                await self._move(keys=[name], args=[old, digest, self.hasher.fingerprint])
+            )
+            if moved is Result.MISSING:  # changed since it was read: try no further
+                return None
+            if moved is Result.NEWER:
+                return old, record.key_id
+            entry = [*_directory_entry(record), "key_id", record.key_id]
+            await self._create(keys=[schema.key_directory(self.hasher.key_id(digest))], args=entry)
+            if moved is Result.DONE:
+                await self.audit.record(
+                    "pepper", "moved", f"key:{record.key_id}", pepper=self.hasher.fingerprint
+                )
+                log.info(
+                    "key_moved_to_pepper",
+                    extra=fields(key_id=record.key_id, pepper=self.hasher.fingerprint),
+                )
+            return digest, record.key_id
+        return None
 
     async def account_plan(self, account: str) -> dict[str, str]:
         """The account's hash as text: its plan, bucket, quota and overrides ({} if none)."""
@@ -306,6 +355,20 @@ class KeyStore:
                 raise item
         return out
 
+    async def pepper_counts(self) -> dict[str, int]:
+        """Keys not revoked, by the fingerprint of the pepper their record is under (``""``:
+        records made before fingerprints, under an unknown one). SCANs the whole keyspace."""
+        found = await tags_by_suffix(self.redis, ("key",))
+        peppers = {
+            r.key_id: r.pepper
+            for r in await self.records(sorted(found["key"]))
+            if r.status is not KeyStatus.REVOKED
+        }
+        counts: dict[str, int] = {}
+        for pepper in peppers.values():
+            counts[pepper] = counts.get(pepper, 0) + 1
+        return counts
+
     async def reindex(self) -> int:
         """Put every key and account in the ordered indexes (tollway/key_index.py): for keys
         issued before they existed. SCANs the whole keyspace; idempotent. Returns the keys."""
@@ -340,6 +403,14 @@ class KeyDetails:
             metadata=metadata_text(self.metadata),
             expires_at=self.expires_at,
         )
+
+
+def holds(record: KeyRecord, digest: str) -> bool:
+    """Whether ``record`` is the key whose digest is ``digest``: under the pepper it is kept
+    under, or, while a pepper rotation rolls out, the one it was found under before."""
+    return hmac.compare_digest(record.hash, digest) or (
+        bool(record.hash_prev) and hmac.compare_digest(record.hash_prev, digest)
+    )
 
 
 def metadata_text(metadata: Mapping[str, str]) -> str:

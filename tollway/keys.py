@@ -6,6 +6,10 @@ The checksum lets authz reject a typo or a guessed key without touching Redis.
 
 Only ``key_digest`` (SHA-256, or HMAC-SHA256 with the server pepper) is ever stored. ``key_id``,
 the first 16 hex digits of that digest, names the key in Redis, logs and headers.
+
+The pepper rotates (``TOLLWAY_KEY_PEPPER``: the pepper in force, then earlier ones): a key
+issued under an earlier pepper is found under it and moved to the one in force the first time
+it is presented (tollway/key_store.py), and keeps the key id it was issued with.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ import secrets
 import zlib
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tollway.settings import RedisSettings
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 BODY_BYTES = 32
@@ -76,19 +84,57 @@ def parse_key(candidate: str) -> KeyMode | None:
 
 @dataclass(frozen=True)
 class KeyHasher:
-    """Hashes keys; with a pepper, HMAC-SHA256 so a leaked store cannot be brute-forced offline."""
+    """Hashes keys; with a pepper, HMAC-SHA256 so a leaked store cannot be brute-forced offline.
+
+    ``pepper`` is the one in force: new keys, and keys moved off an earlier pepper, are hashed
+    with it. ``earlier``: peppers keys were issued under before, newest first, still honoured
+    (b"" for plain SHA-256, before any pepper was set)."""
 
     pepper: bytes = b""
+    earlier: tuple[bytes, ...] = ()
+
+    @classmethod
+    def configured(cls, settings: RedisSettings) -> KeyHasher:
+        pepper, *earlier = settings.key_peppers or (b"",)
+        return cls(pepper, tuple(earlier))
 
     def digest(self, key: str) -> str:
-        raw = key.encode("ascii")
-        if self.pepper:
-            return hmac.new(self.pepper, raw, hashlib.sha256).hexdigest()
-        return hashlib.sha256(raw).hexdigest()
+        return peppered(key, self.pepper)
+
+    def earlier_digests(self, key: str) -> list[str]:
+        """``key``'s digest under each earlier pepper, newest first."""
+        return [peppered(key, p) for p in self.earlier]
+
+    @property
+    def peppers(self) -> tuple[bytes, ...]:
+        """Every pepper honoured, the one in force first (what text sealed with one opens
+        with: tollway/sealing.py)."""
+        return (self.pepper, *self.earlier)
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the pepper in force without revealing it: a record holds it beside its digest,
+        so that ``tollway keys peppers`` can count the keys still under an earlier one."""
+        return pepper_fingerprint(self.pepper)
 
     @staticmethod
     def key_id(digest: str) -> str:
         return digest[:KEY_ID_LEN]
+
+
+def peppered(key: str, pepper: bytes) -> str:
+    """``key``'s digest: HMAC-SHA256 with ``pepper``, or SHA-256 without one."""
+    raw = key.encode("ascii")
+    if pepper:
+        return hmac.new(pepper, raw, hashlib.sha256).hexdigest()
+    return hashlib.sha256(raw).hexdigest()
+
+
+def pepper_fingerprint(pepper: bytes) -> str:
+    """8 hex digits naming a pepper (an HMAC of a fixed text under it; "plain" for none)."""
+    if not pepper:
+        return "plain"
+    return hmac.new(pepper, b"tollway key pepper", hashlib.sha256).hexdigest()[:8]
 
 
 def looks_like_key_id(value: str) -> bool:

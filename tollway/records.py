@@ -56,6 +56,12 @@ class KeyRecord:
     name: str = ""  # the operator's label for the key
     external_id: str = ""  # the operator's own id for whom the key is (its user), indexed
     metadata: str = ""  # the operator's string pairs, as JSON text ("" for none)
+    # Pepper rotation (tollway/keys.py): the fingerprint of the pepper ``hash`` is under ("" on
+    # records older than fingerprints), and, once the key was moved to a new pepper, its digest
+    # under the one it was found under, so that processes not yet given the new pepper still
+    # find it.
+    pepper: str = ""
+    hash_prev: str = ""
 
     @classmethod
     def template(
@@ -114,6 +120,8 @@ class KeyRecord:
                 name=raw.get("name", ""),
                 external_id=raw.get("external_id", ""),
                 metadata=raw.get("metadata", ""),
+                pepper=raw.get("pepper", ""),
+                hash_prev=raw.get("hash_prev", ""),
             )
         except (KeyError, ValueError) as exc:
             raise ValueError(f"malformed key record: {exc!r}") from None
@@ -132,9 +140,9 @@ class KeyRecord:
         }
 
     def public(self) -> dict[str, object]:
-        """The record as an operator may see it: everything but the digest."""
+        """The record as an operator may see it: everything but the digests."""
         out = dataclasses.asdict(self)
-        del out["hash"]
+        del out["hash"], out["hash_prev"]
         out["status"] = self.status.value
         out["metadata"] = self.meta
         return out

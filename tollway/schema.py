@@ -10,7 +10,9 @@ in one Redis Cluster slot:
                                         quota (q_period, q_used), shared by all its keys
     tw:{<account>}:usage         hash   window start (epoch s) -> requests let through;
                                         metering drains it
-    tw:{<key_id>}:key            hash   the key directory: {account} (authz caches it)
+    tw:{<key_id>}:key            hash   the key directory: {account, tier, external_id}
+                                        (authz caches it); under the id a key has by a newer
+                                        pepper than it was issued under, also key_id: its own
     tw:{<account>}:logged:<window>  set  stamp nonces of that window the access-log receiver
                                         applied (metering/receiver.py), expiring
     tw:portal:signin:<sha256>    string a sign-in link's customer, for 15 minutes (one use)
@@ -82,7 +84,8 @@ def _tag(key_id: str) -> str:
 
 
 def key_directory(key_id: str) -> str:
-    """Where a key id finds its account (``account``) and the tier it was issued on."""
+    """Where a key id finds its account (``account``), the tier it was issued on and, for an
+    id by a newer pepper (tollway/key_store.py ``move``), the key's own id (``key_id``)."""
     return f"{_tag(key_id)}:key"
 
 

@@ -7,11 +7,15 @@ session id; the token and the Idempotency-Key), with the server pepper as the ke
 dump alone does not reveal the key; whoever presents the context, with the pepper, opens it.
 Without a pepper set, the sealing still keeps the key out of plain sight but is only as secret
 as the context.
+
+Sealed under the pepper in force; opened under any pepper still honoured (a pepper rotation
+does not lose a key awaiting its claim), the first whose opening ``fits``.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 
 _DEFAULT = b"tollway-claim-v1"
 
@@ -32,9 +36,16 @@ def seal(plaintext: str, context: str, secret: bytes) -> str:
     return bytes(a ^ b for a, b in zip(raw, _stream(context, secret, len(raw)), strict=True)).hex()
 
 
-def unseal(sealed: str, context: str, secret: bytes) -> str:
-    """The sealed text. Raises ValueError if it does not open (another context or secret)."""
+def unseal(sealed: str, context: str, secrets: Sequence[bytes], fits: Callable[[str], bool]) -> str:
+    """The sealed text: its opening under the first of ``secrets`` that ``fits``. Raises
+    ValueError if none does (another context, or a secret no longer honoured)."""
     raw = bytes.fromhex(sealed)
-    return bytes(
-        a ^ b for a, b in zip(raw, _stream(context, secret, len(raw)), strict=True)
-    ).decode("utf-8")
+    for secret in secrets:
+        opened = bytes(a ^ b for a, b in zip(raw, _stream(context, secret, len(raw)), strict=True))
+        try:
+            text = opened.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if fits(text):
+            return text
+    raise ValueError("the sealed text does not open under any secret in force")

@@ -33,6 +33,9 @@ T = TypeVar("T")
 DEFAULT_TIERS = Path(__file__).parent / "data" / "tiers.toml"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
+# In TOLLWAY_KEY_PEPPER's list, after the pepper in force: keys issued with no pepper at all.
+UNPEPPERED = "unpeppered"
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -155,9 +158,14 @@ class RedisSettings:
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
     )
     # HMAC pepper for key hashes. Empty means plain SHA-256; set it in production so a leaked
-    # Redis dump cannot be checked against guessed keys offline.
+    # Redis dump cannot be checked against guessed keys offline. To rotate it, list the new one
+    # first, then the earlier ones (UNPEPPERED for keys issued before any was set): keys are
+    # moved to the first as they are presented (README "Secrets and their rotation").
     key_pepper: str = env(
-        "TOLLWAY_KEY_PEPPER", "", "server secret mixed into key hashes", secret=True
+        "TOLLWAY_KEY_PEPPER",
+        "",
+        "server secret(s) mixed into key hashes, in force first, comma-separated",
+        secret=True,
     )
     # uvloop: more checks/s than asyncio's own loop (make bench compares their ceilings).
     event_loop: str = env("TOLLWAY_EVENT_LOOP", "uvloop", "uvloop, or asyncio")
@@ -169,6 +177,14 @@ class RedisSettings:
     audit_max_age_days: float = env("TOLLWAY_AUDIT_MAX_AGE_DAYS", 90.0, "and none older than this")
 
     def __post_init__(self) -> None:
+        peppers = listed(self.key_pepper)
+        if peppers[:1] == [UNPEPPERED]:
+            raise SettingsError(
+                f"TOLLWAY_KEY_PEPPER: {UNPEPPERED} may only follow the pepper in force (it "
+                "names the keys issued before any pepper was set)"
+            )
+        if len(set(peppers)) != len(peppers):
+            raise SettingsError("TOLLWAY_KEY_PEPPER lists one pepper twice")
         url = self.redis_url
         try:
             parse_redis_url(url)
@@ -177,6 +193,11 @@ class RedisSettings:
         if self.redis_cluster and url.startswith("redis://"):
             # Frozen: the one place a field is rewritten, so every service connects the same way.
             object.__setattr__(self, "redis_url", CLUSTER_SCHEME + url.removeprefix("redis://"))
+
+    @property
+    def key_peppers(self) -> tuple[bytes, ...]:
+        """The key peppers listed, the one in force first (b"" for UNPEPPERED); () for none."""
+        return tuple(b"" if p == UNPEPPERED else p.encode() for p in listed(self.key_pepper))
 
 
 @dataclass(frozen=True)

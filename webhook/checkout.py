@@ -45,14 +45,12 @@ class Checkouts:
         self,
         redis: Any,
         keys: KeyStore,
-        secret: bytes,
         claim_ttl_s: int,
         audit: AuditLog | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.audit = audit if audit is not None else keys.audit
-        self.secret = secret
         self.claim_ttl_s = claim_ttl_s
         self._reserve = scripts.register(redis, "reserve_checkout")
         self._claim = scripts.register(redis, "claim")
@@ -74,7 +72,7 @@ class Checkouts:
         status = KeyStatus.ACTIVE if payment_status in PAID else KeyStatus.PENDING
         template = KeyRecord.template(tier, customer, created, subscription, status)
         plaintext, record = self.keys.new_record(template, KeyMode.LIVE)
-        sealed = sealing.seal(plaintext, session, self.secret)
+        sealed = sealing.seal(plaintext, session, self.keys.hasher.pepper)
         name = schema.checkout_record(session)
         fields = [x for kv in record.to_redis().items() for x in kv]
         key_id = await self._reserve(
@@ -110,10 +108,12 @@ class Checkouts:
         if result is Result.EXPIRED:
             raise ClaimGone("claim_expired")
         sealed, key_id, tier, customer = (str(x) for x in reply[1:5])
-        try:
-            api_key = sealing.unseal(sealed, session, self.secret)
-        except ValueError:
-            api_key = ""
-        if parse_key(api_key) is None:  # the pepper changed between issuing and claiming
-            raise ClaimGone("claim_unreadable")
+        try:  # under any pepper still honoured: one rotated in meanwhile does not lose it
+            api_key = sealing.unseal(sealed, session, self.keys.hasher.peppers, _is_key)
+        except ValueError:  # sealed under a pepper no longer listed
+            raise ClaimGone("claim_unreadable") from None
         return Claimed(api_key, key_id, tier, customer)
+
+
+def _is_key(text: str) -> bool:
+    return parse_key(text) is not None

@@ -32,11 +32,9 @@ log = logging.getLogger("tollway.webhook")
 async def serve(settings: WebhookSettings) -> None:
     tiers = TierSource(settings.tiers)
     redis = connect(settings.redis_url, timeout_s=5.0)
-    keys = KeyStore(
-        redis, KeyHasher(settings.key_pepper.encode()), AuditLog.configured(redis, settings)
-    )
+    keys = KeyStore(redis, KeyHasher.configured(settings), AuditLog.configured(redis, settings))
     stripe_client = optional(settings, log, "no /checkout, no re-fetch")
-    checkouts = Checkouts(redis, keys, settings.key_pepper.encode(), settings.claim_ttl_s)
+    checkouts = Checkouts(redis, keys, settings.claim_ttl_s)
     processor = Processor(
         keys,
         SubscriptionStates(redis, keys),

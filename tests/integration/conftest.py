@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -49,11 +51,13 @@ class Api:
     """A client on the app, with a token of every scope, or the ones asked for; verify's own
     listener at ``verify_url``."""
 
-    def __init__(self, client: TestClient, redis: object, verify_url: str) -> None:
+    def __init__(
+        self, client: TestClient, redis: object, verify_url: str, pepper: str = PEPPER
+    ) -> None:
         self.client = client
         self.redis = redis
         self.verify_url = verify_url
-        self.tokens = ApiTokens(redis, KeyHasher(PEPPER.encode()), AuditLog(redis))
+        self.tokens = ApiTokens(redis, KeyHasher(pepper.encode()), AuditLog(redis))
 
     async def token(self, scopes: set[str] = SCOPES) -> str:
         plaintext, _ = await self.tokens.create("test", set(scopes))
@@ -75,8 +79,18 @@ class Api:
 
 @pytest.fixture
 async def api(redis, redis_server, tmp_path):
+    async with running_api(redis, redis_server, tmp_path) as a:
+        yield a
+
+
+@asynccontextmanager
+async def running_api(
+    redis: object, redis_server: str, tmp_path: Path, pepper: str = PEPPER
+) -> AsyncIterator[Api]:
+    """The management API in process with TOLLWAY_KEY_PEPPER=``pepper``; its tokens are made
+    under the first pepper listed."""
     settings = ApiSettings(
-        redis_url=redis_server, key_pepper=PEPPER, per_token=50, spool_dir=tmp_path
+        redis_url=redis_server, key_pepper=pepper, per_token=50, spool_dir=tmp_path
     )
     engine = CheckEngine(settings, "api-test", stamps=False, registry=CollectorRegistry())
     await engine.start()
@@ -85,10 +99,12 @@ async def api(redis, redis_server, tmp_path):
     await client.start_server()
     front = HttpFront(VerifyApp(steps, settings.max_body_bytes), HttpLimits(head_s=1.0))
     port = await front.start("127.0.0.1", 0)
-    yield Api(client, redis, f"http://127.0.0.1:{port}/v1/keys/verify")
-    await front.stop(0, 1.0)
-    await client.close()
-    await engine.stop()
+    try:
+        yield Api(client, redis, f"http://127.0.0.1:{port}/v1/keys/verify", pepper.split(",")[0])
+    finally:
+        await front.stop(0, 1.0)
+        await client.close()
+        await engine.stop()
 
 
 API_PEPPER = "api-process-test-pepper-0123456789"

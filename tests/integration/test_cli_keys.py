@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cli.main import main as cli
-from tollway.keys import parse_key
+from tollway.keys import parse_key, pepper_fingerprint
 from tollway.redis_client import connect_sync
 
 pytestmark = pytest.mark.integration
@@ -231,3 +231,28 @@ def test_a_closed_pipe_ends_quietly(redis_server, tiers_file, tmp_path):
     finally:
         os.close(write)
     assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_peppers_counts_the_keys_still_under_an_earlier_pepper(run, monkeypatch):
+    """keys peppers: the keys not revoked under each pepper; the earlier pepper becomes
+    droppable once every such key was presented (here: shown by key) and moved."""
+    p0, p1 = "cli-pepper-zero-0123456789", "cli-pepper-one-0123456789"
+    monkeypatch.setenv("TOLLWAY_KEY_PEPPER", p0)
+    keys = [
+        run("keys", "create", "--tier", "free", "--customer", "cus_p")[1].strip() for _ in "abc"
+    ]
+    assert run("keys", "revoke", keys[2])[0] == 0
+    monkeypatch.setenv("TOLLWAY_KEY_PEPPER", f"{p1},{p0}")
+    f0, f1 = (pepper_fingerprint(p.encode()) for p in (p0, p1))
+
+    def report() -> dict:
+        code, out, _ = run("keys", "peppers")
+        assert code == 0
+        return json.loads(out)
+
+    assert report() == {"in_force": f1, "earlier": [f0], "keys": {f0: 2},
+                        "keys_unrecorded": 0, "droppable": []}  # fmt: skip
+    assert run("keys", "show", keys[0])[0] == 0
+    assert report()["keys"] == {f0: 1, f1: 1}
+    assert run("keys", "show", keys[1])[0] == 0
+    assert (report()["keys"], report()["droppable"]) == ({f1: 2}, [f0])

@@ -106,7 +106,7 @@ def test_hostile_deliveries_get_clear_answers_and_change_nothing(redis_server):
     loop = asyncio.new_event_loop()
     redis = connect(redis_server, timeout_s=5.0)
     keys = KeyStore(redis, KeyHasher())
-    checkouts = Checkouts(redis, keys, b"pepper", 900)
+    checkouts = Checkouts(redis, keys, 900)
     processor = Processor(
         keys,
         SubscriptionStates(redis, keys),

@@ -178,7 +178,7 @@ async def test_meter_error_reports_from_stripe_become_dead_letters(redis):
     proc = Processor(
         keys,
         SubscriptionStates(redis, keys),
-        Checkouts(redis, keys, b"", 900),
+        Checkouts(redis, keys, 900),
         DeadLetters(redis),
         lambda: table,
         60,

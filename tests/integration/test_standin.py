@@ -168,7 +168,7 @@ async def test_refetch_mode_applies_stripes_current_state(standin, redis):
     sub_id = s.world.complete_checkout(cs.id)["subscription"]
     keys = KeyStore(redis, KeyHasher())
     table = parse_tiers(TEST_TIERS, "t")
-    proc = Processor(keys, SubscriptionStates(redis, keys), Checkouts(redis, keys, b"", 900), DeadLetters(redis), lambda: table,
+    proc = Processor(keys, SubscriptionStates(redis, keys), Checkouts(redis, keys, 900), DeadLetters(redis), lambda: table,
                      3600, stripe=client, refetch=True)  # fmt: skip
     stale = {"id": "evt_old", "type": "customer.subscription.created", "created": 1, "data": {"object": {
         "id": sub_id, "customer": "cus_x", "status": "incomplete", "items": {"data": []}}}}  # fmt: skip
@@ -200,7 +200,7 @@ async def test_claim_before_the_webhook_issues_the_key_once(standin, redis):
         {"product": prod.id, "currency": "usd", "lookup_key": "tollway_pro"}
     )
     keys = KeyStore(redis, KeyHasher())
-    checkouts = Checkouts(redis, keys, b"pepper", 900)
+    checkouts = Checkouts(redis, keys, 900)
     table = parse_tiers(TEST_TIERS, "t")
     proc = Processor(
         keys,

@@ -27,7 +27,7 @@ TOKEN = "9c1f0e7d2b4a68f3e5d7c9b1a3f5e7d9"
 
 def service(redis, stripe, gate: Gate) -> aiohttp.web.Application:
     keys = KeyStore(redis, KeyHasher())
-    checkouts = Checkouts(redis, keys, b"pepper", 900)
+    checkouts = Checkouts(redis, keys, 900)
     table = parse_tiers(TEST_TIERS, "t")
     proc = Processor(keys, SubscriptionStates(redis, keys), checkouts, DeadLetters(redis), lambda: table,
                      3600, stripe=stripe)  # fmt: skip

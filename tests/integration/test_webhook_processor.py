@@ -63,7 +63,7 @@ class FlakyKeys(KeyStore):
 @pytest.fixture
 def proc(redis):
     keys = FlakyKeys(redis, KeyHasher())
-    p = Processor(keys, SubscriptionStates(redis, keys), Checkouts(redis, keys, b"pepper", 900), DeadLetters(redis),
+    p = Processor(keys, SubscriptionStates(redis, keys), Checkouts(redis, keys, 900), DeadLetters(redis),
                   lambda: TABLE, GRACE, now=lambda: NOW)  # fmt: skip
     return p
 

@@ -27,7 +27,7 @@ class Broken:
     @staticmethod
     def reply(command: tuple[Any, ...]) -> list[Any]:
         if command[0] == "HMGET":  # the key's directory entry
-            return ["sub_1", "pro", None]  # account, tier, external id
+            return ["sub_1", "pro", None, None]  # account, tier, external id, own id
         return [0, "pro", "cus_1", 5, 0, 1, 0, 0, 0, 1_767_225_600_000, 0]
 
     async def script_load(self, source: str) -> None:

@@ -54,6 +54,9 @@ class FakeStore:
     def external_id_of(self, key_id: str) -> str:
         return ""
 
+    def own_id(self, key_id: str) -> str:
+        return key_id
+
 
 def stall(fake: FakeStore) -> asyncio.Event:
     """Hold ``fake``'s checks until the returned event is set."""

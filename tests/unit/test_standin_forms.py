@@ -31,12 +31,18 @@ def test_inconsistent_names_are_refused(pairs):
 
 
 def test_sealed_key_round_trips_and_hides_the_key():
-    """A sealed key opens with the same session and secret, and is not the key in plain sight."""
+    """A sealed key opens with the same session and a secret it was sealed with, and is not
+    the key in plain sight; after a rotation it still opens while its secret is listed."""
     key = "tw_live_" + "A" * 49
+
+    def fits(text: str) -> bool:
+        return text == key
+
     sealed = seal(key, "cs_1", b"pepper")
     assert key not in sealed and "tw_live" not in bytes.fromhex(sealed).decode("latin-1")
-    assert unseal(sealed, "cs_1", b"pepper") == key
+    assert unseal(sealed, "cs_1", [b"pepper"], fits) == key
+    assert unseal(sealed, "cs_1", [b"new pepper", b"pepper"], fits) == key
     with pytest.raises(ValueError):
-        unseal(sealed, "cs_2", b"pepper")
+        unseal(sealed, "cs_2", [b"pepper"], fits)
     with pytest.raises(ValueError):
-        unseal(sealed, "cs_1", b"other pepper")
+        unseal(sealed, "cs_1", [b"other pepper"], fits)

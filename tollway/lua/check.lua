@@ -3,7 +3,7 @@
 -- KEYS (all share the account's hash tag, so one Cluster slot; see tollway/schema.py):
 --   KEYS[1] record  hash  the key: hash, status, tier, customer, grace_until, period_start,
 --                         period_end, hold, expires_at, last_used (written at most once a
---                         minute)
+--                         minute), hash_prev
 --   KEYS[2] state   hash  the account's: tokens, ts (ms), q_period (period start, s), q_used;
 --                         every key of the account draws on this one bucket and quota.
 --                         Also n:<key id> and p:<key id>: each key's share of the period's
@@ -17,7 +17,9 @@
 --   KEYS[4] settled string  optional: marks this lease settlement (ARGV[6], ARGV[7]) applied,
 --                           so a retry of the same settlement counts and returns nothing twice
 -- ARGV:
---   ARGV[1] digest of the presented key; must equal the record's "hash" field
+--   ARGV[1] digest of the presented key; must equal the record's "hash" field, or its
+--           "hash_prev" (the digest under the pepper before, while a key pepper rotation rolls
+--           out: tollway/lua/move_key.lua)
 --   ARGV[2] now in ms, or "" to use the Redis server clock so that every authz process agrees
 --   ARGV[3] cost of this route in bucket tokens
 --   ARGV[4] usage window length in seconds
@@ -56,8 +58,8 @@ local wsize = tonumber(ARGV[4])
 local spent, returned = tonumber(ARGV[6]), tonumber(ARGV[7])
 local rec = redis.call('HMGET', KEYS[1], 'hash', 'status', 'tier', 'customer',
                        'grace_until', 'period_start', 'period_end', 'hold', 'expires_at',
-                       'last_used')
-if not rec[1] or rec[1] ~= ARGV[1] then
+                       'last_used', 'hash_prev')
+if not rec[1] or (rec[1] ~= ARGV[1] and rec[11] ~= ARGV[1]) then
   return {UNKNOWN_KEY}
 end
 local status, tier, customer = rec[2] or '', rec[3] or '', rec[4] or ''
