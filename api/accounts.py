@@ -22,6 +22,8 @@ def account_view(view: AccountView) -> Account:
         period_start=int(plan.get("period_start") or 0) or None,
         period_end=int(plan.get("period_end") or 0) or None,
         quota_used=view.quota_used,
+        day_used=view.day_used,
+        hour_used=view.hour_used,
         overrides=view.overrides,
     )
 

@@ -138,6 +138,7 @@ class Verification(Answer):
     code: str = Field(
         description="ok, or the reason Envoy's denial would carry: missing_api_key, "
         "invalid_api_key, key_revoked, payment_required, feature_not_in_plan, quota_exceeded, "
+        "daily_limit_exceeded, hourly_limit_exceeded, "
         "rate_limited, plan_unavailable, store_unavailable, overloaded"
     )
     message: str
@@ -164,6 +165,8 @@ class Account(Answer):
     period_start: int | None
     period_end: int | None
     quota_used: int = Field(description="requests counted this period")
+    day_used: int = Field(description="requests counted this UTC day (per_day caps it)")
+    hour_used: int = Field(description="requests counted this UTC hour (per_hour caps it)")
     overrides: dict[str, str] = Field(description="the account's own limits, over its tier's")
 
 
@@ -182,6 +185,8 @@ class SetLimits(Body):
     burst: Annotated[int, Field(ge=1)] | None = None
     monthly_quota: Annotated[int, Field(ge=0)] | None = None
     features: Annotated[list[Feature], Field(max_length=100)] | None = None
+    per_day: Annotated[int, Field(ge=0)] | None = None
+    per_hour: Annotated[int, Field(ge=0)] | None = None
     replace: bool = Field(False, description="clear the account's earlier limits first")
 
 

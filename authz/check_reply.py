@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-# An account's limits after its overrides: rate per second, burst, monthly quota, and its
-# features (None: the tier's).
-Limits = tuple[float, int, int, frozenset[str] | None]
+# An account's limits after its overrides: rate per second, burst, monthly quota, its
+# features (None: the tier's), per_day and per_hour.
+Limits = tuple[float, int, int, frozenset[str] | None, int, int]
 
 
 class Code(IntEnum):
@@ -22,6 +22,8 @@ class Code(IntEnum):
     NO_TIER = 7
     EXPIRED = 8  # Redis ran the check after authz's deadline for it: nothing was changed
     TIER_CHANGED = 9  # the key's tier is not the one asked about (``tier``): nothing was changed
+    DAY = 10  # the tier's per_day cap is reached: ``wait_ms`` until the UTC day ends
+    HOUR = 11  # its per_hour cap: until the UTC hour ends
 
 
 # Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__, and
@@ -70,9 +72,9 @@ class CheckReply:
         ints = [int(x) for x in v[3:11]]
         ints += [0] * (8 - len(ints))
         limits: Limits | None = None
-        if len(v) == 15:
+        if len(v) == 17:
             features = None if v[14] == "-" else frozenset(f for f in str(v[14]).split(",") if f)
-            limits = (float(v[11]), int(v[12]), int(v[13]), features)
+            limits = (float(v[11]), int(v[12]), int(v[13]), features, int(v[15]), int(v[16]))
         return cls(
             Code(int(v[0])),
             str(v[1]),

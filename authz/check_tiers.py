@@ -18,9 +18,10 @@ from tollway.tiers import OverQuota, Tier, TierTable
 OVERRIDDEN_MAX = 10_000
 
 ARGS_PER_TIER = 8  # check.lua's ARGV[10..17]; ARGV[18] is the route's feature
+CAPS = 2  # ARGV[19..20]: the tier's per_day and per_hour
 
-# A tier's name -> its 8 check.lua values for one route's feature, then the feature (the name
-# and empty values if the table has no such tier: check.lua then answers NO_TIER).
+# A tier's name -> its 8 check.lua values for one route's feature, the feature, then its caps
+# (the name and empty values if the table has no such tier: check.lua then answers NO_TIER).
 TierArgs = Callable[[str], tuple[str, ...]]
 
 
@@ -46,13 +47,15 @@ class CheckTiers:
         key = (out.tier, out.limits)
         found = self._overridden.get(key)
         if found is None:
-            rate, burst, quota, features = out.limits
+            rate, burst, quota, features, per_day, per_hour = out.limits
             found = replace(
                 tier,
                 requests_per_second=rate,
                 burst=burst,
                 monthly_quota=quota,
                 features=tier.features if features is None else features,
+                per_day=per_day,
+                per_hour=per_hour,
             )
             self._overridden[key] = found
         return found
@@ -66,7 +69,7 @@ class CheckTiers:
             return args
         t = self.table.get(name)
         if t is None:
-            return (name, *[""] * (ARGS_PER_TIER - 1), feature or "")
+            return (name, *[""] * (ARGS_PER_TIER - 1), feature or "", *["0"] * CAPS)
         args = (
             t.name,
             repr(t.requests_per_second),
@@ -77,6 +80,8 @@ class CheckTiers:
             "1" if feature is None or feature in t.features else "0",
             str(t.lease_tokens),
             feature or "",
+            str(t.per_day),
+            str(t.per_hour),
         )
         # Tiers come from the table and features from the Envoy config: bounded.
         self._args[(name, feature)] = args

@@ -27,12 +27,27 @@ DEGRADED_HEADER = "x-tollway-degraded"
 DRY_RUN_HEADER = "x-tollway-dry-run"
 EXTERNAL_ID_HEADER = "x-tollway-external-id"  # the operator's own id for the key's user
 
+
+@dataclass(frozen=True)
+class _Cap:
+    field: str  # the tier's
+    window_s: int
+    name: str  # the window's, in RateLimit-Policy
+
+
+_CAPS = {
+    Reason.DAILY_LIMIT_EXCEEDED: _Cap("per_day", 86_400, "UTC day"),
+    Reason.HOURLY_LIMIT_EXCEEDED: _Cap("per_hour", 3_600, "UTC hour"),
+}
+
 _REASON = {
     Code.UNKNOWN_KEY: Reason.INVALID_API_KEY,
     Code.REVOKED: Reason.KEY_REVOKED,
     Code.PAYMENT: Reason.PAYMENT_REQUIRED,
     Code.FEATURE: Reason.FEATURE_NOT_IN_PLAN,
     Code.QUOTA: Reason.QUOTA_EXCEEDED,
+    Code.DAY: Reason.DAILY_LIMIT_EXCEEDED,
+    Code.HOUR: Reason.HOURLY_LIMIT_EXCEEDED,
     Code.RATE: Reason.RATE_LIMITED,
     Code.NO_TIER: Reason.PLAN_UNAVAILABLE,
 }
@@ -218,8 +233,20 @@ def on_reply(
         wait = _ceil_s(out.wait_ms)
         headers = (("retry-after", str(wait)), *_bucket_headers(tier, out.remaining, wait))
         return refuse(reason, headers=headers)
-    wait = _ceil_s(out.wait_ms)  # QUOTA_EXCEEDED, the only reason left
-    headers = (
+    wait = _ceil_s(out.wait_ms)
+    cap = _CAPS.get(reason)
+    if cap is not None:  # a day's or an hour's cap: until its UTC window ends
+        limit = getattr(tier, cap.field)
+        headers = (
+            ("retry-after", str(wait)),
+            ("ratelimit-limit", str(limit)),
+            ("ratelimit-remaining", "0"),
+            ("ratelimit-reset", str(wait)),
+            ("ratelimit-policy", f'{limit};w={cap.window_s};comment="{cap.name}"'),
+        )
+        ends = (out.now_ms + out.wait_ms) // 1000
+        return refuse(reason, f"{reason.message} It resets at {_iso(ends)}.", headers)
+    headers = (  # QUOTA_EXCEEDED, the only reason left
         ("retry-after", str(wait)),
         ("ratelimit-limit", str(tier.monthly_quota)),
         ("ratelimit-remaining", "0"),

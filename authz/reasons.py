@@ -13,6 +13,8 @@ class Reason(StrEnum):
     FEATURE_NOT_IN_PLAN = "feature_not_in_plan"
     RATE_LIMITED = "rate_limited"
     QUOTA_EXCEEDED = "quota_exceeded"
+    DAILY_LIMIT_EXCEEDED = "daily_limit_exceeded"
+    HOURLY_LIMIT_EXCEEDED = "hourly_limit_exceeded"
     STORE_UNAVAILABLE = "store_unavailable"
     OVERLOADED = "overloaded"  # authz could not finish the check in its deadline
     PLAN_UNAVAILABLE = "plan_unavailable"  # the key's tier is not in the loaded tier table
@@ -35,6 +37,8 @@ _STATUS = {
     Reason.FEATURE_NOT_IN_PLAN: 403,
     Reason.RATE_LIMITED: 429,
     Reason.QUOTA_EXCEEDED: 429,
+    Reason.DAILY_LIMIT_EXCEEDED: 429,
+    Reason.HOURLY_LIMIT_EXCEEDED: 429,
     Reason.STORE_UNAVAILABLE: 503,
     Reason.OVERLOADED: 503,
     Reason.PLAN_UNAVAILABLE: 503,
@@ -49,6 +53,8 @@ _MESSAGE = {
     Reason.FEATURE_NOT_IN_PLAN: "Your plan does not include this endpoint.",
     Reason.RATE_LIMITED: "Too many requests. Slow down and retry after the time in retry-after.",
     Reason.QUOTA_EXCEEDED: "The monthly quota of your plan is used up.",
+    Reason.DAILY_LIMIT_EXCEEDED: "Your plan's requests for today (UTC) are used up.",
+    Reason.HOURLY_LIMIT_EXCEEDED: "Your plan's requests for this hour are used up.",
     Reason.STORE_UNAVAILABLE: "The API cannot check keys right now. Retry shortly.",
     Reason.OVERLOADED: "The API is overloaded. Retry shortly.",
     Reason.PLAN_UNAVAILABLE: "Your plan is not available right now. Contact support.",

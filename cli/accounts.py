@@ -49,6 +49,8 @@ def register(subparsers: Subparsers) -> None:
     limits.add_argument("--burst", help="the bucket's size")
     limits.add_argument("--quota", help="monthly quota (0 = unlimited)")
     limits.add_argument("--features", help="comma-separated features ('' for none)")
+    limits.add_argument("--per-day", help="requests per UTC day (0 = no cap)")
+    limits.add_argument("--per-hour", help="requests per UTC hour (0 = no cap)")
     limits.add_argument("--clear", action="store_true", help="drop earlier overrides first")
     add_store_flags(limits)
     tier = accounts.add_parser(
@@ -102,8 +104,14 @@ async def set_limits(store: KeyStore, args: argparse.Namespace) -> int:
         limits["monthly_quota"] = _number(args.quota, int)
     if args.features is not None:
         limits["features"] = [f.strip() for f in args.features.split(",") if f.strip()]
+    for flag in ("per_day", "per_hour"):
+        if getattr(args, flag) is not None:
+            limits[flag] = _number(getattr(args, flag), int)
     if not limits and not args.clear:
-        raise CliError("nothing to set: give --rate, --burst, --quota, --features or --clear")
+        raise CliError(
+            "nothing to set: give --rate, --burst, --quota, --features, --per-day, --per-hour "
+            "or --clear"
+        )
     try:
         await Accounts(store).set_limits(args.account, limits, args.clear)
     except ValueError as exc:
@@ -117,24 +125,30 @@ def when(epoch: int | str) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M") if t else "-"
 
 
-def quota_of(view: AccountView, settings: RedisSettings) -> int | None:
-    """The account's monthly quota in force (0: unlimited; None: its tier is not in the
-    table)."""
-    if "monthly_quota" in view.overrides:
-        return int(view.overrides["monthly_quota"])
+def limits_of(view: AccountView, settings: RedisSettings) -> dict[str, int | None]:
+    """The account's monthly quota and day and hour caps in force, by tier field (0: none;
+    None: its tier is not in the table)."""
     try:
         tier = load_tiers(settings.tiers).get(view.plan.get("tier", ""))
     except TierError:
-        return None
-    return tier.monthly_quota if tier else None
+        tier = None
+    out: dict[str, int | None] = {}
+    for field in ("monthly_quota", "per_day", "per_hour"):
+        if field in view.overrides:
+            out[field] = int(view.overrides[field])
+        else:
+            out[field] = getattr(tier, field) if tier else None
+    return out
 
 
 async def show(store: KeyStore, account: str, as_json: bool, settings: RedisSettings) -> int:
     view = await Accounts(store).show(account)
-    quota = quota_of(view, settings)
+    limits = limits_of(view, settings)
+    quota = limits["monthly_quota"]
     keys = view.listing(WallClock().now())
     if as_json:
-        print(json.dumps({**view.public(), "keys": keys, "quota": quota}, indent=2))
+        caps = {"per_day": limits["per_day"], "per_hour": limits["per_hour"]}
+        print(json.dumps({**view.public(), "keys": keys, "quota": quota, **caps}, indent=2))
         return 0
     plan = view.plan
     print(f"account       {view.account}")
@@ -149,6 +163,12 @@ async def show(store: KeyStore, account: str, as_json: bool, settings: RedisSett
     print(f"period        {when(plan.get('period_start', 0))} .. {when(plan.get('period_end', 0))}")
     of = {None: "", 0: " (no quota)"}.get(quota, f" of {quota}")
     print(f"used          {view.quota_used}{of} requests this period")
+    for label, used, cap in (
+        ("today", view.day_used, limits["per_day"]),
+        ("this hour", view.hour_used, limits["per_hour"]),
+    ):
+        if cap:
+            print(f"{'':14}{used} of {cap} requests {label} (UTC)")
     for field, value in view.overrides.items():
         print(f"override      {field} = {value or '(none)'}")
     print()

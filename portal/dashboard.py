@@ -43,6 +43,7 @@ class AccountCard:
     quota: int  # 0: unlimited
     percent: int  # of the quota used, 0..100 (0 when unlimited)
     limits: str  # "20 requests/s, bursts of 40"
+    caps: str  # "Today (UTC): 3 of 1,000 requests. This hour: 2 of 100." ("" for no cap)
     resets: str  # the period's end
     keys: list[KeyRow]
     period: tuple[int, int]  # this billing period, epoch s
@@ -71,6 +72,16 @@ def card(view: AccountView, table: TierTable) -> AccountCard:
     rate = float(over.get("requests_per_second") or (tier.requests_per_second if tier else 0))
     burst = int(over.get("burst") or (tier.burst if tier else 0))
     quota = int(over.get("monthly_quota") or (tier.monthly_quota if tier else 0))
+    per_day = int(over.get("per_day") or (tier.per_day if tier else 0))
+    per_hour = int(over.get("per_hour") or (tier.per_hour if tier else 0))
+    caps = " ".join(
+        f"{label}: {used:,} of {cap:,} requests."
+        for label, used, cap in (
+            ("Today (UTC)", view.day_used, per_day),
+            ("This hour", view.hour_used, per_hour),
+        )
+        if cap
+    )
     status = plan.get("status") or (view.keys[0].status.value if view.keys else "")
     if status == "revoked" and plan.get("subscription"):
         status = "canceled"  # what the customer did: the subscription ended, its keys with it
@@ -99,6 +110,7 @@ def card(view: AccountView, table: TierTable) -> AccountCard:
         quota,
         percent,
         f"{rate:g} requests/s, bursts of {burst:,}",
+        caps,
         day(end),
         [_row(k, states[k.key_id]) for k in view.keys],
         (start, end),

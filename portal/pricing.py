@@ -18,6 +18,7 @@ class Plan:
     signup: bool  # free, signed up for with an email address alone
     rate: str  # "20 requests/s, bursts of 40"
     quota: str  # "100,000 requests a month", or "Unlimited requests"
+    caps: str  # "Up to 1,000 requests a day and 100 an hour", or ""
     overage: str  # "then $0.0005 a request", or ""
     usage: str  # "$0.00002 per tokens unit", or ""
     features: tuple[str, ...]
@@ -52,10 +53,22 @@ def plan(tier: Tier) -> Plan:
             if tier.monthly_quota
             else "Unlimited requests"
         ),
+        caps=caps(tier.per_day, tier.per_hour),
         overage=overage,
         usage=usage,
         features=tuple(sorted(tier.features)),
     )
+
+
+def caps(per_day: int, per_hour: int) -> str:
+    """A tier's day and hour caps as the pricing page says them ("" for none): "Up to 1,000
+    requests a day and 100 an hour"."""
+    parts = [f"{n:,} {w}" for n, w in ((per_day, "a day"), (per_hour, "an hour")) if n]
+    if not parts:
+        return ""
+    first, *rest = parts
+    count, window = first.split(" ", 1)
+    return f"Up to {count} requests {window}" + "".join(f" and {p}" for p in rest)
 
 
 def plans(table: TierTable) -> list[Plan]:

@@ -9,6 +9,7 @@ written when a key is issued and by the webhook) beside that bucket and quota.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,20 @@ OVERRIDES = {
     "burst": "o_burst",
     "monthly_quota": "o_quota",
     "features": "o_features",
+    "per_day": "o_day",
+    "per_hour": "o_hour",
 }
+
+
+# The fixed UTC windows of per_day and per_hour, and the account hash's fields check.lua
+# counts them in: each window's start (epoch s) and the requests counted in it.
+DAY_S, HOUR_S = 86_400, 3_600
+WINDOWS = ("d_start", "d_used", "h_start", "h_used")
+
+
+def _in_window(start: str, used: str, now: int, length: int) -> int:
+    """What a window's count says of the window containing ``now`` (0 if it is another's)."""
+    return int(used or 0) if start and int(start) == now - now % length else 0
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,8 @@ class AccountView:
     plan: dict[str, str]  # customer, subscription, tier, status, period_start, period_end, ...
     quota_used: int  # requests counted this period (0 if the stored count is a past period's)
     keys: list[KeyRecord]
+    day_used: int = 0  # requests counted this UTC day, against per_day (check.lua)
+    hour_used: int = 0  # and this UTC hour, against per_hour
 
     @property
     def hold(self) -> str:
@@ -87,6 +103,8 @@ class AccountView:
             **plan,
             "overrides": self.overrides,
             "quota_used": self.quota_used,
+            "day_used": self.day_used,
+            "hour_used": self.hour_used,
         }
 
 
@@ -153,14 +171,18 @@ class Accounts:
             self.actor, "limits_set", f"account:{account}", clear=clear, limits=dict(limits)
         )
 
-    async def show(self, account: str) -> AccountView:
-        """Raises KeyNotFound if tollway knows nothing of ``account``."""
+    async def show(self, account: str, now: int | None = None) -> AccountView:
+        """The account as of ``now`` (epoch s; default the wall clock's). Raises KeyNotFound
+        if tollway knows nothing of ``account``."""
         plan = await self.keys.account_plan(account)
         # A customer's set also lists its subscriptions' keys: only this account's.
         keys = [k for k in await self.keys.records_of(account) if k.account == account]
         if not plan and not keys:
             raise KeyNotFound(f"no account {account}")
-        state = {k: plan.pop(k, "") for k in ("tokens", "ts", "q_period", "q_used")}
+        state = {k: plan.pop(k, "") for k in ("tokens", "ts", "q_period", "q_used", *WINDOWS)}
         start = int(plan.get("period_start") or (keys[0].period_start if keys else 0))
         used = int(state["q_used"] or 0) if int(state["q_period"] or -1) >= start else 0
-        return AccountView(account, plan, used, keys)
+        at = int(time.time()) if now is None else now
+        day = _in_window(state["d_start"], state["d_used"], at, DAY_S)
+        hour = _in_window(state["h_start"], state["h_used"], at, HOUR_S)
+        return AccountView(account, plan, used, keys, day, hour)

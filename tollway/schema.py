@@ -6,8 +6,9 @@ in one Redis Cluster slot:
 
     tw:{<account>}:key:<key_id>  hash   a key record (tollway.records.KeyRecord)
     tw:{<account>}:account       hash   the account: customer, subscription, tier, period,
-                                        cancel_at, sync_version; its token bucket (tokens, ts) and
-                                        quota (q_period, q_used), shared by all its keys
+                                        cancel_at, sync_version; its token bucket (tokens, ts),
+                                        quota (q_period, q_used) and day and hour caps' windows
+                                        (d_start, d_used, h_start, h_used), shared by all its keys
     tw:{<account>}:usage         hash   window start (epoch s) -> requests let through;
                                         metering drains it
     tw:{<key_id>}:key            hash   the key directory: {account, tier, external_id}

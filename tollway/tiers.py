@@ -90,6 +90,12 @@ class Tier:
     over_quota: OverQuota = _spec(
         choice(OverQuota), '"bill"', '"block" (429 quota_exceeded) or "bill" (keep serving)'
     )
+    # Caps in fixed UTC windows beside the quota (429 daily_limit_exceeded or
+    # hourly_limit_exceeded until the window ends), whatever over_quota says.
+    per_day: int = _spec(at_least(0, " (0 = none)"), "20000", "requests per UTC day; 0 = no cap", 0)
+    per_hour: int = _spec(
+        at_least(0, " (0 = none)"), "2000", "requests per UTC hour; 0 = no cap", 0
+    )
     on_store_error: OnStoreError = _spec(
         choice(OnStoreError),
         '"deny"',
@@ -196,7 +202,14 @@ class Tier:
 TIER_FIELDS: tuple[Field[Any], ...] = tuple(f for f in fields(Tier) if f.name != "name")
 FIELD_NAMES = frozenset(f.name for f in TIER_FIELDS)
 # What an operator may override per account (tollway accounts set-limits).
-OVERRIDABLE = ("requests_per_second", "burst", "monthly_quota", "features")
+OVERRIDABLE = (
+    "requests_per_second",
+    "burst",
+    "monthly_quota",
+    "features",
+    "per_day",
+    "per_hour",
+)
 
 
 @dataclass(frozen=True)
@@ -287,8 +300,7 @@ class _Validator:
 
 
 def check_limits(source: str, limits: Mapping[str, object]) -> list[str]:
-    """Problems with an account's overrides (requests_per_second, burst, monthly_quota,
-    features), in the tier table's words: ``account sub_1: field "burst": must be ...``."""
+    """Problems with an account's overrides (OVERRIDABLE), in the tier table's words: ``account sub_1: field "burst": must be ...``."""
     v = _Validator(source)
     for key in sorted(set(limits) - set(OVERRIDABLE)):
         v.fail(None, key, "cannot be overridden per account")

@@ -331,3 +331,29 @@ def test_an_account_s_own_limits_apply_at_the_edge(edge):
     assert cli(["accounts", "set-limits", customer, "--burst", "x", "--redis-url", url]) == 1
     assert cli(["accounts", "set-limits", customer, "--clear", "--redis-url", url]) == 0
     assert edge.get("/v1/things", key).headers["ratelimit-limit"] == "50"
+
+
+def test_an_hour_s_cap_is_429_until_the_hour_ends(edge, capsys):
+    """`set-limits --per-hour 2` on a pro account (no cap of its own): the third request this
+    UTC hour is 429 hourly_limit_exceeded, retry-after pointing at the hour's end, counted
+    nowhere; `accounts show` says 2 of 2; --clear lifts it."""
+    customer = f"cus_hour_{time.time_ns()}"
+    key, key_id = edge.issue("pro", customer=customer)
+    url = edge.stack.effective_redis_url
+    assert cli(["accounts", "set-limits", customer, "--per-hour", "2", "--redis-url", url]) == 0
+    if 3600 - time.time() % 3600 < 5:  # the three requests must fall in one hour
+        time.sleep(6)
+    before = int(time.time())
+    rs = [edge.get("/v1/things", key) for _ in range(3)]
+    assert [r.status for r in rs] == [200, 200, 429]
+    assert error_code(rs[2]) == "hourly_limit_exceeded"
+    wait = int(rs[2].headers["retry-after"])
+    assert 0 < wait <= 3600 - before % 3600 + 1  # the hour's end, from when it was asked
+    assert rs[2].headers["ratelimit-limit"] == "2"
+    assert 'comment="UTC hour"' in rs[2].headers["ratelimit-policy"]
+    assert edge.usage(key_id) == 2
+    capsys.readouterr()
+    assert cli(["accounts", "show", customer, "--redis-url", url]) == 0
+    assert "2 of 2 requests this hour (UTC)" in capsys.readouterr().out
+    assert cli(["accounts", "set-limits", customer, "--clear", "--redis-url", url]) == 0
+    assert edge.get("/v1/things", key).status == 200

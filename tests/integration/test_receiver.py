@@ -106,6 +106,21 @@ async def test_a_failed_call_is_refunded_once_and_its_quota_given_back(redis, se
     assert state["q_used"] == "2" and state[f"n:{count.key_id}"] == "2"
 
 
+async def test_a_refund_gives_back_its_place_under_the_day_s_and_hour_s_caps(redis, setup):
+    """While the window the request counted in is current; a window since ended is left."""
+    receiver, count, _ = setup
+    now = int(time.time())
+    for _ in range(3):
+        await count.request(now)
+    state = schema.account_state(count.account)
+    day, hour = now - now % 86400, now - now % 3600
+    await redis.hset(state, mapping={"d_start": day, "d_used": 3, "h_start": hour - 3600,
+                                     "h_used": 3})  # fmt: skip
+    await receiver.entries([entry("rid-1", count.stamp(now), code=503)])
+    got = await redis.hmget(state, "d_used", "h_used")
+    assert got == ["2", "3"]
+
+
 async def test_billed_calls_change_nothing_and_amounts_go_to_the_usage_meter(redis, setup):
     receiver, count, metrics = setup
     now = int(time.time())

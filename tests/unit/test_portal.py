@@ -104,6 +104,17 @@ def test_pricing_rows_come_from_the_tier_table():
     assert pro.rate.endswith(f"bursts of {table.get('pro').burst:,}")
     assert rows["free"].price == "Free" and not rows["free"].paid
     assert next(iter(rows)) != "pro"  # free tiers first
+    assert rows["free"].caps == ""  # no cap: nothing said
+
+
+def test_the_pricing_page_says_the_caps():
+    """The issue's free tier: 1,000 requests a day, or with an hour's cap too."""
+    from portal.pricing import caps
+
+    assert caps(1000, 0) == "Up to 1,000 requests a day"
+    assert caps(1000, 100) == "Up to 1,000 requests a day and 100 an hour"
+    assert caps(0, 100) == "Up to 100 requests an hour"
+    assert caps(0, 0) == ""
 
 
 def test_the_portal_refuses_to_start_without_a_secret():
@@ -144,6 +155,11 @@ def test_a_dashboard_card_quotes_the_limits_in_force_and_the_grace_notice():
     assert card(AccountView("cus_1", ended, 0, [key]), table).ending == ""
     over = card(AccountView("cus_1", {**plan, "o_burst": "2", "o_quota": "0"}, 7, [key]), table)
     assert over.limits.endswith("bursts of 2") and (over.quota, over.percent) == (0, 0)
+    assert c.caps == ""
+    capped = AccountView("cus_1", {**plan, "o_day": "1000", "o_hour": "100"}, 7, [key], 3, 2)
+    assert card(capped, table).caps == (
+        "Today (UTC): 3 of 1,000 requests. This hour: 2 of 100 requests."
+    )
 
 
 def test_the_chart_sums_a_meters_windows_per_day_within_the_period():

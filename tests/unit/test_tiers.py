@@ -23,7 +23,8 @@ KNOWN = (
     "bill_statuses, burst, currency, description, dry_run, features, free_signup, interval, "
     "lease_tokens, "
     "limiter, meter_event, monthly_quota, on_store_error, over_quota, overage_unit_amount, "
-    "price_amount, refund_quota, report, requests_per_second, stripe_prices, usage_meter, "
+    "per_day, per_hour, price_amount, refund_quota, report, requests_per_second, stripe_prices, "
+    "usage_meter, "
     "usage_unit_amount"
 )
 

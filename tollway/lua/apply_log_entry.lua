@@ -4,7 +4,8 @@
 -- KEYS[3] stamps' nonces applied in the request's window (a set, expiring)
 -- ARGV[1] the stamp's nonce (authz's own name for the request, tollway/usage_stamp.py)
 -- ARGV[2] the window it was counted in (s); ARGV[3] when it was counted (s)
--- ARGV[4] "1": not billed, refund it; ARGV[5] "1": give its quota back too
+-- ARGV[4] "1": not billed, refund it; ARGV[5] "1": give its quota back too (and its place
+-- under the day's and hour's caps)
 -- ARGV[6] the key id (16 hex: its share of the period, n:<id> from p:<id>)
 -- ARGV[7] amount the upstream reported, for the usage meter (0: none)
 -- ARGV[8] TTL of the applied set, in seconds
@@ -23,12 +24,19 @@ if ARGV[4] == '1' then
     -- dip below zero for a moment: a lease's requests reach the quota when the lease is
     -- settled, which can be after their refunds.
     local kf, pf = 'n:' .. ARGV[6], 'p:' .. ARGV[6]
-    local st = redis.call('HMGET', KEYS[2], 'q_period', pf)
+    local st = redis.call('HMGET', KEYS[2], 'q_period', pf, 'd_start', 'h_start')
     if (tonumber(st[1]) or at + 1) <= at then
       redis.call('HINCRBY', KEYS[2], 'q_used', -1)
     end
     if (tonumber(st[2]) or at + 1) <= at then
       redis.call('HINCRBY', KEYS[2], kf, -1)
+    end
+    -- And the day's and the hour's caps, while their window is the one it counted in.
+    if tonumber(st[3]) == at - at % 86400 then
+      redis.call('HINCRBY', KEYS[2], 'd_used', -1)
+    end
+    if tonumber(st[4]) == at - at % 3600 then
+      redis.call('HINCRBY', KEYS[2], 'h_used', -1)
     end
   end
 elseif tonumber(ARGV[7]) > 0 then

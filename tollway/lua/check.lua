@@ -41,17 +41,19 @@
 --             again with that tier's values. So the arguments, and the cost, do not grow with
 --             the size of the tier table.
 --   ARGV[18] the route's feature ("" for none), for an account whose features are overridden
+--   ARGV[19..20] the tier's per_day and per_hour caps (0 = none): requests in the UTC day and
+--             hour, counted in the state's d_start/d_used and h_start/h_used
 -- A check in exact mode passes 0, 0, 1 in ARGV[6..8].
 -- A lease tier's passing request also takes up to its lease size of extra tokens ("granted"),
 -- which the calling authz process spends locally; a lease never reaches past the quota.
 -- Returns {code, tier, customer, remaining, wait_ms, quota_used, period_end, grace_until,
 --          would_deny, now_ms, granted}; codes are authz.check_reply.Code. An account with
 -- overrides gets its limits in force after those: rate, burst, quota, features ("-": the
--- tier's).
+-- tier's), per_day, per_hour.
 -- Quota and usage count requests; only the bucket is charged the route's cost.
 
 local OK, UNKNOWN_KEY, REVOKED, PAYMENT, FEATURE, QUOTA, RATE, NO_TIER = 0, 1, 2, 3, 4, 5, 6, 7
-local EXPIRED, TIER_CHANGED = 8, 9
+local EXPIRED, TIER_CHANGED, DAY, HOUR = 8, 9, 10, 11
 local TIER = 10
 
 local wsize = tonumber(ARGV[4])
@@ -85,7 +87,7 @@ local kfield = 'n:' .. string.sub(KEYS[1], -16)
 local pfield = 'p:' .. string.sub(KEYS[1], -16)
 local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'q_period', 'q_used', kfield,
                       'o_rate', 'o_burst', 'o_quota', 'o_features', pfield,
-                      'period_start', 'period_end', 'hold')
+                      'period_start', 'period_end', 'hold', 'o_day', 'o_hour')
 
 -- The billing period in force: the account's (else the record's), rolled forward by
 -- whole periods if it has lapsed (a renewal webhook that has not arrived yet must not stop the
@@ -158,11 +160,14 @@ local feature_ok = ARGV[TIER + 6] == '1'
 local cost = tonumber(ARGV[3])
 local this = ARGV[8] == '0' and 0 or 1
 local lease = tonumber(ARGV[TIER + 7])
-local overridden = st[6] or st[7] or st[8] or st[9]
+local per_day, per_hour = tonumber(ARGV[19]) or 0, tonumber(ARGV[20]) or 0
+local overridden = st[6] or st[7] or st[8] or st[9] or st[14] or st[15]
 if overridden then
   rate = tonumber(st[6]) or rate
   burst = tonumber(st[7]) or burst
   quota = tonumber(st[8]) or quota
+  per_day = tonumber(st[14]) or per_day
+  per_hour = tonumber(st[15]) or per_hour
   if st[9] then
     local listed = string.find(',' .. st[9] .. ',', ',' .. ARGV[18] .. ',', 1, true)
     feature_ok = ARGV[18] == '' or listed ~= nil
@@ -180,11 +185,31 @@ end
 -- Returned lease tokens, and a burst that may have shrunk since the last call, both clamp.
 tokens = math.min(tokens + returned, burst)
 
+-- The day's and the hour's counts, read only for an account with a cap (the counts of a
+-- window that has ended are the next one's 0); a lease's settled requests count in them.
+local capped = per_day > 0 or per_hour > 0
+local dstart, hstart = now - now % 86400, now - now % 3600
+local dused, hused = 0, 0
+if capped then
+  local w = redis.call('HMGET', KEYS[2], 'd_start', 'd_used', 'h_start', 'h_used')
+  if tonumber(w[1]) == dstart then
+    dused = tonumber(w[2]) or 0
+  end
+  if tonumber(w[3]) == hstart then
+    hused = tonumber(w[4]) or 0
+  end
+  dused, hused = dused + spent, hused + spent
+end
+
 local deny, wait = OK, 0
 if not feature_ok then
   deny = FEATURE
 elseif quota > 0 and block and this > 0 and used >= quota then
   deny, wait = QUOTA, pend * 1000 - now_ms
+elseif per_day > 0 and this > 0 and dused >= per_day then
+  deny, wait = DAY, (dstart + 86400) * 1000 - now_ms
+elseif per_hour > 0 and this > 0 and hused >= per_hour then
+  deny, wait = HOUR, (hstart + 3600) * 1000 - now_ms
 elseif tokens < cost then
   deny = RATE
   if cost > burst then
@@ -198,10 +223,15 @@ if deny ~= OK and not dry then
   if returned > 0 then
     redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts)
   end
+  if capped and spent > 0 then
+    redis.call('HSET', KEYS[2], 'd_start', dstart, 'd_used', dused, 'h_start', hstart,
+               'h_used', hused)
+  end
   local reply = {deny, tier, customer, math.floor(tokens), wait, used, pend, grace, OK, now_ms, 0}
   if overridden then
     reply[12], reply[13], reply[14], reply[15] = tostring(rate), tostring(burst), tostring(quota),
                                                  st[9] or '-'
+    reply[16], reply[17] = tostring(per_day), tostring(per_hour)
   end
   return reply
 end
@@ -217,6 +247,12 @@ end
 if quota > 0 and block then
   granted = math.min(granted, quota - used - this) -- a lease never reaches past the quota
 end
+if per_day > 0 then
+  granted = math.min(granted, per_day - dused - this) -- nor past a cap
+end
+if per_hour > 0 then
+  granted = math.min(granted, per_hour - hused - this)
+end
 granted = math.max(granted, 0)
 tokens = tokens - granted
 used, kused = used + this, kused + this
@@ -225,6 +261,10 @@ if fresh then
              kfield, kused, pfield, pstart)
 else
   redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_used', used, kfield, kused)
+end
+if capped then
+  redis.call('HSET', KEYS[2], 'd_start', dstart, 'd_used', dused + this, 'h_start', hstart,
+             'h_used', hused + this)
 end
 if this > 0 then
   redis.call('HINCRBY', KEYS[3], now - (now % wsize), this)
@@ -238,5 +278,6 @@ local reply = {OK, tier, customer, math.floor(tokens), full_ms, used, pend, grac
 if overridden then
   reply[12], reply[13], reply[14], reply[15] = tostring(rate), tostring(burst), tostring(quota),
                                                st[9] or '-'
+  reply[16], reply[17] = tostring(per_day), tostring(per_hour)
 end
 return reply
