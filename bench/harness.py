@@ -23,6 +23,9 @@ TIERS = (
     '[tiers.bench]\nrequests_per_second = 1000000.0\nburst = 1000000\nmonthly_quota = 0\nover_quota = "bill"\n'
     '[tiers.bench_lease]\nrequests_per_second = 1000000.0\nburst = 1000000\nmonthly_quota = 0\nover_quota = "bill"\n'
     'limiter = "lease"\nlease_tokens = 100\n'
+    # the bench tier with its day's and hour's caps on, never reached: what counting them costs
+    '[tiers.bench_capped]\nrequests_per_second = 1000000.0\nburst = 1000000\nmonthly_quota = 0\nover_quota = "bill"\n'
+    "per_day = 1000000000000\nper_hour = 1000000000000\n"
 )
 WEBHOOK_SECRET = "whsec_bench"  # noqa: S105 (the bench's own)
 
@@ -78,7 +81,7 @@ class Bench:
     tmp: Path
     seconds: int
     table: Table
-    keys: dict[str, str] = field(default_factory=dict)  # "exact" | "lease" -> a live key
+    keys: dict[str, str] = field(default_factory=dict)  # "exact" | "lease" | "capped" -> a key
     unknown_key: str = ""  # well formed, valid checksum, never issued
     bodies: dict[str, Path] = field(default_factory=dict)  # also "unknown": never issued
     reference_rps: float = 0.0  # the lean reference's checks/s, wrk direct (http_ceiling)
@@ -129,6 +132,7 @@ def prepare(b: Bench) -> None:
     b.keys = {
         "exact": asyncio.run(make_key("bench")),
         "lease": asyncio.run(make_key("bench_lease")),
+        "capped": asyncio.run(make_key("bench_capped")),
     }
     b.unknown_key = generate_key()
     for name, key in (*b.keys.items(), ("unknown", b.unknown_key)):

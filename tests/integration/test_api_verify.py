@@ -116,7 +116,9 @@ async def test_the_api_serves_prometheus_metrics(api):
 async def test_verify_holds_the_token_rate_too(api):
     """Verify's hot admission (api/gate.py) holds the token's rate as well: of 300 verifies at
     once (50 a second in this test's settings) some are refused 429, and no more pass than 50
-    for each second the burst touched, and the first, exact, one."""
+    for each second the burst touched, and the first, exact, one. On a starved machine
+    (`make test-stress`, Redis Cluster) a few may be refused 503 instead, when Redis's answer
+    misses the store timeout: a clear refusal, never one let past the rate."""
     _, made = await api.call(
         "POST", "/v1/keys", await api.token(), json={"tier": "pro", "customer": "cus_vr"}
     )
@@ -127,7 +129,8 @@ async def test_verify_holds_the_token_rate_too(api):
     )
     seconds = math.ceil(time.monotonic() - start) + 1
     passed = sum(1 for status, _ in answers if status == 200)
-    assert {a["error"]["code"] for s, a in answers if s != 200} == {"rate_limited"}
+    refused = {a["error"]["code"] for s, a in answers if s != 200}
+    assert "rate_limited" in refused and refused <= {"rate_limited", "unavailable"}
     assert 0 < passed <= 50 * seconds + 1, (passed, seconds)
 
 

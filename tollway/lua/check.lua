@@ -256,15 +256,19 @@ end
 granted = math.max(granted, 0)
 tokens = tokens - granted
 used, kused = used + this, kused + this
-if fresh then
+-- One write of the state (with the caps' windows when there are caps: a call fewer).
+if capped and fresh then
+  redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used,
+             kfield, kused, pfield, pstart, 'd_start', dstart, 'd_used', dused + this,
+             'h_start', hstart, 'h_used', hused + this)
+elseif capped then
+  redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_used', used, kfield, kused,
+             'd_start', dstart, 'd_used', dused + this, 'h_start', hstart, 'h_used', hused + this)
+elseif fresh then
   redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used,
              kfield, kused, pfield, pstart)
 else
   redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_used', used, kfield, kused)
-end
-if capped then
-  redis.call('HSET', KEYS[2], 'd_start', dstart, 'd_used', dused + this, 'h_start', hstart,
-             'h_used', hused + this)
 end
 if this > 0 then
   redis.call('HINCRBY', KEYS[3], now - (now % wsize), this)
