@@ -86,7 +86,7 @@ class Gate:
                 return self._admit_hot(known)
         token, n = await self._read(token_id, digest)
         if token is None:  # made under an earlier key pepper, if one is listed
-            for token_id, digest in self.tokens.lookups(presented.strip())[1:]:
+            for token_id, digest in self.tokens.earlier_lookups(presented.strip()):
                 token, n = await self._read(token_id, digest)
                 if token is not None:
                     break

@@ -15,6 +15,7 @@ from authz.check_reply import CheckReply, Code
 from authz.reasons import Reason
 from authz.request import RequestInfo
 from tollway.errors import error_body
+from tollway.records import DAY_S, HOUR_S
 from tollway.tiers import OnStoreError, Tier
 
 Headers = tuple[tuple[str, str], ...]
@@ -29,15 +30,19 @@ EXTERNAL_ID_HEADER = "x-tollway-external-id"  # the operator's own id for the ke
 
 
 @dataclass(frozen=True)
-class _Cap:
-    field: str  # the tier's
-    window_s: int
-    name: str  # the window's, in RateLimit-Policy
+class _Spent:
+    """A count the request found spent: the tier field that bounds it, its window (None: the
+    billing period, whose length varies: what is left of it) and the window's name."""
+
+    field: str
+    window_s: int | None
+    name: str
 
 
-_CAPS = {
-    Reason.DAILY_LIMIT_EXCEEDED: _Cap("per_day", 86_400, "UTC day"),
-    Reason.HOURLY_LIMIT_EXCEEDED: _Cap("per_hour", 3_600, "UTC hour"),
+_SPENT = {
+    Reason.QUOTA_EXCEEDED: _Spent("monthly_quota", None, "billing period"),
+    Reason.DAILY_LIMIT_EXCEEDED: _Spent("per_day", DAY_S, "UTC day"),
+    Reason.HOURLY_LIMIT_EXCEEDED: _Spent("per_hour", HOUR_S, "UTC hour"),
 }
 
 _REASON = {
@@ -233,28 +238,20 @@ def on_reply(
         wait = _ceil_s(out.wait_ms)
         headers = (("retry-after", str(wait)), *_bucket_headers(tier, out.remaining, wait))
         return refuse(reason, headers=headers)
+    # The quota, the day's or the hour's cap, the reasons left: refused until its window
+    # ends, which check.lua's wait_ms reaches (the period's end, for the quota).
+    spent = _SPENT[reason]
+    limit = getattr(tier, spent.field)
     wait = _ceil_s(out.wait_ms)
-    cap = _CAPS.get(reason)
-    if cap is not None:  # a day's or an hour's cap: until its UTC window ends
-        limit = getattr(tier, cap.field)
-        headers = (
-            ("retry-after", str(wait)),
-            ("ratelimit-limit", str(limit)),
-            ("ratelimit-remaining", "0"),
-            ("ratelimit-reset", str(wait)),
-            ("ratelimit-policy", f'{limit};w={cap.window_s};comment="{cap.name}"'),
-        )
-        ends = (out.now_ms + out.wait_ms) // 1000
-        return refuse(reason, f"{reason.message} It resets at {_iso(ends)}.", headers)
-    headers = (  # QUOTA_EXCEEDED, the only reason left
+    headers = (
         ("retry-after", str(wait)),
-        ("ratelimit-limit", str(tier.monthly_quota)),
+        ("ratelimit-limit", str(limit)),
         ("ratelimit-remaining", "0"),
         ("ratelimit-reset", str(wait)),
-        ("ratelimit-policy", f'{tier.monthly_quota};w={wait};comment="billing period"'),
+        ("ratelimit-policy", f'{limit};w={spent.window_s or wait};comment="{spent.name}"'),
     )
-    msg = f"{reason.message} It resets at {_iso(out.period_end)}."
-    return refuse(reason, msg, headers)
+    ends = (out.now_ms + out.wait_ms) // 1000
+    return refuse(reason, f"{reason.message} It resets at {_iso(ends)}.", headers)
 
 
 def on_store_error(

@@ -132,13 +132,8 @@ def limits_of(view: AccountView, settings: RedisSettings) -> dict[str, int | Non
         tier = load_tiers(settings.tiers).get(view.plan.get("tier", ""))
     except TierError:
         tier = None
-    out: dict[str, int | None] = {}
-    for field in ("monthly_quota", "per_day", "per_hour"):
-        if field in view.overrides:
-            out[field] = int(view.overrides[field])
-        else:
-            out[field] = getattr(tier, field) if tier else None
-    return out
+    found = {f: view.in_force(f, tier) for f in ("monthly_quota", "per_day", "per_hour")}
+    return {f: None if v is None else int(v) for f, v in found.items()}
 
 
 async def show(store: KeyStore, account: str, as_json: bool, settings: RedisSettings) -> int:

@@ -68,12 +68,10 @@ def card(view: AccountView, table: TierTable) -> AccountCard:
     plan = view.plan
     tier_name = view.tier
     tier = table.get(tier_name)
-    over = view.overrides
-    rate = float(over.get("requests_per_second") or (tier.requests_per_second if tier else 0))
-    burst = int(over.get("burst") or (tier.burst if tier else 0))
-    quota = int(over.get("monthly_quota") or (tier.monthly_quota if tier else 0))
-    per_day = int(over.get("per_day") or (tier.per_day if tier else 0))
-    per_hour = int(over.get("per_hour") or (tier.per_hour if tier else 0))
+    rate = float(view.in_force("requests_per_second", tier) or 0)
+    burst, quota, per_day, per_hour = (
+        int(view.in_force(f, tier) or 0) for f in ("burst", "monthly_quota", "per_day", "per_hour")
+    )
     caps = " ".join(
         f"{label}: {used:,} of {cap:,} requests."
         for label, used, cap in (

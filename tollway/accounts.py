@@ -19,9 +19,17 @@ from tollway.audit import AuditLog
 from tollway.errors import InvalidInput, LifecycleError
 from tollway.key_store import KeyNotFound, KeyStore
 from tollway.logs import fields
-from tollway.records import DEFAULT_PERIOD_S, KeyRecord, KeyState, Period, key_state
+from tollway.records import (
+    DAY_S,
+    DEFAULT_PERIOD_S,
+    HOUR_S,
+    KeyRecord,
+    KeyState,
+    Period,
+    key_state,
+)
 from tollway.scripts import Result
-from tollway.tiers import check_limits
+from tollway.tiers import Tier, check_limits
 
 log = logging.getLogger("tollway.accounts")
 
@@ -36,9 +44,8 @@ OVERRIDES = {
 }
 
 
-# The fixed UTC windows of per_day and per_hour, and the account hash's fields check.lua
-# counts them in: each window's start (epoch s) and the requests counted in it.
-DAY_S, HOUR_S = 86_400, 3_600
+# The account hash's fields check.lua counts per_day and per_hour in: each window's start
+# (epoch s) and the requests counted in it.
 WINDOWS = ("d_start", "d_used", "h_start", "h_used")
 
 
@@ -91,6 +98,14 @@ class AccountView:
     def overrides(self) -> dict[str, str]:
         """The operator's overrides of the tier, by tier field."""
         return {k: self.plan[f] for k, f in OVERRIDES.items() if f in self.plan}
+
+    def in_force(self, field: str, tier: Tier | None) -> str | None:
+        """A limit as it applies to the account, as text: its override, else its tier's
+        (None with neither: no override, and its tier is not in the table)."""
+        override = self.plan.get(OVERRIDES[field])
+        if override is not None:
+            return override
+        return str(getattr(tier, field)) if tier is not None else None
 
     def public(self) -> dict[str, object]:
         """The account as an operator may see it, without its keys (``Lifecycle.listing``)."""

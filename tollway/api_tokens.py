@@ -137,7 +137,8 @@ class ApiTokens:
 
     async def authenticate(self, presented: str) -> ApiToken | None:
         """The live token ``presented`` is, or None (malformed, unknown or revoked)."""
-        for token_id, digest in self.lookups(presented):
+        first = self.lookup(presented)
+        for token_id, digest in [first, *self.earlier_lookups(presented)] if first else []:
             token = live(token_id, digest, await self.redis.hgetall(schema.api_token(token_id)))
             if token is not None:
                 return token
@@ -151,16 +152,13 @@ class ApiTokens:
         digest = self.hasher.digest(presented)
         return self.hasher.key_id(digest), digest
 
-    def lookups(self, presented: str) -> list[tuple[str, str]]:
-        """``lookup``, then (token id, digest) under each earlier pepper: a token made before
-        the pepper rotated keeps its id and works while its pepper is listed (tokens are not
-        moved: make new ones before dropping the pepper)."""
-        first = self.lookup(presented)
-        if first is None:
+    def earlier_lookups(self, presented: str) -> list[tuple[str, str]]:
+        """(token id, digest) of a well-formed token under each earlier pepper: a token made
+        before the pepper rotated keeps its id and works while its pepper is listed (tokens
+        are not moved: make new ones before dropping the pepper)."""
+        if not looks_like_token(presented):
             return []
-        return [first] + [
-            (self.hasher.key_id(d), d) for d in self.hasher.earlier_digests(presented)
-        ]
+        return [(self.hasher.key_id(d), d) for d in self.hasher.earlier_digests(presented)]
 
 
 def live(token_id: str, digest: str, raw: dict[Any, Any]) -> ApiToken | None:

@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -359,15 +360,12 @@ class KeyStore:
         """Keys not revoked, by the fingerprint of the pepper their record is under (``""``:
         records made before fingerprints, under an unknown one). SCANs the whole keyspace."""
         found = await tags_by_suffix(self.redis, ("key",))
-        peppers = {
+        peppers = {  # by key id: a key moved is found under two directory entries
             r.key_id: r.pepper
             for r in await self.records(sorted(found["key"]))
             if r.status is not KeyStatus.REVOKED
         }
-        counts: dict[str, int] = {}
-        for pepper in peppers.values():
-            counts[pepper] = counts.get(pepper, 0) + 1
-        return counts
+        return dict(Counter(peppers.values()))
 
     async def reindex(self) -> int:
         """Put every key and account in the ordered indexes (tollway/key_index.py): for keys

@@ -9,6 +9,8 @@ from enum import StrEnum
 
 # The period a key without a subscription is metered over; check.lua rolls it forward.
 DEFAULT_PERIOD_S = 30 * 24 * 3600
+# The fixed UTC windows of a tier's per_day and per_hour caps (check.lua counts in them).
+DAY_S, HOUR_S = 86_400, 3_600
 
 
 class KeyStatus(StrEnum):
