@@ -22,6 +22,8 @@ from tollway.key_store import KeyNotFound, KeyStore
 from tollway.keys import KeyHasher, generate_key, pepper_fingerprint
 from tollway.lifecycle import Lifecycle
 from tollway.settings import SettingsError
+from webhook.checkout import Checkouts, ClaimGone
+from webhook.subscriptions import SubState
 
 pytestmark = pytest.mark.integration
 
@@ -163,6 +165,41 @@ async def test_operator_tokens_made_before_work_while_their_pepper_is_listed(
     async with running_api(redis, redis_server, tmp_path, P1) as api:
         status, _ = await api.call("GET", f"/v1/keys/{key_id}", token)
         assert status == 401
+
+
+async def test_a_kept_idempotent_answer_opens_while_its_pepper_is_listed(
+    redis, redis_server, tmp_path
+):
+    """The management API keeps an Idempotency-Key's answer sealed under the pepper in force:
+    replayed while that pepper is listed; once it is dropped (the token, made under an older
+    one still listed, still works), 409 idempotency_unreadable rather than a second key."""
+    async with running_api(redis, redis_server, tmp_path, P0) as api:
+        token = await api.token()
+    body, headers = {"tier": "free", "customer": "cus_idem"}, {"Idempotency-Key": "k1"}
+    async with running_api(redis, redis_server, tmp_path, f"{P1},{P0}") as api:
+        status, first = await api.call("POST", "/v1/keys", token, json=body, headers=headers)
+        assert status == 200
+    async with running_api(redis, redis_server, tmp_path, f"{P2},{P1},{P0}") as api:
+        status, again = await api.call("POST", "/v1/keys", token, json=body, headers=headers)
+        assert (status, again) == (200, first)
+    async with running_api(redis, redis_server, tmp_path, f"{P2},{P0}") as api:
+        status, err = await api.call("POST", "/v1/keys", token, json=body, headers=headers)
+        assert (status, err["error"]["code"]) == (409, "idempotency_unreadable")
+        status, listed = await api.call("GET", "/v1/keys?customer=cus_idem", token)
+        assert len(listed["data"]) == 1  # nothing was made twice
+
+
+async def test_a_checkout_key_issued_before_the_rotation_is_still_claimed(redis):
+    """The key a Checkout issued, sealed under the old pepper, is handed out once after the
+    new one is put first; with its pepper dropped, the claim says it cannot be read."""
+    issued = Checkouts(redis, store(redis, P0), 900)
+    key_id = await issued.issue("cs_rot", "cus_rot", "sub_rot", "free", "paid", SubState("sub_rot"))
+    await issued.issue("cs_gone", "cus_gone", "sub_gone", "free", "paid", SubState("sub_gone"))
+    claimed = await Checkouts(redis, store(redis, f"{P1},{P0}"), 900).claim("cs_rot")
+    assert claimed is not None and claimed.key_id == key_id
+    assert (await store(redis, f"{P1},{P0}").get(claimed.api_key)).key_id == key_id
+    with pytest.raises(ClaimGone, match="claim_unreadable"):
+        await Checkouts(redis, store(redis, P1), 900).claim("cs_gone")
 
 
 def test_the_pepper_list_is_checked_at_start():
