@@ -24,6 +24,7 @@ def account_view(view: AccountView) -> Account:
         quota_used=view.quota_used,
         day_used=view.day_used,
         hour_used=view.hour_used,
+        in_flight=view.in_flight,
         overrides=view.overrides,
     )
 

@@ -167,6 +167,7 @@ class Account(Answer):
     quota_used: int = Field(description="requests counted this period")
     day_used: int = Field(description="requests counted this UTC day (per_day caps it)")
     hour_used: int = Field(description="requests counted this UTC hour (per_hour caps it)")
+    in_flight: int = Field(description="requests in flight now (max_concurrent caps it)")
     overrides: dict[str, str] = Field(description="the account's own limits, over its tier's")
 
 
@@ -187,6 +188,7 @@ class SetLimits(Body):
     features: Annotated[list[Feature], Field(max_length=100)] | None = None
     per_day: Annotated[int, Field(ge=0)] | None = None
     per_hour: Annotated[int, Field(ge=0)] | None = None
+    max_concurrent: Annotated[int, Field(ge=0)] | None = None
     replace: bool = Field(False, description="clear the account's earlier limits first")
 
 

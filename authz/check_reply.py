@@ -7,8 +7,12 @@ from enum import IntEnum
 from typing import Any
 
 # An account's limits after its overrides: rate per second, burst, monthly quota, its
-# features (None: the tier's), per_day and per_hour.
-Limits = tuple[float, int, int, frozenset[str] | None, int, int]
+# features (None: the tier's), per_day, per_hour and max_concurrent. The rate and burst are
+# those of the bucket the request took from (a route's named bucket is never overridden).
+Limits = tuple[float, int, int, frozenset[str] | None, int, int, int]
+
+
+SLOT_HELD = -1  # ``granted`` of an allowed request that took a concurrency slot
 
 
 class Code(IntEnum):
@@ -24,6 +28,7 @@ class Code(IntEnum):
     TIER_CHANGED = 9  # the key's tier is not the one asked about (``tier``): nothing was changed
     DAY = 10  # the tier's per_day cap is reached: ``wait_ms`` until the UTC day ends
     HOUR = 11  # its per_hour cap: until the UTC hour ends
+    CONCURRENCY = 12  # max_concurrent requests of the account are in flight
 
 
 # Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__, and
@@ -42,7 +47,9 @@ class CheckReply:
     grace_until: int = 0  # past_due keys: epoch seconds when access stops
     would_deny: Code = Code.OK  # dry-run tiers: what the answer would have been
     now_ms: int = 0
-    granted: int = 0  # lease tiers: extra tokens taken for this process to spend locally
+    # lease tiers: extra tokens taken for this process to spend locally; SLOT_HELD: none, and
+    # the request holds a concurrency slot (no lease is taken under a concurrency cap)
+    granted: int = 0
     limits: Limits | None = None  # the account's overrides are in force: its limits
 
     @classmethod
@@ -72,9 +79,17 @@ class CheckReply:
         ints = [int(x) for x in v[3:11]]
         ints += [0] * (8 - len(ints))
         limits: Limits | None = None
-        if len(v) == 17:
+        if len(v) == 18:
             features = None if v[14] == "-" else frozenset(f for f in str(v[14]).split(",") if f)
-            limits = (float(v[11]), int(v[12]), int(v[13]), features, int(v[15]), int(v[16]))
+            limits = (
+                float(v[11]),
+                int(v[12]),
+                int(v[13]),
+                features,
+                int(v[15]),
+                int(v[16]),
+                int(v[17]),
+            )
         return cls(
             Code(int(v[0])),
             str(v[1]),

@@ -52,6 +52,7 @@ class StoreCheck:
     returned: int = 0
     call: ScriptCall = ScriptCall.CHECK
     settlement: str = ""
+    slot: str = ""  # the request's id for its concurrency slot (its usage stamp's nonce)
 
 
 class StoreUnavailable(Unavailable):

@@ -53,6 +53,7 @@ _REASON = {
     Code.QUOTA: Reason.QUOTA_EXCEEDED,
     Code.DAY: Reason.DAILY_LIMIT_EXCEEDED,
     Code.HOUR: Reason.HOURLY_LIMIT_EXCEEDED,
+    Code.CONCURRENCY: Reason.CONCURRENCY_EXCEEDED,
     Code.RATE: Reason.RATE_LIMITED,
     Code.NO_TIER: Reason.PLAN_UNAVAILABLE,
 }
@@ -231,6 +232,13 @@ def on_reply(
     # Rate and quota verdicts quote the tier's limits, so they need the tier itself.
     if tier is None or reason is Reason.PLAN_UNAVAILABLE:
         return refuse(Reason.PLAN_UNAVAILABLE)
+    if reason is Reason.CONCURRENCY_EXCEEDED:
+        # No RateLimit headers: they describe a quota over a window, and this is neither.
+        msg = (
+            f"Your plan allows {tier.max_concurrent} requests in flight at once, and all are "
+            "taken. Retry when one finishes."
+        )
+        return refuse(reason, msg, (("retry-after", str(_ceil_s(out.wait_ms))),))
     if reason is Reason.RATE_LIMITED:
         if out.wait_ms < 0:
             msg = f"This endpoint costs {req.cost} requests, more than your plan's burst of {tier.burst}."

@@ -77,7 +77,8 @@ class CheckEngine:
     ) -> None:
         """``spool_name``: the file usage is spooled to if Redis is away at exit (one per
         process); ``stamps``: sign usage stamps for Envoy's access log (when the secret is
-        set; a caller outside Envoy has no access log); ``registry``: where its metrics go."""
+        set; a caller outside Envoy has no access log), and take concurrency slots, which
+        only that log frees; ``registry``: where its metrics go."""
         self.settings = settings
         self.spool_name = spool_name
         self.registry = registry
@@ -101,6 +102,7 @@ class CheckEngine:
             expire_after_ms=0.8 * settings.store_timeout_ms,
             on_reply_lost=self.metrics.store_replies_lost.inc,
             known_keys=settings.key_cache,
+            slot_ms=round(settings.slot_s * 1000),
         )
         self.tiers = TierSource(settings.tiers)
         secret = settings.usage_log_secret if stamps else ""
@@ -119,6 +121,7 @@ class CheckEngine:
             settings.log_allowed,
             settings.key_cache,
             keys.move if hasher.earlier else None,
+            slots=stamps,
         )
         self.tiers.on_change(self.service.use_tiers)
         self.store_id = ""  # the store's id (tollway/store_identity.py), once read

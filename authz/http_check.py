@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from authz import http_responses, http_wire
 from authz.decision import Decision
 from authz.http_connection import Connection, Request
-from authz.request import COST_HEADER, FEATURE_HEADER
+from authz.request import BUCKET_HEADER, COST_HEADER, FEATURE_HEADER
 
 CHECK_PREFIX = b"/check"
 HEALTH_PATH = b"/healthz"
@@ -29,7 +29,14 @@ Decide = Callable[[Mapping[str, str]], Decision | Awaitable[Decision]]
 class CheckApp:
     read_headers = frozenset(  # what a decision reads (authz/request.py)
         h.encode()
-        for h in ("x-api-key", "authorization", COST_HEADER, FEATURE_HEADER, "x-request-id")
+        for h in (
+            "x-api-key",
+            "authorization",
+            COST_HEADER,
+            FEATURE_HEADER,
+            BUCKET_HEADER,
+            "x-request-id",
+        )
     )
     max_body = MAX_BODY
     keeps_body = False

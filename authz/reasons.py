@@ -15,6 +15,7 @@ class Reason(StrEnum):
     QUOTA_EXCEEDED = "quota_exceeded"
     DAILY_LIMIT_EXCEEDED = "daily_limit_exceeded"
     HOURLY_LIMIT_EXCEEDED = "hourly_limit_exceeded"
+    CONCURRENCY_EXCEEDED = "concurrency_exceeded"  # max_concurrent requests in flight
     STORE_UNAVAILABLE = "store_unavailable"
     OVERLOADED = "overloaded"  # authz could not finish the check in its deadline
     PLAN_UNAVAILABLE = "plan_unavailable"  # the key's tier is not in the loaded tier table
@@ -39,6 +40,7 @@ _STATUS = {
     Reason.QUOTA_EXCEEDED: 429,
     Reason.DAILY_LIMIT_EXCEEDED: 429,
     Reason.HOURLY_LIMIT_EXCEEDED: 429,
+    Reason.CONCURRENCY_EXCEEDED: 429,
     Reason.STORE_UNAVAILABLE: 503,
     Reason.OVERLOADED: 503,
     Reason.PLAN_UNAVAILABLE: 503,
@@ -55,6 +57,9 @@ _MESSAGE = {
     Reason.QUOTA_EXCEEDED: "The monthly quota of your plan is used up.",
     Reason.DAILY_LIMIT_EXCEEDED: "Your plan's requests for today (UTC) are used up.",
     Reason.HOURLY_LIMIT_EXCEEDED: "Your plan's requests for this hour are used up.",
+    Reason.CONCURRENCY_EXCEEDED: (
+        "Your plan's requests in flight at once are all taken. Retry when one finishes."
+    ),
     Reason.STORE_UNAVAILABLE: "The API cannot check keys right now. Retry shortly.",
     Reason.OVERLOADED: "The API is overloaded. Retry shortly.",
     Reason.PLAN_UNAVAILABLE: "Your plan is not available right now. Contact support.",

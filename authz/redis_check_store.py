@@ -46,6 +46,10 @@ MAX_BATCH = 256
 # wrong answer.
 KNOWN_KEYS_MAX = 100_000
 
+# How long a request holds its concurrency slot at most by default (TOLLWAY_AUTHZ_SLOT_S):
+# Envoy's default route timeout (15 s), its access log's flush interval (0.5 s), and a margin.
+DEFAULT_SLOT_MS = 30_000
+
 # A key id with no directory entry: no such key.
 NO_KEY = CheckReply(Code.UNKNOWN_KEY)
 
@@ -83,12 +87,14 @@ class RedisCheckStore:
         expire_after_ms: float | None = None,
         on_reply_lost: Callable[[float], None] = lambda n: None,
         known_keys: int = KNOWN_KEYS_MAX,
+        slot_ms: int = DEFAULT_SLOT_MS,
     ) -> None:
         """``pipe`` carries the checks; ``redis`` (redis-py) the write-back.
         ``expire_after_ms``: a check that Redis runs later than this after it was sent is
         void (check.lua answers EXPIRED and writes nothing). Set it below the pipe's read
         timeout, so that whatever Redis runs in time is answered before authz gives up; None:
-        off."""
+        off. ``slot_ms``: how long a request holds its concurrency slot at most, if Envoy's
+        access log never frees it (TOLLWAY_AUTHZ_SLOT_S)."""
         self.pipe = pipe
         self.redis = redis
         self.clock = clock
@@ -96,6 +102,7 @@ class RedisCheckStore:
         self.deadline_s = deadline_s
         self._window = str(usage_window_s)
         self._period = str(DEFAULT_PERIOD_S)
+        self._slot_ms = str(slot_ms)
         self._script = scripts.lua("check")
         self._sha = scripts.sha1(self._script)
         self._pending: list[Queued] = []
@@ -203,6 +210,8 @@ class RedisCheckStore:
             r.call.value,
             "",
             *r.tier_args(tier),
+            r.slot,
+            self._slot_ms,
         )
         reply = await self._call(command)
         try:

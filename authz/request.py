@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tollway.errors import InvalidInput
+from tollway.tier_readers import BUCKET_NAME
 
 MAX_COST = 1_000_000
 COST_KEY = "tollway_cost"
 FEATURE_KEY = "tollway_feature"
+BUCKET_KEY = "tollway_bucket"
 
 
 class RouteConfigError(InvalidInput):
@@ -29,6 +31,7 @@ class RequestInfo:
     strip: tuple[str, ...]  # headers that carried it, removed before the upstream sees them
     cost: int = 1
     feature: str | None = None
+    bucket: str | None = None  # the route's named bucket (None: the tier's default one)
     request_id: str = ""  # Envoy's x-request-id: what the access log names the request by
 
 
@@ -53,23 +56,34 @@ def extract(request: Any) -> RequestInfo:
     """gRPC mode: the route's terms come as ``context_extensions``."""
     attrs = request.attributes
     ext = attrs.context_extensions
-    return from_headers(_headers(attrs.request.http), ext.get(COST_KEY), ext.get(FEATURE_KEY))
+    return from_headers(
+        _headers(attrs.request.http), ext.get(COST_KEY), ext.get(FEATURE_KEY), ext.get(BUCKET_KEY)
+    )
 
 
 # HTTP mode: Envoy's ``authorization_request.headers_to_add`` carries the route's terms, from
 # its metadata (envoy/envoy-http.yaml). Envoy sets them itself, replacing any a client sent.
 COST_HEADER = "x-tollway-cost"
 FEATURE_HEADER = "x-tollway-feature"
+BUCKET_HEADER = "x-tollway-bucket"
 
 
 def extract_http(headers: Mapping[str, str]) -> RequestInfo:
     """HTTP mode: the route's terms come as headers Envoy adds; a route without them sends
     them empty."""
-    return from_headers(headers, headers.get(COST_HEADER) or None, headers.get(FEATURE_HEADER))
+    return from_headers(
+        headers,
+        headers.get(COST_HEADER) or None,
+        headers.get(FEATURE_HEADER),
+        headers.get(BUCKET_HEADER),
+    )
 
 
 def from_headers(
-    headers: Mapping[str, str], raw_cost: str | None, feature: str | None
+    headers: Mapping[str, str],
+    raw_cost: str | None,
+    feature: str | None,
+    bucket: str | None = None,
 ) -> RequestInfo:
     cost = 1
     if raw_cost is not None:
@@ -77,6 +91,9 @@ def from_headers(
             raise RouteConfigError(f"{COST_KEY}={raw_cost!r}: expected an integer 0..{MAX_COST}")
         cost = int(raw_cost)
     feature = feature or None
+    bucket = bucket or None
+    if bucket is not None and not BUCKET_NAME.match(bucket):
+        raise RouteConfigError(f"{BUCKET_KEY}={bucket[:40]!r}: expected {BUCKET_NAME.pattern}")
 
     key = headers.get("x-api-key")
     if key is not None:
@@ -92,5 +109,6 @@ def from_headers(
         strip=strip,
         cost=cost,
         feature=feature,
+        bucket=bucket,
         request_id=headers.get("x-request-id", ""),
     )

@@ -24,7 +24,7 @@ from authz.check_reply import Code
 from authz.check_store import CheckStore, Overloaded, ScriptCall, StoreCheck, StoreUnavailable
 from authz.check_tiers import CheckTiers
 from authz.decision import Decision, deny, invalid_key, missing_key, on_reply, on_store_error
-from authz.leases import DEFAULT_LEASE_TTL_S, LeaseBook
+from authz.leases import DEFAULT_LEASE_TTL_S, LeaseBook, Settlement
 from authz.metrics import AuthzMetrics
 from authz.negatives import NegativeCache
 from authz.reasons import Reason
@@ -37,6 +37,8 @@ from tollway.tiers import LimiterKind, TierTable
 from tollway.usage_stamp import REQUEST_ID, Stamper
 
 log = logging.getLogger("tollway.authz")
+
+NOTHING_OWED = Settlement("", "", 0, 0, "")
 
 # How many presented keys' (digest, key id) are remembered by default (TOLLWAY_AUTHZ_KEY_CACHE),
 # so that a key seen before costs no checksum and no hash.
@@ -60,6 +62,7 @@ class AuthzServicer:
         log_allowed: float = 0.0,
         key_cache: int = IDENTITIES_MAX,
         earlier: Callable[[str], Awaitable[tuple[str, str] | None]] | None = None,
+        slots: bool = True,
     ) -> None:
         """``stamper``: sign a usage stamp on every counted request, for Envoy's access log
         (tollway/usage_stamp.py); None: the usage log is off. ``log_allowed``: the share of
@@ -67,7 +70,10 @@ class AuthzServicer:
         presented keys whose digest and id are remembered. ``earlier``: while the key pepper
         rotates, finds a key the store does not know under the pepper in force under an
         earlier one and moves it (tollway/key_store.py ``KeyStore.move``): (the digest its
-        record holds, its key id), or None."""
+        record holds, its key id), or None. ``slots``: an allowed request of an account under
+        a concurrency cap takes a slot, named by its usage stamp's nonce, which Envoy's access
+        log frees; off for callers outside Envoy (the API's verify), whose requests are held
+        to the cap but take no slot."""
         self.tiers = tiers
         self.store = store
         self.hasher = hasher
@@ -83,6 +89,7 @@ class AuthzServicer:
         # digest -> the customer it was last allowed as: what on_store_error = "allow" trusts
         self._allowed: BoundedMap[str, str] = BoundedMap(ALLOWED_MAX)
         self._decision_ids = nonces("authz-")  # a logged decision's id when Envoy sent none
+        self._slot_ids = nonces() if slots else None  # a request's slot and its stamp's nonce
         self._unheard_notes: set[asyncio.Task[None]] = set()
         self._breaker_shown: bool | None = None  # what tollway_authz_breaker_open says
 
@@ -153,19 +160,23 @@ class AuthzServicer:
                 served = self._from_lease(info, key_id, digest, tiers)
                 if served is not None:
                     return self._done(served, info, start)
-        owed = self.leases.settle(key_id)
+        # A lease is the default bucket's: a route naming a bucket neither renews one nor
+        # carries its settlement (whose tokens go back to the default bucket).
+        own_bucket = info.bucket is not None
+        owed = self.leases.settle(key_id) if not own_bucket else NOTHING_OWED
         # One lease renewal per key at a time, and none while key changes cannot reach leases.
-        renewing = self.leases.accepting and self.leases.renewing(key_id)
+        renewing = not own_bucket and self.leases.accepting and self.leases.renewing(key_id)
         call = ScriptCall.LEASE if renewing else ScriptCall.CHECK
         request = StoreCheck(
             key_id,
             digest,
             info.cost,
-            tiers.tier_args(info.feature),
+            tiers.tier_args(info.feature, info.bucket),
             owed.spent,
             owed.returned,
             call,
             owed.id,
+            next(self._slot_ids) if self._slot_ids is not None else "",
         )
         try:
             out = await self.store.check(request)
@@ -195,8 +206,10 @@ class AuthzServicer:
             self.leases.close(key_id)
             if out.code is Code.UNKNOWN_KEY:
                 self.unknown_keys.add(digest)
-        d = on_reply(info, key_id, out, tiers.tier_for(out), self.store.external_id_of(key_id))
-        return self._done(self._stamped(d, info, out.now_ms / 1000), info, start)
+        tier_out = tiers.tier_for(out, info.bucket)
+        d = on_reply(info, key_id, out, tier_out, self.store.external_id_of(key_id))
+        slot = request.slot if out.granted < 0 else ""  # check.lua took it (SLOT_HELD)
+        return self._done(self._stamped(d, info, out.now_ms / 1000, slot), info, start)
 
     async def _look_earlier(
         self, info: RequestInfo, key_id: str, digest: str, tiers: CheckTiers, start: float
@@ -230,6 +243,7 @@ class AuthzServicer:
             tier is not None
             and tier.limiter is LimiterKind.LEASE
             and (info.feature is None or info.feature in tier.features)
+            and tier.bucket(info.bucket) is None  # the lease is the default bucket's
             and self.leases.spend(lease, info.cost)
         ):
             outcome = lease.outcome(tier.burst, tier.requests_per_second)
@@ -253,12 +267,13 @@ class AuthzServicer:
         log.warning("store_error", extra=fields(key_id=key_id, error=str(exc)))
         return d
 
-    def _stamped(self, d: Decision, info: RequestInfo, at: float) -> Decision:
-        """``d``, with its usage stamp if it lets a counted request through."""
+    def _stamped(self, d: Decision, info: RequestInfo, at: float, slot: str = "") -> Decision:
+        """``d``, with its usage stamp if it lets a counted request through, naming the
+        concurrency slot it holds, if any (the access log frees it)."""
         if self.stamper is not None and d.reason is None:
             d.request_id = info.request_id
             source = self.store.usage_source(d.key_id)
-            d.usage_stamp = self.stamper.sign(source, d.key_id, d.tier, int(at))
+            d.usage_stamp = self.stamper.sign(source, d.key_id, d.tier, int(at), slot)
         return d
 
     def _done(self, d: Decision, info: RequestInfo | None, start: float) -> Decision:

@@ -50,11 +50,21 @@ class CheckSettings(RedisSettings, UsageLogSettings, UsageWindowSettings):
     # row 6: with each request a key not seen within the last 300,000, 0.62 of the rate).
     # Size it to the keys active within a few minutes; each costs about 0.5 KB a process.
     key_cache: int = env("TOLLWAY_AUTHZ_KEY_CACHE", 100_000, "keys each process remembers")
+    # max_concurrent tiers: a request's slot is freed when Envoy's access log reports it ended,
+    # and at the latest this long after its check (a lost entry, an Envoy gone). Set it above
+    # your longest route timeout plus the access log's flush interval (0.5 s in envoy.yaml): a
+    # request still in flight past it no longer holds its slot. Default: Envoy's 15 s route
+    # timeout, and margin.
+    slot_s: float = env(
+        "TOLLWAY_AUTHZ_SLOT_S", 30.0, "max_concurrent: longest a request holds its slot"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 <= self.log_allowed <= 1.0:
             raise SettingsError(f"TOLLWAY_AUTHZ_LOG_ALLOWED={self.log_allowed}: expected 0 to 1")
+        if not 0 < self.slot_s <= 86400:
+            raise SettingsError(f"TOLLWAY_AUTHZ_SLOT_S={self.slot_s}: expected 0 to 86400 s")
         if self.key_cache < 1:
             raise SettingsError(f"TOLLWAY_AUTHZ_KEY_CACHE={self.key_cache}: expected 1 or more")
 

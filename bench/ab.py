@@ -25,7 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import TIERS, Bench, LogFiles, Table, direct, new_stack, prepare, restart_authz
+from bench.harness import (
+    EXACT_TIER,
+    Bench,
+    LogFiles,
+    Table,
+    direct,
+    new_stack,
+    prepare,
+    restart_authz,
+)
 from bench.probes import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +68,7 @@ def main() -> int:
         where = subprocess.run([sys.executable, "-c", "import authz; print(authz.__file__)"],
                                env=env, cwd=ROOT, capture_output=True, text=True, check=True)  # fmt: skip
         assert where.stdout.strip() == str(base / "authz" / "__init__.py"), where.stdout
-        (tmp / "tiers.toml").write_text(TIERS)
+        (tmp / "tiers.toml").write_text(EXACT_TIER)  # what every revision reads
         logs = LogFiles(tmp)
         b = Bench(new_stack(tmp, logs, tmp / "tiers.toml"), logs, tmp, args.seconds, Table())
         try:

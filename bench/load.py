@@ -17,8 +17,9 @@ from envoy.service.auth.v3 import external_auth_pb2 as pb
 CHECK_PATH = "/envoy.service.auth.v3.Authorization/Check"
 
 
-def check_body(key: str) -> bytes:
-    """A CheckRequest as Envoy sends one (12 headers), framed for gRPC."""
+def check_body(key: str, route: dict[str, str] | None = None) -> bytes:
+    """A CheckRequest as Envoy sends one (12 headers), framed for gRPC; ``route``: the
+    route's terms (context_extensions)."""
     headers = {
         ":authority": "api.example.com",
         ":method": "GET",
@@ -48,6 +49,7 @@ def check_body(key: str) -> bytes:
                     protocol="HTTP/1.1",
                 )
             ),
+            context_extensions=route or {},
         )
     )
     raw: bytes = req.SerializeToString()

@@ -122,7 +122,7 @@ def authz_direct(b: Bench, mode: str, workers: int, ceil: float) -> None:
         modes += [
             ("lease mode", "lease"),
             ("one unknown key, flooded", "unknown"),
-            ("exact mode, day and hour caps on", "capped"),
+            ("exact mode, every limit on (day, hour, concurrency, route bucket)", "limits"),
         ]
     rates: dict[str, float] = {}
     for limiter, body in modes:
@@ -154,10 +154,10 @@ def authz_direct(b: Bench, mode: str, workers: int, ceil: float) -> None:
             f"{(rcpu1 - rcpu0) / n * 1e6:.1f} µs / {spread}",
         )
         rates[body] = d["rps"]
-    if "capped" in rates:
+    if "limits" in rates:
         b.table.row(
-            f"   {mode}: day and hour caps on ÷ the bucket alone (issue 28's goal: ≥ 0.9)",
-            f"{rates['capped'] / rates['exact']:.2f}",
+            f"   {mode}: every limit on ÷ the bucket alone (issue 28's goal: ≥ 0.9)",
+            f"{rates['limits'] / rates['exact']:.2f}",
         )
 
 

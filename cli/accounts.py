@@ -51,6 +51,7 @@ def register(subparsers: Subparsers) -> None:
     limits.add_argument("--features", help="comma-separated features ('' for none)")
     limits.add_argument("--per-day", help="requests per UTC day (0 = no cap)")
     limits.add_argument("--per-hour", help="requests per UTC hour (0 = no cap)")
+    limits.add_argument("--max-concurrent", help="requests in flight at once (0 = no cap)")
     limits.add_argument("--clear", action="store_true", help="drop earlier overrides first")
     add_store_flags(limits)
     tier = accounts.add_parser(
@@ -104,13 +105,13 @@ async def set_limits(store: KeyStore, args: argparse.Namespace) -> int:
         limits["monthly_quota"] = _number(args.quota, int)
     if args.features is not None:
         limits["features"] = [f.strip() for f in args.features.split(",") if f.strip()]
-    for flag in ("per_day", "per_hour"):
+    for flag in ("per_day", "per_hour", "max_concurrent"):
         if getattr(args, flag) is not None:
             limits[flag] = _number(getattr(args, flag), int)
     if not limits and not args.clear:
         raise CliError(
-            "nothing to set: give --rate, --burst, --quota, --features, --per-day, --per-hour "
-            "or --clear"
+            "nothing to set: give --rate, --burst, --quota, --features, --per-day, --per-hour, "
+            "--max-concurrent or --clear"
         )
     try:
         await Accounts(store).set_limits(args.account, limits, args.clear)
@@ -125,14 +126,18 @@ def when(epoch: int | str) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M") if t else "-"
 
 
+# The caps beside the quota, as `accounts show` and `usage show` print them.
+CAPS = ("per_day", "per_hour", "max_concurrent")
+
+
 def limits_of(view: AccountView, settings: RedisSettings) -> dict[str, int | None]:
-    """The account's monthly quota and day and hour caps in force, by tier field (0: none;
-    None: its tier is not in the table)."""
+    """The account's monthly quota, day and hour caps and concurrency cap in force, by tier
+    field (0: none; None: its tier is not in the table)."""
     try:
         tier = load_tiers(settings.tiers).get(view.plan.get("tier", ""))
     except TierError:
         tier = None
-    found = {f: view.in_force(f, tier) for f in ("monthly_quota", "per_day", "per_hour")}
+    found = {f: view.in_force(f, tier) for f in (*CAPS, "monthly_quota")}
     return {f: None if v is None else int(v) for f, v in found.items()}
 
 
@@ -142,7 +147,7 @@ async def show(store: KeyStore, account: str, as_json: bool, settings: RedisSett
     quota = limits["monthly_quota"]
     keys = view.listing(WallClock().now())
     if as_json:
-        caps = {"per_day": limits["per_day"], "per_hour": limits["per_hour"]}
+        caps = {f: limits[f] for f in CAPS}
         print(json.dumps({**view.public(), "keys": keys, "quota": quota, **caps}, indent=2))
         return 0
     plan = view.plan
@@ -156,19 +161,31 @@ async def show(store: KeyStore, account: str, as_json: bool, settings: RedisSett
     if plan.get("status") == "past_due":
         print(f"grace until   {when(plan.get('grace_until', 0))}")
     print(f"period        {when(plan.get('period_start', 0))} .. {when(plan.get('period_end', 0))}")
-    of = {None: "", 0: " (no quota)"}.get(quota, f" of {quota}")
-    print(f"used          {view.quota_used}{of} requests this period")
-    for label, used, cap in (
-        ("today", view.day_used, limits["per_day"]),
-        ("this hour", view.hour_used, limits["per_hour"]),
-    ):
-        if cap:
-            print(f"{'':14}{used} of {cap} requests {label} (UTC)")
+    first, *more = uses(view, limits)
+    print(f"used          {first}")
+    for line in more:
+        print(f"{'':14}{line}")
     for field, value in view.overrides.items():
         print(f"override      {field} = {value or '(none)'}")
     print()
     print_keys(keys)
     return 0
+
+
+def uses(view: AccountView, limits: dict[str, int | None]) -> list[str]:
+    """The account's use against each of its limits in force, a line each: the period's, then
+    each cap that is on."""
+    quota = limits["monthly_quota"]
+    of = {None: "", 0: " (no quota)"}.get(quota, f" of {quota}")
+    lines = [f"{view.quota_used}{of} requests this period"]
+    for label, used, cap in (
+        ("today (UTC)", view.day_used, limits["per_day"]),
+        ("this hour (UTC)", view.hour_used, limits["per_hour"]),
+        ("in flight now", view.in_flight, limits["max_concurrent"]),
+    ):
+        if cap:
+            lines.append(f"{used} of {cap} requests {label}")
+    return lines
 
 
 def print_keys(rows: list[dict[str, object]]) -> None:

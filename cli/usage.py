@@ -11,8 +11,10 @@ import time
 from datetime import UTC, datetime
 
 from cli import spool
+from cli.accounts import limits_of, uses
 from cli.store_access import add_store_flags, lifecycle, settings_of
 from metering.settings import MeteringSettings
+from tollway.accounts import Accounts, AccountView
 from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.process import Subparsers
@@ -70,6 +72,17 @@ async def windows(settings: MeteringSettings, customer: str) -> tuple[dict[str, 
         await redis.aclose()
 
 
+async def accounts_of(settings: MeteringSettings, customer: str) -> list[AccountView]:
+    """The customer's accounts, for their use against their limits."""
+    redis = connect(settings.redis_url, timeout_s=5.0)
+    try:
+        keys = KeyStore(redis, KeyHasher.configured(settings))
+        accounts = sorted({r.account for r in await keys.records_of(customer)})
+        return [await Accounts(keys).show(a) for a in accounts]
+    finally:
+        await redis.aclose()
+
+
 def when(window: str) -> str:
     return datetime.fromtimestamp(int(window), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -87,4 +100,6 @@ async def show(settings: MeteringSettings, customer: str) -> int:
     print(f"{'total':<42} {total['counting']:>9} {total['pending']:>8} {total['sent']:>8}")
     if carry:
         print(f"refunds carried to the next window (failed calls whose window was sent): {carry}")
+    for view in await accounts_of(settings, customer):  # against the limits in force
+        print(f"account {view.account}: " + "; ".join(uses(view, limits_of(view, settings))))
     return 0

@@ -6,6 +6,10 @@
 - ``/usage/<n>``: 200 with ``x-tollway-usage: <n>`` (as given, so bad values can be tried;
   ``?status=<code>`` answers that status instead, ``?repeat=1`` sends the header twice);
 - ``/reset``: closes the connection without an answer (Envoy answers 503 itself);
+- ``/delay/<ms>``: 200 with the echo after holding the request that long (0..60000), counted
+  in flight meanwhile; ``/inflight`` (straight to the upstream, not through Envoy): how many
+  ``/delay`` requests are held now and the most held at once since the last
+  ``/inflight?reset=1``;
 - anything else: 200 with the echo: method, path and every header, as a list of
   [name, value] pairs, so duplicates stay visible.
 """
@@ -13,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
 import struct
 import sys
@@ -67,8 +72,37 @@ async def reset(request: web.Request) -> web.Response:
     raise web.HTTPServiceUnavailable()  # never reaches anyone: the connection is gone
 
 
+MAX_DELAY_MS = 60_000
+HELD = web.AppKey("held", dict)
+
+
+async def delay(request: web.Request) -> web.Response:
+    raw = request.match_info["ms"]
+    if not (raw.isdigit() and int(raw) <= MAX_DELAY_MS):
+        raise web.HTTPBadRequest(text=f"ms must be 0..{MAX_DELAY_MS}, got {raw[:20]!r}\n")
+    held = request.app[HELD]
+    held["now"] += 1
+    held["most"] = max(held["most"], held["now"])
+    try:
+        await asyncio.sleep(int(raw) / 1000)
+    finally:
+        held["now"] -= 1
+    return web.json_response(_echo(request))
+
+
+async def inflight(request: web.Request) -> web.Response:
+    held = request.app[HELD]
+    shown = dict(held)
+    if request.query.get("reset") == "1":
+        held["most"] = held["now"]
+    return web.json_response(shown)
+
+
 def app() -> web.Application:
     a = web.Application()
+    a[HELD] = {"now": 0, "most": 0}
+    a.router.add_route("GET", "/inflight", inflight)
+    a.router.add_route("*", "/delay/{ms}", delay)
     a.router.add_route("*", "/status/{code}", status)
     a.router.add_route("*", "/usage/{n}", usage)
     a.router.add_route("*", "/reset", reset)

@@ -51,7 +51,7 @@ class ReceiverMetrics:
         reg = registry if registry is not None else REGISTRY
         self.entries = Counter(
             "tollway_accesslog_entries_total",
-            "Access-log entries, by what they did: billed (as counted), refunded, amount, "
+            "Access-log entries, by what they did: billed (as counted), refunded, amount, slot_freed, "
             "duplicate, unstamped (not counted by authz), forged, stale; envoy_timeout (Envoy "
             "answered 503 as authz was late: looked for), unheard_refunded (authz had counted "
             "it: refunded), unheard_unchecked (too many to look for)",

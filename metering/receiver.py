@@ -8,7 +8,8 @@ decides (metering/outcomes.py):
 - billed, no amount: nothing to do; usage stays as counted at check time;
 - not billed: apply_log_entry.lua takes it off the window it was counted in (and its quota back,
   with the tier's refund_quota);
-- billed with an amount the upstream reported: added to the window, for the usage meter.
+- billed with an amount the upstream reported: added to the window, for the usage meter;
+- and in every case, a request holding a concurrency slot (its stamp says so) frees it.
 
 Each request applies once: its stamp's nonce (authz's own, never the client's x-request-id)
 joins a set kept in the account's slot for the window, so an entry Envoy sends again (its
@@ -153,7 +154,7 @@ class Receiver:
                     request_id=e.request_id, reason=v.bad_amount.value, value=(e.amount or "")[:40]
                 ),
             )
-        if not v.refund and v.amount == 0:
+        if not v.refund and v.amount == 0 and not stamp.slot:
             return "billed"
         return self._write_for(stamp, v.refund, v.refund_quota, v.amount)
 
@@ -201,7 +202,12 @@ class Receiver:
         # its slot to give back to: only the usage is refunded.
         refund_quota = refund_quota and s.source != s.key_id
         quota = schema.account_state(s.source)
-        keys = (schema.usage(s.source), quota, schema.logged(s.source, window))
+        keys = (
+            schema.usage(s.source),
+            quota,
+            schema.logged(s.source, window),
+            schema.in_flight(s.source),
+        )
         args = (
             s.nonce,
             str(window),
@@ -211,8 +217,10 @@ class Receiver:
             s.key_id,
             str(amount),
             str(self.max_age_s + self.window_s),
+            "1" if s.slot else "0",
         )
-        return Write("refunded" if refund else "amount", keys, args)
+        label = "refunded" if refund else "amount" if amount else "slot_freed"
+        return Write(label, keys, args)
 
     async def apply(self, s: Stamp, refund: bool, refund_quota: bool, amount: int) -> bool:
         """apply_log_entry.lua for one request; False if it was applied before."""

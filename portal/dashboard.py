@@ -43,7 +43,9 @@ class AccountCard:
     quota: int  # 0: unlimited
     percent: int  # of the quota used, 0..100 (0 when unlimited)
     limits: str  # "20 requests/s, bursts of 40"
-    caps: str  # "Today (UTC): 3 of 1,000 requests. This hour: 2 of 100." ("" for no cap)
+    # "Today (UTC): 3 of 1,000 requests. This hour: 2 of 100. In flight now: 1 of 2." ("" for
+    # no cap)
+    caps: str
     resets: str  # the period's end
     keys: list[KeyRow]
     period: tuple[int, int]  # this billing period, epoch s
@@ -69,14 +71,16 @@ def card(view: AccountView, table: TierTable) -> AccountCard:
     tier_name = view.tier
     tier = table.get(tier_name)
     rate = float(view.in_force("requests_per_second", tier) or 0)
-    burst, quota, per_day, per_hour = (
-        int(view.in_force(f, tier) or 0) for f in ("burst", "monthly_quota", "per_day", "per_hour")
+    burst, quota, per_day, per_hour, at_once = (
+        int(view.in_force(f, tier) or 0)
+        for f in ("burst", "monthly_quota", "per_day", "per_hour", "max_concurrent")
     )
     caps = " ".join(
         f"{label}: {used:,} of {cap:,} requests."
         for label, used, cap in (
             ("Today (UTC)", view.day_used, per_day),
             ("This hour", view.hour_used, per_hour),
+            ("In flight now", view.in_flight, at_once),
         )
         if cap
     )

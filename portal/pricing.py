@@ -53,22 +53,24 @@ def plan(tier: Tier) -> Plan:
             if tier.monthly_quota
             else "Unlimited requests"
         ),
-        caps=caps(tier.per_day, tier.per_hour),
+        caps=caps(tier.per_day, tier.per_hour, tier.max_concurrent),
         overage=overage,
         usage=usage,
         features=tuple(sorted(tier.features)),
     )
 
 
-def caps(per_day: int, per_hour: int) -> str:
-    """A tier's day and hour caps as the pricing page says them ("" for none): "Up to 1,000
-    requests a day and 100 an hour"."""
+def caps(per_day: int, per_hour: int, max_concurrent: int = 0) -> str:
+    """A tier's day, hour and concurrency caps as the pricing page says them ("" for none):
+    "Up to 1,000 requests a day and 100 an hour, 2 at a time"."""
     parts = [f"{n:,} {w}" for n, w in ((per_day, "a day"), (per_hour, "an hour")) if n]
+    at_once = f"{max_concurrent:,} at a time" if max_concurrent else ""
     if not parts:
-        return ""
+        return f"Up to {max_concurrent:,} requests at a time" if at_once else ""
     first, *rest = parts
     count, window = first.split(" ", 1)
-    return f"Up to {count} requests {window}" + "".join(f" and {p}" for p in rest)
+    text = f"Up to {count} requests {window}" + "".join(f" and {p}" for p in rest)
+    return f"{text}, {at_once}" if at_once else text
 
 
 def plans(table: TierTable) -> list[Plan]:

@@ -41,6 +41,7 @@ OVERRIDES = {
     "features": "o_features",
     "per_day": "o_day",
     "per_hour": "o_hour",
+    "max_concurrent": "o_conc",
 }
 
 
@@ -62,6 +63,7 @@ class AccountView:
     keys: list[KeyRecord]
     day_used: int = 0  # requests counted this UTC day, against per_day (check.lua)
     hour_used: int = 0  # and this UTC hour, against per_hour
+    in_flight: int = 0  # requests holding a concurrency slot now, against max_concurrent
 
     @property
     def hold(self) -> str:
@@ -120,6 +122,7 @@ class AccountView:
             "quota_used": self.quota_used,
             "day_used": self.day_used,
             "hour_used": self.hour_used,
+            "in_flight": self.in_flight,
         }
 
 
@@ -200,4 +203,7 @@ class Accounts:
         at = int(time.time()) if now is None else now
         day = _in_window(state["d_start"], state["d_used"], at, DAY_S)
         hour = _in_window(state["h_start"], state["h_used"], at, HOUR_S)
-        return AccountView(account, plan, used, keys, day, hour)
+        # Slots not lapsed (check.lua drops lapsed ones only when it next looks).
+        flying = await self.redis.zcount(schema.in_flight(account), at * 1000, "+inf")
+        plan = {k: v for k, v in plan.items() if not k.startswith(("t:", "s:"))}  # named buckets
+        return AccountView(account, plan, used, keys, day, hour, int(flying))

@@ -106,6 +106,13 @@ def usage(source: str) -> str:
     return f"{_tag(source)}:usage"
 
 
+def in_flight(source: str) -> str:
+    """An account's requests in flight, for its max_concurrent cap: a sorted set of slots
+    (the request's usage-stamp nonce), each scored by the Redis time in ms it lapses at
+    (check.lua takes one; the access-log receiver frees it when the request ends)."""
+    return f"{_tag(source)}:inflight"
+
+
 def applied_marker(source: str, write_id: str) -> str:
     """Marks one idempotent usage write (a lease settlement, a buffered count) as applied, so
     that a retry of it never counts twice. In the slot of the usage it writes."""
@@ -114,7 +121,7 @@ def applied_marker(source: str, write_id: str) -> str:
 
 def check_keys(key_id: str, account: str, settlement: str = "") -> list[str]:
     """KEYS for the check script, in the order check.lua reads them."""
-    keys = [key_record(key_id, account), account_state(account), usage(account)]
+    keys = [key_record(key_id, account), account_state(account), usage(account), in_flight(account)]
     if settlement:
         keys.append(applied_marker(account, settlement))
     return keys

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -13,6 +14,9 @@ from tollway.errors import InvalidInput
 
 TIER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 FEATURE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# A named bucket: a route's tollway_bucket, and a [tiers.NAME.buckets.BUCKET] table.
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+MAX_BUCKETS = 16  # named buckets per tier
 PRICE_ID = re.compile(r"^\S{1,200}$")
 METER_EVENT = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")  # Stripe's event_name: at most 100
 # A request's final outcome, as metering's access-log receiver names it (metering/outcomes.py):
@@ -100,3 +104,46 @@ def decimal(v: Any) -> str:
     if not (isinstance(text, str) and DECIMAL.match(text)):
         raise Bad(f'must be a decimal >= 0 like "0.05", got {v!r}')
     return text
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A tier's named bucket, which routes naming it (tollway_bucket) take from instead of the
+    tier's default one."""
+
+    name: str
+    requests_per_second: float
+    burst: int
+
+
+_BUCKET_FIELDS = ("requests_per_second", "burst")
+
+
+def buckets(v: Any) -> tuple[Bucket, ...]:
+    """``{NAME = {requests_per_second = R, burst = B}, ...}``: ``[tiers.T.buckets.NAME]``."""
+    if not isinstance(v, dict):
+        raise Bad(f"must be a table of [buckets.NAME] tables, got {v!r}")
+    if len(v) > MAX_BUCKETS:
+        raise Bad(f"at most {MAX_BUCKETS} buckets per tier, got {len(v)}")
+    found = []
+    for name, body in sorted(v.items()):
+        where = f'bucket "{name}"'
+        if not BUCKET_NAME.match(name):
+            raise Bad(f"{where}: bucket names must match {BUCKET_NAME.pattern}")
+        if not isinstance(body, dict):
+            raise Bad(f"{where}: must be a table with requests_per_second and burst, got {body!r}")
+        unknown = sorted(set(body) - set(_BUCKET_FIELDS))
+        missing = [f for f in _BUCKET_FIELDS if f not in body]
+        if unknown or missing:
+            raise Bad(
+                f"{where}: takes exactly requests_per_second and burst"
+                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                + (f"; missing: {', '.join(missing)}" if missing else "")
+            )
+        try:
+            rate = positive_number(body["requests_per_second"])
+            burst = at_least(1)(body["burst"])
+        except Bad as exc:
+            raise Bad(f"{where}: {exc}") from None
+        found.append(Bucket(name, rate, burst))
+    return tuple(found)

@@ -28,6 +28,16 @@ def _lease_size(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, s
     return None
 
 
+def _concurrency_is_exact(
+    v: Mapping[str, Any], raw: Mapping[str, object]
+) -> tuple[str, str] | None:
+    if v["max_concurrent"] and v["limiter"] == "lease":
+        return "max_concurrent", (
+            'needs limiter = "exact": every request takes its slot in Redis at its check'
+        )
+    return None
+
+
 def _free_has_no_price(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:
     if v["free_signup"] and (v["stripe_prices"] or v["price_amount"]):
         return "free_signup", (
@@ -73,6 +83,7 @@ def _usage_price_needs(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple
 RULES: tuple[Rule, ...] = (
     _overage_needs_quota,
     _lease_size,
+    _concurrency_is_exact,
     _free_has_no_price,
     _price_has_lookup_key,
     _overage_needs_price,

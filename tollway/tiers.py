@@ -33,8 +33,10 @@ from tollway.tier_readers import (
     PRICE_ID,
     TIER_NAME,
     Bad,
+    Bucket,
     Reader,
     at_least,
+    buckets,
     choice,
     decimal,
     flag,
@@ -95,6 +97,19 @@ class Tier:
     per_day: int = _spec(at_least(0, " (0 = none)"), "20000", "requests per UTC day; 0 = no cap", 0)
     per_hour: int = _spec(
         at_least(0, " (0 = none)"), "2000", "requests per UTC hour; 0 = no cap", 0
+    )
+    # Named buckets a route may take from instead of the default one (tollway_bucket); a
+    # route naming a bucket the tier has not takes from the default one.
+    buckets: tuple[Bucket, ...] = _spec(
+        buckets,
+        "{ reports = { requests_per_second = 5.0, burst = 10 } }",
+        "a route's own bucket (tollway_bucket)",
+        (),
+    )
+    # Requests of one account in flight at once (429 concurrency_exceeded past it): a slot is
+    # taken at the check and freed by Envoy's access log, or after TOLLWAY_AUTHZ_SLOT_S.
+    max_concurrent: int = _spec(
+        at_least(0, " (0 = none)"), "4", "requests in flight at once; 0 = no cap", 0
     )
     on_store_error: OnStoreError = _spec(
         choice(OnStoreError),
@@ -191,6 +206,14 @@ class Tier:
         decimal, '"0.002"', "cents per unit of usage_meter (a metered Price)", None
     )
 
+    def bucket(self, name: str | None) -> Bucket | None:
+        """The named bucket a route takes from, or None: the default one."""
+        if name is not None:
+            for b in self.buckets:
+                if b.name == name:
+                    return b
+        return None
+
     def bills(self, outcome: str) -> bool:
         """Is a request that ended in ``outcome`` (a status code, or reset, timeout, aborted)
         billed? A code is billed if the code itself or its class ("4xx") is listed."""
@@ -209,6 +232,7 @@ OVERRIDABLE = (
     "features",
     "per_day",
     "per_hour",
+    "max_concurrent",
 )
 
 

@@ -5,7 +5,10 @@ metadata (``x-tollway-usage-log``, in both gRPC and HTTP modes). Envoy's gRPC ac
 carries it, with the request's final status, to metering's receiver (metering/receiver.py),
 which refunds what the tier does not bill and adds the amounts the upstream reported.
 
-    <nonce>|<source>|<key id>|<tier>|<counted at, epoch s>|<signature>
+    <nonce>|<source>|<key id>|<tier>|<counted at, epoch s>[|s]|<signature>
+
+``s``: the request holds a concurrency slot in its account (max_concurrent), named by the
+nonce, which the receiver frees when the request's entry arrives.
 
 ``nonce`` is authz's own name for the counted request: the receiver applies each nonce once.
 It is never the request's ``x-request-id``, which a client can choose, repeat or malform (an
@@ -52,6 +55,7 @@ class Stamp:
     key_id: str
     tier: str
     at: int  # epoch seconds (Redis time) the request was counted at
+    slot: bool = False  # holds a concurrency slot named by the nonce
 
     def window(self, window_s: int) -> int:
         return self.at - self.at % window_s
@@ -73,17 +77,21 @@ class Stamper:
         k = key if key is not None else self._keys[0]
         return hashlib.blake2b(body.encode(), key=k, digest_size=_SIG_BYTES).hexdigest()
 
-    def sign(self, source: str, key_id: str, tier: str, at: int) -> str:
-        """The stamp's text for one counted request, under a nonce never used before."""
-        body = f"{next(self._nonces)}|{source}|{key_id}|{tier}|{at}"
+    def sign(self, source: str, key_id: str, tier: str, at: int, slot: str = "") -> str:
+        """The stamp's text for one counted request, under a nonce never used before: the id
+        of the concurrency slot the request holds (from ``tollway.nonces``), if it holds one."""
+        body = f"{slot or next(self._nonces)}|{source}|{key_id}|{tier}|{at}"
+        if slot:
+            body += "|s"
         return f"{body}|{self._sig(body)}"
 
     def read(self, text: str) -> Stamp | None:
         """The stamp in ``text`` if authz signed it; else None."""
         parts = text.split("|")
-        if len(parts) != 6 or not parts[4].isdigit() or not _NONCE.match(parts[0]):
+        slot = len(parts) == 7 and parts[5] == "s"
+        if not (len(parts) == 6 or slot) or not parts[4].isdigit() or not _NONCE.match(parts[0]):
             return None
         body, sig = text.rsplit("|", 1)
         if not same_as_any(sig, [self._sig(body, key) for key in self._keys]):
             return None
-        return Stamp(parts[0], parts[1], parts[2], parts[3], int(parts[4]))
+        return Stamp(parts[0], parts[1], parts[2], parts[3], int(parts[4]), slot)

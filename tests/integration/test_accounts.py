@@ -216,7 +216,7 @@ async def test_an_account_s_own_limits_replace_its_tier_s_until_cleared(redis, p
         await accounts.set_limits("cus_nobody", {"burst": 2}, clear=False)
     await accounts.set_limits("cus_o", {"burst": 2, "monthly_quota": 4}, clear=False)
     out = await lim.check(StoreCheck(rec.key_id, rec.hash, 1, POLICY.tier_args(None)))
-    assert out.code is Code.OK and out.limits == (1.0, 2, 4, None, 0, 0)
+    assert out.code is Code.OK and out.limits == (1.0, 2, 4, None, 0, 0, 0)
     assert POLICY.tier_for(out).burst == 2  # what the RateLimit headers quote
     assert [await check(lim, rec) for _ in range(2)] == [Code.OK, Code.RATE]
     clock.advance(10_000)

@@ -116,7 +116,7 @@ async def test_an_account_s_overrides_set_and_lift_its_caps(h):
     accounts = Accounts(h.store)
     await accounts.set_limits(h.account[kid], {"per_day": 1, "per_hour": 0}, clear=False)
     out = await check(h, kid, digest)
-    assert out.code is Code.OK and out.limits is not None and out.limits[4:] == (1, 0)
+    assert out.code is Code.OK and out.limits is not None and out.limits[4:6] == (1, 0)
     assert CAPS.tier_for(out).per_day == 1
     assert (await check(h, kid, digest)).code is Code.DAY
     await accounts.set_limits(h.account[kid], {"per_day": 0}, clear=True)

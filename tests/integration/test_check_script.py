@@ -14,7 +14,7 @@ from authz.breaker import Breaker
 from authz.check_reply import Code
 from authz.check_store import StoreCheck
 from authz.check_tiers import CheckTiers
-from authz.redis_check_store import RedisCheckStore
+from authz.redis_check_store import DEFAULT_SLOT_MS, RedisCheckStore
 from tests.support import TEST_TIERS, RecordingPipe, redis_dump
 from tollway import schema
 from tollway.clock import FixedClock, RedisTime
@@ -31,7 +31,7 @@ POLICY = CheckTiers(parse_tiers(TEST_TIERS, "test"))
 
 
 class Harness:
-    def __init__(self, redis, pipe, clock) -> None:
+    def __init__(self, redis, pipe, clock, slot_ms: int = DEFAULT_SLOT_MS) -> None:
         self.redis = redis
         self.clock = clock
         self.store = KeyStore(redis, KeyHasher())
@@ -40,7 +40,7 @@ class Harness:
         self.accounts = 0
         self.account: dict[str, str] = {}  # key id -> account
         self.limiter = RedisCheckStore(pipe, redis, clock, Breaker(3, 1.0), deadline_s=2.0, usage_window_s=60,
-                               on_pipeline=self._count)  # fmt: skip
+                               on_pipeline=self._count, slot_ms=slot_ms)  # fmt: skip
 
     def _count(self) -> None:
         self.pipelines += 1

@@ -126,8 +126,11 @@ async def test_route_terms_come_from_envoys_headers():
         await r.exchange(check(headers={"x-api-key": KEY, "x-tollway-cost": "5",
                                         "x-tollway-feature": ""}, close=True))  # fmt: skip
         (status, _, body), = responses(await r.exchange(check(headers={"x-api-key": KEY, "x-tollway-cost": "lots"}, close=True)))  # fmt: skip
+        # The bucket's header is read too: a name that is not a bucket name is refused.
+        (b_status, _, b_body), = responses(await r.exchange(check(headers={"x-api-key": KEY, "x-tollway-bucket": "Not A Name"}, close=True)))  # fmt: skip
     assert r.store.calls[0][2] == 5
     assert (status, json.loads(body)["error"]["code"]) == (503, "route_misconfigured")
+    assert (b_status, json.loads(b_body)["error"]["code"]) == (503, "route_misconfigured")
 
 
 async def test_health_and_unknown_paths():

@@ -115,6 +115,8 @@ def test_the_pricing_page_says_the_caps():
     assert caps(1000, 100) == "Up to 1,000 requests a day and 100 an hour"
     assert caps(0, 100) == "Up to 100 requests an hour"
     assert caps(0, 0) == ""
+    assert caps(1000, 0, 2) == "Up to 1,000 requests a day, 2 at a time"  # the issue's
+    assert caps(0, 0, 2) == "Up to 2 requests at a time"
 
 
 def test_the_portal_refuses_to_start_without_a_secret():
@@ -160,6 +162,8 @@ def test_a_dashboard_card_quotes_the_limits_in_force_and_the_grace_notice():
     assert card(capped, table).caps == (
         "Today (UTC): 3 of 1,000 requests. This hour: 2 of 100 requests."
     )
+    flying = AccountView("cus_1", {**plan, "o_conc": "2"}, 7, [key], in_flight=1)
+    assert card(flying, table).caps == "In flight now: 1 of 2 requests."
 
 
 def test_the_chart_sums_a_meters_windows_per_day_within_the_period():

@@ -65,3 +65,20 @@ def test_header_map_is_read_when_envoy_sends_raw_headers():
     http.header_map.headers.append(base_pb2.HeaderValue(key="X-Api-Key", raw_value=b"tw_live_raw"))
     info = extract(req)
     assert (info.key, info.strip) == ("tw_live_raw", ("x-api-key",))
+
+
+def test_a_route_s_bucket_comes_from_its_terms_in_both_modes():
+    """tollway_bucket (gRPC: context_extensions) and x-tollway-bucket (HTTP: Envoy sets it
+    from route metadata); empty is none; a name that is not a bucket name is the route's
+    misconfiguration, never a bucket."""
+    from authz.request import extract_http
+
+    assert extract(check_request(extensions={"tollway_bucket": "reports"})).bucket == "reports"
+    assert extract(check_request()).bucket is None
+    assert extract_http({"x-tollway-bucket": "reports"}).bucket == "reports"
+    assert extract_http({"x-tollway-bucket": ""}).bucket is None
+    for bad in ("Reports", "a b", "x" * 33, "{tag}"):
+        with pytest.raises(RouteConfigError, match="tollway_bucket"):
+            extract(check_request(extensions={"tollway_bucket": bad}))
+        with pytest.raises(RouteConfigError, match="tollway_bucket"):
+            extract_http({"x-tollway-bucket": bad})

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from authz.check_reply import CheckReply, Code
 from authz.check_store import Overloaded, ScriptCall, StoreCheck, StoreUnavailable
-from authz.check_tiers import ARGS_PER_TIER, CAPS, CheckTiers
+from authz.check_tiers import ARGS_PER_TIER, LIMITS, CheckTiers
 from authz.metrics import AuthzMetrics
 from authz.servicer import AuthzServicer
 from authz.usage_buffer import UsageBuffer
@@ -148,12 +148,14 @@ async def test_route_cost_and_feature_reach_the_store():
     (_, _, cost, tier_args) = fake.calls[0]
     assert cost == 5
     names = ["free", "pro", "business", "capped", "resilient", "shadow", "big"]
-    assert all(len(tier_args(name)) == ARGS_PER_TIER + 1 + CAPS for name in names)
+    assert all(len(tier_args(name)) == ARGS_PER_TIER + 1 + LIMITS for name in names)
     # for an account's override
     assert {tier_args(name)[ARGS_PER_TIER] for name in names} == {"reports"}
     has_feature = {name: tier_args(name)[6] for name in names}
     # Not in the table: the name and empty values; check.lua says NO_TIER.
-    assert tier_args("platinum") == ("platinum", "", "", "", "", "", "", "", "reports", "0", "0")
+    assert tier_args("platinum") == (
+        "platinum", "", "", "", "", "", "", "", "reports", "0", "0", "", "0"
+    )  # fmt: skip
     assert has_feature == {
         "free": "0", "pro": "1", "business": "1", "capped": "0", "resilient": "0", "shadow": "0",
         "big": "0",

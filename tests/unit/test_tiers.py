@@ -20,9 +20,9 @@ from tollway.tiers import (
 
 HERE = Path(__file__).parent / "tiers"
 KNOWN = (
-    "bill_statuses, burst, currency, description, dry_run, features, free_signup, interval, "
+    "bill_statuses, buckets, burst, currency, description, dry_run, features, free_signup, interval, "
     "lease_tokens, "
-    "limiter, meter_event, monthly_quota, on_store_error, over_quota, overage_unit_amount, "
+    "limiter, max_concurrent, meter_event, monthly_quota, on_store_error, over_quota, overage_unit_amount, "
     "per_day, per_hour, price_amount, refund_quota, report, requests_per_second, stripe_prices, "
     "usage_meter, "
     "usage_unit_amount"
@@ -274,3 +274,46 @@ def test_defaults_come_from_the_declaration():
     for f in TIER_FIELDS:
         if f.default is not MISSING:
             assert getattr(tier, f.name) == f.default, f.name
+
+
+BASE = '[tiers.x]\nrequests_per_second = 1\nburst = 10\nmonthly_quota = 0\nover_quota = "bill"\n'
+
+
+def test_the_issue_s_free_tier_can_be_written():
+    """1,000 requests a day, 2 at a time, and /v1/reports at 1 per second (a report costs 5)."""
+    free = parse_tiers(
+        BASE + "per_day = 1000\nmax_concurrent = 2\n"
+        "[tiers.x.buckets.reports]\nrequests_per_second = 5.0\nburst = 5\n",
+        "t.toml",
+    ).tiers["x"]
+    assert (free.per_day, free.max_concurrent) == (1000, 2)
+    reports = free.bucket("reports")
+    assert reports is not None and (reports.requests_per_second, reports.burst) == (5.0, 5)
+    assert free.bucket("search") is None and free.bucket(None) is None  # the default bucket
+    shipped = load_tiers(Path(__file__).parents[2] / "tollway" / "data" / "tiers.toml")
+    assert shipped.tiers["free"].bucket("reports") is not None
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ("max_concurrent = -1", 'field "max_concurrent": must be an integer >= 0 (0 = none), got -1'),
+        ('max_concurrent = 2\nlimiter = "lease"',
+         'field "max_concurrent": needs limiter = "exact": every request takes its slot in Redis at its check'),
+        ("buckets = 3", 'field "buckets": must be a table of [buckets.NAME] tables, got 3'),
+        ("[tiers.x.buckets.Reports]\nrequests_per_second = 1\nburst = 1",
+         'field "buckets": bucket "Reports": bucket names must match ^[a-z0-9][a-z0-9_-]{0,31}$'),
+        ("[tiers.x.buckets.r]\nrequests_per_second = 1",
+         'field "buckets": bucket "r": takes exactly requests_per_second and burst; missing: burst'),
+        ("[tiers.x.buckets.r]\nrequests_per_second = 1\nburst = 1\nrate = 2",
+         'field "buckets": bucket "r": takes exactly requests_per_second and burst; unknown: rate'),
+        ("[tiers.x.buckets.r]\nrequests_per_second = 0\nburst = 1",
+         'field "buckets": bucket "r": must be a number > 0, got 0'),
+        ("[tiers.x.buckets.r]\nrequests_per_second = 1\nburst = 0",
+         'field "buckets": bucket "r": must be an integer >= 1, got 0'),
+    ],
+)  # fmt: skip
+def test_concurrency_and_bucket_fields_are_validated(fields, problem):
+    with pytest.raises(TierError) as err:
+        parse_tiers(BASE + fields + "\n", "t.toml")
+    assert err.value.problems == [f't.toml: tier "x": {problem}']

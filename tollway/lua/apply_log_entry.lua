@@ -2,6 +2,7 @@
 -- (metering/receiver.py; every key below is in the usage source's slot.)
 -- KEYS[1] usage hash; KEYS[2] the account's quota state;
 -- KEYS[3] stamps' nonces applied in the request's window (a set, expiring)
+-- KEYS[4] the account's requests in flight (check.lua's concurrency slots)
 -- ARGV[1] the stamp's nonce (authz's own name for the request, tollway/usage_stamp.py)
 -- ARGV[2] the window it was counted in (s); ARGV[3] when it was counted (s)
 -- ARGV[4] "1": not billed, refund it; ARGV[5] "1": give its quota back too (and its place
@@ -9,9 +10,18 @@
 -- ARGV[6] the key id (16 hex: its share of the period, n:<id> from p:<id>)
 -- ARGV[7] amount the upstream reported, for the usage meter (0: none)
 -- ARGV[8] TTL of the applied set, in seconds
--- Returns DONE, or ALREADY if this nonce was applied before (a duplicate or replay).
+-- ARGV[9] "1": the request held a concurrency slot, named by the nonce: it ended, free it (as
+-- often as the entry comes: freeing twice frees nothing more)
+-- Returns DONE, or ALREADY if this nonce was applied before (a duplicate or replay). An entry
+-- with nothing to refund or add (billed as counted) only frees its slot: DONE.
 -- A refund is taken off the window the request was counted in; if metering has taken that
 -- window already, the field comes back negative and usage_take.lua carries it to the next.
+if ARGV[9] == '1' then
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  if ARGV[4] ~= '1' and tonumber(ARGV[7]) == 0 then
+    return DONE
+  end
+end
 if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then
   return ALREADY
 end

@@ -9,12 +9,16 @@
 --                         Also n:<key id> and p:<key id>: each key's share of the period's
 --                         use and that period's start (tollway usage show --by key), and the
 --                         operator's per-account overrides of the tier: o_rate, o_burst,
---                         o_quota, o_features (comma-separated; tollway accounts set-limits).
+--                         o_quota, o_features (comma-separated; tollway accounts set-limits),
+--                         o_day, o_hour, o_conc. A route's named bucket keeps its tokens and
+--                         ts in t:<bucket> and s:<bucket>.
 --                         Its period_start and period_end are the account's billing period,
 --                         and hold an operator's suspension of the whole account (402)
 --   KEYS[3] usage   hash  the account's: window start (s) -> requests let through (metering
 --                         drains it)
---   KEYS[4] settled string  optional: marks this lease settlement (ARGV[6], ARGV[7]) applied,
+--   KEYS[4] inflight zset  the account's requests in flight (max_concurrent): slot id -> the
+--                         time in ms it lapses at, if the access log has not freed it by then
+--   KEYS[5] settled string  optional: marks this lease settlement (ARGV[6], ARGV[7]) applied,
 --                           so a retry of the same settlement counts and returns nothing twice
 -- ARGV:
 --   ARGV[1] digest of the presented key; must equal the record's "hash" field, or its
@@ -43,17 +47,25 @@
 --   ARGV[18] the route's feature ("" for none), for an account whose features are overridden
 --   ARGV[19..20] the tier's per_day and per_hour caps (0 = none): requests in the UTC day and
 --             hour, counted in the state's d_start/d_used and h_start/h_used
+--   ARGV[21]  the route's named bucket, "" for the default one; ARGV[11..12] are then that
+--             bucket's rate and burst, which an account's overrides never change
+--   ARGV[22]  the tier's max_concurrent (0 = none)
+--   ARGV[23]  this request's slot id (authz's nonce for it; the access log frees the slot by it)
+--   ARGV[24]  how long a slot is held at most, in ms, if the access log never frees it
 -- A check in exact mode passes 0, 0, 1 in ARGV[6..8].
 -- A lease tier's passing request also takes up to its lease size of extra tokens ("granted"),
 -- which the calling authz process spends locally; a lease never reaches past the quota.
+-- A lease is taken only on the default bucket, and never while a concurrency cap is in force
+-- (every request must take its slot here): a lease renewal carries the settlement of the last
+-- lease only on the default bucket (authz/servicer.py).
 -- Returns {code, tier, customer, remaining, wait_ms, quota_used, period_end, grace_until,
---          would_deny, now_ms, granted}; codes are authz.check_reply.Code. An account with
--- overrides gets its limits in force after those: rate, burst, quota, features ("-": the
--- tier's), per_day, per_hour.
+--          would_deny, now_ms, granted (-1: no lease, a concurrency slot held)}; codes are authz.check_reply.Code. An account with
+-- overrides gets its limits in force after those: rate, burst (of the bucket taken from),
+-- quota, features ("-": the tier's), per_day, per_hour, max_concurrent.
 -- Quota and usage count requests; only the bucket is charged the route's cost.
 
 local OK, UNKNOWN_KEY, REVOKED, PAYMENT, FEATURE, QUOTA, RATE, NO_TIER = 0, 1, 2, 3, 4, 5, 6, 7
-local EXPIRED, TIER_CHANGED, DAY, HOUR = 8, 9, 10, 11
+local EXPIRED, TIER_CHANGED, DAY, HOUR, CONCURRENCY = 8, 9, 10, 11, 12
 local TIER = 10
 
 local wsize = tonumber(ARGV[4])
@@ -85,9 +97,14 @@ local now = math.floor(now_ms / 1000)
 -- The key's own count in the account's state (the key id ends KEYS[1]).
 local kfield = 'n:' .. string.sub(KEYS[1], -16)
 local pfield = 'p:' .. string.sub(KEYS[1], -16)
-local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts', 'q_period', 'q_used', kfield,
+local bucket = ARGV[21] or ''
+local tfield, sfield = 'tokens', 'ts'
+if bucket ~= '' then
+  tfield, sfield = 't:' .. bucket, 's:' .. bucket
+end
+local st = redis.call('HMGET', KEYS[2], tfield, sfield, 'q_period', 'q_used', kfield,
                       'o_rate', 'o_burst', 'o_quota', 'o_features', pfield,
-                      'period_start', 'period_end', 'hold', 'o_day', 'o_hour')
+                      'period_start', 'period_end', 'hold', 'o_day', 'o_hour', 'o_conc')
 
 -- The billing period in force: the account's (else the record's), rolled forward by
 -- whole periods if it has lapsed (a renewal webhook that has not arrived yet must not stop the
@@ -119,8 +136,8 @@ else
   fresh = true
 end
 
-if KEYS[4] and (spent > 0 or returned > 0) then
-  if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', 86400) then
+if KEYS[5] and (spent > 0 or returned > 0) then
+  if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', 86400) then
     spent, returned = 0, 0 -- applied already: this is a retry of a call whose answer was lost
   end
 end
@@ -161,13 +178,17 @@ local cost = tonumber(ARGV[3])
 local this = ARGV[8] == '0' and 0 or 1
 local lease = tonumber(ARGV[TIER + 7])
 local per_day, per_hour = tonumber(ARGV[19]) or 0, tonumber(ARGV[20]) or 0
-local overridden = st[6] or st[7] or st[8] or st[9] or st[14] or st[15]
+local conc = tonumber(ARGV[22]) or 0
+local overridden = st[6] or st[7] or st[8] or st[9] or st[14] or st[15] or st[16]
 if overridden then
-  rate = tonumber(st[6]) or rate
-  burst = tonumber(st[7]) or burst
+  if bucket == '' then
+    rate = tonumber(st[6]) or rate
+    burst = tonumber(st[7]) or burst
+  end
   quota = tonumber(st[8]) or quota
   per_day = tonumber(st[14]) or per_day
   per_hour = tonumber(st[15]) or per_hour
+  conc = tonumber(st[16]) or conc
   if st[9] then
     local listed = string.find(',' .. st[9] .. ',', ',' .. ARGV[18] .. ',', 1, true)
     feature_ok = ARGV[18] == '' or listed ~= nil
@@ -201,6 +222,14 @@ if capped then
   dused, hused = dused + spent, hused + spent
 end
 
+-- The account's requests in flight, read only under a concurrency cap: slots whose bound has
+-- passed are dropped first (their access-log entry never came).
+local inflight = 0
+if conc > 0 and this > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now_ms)
+  inflight = redis.call('ZCARD', KEYS[4])
+end
+
 local deny, wait = OK, 0
 if not feature_ok then
   deny = FEATURE
@@ -210,6 +239,8 @@ elseif per_day > 0 and this > 0 and dused >= per_day then
   deny, wait = DAY, (dstart + 86400) * 1000 - now_ms
 elseif per_hour > 0 and this > 0 and hused >= per_hour then
   deny, wait = HOUR, (hstart + 3600) * 1000 - now_ms
+elseif conc > 0 and this > 0 and inflight >= conc then
+  deny, wait = CONCURRENCY, 1000 -- a slot comes back when any request ends: soon, not known when
 elseif tokens < cost then
   deny = RATE
   if cost > burst then
@@ -221,7 +252,7 @@ end
 
 if deny ~= OK and not dry then
   if returned > 0 then
-    redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts)
+    redis.call('HSET', KEYS[2], tfield, tokens, sfield, ts)
   end
   if capped and spent > 0 then
     redis.call('HSET', KEYS[2], 'd_start', dstart, 'd_used', dused, 'h_start', hstart,
@@ -231,7 +262,7 @@ if deny ~= OK and not dry then
   if overridden then
     reply[12], reply[13], reply[14], reply[15] = tostring(rate), tostring(burst), tostring(quota),
                                                  st[9] or '-'
-    reply[16], reply[17] = tostring(per_day), tostring(per_hour)
+    reply[16], reply[17], reply[18] = tostring(per_day), tostring(per_hour), tostring(conc)
   end
   return reply
 end
@@ -241,7 +272,7 @@ if tokens >= cost then
   tokens = tokens - cost
 end
 local granted = 0
-if deny == OK and ARGV[8] == '2' then
+if deny == OK and ARGV[8] == '2' and bucket == '' and conc == 0 then
   granted = math.min(lease, math.floor(tokens))
 end
 if quota > 0 and block then
@@ -254,21 +285,30 @@ if per_hour > 0 then
   granted = math.min(granted, per_hour - hused - this)
 end
 granted = math.max(granted, 0)
+local SLOT_HELD = -1 -- granted's value when this request holds a concurrency slot (no lease)
 tokens = tokens - granted
 used, kused = used + this, kused + this
 -- One write of the state (with the caps' windows when there are caps: a call fewer).
 if capped and fresh then
-  redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used,
+  redis.call('HSET', KEYS[2], tfield, tokens, sfield, ts, 'q_period', pstart, 'q_used', used,
              kfield, kused, pfield, pstart, 'd_start', dstart, 'd_used', dused + this,
              'h_start', hstart, 'h_used', hused + this)
 elseif capped then
-  redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_used', used, kfield, kused,
+  redis.call('HSET', KEYS[2], tfield, tokens, sfield, ts, 'q_used', used, kfield, kused,
              'd_start', dstart, 'd_used', dused + this, 'h_start', hstart, 'h_used', hused + this)
 elseif fresh then
-  redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_period', pstart, 'q_used', used,
+  redis.call('HSET', KEYS[2], tfield, tokens, sfield, ts, 'q_period', pstart, 'q_used', used,
              kfield, kused, pfield, pstart)
 else
-  redis.call('HSET', KEYS[2], 'tokens', tokens, 'ts', ts, 'q_used', used, kfield, kused)
+  redis.call('HSET', KEYS[2], tfield, tokens, sfield, ts, 'q_used', used, kfield, kused)
+end
+-- The request's slot, until the access log frees it or its bound passes; the set lapses with
+-- its last slot.
+if conc > 0 and this > 0 and ARGV[23] ~= '' then
+  local bound = tonumber(ARGV[24])
+  redis.call('ZADD', KEYS[4], now_ms + bound, ARGV[23])
+  redis.call('PEXPIRE', KEYS[4], bound)
+  granted = SLOT_HELD
 end
 if this > 0 then
   redis.call('HINCRBY', KEYS[3], now - (now % wsize), this)
@@ -282,6 +322,6 @@ local reply = {OK, tier, customer, math.floor(tokens), full_ms, used, pend, grac
 if overridden then
   reply[12], reply[13], reply[14], reply[15] = tostring(rate), tostring(burst), tostring(quota),
                                                st[9] or '-'
-  reply[16], reply[17] = tostring(per_day), tostring(per_hour)
+  reply[16], reply[17], reply[18] = tostring(per_day), tostring(per_hour), tostring(conc)
 end
 return reply

@@ -1,13 +1,14 @@
 -- set_overrides.lua: set, or clear, an account's overrides of its tier, all at once.
 -- KEYS[1] the account hash
 -- ARGV[1] "1": clear every override first; ARGV[2..] field, value pairs (o_rate, o_burst,
--- o_quota, o_features, o_day, o_hour).
+-- o_quota, o_features, o_day, o_hour, o_conc).
 -- Returns DONE, or MISSING if there is no such account (nothing is written).
 if redis.call('HEXISTS', KEYS[1], 'customer') == 0 then
   return MISSING
 end
 if ARGV[1] == '1' then
-  redis.call('HDEL', KEYS[1], 'o_rate', 'o_burst', 'o_quota', 'o_features', 'o_day', 'o_hour')
+  redis.call('HDEL', KEYS[1], 'o_rate', 'o_burst', 'o_quota', 'o_features', 'o_day', 'o_hour',
+             'o_conc')
 end
 if #ARGV > 1 then
   local pairs_ = {}
