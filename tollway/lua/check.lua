@@ -222,12 +222,18 @@ if capped then
   dused, hused = dused + spent, hused + spent
 end
 
--- The account's requests in flight, read only under a concurrency cap: slots whose bound has
--- passed are dropped first (their access-log entry never came).
+-- The account's requests in flight, read only under a concurrency cap. Slots whose bound has
+-- passed (their access-log entry never came) are dropped only when the set is full: below the
+-- cap with them, it is below the cap without them, and a call is saved. So the set holds at
+-- most max_concurrent slots, and an account's set empties (and Redis deletes it) as the
+-- access log frees its slots.
 local inflight = 0
 if conc > 0 and this > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now_ms)
   inflight = redis.call('ZCARD', KEYS[4])
+  if inflight >= conc then
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now_ms)
+    inflight = redis.call('ZCARD', KEYS[4])
+  end
 end
 
 local deny, wait = OK, 0
@@ -302,12 +308,11 @@ elseif fresh then
 else
   redis.call('HSET', KEYS[2], tfield, tokens, sfield, ts, 'q_used', used, kfield, kused)
 end
--- The request's slot, until the access log frees it or its bound passes; the set lapses with
--- its last slot.
+-- The request's slot, until the access log frees it or its bound passes. (No TTL on the set:
+-- slots whose entries were lost stay until the account next fills its cap, at most
+-- max_concurrent of them; an expiry kept a bound ahead would cost a call a check.)
 if conc > 0 and this > 0 and ARGV[23] ~= '' then
-  local bound = tonumber(ARGV[24])
-  redis.call('ZADD', KEYS[4], now_ms + bound, ARGV[23])
-  redis.call('PEXPIRE', KEYS[4], bound)
+  redis.call('ZADD', KEYS[4], now_ms + tonumber(ARGV[24]), ARGV[23])
   granted = SLOT_HELD
 end
 if this > 0 then
