@@ -26,6 +26,9 @@ _INSIDE_SCRIPTS = {
     "hgetall",
     "incr",
     "pexpire",
+    "zcard",
+    "zadd",
+    "zremrangebyscore",
 }
 
 

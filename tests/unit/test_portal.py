@@ -117,6 +117,14 @@ def test_the_pricing_page_says_the_caps():
     assert caps(0, 0) == ""
     assert caps(1000, 0, 2) == "Up to 1,000 requests a day, 2 at a time"  # the issue's
     assert caps(0, 0, 2) == "Up to 2 requests at a time"
+    # The shipped table's free tier is the issue's, and its card says so.
+    from pathlib import Path
+
+    from tollway.tiers import load_tiers
+
+    shipped = load_tiers(Path(__file__).parents[2] / "tollway" / "data" / "tiers.toml")
+    free = {p.name: p for p in plans(shipped)}["free"]
+    assert free.caps == "Up to 1,000 requests a day, 2 at a time"
 
 
 def test_the_portal_refuses_to_start_without_a_secret():

@@ -102,9 +102,20 @@ local tfield, sfield = 'tokens', 'ts'
 if bucket ~= '' then
   tfield, sfield = 't:' .. bucket, 's:' .. bucket
 end
-local st = redis.call('HMGET', KEYS[2], tfield, sfield, 'q_period', 'q_used', kfield,
-                      'o_rate', 'o_burst', 'o_quota', 'o_features', pfield,
-                      'period_start', 'period_end', 'hold', 'o_day', 'o_hour', 'o_conc')
+-- A tier with a day's or an hour's cap reads their counts in the same call (st[17..20]); an
+-- account capped only by an override reads them with a second one, below.
+local tier_capped = (tonumber(ARGV[19]) or 0) > 0 or (tonumber(ARGV[20]) or 0) > 0
+local st
+if tier_capped then
+  st = redis.call('HMGET', KEYS[2], tfield, sfield, 'q_period', 'q_used', kfield,
+                  'o_rate', 'o_burst', 'o_quota', 'o_features', pfield,
+                  'period_start', 'period_end', 'hold', 'o_day', 'o_hour', 'o_conc',
+                  'd_start', 'd_used', 'h_start', 'h_used')
+else
+  st = redis.call('HMGET', KEYS[2], tfield, sfield, 'q_period', 'q_used', kfield,
+                  'o_rate', 'o_burst', 'o_quota', 'o_features', pfield,
+                  'period_start', 'period_end', 'hold', 'o_day', 'o_hour', 'o_conc')
+end
 
 -- The billing period in force: the account's (else the record's), rolled forward by
 -- whole periods if it has lapsed (a renewal webhook that has not arrived yet must not stop the
@@ -206,13 +217,18 @@ end
 -- Returned lease tokens, and a burst that may have shrunk since the last call, both clamp.
 tokens = math.min(tokens + returned, burst)
 
--- The day's and the hour's counts, read only for an account with a cap (the counts of a
+-- The day's and the hour's counts, used only for an account with a cap (the counts of a
 -- window that has ended are the next one's 0); a lease's settled requests count in them.
 local capped = per_day > 0 or per_hour > 0
 local dstart, hstart = now - now % 86400, now - now % 3600
 local dused, hused = 0, 0
 if capped then
-  local w = redis.call('HMGET', KEYS[2], 'd_start', 'd_used', 'h_start', 'h_used')
+  local w
+  if tier_capped then
+    w = {st[17], st[18], st[19], st[20]}
+  else
+    w = redis.call('HMGET', KEYS[2], 'd_start', 'd_used', 'h_start', 'h_used')
+  end
   if tonumber(w[1]) == dstart then
     dused = tonumber(w[2]) or 0
   end
