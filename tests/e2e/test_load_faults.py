@@ -139,7 +139,8 @@ def test_rolling_restart_of_authz_under_load_fails_nothing(tmp_path):
     headers in envoy.yaml: without them, 20 to 36 of 1,500 requests got Envoy's own 503). A
     check Envoy writes just as the connection closes is not retried (authz might have
     counted it): stopping the next worker at once lost 1 of 1,500 in 1 of 11 gRPC runs and
-    in one HTTP-mode CI run."""
+    in one HTTP-mode CI run. Not the restart's: a check authz refuses by the store's policy
+    (below)."""
     env = {"TOLLWAY_AUTHZ_DRAIN_S": "1.0"}  # the default; the local stack's is 0
     with running_edge(tmp_path, TIERS, workers=2, env=env) as edge:
         key, key_id = edge.issue("strict", customer="cus_roll")
@@ -164,7 +165,15 @@ def test_rolling_restart_of_authz_under_load_fails_nothing(tmp_path):
         results = load.result()
         report("rolling restart", results, faults=restarted)
         statuses = results["cus_roll"]["statuses"]
-        assert statuses == {"200": sum(statuses.values())}, statuses
+        # The restart fails nothing: no 503 of Envoy's own (a worker gone). A 503 authz decided
+        # itself, by the tier's on_store_error, because a Redis reply missed the 100 ms store
+        # timeout on a starved machine (make test-stress: 1 of 1,501 once, in cluster mode, on
+        # the worker that was not restarting) is the store's policy, not the restart's: it
+        # must be logged as such, one for one.
+        policy = sum('"event": "decision"' in line and '"reason": "store_unavailable"' in line
+                     for line in edge.logs)  # fmt: skip
+        assert set(statuses) <= {"200", "503"}, statuses
+        assert statuses.get("503", 0) <= policy, (statuses, policy)
         wait_for(lambda: edge.usage(key_id) == statuses["200"], "usage counted", 5)
 
 
