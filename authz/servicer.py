@@ -20,7 +20,7 @@ from typing import Any
 
 from authz import responses
 from authz.bounded import BoundedMap
-from authz.check_reply import Code
+from authz.check_reply import SLOT_HELD, Code
 from authz.check_store import CheckStore, Overloaded, ScriptCall, StoreCheck, StoreUnavailable
 from authz.check_tiers import CheckTiers
 from authz.decision import Decision, deny, invalid_key, missing_key, on_reply, on_store_error
@@ -208,7 +208,7 @@ class AuthzServicer:
                 self.unknown_keys.add(digest)
         tier_out = tiers.tier_for(out, info.bucket)
         d = on_reply(info, key_id, out, tier_out, self.store.external_id_of(key_id))
-        slot = request.slot if out.granted < 0 else ""  # check.lua took it (SLOT_HELD)
+        slot = request.slot if out.granted == SLOT_HELD else ""  # check.lua took it
         return self._done(self._stamped(d, info, out.now_ms / 1000, slot), info, start)
 
     async def _look_earlier(

@@ -14,7 +14,7 @@ share is in bench/harness.py:
    reference (bench/reference.py), one EVALSHA per check and nothing of tollway's;
 2. ``redis_clients``, ``many_tiers`` and ``authz_direct``: the Redis clients' CPU per
    EVALSHA; authz with 3 tiers against 500; authz alone per limiter mode and worker count
-   (and with a tier's day and hour caps on, against the bucket alone),
+   (and with every limit on: caps, concurrency, a route's bucket; against the bucket alone),
    with its CPU and Redis's per check; the management API's verify beside an HTTP-mode check
    (bench/verify.py);
 3. ``through_envoy`` (bench/envoy_rows.py): Envoy alone, Envoy + the empty handler, Envoy +

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from cli import spool
 from cli.accounts import limits_of, uses
-from cli.store_access import add_store_flags, lifecycle, settings_of
+from cli.store_access import add_store_flags, lifecycle, settings_of, with_store
 from metering.settings import MeteringSettings
 from tollway.accounts import Accounts, AccountView
 from tollway.key_store import KeyStore
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_of(MeteringSettings, args)
     if args.by == "key":
         return asyncio.run(show_by_key(settings, args.customer))
-    return asyncio.run(show(settings, args.customer))
+    return with_store(settings, lambda keys: show(keys, settings, args.customer))
 
 
 async def show_by_key(settings: MeteringSettings, customer: str) -> int:
@@ -65,30 +65,30 @@ async def windows(settings: MeteringSettings, customer: str) -> tuple[dict[str, 
     connection of their own."""
     redis = connect(settings.redis_url, timeout_s=5.0)
     try:
-        keys = KeyStore(redis, KeyHasher.configured(settings))
-        rows = await customer_windows(keys, customer, load_tiers(settings.tiers))
-        return rows, await carried(keys, customer)
+        return await windows_in(KeyStore(redis, KeyHasher.configured(settings)), settings, customer)
     finally:
         await redis.aclose()
 
 
-async def accounts_of(settings: MeteringSettings, customer: str) -> list[AccountView]:
+async def windows_in(
+    keys: KeyStore, settings: MeteringSettings, customer: str
+) -> tuple[dict[str, Row], int]:
+    rows = await customer_windows(keys, customer, load_tiers(settings.tiers))
+    return rows, await carried(keys, customer)
+
+
+async def accounts_of(keys: KeyStore, customer: str) -> list[AccountView]:
     """The customer's accounts, for their use against their limits."""
-    redis = connect(settings.redis_url, timeout_s=5.0)
-    try:
-        keys = KeyStore(redis, KeyHasher.configured(settings))
-        accounts = sorted({r.account for r in await keys.records_of(customer)})
-        return [await Accounts(keys).show(a) for a in accounts]
-    finally:
-        await redis.aclose()
+    accounts = sorted({r.account for r in await keys.records_of(customer)})
+    return [await Accounts(keys).show(a) for a in accounts]
 
 
 def when(window: str) -> str:
     return datetime.fromtimestamp(int(window), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def show(settings: MeteringSettings, customer: str) -> int:
-    rows, carry = await windows(settings, customer)
+async def show(keys: KeyStore, settings: MeteringSettings, customer: str) -> int:
+    rows, carry = await windows_in(keys, settings, customer)
     total = {"counting": 0, "pending": 0, "sent": 0}
     print(f"{'meter':<20} {'window start':<21} {'counting':>9} {'pending':>8} {'sent':>8}")
     for field in sorted(rows, key=lambda f: (f.split("|")[0], int(f.split("|")[1]))):
@@ -100,6 +100,6 @@ async def show(settings: MeteringSettings, customer: str) -> int:
     print(f"{'total':<42} {total['counting']:>9} {total['pending']:>8} {total['sent']:>8}")
     if carry:
         print(f"refunds carried to the next window (failed calls whose window was sent): {carry}")
-    for view in await accounts_of(settings, customer):  # against the limits in force
+    for view in await accounts_of(keys, customer):  # against the limits in force
         print(f"account {view.account}: " + "; ".join(uses(view, limits_of(view, settings))))
     return 0

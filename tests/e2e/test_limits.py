@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from devkit.stack import wait_for
 from tests.e2e.conftest import Edge, Response, running_edge
 from tollway import schema
 
@@ -70,13 +71,6 @@ def slots(edge: Edge, key_id: str) -> list[tuple[str, float]]:
 def now_ms() -> float:
     """The slots' clock: Redis's, which on this one machine is this process's wall clock."""
     return time.time() * 1000
-
-
-def wait_for(check, what: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
-        time.sleep(0.1)
 
 
 def test_never_more_than_max_concurrent_reach_the_upstream(edge):
