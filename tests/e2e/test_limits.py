@@ -128,6 +128,20 @@ def test_a_route_s_own_bucket_is_drained_alone_and_described_in_its_headers(edge
     assert (other.headers["ratelimit-limit"], other.headers["ratelimit-remaining"]) == ("5", "4")
 
 
+def test_a_client_cannot_choose_the_bucket_it_takes_from(edge):
+    """x-tollway-bucket (and x-tollway-cost) from the client change nothing: Envoy sends authz
+    the route's own terms (HTTP mode sets the headers itself; gRPC mode reads the route's
+    context_extensions), so /v1/things still takes 1 token from the default bucket, and the
+    reports bucket stays full."""
+    key, _ = edge.issue("free")
+    spoofed = edge.get("/v1/things", key, {"x-tollway-bucket": "reports", "x-tollway-cost": "5"})
+    assert spoofed.status == 200
+    assert spoofed.headers["ratelimit-policy"] == "5;w=5"  # the default bucket: 5 at 1/s
+    assert spoofed.headers["ratelimit-remaining"] == "4"
+    report = edge.get("/v1/reports/monthly", key)
+    assert (report.status, report.headers["ratelimit-remaining"]) == (200, "0")  # 5 of 5 left
+
+
 def test_with_the_receiver_stopped_a_slot_comes_back_after_its_bound(edge):
     """No access log: each answered request keeps its slot until TOLLWAY_AUTHZ_SLOT_S after
     its check; the account is refused meanwhile, and served again once the bound passes.
