@@ -29,6 +29,7 @@ class Code(IntEnum):
     DAY = 10  # the tier's per_day cap is reached: ``wait_ms`` until the UTC day ends
     HOUR = 11  # its per_hour cap: until the UTC hour ends
     CONCURRENCY = 12  # max_concurrent requests of the account are in flight
+    CREDITS = 13  # a prepaid account's balance cannot cover the request's credits
 
 
 # Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__, and
@@ -51,6 +52,10 @@ class CheckReply:
     # the request holds a concurrency slot (no lease is taken under a concurrency cap)
     granted: int = 0
     limits: Limits | None = None  # the account's overrides are in force: its limits
+    # prepaid tiers: the account's balance after this request (None: not prepaid), and the
+    # credits this request spent
+    credits: int | None = None
+    charged: int = 0
 
     @classmethod
     def parse(cls, reply: list[Any]) -> CheckReply:
@@ -79,7 +84,10 @@ class CheckReply:
         ints = [int(x) for x in v[3:11]]
         ints += [0] * (8 - len(ints))
         limits: Limits | None = None
-        if len(v) == 18:
+        credits, charged = None, 0
+        if len(v) == 20:  # a prepaid tier: the limits' places may be empty
+            credits, charged = int(v[18]), int(v[19])
+        if len(v) >= 18 and v[11] != "":
             features = None if v[14] == "-" else frozenset(f for f in str(v[14]).split(",") if f)
             limits = (
                 float(v[11]),
@@ -103,4 +111,6 @@ class CheckReply:
             ints[6],
             ints[7],
             limits,
+            credits,
+            charged,
         )

@@ -19,9 +19,9 @@ from tollway.tiers import OverQuota, Tier, TierTable
 OVERRIDDEN_MAX = 10_000
 
 ARGS_PER_TIER = 8  # check.lua's ARGV[10..17]; ARGV[18] is the route's feature
-# ARGV[19..22]: the tier's per_day and per_hour, the route's bucket ("": the default one) and
-# the tier's max_concurrent
-LIMITS = 4
+# ARGV[19..23]: the tier's per_day and per_hour, the route's bucket ("": the default one), the
+# tier's max_concurrent and, for a prepaid tier, its credits_per_request (else 0)
+LIMITS = 5
 
 # A tier's name -> its 8 check.lua values for one route's feature and bucket, the feature,
 # then its other limits (the name and empty values if the table has no such tier: check.lua
@@ -87,7 +87,7 @@ class CheckTiers:
             return args
         t = self.table.get(name)
         if t is None:
-            return (name, *[""] * (ARGS_PER_TIER - 1), feature or "", "0", "0", "", "0")
+            return (name, *[""] * (ARGS_PER_TIER - 1), feature or "", "0", "0", "", "0", "0")
         named = t.bucket(bucket)
         args = (
             t.name,
@@ -103,6 +103,7 @@ class CheckTiers:
             str(t.per_hour),
             named.name if named else "",
             str(t.max_concurrent),
+            str(t.credits_per_request) if t.prepaid else "0",
         )
         # Tiers come from the table, features and buckets from the Envoy config: bounded.
         self._args[(name, feature, bucket)] = args

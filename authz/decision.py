@@ -27,6 +27,9 @@ WARNING_HEADER = "x-tollway-warning"
 DEGRADED_HEADER = "x-tollway-degraded"
 DRY_RUN_HEADER = "x-tollway-dry-run"
 EXTERNAL_ID_HEADER = "x-tollway-external-id"  # the operator's own id for the key's user
+# To the client of a prepaid tier: the account's balance after this request (or, refused for
+# it, the balance that could not cover it)
+CREDITS_HEADER = "x-tollway-credits-remaining"
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ _REASON = {
     Code.DAY: Reason.DAILY_LIMIT_EXCEEDED,
     Code.HOUR: Reason.HOURLY_LIMIT_EXCEEDED,
     Code.CONCURRENCY: Reason.CONCURRENCY_EXCEEDED,
+    Code.CREDITS: Reason.CREDITS_EXHAUSTED,
     Code.RATE: Reason.RATE_LIMITED,
     Code.NO_TIER: Reason.PLAN_UNAVAILABLE,
 }
@@ -215,6 +219,8 @@ def on_reply(
         would = _REASON.get(out.would_deny)
         if would is not None:
             client += ((DRY_RUN_HEADER, would.value),)
+        if out.credits is not None:
+            client += ((CREDITS_HEADER, str(out.credits)),)
         return _allowed(
             req, key_id, out.customer, tier, client, would_deny=would, external_id=external_id
         )
@@ -232,6 +238,14 @@ def on_reply(
     # Rate and quota verdicts quote the tier's limits, so they need the tier itself.
     if tier is None or reason is Reason.PLAN_UNAVAILABLE:
         return refuse(Reason.PLAN_UNAVAILABLE)
+    if reason is Reason.CREDITS_EXHAUSTED:
+        need = tier.credits_per_request * req.cost
+        balance = out.credits or 0
+        msg = (
+            f"This request costs {need} credits and your balance is {balance}. "
+            "Buy more credits to go on."
+        )
+        return refuse(reason, msg, ((CREDITS_HEADER, str(balance)),))
     if reason is Reason.CONCURRENCY_EXCEEDED:
         # No RateLimit headers: they describe a quota over a window, and this is neither.
         msg = (

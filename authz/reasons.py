@@ -16,6 +16,7 @@ class Reason(StrEnum):
     DAILY_LIMIT_EXCEEDED = "daily_limit_exceeded"
     HOURLY_LIMIT_EXCEEDED = "hourly_limit_exceeded"
     CONCURRENCY_EXCEEDED = "concurrency_exceeded"  # max_concurrent requests in flight
+    CREDITS_EXHAUSTED = "credits_exhausted"  # a prepaid balance cannot cover the request
     STORE_UNAVAILABLE = "store_unavailable"
     OVERLOADED = "overloaded"  # authz could not finish the check in its deadline
     PLAN_UNAVAILABLE = "plan_unavailable"  # the key's tier is not in the loaded tier table
@@ -35,6 +36,7 @@ _STATUS = {
     Reason.INVALID_API_KEY: 401,
     Reason.KEY_REVOKED: 401,
     Reason.PAYMENT_REQUIRED: 402,
+    Reason.CREDITS_EXHAUSTED: 402,
     Reason.FEATURE_NOT_IN_PLAN: 403,
     Reason.RATE_LIMITED: 429,
     Reason.QUOTA_EXCEEDED: 429,
@@ -60,6 +62,7 @@ _MESSAGE = {
     Reason.CONCURRENCY_EXCEEDED: (
         "Your plan's requests in flight at once are all taken. Retry when one finishes."
     ),
+    Reason.CREDITS_EXHAUSTED: "Your prepaid credits cannot cover this request. Buy more to go on.",
     Reason.STORE_UNAVAILABLE: "The API cannot check keys right now. Retry shortly.",
     Reason.OVERLOADED: "The API is overloaded. Retry shortly.",
     Reason.PLAN_UNAVAILABLE: "Your plan is not available right now. Contact support.",

@@ -209,7 +209,8 @@ class AuthzServicer:
         tier_out = tiers.tier_for(out, info.bucket)
         d = on_reply(info, key_id, out, tier_out, self.store.external_id_of(key_id))
         slot = request.slot if out.granted == SLOT_HELD else ""  # check.lua took it
-        return self._done(self._stamped(d, info, out.now_ms / 1000, slot), info, start)
+        stamped = self._stamped(d, info, out.now_ms / 1000, slot, out.charged)
+        return self._done(stamped, info, start)
 
     async def _look_earlier(
         self, info: RequestInfo, key_id: str, digest: str, tiers: CheckTiers, start: float
@@ -267,13 +268,16 @@ class AuthzServicer:
         log.warning("store_error", extra=fields(key_id=key_id, error=str(exc)))
         return d
 
-    def _stamped(self, d: Decision, info: RequestInfo, at: float, slot: str = "") -> Decision:
+    def _stamped(
+        self, d: Decision, info: RequestInfo, at: float, slot: str = "", credits: int = 0
+    ) -> Decision:
         """``d``, with its usage stamp if it lets a counted request through, naming the
-        concurrency slot it holds, if any (the access log frees it)."""
+        concurrency slot it holds, if any (the access log frees it), and the prepaid credits
+        it spent (the access log gives them back if the request is not billed)."""
         if self.stamper is not None and d.reason is None:
             d.request_id = info.request_id
             source = self.store.usage_source(d.key_id)
-            d.usage_stamp = self.stamper.sign(source, d.key_id, d.tier, int(at), slot)
+            d.usage_stamp = self.stamper.sign(source, d.key_id, d.tier, int(at), slot, credits)
         return d
 
     def _done(self, d: Decision, info: RequestInfo | None, start: float) -> Decision:

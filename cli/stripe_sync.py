@@ -13,6 +13,9 @@ For every paid tier (``price_amount`` set) the account gets:
   upstream reports (tokens, rows), ``usage_unit_amount`` each;
 - those Billing Meters, found by ``event_name``.
 
+For every prepaid tier with ``credit_packs``: the Product, and a one-time Price per pack with
+lookup key ``tollway_<tier>_<pack>`` (what the portal's Buy button's Checkout charges).
+
 Prices cannot be edited in Stripe. A changed amount, currency or interval creates a new Price
 and moves the lookup key to it (``transfer_lookup_key``), so the webhook's mapping follows.
 ``plan()`` only reads; ``apply()`` carries out a plan. The CLI prints the plan, then applies it
@@ -24,7 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tollway.credits import pack_lookup_key
 from tollway.money import money
+from tollway.tier_readers import CreditPack
 from tollway.tiers import Tier, TierTable
 
 CREATE, UPDATE, REPLACE, UNCHANGED = "create", "update", "replace", "unchanged"
@@ -87,6 +92,17 @@ def amount_price(tier: Tier, meter_id: str) -> dict[str, Any]:
     }
 
 
+def pack_price(tier: Tier, pack: CreditPack) -> dict[str, Any]:
+    """A credit pack: a one-time Price."""
+    return {
+        "currency": tier.currency,
+        "unit_amount": pack.price_amount,
+        "lookup_key": pack_lookup_key(tier.name, pack),
+        "product": product_id(tier),
+        "metadata": {"tollway_tier": tier.name, "tollway_pack": pack.name},
+    }
+
+
 def _same_price(want: dict[str, Any], have: Any) -> bool:
     """Does the existing Price ``have`` charge what ``want`` describes?"""
     h = have.to_dict() if hasattr(have, "to_dict") else dict(have)
@@ -94,7 +110,7 @@ def _same_price(want: dict[str, Any], have: Any) -> bool:
     same = (
         h.get("currency") == want["currency"]
         and h.get("product") == want["product"]
-        and rec.get("interval") == want["recurring"]["interval"]
+        and rec.get("interval") == want.get("recurring", {}).get("interval")
     )
     if "unit_amount_decimal" in want:
         return bool(
@@ -127,7 +143,7 @@ def _same_price(want: dict[str, Any], have: Any) -> bool:
 
 async def plan(client: Any, table: TierTable) -> list[Change]:
     """What apply() would change, read from the account; changes nothing."""
-    paid = [t for t in table if t.price_amount is not None]
+    paid = [t for t in table if t.price_amount is not None or t.credit_packs]
     changes: list[Change] = []
     meters = {
         m.event_name: m.id
@@ -171,7 +187,8 @@ async def plan(client: Any, table: TierTable) -> list[Change]:
             )
         else:
             changes.append(Change(UNCHANGED, "product", pid, name))
-        wanted = [flat_price(tier)]
+        wanted = [flat_price(tier)] if tier.price_amount is not None else []
+        wanted += [pack_price(tier, pack) for pack in tier.credit_packs]
         if tier.overage_unit_amount is not None:
             wanted.append(
                 usage_price(tier, meters.get(tier.meter_event, ""))  # "": made by this run
@@ -181,7 +198,11 @@ async def plan(client: Any, table: TierTable) -> list[Change]:
         for want in wanted:
             key = want["lookup_key"]
             found = (await client.v1.prices.list_async({"lookup_keys": [key], "active": True})).data
-            if "unit_amount" in want:
+            if "recurring" not in want:
+                pack = tier.pack(want["metadata"]["tollway_pack"])
+                credits = pack.credits if pack else 0
+                what = f"{money(want['unit_amount'], tier.currency)} for {credits:,} credits"
+            elif "unit_amount" in want:
                 what = f"{money(want['unit_amount'], tier.currency)}/{tier.interval}"
             elif "unit_amount_decimal" in want:
                 each = money(tier.usage_unit_amount or 0, tier.currency)
@@ -190,7 +211,7 @@ async def plan(client: Any, table: TierTable) -> list[Change]:
                 each = money(tier.overage_unit_amount or 0, tier.currency)
                 what = f"{tier.monthly_quota:,} requests included, then {each} each"
             meter_of = tier.usage_meter if "unit_amount_decimal" in want else tier.meter_event
-            pending = meter_of if want["recurring"].get("meter") == "" else ""
+            pending = meter_of if want.get("recurring", {}).get("meter") == "" else ""
             if not found:
                 changes.append(Change(CREATE, "price", key, what, want, pending))
             elif _same_price(want, found[0]):

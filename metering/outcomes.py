@@ -103,7 +103,7 @@ def judge(entry: Entry, tier: Tier | None, cap: int) -> Verdict:
     amount, bad = parse_amount(entry.amount, cap)
     if not tier.bills(outcome(entry.code, entry.flags)):
         return Verdict(True, tier.refund_quota, 0, bad)
-    return Verdict(False, False, amount if tier.usage_meter else 0, bad)
+    return Verdict(False, False, amount if tier.usage_meter or tier.credits_per_unit else 0, bad)
 
 
 def _string(struct: Any, namespace: str, key: str) -> str | None:

@@ -9,6 +9,8 @@ decides (metering/outcomes.py):
 - not billed: apply_log_entry.lua takes it off the window it was counted in (and its quota back,
   with the tier's refund_quota);
 - billed with an amount the upstream reported: added to the window, for the usage meter;
+- on a prepaid tier (README "Prepaid credits"): not billed, the credits its stamp says it
+  spent go back to the balance; billed with an amount, ``credits_per_unit`` each come off it;
 - and in every case, a request holding a concurrency slot (its stamp says so) frees it.
 
 Each request applies once: its stamp's nonce (authz's own, never the client's x-request-id)
@@ -156,7 +158,9 @@ class Receiver:
             )
         if not v.refund and v.amount == 0 and not stamp.slot:
             return "billed"
-        return self._write_for(stamp, v.refund, v.refund_quota, v.amount)
+        tier = table.get(stamp.tier)
+        per_unit = tier.credits_per_unit if tier is not None and tier.prepaid else 0
+        return self._write_for(stamp, v.refund, v.refund_quota, v.amount, per_unit)
 
     def _look_for_unheard(self, e: Entry) -> str:
         """Envoy answered 503 itself as its ext_authz call timed out. If authz counted the
@@ -195,8 +199,11 @@ class Receiver:
             return
         self.metrics.entries.labels("unheard_refunded" if done else "duplicate").inc()
 
-    def _write_for(self, s: Stamp, refund: bool, refund_quota: bool, amount: int) -> Write:
-        """apply_log_entry.lua's keys and arguments for one request."""
+    def _write_for(
+        self, s: Stamp, refund: bool, refund_quota: bool, amount: int, per_unit: int = 0
+    ) -> Write:
+        """apply_log_entry.lua's keys and arguments for one request; ``per_unit``: the
+        credits a reported unit costs on a prepaid tier (its amount then goes to no meter)."""
         window = s.window(self.window_s)
         # Usage counted under a key id (authz did not know its account then) has no quota in
         # its slot to give back to: only the usage is refunded.
@@ -207,6 +214,7 @@ class Receiver:
             quota,
             schema.logged(s.source, window),
             schema.in_flight(s.source),
+            schema.credit_hours(s.source),
         )
         args = (
             s.nonce,
@@ -218,6 +226,8 @@ class Receiver:
             str(amount),
             str(self.max_age_s + self.window_s),
             "1" if s.slot else "0",
+            str(s.credits),
+            str(amount * per_unit),
         )
         label = "refunded" if refund else "amount" if amount else "slot_freed"
         return Write(label, keys, args)

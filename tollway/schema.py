@@ -8,9 +8,17 @@ in one Redis Cluster slot:
     tw:{<account>}:account       hash   the account: customer, subscription, tier, period,
                                         cancel_at, sync_version; its token bucket (tokens, ts),
                                         quota (q_period, q_used) and day and hour caps' windows
-                                        (d_start, d_used, h_start, h_used), shared by all its keys
+                                        (d_start, d_used, h_start, h_used), shared by all its keys;
+                                        a prepaid account's balance (credits)
     tw:{<account>}:usage         hash   window start (epoch s) -> requests let through;
                                         metering drains it
+    tw:{<account>}:credits:hours hash   a prepaid account's ledger by UTC hour: "r:<hour>"
+                                        credits requests spent, "u:<hour>" reported units
+                                        spent, "f:<hour>" refunded (check.lua, the receiver)
+    tw:{<account>}:credits:log   stream its other ledger entries: purchases, refunds of them,
+                                        operator grants and adjustments (tollway/credits.py)
+    tw:{<account>}:credits:refs  hash   ref (a Checkout session, a refunded payment, an
+                                        Idempotency-Key) -> credits moved under it, so far
     tw:{<key_id>}:key            hash   the key directory: {account, tier, external_id}
                                         (authz caches it); under the id a key has by a newer
                                         pepper than it was issued under, also key_id: its own
@@ -119,9 +127,33 @@ def applied_marker(source: str, write_id: str) -> str:
     return f"{_tag(source)}:applied:{write_id}"
 
 
+def credit_hours(account: str) -> str:
+    """A prepaid account's ledger by UTC hour: credits spent by requests and by reported
+    units, and credits refunded (check.lua and apply_log_entry.lua write it)."""
+    return f"{_tag(account)}:credits:hours"
+
+
+def credit_log(account: str) -> str:
+    """A prepaid account's ledger entries other than usage: purchases, refunds of them,
+    operator grants and adjustments (a stream; tollway/credits.py)."""
+    return f"{_tag(account)}:credits:log"
+
+
+def credit_refs(account: str) -> str:
+    """What each reference (a Checkout session, a refunded payment, an Idempotency-Key) has
+    moved of an account's credits so far, so that a repeat moves nothing more."""
+    return f"{_tag(account)}:credits:refs"
+
+
 def check_keys(key_id: str, account: str, settlement: str = "") -> list[str]:
     """KEYS for the check script, in the order check.lua reads them."""
-    keys = [key_record(key_id, account), account_state(account), usage(account), in_flight(account)]
+    keys = [
+        key_record(key_id, account),
+        account_state(account),
+        usage(account),
+        in_flight(account),
+        credit_hours(account),
+    ]
     if settlement:
         keys.append(applied_marker(account, settlement))
     return keys

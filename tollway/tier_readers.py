@@ -17,6 +17,8 @@ FEATURE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # A named bucket: a route's tollway_bucket, and a [tiers.NAME.buckets.BUCKET] table.
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 MAX_BUCKETS = 16  # named buckets per tier
+MAX_PACKS = 8  # credit packs per prepaid tier
+MAX_CREDITS = 10**12  # in one pack, or one operator adjustment: far from Redis's 2**63
 PRICE_ID = re.compile(r"^\S{1,200}$")
 METER_EVENT = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")  # Stripe's event_name: at most 100
 # A request's final outcome, as metering's access-log receiver names it (metering/outcomes.py):
@@ -146,4 +148,49 @@ def buckets(v: Any) -> tuple[Bucket, ...]:
         except Bad as exc:
             raise Bad(f"{where}: {exc}") from None
         found.append(Bucket(name, rate, burst))
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class CreditPack:
+    """What a customer of a prepaid tier can buy: ``credits`` for ``price_amount`` minor units
+    of the tier's currency (a one-time Stripe Price, by `tollway stripe sync`)."""
+
+    name: str
+    credits: int
+    price_amount: int
+
+
+_PACK_FIELDS = ("credits", "price_amount")
+
+
+def credit_packs(v: Any) -> tuple[CreditPack, ...]:
+    """``{NAME = {credits = C, price_amount = P}, ...}``: ``[tiers.T.credit_packs.NAME]``."""
+    if not isinstance(v, dict):
+        raise Bad(f"must be a table of [credit_packs.NAME] tables, got {v!r}")
+    if len(v) > MAX_PACKS:
+        raise Bad(f"at most {MAX_PACKS} credit packs per tier, got {len(v)}")
+    found = []
+    for name, body in sorted(v.items()):
+        where = f'credit pack "{name}"'
+        if not BUCKET_NAME.match(name):
+            raise Bad(f"{where}: pack names must match {BUCKET_NAME.pattern}")
+        if not isinstance(body, dict):
+            raise Bad(f"{where}: must be a table with credits and price_amount, got {body!r}")
+        unknown = sorted(set(body) - set(_PACK_FIELDS))
+        missing = [f for f in _PACK_FIELDS if f not in body]
+        if unknown or missing:
+            raise Bad(
+                f"{where}: takes exactly credits and price_amount"
+                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                + (f"; missing: {', '.join(missing)}" if missing else "")
+            )
+        credits, price = body["credits"], body["price_amount"]
+        if not (_is_int(credits) and 1 <= credits <= MAX_CREDITS):
+            raise Bad(
+                f"{where}: credits must be an integer from 1 to {MAX_CREDITS}, got {credits!r}"
+            )
+        if not (_is_int(price) and price >= 1):
+            raise Bad(f"{where}: price_amount must be an integer >= 1 (minor units), got {price!r}")
+        found.append(CreditPack(name, int(credits), int(price)))
     return tuple(found)

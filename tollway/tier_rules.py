@@ -80,7 +80,28 @@ def _usage_price_needs(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple
     return None
 
 
+_PREPAID_ONLY = ("credits_per_request", "credits_per_unit", "credit_packs")
+
+
+def _prepaid(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:
+    """A prepaid tier is paid for by its credits alone, each request's taken in Redis."""
+    if not v["prepaid"]:
+        for name in _PREPAID_ONLY:
+            if name in raw:
+                return name, "only applies with prepaid = true"
+        return None
+    if v["limiter"] == "lease":
+        return "prepaid", 'needs limiter = "exact": every request spends its credits in Redis'
+    for name in ("stripe_prices", "price_amount", "usage_meter"):
+        if v[name] not in (None, (), ""):
+            return "prepaid", f"a prepaid tier is paid by its credits: it has no {name}"
+    if v["over_quota"] == "bill" and v["monthly_quota"] > 0:
+        return "over_quota", 'a prepaid tier bills nothing past its quota: use "block"'
+    return None
+
+
 RULES: tuple[Rule, ...] = (
+    _prepaid,
     _overage_needs_quota,
     _lease_size,
     _concurrency_is_exact,

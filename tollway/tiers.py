@@ -34,10 +34,12 @@ from tollway.tier_readers import (
     TIER_NAME,
     Bad,
     Bucket,
+    CreditPack,
     Reader,
     at_least,
     buckets,
     choice,
+    credit_packs,
     decimal,
     flag,
     positive_number,
@@ -110,6 +112,28 @@ class Tier:
     # taken at the check and freed by Envoy's access log, or after TOLLWAY_AUTHZ_SLOT_S.
     max_concurrent: int = _spec(
         at_least(0, " (0 = none)"), "4", "requests in flight at once; 0 = no cap", 0
+    )
+    # Prepaid (README "Prepaid credits"): every request spends credits_per_request times the
+    # route's cost from the account's balance, in check.lua (402 credits_exhausted when it
+    # cannot cover it), and every unit the upstream reports credits_per_unit, after the
+    # response; customers buy credit_packs through Checkout. Nothing is sent to a meter.
+    prepaid: bool = _spec(flag, "false", "requests spend the account's prepaid credits", False)
+    credits_per_request: int = _spec(
+        at_least(1), "1", "prepaid: credits a request spends, times its cost", 1, commented=True
+    )
+    credits_per_unit: int = _spec(
+        at_least(0),
+        "0",
+        "prepaid: credits per unit the upstream reports (x-tollway-usage)",
+        0,
+        commented=True,
+    )
+    credit_packs: tuple[CreditPack, ...] = _spec(
+        credit_packs,
+        "{ starter = { credits = 1000, price_amount = 1000 } }",
+        "prepaid: what a customer can buy (one-time Prices)",
+        (),
+        commented=True,
     )
     on_store_error: OnStoreError = _spec(
         choice(OnStoreError),
@@ -213,6 +237,10 @@ class Tier:
                 if b.name == name:
                     return b
         return None
+
+    def pack(self, name: str) -> CreditPack | None:
+        """The credit pack called ``name``, or None."""
+        return next((p for p in self.credit_packs if p.name == name), None)
 
     def bills(self, outcome: str) -> bool:
         """Is a request that ended in ``outcome`` (a status code, or reset, timeout, aborted)

@@ -5,10 +5,11 @@ metadata (``x-tollway-usage-log``, in both gRPC and HTTP modes). Envoy's gRPC ac
 carries it, with the request's final status, to metering's receiver (metering/receiver.py),
 which refunds what the tier does not bill and adds the amounts the upstream reported.
 
-    <nonce>|<source>|<key id>|<tier>|<counted at, epoch s>[|s]|<signature>
+    <nonce>|<source>|<key id>|<tier>|<counted at, epoch s>[|s][|c<credits>]|<signature>
 
 ``s``: the request holds a concurrency slot in its account (max_concurrent), named by the
-nonce, which the receiver frees when the request's entry arrives.
+nonce, which the receiver frees when the request's entry arrives. ``c<credits>``: the request
+spent that many prepaid credits, which the receiver gives back if the tier does not bill it.
 
 ``nonce`` is authz's own name for the counted request: the receiver applies each nonce once.
 It is never the request's ``x-request-id``, which a client can choose, repeat or malform (an
@@ -42,6 +43,7 @@ NAMESPACE = "envoy.filters.http.ext_authz"  # where Envoy files ext_authz's meta
 # only to find the stamp of a check Envoy gave up on (below), never to bill by.
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _NONCE = re.compile(r"^[0-9a-f]{17,40}$")  # 16 hex of prefix, then the counter in hex
+_CREDITS = re.compile(r"^c[1-9][0-9]{0,17}$")
 _SIG_BYTES = 12
 # How long authz keeps the stamp of a check Envoy gave up on (tw:{<request id>}:unheard): the
 # receiver refunds it when Envoy's entry for the request arrives, within seconds.
@@ -56,6 +58,7 @@ class Stamp:
     tier: str
     at: int  # epoch seconds (Redis time) the request was counted at
     slot: bool = False  # holds a concurrency slot named by the nonce
+    credits: int = 0  # prepaid credits the request spent
 
     def window(self, window_s: int) -> int:
         return self.at - self.at % window_s
@@ -77,21 +80,33 @@ class Stamper:
         k = key if key is not None else self._keys[0]
         return hashlib.blake2b(body.encode(), key=k, digest_size=_SIG_BYTES).hexdigest()
 
-    def sign(self, source: str, key_id: str, tier: str, at: int, slot: str = "") -> str:
+    def sign(
+        self, source: str, key_id: str, tier: str, at: int, slot: str = "", credits: int = 0
+    ) -> str:
         """The stamp's text for one counted request, under a nonce never used before: the id
-        of the concurrency slot the request holds (from ``tollway.nonces``), if it holds one."""
+        of the concurrency slot the request holds (from ``tollway.nonces``), if it holds one;
+        and the prepaid credits it spent, if any."""
         body = f"{slot or next(self._nonces)}|{source}|{key_id}|{tier}|{at}"
         if slot:
             body += "|s"
+        if credits > 0:
+            body += f"|c{credits}"
         return f"{body}|{self._sig(body)}"
 
     def read(self, text: str) -> Stamp | None:
         """The stamp in ``text`` if authz signed it; else None."""
         parts = text.split("|")
-        slot = len(parts) == 7 and parts[5] == "s"
-        if not (len(parts) == 6 or slot) or not parts[4].isdigit() or not _NONCE.match(parts[0]):
+        extra = parts[5:-1]  # [s][c<credits>], in that order
+        slot = bool(extra) and extra[0] == "s"
+        if slot:
+            extra = extra[1:]
+        credits = 0
+        if extra and _CREDITS.match(extra[0]):
+            credits = int(extra[0][1:])
+            extra = extra[1:]
+        if len(parts) < 6 or extra or not parts[4].isdigit() or not _NONCE.match(parts[0]):
             return None
         body, sig = text.rsplit("|", 1)
         if not same_as_any(sig, [self._sig(body, key) for key in self._keys]):
             return None
-        return Stamp(parts[0], parts[1], parts[2], parts[3], int(parts[4]), slot)
+        return Stamp(parts[0], parts[1], parts[2], parts[3], int(parts[4]), slot, credits)

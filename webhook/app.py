@@ -2,6 +2,8 @@
 
     POST /webhooks/stripe          signed Stripe events → key state
     POST /checkout                 {"tier", "email"} → a Stripe Checkout Session {"url", "id"}
+    POST /credits/checkout         {"account", "pack", "email"} → a Checkout Session (payment
+                                   mode) for a prepaid account's credit pack {"url", "id"}
     GET  /keys/claim?session_id=   the key for a completed checkout, once
                                    (both: for the portal and the operator's backend, or
                                    throttled per client: webhook/gate.py)
@@ -23,6 +25,7 @@ import stripe
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tollway.credits import pack_lookup_key
 from tollway.last_resort import last_resort
 from tollway.logs import fields
 from tollway.schema import STRIPE_ID
@@ -33,6 +36,7 @@ from webhook.events import CheckoutCompleted, parse
 from webhook.gate import Gate
 from webhook.metrics import WebhookMetrics
 from webhook.processor import Processor
+from webhook.purchases import Purchases, checkout_params
 from webhook.signature import Rejected, verify
 
 log = logging.getLogger("tollway.webhook")
@@ -53,6 +57,8 @@ class WebhookApp:
         success_url: str,
         cancel_url: str,
         gate: Gate,
+        purchases: Purchases | None = None,
+        credits_return_url: str = "",
     ) -> None:
         self.processor = processor
         self.checkouts = checkouts
@@ -65,6 +71,8 @@ class WebhookApp:
         self.success_url = success_url
         self.cancel_url = cancel_url
         self.gate = gate
+        self.purchases = purchases
+        self.credits_return_url = credits_return_url
 
     def build(self) -> web.Application:
         # A bug must still answer JSON and be logged; for webhooks a 5xx also makes Stripe retry.
@@ -74,6 +82,7 @@ class WebhookApp:
         app = web.Application(client_max_size=self.max_body, middlewares=[bug])
         app.router.add_post("/webhooks/stripe", self.stripe_webhook)
         app.router.add_post("/checkout", self.create_checkout)
+        app.router.add_post("/credits/checkout", self.credits_checkout)
         app.router.add_get("/keys/claim", self.claim)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.prometheus)
@@ -160,6 +169,38 @@ class WebhookApp:
             session = await self.stripe.v1.checkout.sessions.create_async(params)
         except Exception as exc:
             log.error("checkout_failed", extra=fields(tier=tier.name, error=str(exc)))
+            return answer(Route.CHECKOUT, exc)[1]
+        return web.json_response({"url": session.url, "id": session.id})
+
+    async def credits_checkout(self, request: web.Request) -> web.Response:
+        refused = await self.gate.refuse(request, "checkout")
+        if refused is not None:
+            return refused
+        usage = 'send a JSON object: {"account": ..., "pack": ..., "email": ...}'
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, RecursionError, web.HTTPRequestEntityTooLarge):
+            return error(400, "invalid_json", usage)
+        if not isinstance(body, dict):
+            return error(400, "invalid_json", usage)
+        account, pack, email = body.get("account"), body.get("pack"), body.get("email") or ""
+        if not (isinstance(account, str) and isinstance(pack, str)):
+            return error(400, "invalid_json", usage)
+        if not (isinstance(email, str) and (email == "" or EMAIL.match(email))):
+            return error(400, "invalid_email", "email must look like name@example.com")
+        if self.stripe is None or self.purchases is None:
+            return error(
+                503, "stripe_not_configured", "set STRIPE_API_KEY or TOLLWAY_STRIPE_API_BASE"
+            )
+        try:
+            tier, found, customer = await self.purchases.pack_for(self.tiers(), account, pack)
+            price = await self._price_id(pack_lookup_key(tier.name, found))
+            params = checkout_params(
+                account, found, price, customer, email, self.credits_return_url
+            )
+            session = await self.stripe.v1.checkout.sessions.create_async(params)
+        except Exception as exc:
+            log.error("credits_checkout_failed", extra=fields(account=account, error=str(exc)))
             return answer(Route.CHECKOUT, exc)[1]
         return web.json_response({"url": session.url, "id": session.id})
 

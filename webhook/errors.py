@@ -8,6 +8,7 @@
     ├── UnknownSession                 no such checkout session (a LookupError)
     ├── CheckoutIncomplete             the session is not complete and paid
     ├── NoPrice                        a tier's lookup key matches no active Stripe price
+    ├── InvalidInput, NotFound         /credits/checkout: no such account, pack or prepaid tier
     ├── stripe.StripeError             Stripe refused or could not be reached
     └── anything else                  Redis or a bug
 
@@ -25,7 +26,7 @@ from enum import StrEnum
 import stripe
 from aiohttp import web
 
-from tollway.errors import NotFound, Refused, error_body
+from tollway.errors import InvalidInput, NotFound, Refused, error_body
 from webhook.checkout import ClaimGone
 from webhook.events import MalformedEvent
 from webhook.processor import UnknownTier
@@ -66,7 +67,9 @@ TABLES: dict[Route, tuple[tuple[type[Exception] | tuple[type[Exception], ...], A
         (Exception, Answer(503, "apply_failed", "{type}: could not apply; retry", False)),
     ),
     Route.CHECKOUT: (
-        (NoPrice, Answer(502, "unknown_price", "", False)),
+        (InvalidInput, Answer(400, "invalid_request", "", True)),
+        (NoPrice, Answer(502, "unknown_price", "", False)),  # a NotFound: before it
+        (NotFound, Answer(404, "not_found", "", True)),
         (stripe.StripeError, Answer(502, "stripe_error", "", False)),
         (
             Exception,

@@ -63,11 +63,44 @@ class CustomerDeleted(Event):
 
 
 @dataclass(frozen=True)
+class CreditsPaid(Event):
+    """A credit pack paid for through Checkout (payment mode): its session's metadata, which
+    the webhook service wrote when it made the session, names the account and the credits."""
+
+    session: str
+    account: str
+    credits: int
+    pack: str
+
+
+@dataclass(frozen=True)
+class PaymentRefunded(Event):
+    """A charge refunded, in part or whole (``amount_refunded`` is the total so far)."""
+
+    charge: str
+    payment_intent: str
+    amount: int
+    amount_refunded: int
+    metadata: dict[str, str]  # the charge's own (what a credit purchase's carries: below)
+
+
+@dataclass(frozen=True)
 class Unhandled(Event):
     type: str
 
 
-Intent = SubscriptionChanged | InvoiceSettled | CheckoutCompleted | CustomerDeleted | Unhandled
+Intent = (
+    SubscriptionChanged
+    | InvoiceSettled
+    | CheckoutCompleted
+    | CustomerDeleted
+    | CreditsPaid
+    | PaymentRefunded
+    | Unhandled
+)
+
+# A credit purchase's metadata, on its Checkout Session and its PaymentIntent (webhook/app.py).
+ACCOUNT_META, CREDITS_META, PACK_META = "tollway_account", "tollway_credits", "tollway_pack"
 
 SUBSCRIPTION_EVENTS = {
     "customer.subscription.created",
@@ -178,6 +211,45 @@ def _invoice_subscription(inv: dict[str, Any]) -> str:
     return _id(inv.get("subscription"), "invoice subscription", required=False)
 
 
+def credit_metadata(meta: Any) -> tuple[str, int, str] | None:
+    """(account, credits, pack) of a credit purchase's metadata; None if it is not one.
+    Raises MalformedEvent if it is one, malformed."""
+    if not isinstance(meta, dict) or ACCOUNT_META not in meta:
+        return None
+    account, credits, pack = meta.get(ACCOUNT_META), meta.get(CREDITS_META), meta.get(PACK_META)
+    if not (isinstance(account, str) and STRIPE_ID.match(account)):
+        raise MalformedEvent(f"metadata.{ACCOUNT_META} must be an account id")
+    if not (isinstance(credits, str) and credits.isdigit() and 0 < int(credits) <= 10**12):
+        raise MalformedEvent(f"metadata.{CREDITS_META} must be a positive integer")
+    return account, int(credits), str(pack or "")
+
+
+def _payment_checkout(base: Event, cs: dict[str, Any]) -> Intent:
+    """A payment-mode Checkout Session, completed or paid later: credits once it is paid."""
+    bought = credit_metadata(cs.get("metadata"))
+    if bought is None or cs.get("payment_status") != "paid":
+        # Not ours, or an asynchronous payment still pending: its
+        # checkout.session.async_payment_succeeded comes when it is paid.
+        return Unhandled(base.event_id, base.created, "checkout.session.unpaid")
+    account, credits, pack = bought
+    return CreditsPaid(
+        base.event_id, base.created, _id(cs.get("id"), "session id"), account, credits, pack
+    )
+
+
+def _refund(base: Event, charge: dict[str, Any]) -> PaymentRefunded:
+    meta = charge.get("metadata")
+    return PaymentRefunded(
+        base.event_id,
+        base.created,
+        _id(charge.get("id"), "charge id"),
+        _id(charge.get("payment_intent"), "payment_intent", required=False),
+        _int(charge.get("amount"), "amount"),
+        _int(charge.get("amount_refunded"), "amount_refunded"),
+        {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {},
+    )
+
+
 def parse(event: dict[str, Any]) -> Intent:
     base = Event(_id(event.get("id"), "event id"), _int(event.get("created", 0), "created"))
     kind = event["type"]
@@ -195,6 +267,8 @@ def parse(event: dict[str, Any]) -> Intent:
         )
     if kind == "checkout.session.completed":
         cs = _obj(_obj(event, "data"), "object")
+        if cs.get("mode") == "payment":
+            return _payment_checkout(base, cs)
         if cs.get("mode") != "subscription":
             return Unhandled(base.event_id, base.created, kind)
         metadata = cs.get("metadata")
@@ -208,6 +282,10 @@ def parse(event: dict[str, Any]) -> Intent:
             payment_status=_str(cs.get("payment_status", ""), "payment_status"),
             tier_hint=hint if isinstance(hint, str) else "",
         )
+    if kind == "checkout.session.async_payment_succeeded":
+        return _payment_checkout(base, _obj(_obj(event, "data"), "object"))
+    if kind == "charge.refunded":
+        return _refund(base, _obj(_obj(event, "data"), "object"))
     if kind == "customer.deleted":
         cus = _obj(_obj(event, "data"), "object")
         return CustomerDeleted(base.event_id, base.created, _id(cus.get("id"), "customer id"))

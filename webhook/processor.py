@@ -29,14 +29,17 @@ from tollway.tiers import TierTable
 from webhook.checkout import Checkouts
 from webhook.events import (
     CheckoutCompleted,
+    CreditsPaid,
     CustomerDeleted,
     Event,
     InvoiceSettled,
+    PaymentRefunded,
     SubscriptionChanged,
     Unhandled,
     parse,
     subscription_from_object,
 )
+from webhook.purchases import Purchases
 from webhook.subscription_states import APPLIED, DONE, SubscriptionStates
 from webhook.subscriptions import SubState, outcome, transition
 
@@ -68,6 +71,7 @@ class Processor:
         stripe: Any = None,  # a StripeClient when re-fetching or resolving tiers is possible
         refetch: bool = False,
         now: Callable[[], float] = time.time,
+        purchases: Purchases | None = None,
     ) -> None:
         self.keys = keys
         self.lifecycle = Lifecycle(keys, WallClock())
@@ -79,6 +83,8 @@ class Processor:
         self.stripe = stripe
         self.refetch = refetch
         self.now = now
+        # Credit packs (prepaid tiers); None: their events are ignored
+        self.purchases = purchases
         self._logged_unhandled: set[str] = set()
 
     async def handle(self, event: dict[str, Any]) -> str:
@@ -96,6 +102,11 @@ class Processor:
             return await self._once(intent.session, intent, self._checkout)
         if isinstance(intent, CustomerDeleted):
             return await self._once(intent.customer, intent, self._customer_deleted)
+        # Each applies once by its own reference (tollway/credits.py): no marker needed.
+        if isinstance(intent, CreditsPaid):
+            return await self.purchases.paid(intent) if self.purchases else "ignored"
+        if isinstance(intent, PaymentRefunded):
+            return await self.purchases.refunded(intent) if self.purchases else "ignored"
         # An intent added to the parser without a branch here fails mypy, and at run time is a
         # 503 (Stripe retries), never another intent's action (revoking a customer's keys).
         assert_never(intent)

@@ -9,6 +9,7 @@ import logging
 from aiohttp import web
 
 from tollway.audit import AuditLog
+from tollway.credits import Credits
 from tollway.dead_letters import DeadLetters
 from tollway.eviction import EvictionWatch
 from tollway.key_store import KeyStore
@@ -23,6 +24,7 @@ from webhook.checkout import Checkouts
 from webhook.gate import Gate
 from webhook.metrics import WebhookMetrics
 from webhook.processor import Processor
+from webhook.purchases import Purchases
 from webhook.settings import WebhookSettings
 from webhook.subscription_states import SubscriptionStates
 
@@ -32,9 +34,11 @@ log = logging.getLogger("tollway.webhook")
 async def serve(settings: WebhookSettings) -> None:
     tiers = TierSource(settings.tiers)
     redis = connect(settings.redis_url, timeout_s=5.0)
-    keys = KeyStore(redis, KeyHasher.configured(settings), AuditLog.configured(redis, settings))
+    audit = AuditLog.configured(redis, settings)
+    keys = KeyStore(redis, KeyHasher.configured(settings), audit)
     stripe_client = optional(settings, log, "no /checkout, no re-fetch")
     checkouts = Checkouts(redis, keys, settings.claim_ttl_s)
+    purchases = Purchases(Credits(redis, audit), stripe_client)
     processor = Processor(
         keys,
         SubscriptionStates(redis, keys),
@@ -44,6 +48,7 @@ async def serve(settings: WebhookSettings) -> None:
         grace_s=int(settings.grace_days * 86400),
         stripe=stripe_client,
         refetch=settings.refetch,
+        purchases=purchases,
     )
     metrics = WebhookMetrics()
     watch = asyncio.create_task(EvictionWatch(redis, metrics.may_evict, log).run())
@@ -61,6 +66,8 @@ async def serve(settings: WebhookSettings) -> None:
         settings.success_url,
         settings.cancel_url,
         Gate(redis, settings.backend_token, settings.trusted_hops, settings.per_client),
+        purchases,
+        settings.credits_return_url,
     ).build()
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -31,6 +31,11 @@ class WebhookSettings(RedisSettings, StripeSettings, ProxySettings, BackendSetti
         "http://127.0.0.1:8083/",
         "where an abandoned Checkout goes (the portal's pricing page)",
     )
+    credits_return_url: str = env(
+        "TOLLWAY_CREDITS_RETURN_URL",
+        "http://127.0.0.1:8083/dashboard",
+        "where Checkout sends a customer back after buying credits (the portal's dashboard)",
+    )
     claim_ttl_s: int = env("TOLLWAY_CLAIM_TTL_S", 900, "how long an unclaimed key can be claimed")
     # Without a backend token, /checkout and /keys/claim are open: each client address may
     # ask this many of each per 15 minutes (a Checkout Session and an unknown claim each cost

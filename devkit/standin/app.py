@@ -19,6 +19,7 @@ from devkit.standin.customer_portal import CustomerPortal
 from devkit.standin.delivery import RETRY_DELAYS_S, Delivery
 from devkit.standin.gateway import Fault, Gateway
 from devkit.standin.objects import World
+from devkit.standin.payments import Refunds
 
 __all__ = ["Fault", "Standin"]
 
@@ -38,6 +39,7 @@ class Standin:
         self.delivery = Delivery(world, webhook_url, webhook_secret, retry_delays)
         self.control = Control(world, self.gateway, self.delivery)
         self.customer_portal = CustomerPortal(world)
+        self.refunds = Refunds(world)
         self.faults = self.gateway.faults
         self.idempotent = self.gateway.idempotent
         self.calls = self.gateway.calls
@@ -66,6 +68,7 @@ class Standin:
         self.billing.add_routes(app.router)
         self.control.add_routes(app.router)
         self.customer_portal.add_routes(app.router)
+        self.refunds.add_routes(app.router)
         self.catalog.add_retrieve_route(app.router)
         app.on_startup.append(self.delivery.start)
         app.on_cleanup.append(self.delivery.stop)

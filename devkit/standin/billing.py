@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from devkit.standin.objects import World, new_id
+from devkit.standin.payments import check_line_items
 from devkit.standin.validation import (
     ParamError,
     check_len,
@@ -53,6 +54,7 @@ class Billing:
                 "customer_email",
                 "metadata",
                 "subscription_data",
+                "payment_intent_data",
             },
             {"mode", "success_url"},
         )
@@ -62,7 +64,7 @@ class Billing:
             check_len(p, name, limit)
         check_metadata(p.get("metadata"))
         items = p.get("line_items")
-        if p["mode"] == "subscription" and not items:
+        if p["mode"] in ("subscription", "payment") and not items:
             raise ParamError(
                 "Missing required param: line_items.", "line_items", "parameter_missing"
             )
@@ -78,6 +80,16 @@ class Billing:
             self.world.get("price", item["price"])
             if not str(item.get("quantity", "1")).isdigit():
                 raise ParamError("Invalid integer", f"line_items[{i}][quantity]")
+        check_line_items(self.world, p["mode"], items)
+        pi_data = p.get("payment_intent_data", {})
+        if pi_data and p["mode"] != "payment":
+            raise ParamError(
+                f"You can not pass `payment_intent_data` in `{p['mode']}` mode.",
+                "payment_intent_data",
+            )
+        if not isinstance(pi_data, dict):
+            raise ParamError("Invalid object", "payment_intent_data")
+        check_metadata(pi_data.get("metadata"), "payment_intent_data[metadata]")
         sub_data = p.get("subscription_data", {})
         if not isinstance(sub_data, dict):
             raise ParamError("Invalid object", "subscription_data")

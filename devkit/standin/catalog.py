@@ -21,6 +21,9 @@ _KINDS = {
     "prices": "price",
     "subscriptions": "subscription",
     "invoices": "invoice",
+    "payment_intents": "payment_intent",
+    "charges": "charge",
+    "refunds": "refund",
 }
 
 

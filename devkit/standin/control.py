@@ -3,7 +3,8 @@ subscription events, injecting faults, and reading back what happened.
 
     GET  /pay/{session}                              the Checkout page (card, Pay, Cancel)
     POST /pay/{session}                              the customer pays; 303 to success_url
-    POST /_standin/checkout/sessions/{id}/complete   the same, as JSON
+                                                     (a card ending 0002 is declined: 402)
+    POST /_standin/checkout/sessions/{id}/complete   the same, as JSON ({"card": ...})
     POST /_standin/trigger    {"event": "...", "subscription"|"customer": ..., "price": ...}
     POST /_standin/faults     {"path": "/v1/...", "status": 500, "times": 1, "retry_after": 2,
                                "delay_ms": 0, "kind": "error"|"delay"|"reset"|"lost"};
@@ -22,7 +23,8 @@ from devkit.standin.delivery import Delivery
 from devkit.standin.gateway import Fault, Gateway
 from devkit.standin.objects import NotFound, World
 from devkit.standin.pages import esc
-from devkit.standin.validation import stripe_error
+from devkit.standin.payments import pay
+from devkit.standin.validation import ParamError, stripe_error
 
 CHECKOUT = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -36,7 +38,7 @@ padding:.4rem .6rem;max-width:100%}}button{{margin-top:1rem}}
 <input id="email" name="email" type="email" value="{email}" readonly>
 <label for="card">Card number</label><input id="card" name="card" inputmode="numeric"
  autocomplete="cc-number" required value="4242 4242 4242 4242">
-<button type="submit">Pay and subscribe</button></form>
+<button type="submit">{verb}</button></form>
 <p><a href="{back}">Cancel</a></p></main></body></html>"""
 
 
@@ -74,6 +76,7 @@ class Control:
             email=esc(cs.get("customer_email") or ""),
             action=f"/pay/{esc(cs['id'])}",
             back=esc(back),
+            verb="Pay" if cs["mode"] == "payment" else "Pay and subscribe",
         )
         return web.Response(text=page, content_type="text/html")
 
@@ -83,13 +86,30 @@ class Control:
         if not 12 <= len(digits) <= 19:
             return web.Response(status=400, text="Your card number is incomplete. Go back.")
         try:
-            cs = self.world.complete_checkout(request.match_info["id"])
+            cs = self._complete(request.match_info["id"], digits)
         except NotFound:
             raise web.HTTPNotFound(text="This Checkout session does not exist.") from None
+        except ParamError as exc:
+            return web.Response(status=402, text=f"{exc} Go back and use another card.")
         raise web.HTTPSeeOther(cs["success_url"].replace("{CHECKOUT_SESSION_ID}", cs["id"]))
 
     async def complete(self, request: web.Request) -> web.Response:
-        return web.json_response(self.world.complete_checkout(request.match_info["id"]))
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            return stripe_error(400, 'send JSON {"card": ...}, or nothing')
+        card = str(body.get("card", "4242424242424242")) if isinstance(body, dict) else ""
+        try:
+            return web.json_response(self._complete(request.match_info["id"], card))
+        except ParamError as exc:
+            return stripe_error(402, str(exc), exc.param, exc.code, kind="card_error")
+
+    def _complete(self, session_id: str, card: str) -> dict[str, Any]:
+        """The customer pays the session: a subscription's first invoice, or a payment."""
+        cs = self.world.get("checkout.session", session_id)
+        if cs["mode"] == "payment":
+            return pay(self.world, cs, card)
+        return self.world.complete_checkout(session_id)
 
     def _actions(self, body: dict[str, Any]) -> dict[str, Callable[[], dict[str, Any]]]:
         w, sub, cus = self.world, body.get("subscription", ""), body.get("customer", "")

@@ -44,6 +44,9 @@ class World:
                 "invoice",
                 "billing.meter",
                 "billing_portal.session",
+                "payment_intent",
+                "charge",
+                "refund",
             )
         }
         self.meter_events: list[dict[str, Any]] = []  # accepted, de-duplicated by identifier
@@ -221,9 +224,13 @@ class World:
                 "customer": params.get("customer"),
                 "customer_email": params.get("customer_email"),
                 "subscription": None,
+                "payment_intent": None,
                 "metadata": params.get("metadata", {}),
                 "line_items": params["line_items"],
                 "subscription_metadata": params.get("subscription_data", {}).get("metadata", {}),
+                "payment_intent_metadata": params.get("payment_intent_data", {}).get(
+                    "metadata", {}
+                ),
                 "created": int(self.now()),
             }
         )

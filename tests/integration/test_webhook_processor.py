@@ -222,7 +222,7 @@ async def test_checkout_without_any_tier_source_fails_and_issues_nothing(proc, r
 async def test_unknown_event_types_are_ignored(proc, redis):
     """Anything else answers ignored and writes nothing."""
     await proc.handle(
-        {"id": "evt_z", "type": "charge.refunded", "created": 1, "data": {"object": {}}}
+        {"id": "evt_z", "type": "charge.dispute.created", "created": 1, "data": {"object": {}}}
     )
     assert await redis.dbsize() == 0
 

@@ -97,10 +97,16 @@ def test_checkout_completed_reads_session_and_hint():
     )
 
 
+PACK_SESSION = {"id": "cs_1", "mode": "payment", "payment_status": "paid", "metadata": {
+    "tollway_account": "free_1", "tollway_credits": "1000", "tollway_pack": "starter"}}  # fmt: skip
+
+
 def test_one_off_invoices_and_unknown_types_are_unhandled():
     """An invoice with no subscription, or an event type we ignore, is Unhandled."""
     assert isinstance(parse(event("invoice.paid", {"customer": "cus_1"})), Unhandled)
-    assert parse(event("charge.refunded", {})) == Unhandled("evt_1", 100, "charge.refunded")
+    assert parse(event("charge.dispute.created", {})) == Unhandled(
+        "evt_1", 100, "charge.dispute.created"
+    )
 
 
 @pytest.mark.parametrize(
@@ -120,9 +126,34 @@ def test_one_off_invoices_and_unknown_types_are_unhandled():
             "data": {"object": {"id": "c"}},
         },
         {"id": "evt_1", "type": "customer.deleted", "created": 1},
+        event("charge.refunded", {}),
+        event("charge.refunded", {"id": "ch_1", "amount": "5", "amount_refunded": 5}),
+        event(
+            "checkout.session.completed",
+            {**PACK_SESSION, "metadata": {"tollway_account": "free_1", "tollway_credits": "-5"}},
+        ),
+        event(
+            "checkout.session.completed",
+            {**PACK_SESSION, "metadata": {"tollway_account": "a{b}", "tollway_credits": "5"}},
+        ),
     ],
 )
 def test_wrong_types_inside_a_handled_event_are_malformed(bad):
     """A handled event whose fields have the wrong types or shape raises MalformedEvent."""
     with pytest.raises(MalformedEvent):
         parse(bad)
+
+
+def test_a_paid_credit_pack_session_is_credits_paid_and_an_unpaid_one_waits():
+    """A payment-mode session credits when it is paid (now, or by async_payment_succeeded);
+    one still unpaid, or not a credit pack's, is not acted on."""
+    from webhook.events import CreditsPaid
+
+    paid = parse(event("checkout.session.completed", PACK_SESSION))
+    assert paid == CreditsPaid("evt_1", 100, "cs_1", "free_1", 1000, "starter")
+    later = parse(event("checkout.session.async_payment_succeeded", PACK_SESSION))
+    assert isinstance(later, CreditsPaid) and later.session == "cs_1"
+    unpaid = {**PACK_SESSION, "payment_status": "unpaid"}
+    assert isinstance(parse(event("checkout.session.completed", unpaid)), Unhandled)
+    other = {**PACK_SESSION, "metadata": {}}
+    assert isinstance(parse(event("checkout.session.completed", other)), Unhandled)

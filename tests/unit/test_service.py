@@ -154,7 +154,7 @@ async def test_route_cost_and_feature_reach_the_store():
     has_feature = {name: tier_args(name)[6] for name in names}
     # Not in the table: the name and empty values; check.lua says NO_TIER.
     assert tier_args("platinum") == (
-        "platinum", "", "", "", "", "", "", "", "reports", "0", "0", "", "0"
+        "platinum", "", "", "", "", "", "", "", "reports", "0", "0", "", "0", "0"
     )  # fmt: skip
     assert has_feature == {
         "free": "0", "pro": "1", "business": "1", "capped": "0", "resilient": "0", "shadow": "0",

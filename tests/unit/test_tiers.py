@@ -20,10 +20,12 @@ from tollway.tiers import (
 
 HERE = Path(__file__).parent / "tiers"
 KNOWN = (
-    "bill_statuses, buckets, burst, currency, description, dry_run, features, free_signup, interval, "
+    "bill_statuses, buckets, burst, credit_packs, credits_per_request, credits_per_unit, "
+    "currency, description, dry_run, features, free_signup, interval, "
     "lease_tokens, "
     "limiter, max_concurrent, meter_event, monthly_quota, on_store_error, over_quota, overage_unit_amount, "
-    "per_day, per_hour, price_amount, refund_quota, report, requests_per_second, stripe_prices, "
+    "per_day, per_hour, prepaid, price_amount, refund_quota, report, requests_per_second, "
+    "stripe_prices, "
     "usage_meter, "
     "usage_unit_amount"
 )
@@ -317,3 +319,58 @@ def test_concurrency_and_bucket_fields_are_validated(fields, problem):
     with pytest.raises(TierError) as err:
         parse_tiers(BASE + fields + "\n", "t.toml")
     assert err.value.problems == [f't.toml: tier "x": {problem}']
+
+
+PREPAID = """
+[tiers.payg]
+requests_per_second = 5.0
+burst = 10
+monthly_quota = 0
+over_quota = "block"
+prepaid = true
+credits_per_request = 2
+credits_per_unit = 1
+[tiers.payg.credit_packs.starter]
+credits = 1000
+price_amount = 500
+"""
+
+
+def test_a_prepaid_tier_reads_its_credits_and_packs():
+    """A prepaid tier's fields read as written, and its packs are found by name."""
+    tier = parse_tiers(PREPAID, "t.toml").get("payg")
+    assert tier is not None and tier.prepaid
+    assert (tier.credits_per_request, tier.credits_per_unit) == (2, 1)
+    pack = tier.pack("starter")
+    assert pack is not None and (pack.credits, pack.price_amount) == (1000, 500)
+    assert tier.pack("nope") is None
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ('prepaid = false', 'field "credits_per_request": only applies with prepaid = true'),
+        ('limiter = "lease"',
+         'field "prepaid": needs limiter = "exact": every request spends its credits in Redis'),
+        ('stripe_prices = ["x"]',
+         'field "prepaid": a prepaid tier is paid by its credits: it has no stripe_prices'),
+        ('usage_meter = "tokens"',
+         'field "prepaid": a prepaid tier is paid by its credits: it has no usage_meter'),
+        ('credits_per_request = 0', 'field "credits_per_request": must be an integer >= 1, got 0'),
+        ('credit_packs = { big = { credits = 0, price_amount = 5 } }',
+         'field "credit_packs": credit pack "big": credits must be an integer from 1 to '
+         '1000000000000, got 0'),
+        ('credit_packs = { big = { credits = 5 } }',
+         'field "credit_packs": credit pack "big": takes exactly credits and price_amount; '
+         'missing: price_amount'),
+    ],
+)  # fmt: skip
+def test_prepaid_tier_problems_are_named(change, problem):
+    """A prepaid tier's contradictions and bad packs are named in the tier table's words."""
+    base = PREPAID.split("[tiers.payg.credit_packs")[0]
+    key = change.split(" = ")[0]
+    lines = [line for line in base.splitlines() if not line.startswith(key + " ")]
+    text = "\n".join(lines) + "\n" + change + "\n"
+    with pytest.raises(TierError) as err:
+        parse_tiers(text, "t.toml")
+    assert err.value.problems == [f't.toml: tier "payg": {problem}']

@@ -18,7 +18,9 @@
 --                         drains it)
 --   KEYS[4] inflight zset  the account's requests in flight (max_concurrent): slot id -> the
 --                         time in ms it lapses at, if the access log has not freed it by then
---   KEYS[5] settled string  optional: marks this lease settlement (ARGV[6], ARGV[7]) applied,
+--   KEYS[5] ledger  hash  a prepaid account's ledger by UTC hour (tollway/credits.py): "r:<hour>"
+--                         credits its requests spent; the balance is the state's "credits"
+--   KEYS[6] settled string  optional: marks this lease settlement (ARGV[6], ARGV[7]) applied,
 --                           so a retry of the same settlement counts and returns nothing twice
 -- ARGV:
 --   ARGV[1] digest of the presented key; must equal the record's "hash" field, or its
@@ -50,8 +52,9 @@
 --   ARGV[21]  the route's named bucket, "" for the default one; ARGV[11..12] are then that
 --             bucket's rate and burst, which an account's overrides never change
 --   ARGV[22]  the tier's max_concurrent (0 = none)
---   ARGV[23]  this request's slot id (authz's nonce for it; the access log frees the slot by it)
---   ARGV[24]  how long a slot is held at most, in ms, if the access log never frees it
+--   ARGV[23]  prepaid tiers: credits a request spends per unit of cost (0: not prepaid)
+--   ARGV[24]  this request's slot id (authz's nonce for it; the access log frees the slot by it)
+--   ARGV[25]  how long a slot is held at most, in ms, if the access log never frees it
 -- A check in exact mode passes 0, 0, 1 in ARGV[6..8].
 -- A lease tier's passing request also takes up to its lease size of extra tokens ("granted"),
 -- which the calling authz process spends locally; a lease never reaches past the quota.
@@ -59,13 +62,17 @@
 -- (every request must take its slot here): a lease renewal carries the settlement of the last
 -- lease only on the default bucket (authz/servicer.py).
 -- Returns {code, tier, customer, remaining, wait_ms, quota_used, period_end, grace_until,
---          would_deny, now_ms, granted (-1: no lease, a concurrency slot held)}; codes are authz.check_reply.Code. An account with
--- overrides gets its limits in force after those: rate, burst (of the bucket taken from),
--- quota, features ("-": the tier's), per_day, per_hour, max_concurrent.
+--          would_deny, now_ms, granted (-1: no lease, a concurrency slot held)}; codes are
+-- authz.check_reply.Code. An account with overrides gets its limits in force after those:
+-- rate, burst (of the bucket taken from), quota, features ("-": the tier's), per_day,
+-- per_hour, max_concurrent. A prepaid tier's reply has those 7 places ("" when not
+-- overridden), then the balance after this request and the credits it spent.
+-- A prepaid request is not counted in the usage hash (nothing of it goes to a meter): its
+-- credits go to the ledger's hour instead, in the same call.
 -- Quota and usage count requests; only the bucket is charged the route's cost.
 
 local OK, UNKNOWN_KEY, REVOKED, PAYMENT, FEATURE, QUOTA, RATE, NO_TIER = 0, 1, 2, 3, 4, 5, 6, 7
-local EXPIRED, TIER_CHANGED, DAY, HOUR, CONCURRENCY = 8, 9, 10, 11, 12
+local EXPIRED, TIER_CHANGED, DAY, HOUR, CONCURRENCY, CREDITS = 8, 9, 10, 11, 12, 13
 local TIER = 10
 
 local wsize = tonumber(ARGV[4])
@@ -147,8 +154,8 @@ else
   fresh = true
 end
 
-if KEYS[5] and (spent > 0 or returned > 0) then
-  if not redis.call('SET', KEYS[5], '1', 'NX', 'EX', 86400) then
+if KEYS[6] and (spent > 0 or returned > 0) then
+  if not redis.call('SET', KEYS[6], '1', 'NX', 'EX', 86400) then
     spent, returned = 0, 0 -- applied already: this is a retry of a call whose answer was lost
   end
 end
@@ -190,6 +197,7 @@ local this = ARGV[8] == '0' and 0 or 1
 local lease = tonumber(ARGV[TIER + 7])
 local per_day, per_hour = tonumber(ARGV[19]) or 0, tonumber(ARGV[20]) or 0
 local conc = tonumber(ARGV[22]) or 0
+local per_credit = tonumber(ARGV[23]) or 0
 local overridden = st[6] or st[7] or st[8] or st[9] or st[14] or st[15] or st[16]
 if overridden then
   if bucket == '' then
@@ -252,9 +260,19 @@ if conc > 0 and this > 0 then
   end
 end
 
+-- A prepaid account's balance, read only for a prepaid tier. A request spends its credits
+-- only if it is let through and the balance covers them (a dry run included: never below 0).
+local balance, need = 0, 0
+if per_credit > 0 then
+  balance = tonumber(redis.call('HGET', KEYS[2], 'credits')) or 0
+  need = per_credit * cost * this
+end
+
 local deny, wait = OK, 0
 if not feature_ok then
   deny = FEATURE
+elseif need > 0 and balance < need then
+  deny = CREDITS
 elseif quota > 0 and block and this > 0 and used >= quota then
   deny, wait = QUOTA, pend * 1000 - now_ms
 elseif per_day > 0 and this > 0 and dused >= per_day then
@@ -285,6 +303,10 @@ if deny ~= OK and not dry then
     reply[12], reply[13], reply[14], reply[15] = tostring(rate), tostring(burst), tostring(quota),
                                                  st[9] or '-'
     reply[16], reply[17], reply[18] = tostring(per_day), tostring(per_hour), tostring(conc)
+  end
+  if per_credit > 0 then
+    for i = #reply + 1, 18 do reply[i] = '' end
+    reply[19], reply[20] = tostring(balance), '0'
   end
   return reply
 end
@@ -327,12 +349,21 @@ end
 -- The request's slot, until the access log frees it or its bound passes. (No TTL on the set:
 -- slots whose entries were lost stay until the account next fills its cap, at most
 -- max_concurrent of them; an expiry kept a bound ahead would cost a call a check.)
-if conc > 0 and this > 0 and ARGV[23] ~= '' then
-  redis.call('ZADD', KEYS[4], now_ms + tonumber(ARGV[24]), ARGV[23])
+if conc > 0 and this > 0 and ARGV[24] ~= '' then
+  redis.call('ZADD', KEYS[4], now_ms + tonumber(ARGV[25]), ARGV[24])
   granted = SLOT_HELD
 end
+-- A prepaid request's credits: off the balance, onto the ledger's hour (not into usage).
+local charged = 0
+if need > 0 and balance >= need then
+  charged = need
+  balance = redis.call('HINCRBY', KEYS[2], 'credits', -need)
+  redis.call('HINCRBY', KEYS[5], 'r:' .. (now - now % 3600), need)
+end
 if this > 0 then
-  redis.call('HINCRBY', KEYS[3], now - (now % wsize), this)
+  if per_credit == 0 then
+    redis.call('HINCRBY', KEYS[3], now - (now % wsize), this)
+  end
   if now - (tonumber(rec[10]) or 0) >= 60 then
     redis.call('HSET', KEYS[1], 'last_used', now)
   end
@@ -344,5 +375,9 @@ if overridden then
   reply[12], reply[13], reply[14], reply[15] = tostring(rate), tostring(burst), tostring(quota),
                                                st[9] or '-'
   reply[16], reply[17], reply[18] = tostring(per_day), tostring(per_hour), tostring(conc)
+end
+if per_credit > 0 then
+  for i = #reply + 1, 18 do reply[i] = '' end
+  reply[19], reply[20] = tostring(balance), tostring(charged)
 end
 return reply
