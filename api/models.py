@@ -192,6 +192,40 @@ class SetLimits(Body):
     replace: bool = Field(False, description="clear the account's earlier limits first")
 
 
+# Prepaid credits.
+
+
+class MoveCredits(Body):
+    credits: Annotated[int, Field(ge=-(10**12), le=10**12)] = Field(
+        description="credits to add (negative: to take back; a grant adds only)"
+    )
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="why: kept in the ledger and the audit log"
+    )
+    kind: Literal["grant", "adjustment"] = Field(
+        "adjustment", description="a grant (a gift: > 0) or an adjustment (either sign)"
+    )
+
+
+class CreditEntry(Answer):
+    at: int
+    kind: str = Field(
+        description="purchase, refund, grant, adjustment, requests, units or returned"
+    )
+    credits: int = Field(description="what it did to the balance, signed")
+    ref: str = Field(description="the Checkout session, payment or request it was applied under")
+    reason: str
+    actor: str
+    balance: int | None = Field(description="the balance right after it (null for an hour's usage)")
+
+
+class Credits(Answer):
+    account: str
+    balance: int
+    ledger_sum: int = Field(description="the sum of the whole ledger: the balance, always")
+    ledger: list[CreditEntry] = Field(description="newest first, at most 100")
+
+
 # Usage.
 
 

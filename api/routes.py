@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from api import accounts, keys, reads, verify
+from api import accounts, credits, keys, reads, verify
 from api.operations import Operation
 
 OPERATIONS: list[Operation] = [
     *verify.OPERATIONS,
     *keys.OPERATIONS,
     *accounts.OPERATIONS,
+    *credits.OPERATIONS,
     *reads.OPERATIONS,
 ]

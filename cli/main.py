@@ -26,7 +26,18 @@ import devkit.standin.cli
 import metering.cli
 import portal.cli
 import webhook.cli
-from cli import accounts, api, audit, health, keys, reconcile, stripe_commands, tiers, usage
+from cli import (
+    accounts,
+    api,
+    audit,
+    credits,
+    health,
+    keys,
+    reconcile,
+    stripe_commands,
+    tiers,
+    usage,
+)
 from tollway.key_store import KeyNotFound
 from tollway.process import CliError, add_commands
 from tollway.settings import SettingsError
@@ -36,6 +47,7 @@ from tollway.version import version
 COMMANDS = (
     keys,
     accounts,
+    credits,
     audit,
     api,
     tiers,

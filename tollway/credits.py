@@ -25,7 +25,7 @@ from typing import Any
 
 from tollway import schema, scripts
 from tollway.audit import AuditLog
-from tollway.errors import InvalidInput
+from tollway.errors import InvalidInput, NotFound
 from tollway.key_store import text
 from tollway.scripts import Result
 from tollway.tier_readers import MAX_CREDITS, CreditPack
@@ -149,9 +149,12 @@ class Credits:
         self, account: str, credits: int, reason: str, actor: str, ref: str, kind: Movement
     ) -> Moved:
         """An operator's grant (``kind`` GRANT: > 0) or adjustment (either sign), with a
-        reason, once per ``ref`` (an Idempotency-Key, or one the caller makes up), audited."""
+        reason, once per ``ref`` (an Idempotency-Key, or one the caller makes up), audited.
+        Raises InvalidInput (the amount, the reason) or NotFound (no such account)."""
         check_amount(credits, allow_negative=kind is Movement.ADJUSTMENT)
         reason = check_reason(reason)
+        if not await self.redis.hexists(schema.account_state(account), "tier"):
+            raise NotFound(f"no account {account}")
         moved = await self.move(account, ref, credits, kind, reason, actor)
         if moved.applied and self.audit is not None:
             await self.audit.record(

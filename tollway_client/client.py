@@ -22,6 +22,7 @@ from api.models import (
     AccountList,
     AuditList,
     CreatedKey,
+    Credits,
     Key,
     KeyList,
     Usage,
@@ -139,6 +140,12 @@ class Client(_Target):
     def clear_account_limits(self, account: str) -> Account:
         return self.send(r.clear_account_limits(account))
 
+    def get_credits(self, account: str) -> Credits:
+        return self.send(r.get_credits(account))
+
+    def move_credits(self, account: str, credits: int, reason: str, **kw: Any) -> Credits:
+        return self.send(r.move_credits(account, credits, reason, **kw))
+
     def get_usage(self, customer: str | None = None, account: str | None = None) -> Usage:
         return self.send(r.get_usage(customer, account))
 
@@ -230,6 +237,12 @@ class AsyncClient(_Target):
 
     async def clear_account_limits(self, account: str) -> Account:
         return await self.send(r.clear_account_limits(account))
+
+    async def get_credits(self, account: str) -> Credits:
+        return await self.send(r.get_credits(account))
+
+    async def move_credits(self, account: str, credits: int, reason: str, **kw: Any) -> Credits:
+        return await self.send(r.move_credits(account, credits, reason, **kw))
 
     async def get_usage(self, customer: str | None = None, account: str | None = None) -> Usage:
         return await self.send(r.get_usage(customer, account))

@@ -15,8 +15,10 @@ from api.models import (
     AuditList,
     CreatedKey,
     CreateKey,
+    Credits,
     Key,
     KeyList,
+    MoveCredits,
     RotateKey,
     SetLimits,
     SetTier,
@@ -118,6 +120,19 @@ def set_account_limits(account: str, **limits: Any) -> Request[Account]:
 
 def clear_account_limits(account: str) -> Request[Account]:
     return Request("DELETE", f"/v1/accounts/{account}/limits", Account)
+
+
+def get_credits(account: str) -> Request[Credits]:
+    return Request("GET", f"/v1/accounts/{account}/credits", Credits)
+
+
+def move_credits(
+    account: str, credits: int, reason: str, kind: str = "adjustment",
+    idempotency_key: str | None = None,
+) -> Request[Credits]:  # fmt: skip
+    body = _body(MoveCredits, {"credits": credits, "reason": reason, "kind": kind})
+    path = f"/v1/accounts/{account}/credits"
+    return Request("POST", path, Credits, body, idempotency_key=idempotency_key)
 
 
 def get_usage(customer: str | None = None, account: str | None = None) -> Request[Usage]:

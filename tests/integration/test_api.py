@@ -330,3 +330,36 @@ async def test_usage_of_one_account_this_period_and_the_last(api):
         assert status == 400 and err["error"]["field"] == "customer", query
     status, err = await api.call("GET", "/v1/usage?account=acct_nobody", t)
     assert status == 404 and err["error"]["code"] == "not_found"
+
+
+async def test_credits_are_read_granted_and_adjusted_once_per_idempotency_key(api):
+    """A prepaid account's balance and ledger; a move needs a reason, is audited as the
+    token, and a retried one (same Idempotency-Key) moves nothing twice."""
+    t = await api.token()
+    await api.call("POST", "/v1/keys", t, json={"tier": "free", "customer": "cus_c"})
+    move = {"credits": 300, "reason": "welcome", "kind": "grant"}
+    once = {"Idempotency-Key": "grant-1"}
+    status, got = await api.call("POST", "/v1/accounts/cus_c/credits", t, json=move, headers=once)
+    assert status == 200 and (got["balance"], got["ledger_sum"]) == (300, 300)
+    status, again = await api.call("POST", "/v1/accounts/cus_c/credits", t, json=move, headers=once)
+    assert status == 200 and again["balance"] == 300
+    status, got = await api.call("POST", "/v1/accounts/cus_c/credits", t,
+                                 json={"credits": -50, "reason": "correction"})  # fmt: skip
+    assert status == 200 and got["balance"] == 250
+    assert [(e["kind"], e["credits"]) for e in got["ledger"]] == [
+        ("adjustment", -50), ("grant", 300)
+    ]  # fmt: skip
+    status, shown = await api.call("GET", "/v1/accounts/cus_c/credits", t)
+    assert status == 200 and shown == got
+    status, err = await api.call("POST", "/v1/accounts/cus_c/credits", t,
+                                 json={"credits": -5, "reason": "x", "kind": "grant"})  # fmt: skip
+    assert (status, err["error"]["field"]) == (400, "credits")
+    status, err = await api.call("POST", "/v1/accounts/cus_c/credits", t, json={"credits": 5})
+    assert status == 400 and err["error"]["field"] == "reason"
+    status, err = await api.call("POST", "/v1/accounts/cus_none/credits", t,
+                                 json={"credits": 5, "reason": "x"})  # fmt: skip
+    assert status == 404
+    status, audit = await api.call("GET", "/v1/audit?target=account:cus_c", t)
+    moves = [e for e in audit["data"] if e["action"].startswith("credits_")]
+    assert [e["action"] for e in moves] == ["credits_adjustment", "credits_grant"]
+    assert all(e["actor"].startswith("token:") for e in moves)
