@@ -38,7 +38,8 @@ from multidict import MultiDictProxy
 
 from portal.backend import Backend
 from portal.billing import BillingPortal, BillingUnavailable
-from portal.dashboard import card, with_charts
+from portal.credit_pages import CreditPages
+from portal.dashboard import card, with_charts, with_ledger
 from portal.directory import AccountsOf, Customers
 from portal.generations import Generations
 from portal.mail import TIMEOUT_S as MAIL_TIMEOUT_S
@@ -52,6 +53,7 @@ from portal.signup import FreeSignups
 from portal.signup_pages import SignupPages
 from tollway.background import Background
 from tollway.client_address import client_address
+from tollway.credits import Credits
 from tollway.errors import InvalidInput, NotFound
 from tollway.last_resort import last_resort
 from tollway.logs import fields
@@ -62,6 +64,7 @@ from tollway.usage_report import Row
 Usage = Callable[[str, TierTable], Awaitable[dict[str, Row]]]  # a customer's usage rows
 
 log = logging.getLogger("tollway.portal")
+LEDGER_SHOWN = 10  # a prepaid account's latest ledger entries on the dashboard
 HERE = Path(__file__).parent
 SESSION = web.RequestKey("session", Session)  # the request's session (load_session)
 # Where the portal's forms may lead: itself, and Stripe's Checkout and Customer Portal, which
@@ -140,6 +143,7 @@ class PortalApp:
         # the operator's Stripe rate limit (webhook/gate.py).
         self.per_client = per_client
         self.throttle = Throttle(links.redis, 900)
+        self.credits = Credits(links.redis)
         self.background = Background(log)
         self.headers = headers_for(form_targets)
         self.env = jinja2.Environment(
@@ -171,6 +175,7 @@ class PortalApp:
         app.router.add_get("/dashboard", self.dashboard)
         app.router.add_post("/keys/{action:create|rotate|revoke}", self.key_action)
         app.router.add_post("/billing", self.manage_billing)
+        CreditPages(self).routes(app.router)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_static("/static", HERE / "static")
         app.on_shutdown.append(self._finish_background)
@@ -417,6 +422,10 @@ class PortalApp:
         rows = await self.usage(s.customer, table)
         views = await self.accounts(s.customer)
         cards = [with_charts(card(v, table), rows) for v in views]
+        cards = [
+            with_ledger(c, await self.credits.ledger(c.account, LEDGER_SHOWN)) if c.credits else c
+            for c in cards
+        ]
         subscribed = any(v.plan.get("subscription") for v in views)
         return self.page(s, "dashboard.html", cards=cards, billing=subscribed)
 

@@ -57,6 +57,11 @@ class Backend:
         """A Checkout Session for ``tier``: {"url", "id"}."""
         return await self._call("POST", "/checkout", json={"tier": tier, "email": email})
 
+    async def buy_credits(self, account: str, pack: str, email: str) -> Answer:
+        """A Checkout Session (payment mode) for a prepaid account's credit pack: {"url", "id"}."""
+        body = {"account": account, "pack": pack, "email": email}
+        return await self._call("POST", "/credits/checkout", json=body)
+
     async def claim(self, session_id: str) -> Answer:
         """The key of a completed Checkout, once: {"api_key", "key_id", "tier", "customer"}."""
         return await self._call("GET", "/keys/claim", params={"session_id": session_id})

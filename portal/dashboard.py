@@ -7,9 +7,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from portal.chart import per_day, svg
+from portal.pricing import pack_label, spends
 from tollway.accounts import AccountView
+from tollway.credits import LedgerEntry
 from tollway.records import FINAL, KeyRecord, KeyState
-from tollway.tiers import TierTable
+from tollway.tiers import Tier, TierTable
 from tollway.usage_report import Row
 
 
@@ -33,6 +35,60 @@ class KeyRow:
 
 
 @dataclass(frozen=True)
+class CreditRow:
+    when: str
+    kind: str  # purchase, requests, ...
+    credits: str  # signed: "+1,000", "-12"
+    note: str
+
+
+@dataclass(frozen=True)
+class CreditsCard:
+    """A prepaid account's balance, what its requests spend, the packs it can buy (name,
+    label) and its latest ledger entries."""
+
+    balance: int
+    spends: str
+    notice: str  # used up, or below zero (a refund after use): what that means; "" otherwise
+    packs: tuple[tuple[str, str], ...]
+    ledger: tuple[CreditRow, ...] = ()
+
+
+def credits_card(view: AccountView, tier: Tier | None) -> CreditsCard | None:
+    """The credits part of a prepaid account's card (None for any other)."""
+    if tier is None or not tier.prepaid:
+        return None
+    if view.credits < 0:
+        notice = (
+            f"Your balance is {view.credits:,} credits: below zero, because usage reported "
+            "after a response, or a refund, took more than was left. Requests are refused "
+            "(402) until you buy credits."
+        )
+    elif view.credits < tier.credits_per_request:
+        notice = "Your credits are used up: requests are refused (402) until you buy more."
+    else:
+        notice = ""
+    packs = tuple(
+        (p.name, pack_label(tier, p.credits, p.price_amount))
+        for p in sorted(tier.credit_packs, key=lambda p: p.price_amount)
+    )
+    return CreditsCard(view.credits, spends(tier), notice, packs)
+
+
+def _entry(e: LedgerEntry) -> CreditRow:
+    hour = e.kind.value in ("requests", "units", "returned")
+    note = e.reason if not hour else f"in the hour from {moment(e.at)}"
+    return CreditRow(moment(e.at), e.kind.value, f"{e.credits:+,}", note)
+
+
+def with_ledger(c: AccountCard, entries: list[LedgerEntry]) -> AccountCard:
+    """``c`` with its prepaid account's latest ledger entries."""
+    if c.credits is None:
+        return c
+    return replace(c, credits=replace(c.credits, ledger=tuple(_entry(e) for e in entries)))
+
+
+@dataclass(frozen=True)
 class AccountCard:
     account: str
     tier: str
@@ -52,6 +108,7 @@ class AccountCard:
     meter: str  # the tier's meter_event
     usage_meter: str  # the tier's usage_meter, "" for none
     charts: tuple[str, ...] = ()  # SVG, filled in by with_charts
+    credits: CreditsCard | None = None  # a prepaid account's; its ledger by with_ledger
 
 
 def _row(k: KeyRecord, state: KeyState) -> KeyRow:
@@ -118,6 +175,7 @@ def card(view: AccountView, table: TierTable) -> AccountCard:
         (start, end),
         table.meter_event(tier_name),
         tier.usage_meter if tier else "",
+        credits=credits_card(view, tier),
     )
 
 

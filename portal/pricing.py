@@ -22,6 +22,21 @@ class Plan:
     overage: str  # "then $0.0005 a request", or ""
     usage: str  # "$0.00002 per tokens unit", or ""
     features: tuple[str, ...]
+    credits: str = ""  # prepaid: "1 credit a request, 1 per tokens unit reported"
+    packs: tuple[str, ...] = ()  # prepaid: "1,000 credits for $5.00", cheapest first
+
+
+def spends(tier: Tier) -> str:
+    """What a prepaid tier's requests and reported units spend, as the pages say it."""
+    per = tier.credits_per_request
+    text = f"{per:,} credit{'s' if per != 1 else ''} a request"
+    if tier.credits_per_unit:
+        text += f", {tier.credits_per_unit:,} per unit of usage reported"
+    return text
+
+
+def pack_label(tier: Tier, credits: int, price_amount: int) -> str:
+    return f"{credits:,} credits for {_money(Decimal(price_amount), tier.currency)}"
 
 
 def plan(tier: Tier) -> Plan:
@@ -29,6 +44,8 @@ def plan(tier: Tier) -> Plan:
     price = (
         f"{_money(Decimal(tier.price_amount or 0), tier.currency)} / {tier.interval}"
         if paid
+        else "Prepaid credits"
+        if tier.prepaid
         else "Free"
     )
     overage = (
@@ -51,12 +68,19 @@ def plan(tier: Tier) -> Plan:
         quota=(
             f"{tier.monthly_quota:,} requests a {tier.interval}"
             if tier.monthly_quota
+            else "As many requests as your credits cover"
+            if tier.prepaid
             else "Unlimited requests"
         ),
         caps=caps(tier.per_day, tier.per_hour, tier.max_concurrent),
         overage=overage,
         usage=usage,
         features=tuple(sorted(tier.features)),
+        credits=spends(tier) if tier.prepaid else "",
+        packs=tuple(
+            pack_label(tier, p.credits, p.price_amount)
+            for p in sorted(tier.credit_packs, key=lambda p: p.price_amount)
+        ),
     )
 
 

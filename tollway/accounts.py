@@ -64,6 +64,7 @@ class AccountView:
     day_used: int = 0  # requests counted this UTC day, against per_day (check.lua)
     hour_used: int = 0  # and this UTC hour, against per_hour
     in_flight: int = 0  # requests holding a concurrency slot now, against max_concurrent
+    credits: int = 0  # a prepaid account's balance (tollway/credits.py); may be below zero
 
     @property
     def hold(self) -> str:
@@ -197,7 +198,9 @@ class Accounts:
         keys = [k for k in await self.keys.records_of(account) if k.account == account]
         if not plan and not keys:
             raise KeyNotFound(f"no account {account}")
-        state = {k: plan.pop(k, "") for k in ("tokens", "ts", "q_period", "q_used", *WINDOWS)}
+        state = {
+            k: plan.pop(k, "") for k in ("tokens", "ts", "q_period", "q_used", "credits", *WINDOWS)
+        }
         start = int(plan.get("period_start") or (keys[0].period_start if keys else 0))
         used = int(state["q_used"] or 0) if int(state["q_period"] or -1) >= start else 0
         at = int(time.time()) if now is None else now
@@ -206,4 +209,5 @@ class Accounts:
         # Slots not lapsed (check.lua drops lapsed ones only when it next looks).
         flying = await self.redis.zcount(schema.in_flight(account), at * 1000, "+inf")
         plan = {k: v for k, v in plan.items() if not k.startswith(("t:", "s:"))}  # named buckets
-        return AccountView(account, plan, used, keys, day, hour, int(flying))
+        balance = int(state["credits"] or 0)
+        return AccountView(account, plan, used, keys, day, hour, int(flying), balance)

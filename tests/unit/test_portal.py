@@ -210,3 +210,16 @@ def test_an_alert_webhook_needs_a_secret_and_an_http_url():
                                      "TOLLWAY_ALERT_WEBHOOK_SECRET": SECRET})  # fmt: skip
     with pytest.raises(SettingsError, match="TOLLWAY_ALERT_ATTEMPTS"):
         load(PortalSettings, base | {"TOLLWAY_ALERT_ATTEMPTS": "0"})
+
+
+def test_a_prepaid_tier_is_priced_by_its_credits_and_packs():
+    """The pricing page says what a prepaid tier's requests spend and what its packs cost."""
+    from portal.pricing import plans
+    from tollway.settings import DEFAULT_TIERS
+    from tollway.tiers import load_tiers
+
+    (payg,) = [p for p in plans(load_tiers(DEFAULT_TIERS)) if p.name == "payg"]
+    assert (payg.price, payg.signup, payg.paid) == ("Prepaid credits", True, False)
+    assert payg.credits == "1 credit a request, 1 per unit of usage reported"
+    assert payg.packs == ("1,000 credits for $5.00", "10,000 credits for $40.00")
+    assert payg.quota == "As many requests as your credits cover"

@@ -1,0 +1,65 @@
+"""The portal's credit purchase, on portal/app.py's PortalApp (its sessions and pages).
+
+POST /credits/buy   a Checkout (payment mode) for a credit pack of one of the signed-in
+                    customer's own prepaid accounts; 303 to Stripe, which sends the customer
+                    back to the dashboard (TOLLWAY_CREDITS_RETURN_URL). The credits arrive
+                    with the payment's webhook (webhook/purchases.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from tollway.logs import fields
+
+if TYPE_CHECKING:
+    from portal.app import PortalApp
+
+log = logging.getLogger("tollway.portal")
+
+
+class CreditPages:
+    def __init__(self, app: PortalApp) -> None:
+        self.app = app
+
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/credits/buy", self.buy)
+
+    async def buy(self, request: web.Request) -> web.Response:
+        """POST /credits/buy: Checkout for a credit pack of one of the customer's own prepaid
+        accounts (the account and pack are checked against what the customer holds)."""
+        app = self.app
+        s = app._signed_in(request)
+        form = await app.checked_form(request, s)
+        account, pack = str(form.get("account", "")), str(form.get("pack", ""))
+        table = app.tiers()
+        own = {v.account: table.get(v.tier) for v in await app.accounts(s.customer)}
+        tier = own.get(account)
+        if tier is None or not tier.prepaid or tier.pack(pack) is None:
+            return app.message(
+                s, "Pick a pack", "Buy credits from your account's page.", 400, "/dashboard",
+                "Your account",
+            )  # fmt: skip
+        if not await app.throttle.hit("subscribe", app.client(request), app.per_client):
+            return app.message(s, "Too many tries", "Wait 15 minutes, then try again.", 429)
+        email = await app.signups.email_of(s.customer) or ""
+        got = await app.backend.buy_credits(account, pack, email)
+        url = got.body.get("url")
+        if got.status != 200 or not isinstance(url, str) or not url.startswith("http"):
+            log.error(
+                "credits_checkout_failed",
+                extra=fields(account=account, status=got.status, code=got.code),
+            )
+            return app.message(
+                s,
+                "Checkout is unavailable",
+                "We could not start Checkout. Try again in a minute.",
+                502,
+                "/dashboard",
+                "Your account",
+            )
+        log.info("credits_checkout", extra=fields(customer=s.customer, account=account, pack=pack))
+        raise web.HTTPSeeOther(url, headers=app.headers)
