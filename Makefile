@@ -22,7 +22,8 @@ run: setup
 # ext_authz mode (envoy/envoy-http.yaml).
 AUTHZ_E2E := tests/e2e/test_edge.py tests/e2e/test_faults.py tests/e2e/test_load_faults.py \
 	tests/e2e/test_leases.py tests/e2e/test_observability.py tests/e2e/test_served.py \
-	tests/e2e/test_api.py tests/e2e/test_tls.py tests/e2e/test_limits.py
+	tests/e2e/test_api.py tests/e2e/test_tls.py tests/e2e/test_limits.py \
+	tests/e2e/test_prepaid.py tests/e2e/test_prepaid_browser.py
 
 # Every tier on one redis-server, then the integration and e2e tiers again on a local
 # 3-master Redis Cluster (tests marked single_redis are skipped there); then the authz e2e

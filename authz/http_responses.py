@@ -6,9 +6,9 @@ the body. Which answer headers go where is Envoy's config (envoy/envoy-http.yaml
 - to the upstream (``allowed_upstream_headers``): x-tollway-customer, -tier, -key-id,
   -degraded;
 - to the client on success (``allowed_client_headers_on_success``): RateLimit-*,
-  x-tollway-warning, -dry-run, -degraded;
+  x-tollway-warning, -dry-run, -degraded, -credits-remaining;
 - to the client on a denial (``allowed_client_headers``): content-type, www-authenticate,
-  retry-after, RateLimit-*;
+  retry-after, RateLimit-*, x-tollway-credits-remaining;
 - removed from the upstream request: ``x-envoy-auth-headers-to-remove`` (the key's header,
   and any x-tollway-* header this answer does not set, so none can be spoofed);
 - into the access log's dynamic metadata (``dynamic_metadata_from_headers``):

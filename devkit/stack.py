@@ -268,6 +268,11 @@ class Stack:
         env.setdefault(
             "TOLLWAY_CHECKOUT_CANCEL_URL", f"{portal}/" if self.portal else f"{hook}/healthz"
         )
+        # After buying credits, back to the dashboard (the balance shows once the webhook is in).
+        env.setdefault(
+            "TOLLWAY_CREDITS_RETURN_URL",
+            f"{portal}/dashboard" if self.portal else f"{hook}/healthz",
+        )
         env.setdefault("TOLLWAY_PORTAL_SECRET", self.portal_secret)
         if self.portal:
             env.setdefault("TOLLWAY_BACKEND_TOKEN", self.backend_token)
