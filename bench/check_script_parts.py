@@ -20,9 +20,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from authz.check_tiers import CheckTiers
-from bench.harness import TIERS
+from bench.harness import PREPAID_BALANCE, TIERS
 from devkit.stack import Ports, Stack
 from tollway import schema, scripts
+from tollway.credits import Credits, Movement
 from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher
 from tollway.tiers import parse_tiers
@@ -71,6 +72,17 @@ async def main(url: str) -> None:
     for name, body in [*PARTS, ("check.lua", None)]:
         text = scripts.lua("check") if body is None else body + "return 1"
         print(f"{await server_us(redis, text, keys, args):6.2f} µs  {name}", flush=True)
+    # A prepaid tier's check against the same subscription-like one, alternating (3 rounds):
+    # the balance read, its spending and the ledger's hour.
+    paid_key, paid = await KeyStore(redis, KeyHasher()).create("bench_prepaid", "cus_paid")
+    await Credits(redis).move(paid.account, "parts", PREPAID_BALANCE, Movement.GRANT, "", "")
+    paid_args = CheckTiers(parse_tiers(TIERS, "bench")).tier_args(None)("bench_prepaid")
+    paid_keys = list(schema.check_keys(paid.key_id, paid.account, ""))
+    paid_argv = [KeyHasher().digest(paid_key), *args[1:9], *paid_args]
+    for _ in range(3):
+        sub = await server_us(redis, scripts.lua("check"), keys, args)
+        pre = await server_us(redis, scripts.lua("check"), paid_keys, paid_argv)
+        print(f"{sub:6.2f} µs  check.lua, subscription tier; {pre:6.2f} µs  prepaid tier")
     await redis.aclose()
 
 

@@ -15,6 +15,7 @@ from typing import IO
 from authz.request import BUCKET_HEADER
 from bench.load import check_body, h2load, wrk
 from devkit.stack import Ports, Sink, Stack, free_port, port_open, wait_for
+from tollway.credits import Credits, Movement
 from tollway.key_store import KeyStore
 from tollway.keys import KeyHasher, generate_key
 from tollway.redis_client import connect
@@ -31,7 +32,11 @@ TIERS = (
     '[tiers.bench_limits]\nrequests_per_second = 1000000.0\nburst = 1000000\nmonthly_quota = 0\nover_quota = "bill"\n'
     "per_day = 1000000000000\nper_hour = 1000000000000\nmax_concurrent = 1000000000000\n"
     "[tiers.bench_limits.buckets.route]\nrequests_per_second = 1000000.0\nburst = 1000000\n"
+    # a prepaid tier: each check spends a credit from a balance the run never exhausts
+    '[tiers.bench_prepaid]\nrequests_per_second = 1000000.0\nburst = 1000000\nmonthly_quota = 0\nover_quota = "block"\n'
+    "prepaid = true\n"
 )
+PREPAID_BALANCE = 10**15
 LIMITS_BUCKET = "route"
 # Direct loads have no access log to free concurrency slots, and the cap is never reached, so
 # the account's set of slots grows through the run (hundreds of thousands): a worst case for
@@ -134,7 +139,12 @@ def prepare(b: Bench) -> None:
 
     async def make_key(tier: str) -> str:
         r = connect(b.redis_url)
-        key, _ = await KeyStore(r, KeyHasher()).create(tier, f"cus_bench_{tier}")
+        key, record = await KeyStore(r, KeyHasher()).create(tier, f"cus_bench_{tier}")
+        if tier == "bench_prepaid":
+            credits = Credits(r)
+            await credits.move(
+                record.account, "bench", PREPAID_BALANCE, Movement.GRANT, "bench", "bench"
+            )
         await r.aclose()
         return key
 
@@ -142,6 +152,7 @@ def prepare(b: Bench) -> None:
         "exact": asyncio.run(make_key("bench")),
         "lease": asyncio.run(make_key("bench_lease")),
         "limits": asyncio.run(make_key("bench_limits")),
+        "prepaid": asyncio.run(make_key("bench_prepaid")),
     }
     b.unknown_key = generate_key()
     for name, key in (*b.keys.items(), ("unknown", b.unknown_key)):

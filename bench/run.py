@@ -14,7 +14,8 @@ share is in bench/harness.py:
    reference (bench/reference.py), one EVALSHA per check and nothing of tollway's;
 2. ``redis_clients``, ``many_tiers`` and ``authz_direct``: the Redis clients' CPU per
    EVALSHA; authz with 3 tiers against 500; authz alone per limiter mode and worker count
-   (and with every limit on: caps, concurrency, a route's bucket; against the bucket alone),
+   (and with every limit on: caps, concurrency, a route's bucket; against the bucket alone;
+   and a prepaid tier against a subscription tier),
    with its CPU and Redis's per check; the management API's verify beside an HTTP-mode check
    (bench/verify.py);
 3. ``through_envoy`` (bench/envoy_rows.py): Envoy alone, Envoy + the empty handler, Envoy +
@@ -123,6 +124,7 @@ def authz_direct(b: Bench, mode: str, workers: int, ceil: float) -> None:
             ("lease mode", "lease"),
             ("one unknown key, flooded", "unknown"),
             ("exact mode, every limit on (day, hour, concurrency, route bucket)", "limits"),
+            ("exact mode, a prepaid tier (a credit a check)", "prepaid"),
         ]
     rates: dict[str, float] = {}
     for limiter, body in modes:
@@ -158,6 +160,11 @@ def authz_direct(b: Bench, mode: str, workers: int, ceil: float) -> None:
         b.table.row(
             f"   {mode}: every limit on ÷ the bucket alone (issue 28's goal: ≥ 0.9)",
             f"{rates['limits'] / rates['exact']:.2f}",
+        )
+    if "prepaid" in rates:
+        b.table.row(
+            f"   {mode}: a prepaid tier ÷ a subscription tier (issue 27)",
+            f"{rates['prepaid'] / rates['exact']:.2f}",
         )
 
 

@@ -117,12 +117,16 @@ if tier_capped then
   st = redis.call('HMGET', KEYS[2], tfield, sfield, 'q_period', 'q_used', kfield,
                   'o_rate', 'o_burst', 'o_quota', 'o_features', pfield,
                   'period_start', 'period_end', 'hold', 'o_day', 'o_hour', 'o_conc',
-                  'd_start', 'd_used', 'h_start', 'h_used')
+                  'd_start', 'd_used', 'h_start', 'h_used', 'credits')
 else
   st = redis.call('HMGET', KEYS[2], tfield, sfield, 'q_period', 'q_used', kfield,
                   'o_rate', 'o_burst', 'o_quota', 'o_features', pfield,
-                  'period_start', 'period_end', 'hold', 'o_day', 'o_hour', 'o_conc')
+                  'period_start', 'period_end', 'hold', 'o_day', 'o_hour', 'o_conc',
+                  'credits')
 end
+-- A prepaid account's balance: the last field read (a field more costs a tier without one
+-- less than a call would cost a prepaid tier).
+local balance = tonumber(st[#st]) or 0
 
 -- The billing period in force: the account's (else the record's), rolled forward by
 -- whole periods if it has lapsed (a renewal webhook that has not arrived yet must not stop the
@@ -260,13 +264,9 @@ if conc > 0 and this > 0 then
   end
 end
 
--- A prepaid account's balance, read only for a prepaid tier. A request spends its credits
--- only if it is let through and the balance covers them (a dry run included: never below 0).
-local balance, need = 0, 0
-if per_credit > 0 then
-  balance = tonumber(redis.call('HGET', KEYS[2], 'credits')) or 0
-  need = per_credit * cost * this
-end
+-- A prepaid request spends its credits only if it is let through and the balance covers
+-- them (a dry run included: never below 0).
+local need = per_credit * cost * this
 
 local deny, wait = OK, 0
 if not feature_ok then
