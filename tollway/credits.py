@@ -30,6 +30,8 @@ from tollway.key_store import text
 from tollway.scripts import Result
 from tollway.tier_readers import MAX_CREDITS, CreditPack
 
+# A credit purchase's metadata, on its Checkout Session and its PaymentIntent (webhook/app.py)
+ACCOUNT_META, CREDITS_META, PACK_META = "tollway_account", "tollway_credits", "tollway_pack"
 LEDGER_HOUR_S = 3600  # the ledger's usage rows are per UTC hour (check.lua's h_start)
 LEDGER_MAX = 1000  # entries a ledger read returns at most
 REASON_MAX = 200  # characters of an adjustment's reason
@@ -94,6 +96,17 @@ def pack_lookup_key(tier: str, pack: CreditPack) -> str:
     """The lookup key of a credit pack's one-time Price (`tollway stripe sync` makes it, and
     Checkout finds it by it)."""
     return f"tollway_{tier}_{pack.name}"
+
+
+def purchase_ref(payment_intent: str, session: str = "") -> str:
+    """The reference a paid pack is credited under: its payment (what refunds and
+    `tollway reconcile` name), or its Checkout Session when the event names no payment."""
+    return f"payment:{payment_intent}" if payment_intent else f"checkout:{session}"
+
+
+def refund_ref(payment_intent: str) -> str:
+    """The reference the refunds of one payment are taken back under, in all."""
+    return f"refund:{payment_intent}"
 
 
 def check_amount(credits: int, allow_negative: bool) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tollway.credits import ACCOUNT_META, CREDITS_META, PACK_META
 from tollway.errors import InvalidInput
 from tollway.schema import STRIPE_ID
 
@@ -71,6 +72,7 @@ class CreditsPaid(Event):
     account: str
     credits: int
     pack: str
+    payment_intent: str = ""  # the payment: what its refunds and `tollway reconcile` name
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,6 @@ Intent = (
     | Unhandled
 )
 
-# A credit purchase's metadata, on its Checkout Session and its PaymentIntent (webhook/app.py).
-ACCOUNT_META, CREDITS_META, PACK_META = "tollway_account", "tollway_credits", "tollway_pack"
 
 SUBSCRIPTION_EVENTS = {
     "customer.subscription.created",
@@ -233,7 +233,13 @@ def _payment_checkout(base: Event, cs: dict[str, Any]) -> Intent:
         return Unhandled(base.event_id, base.created, "checkout.session.unpaid")
     account, credits, pack = bought
     return CreditsPaid(
-        base.event_id, base.created, _id(cs.get("id"), "session id"), account, credits, pack
+        base.event_id,
+        base.created,
+        _id(cs.get("id"), "session id"),
+        account,
+        credits,
+        pack,
+        _id(cs.get("payment_intent"), "payment_intent", required=False),
     )
 
 

@@ -3,8 +3,9 @@
 A pack's Checkout Session (payment mode, made by ``POST /credits/checkout``) carries the
 account and the credits in its metadata and its PaymentIntent's. When it is paid
 (``checkout.session.completed`` with ``payment_status=paid``, or later
-``checkout.session.async_payment_succeeded``), the account is credited under the session's
-id: however many times, and in whatever order, those events arrive, the pack credits once.
+``checkout.session.async_payment_succeeded``), the account is credited under the payment's
+id (``payment:<pi>``): however many times, and in whatever order, those events arrive, the
+pack credits once.
 
 ``charge.refunded`` carries the total refunded so far: the credits taken back are that share
 of the pack's (rounded down), under one reference per payment, so a second partial refund
@@ -19,20 +20,21 @@ import logging
 from typing import Any
 
 from tollway import schema
-from tollway.credits import Credits, Movement
+from tollway.credits import (
+    ACCOUNT_META,
+    CREDITS_META,
+    PACK_META,
+    Credits,
+    Movement,
+    purchase_ref,
+    refund_ref,
+)
 from tollway.errors import InvalidInput, NotFound
 from tollway.key_store import text
 from tollway.logs import fields
 from tollway.tier_readers import CreditPack
 from tollway.tiers import Tier, TierTable
-from webhook.events import (
-    ACCOUNT_META,
-    CREDITS_META,
-    PACK_META,
-    CreditsPaid,
-    PaymentRefunded,
-    credit_metadata,
-)
+from webhook.events import CreditsPaid, PaymentRefunded, credit_metadata
 
 log = logging.getLogger("tollway.webhook")
 
@@ -66,7 +68,7 @@ class Purchases:
     async def paid(self, intent: CreditsPaid) -> str:
         moved = await self.credits.move(
             intent.account,
-            f"checkout:{intent.session}",
+            purchase_ref(intent.payment_intent, intent.session),
             intent.credits,
             Movement.PURCHASE,
             f"pack {intent.pack}" if intent.pack else "credit pack",
@@ -93,7 +95,7 @@ class Purchases:
             return "unchanged"
         moved = await self.credits.move(
             account,
-            f"refund:{intent.payment_intent or intent.charge}",
+            refund_ref(intent.payment_intent or intent.charge),
             -share,
             Movement.REFUND,
             f"charge {intent.charge} refunded",

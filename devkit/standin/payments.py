@@ -10,6 +10,7 @@ PaymentIntent, so a refund's handler reads it there. A card number ending in 000
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -126,14 +127,38 @@ def refund(world: World, charge_id: str, amount: int | None) -> dict[str, Any]:
     return obj
 
 
+# Stripe's search query language, the one clause tollway sends: metadata['key']:'value'.
+_METADATA_QUERY = re.compile(r"^metadata\['([A-Za-z0-9_]{1,40})'\]:'([^'\\]{1,500})'$")
+
+
 class Refunds:
-    """``POST /v1/refunds``: by charge or by PaymentIntent, all or part of what is left."""
+    """``POST /v1/refunds``: by charge or by PaymentIntent, all or part of what is left; and
+    ``GET /v1/payment_intents/search`` (by one metadata value: what `tollway reconcile` asks)."""
 
     def __init__(self, world: World) -> None:
         self.world = world
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
         r.add_post("/v1/refunds", self.create)
+        r.add_get("/v1/payment_intents/search", self.search)
+
+    async def search(self, request: web.Request) -> web.Response:
+        p = await read_params(request)
+        check_params(p, {"query", "limit", "page"}, {"query"})
+        found = _METADATA_QUERY.match(str(p["query"]))
+        if found is None:
+            raise ParamError(
+                "The stand-in searches by one metadata clause: metadata['key']:'value'", "query"
+            )
+        key, value = found.groups()
+        data = [
+            pi
+            for pi in self.world.objects["payment_intent"].values()
+            if pi["metadata"].get(key) == value
+        ]
+        body = {"object": "search_result", "data": data, "has_more": False, "next_page": None,
+                "url": "/v1/payment_intents/search"}  # fmt: skip
+        return web.json_response(body)
 
     async def create(self, request: web.Request) -> web.Response:
         p = await read_params(request)

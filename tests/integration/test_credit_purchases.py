@@ -106,7 +106,7 @@ async def test_a_paid_pack_credits_the_account_once(shop, redis):
     assert (entry.kind, entry.credits, entry.ref) == (
         Movement.PURCHASE,
         1000,
-        f"checkout:{cs['id']}",
+        f"payment:{cs['payment_intent']}",
     )
     assert entry.actor == f"stripe:{completed['id']}" and entry.balance == 1000
 
@@ -183,3 +183,28 @@ async def test_the_standin_refuses_a_recurring_price_in_payment_mode(standin):
                 "payment_intent_data": {"metadata": {"a": "b"}},
             }
         )
+
+
+async def test_reconcile_matches_the_ledger_with_stripes_payments_and_refunds(
+    shop, redis, redis_server, capsys
+):
+    """`tollway reconcile --credits`: clean when the ledger has every payment and refund
+    Stripe has; exit 1 naming the payment when the ledger lacks one (a lost webhook)."""
+    from cli.reconcile import reconcile_credits
+    from metering.settings import MeteringSettings
+    from tollway.settings import with_flags
+
+    s, client, proc, _ = shop
+    settings = with_flags(MeteringSettings, {}, {"redis_url": redis_server,
+                                                 "stripe_api_base": s.world.base_url})  # fmt: skip
+    first = await buy(shop)
+    await proc.handle(events(s, "checkout.session.completed")[0])
+    await client.v1.refunds.create_async({"payment_intent": first["payment_intent"], "amount": 100})
+    await proc.handle(events(s, "charge.refunded")[0])
+    assert await reconcile_credits(settings, ACCOUNT) == 0
+    line = capsys.readouterr().out.splitlines()[1].split()
+    assert line == [first["payment_intent"], "1000", "1000", "200", "200"]
+    second = await buy(shop)  # paid, but its webhook never arrives
+    assert await reconcile_credits(settings, ACCOUNT) == 1
+    out = capsys.readouterr().out
+    assert f"{second['payment_intent']} " in out and " 1000        0 " in out

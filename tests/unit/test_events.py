@@ -97,7 +97,7 @@ def test_checkout_completed_reads_session_and_hint():
     )
 
 
-PACK_SESSION = {"id": "cs_1", "mode": "payment", "payment_status": "paid", "metadata": {
+PACK_SESSION = {"id": "cs_1", "mode": "payment", "payment_status": "paid", "payment_intent": "pi_1", "metadata": {
     "tollway_account": "free_1", "tollway_credits": "1000", "tollway_pack": "starter"}}  # fmt: skip
 
 
@@ -150,7 +150,7 @@ def test_a_paid_credit_pack_session_is_credits_paid_and_an_unpaid_one_waits():
     from webhook.events import CreditsPaid
 
     paid = parse(event("checkout.session.completed", PACK_SESSION))
-    assert paid == CreditsPaid("evt_1", 100, "cs_1", "free_1", 1000, "starter")
+    assert paid == CreditsPaid("evt_1", 100, "cs_1", "free_1", 1000, "starter", "pi_1")
     later = parse(event("checkout.session.async_payment_succeeded", PACK_SESSION))
     assert isinstance(later, CreditsPaid) and later.session == "cs_1"
     unpaid = {**PACK_SESSION, "payment_status": "unpaid"}
