@@ -29,7 +29,9 @@ from typing import Any
 
 import aiohttp
 
-from portal.alerts import ID_HEADER, SIGNATURE_HEADER, Alert, body, due, email, sign
+from portal import alerts, credit_alerts
+from portal.alerts import ID_HEADER, SIGNATURE_HEADER, Alert, due, sign
+from portal.credit_alerts import CreditAlert
 from portal.dashboard import card
 from portal.mail import Mailer
 from portal.metrics import ALERTS
@@ -45,6 +47,21 @@ log = logging.getLogger("tollway.portal.alerts")
 KEEP_S = 400 * 86400  # an alerts hash outlives a yearly period
 LOCK_MS = 30_000
 EmailOf = Callable[[str], Awaitable[str | None]]  # a customer -> their address
+AnyAlert = Alert | CreditAlert
+
+
+def alert_of(record: dict[str, Any]) -> AnyAlert:
+    """The alert a stored record is of: a usage alert, or a prepaid balance's."""
+    if record.get("kind") == credit_alerts.KIND:
+        return CreditAlert(**record["alert"])
+    return Alert(**record["alert"])
+
+
+def rendered(alert: AnyAlert, created: int) -> tuple[bytes, tuple[str, str]]:
+    """The operator's body, and the customer's email (subject, text), of ``alert``."""
+    if isinstance(alert, CreditAlert):
+        return credit_alerts.body(alert, created), credit_alerts.email(alert)
+    return alerts.body(alert, created), alerts.email(alert)
 
 
 class Alerter:
@@ -74,6 +91,7 @@ class Alerter:
         # Each account's (q_used, q_period) when last evaluated: an idle account costs one
         # HMGET a pass, not a read of its keys.
         self._seen: dict[str, tuple[str, str]] = {}
+        self._balances: dict[str, int] = {}  # and each prepaid account's balance
 
     async def run(self, interval_s: float, stop: asyncio.Event) -> None:
         """A pass every ``interval_s`` until ``stop``, made by one portal process of however
@@ -106,6 +124,8 @@ class Alerter:
         for account in sorted(found["account"]):
             if await self.raise_due(account, t):
                 hashes.add(account)
+            if await self.raise_credits_due(account, t):
+                hashes.add(account)
         for account in sorted(hashes):
             await self.deliver(account, t)
 
@@ -122,6 +142,54 @@ class Alerter:
         raised = await self._raise(account, int(period_raw or 0), now)
         self._seen[account] = seen  # after: a pass that failed half-way looks again
         return raised
+
+    async def raise_credits_due(self, account: str, now: int) -> bool:
+        """Raise a prepaid account's balance alerts now due (credit_alerts.py); True if any."""
+        tier_name, balance_raw, customer = await self.redis.hmget(
+            schema.account_state(account), "tier", "credits", "customer"
+        )
+        tier = self.tiers().get(text(tier_name)) if tier_name else None
+        if tier is None or not tier.prepaid:
+            return False
+        balance = int(balance_raw or 0)
+        if self._balances.get(account) == balance:  # unchanged since this process looked
+            return False
+        levels = credit_alerts.due(balance, tier.credits_per_request, tier.low_credits)
+        if not levels:
+            return False
+        epoch = await self._top_up(account)
+        for level, threshold in levels:
+            alert = CreditAlert(
+                account, text(customer or account), tier.name, level, balance, threshold, epoch
+            )
+            await self._store(account, alert, now, {"kind": credit_alerts.KIND})
+        self._balances[account] = balance  # after: a pass that failed half-way looks again
+        return True
+
+    async def _top_up(self, account: str) -> str:
+        """The ledger entry of the account's last top-up (credits in), "0" if none: the
+        crossing a balance alert belongs to. The newest 100 entries are looked at."""
+        for entry_id, row in await self.redis.xrevrange(schema.credit_log(account), count=100):
+            if int(text(row.get("credits", row.get(b"credits", "0")))) > 0:
+                return text(entry_id)
+        return "0"
+
+    async def _store(self, account: str, alert: AnyAlert, now: int, extra: dict[str, Any]) -> None:
+        """Raise ``alert`` once: its record, pending on each channel, unless it has one."""
+        record = {
+            **extra,
+            "alert": asdict(alert),
+            "created": now,
+            "attempts": 0,
+            "next_at": now,
+            "email": "pending",
+            "webhook": "pending" if self.webhook_url else "off",
+            "error": "",
+        }
+        name = schema.alerts(account)
+        if await self.redis.hsetnx(name, alert.field, json.dumps(record)):
+            await self.redis.expire(name, KEEP_S)
+            log.info("alert_raised", extra=fields(alert=alert.id))
 
     async def _raise(self, account: str, start: int, now: int) -> bool:
         try:
@@ -145,21 +213,7 @@ class Alerter:
                 start,
                 start + length,
             )
-            record = {
-                "alert": asdict(alert),
-                "created": now,
-                "attempts": 0,
-                "next_at": now,
-                "email": "pending",
-                "webhook": "pending" if self.webhook_url else "off",
-                "error": "",
-            }
-            name = schema.alerts(account)
-            if await self.redis.hsetnx(name, alert.field, json.dumps(record)):
-                await self.redis.expire(name, KEEP_S)
-                log.info(
-                    "alert_raised", extra=fields(alert=alert.id, used=alert.used, quota=alert.quota)
-                )
+            await self._store(account, alert, now, {})
             raised = True
         return raised
 
@@ -187,7 +241,7 @@ class Alerter:
                     log.warning("alert_lock_lost", extra=fields(account=account, field=text(field)))
 
     async def _attempt(self, record: dict[str, Any], now: int) -> None:
-        alert = Alert(**record["alert"])
+        alert = alert_of(record)
         errors = []
         for channel, send in (("email", self._email), ("webhook", self._webhook)):
             if record[channel] != "pending":
@@ -220,17 +274,17 @@ class Alerter:
             extra=fields(alert=alert.id, attempts=record["attempts"], error=record["error"]),
         )
 
-    async def _email(self, alert: Alert, created: int) -> None:
+    async def _email(self, alert: AnyAlert, created: int) -> None:
         address = await self.email_of(alert.customer)
         if address is None:
             raise LookupError(f"no email address for {alert.customer}")
-        subject, text_ = email(alert)
+        subject, text_ = rendered(alert, created)[1]
         await self.mailer.send(address, subject, text_)
 
-    async def _webhook(self, alert: Alert, created: int) -> None:
+    async def _webhook(self, alert: AnyAlert, created: int) -> None:
         if self.http is None:
             self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        raw = body(alert, created)
+        raw = rendered(alert, created)[0]
         headers = {
             "content-type": "application/json",
             ID_HEADER: alert.id,
@@ -249,10 +303,10 @@ async def stored(redis: Any) -> list[dict[str, Any]]:
         for raw in (await redis.hgetall(schema.alerts(account))).values():
             try:
                 record = json.loads(text(raw))
-                out.append({"id": Alert(**record["alert"]).id, **record})
+                out.append({"id": alert_of(record).id, **record})
             except (ValueError, KeyError, TypeError):
                 continue  # alert_unreadable, logged by the loop
-    return sorted(out, key=lambda r: (-r["alert"]["period_start"], r["id"]))
+    return sorted(out, key=lambda r: (-r["alert"].get("period_start", r["created"]), r["id"]))
 
 
 async def retry(redis: Any, alert_id: str) -> bool:
@@ -265,7 +319,7 @@ async def retry(redis: Any, alert_id: str) -> bool:
         if not failed:
             return False
         del record["id"]
-        alert = Alert(**record["alert"])
+        alert = alert_of(record)
         record.update({c: "pending" for c in failed}, attempts=0, next_at=0)
         await redis.hset(schema.alerts(alert.account), alert.field, json.dumps(record))
         return True

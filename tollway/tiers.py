@@ -128,6 +128,13 @@ class Tier:
         0,
         commented=True,
     )
+    low_credits: int = _spec(
+        at_least(0),
+        "100",
+        "prepaid: alert the customer below this balance (0: when used up only)",
+        0,
+        commented=True,
+    )
     credit_packs: tuple[CreditPack, ...] = _spec(
         credit_packs,
         "{ starter = { credits = 1000, price_amount = 1000 } }",

@@ -223,3 +223,13 @@ def test_a_prepaid_tier_is_priced_by_its_credits_and_packs():
     assert payg.credits == "1 credit a request, 1 per unit of usage reported"
     assert payg.packs == ("1,000 credits for $5.00", "10,000 credits for $40.00")
     assert payg.quota == "As many requests as your credits cover"
+
+
+def test_balance_alerts_are_due_below_the_low_mark_and_below_one_request():
+    """low below low_credits (if set), exhausted below one request's credits; exactly."""
+    from portal.credit_alerts import due
+
+    assert due(100, 2, 100) == []
+    assert due(99, 2, 100) == [("low", 100)]
+    assert due(1, 2, 100) == [("low", 100), ("exhausted", 2)]
+    assert due(2, 2, 0) == [] and due(-5, 1, 0) == [("exhausted", 1)]

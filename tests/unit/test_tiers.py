@@ -23,7 +23,7 @@ KNOWN = (
     "bill_statuses, buckets, burst, credit_packs, credits_per_request, credits_per_unit, "
     "currency, description, dry_run, features, free_signup, interval, "
     "lease_tokens, "
-    "limiter, max_concurrent, meter_event, monthly_quota, on_store_error, over_quota, overage_unit_amount, "
+    "limiter, low_credits, max_concurrent, meter_event, monthly_quota, on_store_error, over_quota, overage_unit_amount, "
     "per_day, per_hour, prepaid, price_amount, refund_quota, report, requests_per_second, "
     "stripe_prices, "
     "usage_meter, "
