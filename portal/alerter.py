@@ -37,6 +37,7 @@ from portal.mail import Mailer
 from portal.metrics import ALERTS
 from tollway import schema, scripts
 from tollway.accounts import Accounts
+from tollway.credits import Credits
 from tollway.key_store import KeyNotFound, KeyStore, text
 from tollway.logs import fields
 from tollway.scan import tags_by_suffix
@@ -157,7 +158,7 @@ class Alerter:
         levels = credit_alerts.due(balance, tier.credits_per_request, tier.low_credits)
         if not levels:
             return False
-        epoch = await self._top_up(account)
+        epoch = await Credits(self.redis).last_top_up(account)
         for level, threshold in levels:
             alert = CreditAlert(
                 account, text(customer or account), tier.name, level, balance, threshold, epoch
@@ -165,14 +166,6 @@ class Alerter:
             await self._store(account, alert, now, {"kind": credit_alerts.KIND})
         self._balances[account] = balance  # after: a pass that failed half-way looks again
         return True
-
-    async def _top_up(self, account: str) -> str:
-        """The ledger entry of the account's last top-up (credits in), "0" if none: the
-        crossing a balance alert belongs to. The newest 100 entries are looked at."""
-        for entry_id, row in await self.redis.xrevrange(schema.credit_log(account), count=100):
-            if int(text(row.get("credits", row.get(b"credits", "0")))) > 0:
-                return text(entry_id)
-        return "0"
 
     async def _store(self, account: str, alert: AnyAlert, now: int, extra: dict[str, Any]) -> None:
         """Raise ``alert`` once: its record, pending on each channel, unless it has one."""

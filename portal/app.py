@@ -39,7 +39,7 @@ from multidict import MultiDictProxy
 from portal.backend import Backend
 from portal.billing import BillingPortal, BillingUnavailable
 from portal.credit_pages import CreditPages
-from portal.dashboard import card, with_charts, with_ledger
+from portal.dashboard import AccountCard, card, with_charts, with_ledger
 from portal.directory import AccountsOf, Customers
 from portal.generations import Generations
 from portal.mail import TIMEOUT_S as MAIL_TIMEOUT_S
@@ -51,6 +51,7 @@ from portal.signin import SignInLinks, normalize, token_or_dash
 from portal.signin_pages import SignInPages
 from portal.signup import FreeSignups
 from portal.signup_pages import SignupPages
+from tollway import recharge
 from tollway.background import Background
 from tollway.client_address import client_address
 from tollway.credits import Credits
@@ -422,12 +423,17 @@ class PortalApp:
         rows = await self.usage(s.customer, table)
         views = await self.accounts(s.customer)
         cards = [with_charts(card(v, table), rows) for v in views]
-        cards = [
-            with_ledger(c, await self.credits.ledger(c.account, LEDGER_SHOWN)) if c.credits else c
-            for c in cards
-        ]
+        cards = [await self._with_credits(c, table) if c.credits else c for c in cards]
         subscribed = any(v.plan.get("subscription") for v in views)
         return self.page(s, "dashboard.html", cards=cards, billing=subscribed)
+
+    async def _with_credits(self, c: AccountCard, table: TierTable) -> AccountCard:
+        """A prepaid account's card with its ledger and, if its tier allows, auto-recharge."""
+        tier = table.get(c.tier)
+        chosen = None
+        if tier is not None and tier.auto_recharge:
+            chosen = await recharge.read(self.credits.redis, c.account)
+        return with_ledger(c, await self.credits.ledger(c.account, LEDGER_SHOWN), chosen)
 
     async def manage_billing(self, request: web.Request) -> web.Response:
         s = self._signed_in(request)

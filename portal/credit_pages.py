@@ -1,9 +1,11 @@
 """The portal's credit purchase, on portal/app.py's PortalApp (its sessions and pages).
 
-POST /credits/buy   a Checkout (payment mode) for a credit pack of one of the signed-in
-                    customer's own prepaid accounts; 303 to Stripe, which sends the customer
-                    back to the dashboard (TOLLWAY_CREDITS_RETURN_URL). The credits arrive
-                    with the payment's webhook (webhook/purchases.py).
+POST /credits/buy        a Checkout (payment mode) for a credit pack of one of the signed-in
+                         customer's own prepaid accounts; 303 to Stripe, which sends the
+                         customer back to the dashboard (TOLLWAY_CREDITS_RETURN_URL). The
+                         credits arrive with the payment's webhook (webhook/purchases.py).
+POST /credits/recharge   the customer's auto-recharge: on or off, the mark, the pack
+                         (tollway/recharge.py; portal/recharger.py charges)
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from tollway.errors import InvalidInput
 from tollway.logs import fields
+from tollway.recharge import choose
 
 if TYPE_CHECKING:
     from portal.app import PortalApp
@@ -27,6 +31,7 @@ class CreditPages:
 
     def routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/credits/buy", self.buy)
+        router.add_post("/credits/recharge", self.recharge)
 
     async def buy(self, request: web.Request) -> web.Response:
         """POST /credits/buy: Checkout for a credit pack of one of the customer's own prepaid
@@ -63,3 +68,26 @@ class CreditPages:
             )
         log.info("credits_checkout", extra=fields(customer=s.customer, account=account, pack=pack))
         raise web.HTTPSeeOther(url, headers=app.headers)
+
+    async def recharge(self, request: web.Request) -> web.Response:
+        """POST /credits/recharge: the customer's own prepaid account, on a tier that allows
+        auto-recharge, and a pack it sells; back to the dashboard."""
+        app = self.app
+        s = app._signed_in(request)
+        form = await app.checked_form(request, s)
+        account, pack = str(form.get("account", "")), str(form.get("pack", ""))
+        table = app.tiers()
+        own = {v.account: table.get(v.tier) for v in await app.accounts(s.customer)}
+        tier = own.get(account)
+        below = str(form.get("below", ""))
+        if tier is None or not tier.auto_recharge or tier.pack(pack) is None or not below.isdigit():
+            return app.message(
+                s, "Check the form", "Choose a pack and a whole number of credits.", 400,
+                "/dashboard", "Your account",
+            )  # fmt: skip
+        try:
+            await choose(app.credits.redis, account, form.get("enabled") == "1", int(below), pack)
+        except InvalidInput as exc:
+            return app.message(s, "That did not work", str(exc), 400, "/dashboard", "Your account")
+        log.info("recharge_chosen", extra=fields(customer=s.customer, account=account))
+        raise web.HTTPSeeOther("/dashboard", headers=app.headers)

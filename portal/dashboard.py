@@ -10,6 +10,7 @@ from portal.chart import per_day, svg
 from portal.pricing import pack_label, spends
 from tollway.accounts import AccountView
 from tollway.credits import LedgerEntry
+from tollway.recharge import Recharge
 from tollway.records import FINAL, KeyRecord, KeyState
 from tollway.tiers import Tier, TierTable
 from tollway.usage_report import Row
@@ -43,6 +44,31 @@ class CreditRow:
 
 
 @dataclass(frozen=True)
+class RechargeView:
+    """What the dashboard says of an account's auto-recharge, and its form's values."""
+
+    card: str  # "the card ending 4242", or "" when no card is on file
+    enabled: bool
+    below: int
+    pack: str
+    outcome: str  # the last attempt, said for the customer ("" for none)
+    failed: bool  # that attempt was declined
+
+
+def recharge_view(r: Recharge) -> RechargeView:
+    outcome = ""
+    if r.status == "charged":
+        outcome = f"Last auto-recharge: charged on {moment(r.at)}; the credits follow."
+    elif r.status == "declined":
+        outcome = (
+            f"The auto-recharge on {moment(r.at)} did not go through: {r.error} Nothing was "
+            "charged or credited. Buy a pack to go on (and to save a card that works)."
+        )
+    card = f"the card ending {r.last4}" if r.card_on_file else ""
+    return RechargeView(card, r.enabled, r.below, r.pack, outcome, r.status == "declined")
+
+
+@dataclass(frozen=True)
 class CreditsCard:
     """A prepaid account's balance, what its requests spend, the packs it can buy (name,
     label) and its latest ledger entries."""
@@ -52,6 +78,7 @@ class CreditsCard:
     notice: str  # used up, or below zero (a refund after use): what that means; "" otherwise
     packs: tuple[tuple[str, str], ...]
     ledger: tuple[CreditRow, ...] = ()
+    recharge: RechargeView | None = None  # the tier allows auto-recharge: its state
 
 
 def credits_card(view: AccountView, tier: Tier | None) -> CreditsCard | None:
@@ -81,11 +108,16 @@ def _entry(e: LedgerEntry) -> CreditRow:
     return CreditRow(moment(e.at), e.kind.value, f"{e.credits:+,}", note)
 
 
-def with_ledger(c: AccountCard, entries: list[LedgerEntry]) -> AccountCard:
-    """``c`` with its prepaid account's latest ledger entries."""
+def with_ledger(
+    c: AccountCard, entries: list[LedgerEntry], recharge: Recharge | None = None
+) -> AccountCard:
+    """``c`` with its prepaid account's latest ledger entries and, if its tier allows it,
+    its auto-recharge."""
     if c.credits is None:
         return c
-    return replace(c, credits=replace(c.credits, ledger=tuple(_entry(e) for e in entries)))
+    rows = tuple(_entry(e) for e in entries)
+    shown = recharge_view(recharge) if recharge is not None else None
+    return replace(c, credits=replace(c.credits, ledger=rows, recharge=shown))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from portal.directory import accounts_of, customers_with_keys, email_of
 from portal.generations import Generations
 from portal.mail import Mailer
 from portal.own_keys import OwnKeys
+from portal.recharger import Recharger
 from portal.sessions import Sessions
 from portal.settings import PortalSettings
 from portal.signin import SignInLinks
@@ -98,10 +99,16 @@ async def serve(settings: PortalSettings) -> None:
             settings.alert_retry_s,
         )
         alerts = asyncio.create_task(alerter.run(settings.alert_interval_s, stop))
+    recharges = None
+    if settings.recharge_interval_s > 0 and stripe_client is not None:
+        recharger = Recharger(redis, stripe_client, tiers, mailer, email_of(stripe_client, signups))
+        recharges = asyncio.create_task(recharger.run(settings.recharge_interval_s, stop))
     log.info("serving", extra=fields(port=settings.port))
     await stop.wait()
     if alerts is not None:
         await alerts
+    if recharges is not None:
+        await recharges
     await runner.cleanup()
     if metrics is not None:
         metrics.shutdown()

@@ -69,6 +69,12 @@ class PortalSettings(RedisSettings, StripeSettings, ProxySettings, BackendSettin
     alert_interval_s: float = env(
         "TOLLWAY_ALERT_INTERVAL_S", 10.0, "how often quotas are checked for alerts (0: no alerts)"
     )
+    # Prepaid accounts' auto-recharge (portal/recharger.py); needs Stripe.
+    recharge_interval_s: float = env(
+        "TOLLWAY_RECHARGE_INTERVAL_S",
+        10.0,
+        "how often balances are checked for auto-recharge (0: off)",
+    )
     alert_attempts: int = env("TOLLWAY_ALERT_ATTEMPTS", 8, "tries per alert before it is logged")
     alert_retry_s: float = env("TOLLWAY_ALERT_RETRY_S", 5.0, "first retry delay, then doubling")
 
@@ -95,6 +101,8 @@ class PortalSettings(RedisSettings, StripeSettings, ProxySettings, BackendSettin
             raise SettingsError(
                 f"TOLLWAY_ALERT_WEBHOOK_URL={self.alert_webhook_url!r}: expected http(s)://"
             )
+        if self.recharge_interval_s < 0:
+            raise SettingsError("TOLLWAY_RECHARGE_INTERVAL_S must be >= 0")
         if self.alert_attempts < 1 or self.alert_retry_s <= 0 or self.alert_interval_s < 0:
             raise SettingsError(
                 "TOLLWAY_ALERT_ATTEMPTS must be >= 1, TOLLWAY_ALERT_RETRY_S > 0 "

@@ -180,6 +180,15 @@ class Credits:
             )
         return moved
 
+    async def last_top_up(self, account: str) -> str:
+        """The ledger entry of the account's last top-up (credits in: a purchase, a grant, an
+        upward adjustment), "0" if none among its newest 100: a crossing below a threshold
+        belongs to it (a balance alert, an auto-recharge: once per crossing)."""
+        for entry_id, row in await self.redis.xrevrange(schema.credit_log(account), count=100):
+            if int(text(row.get("credits", row.get(b"credits", "0")))) > 0:
+                return text(entry_id)
+        return "0"
+
     async def ledger(self, account: str, limit: int = 100) -> list[LedgerEntry]:
         """The account's ledger, newest first: at most ``limit`` (<= LEDGER_MAX) entries."""
         limit = max(1, min(limit, LEDGER_MAX))

@@ -17,6 +17,9 @@ in one Redis Cluster slot:
                                         spent, "f:<hour>" refunded (check.lua, the receiver)
     tw:{<account>}:credits:log   stream its other ledger entries: purchases, refunds of them,
                                         operator grants and adjustments (tollway/credits.py)
+    tw:{<account>}:recharge      hash   its auto-recharge: card on file, threshold, pack, last
+                                        outcome; "at:<top-up>" once per crossing
+    tw:portal:recharge-pass      string held by the portal process making this pass
     tw:{<account>}:credits:refs  hash   ref (a Checkout session, a refunded payment, an
                                         Idempotency-Key) -> credits moved under it, so far
     tw:{<key_id>}:key            hash   the key directory: {account, tier, external_id}
@@ -198,6 +201,15 @@ def alert_lock(account: str, field: str) -> str:
 
 
 ALERT_PASS = f"{PREFIX}:portal:alert-pass"
+RECHARGE_PASS = f"{PREFIX}:portal:recharge-pass"  # the portal process making this pass
+
+
+def recharge(account: str) -> str:
+    """A prepaid account's auto-recharge (tollway/recharge.py): the card on file, the
+    customer's choice, the last outcome, and one field per crossing it charged for."""
+    return f"{_tag(account)}:recharge"
+
+
 # The audit log (tollway/audit.py): a stream of every change to a key or an account.
 AUDIT = f"{PREFIX}:audit"
 # This store's id (tollway/store_identity.py).

@@ -80,7 +80,13 @@ def _usage_price_needs(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple
     return None
 
 
-_PREPAID_ONLY = ("credits_per_request", "credits_per_unit", "credit_packs", "low_credits")
+_PREPAID_ONLY = (
+    "credits_per_request",
+    "credits_per_unit",
+    "credit_packs",
+    "low_credits",
+    "auto_recharge",
+)
 
 
 def _prepaid(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str] | None:

@@ -135,6 +135,11 @@ class Tier:
         0,
         commented=True,
     )
+    # Customers may turn auto-recharge on: their card, saved at their first purchase, is
+    # charged off-session for the pack they chose when the balance falls below their mark.
+    auto_recharge: bool = _spec(
+        flag, "false", "prepaid: customers may turn auto-recharge on", False, commented=True
+    )
     credit_packs: tuple[CreditPack, ...] = _spec(
         credit_packs,
         "{ starter = { credits = 1000, price_amount = 1000 } }",

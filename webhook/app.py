@@ -196,7 +196,7 @@ class WebhookApp:
             tier, found, customer = await self.purchases.pack_for(self.tiers(), account, pack)
             price = await self._price_id(pack_lookup_key(tier.name, found))
             params = checkout_params(
-                account, found, price, customer, email, self.credits_return_url
+                account, found, price, customer, email, self.credits_return_url, tier.auto_recharge
             )
             session = await self.stripe.v1.checkout.sessions.create_async(params)
         except Exception as exc:

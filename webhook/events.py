@@ -73,6 +73,7 @@ class CreditsPaid(Event):
     credits: int
     pack: str
     payment_intent: str = ""  # the payment: what its refunds and `tollway reconcile` name
+    customer: str = ""  # the Stripe customer who paid ("" if the event names none)
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,20 @@ def _payment_checkout(base: Event, cs: dict[str, Any]) -> Intent:
         credits,
         pack,
         _id(cs.get("payment_intent"), "payment_intent", required=False),
+        _id(cs.get("customer"), "customer", required=False),
     )
+
+
+def _payment(base: Event, pi: dict[str, Any]) -> Intent:
+    """A PaymentIntent that succeeded: a credit pack's (an auto-recharge's, or a Checkout's,
+    whose session's event credits the same payment) credits once; any other is not ours."""
+    bought = credit_metadata(pi.get("metadata"))
+    if bought is None or pi.get("status") != "succeeded":
+        return Unhandled(base.event_id, base.created, "payment_intent.other")
+    account, credits, pack = bought
+    pi_id = _id(pi.get("id"), "payment_intent id")
+    customer = _id(pi.get("customer"), "customer", required=False)
+    return CreditsPaid(base.event_id, base.created, "", account, credits, pack, pi_id, customer)
 
 
 def _refund(base: Event, charge: dict[str, Any]) -> PaymentRefunded:
@@ -290,6 +304,8 @@ def parse(event: dict[str, Any]) -> Intent:
         )
     if kind == "checkout.session.async_payment_succeeded":
         return _payment_checkout(base, _obj(_obj(event, "data"), "object"))
+    if kind == "payment_intent.succeeded":
+        return _payment(base, _obj(_obj(event, "data"), "object"))
     if kind == "charge.refunded":
         return _refund(base, _obj(_obj(event, "data"), "object"))
     if kind == "customer.deleted":

@@ -32,6 +32,7 @@ from tollway.credits import (
 from tollway.errors import InvalidInput, NotFound
 from tollway.key_store import text
 from tollway.logs import fields
+from tollway.recharge import save_card
 from tollway.tier_readers import CreditPack
 from tollway.tiers import Tier, TierTable
 from webhook.events import CreditsPaid, PaymentRefunded, credit_metadata
@@ -74,6 +75,8 @@ class Purchases:
             f"pack {intent.pack}" if intent.pack else "credit pack",
             f"stripe:{intent.event_id}",
         )
+        if intent.session and intent.customer:
+            await self._save_card(intent)
         if not moved.applied:
             return "duplicate"
         log.info(
@@ -81,6 +84,21 @@ class Purchases:
             extra=fields(account=intent.account, credits=moved.credits, balance=moved.balance),
         )
         return "applied"
+
+    async def _save_card(self, intent: CreditsPaid) -> None:
+        """The card a Checkout purchase saved on its customer (an ``auto_recharge`` tier's
+        Checkout asks Stripe to: ``setup_future_usage``), for auto-recharge to charge. A card
+        not saved (any other tier's purchase) leaves the card on file as it was."""
+        if self.stripe is None or not intent.payment_intent:
+            return
+        pi = await self.stripe.v1.payment_intents.retrieve_async(intent.payment_intent)
+        method_id = pi.payment_method if isinstance(pi.payment_method, str) else ""
+        if not method_id:
+            return
+        method = (await self.stripe.v1.payment_methods.retrieve_async(method_id)).to_dict()
+        if method.get("customer") == intent.customer:
+            last4 = str((method.get("card") or {}).get("last4", ""))
+            await save_card(self.credits.redis, intent.account, intent.customer, method_id, last4)
 
     async def refunded(self, intent: PaymentRefunded) -> str:
         bought = credit_metadata(intent.metadata)
@@ -111,18 +129,28 @@ class Purchases:
 
 
 def checkout_params(
-    account: str, pack: CreditPack, price: str, customer: str, email: str, return_url: str
+    account: str,
+    pack: CreditPack,
+    price: str,
+    customer: str,
+    email: str,
+    return_url: str,
+    save_card: bool = False,
 ) -> dict[str, Any]:
     """A payment-mode Checkout Session for one pack, its metadata on the session and on the
-    PaymentIntent (what a refund's event leads back to)."""
+    PaymentIntent (what a refund's event leads back to); with ``save_card`` (an
+    ``auto_recharge`` tier), the card is saved on the customer for charges off-session."""
     meta = {ACCOUNT_META: account, CREDITS_META: str(pack.credits), PACK_META: pack.name}
+    pi_data: dict[str, Any] = {"metadata": meta}
+    if save_card:
+        pi_data["setup_future_usage"] = "off_session"
     params: dict[str, Any] = {
         "mode": "payment",
         "line_items": [{"price": price, "quantity": 1}],
         "success_url": return_url,
         "cancel_url": return_url,
         "metadata": meta,
-        "payment_intent_data": {"metadata": meta},
+        "payment_intent_data": pi_data,
     }
     if customer.startswith("cus_"):
         params["customer"] = customer

@@ -18,6 +18,7 @@ from devkit.standin.control import Control
 from devkit.standin.customer_portal import CustomerPortal
 from devkit.standin.delivery import RETRY_DELAYS_S, Delivery
 from devkit.standin.gateway import Fault, Gateway
+from devkit.standin.intents import Intents
 from devkit.standin.objects import World
 from devkit.standin.payments import Refunds
 
@@ -40,6 +41,7 @@ class Standin:
         self.control = Control(world, self.gateway, self.delivery)
         self.customer_portal = CustomerPortal(world)
         self.refunds = Refunds(world)
+        self.intents = Intents(world)
         self.faults = self.gateway.faults
         self.idempotent = self.gateway.idempotent
         self.calls = self.gateway.calls
@@ -69,6 +71,7 @@ class Standin:
         self.control.add_routes(app.router)
         self.customer_portal.add_routes(app.router)
         self.refunds.add_routes(app.router)
+        self.intents.add_routes(app.router)
         self.catalog.add_retrieve_route(app.router)
         app.on_startup.append(self.delivery.start)
         app.on_cleanup.append(self.delivery.stop)

@@ -90,6 +90,11 @@ class Billing:
         if not isinstance(pi_data, dict):
             raise ParamError("Invalid object", "payment_intent_data")
         check_metadata(pi_data.get("metadata"), "payment_intent_data[metadata]")
+        if pi_data.get("setup_future_usage") not in (None, "on_session", "off_session"):
+            raise ParamError(
+                "Invalid setup_future_usage: must be one of on_session or off_session",
+                "payment_intent_data[setup_future_usage]",
+            )
         sub_data = p.get("subscription_data", {})
         if not isinstance(sub_data, dict):
             raise ParamError("Invalid object", "subscription_data")

@@ -24,6 +24,7 @@ _KINDS = {
     "payment_intents": "payment_intent",
     "charges": "charge",
     "refunds": "refund",
+    "payment_methods": "payment_method",
 }
 
 

@@ -47,6 +47,7 @@ class World:
                 "payment_intent",
                 "charge",
                 "refund",
+                "payment_method",
             )
         }
         self.meter_events: list[dict[str, Any]] = []  # accepted, de-duplicated by identifier
@@ -230,6 +231,9 @@ class World:
                 "subscription_metadata": params.get("subscription_data", {}).get("metadata", {}),
                 "payment_intent_metadata": params.get("payment_intent_data", {}).get(
                     "metadata", {}
+                ),
+                "setup_future_usage": params.get("payment_intent_data", {}).get(
+                    "setup_future_usage"
                 ),
                 "created": int(self.now()),
             }

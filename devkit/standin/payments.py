@@ -44,15 +44,26 @@ def check_line_items(world: World, mode: str, items: list[dict[str, Any]]) -> No
         )
 
 
-def pay(world: World, cs: dict[str, Any], card: str) -> dict[str, Any]:
-    """The customer pays a payment-mode session with ``card``: a customer if it had none, a
-    PaymentIntent and its Charge, and the events, in Stripe's order. Declined: nothing."""
-    if cs["status"] == "complete":
-        return cs
-    if card.endswith(DECLINED):
-        raise ParamError("Your card was declined.", "card", "card_declined")
-    customer = cs["customer"] or world.customer(cs["customer_email"])["id"]
-    amount, currency = amount_of(world, cs)
+def card_method(world: World, card: str, customer: str | None) -> dict[str, Any]:
+    """A card PaymentMethod (its number kept as its last four digits), attached to
+    ``customer`` if given (saved for later use)."""
+    return world.put(
+        {
+            "id": new_id("pm_"),
+            "object": "payment_method",
+            "type": "card",
+            "card": {"last4": card[-4:], "brand": "visa"},
+            "customer": customer,
+            "created": int(world.now()),
+            "livemode": False,
+        }
+    )
+
+
+def succeed(
+    world: World, amount: int, currency: str, customer: str, method: str, metadata: dict[str, str]
+) -> dict[str, Any]:
+    """A PaymentIntent that succeeded, and its Charge; their events. Returns the intent."""
     now = int(world.now())
     pi = world.put(
         {
@@ -62,9 +73,11 @@ def pay(world: World, cs: dict[str, Any], card: str) -> dict[str, Any]:
             "amount_received": amount,
             "currency": currency,
             "customer": customer,
+            "payment_method": method,
             "status": "succeeded",
-            "metadata": dict(cs["payment_intent_metadata"]),
+            "metadata": dict(metadata),
             "latest_charge": None,
+            "last_payment_error": None,
             "created": now,
             "livemode": False,
         }
@@ -79,6 +92,7 @@ def pay(world: World, cs: dict[str, Any], card: str) -> dict[str, Any]:
             "currency": currency,
             "customer": customer,
             "payment_intent": pi["id"],
+            "payment_method": method,
             "paid": True,
             "captured": True,
             "refunded": False,
@@ -89,9 +103,25 @@ def pay(world: World, cs: dict[str, Any], card: str) -> dict[str, Any]:
         }
     )
     pi["latest_charge"] = charge["id"]
-    cs.update(status="complete", payment_status="paid", customer=customer, payment_intent=pi["id"])
     world.emit("charge.succeeded", charge)
     world.emit("payment_intent.succeeded", pi)
+    return pi
+
+
+def pay(world: World, cs: dict[str, Any], card: str) -> dict[str, Any]:
+    """The customer pays a payment-mode session with ``card``: a customer if it had none, a
+    PaymentIntent and its Charge, and the events, in Stripe's order. Declined: nothing. With
+    ``payment_intent_data[setup_future_usage]``, the card is saved on the customer."""
+    if cs["status"] == "complete":
+        return cs
+    if card.endswith(DECLINED):
+        raise ParamError("Your card was declined.", "card", "card_declined")
+    customer = cs["customer"] or world.customer(cs["customer_email"])["id"]
+    amount, currency = amount_of(world, cs)
+    saved = customer if cs.get("setup_future_usage") else None
+    method = card_method(world, card, saved)
+    pi = succeed(world, amount, currency, customer, method["id"], cs["payment_intent_metadata"])
+    cs.update(status="complete", payment_status="paid", customer=customer, payment_intent=pi["id"])
     world.emit("checkout.session.completed", cs)
     return cs
 

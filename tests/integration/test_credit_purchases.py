@@ -36,6 +36,7 @@ burst = 10
 monthly_quota = 0
 over_quota = "block"
 prepaid = true
+auto_recharge = true
 [tiers.payg.credit_packs.starter]
 credits = 1000
 price_amount = 500

@@ -14,9 +14,7 @@ from tollway.tiers import parse_tiers
 
 pytestmark = pytest.mark.integration
 
-TABLE = parse_tiers(
-    TEST_TIERS
-    + """
+TIERS_PAYG = """
 [tiers.payg]
 requests_per_second = 10.0
 burst = 10
@@ -27,9 +25,8 @@ credits_per_request = 2
 [tiers.payg.credit_packs.starter]
 credits = 1000
 price_amount = 500
-""",
-    "t",
-)
+"""
+TABLE = parse_tiers(TEST_TIERS + TIERS_PAYG, "t")
 BUYER = "free_buyer"
 
 
@@ -81,3 +78,34 @@ async def test_buy_without_the_webhook_service_says_checkout_is_unavailable(prep
     assert r.status == 502 and "Checkout is unavailable" in await r.text()
     r = await client.post("/credits/buy", data={"account": BUYER, "pack": "starter"})
     assert r.status == 403  # no CSRF token
+
+
+async def test_auto_recharge_is_chosen_on_the_dashboard_for_a_saved_card_only(prepaid, redis):
+    """The form shows only with a card on file; it saves the customer's choice for their own
+    account and a pack the tier sells; a declined recharge is shown."""
+    from tollway import schema
+    from tollway.recharge import read, save_card
+
+    client, _ = prepaid
+    client.portal_app.tiers = lambda: parse_tiers(
+        TEST_TIERS + TIERS_PAYG.replace("prepaid = true", "prepaid = true\nauto_recharge = true"),
+        "t",
+    )
+    html = await dashboard(client)
+    assert "Auto-recharge: buy a pack first" in html and "/credits/recharge" not in html
+    await save_card(redis, BUYER, "cus_card", "pm_1", "4242")
+    html = await dashboard(client)
+    assert "Auto-recharge with the card ending 4242" in html
+    form = {"csrf": csrf_of(html), "account": BUYER, "enabled": "1", "below": "250",
+            "pack": "starter"}  # fmt: skip
+    r = await client.post("/credits/recharge", data=form, allow_redirects=False)
+    assert r.status == 303
+    chosen = await read(redis, BUYER)
+    assert (chosen.enabled, chosen.below, chosen.pack) == (True, 250, "starter")
+    for bad in ({"pack": "huge"}, {"below": "-1"}, {"account": "free_other"}):
+        r = await client.post("/credits/recharge", data={**form, **bad})
+        assert r.status == 400
+    await redis.hset(schema.recharge(BUYER), mapping={"status": "declined", "at": "1800000000",
+                                                      "error": "Your card was declined."})  # fmt: skip
+    html = await dashboard(client)
+    assert "did not go through: Your card was declined. Nothing was charged" in html
