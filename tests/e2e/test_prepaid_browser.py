@@ -2,18 +2,22 @@
 as tests/e2e/test_browser.py) and through the real Envoy, in both authz modes and both Redis
 modes (`make test`): sign up for the prepaid plan, the key gets 402 credits_exhausted, buy a
 pack in the stand-in's Checkout, spend it through Envoy to the exact request the balance
-says, 402 again, buy again, pass again. A declined card credits nothing."""
+says, 402 again, buy again, pass again; then turn auto-recharge on, and the card the purchase
+saved is charged once as the balance falls below the mark, through the real portal, stand-in
+and webhook. A declined card credits nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devkit.seed import seed_prices
+from portal.signin import digest
 from tests.e2e.conftest import Edge, running_edge
 from tests.e2e.test_browser import (  # noqa: F401 (browser: the fixture, by name)
     CHROMIUM,
@@ -25,6 +29,7 @@ from tests.e2e.test_browser import (  # noqa: F401 (browser: the fixture, by nam
     off_loop,
     until,
 )
+from tollway import schema
 from tollway.tiers import parse_tiers
 
 pytestmark = [
@@ -41,6 +46,7 @@ monthly_quota = 0
 over_quota = "block"
 free_signup = true
 prepaid = true
+auto_recharge = true
 
 [tiers.payg.credit_packs.small]
 credits = {PACK}
@@ -54,7 +60,8 @@ BUY = f"Buy {PACK} credits for $5.00"
 def test_a_prepaid_plan_from_pricing_to_402_and_back(tmp_path: Path, browser: Any) -> None:  # noqa: F811
     shots = Shots(tmp_path)
     try:
-        with running_edge(tmp_path, TIERS, portal=True) as edge:
+        env = {"TOLLWAY_RECHARGE_INTERVAL_S": "0.5"}
+        with running_edge(tmp_path, TIERS, portal=True, env=env) as edge:
             off_loop(asyncio.run, seed_prices(edge.stack.standin_url, parse_tiers(TIERS, "t")))
             context = browser.new_context(viewport={"width": 375, "height": 800})
             try:
@@ -126,6 +133,27 @@ def walk(edge: Edge, page: Any, shots: Shots) -> None:
     assert text.count(">purchase<") == 2 and ">requests<" in text  # and the hour's use
     accessible(page)
     shots.take(page, "prepaid-ledger")
+
+    # 8. Auto-recharge with the saved card: below 15 credits, buy the pack again, once.
+    page.get_by_label("Auto-recharge with the card ending 4242").check()
+    page.get_by_label("when the balance falls below (credits)").fill("15")
+    page.get_by_role("button", name="Save auto-recharge").click()
+    page.wait_for_url(portal + "/dashboard")
+    account = edge.redis.get(schema.free_customer(digest("ada@example.com")))  # its account
+    for _ in range(PACK - 1 - 14):  # 19 left: down to 14, below the mark
+        assert edge.get("/v1/things", key).status == 200
+    until(lambda: balance(edge, account) == 14 + PACK, "the recharge's credits")
+    time.sleep(1.5)  # three more passes of the recharger: no second charge this crossing
+    assert balance(edge, account) == 14 + PACK
+    page.goto(portal + "/dashboard")
+    assert (
+        page.content().count(">purchase<") == 3 and "Last auto-recharge: charged" in page.content()
+    )
+    shots.take(page, "prepaid-auto-recharge")
+
+
+def balance(edge: Edge, account: str) -> int:
+    return int(edge.redis.hget(schema.account_state(account), "credits") or 0)
 
 
 def buy(page: Any, portal: str, shots: Shots, shot: str) -> None:
