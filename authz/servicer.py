@@ -249,8 +249,12 @@ class AuthzServicer:
         ):
             outcome = lease.outcome(tier.burst, tier.requests_per_second)
             d = on_reply(info, key_id, outcome, tier, self.store.external_id_of(key_id))
-            # Counted when the lease is settled: in the window of that moment, near enough.
-            return self._stamped(d, info, time.time()) if self.stamper is not None else d
+            if self.stamper is None:
+                return d
+            # Counted when the lease is settled: in the window of that moment, near enough. A
+            # prepaid request's credits were reserved with the lease: its stamp names them.
+            credits = tier.credits_per_request * info.cost if tier.prepaid else 0
+            return self._stamped(d, info, time.time(), credits=credits)
         return None
 
     def _store_error(

@@ -96,8 +96,6 @@ def _prepaid(v: Mapping[str, Any], raw: Mapping[str, object]) -> tuple[str, str]
             if name in raw:
                 return name, "only applies with prepaid = true"
         return None
-    if v["limiter"] == "lease":
-        return "prepaid", 'needs limiter = "exact": every request spends its credits in Redis'
     for name in ("stripe_prices", "price_amount", "usage_meter"):
         if v[name] not in (None, (), ""):
             return "prepaid", f"a prepaid tier is paid by its credits: it has no {name}"

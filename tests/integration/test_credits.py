@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from authz.check_reply import Code
-from authz.check_store import StoreCheck
+from authz.check_store import ScriptCall, StoreCheck
 from authz.check_tiers import CheckTiers
 from authz.decision import CREDITS_HEADER, on_reply
 from authz.request import RequestInfo
@@ -289,3 +289,44 @@ async def _refund_entry(h: Harness, kid: str, charged: int, k: int) -> bool:
     """The refund of request ``k``: one nonce per request, so a repeat applies nothing."""
     text = STAMPER.sign(h.account[kid], kid, "payg", T0 // 1000, slot=f"{k:017x}", credits=charged)
     return await entry(h, text, refund=True)
+
+
+LEASED = CheckTiers(
+    parse_tiers(
+        """
+[tiers.payg_lease]
+requests_per_second = 100000.0
+burst = 100000
+monthly_quota = 0
+over_quota = "block"
+prepaid = true
+credits_per_request = 2
+limiter = "lease"
+lease_tokens = 10
+""",
+        "leased",
+    )
+)
+
+
+async def test_a_lease_reserves_its_credits_and_its_settlement_gives_back_the_unused(h):
+    """Lease mode: a lease takes the credits of its tokens when it is taken, never past the
+    balance, and its settlement gives back those of the tokens it did not use, once."""
+    _, kid, digest = await h.key("payg_lease")
+    await buy(h, kid, 25)
+    args = LEASED.tier_args(None)
+    leased = await h.limiter.check(StoreCheck(kid, digest, 1, args, call=ScriptCall.LEASE))
+    # 2 for the request, then 10 tokens' worth would be 20 more; 23 left covers 11 tokens.
+    assert (leased.code, leased.charged, leased.granted, leased.credits) == (Code.OK, 2, 10, 3)
+    second = await h.limiter.check(StoreCheck(kid, digest, 1, args, call=ScriptCall.LEASE))
+    assert (second.code, second.granted, second.credits) == (Code.OK, 0, 1)  # 1: no token more
+    assert (await h.limiter.check(StoreCheck(kid, digest, 1, args))).code is Code.CREDITS
+    # The first lease served 4 requests and settles with 6 unused tokens: 12 credits back.
+    settle = StoreCheck(kid, digest, 0, args, 4, 6, ScriptCall.SETTLE, "s1")
+    assert (await h.limiter.check(settle)).code is Code.OK
+    await h.limiter.check(settle)  # a retry of the same settlement gives nothing twice
+    credits = Credits(h.redis)
+    assert await credits.balance(h.account[kid]) == 13
+    assert await h.usage(kid) == {}  # the lease's requests go to no meter either
+    totals = await credits.totals(h.account[kid])
+    assert totals.consistent and totals.balance == 13

@@ -350,8 +350,6 @@ def test_a_prepaid_tier_reads_its_credits_and_packs():
     ("change", "problem"),
     [
         ('prepaid = false', 'field "credits_per_request": only applies with prepaid = true'),
-        ('limiter = "lease"',
-         'field "prepaid": needs limiter = "exact": every request spends its credits in Redis'),
         ('stripe_prices = ["x"]',
          'field "prepaid": a prepaid tier is paid by its credits: it has no stripe_prices'),
         ('usage_meter = "tokens"',

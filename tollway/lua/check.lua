@@ -58,6 +58,8 @@
 -- A check in exact mode passes 0, 0, 1 in ARGV[6..8].
 -- A lease tier's passing request also takes up to its lease size of extra tokens ("granted"),
 -- which the calling authz process spends locally; a lease never reaches past the quota.
+-- A prepaid tier's lease reserves its tokens' credits (per ARGV[23]) when it is taken, never past
+-- the balance; the settlement gives the unused ones back (so a lease never overdraws it).
 -- A lease is taken only on the default bucket, and never while a concurrency cap is in force
 -- (every request must take its slot here): a lease renewal carries the settlement of the last
 -- lease only on the default bucket (authz/servicer.py).
@@ -163,13 +165,21 @@ if KEYS[6] and (spent > 0 or returned > 0) then
     spent, returned = 0, 0 -- applied already: this is a retry of a call whose answer was lost
   end
 end
+local per_credit = tonumber(ARGV[23]) or 0
+-- A prepaid lease's unused tokens give back the credits reserved for them when it was taken.
+if returned > 0 and per_credit > 0 then
+  balance = redis.call('HINCRBY', KEYS[2], 'credits', returned * per_credit)
+  redis.call('HINCRBY', KEYS[5], 'f:' .. (now - now % 3600), returned * per_credit)
+end
 -- What a lease already let through is counted before anything can refuse this request: the
--- period's quota use, and the usage window metering bills.
+-- period's quota use, and the usage window metering bills (not a prepaid tier's).
 if spent > 0 then
   used, kused = used + spent, kused + spent
   redis.call('HSET', KEYS[2], 'q_period', pstart, 'q_used', used, kfield, kused, pfield, pstart)
   fresh = false
-  redis.call('HINCRBY', KEYS[3], now - (now % wsize), spent)
+  if per_credit == 0 then
+    redis.call('HINCRBY', KEYS[3], now - (now % wsize), spent)
+  end
 end
 
 local grace = 0
@@ -201,7 +211,6 @@ local this = ARGV[8] == '0' and 0 or 1
 local lease = tonumber(ARGV[TIER + 7])
 local per_day, per_hour = tonumber(ARGV[19]) or 0, tonumber(ARGV[20]) or 0
 local conc = tonumber(ARGV[22]) or 0
-local per_credit = tonumber(ARGV[23]) or 0
 local overridden = st[6] or st[7] or st[8] or st[9] or st[14] or st[15] or st[16]
 if overridden then
   if bucket == '' then
@@ -328,6 +337,9 @@ end
 if per_hour > 0 then
   granted = math.min(granted, per_hour - hused - this)
 end
+if per_credit > 0 then -- nor past the balance: a lease's credits are reserved when it is taken
+  granted = math.min(granted, math.floor((balance - need) / per_credit))
+end
 granted = math.max(granted, 0)
 local SLOT_HELD = -1 -- granted's value when this request holds a concurrency slot (no lease)
 tokens = tokens - granted
@@ -353,12 +365,18 @@ if conc > 0 and this > 0 and ARGV[24] ~= '' then
   redis.call('ZADD', KEYS[4], now_ms + tonumber(ARGV[25]), ARGV[24])
   granted = SLOT_HELD
 end
--- A prepaid request's credits: off the balance, onto the ledger's hour (not into usage).
-local charged = 0
+-- A prepaid request's credits, and a lease's (reserved: what it does not use comes back when
+-- it is settled): off the balance, onto the ledger's hour (not into usage).
+local charged, reserved = 0, 0
 if need > 0 and balance >= need then
   charged = need
-  balance = redis.call('HINCRBY', KEYS[2], 'credits', -need)
-  redis.call('HINCRBY', KEYS[5], 'r:' .. (now - now % 3600), need)
+end
+if granted > 0 and per_credit > 0 then
+  reserved = granted * per_credit
+end
+if charged + reserved > 0 then
+  balance = redis.call('HINCRBY', KEYS[2], 'credits', -(charged + reserved))
+  redis.call('HINCRBY', KEYS[5], 'r:' .. (now - now % 3600), charged + reserved)
 end
 if this > 0 then
   if per_credit == 0 then
