@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import random
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -153,3 +155,49 @@ def test_credits_in_lease_mode_under_load(tmp_path: Path) -> None:
         until_balance(edge, account, 200 - passed)  # the leases settled: the rest came back
         out = json.loads(_show(edge, account))
         assert out["balance"] == out["ledger_sum"] == 200 - passed
+
+
+@pytest.mark.timeout(240)
+def test_every_credit_is_accounted_for_while_the_receivers_restart(tmp_path: Path) -> None:
+    """Clients call an upstream that fails a fifth of the calls, resets some and reports token
+    amounts, while each of two access-log receivers restarts in turn: once the log is in, the
+    balance is exactly the grant less a credit per billed response and a credit per token it
+    reported (nothing refunded twice, nothing charged twice, nothing lost)."""
+    from tests.e2e.test_served import pick
+
+    with running_edge(tmp_path, TIERS, receivers=2) as edge:
+        key, key_id = edge.issue("payg")
+        account = edge.accounts[key_id]
+        grant(edge, account, 10**9)
+        spent = [0]
+        lock = threading.Lock()
+        done = threading.Event()
+
+        def drive(seed: int) -> None:
+            rng = random.Random(seed)
+            for n in range(2000):
+                if n >= 150 and done.is_set():
+                    break
+                time.sleep(0.01)
+                path, tokens = pick(rng)
+                r = edge.get(path, key)
+                if r.status < 500:  # billed (the default bill_statuses): a credit and its tokens
+                    with lock:
+                        spent[0] += 1 + tokens
+
+        threads = [threading.Thread(target=drive, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for name in ("receiver", "receiver-1"):
+            time.sleep(0.5)
+            edge.stack.stop(name)
+            edge.stack.start(name)
+            assert all(t.is_alive() for t in threads), "the restart came after the traffic"
+        done.set()
+        for t in threads:
+            t.join(120)
+        until_balance(edge, account, 10**9 - spent[0], timeout_s=30)
+        time.sleep(2)  # a late double refund or charge would show now
+        assert balance(edge, account) == 10**9 - spent[0]
+        out = json.loads(_show(edge, account))
+        assert out["ledger_sum"] == out["balance"]
