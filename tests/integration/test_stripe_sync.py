@@ -142,3 +142,35 @@ usage_unit_amount = "0.002"
     assert str(price.unit_amount_decimal) == "0.002"
     again = await stripe_sync.plan(client, table)
     assert {c.action for c in again} == {"unchanged"}
+
+
+async def test_a_prepaid_tier_gets_a_one_time_price_per_pack(standin):
+    """credit_packs: the tier's Product and a one-time Price per pack (lookup key
+    tollway_<tier>_<pack>, the pack's amount); a second run changes nothing; a changed amount
+    replaces that Price."""
+    _, client, _ = standin
+    text = """
+[tiers.payg]
+requests_per_second = 10.0
+burst = 20
+monthly_quota = 0
+over_quota = "block"
+prepaid = true
+[tiers.payg.credit_packs.starter]
+credits = 1000
+price_amount = 500
+"""
+    first = await stripe_sync.plan(client, parse_tiers(text, "tiers.toml"))
+    assert [(c.action, c.kind, c.key, c.detail) for c in first] == [
+        ("create", "product", "tollway_payg", "tollway payg"),
+        ("create", "price", "tollway_payg_starter", "$5.00 for 1,000 credits"),
+    ]
+    await stripe_sync.apply(client, first)
+    (price,) = (await client.v1.prices.list_async({"lookup_keys": ["tollway_payg_starter"]})).data
+    assert (price.type, price.unit_amount, price.recurring) == ("one_time", 500, None)
+    again = await stripe_sync.plan(client, parse_tiers(text, "tiers.toml"))
+    assert {c.action for c in again} == {"unchanged"}
+    dearer = await stripe_sync.plan(
+        client, parse_tiers(text.replace("price_amount = 500", "price_amount = 600"), "t")
+    )
+    assert [c.action for c in dearer if c.kind == "price"] == ["replace"]
