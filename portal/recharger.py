@@ -18,7 +18,6 @@ tried again (the customer buys a pack by hand, which is a new top-up). Another S
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -29,6 +28,7 @@ from typing import Any
 import stripe
 
 from portal.mail import Mailer
+from portal.passes import every
 from tollway import schema
 from tollway.credits import ACCOUNT_META, CREDITS_META, PACK_META, Credits
 from tollway.key_store import text
@@ -59,17 +59,10 @@ class Recharger:
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
 
     async def run(self, interval_s: float, stop: asyncio.Event) -> None:
-        """A pass every ``interval_s`` until ``stop``, by the one portal process that takes the
-        pass; a failed pass is logged and the next one tries again."""
-        while not stop.is_set():
-            try:
-                px = max(1, int(interval_s * 1000))
-                if await self.redis.set(schema.RECHARGE_PASS, self.owner, nx=True, px=px):
-                    await self.run_once()
-            except Exception:  # Redis or Stripe away, a bug
-                log.exception("recharge_pass_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
+        """A pass every ``interval_s`` until ``stop``, by one portal process (portal/passes.py)."""
+        await every(
+            self.redis, schema.RECHARGE_PASS, self.owner, interval_s, stop, self.run_once, log
+        )
 
     async def run_once(self) -> dict[str, str]:
         """One pass: each account with auto-recharge's outcome (charged, declined, ...)."""

@@ -14,6 +14,7 @@ from portal.app import STRIPE_PAGES, PortalApp
 from portal.backend import Backend
 from portal.billing import BillingPortal
 from portal.directory import accounts_of, customers_with_keys, email_of
+from portal.expirer import Expirer
 from portal.generations import Generations
 from portal.mail import Mailer
 from portal.own_keys import OwnKeys
@@ -103,8 +104,15 @@ async def serve(settings: PortalSettings) -> None:
     if settings.recharge_interval_s > 0 and stripe_client is not None:
         recharger = Recharger(redis, stripe_client, tiers, mailer, email_of(stripe_client, signups))
         recharges = asyncio.create_task(recharger.run(settings.recharge_interval_s, stop))
+    # Credit expiry, on the auto-recharge's interval (it needs no Stripe).
+    expiry = None
+    if settings.recharge_interval_s > 0:
+        expirer = Expirer(redis, tiers)
+        expiry = asyncio.create_task(expirer.run(settings.recharge_interval_s, stop))
     log.info("serving", extra=fields(port=settings.port))
     await stop.wait()
+    if expiry is not None:
+        await expiry
     if alerts is not None:
         await alerts
     if recharges is not None:

@@ -73,7 +73,7 @@ class PortalSettings(RedisSettings, StripeSettings, ProxySettings, BackendSettin
     recharge_interval_s: float = env(
         "TOLLWAY_RECHARGE_INTERVAL_S",
         10.0,
-        "how often balances are checked for auto-recharge (0: off)",
+        "how often balances are checked for auto-recharge and credit expiry (0: off)",
     )
     alert_attempts: int = env("TOLLWAY_ALERT_ATTEMPTS", 8, "tries per alert before it is logged")
     alert_retry_s: float = env("TOLLWAY_ALERT_RETRY_S", 5.0, "first retry delay, then doubling")

@@ -47,6 +47,7 @@ class Movement(StrEnum):
     REQUESTS = "requests"  # requests let through in the hour (-)
     UNITS = "units"  # units the upstream reported in the hour (-)
     RETURNED = "returned"  # requests not billed in the hour, their credits given back (+)
+    EXPIRY = "expiry"  # credits past the tier's credits_expire_days, oldest first (-)
 
 
 # The hour rows' field prefixes (check.lua, apply_log_entry.lua) and their sign.
@@ -138,6 +139,7 @@ class Credits:
         self.audit = audit
         self.now = now
         self._move = scripts.register(redis, "credit_move")
+        self._expire = scripts.register(redis, "credit_expire")
 
     async def balance(self, account: str) -> int:
         return int(await self.redis.hget(schema.account_state(account), "credits") or 0)
@@ -179,6 +181,20 @@ class Credits:
                 balance=moved.balance,
             )
         return moved
+
+    async def expire(self, account: str, life_s: int, actor: str) -> Moved:
+        """Expire what is left of the account's credits older than ``life_s`` (the oldest are
+        used first), once: credit_expire.lua. Safe to run as often as wanted."""
+        reply = await self._expire(
+            keys=[
+                schema.account_state(account),
+                schema.credit_log(account),
+                schema.credit_refs(account),
+                schema.credit_hours(account),
+            ],
+            args=[str(int(self.now())), str(life_s), actor],
+        )
+        return Moved(scripts.result(reply) is Result.DONE, int(reply[1]), -int(reply[2]))
 
     async def last_top_up(self, account: str) -> str:
         """The ledger entry of the account's last top-up (credits in: a purchase, a grant, an

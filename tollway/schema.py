@@ -202,6 +202,7 @@ def alert_lock(account: str, field: str) -> str:
 
 ALERT_PASS = f"{PREFIX}:portal:alert-pass"
 RECHARGE_PASS = f"{PREFIX}:portal:recharge-pass"  # the portal process making this pass
+EXPIRY_PASS = f"{PREFIX}:portal:expiry-pass"  # and this credit expiry pass
 
 
 def recharge(account: str) -> str:

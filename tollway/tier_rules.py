@@ -86,6 +86,7 @@ _PREPAID_ONLY = (
     "credit_packs",
     "low_credits",
     "auto_recharge",
+    "credits_expire_days",
 )
 
 

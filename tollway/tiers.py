@@ -135,6 +135,13 @@ class Tier:
         0,
         commented=True,
     )
+    credits_expire_days: int = _spec(
+        at_least(0),
+        "365",
+        "prepaid: credits expire this many days after they came in (0: never)",
+        0,
+        commented=True,
+    )
     # Customers may turn auto-recharge on: their card, saved at their first purchase, is
     # charged off-session for the pack they chose when the balance falls below their mark.
     auto_recharge: bool = _spec(

@@ -9,6 +9,7 @@ order, many at once, keep the ledger's sum equal to the balance."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -330,3 +331,61 @@ async def test_a_lease_reserves_its_credits_and_its_settlement_gives_back_the_un
     assert await h.usage(kid) == {}  # the lease's requests go to no meter either
     totals = await credits.totals(h.account[kid])
     assert totals.consistent and totals.balance == 13
+
+
+async def test_credits_expire_oldest_first_once_and_never_below_zero(redis):
+    """credits_expire_days: what is left of a lot past its life expires, the oldest lots used
+    first; expiring again changes nothing; a later lot expires in its turn; the ledger still
+    sums to the balance."""
+    now = [1_800_000_000]
+    credits = Credits(redis, now=lambda: now[0])
+    account = "free_expiry"
+    await redis.hset(schema.account_state(account), "tier", "payg")
+    day = 86400
+    await credits.move(account, "payment:pi_1", 100, Movement.PURCHASE, "p", "s")  # day 0
+    now[0] += 10 * day
+    await credits.move(account, "payment:pi_2", 100, Movement.PURCHASE, "p", "s")  # day 10
+    await credits.move(account, "spend", -50, Movement.ADJUSTMENT, "used", "s")  # from lot 1
+    assert not (await credits.expire(account, 30 * day, "t")).applied  # nothing past 30 days
+    now[0] += 25 * day  # day 35: lot 1 is past its life, 50 of it left
+    moved = await credits.expire(account, 30 * day, "t")
+    assert (moved.applied, moved.credits, moved.balance) == (True, -50, 100)
+    assert not (await credits.expire(account, 30 * day, "t")).applied  # once
+    await credits.move(account, "spend2", -30, Movement.ADJUSTMENT, "used", "s")  # from lot 2
+    now[0] += 10 * day  # day 45: lot 2 too
+    moved = await credits.expire(account, 30 * day, "t")
+    assert (moved.credits, moved.balance) == (-70, 0)
+    assert not (await credits.expire(account, 30 * day, "t")).applied
+    totals = await credits.totals(account)
+    assert totals.consistent and totals.balance == 0
+    kinds = [e.kind for e in await credits.ledger(account)]
+    assert kinds.count(Movement.EXPIRY) == 2
+
+
+async def test_the_portal_pass_expires_the_credits_of_tiers_that_expire_them(redis):
+    """The expiry pass looks at every account with a ledger: a tier with credits_expire_days
+    has what is past its life expired; a tier without keeps its credits."""
+    from portal.expirer import Expirer
+
+    table = parse_tiers(
+        """
+[tiers.payg_30]
+requests_per_second = 1.0
+burst = 1
+monthly_quota = 0
+over_quota = "block"
+prepaid = true
+credits_expire_days = 30
+"""
+        + '[tiers.payg_forever]\nrequests_per_second = 1.0\nburst = 1\nmonthly_quota = 0\nover_quota = "block"\nprepaid = true\n',
+        "t",
+    )
+    old = Credits(redis, now=lambda: time.time() - 31 * 86400)
+    for account, tier in (("free_a", "payg_30"), ("free_b", "payg_forever")):
+        await redis.hset(schema.account_state(account), "tier", tier)
+        await old.move(account, "payment:pi", 40, Movement.PURCHASE, "p", "s")
+    assert await Expirer(redis, lambda: table).run_once() == {"free_a": 40}
+    assert await Expirer(redis, lambda: table).run_once() == {}
+    assert (
+        await Credits(redis).balance("free_a") == 0 and await Credits(redis).balance("free_b") == 40
+    )

@@ -20,7 +20,8 @@ from tollway.tiers import (
 
 HERE = Path(__file__).parent / "tiers"
 KNOWN = (
-    "auto_recharge, bill_statuses, buckets, burst, credit_packs, credits_per_request, credits_per_unit, "
+    "auto_recharge, bill_statuses, buckets, burst, credit_packs, credits_expire_days, "
+    "credits_per_request, credits_per_unit, "
     "currency, description, dry_run, features, free_signup, interval, "
     "lease_tokens, "
     "limiter, low_credits, max_concurrent, meter_event, monthly_quota, on_store_error, over_quota, overage_unit_amount, "
