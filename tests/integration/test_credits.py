@@ -389,3 +389,14 @@ credits_expire_days = 30
     assert (
         await Credits(redis).balance("free_a") == 0 and await Credits(redis).balance("free_b") == 40
     )
+
+
+async def test_a_balance_of_any_size_reads_back_exactly(h):
+    """Balances past what Lua's tostring writes in full (1e+15) come back as integers."""
+    _, kid, digest = await h.key("payg")
+    await buy(h, kid, 10**12)
+    await Credits(h.redis).move(h.account[kid], "more", 10**12, Movement.GRANT, "g", "s")
+    for _ in range(999):  # 10**15 - 1 and more: past %.14g
+        await Credits(h.redis).move(h.account[kid], f"m{_}", 10**12, Movement.GRANT, "g", "s")
+    out = await check(h, kid, digest)
+    assert (out.code, out.credits, out.charged) == (Code.OK, 1001 * 10**12 - 2, 2)

@@ -315,7 +315,7 @@ if deny ~= OK and not dry then
   end
   if per_credit > 0 then
     for i = #reply + 1, 18 do reply[i] = '' end
-    reply[19], reply[20] = tostring(balance), '0'
+    reply[19], reply[20] = balance, 0 -- integers: tostring would write 1e+15
   end
   return reply
 end
@@ -396,6 +396,6 @@ if overridden then
 end
 if per_credit > 0 then
   for i = #reply + 1, 18 do reply[i] = '' end
-  reply[19], reply[20] = tostring(balance), tostring(charged)
+  reply[19], reply[20] = balance, charged -- integers: tostring would write 1e+15
 end
 return reply
