@@ -62,10 +62,13 @@ class CheckReply:
         """Parse the script's reply; raises ValueError on a reply it did not produce."""
         if not reply:
             raise ValueError("empty reply from check script")
-        if len(reply) == 11 and type(reply[1]) is str and type(reply[2]) is str:
-            # The common shape, as authz's client decodes it: code, tier, customer as text,
-            # then eight integers: no conversions, unlike the general path below.
-            c, tier, customer, a, b, qu, pe, gr, wd, now, gt = reply
+        n = len(reply)
+        if (n == 11 or (n == 20 and reply[11] == "")) and type(reply[1]) is str:
+            # The common shapes, as authz's client decodes them: code, tier, customer as text,
+            # then eight integers, and for a prepaid tier with no overrides 7 empty places,
+            # the balance and the credits spent: no conversions, unlike the general path.
+            c, tier, customer, a, b, qu, pe, gr, wd, now, gt = reply[:11]
+            credits, charged = (int(reply[18]), int(reply[19])) if n == 20 else (None, 0)
             return cls(
                 Code(c),
                 tier,
@@ -78,6 +81,9 @@ class CheckReply:
                 Code(wd),
                 int(now),
                 int(gt),
+                None,
+                credits,
+                charged,
             )
         v = [x.decode() if isinstance(x, bytes) else x for x in reply]
         v += [""] * max(0, 3 - len(v))  # short replies carry only code, tier, customer

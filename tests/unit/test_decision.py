@@ -160,3 +160,16 @@ def test_store_error_still_gates_features():
     req = RequestInfo("k", (), feature="reports")
     d = on_store_error(req, "kid1", "cus_1", TABLE.get("resilient"))
     assert d.reason is Reason.FEATURE_NOT_IN_PLAN
+
+
+def test_a_prepaid_reply_reads_the_same_from_the_fast_and_the_general_path():
+    """check.lua's 20-place reply of a prepaid tier: the balance and the credits spent, as
+    the lean client decodes it (text and integers) and as redis-py does (bytes)."""
+    from authz.check_reply import CheckReply, Code
+
+    tail = ["", "", "", "", "", "", "", 10**15, 2]
+    lean = CheckReply.parse([0, "payg", "cus_1", 5, 0, 3, 100, 0, 0, 7, 0, *tail])
+    raw = [0, b"payg", b"cus_1", 5, 0, 3, 100, 0, 0, 7, 0, *(b"" for _ in range(7)), 10**15, 2]
+    general = CheckReply.parse(raw)
+    assert lean == general
+    assert (lean.code, lean.credits, lean.charged, lean.limits) == (Code.OK, 10**15, 2, None)
