@@ -23,7 +23,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from authz.decision import CUSTOMER_HEADER, KEY_ID_HEADER, TIER_HEADER, Decision, Headers
+from authz.decision import (
+    CREDITS_HEADER,
+    CUSTOMER_HEADER,
+    KEY_ID_HEADER,
+    TIER_HEADER,
+    Decision,
+    Headers,
+)
 from authz.http_wire import CLOSE, json_answer, lines, status_line
 from tollway.usage_stamp import METADATA_KEY
 
@@ -50,7 +57,14 @@ def build(d: Decision, keep_alive: bool = True) -> bytes:
         head = _ok_fixed(d.upstream_headers, d.strip)
         if d.usage_stamp:
             head += _STAMP + d.usage_stamp.encode("latin-1", "replace") + b"\r\n"
-        client = b"".join([_client_line(k, v) for k, v in d.client_headers])
+        # A prepaid balance differs on every request: cached, it would only evict the lines
+        # that repeat.
+        client = b"".join(
+            [
+                _client_line(k, v) if k != CREDITS_HEADER else lines(((k, v),))
+                for k, v in d.client_headers
+            ]
+        )
         return head + client + (b"" if keep_alive else CLOSE) + b"\r\n"
     meta = (
         (CUSTOMER_HEADER, d.customer),

@@ -22,7 +22,7 @@ from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
 from authz import AUTH_SERVICE
-from authz.decision import Decision, Headers
+from authz.decision import CREDITS_HEADER, Decision, Headers
 from tollway.usage_stamp import METADATA_KEY
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -94,6 +94,10 @@ def _client_header(key: str, value: str) -> bytes:
     return bytes(pb.CheckResponse(ok_response=ok).SerializeToString())
 
 
+# A prepaid balance differs on every request: cached, it would only evict the lines that repeat.
+_fresh_header = _client_header.__wrapped__
+
+
 def _varint(n: int) -> bytes:
     out = bytearray()
     while n > 0x7F:
@@ -125,7 +129,12 @@ def build(d: Decision) -> bytes:
     """The serialized CheckResponse for ``d`` (what ``message(d)`` serializes to, merged)."""
     if d.reason is None:
         fixed = _ok_fixed(d.customer, d.tier, d.key_id, d.upstream_headers, d.strip)
-        out = fixed + b"".join([_client_header(k, v) for k, v in d.client_headers])
+        out = fixed + b"".join(
+            [
+                _client_header(k, v) if k != CREDITS_HEADER else _fresh_header(k, v)
+                for k, v in d.client_headers
+            ]
+        )
         return out + _stamp(d.usage_stamp) if d.usage_stamp else out
     return bytes(message(d).SerializeToString())
 
