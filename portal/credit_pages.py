@@ -80,7 +80,12 @@ class CreditPages:
         own = {v.account: table.get(v.tier) for v in await app.accounts(s.customer)}
         tier = own.get(account)
         below = str(form.get("below", ""))
-        if tier is None or not tier.auto_recharge or tier.pack(pack) is None or not below.isdigit():
+        if (
+            tier is None
+            or not tier.auto_recharge
+            or tier.pack(pack) is None
+            or not (below.isascii() and below.isdigit() and len(below) <= 13)
+        ):
             return app.message(
                 s, "Check the form", "Choose a pack and a whole number of credits.", 400,
                 "/dashboard", "Your account",

@@ -220,7 +220,13 @@ def credit_metadata(meta: Any) -> tuple[str, int, str] | None:
     account, credits, pack = meta.get(ACCOUNT_META), meta.get(CREDITS_META), meta.get(PACK_META)
     if not (isinstance(account, str) and STRIPE_ID.match(account)):
         raise MalformedEvent(f"metadata.{ACCOUNT_META} must be an account id")
-    if not (isinstance(credits, str) and credits.isdigit() and 0 < int(credits) <= 10**12):
+    if not (
+        isinstance(credits, str)
+        and credits.isascii()
+        and credits.isdigit()
+        and len(credits) <= 13
+        and 0 < int(credits) <= 10**12
+    ):
         raise MalformedEvent(f"metadata.{CREDITS_META} must be a positive integer")
     return account, int(credits), str(pack or "")
 

@@ -63,7 +63,7 @@ class Purchases:
         found = tier.pack(pack)
         if found is None:
             names = ", ".join(p.name for p in tier.credit_packs) or "none"
-            raise InvalidInput(f"no credit pack {pack!r} (packs: {names})", field="pack")
+            raise InvalidInput(f"no credit pack {pack[:64]!r} (packs: {names})", field="pack")
         return tier, found, text(customer or "")
 
     async def paid(self, intent: CreditsPaid) -> str:

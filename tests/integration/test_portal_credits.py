@@ -102,7 +102,8 @@ async def test_auto_recharge_is_chosen_on_the_dashboard_for_a_saved_card_only(pr
     assert r.status == 303
     chosen = await read(redis, BUYER)
     assert (chosen.enabled, chosen.below, chosen.pack) == (True, 250, "starter")
-    for bad in ({"pack": "huge"}, {"below": "-1"}, {"account": "free_other"}):
+    for bad in ({"pack": "huge"}, {"below": "-1"}, {"below": "9" * 5000}, {"below": "١٢"},
+                {"account": "free_other"}):  # fmt: skip
         r = await client.post("/credits/recharge", data={**form, **bad})
         assert r.status == 400
     await redis.hset(schema.recharge(BUYER), mapping={"status": "declined", "at": "1800000000",
