@@ -138,7 +138,7 @@ class Verification(Answer):
     code: str = Field(
         description="ok, or the reason Envoy's denial would carry: missing_api_key, "
         "invalid_api_key, key_revoked, payment_required, feature_not_in_plan, quota_exceeded, "
-        "daily_limit_exceeded, hourly_limit_exceeded, "
+        "daily_limit_exceeded, hourly_limit_exceeded, concurrency_exceeded, credits_exhausted, "
         "rate_limited, plan_unavailable, store_unavailable, overloaded"
     )
     message: str
@@ -149,6 +149,9 @@ class Verification(Answer):
     remaining: int | None = Field(description="RateLimit-Remaining, as Envoy's answer has it")
     reset: int | None = Field(description="RateLimit-Reset, seconds")
     external_id: str | None
+    credits: int | None = Field(
+        None, description="a prepaid account's balance after this call (null for other tiers)"
+    )
 
 
 # Accounts.

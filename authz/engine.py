@@ -23,7 +23,7 @@ from authz import invalidation
 from authz.breaker import Breaker
 from authz.check_store import CheckStore, StoreUnavailable
 from authz.check_tiers import CheckTiers
-from authz.decision import Decision
+from authz.decision import CREDITS_HEADER, Decision
 from authz.leases import LeaseBook
 from authz.metrics import AuthzMetrics
 from authz.redis_check_store import RedisCheckStore
@@ -65,6 +65,7 @@ class Verdict:
     remaining: int | None  # RateLimit-Remaining: the bucket's (the quota's when it is spent)
     reset: int | None  # RateLimit-Reset, seconds
     external_id: str | None
+    credits: int | None = None  # a prepaid account's balance after this call
 
 
 class CheckEngine:
@@ -168,6 +169,7 @@ class CheckEngine:
             remaining=_int(headers.get("ratelimit-remaining")),
             reset=_int(headers.get("ratelimit-reset")),
             external_id=(self.store.external_id_of(d.key_id) or None) if key_id else None,
+            credits=_int(headers.get(CREDITS_HEADER)),
         )
 
     async def commands(self, *commands: tuple[Any, ...]) -> list[Any]:

@@ -148,3 +148,23 @@ async def test_a_revoked_token_stops_verifying_within_the_token_cache_time(api):
     await asyncio.sleep(max(0.0, read + TOKEN_CACHE_S - time.monotonic()))
     status, err = await api.verify("verify", t, json={"key": made["key"]})
     assert (status, err["error"]["code"]) == (401, "unauthorized")
+
+
+@pytest.mark.parametrize("listener", ["api", "verify"])
+async def test_verify_spends_a_prepaid_accounts_credits_and_says_the_balance(api, listener):
+    """The shipped payg tier: verify spends a credit as Envoy's check does, answers the
+    balance, and credits_exhausted when it cannot cover the call; the credit is not counted
+    as usage for a meter."""
+    t = await api.token({"keys:write", "verify", "accounts:write", "accounts:read"})
+    status, made = await api.call("POST", "/v1/keys", t, json={"tier": "payg", "customer": "cus_p"})
+    assert status == 200
+    status, v = await api.verify(listener, t, json={"key": made["key"]})
+    assert (v["valid"], v["code"], v["credits"]) == (False, "credits_exhausted", 0)
+    await api.call("POST", "/v1/accounts/cus_p/credits", t,
+                   json={"credits": 2, "reason": "test", "kind": "grant"})  # fmt: skip
+    answers = [(await api.verify(listener, t, json={"key": made["key"]}))[1] for _ in range(3)]
+    assert [(a["code"], a["credits"]) for a in answers] == [
+        ("ok", 1), ("ok", 0), ("credits_exhausted", 0)
+    ]  # fmt: skip
+    status, credits = await api.call("GET", "/v1/accounts/cus_p/credits", t)
+    assert credits["balance"] == credits["ledger_sum"] == 0
