@@ -17,11 +17,8 @@ id, for the receiver to drop): alerts are at least once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -35,6 +32,7 @@ from portal.credit_alerts import CreditAlert
 from portal.dashboard import card
 from portal.mail import Mailer
 from portal.metrics import ALERTS
+from portal.passes import every, owner
 from tollway import schema, scripts
 from tollway.accounts import Accounts
 from tollway.credits import Credits
@@ -86,7 +84,7 @@ class Alerter:
         self.webhook_secret = webhook_secret
         self.attempts = attempts
         self.retry_s = retry_s
-        self.owner = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = owner()
         self._settle = scripts.register(self.redis, "alert_settle")
         self.http: aiohttp.ClientSession | None = None
         # Each account's (q_used, q_period) when last evaluated: an idle account costs one
@@ -96,20 +94,18 @@ class Alerter:
 
     async def run(self, interval_s: float, stop: asyncio.Event) -> None:
         """A pass every ``interval_s`` until ``stop``, made by one portal process of however
-        many: the one that takes ``alert-pass`` (SET NX, expiring after ``interval_s``), so
-        the keyspace is scanned once an interval, not once per process. A failed pass is
-        logged and retried; a process that dies holding the pass loses one interval."""
+        many: the one that takes ``alert-pass`` (portal/passes.py)."""
         try:
-            while not stop.is_set():
-                try:
-                    if await self.redis.set(
-                        schema.ALERT_PASS, self.owner, nx=True, px=max(1, int(interval_s * 1000))
-                    ):
-                        await self.run_once()
-                except Exception:  # Redis away, a bug: the next pass tries again
-                    log.exception("alert_pass_failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval_s)
+            await every(
+                self.redis,
+                schema.ALERT_PASS,
+                self.owner,
+                interval_s,
+                stop,
+                self.run_once,
+                log,
+                "alert_pass_failed",
+            )
         finally:
             await self.close()
 

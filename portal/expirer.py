@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
 from collections.abc import Callable
 from typing import Any
 
-from portal.passes import every
+from portal.passes import every, owner
 from tollway import schema
 from tollway.credits import Credits
 from tollway.key_store import text
@@ -29,11 +27,18 @@ class Expirer:
         self.redis = redis
         self.tiers = tiers
         self.credits = Credits(redis)
-        self.owner = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = owner()
 
     async def run(self, interval_s: float, stop: asyncio.Event) -> None:
         await every(
-            self.redis, schema.EXPIRY_PASS, self.owner, interval_s, stop, self.run_once, log
+            self.redis,
+            schema.EXPIRY_PASS,
+            self.owner,
+            interval_s,
+            stop,
+            self.run_once,
+            log,
+            "expiry_pass_failed",
         )
 
     async def run_once(self) -> dict[str, int]:

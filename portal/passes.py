@@ -8,8 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+
+def owner() -> str:
+    """This process's name on a pass's lock: host, pid and a random part (one per loop)."""
+    return f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 async def every(
@@ -20,13 +27,15 @@ async def every(
     stop: asyncio.Event,
     run_once: Callable[[], Awaitable[object]],
     log: logging.Logger,
+    failed: str,
 ) -> None:
-    """``run_once`` every ``interval_s`` until ``stop``, when this process takes ``lock``."""
+    """``run_once`` every ``interval_s`` until ``stop``, when this process takes ``lock``; a
+    pass that raises is logged as ``failed``."""
     while not stop.is_set():
         try:
             if await redis.set(lock, owner, nx=True, px=max(1, int(interval_s * 1000))):
                 await run_once()
         except Exception:  # Redis or Stripe away, a bug
-            log.exception("pass_failed")
+            log.exception(failed)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,7 +26,7 @@ from typing import Any
 import stripe
 
 from portal.mail import Mailer
-from portal.passes import every
+from portal.passes import every, owner
 from tollway import schema
 from tollway.credits import ACCOUNT_META, CREDITS_META, PACK_META, Credits
 from tollway.key_store import text
@@ -56,12 +54,19 @@ class Recharger:
         self.mailer = mailer
         self.email_of = email_of
         self.credits = Credits(redis)
-        self.owner = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = owner()
 
     async def run(self, interval_s: float, stop: asyncio.Event) -> None:
         """A pass every ``interval_s`` until ``stop``, by one portal process (portal/passes.py)."""
         await every(
-            self.redis, schema.RECHARGE_PASS, self.owner, interval_s, stop, self.run_once, log
+            self.redis,
+            schema.RECHARGE_PASS,
+            self.owner,
+            interval_s,
+            stop,
+            self.run_once,
+            log,
+            "recharge_pass_failed",
         )
 
     async def run_once(self) -> dict[str, str]:
