@@ -36,7 +36,7 @@ import jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from portal.backend import Backend
+from portal.backend import Answer, Backend
 from portal.billing import BillingPortal, BillingUnavailable
 from portal.credit_pages import CreditPages
 from portal.dashboard import AccountCard, card, with_charts, with_ledger
@@ -321,22 +321,44 @@ class PortalApp:
 
     async def subscribe(self, request: web.Request) -> web.Response:
         s, tier, address = await self.plan_form(request, lambda t: bool(t.stripe_prices), "a plan")
+        return await self.to_checkout(
+            request,
+            s,
+            lambda: self.backend.checkout(tier.name, address),
+            ("/", "Pricing"),
+            "checkout_failed",
+            tier=tier.name,
+        )
+
+    async def to_checkout(
+        self,
+        request: web.Request,
+        s: Session,
+        start: Callable[[], Awaitable[Answer]],
+        back: tuple[str, str],
+        failed: str,
+        started: str = "",
+        **ids: str,
+    ) -> web.Response:
+        """303 to the Checkout Session the webhook service makes (``start``): throttled per
+        client (each costs a call on the operator's Stripe rate limit); if it cannot, a page
+        that says so, linking ``back`` (path, text), and the ``failed`` log event. ``started``:
+        a log event for a Checkout started ("" for none)."""
         if not await self.throttle.hit("subscribe", self.client(request), self.per_client):
             return self.message(s, "Too many tries", "Wait 15 minutes, then try again.", 429)
-        got = await self.backend.checkout(tier.name, address)
+        got = await start()
         url = got.body.get("url")
         if got.status != 200 or not isinstance(url, str) or not url.startswith("http"):
-            log.error(
-                "checkout_failed", extra=fields(tier=tier.name, status=got.status, code=got.code)
-            )
+            log.error(failed, extra=fields(**ids, status=got.status, code=got.code))
             return self.message(
                 s,
                 "Checkout is unavailable",
                 "We could not start Checkout. Try again in a minute.",
                 502,
-                "/",
-                "Pricing",
+                *back,
             )
+        if started:
+            log.info(started, extra=fields(**ids))
         raise web.HTTPSeeOther(url, headers=self.headers)
 
     async def welcome(self, request: web.Request) -> web.Response:

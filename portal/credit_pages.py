@@ -11,18 +11,29 @@ POST /credits/recharge   the customer's auto-recharge: on or off, the mark, the 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiohttp import web
+from multidict import MultiDictProxy
 
+from portal.sessions import Session
 from tollway.errors import InvalidInput
 from tollway.logs import fields
 from tollway.recharge import choose
+from tollway.tiers import Tier
 
 if TYPE_CHECKING:
     from portal.app import PortalApp
 
 log = logging.getLogger("tollway.portal")
+
+
+class OwnForm(NamedTuple):
+    session: Session
+    form: MultiDictProxy[Any]
+    account: str
+    pack: str
+    tier: Tier | None  # the account's, if it is the customer's own
 
 
 class CreditPages:
@@ -33,52 +44,45 @@ class CreditPages:
         router.add_post("/credits/buy", self.buy)
         router.add_post("/credits/recharge", self.recharge)
 
-    async def buy(self, request: web.Request) -> web.Response:
-        """POST /credits/buy: Checkout for a credit pack of one of the customer's own prepaid
-        accounts (the account and pack are checked against what the customer holds)."""
+    async def _own_form(self, request: web.Request) -> OwnForm:
+        """A signed-in, CSRF-checked form naming an account and a pack: the account's tier if
+        it is one of the customer's own accounts (None otherwise)."""
         app = self.app
         s = app._signed_in(request)
         form = await app.checked_form(request, s)
         account, pack = str(form.get("account", "")), str(form.get("pack", ""))
         table = app.tiers()
         own = {v.account: table.get(v.tier) for v in await app.accounts(s.customer)}
-        tier = own.get(account)
+        return OwnForm(s, form, account, pack, own.get(account))
+
+    async def buy(self, request: web.Request) -> web.Response:
+        """POST /credits/buy: Checkout for a credit pack of one of the customer's own prepaid
+        accounts (the account and pack are checked against what the customer holds)."""
+        app = self.app
+        s, _, account, pack, tier = await self._own_form(request)
         if tier is None or not tier.prepaid or tier.pack(pack) is None:
             return app.message(
                 s, "Pick a pack", "Buy credits from your account's page.", 400, "/dashboard",
                 "Your account",
             )  # fmt: skip
-        if not await app.throttle.hit("subscribe", app.client(request), app.per_client):
-            return app.message(s, "Too many tries", "Wait 15 minutes, then try again.", 429)
         email = await app.signups.email_of(s.customer) or ""
-        got = await app.backend.buy_credits(account, pack, email)
-        url = got.body.get("url")
-        if got.status != 200 or not isinstance(url, str) or not url.startswith("http"):
-            log.error(
-                "credits_checkout_failed",
-                extra=fields(account=account, status=got.status, code=got.code),
-            )
-            return app.message(
-                s,
-                "Checkout is unavailable",
-                "We could not start Checkout. Try again in a minute.",
-                502,
-                "/dashboard",
-                "Your account",
-            )
-        log.info("credits_checkout", extra=fields(customer=s.customer, account=account, pack=pack))
-        raise web.HTTPSeeOther(url, headers=app.headers)
+        return await app.to_checkout(
+            request,
+            s,
+            lambda: app.backend.buy_credits(account, pack, email),
+            ("/dashboard", "Your account"),
+            "credits_checkout_failed",
+            "credits_checkout",
+            customer=s.customer,
+            account=account,
+            pack=pack,
+        )
 
     async def recharge(self, request: web.Request) -> web.Response:
         """POST /credits/recharge: the customer's own prepaid account, on a tier that allows
         auto-recharge, and a pack it sells; back to the dashboard."""
         app = self.app
-        s = app._signed_in(request)
-        form = await app.checked_form(request, s)
-        account, pack = str(form.get("account", "")), str(form.get("pack", ""))
-        table = app.tiers()
-        own = {v.account: table.get(v.tier) for v in await app.accounts(s.customer)}
-        tier = own.get(account)
+        s, form, account, pack, tier = await self._own_form(request)
         below = str(form.get("below", ""))
         if (
             tier is None
