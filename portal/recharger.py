@@ -28,7 +28,7 @@ import stripe
 from portal.mail import Mailer
 from portal.passes import every, owner
 from tollway import schema
-from tollway.credits import ACCOUNT_META, CREDITS_META, PACK_META, Credits
+from tollway.credits import Credits, pack_metadata
 from tollway.key_store import text
 from tollway.logs import fields
 from tollway.recharge import read
@@ -91,7 +91,6 @@ class Recharger:
         name = schema.recharge(account)
         if not await self.redis.hsetnx(name, f"at:{crossing}", "charging"):
             return "already"
-        meta = {ACCOUNT_META: account, CREDITS_META: str(pack.credits), PACK_META: pack.name}
         params = {
             "amount": pack.price_amount,
             "currency": tier.currency,
@@ -99,7 +98,7 @@ class Recharger:
             "payment_method": chosen.payment_method,
             "off_session": True,
             "confirm": True,
-            "metadata": meta,
+            "metadata": pack_metadata(account, pack),
         }
         now = str(int(time.time()))
         try:

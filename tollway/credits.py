@@ -99,6 +99,12 @@ def pack_lookup_key(tier: str, pack: CreditPack) -> str:
     return f"tollway_{tier}_{pack.name}"
 
 
+def pack_metadata(account: str, pack: CreditPack) -> dict[str, str]:
+    """A pack's payment's metadata (its Checkout Session's and PaymentIntent's, or an
+    auto-recharge's PaymentIntent's): what the webhook credits it by."""
+    return {ACCOUNT_META: account, CREDITS_META: str(pack.credits), PACK_META: pack.name}
+
+
 def purchase_ref(payment_intent: str, session: str = "") -> str:
     """The reference a paid pack is credited under: its payment (what refunds and
     `tollway reconcile` name), or its Checkout Session when the event names no payment."""

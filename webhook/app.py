@@ -131,16 +131,27 @@ class WebhookApp:
             log.error("event_failed", extra=fields(**ids, error=repr(exc)), exc_info=exc)
         return response
 
-    async def create_checkout(self, request: web.Request) -> web.Response:
+    async def _checkout_body(
+        self, request: web.Request, wanted: str
+    ) -> dict[str, Any] | web.Response:
+        """A Checkout route's JSON object, if the gate lets the request through and it is one;
+        else the answer that refuses it (its message names the ``wanted`` fields)."""
         refused = await self.gate.refuse(request, "checkout")
         if refused is not None:
             return refused
+        usage = f"send a JSON object: {{{wanted}}}"
         try:
             body = json.loads(await request.read())
         except (ValueError, RecursionError, web.HTTPRequestEntityTooLarge):
-            return error(400, "invalid_json", 'send a JSON object: {"tier": ..., "email": ...}')
+            return error(400, "invalid_json", usage)
         if not isinstance(body, dict):
-            return error(400, "invalid_json", 'send a JSON object: {"tier": ..., "email": ...}')
+            return error(400, "invalid_json", usage)
+        return body
+
+    async def create_checkout(self, request: web.Request) -> web.Response:
+        body = await self._checkout_body(request, '"tier": ..., "email": ...')
+        if isinstance(body, web.Response):
+            return body
         table: TierTable = self.tiers()
         name, email = body.get("tier"), body.get("email")
         tier = table.get(name) if isinstance(name, str) else None
@@ -173,19 +184,13 @@ class WebhookApp:
         return web.json_response({"url": session.url, "id": session.id})
 
     async def credits_checkout(self, request: web.Request) -> web.Response:
-        refused = await self.gate.refuse(request, "checkout")
-        if refused is not None:
-            return refused
-        usage = 'send a JSON object: {"account": ..., "pack": ..., "email": ...}'
-        try:
-            body = json.loads(await request.read())
-        except (ValueError, RecursionError, web.HTTPRequestEntityTooLarge):
-            return error(400, "invalid_json", usage)
-        if not isinstance(body, dict):
-            return error(400, "invalid_json", usage)
+        wanted = '"account": ..., "pack": ..., "email": ...'
+        body = await self._checkout_body(request, wanted)
+        if isinstance(body, web.Response):
+            return body
         account, pack, email = body.get("account"), body.get("pack"), body.get("email") or ""
         if not (isinstance(account, str) and isinstance(pack, str)):
-            return error(400, "invalid_json", usage)
+            return error(400, "invalid_json", f"send a JSON object: {{{wanted}}}")
         if not (isinstance(email, str) and (email == "" or EMAIL.match(email))):
             return error(400, "invalid_email", "email must look like name@example.com")
         if self.stripe is None or self.purchases is None:

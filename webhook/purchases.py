@@ -20,15 +20,7 @@ import logging
 from typing import Any
 
 from tollway import schema
-from tollway.credits import (
-    ACCOUNT_META,
-    CREDITS_META,
-    PACK_META,
-    Credits,
-    Movement,
-    purchase_ref,
-    refund_ref,
-)
+from tollway.credits import Credits, Movement, pack_metadata, purchase_ref, refund_ref
 from tollway.errors import InvalidInput, NotFound
 from tollway.key_store import text
 from tollway.logs import fields
@@ -140,7 +132,7 @@ def checkout_params(
     """A payment-mode Checkout Session for one pack, its metadata on the session and on the
     PaymentIntent (what a refund's event leads back to); with ``save_card`` (an
     ``auto_recharge`` tier), the card is saved on the customer for charges off-session."""
-    meta = {ACCOUNT_META: account, CREDITS_META: str(pack.credits), PACK_META: pack.name}
+    meta = pack_metadata(account, pack)
     pi_data: dict[str, Any] = {"metadata": meta}
     if save_card:
         pi_data["setup_future_usage"] = "off_session"
