@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from tollway.errors import InvalidInput
 
@@ -119,36 +119,54 @@ class Bucket:
 
 
 _BUCKET_FIELDS = ("requests_per_second", "burst")
+T = TypeVar("T")
 
 
-def buckets(v: Any) -> tuple[Bucket, ...]:
-    """``{NAME = {requests_per_second = R, burst = B}, ...}``: ``[tiers.T.buckets.NAME]``."""
+def _named_tables(
+    v: Any,
+    key: str,
+    noun: str,
+    most: int,
+    fields: tuple[str, str],
+    build: Callable[[str, Any, Any], T],
+) -> tuple[T, ...]:
+    """``[tiers.T.<key>.NAME]`` tables, each with exactly ``fields``, at most ``most`` of them,
+    by name: ``build(name, first, second)`` reads each one's values (raising Bad). Problems
+    name the table as ``<noun> "NAME"``."""
     if not isinstance(v, dict):
-        raise Bad(f"must be a table of [buckets.NAME] tables, got {v!r}")
-    if len(v) > MAX_BUCKETS:
-        raise Bad(f"at most {MAX_BUCKETS} buckets per tier, got {len(v)}")
+        raise Bad(f"must be a table of [{key}.NAME] tables, got {v!r}")
+    if len(v) > most:
+        raise Bad(f"at most {most} {noun}s per tier, got {len(v)}")
+    both = " and ".join(fields)
     found = []
     for name, body in sorted(v.items()):
-        where = f'bucket "{name}"'
+        where = f'{noun} "{name}"'
         if not BUCKET_NAME.match(name):
-            raise Bad(f"{where}: bucket names must match {BUCKET_NAME.pattern}")
+            raise Bad(f"{where}: {noun.split()[-1]} names must match {BUCKET_NAME.pattern}")
         if not isinstance(body, dict):
-            raise Bad(f"{where}: must be a table with requests_per_second and burst, got {body!r}")
-        unknown = sorted(set(body) - set(_BUCKET_FIELDS))
-        missing = [f for f in _BUCKET_FIELDS if f not in body]
+            raise Bad(f"{where}: must be a table with {both}, got {body!r}")
+        unknown = sorted(set(body) - set(fields))
+        missing = [f for f in fields if f not in body]
         if unknown or missing:
             raise Bad(
-                f"{where}: takes exactly requests_per_second and burst"
+                f"{where}: takes exactly {both}"
                 + (f"; unknown: {', '.join(unknown)}" if unknown else "")
                 + (f"; missing: {', '.join(missing)}" if missing else "")
             )
         try:
-            rate = positive_number(body["requests_per_second"])
-            burst = at_least(1)(body["burst"])
+            found.append(build(name, body[fields[0]], body[fields[1]]))
         except Bad as exc:
             raise Bad(f"{where}: {exc}") from None
-        found.append(Bucket(name, rate, burst))
     return tuple(found)
+
+
+def _bucket(name: str, rate: Any, burst: Any) -> Bucket:
+    return Bucket(name, positive_number(rate), at_least(1)(burst))
+
+
+def buckets(v: Any) -> tuple[Bucket, ...]:
+    """``{NAME = {requests_per_second = R, burst = B}, ...}``: ``[tiers.T.buckets.NAME]``."""
+    return _named_tables(v, "buckets", "bucket", MAX_BUCKETS, _BUCKET_FIELDS, _bucket)
 
 
 @dataclass(frozen=True)
@@ -164,33 +182,14 @@ class CreditPack:
 _PACK_FIELDS = ("credits", "price_amount")
 
 
+def _pack(name: str, credits: Any, price: Any) -> CreditPack:
+    if not (_is_int(credits) and 1 <= credits <= MAX_CREDITS):
+        raise Bad(f"credits must be an integer from 1 to {MAX_CREDITS}, got {credits!r}")
+    if not (_is_int(price) and price >= 1):
+        raise Bad(f"price_amount must be an integer >= 1 (minor units), got {price!r}")
+    return CreditPack(name, int(credits), int(price))
+
+
 def credit_packs(v: Any) -> tuple[CreditPack, ...]:
     """``{NAME = {credits = C, price_amount = P}, ...}``: ``[tiers.T.credit_packs.NAME]``."""
-    if not isinstance(v, dict):
-        raise Bad(f"must be a table of [credit_packs.NAME] tables, got {v!r}")
-    if len(v) > MAX_PACKS:
-        raise Bad(f"at most {MAX_PACKS} credit packs per tier, got {len(v)}")
-    found = []
-    for name, body in sorted(v.items()):
-        where = f'credit pack "{name}"'
-        if not BUCKET_NAME.match(name):
-            raise Bad(f"{where}: pack names must match {BUCKET_NAME.pattern}")
-        if not isinstance(body, dict):
-            raise Bad(f"{where}: must be a table with credits and price_amount, got {body!r}")
-        unknown = sorted(set(body) - set(_PACK_FIELDS))
-        missing = [f for f in _PACK_FIELDS if f not in body]
-        if unknown or missing:
-            raise Bad(
-                f"{where}: takes exactly credits and price_amount"
-                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
-                + (f"; missing: {', '.join(missing)}" if missing else "")
-            )
-        credits, price = body["credits"], body["price_amount"]
-        if not (_is_int(credits) and 1 <= credits <= MAX_CREDITS):
-            raise Bad(
-                f"{where}: credits must be an integer from 1 to {MAX_CREDITS}, got {credits!r}"
-            )
-        if not (_is_int(price) and price >= 1):
-            raise Bad(f"{where}: price_amount must be an integer >= 1 (minor units), got {price!r}")
-        found.append(CreditPack(name, int(credits), int(price)))
-    return tuple(found)
+    return _named_tables(v, "credit_packs", "credit pack", MAX_PACKS, _PACK_FIELDS, _pack)
