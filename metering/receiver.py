@@ -147,7 +147,8 @@ class Receiver:
         if stamp.at < time.time() - self.max_age_s:
             log.warning("stale_entry", extra=fields(request_id=e.request_id, at=stamp.at))
             return "stale"
-        v = judge(e, table.get(stamp.tier), self.amount_max)
+        tier = table.get(stamp.tier)
+        v = judge(e, tier, self.amount_max)
         if v.bad_amount is not None:
             self.metrics.bad_amounts.labels(v.bad_amount.value).inc()
             log.warning(
@@ -158,7 +159,6 @@ class Receiver:
             )
         if not v.refund and v.amount == 0 and not stamp.slot:
             return "billed"
-        tier = table.get(stamp.tier)
         per_unit = tier.credits_per_unit if tier is not None and tier.prepaid else 0
         return self._write_for(stamp, v.refund, v.refund_quota, v.amount, per_unit)
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from devkit.standin.objects import World, new_id
-from devkit.standin.payments import succeed
+from devkit.standin.objects import World
+from devkit.standin.payments import payment_intent, succeed
 from devkit.standin.validation import (
     ParamError,
     check_metadata,
@@ -76,22 +76,15 @@ class Intents:
             "type": "card_error",
             "message": "Your card requires authentication to complete this payment.",
         }
-        pi = self.world.put(
-            {
-                "id": new_id("pi_"),
-                "object": "payment_intent",
-                "amount": amount,
-                "amount_received": 0,
-                "currency": currency,
-                "customer": customer,
-                "payment_method": None,
-                "status": "requires_payment_method",
-                "metadata": dict(metadata),
-                "latest_charge": None,
-                "last_payment_error": {**error, "payment_method": {"id": method}},
-                "created": int(self.world.now()),
-                "livemode": False,
-            }
+        pi = payment_intent(
+            self.world,
+            amount,
+            currency,
+            customer,
+            metadata,
+            amount_received=0,
+            status="requires_payment_method",
+            last_payment_error={**error, "payment_method": {"id": method}},
         )
         self.world.emit("payment_intent.payment_failed", pi)
         body: dict[str, Any] = {"error": {**error, "payment_intent": pi}}

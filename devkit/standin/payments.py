@@ -60,12 +60,17 @@ def card_method(world: World, card: str, customer: str | None) -> dict[str, Any]
     )
 
 
-def succeed(
-    world: World, amount: int, currency: str, customer: str, method: str, metadata: dict[str, str]
+def payment_intent(
+    world: World,
+    amount: int,
+    currency: str,
+    customer: str,
+    metadata: dict[str, str],
+    **outcome: Any,
 ) -> dict[str, Any]:
-    """A PaymentIntent that succeeded, and its Charge; their events. Returns the intent."""
-    now = int(world.now())
-    pi = world.put(
+    """A PaymentIntent, stored: one that succeeded unless ``outcome`` says otherwise
+    (``status``, ``amount_received``, ``payment_method``, ``last_payment_error``)."""
+    return world.put(
         {
             "id": new_id("pi_"),
             "object": "payment_intent",
@@ -73,15 +78,24 @@ def succeed(
             "amount_received": amount,
             "currency": currency,
             "customer": customer,
-            "payment_method": method,
+            "payment_method": None,
             "status": "succeeded",
             "metadata": dict(metadata),
             "latest_charge": None,
             "last_payment_error": None,
-            "created": now,
+            "created": int(world.now()),
             "livemode": False,
+            **outcome,
         }
     )
+
+
+def succeed(
+    world: World, amount: int, currency: str, customer: str, method: str, metadata: dict[str, str]
+) -> dict[str, Any]:
+    """A PaymentIntent that succeeded, and its Charge; their events. Returns the intent."""
+    now = int(world.now())
+    pi = payment_intent(world, amount, currency, customer, metadata, payment_method=method)
     charge = world.put(
         {
             "id": new_id("ch_"),
