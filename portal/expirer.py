@@ -15,11 +15,11 @@ from tollway import schema
 from tollway.credits import Credits
 from tollway.key_store import text
 from tollway.logs import fields
+from tollway.records import DAY_S
 from tollway.scan import tags_by_suffix
 from tollway.tiers import TierTable
 
 log = logging.getLogger("tollway.portal.expiry")
-DAY_S = 86400
 
 
 class Expirer:

@@ -32,7 +32,6 @@ from tollway.tier_readers import MAX_CREDITS, CreditPack
 
 # A credit purchase's metadata, on its Checkout Session and its PaymentIntent (webhook/app.py)
 ACCOUNT_META, CREDITS_META, PACK_META = "tollway_account", "tollway_credits", "tollway_pack"
-LEDGER_HOUR_S = 3600  # the ledger's usage rows are per UTC hour (check.lua's h_start)
 LEDGER_MAX = 1000  # entries a ledger read returns at most
 REASON_MAX = 200  # characters of an adjustment's reason
 

@@ -376,7 +376,7 @@ if granted > 0 and per_credit > 0 then
 end
 if charged + reserved > 0 then
   balance = redis.call('HINCRBY', KEYS[2], 'credits', -(charged + reserved))
-  redis.call('HINCRBY', KEYS[5], 'r:' .. (now - now % 3600), charged + reserved)
+  redis.call('HINCRBY', KEYS[5], 'r:' .. hstart, charged + reserved)
 end
 if this > 0 then
   if per_credit == 0 then
