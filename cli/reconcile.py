@@ -19,9 +19,7 @@ import stripe
 from cli.store_access import add_store_flags, settings_of
 from cli.usage import windows
 from metering.settings import MeteringSettings
-from tollway import schema
-from tollway.credits import ACCOUNT_META, CREDITS_META, purchase_ref, refund_ref
-from tollway.key_store import text
+from tollway.credits import ACCOUNT_META, CREDITS_META, Credits, purchase_ref, refund_ref
 from tollway.process import CliError, Subparsers
 from tollway.redis_client import connect
 from tollway.stripe_api import Stripe
@@ -98,9 +96,8 @@ async def reconcile_credits(settings: MeteringSettings, account: str) -> int:
     client = Stripe(settings)
     try:
         ledger: dict[str, int] = defaultdict(int)
-        for _, row in await redis.xrange(schema.credit_log(account)):
-            fields = {text(k): text(v) for k, v in row.items()}
-            ledger[fields.get("ref", "")] += int(fields["credits"])
+        for entry in await Credits(redis).logged(account):
+            ledger[entry.ref] += entry.credits
         query = f"metadata['{ACCOUNT_META}']:'{account}'"
         found = await client.v1.payment_intents.search_async({"query": query, "limit": 100})
         print(f"{'payment':<32} {'bought':>8} {'ledger':>8} {'refunded':>9} {'ledger':>8}")

@@ -210,6 +210,11 @@ class Credits:
                 return text(entry_id)
         return "0"
 
+    async def logged(self, account: str) -> list[LedgerEntry]:
+        """The account's ledger entries other than the hours' usage, oldest first: every one
+        (purchases, refunds, operators' moves and expiries are few)."""
+        return [_logged(i, row) for i, row in await self.redis.xrange(schema.credit_log(account))]
+
     async def ledger(self, account: str, limit: int = 100) -> list[LedgerEntry]:
         """The account's ledger, newest first: at most ``limit`` (<= LEDGER_MAX) entries."""
         limit = max(1, min(limit, LEDGER_MAX))
