@@ -7,22 +7,15 @@ from __future__ import annotations
 
 import uuid
 
-from api.models import CreditEntry, Credits, MoveCredits
+from api.models import Credits, MoveCredits
 from api.operations import Call, Operation
 from tollway.credits import Credits as Balances
 from tollway.credits import Movement
 
 
 async def _shown(call: Call, account: str) -> Credits:
-    balances = Balances(call.services.keys.redis)
-    totals = await balances.totals(account)
-    ledger = await balances.ledger(account, 100)
-    return Credits(
-        account=account,
-        balance=totals.balance,
-        ledger_sum=totals.ledger,
-        ledger=[CreditEntry(**e.public()) for e in ledger],
-    )
+    statement = await Balances(call.services.keys.redis).statement(account, 100)
+    return Credits.model_validate(statement.public())
 
 
 async def get(call: Call) -> Credits:

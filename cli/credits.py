@@ -53,17 +53,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def show(store: KeyStore, args: argparse.Namespace) -> int:
-    credits = Credits(store.redis)
-    totals = await credits.totals(args.account)
-    ledger = await credits.ledger(args.account, args.limit)
+    statement = await Credits(store.redis).statement(args.account, args.limit)
+    totals, ledger = statement.totals, statement.entries
     if args.json:
-        out = {
-            "account": args.account,
-            "balance": totals.balance,
-            "ledger_sum": totals.ledger,
-            "ledger": [e.public() for e in ledger],
-        }
-        print(json.dumps(out, indent=2))
+        print(json.dumps(statement.public(), indent=2))
         return 0
     print(f"account {args.account}: balance {totals.balance:,} credits")
     if not totals.consistent:

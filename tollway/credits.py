@@ -92,6 +92,24 @@ class Totals:
         return self.balance == self.ledger
 
 
+@dataclass(frozen=True)
+class Statement:
+    """An account's balance, its ledger's sum and its newest ledger entries."""
+
+    account: str
+    totals: Totals
+    entries: list[LedgerEntry]
+
+    def public(self) -> dict[str, Any]:
+        """What `tollway credits show --json` prints and the API answers."""
+        return {
+            "account": self.account,
+            "balance": self.totals.balance,
+            "ledger_sum": self.totals.ledger,
+            "ledger": [e.public() for e in self.entries],
+        }
+
+
 def pack_lookup_key(tier: str, pack: CreditPack) -> str:
     """The lookup key of a credit pack's one-time Price (`tollway stripe sync` makes it, and
     Checkout finds it by it)."""
@@ -223,6 +241,9 @@ class Credits:
         entries += _hour_rows(await self.redis.hgetall(schema.credit_hours(account)))
         entries.sort(key=lambda e: e.at, reverse=True)
         return entries[:limit]
+
+    async def statement(self, account: str, limit: int) -> Statement:
+        return Statement(account, await self.totals(account), await self.ledger(account, limit))
 
     async def totals(self, account: str) -> Totals:
         """The balance and the sum of the whole ledger, read at one moment (one pipeline in
