@@ -56,11 +56,11 @@ def alert_of(record: dict[str, Any]) -> AnyAlert:
     return Alert(**record["alert"])
 
 
-def rendered(alert: AnyAlert, created: int) -> tuple[bytes, tuple[str, str]]:
-    """The operator's body, and the customer's email (subject, text), of ``alert``."""
+def email(alert: AnyAlert) -> tuple[str, str]:
+    """The customer's email (subject, text) of ``alert``."""
     if isinstance(alert, CreditAlert):
-        return credit_alerts.body(alert, created), credit_alerts.email(alert)
-    return alerts.body(alert, created), alerts.email(alert)
+        return credit_alerts.email(alert)
+    return alerts.email(alert)
 
 
 class Alerter:
@@ -267,13 +267,13 @@ class Alerter:
         address = await self.email_of(alert.customer)
         if address is None:
             raise LookupError(f"no email address for {alert.customer}")
-        subject, text_ = rendered(alert, created)[1]
+        subject, text_ = email(alert)
         await self.mailer.send(address, subject, text_)
 
     async def _webhook(self, alert: AnyAlert, created: int) -> None:
         if self.http is None:
             self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        raw = rendered(alert, created)[0]
+        raw = alerts.body(alert, created)
         headers = {
             "content-type": "application/json",
             ID_HEADER: alert.id,

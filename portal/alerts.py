@@ -23,8 +23,12 @@ import hmac
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from tollway.compare import same
+
+if TYPE_CHECKING:
+    from portal.credit_alerts import CreditAlert
 
 THRESHOLDS = (80, 100)
 SIGNATURE_HEADER = "Tollway-Signature"
@@ -47,6 +51,10 @@ class Alert:
         return f"alert_{self.account}_{self.period_start}_{self.threshold_percent}"
 
     @property
+    def type(self) -> str:
+        return "usage.threshold_reached"
+
+    @property
     def field(self) -> str:
         """Its field in the account's alerts hash: one per period and threshold."""
         return f"{self.period_start}:{self.threshold_percent}"
@@ -59,11 +67,12 @@ def due(used: int, quota: int) -> list[int]:
     return [t for t in THRESHOLDS if used * 100 >= t * quota]
 
 
-def body(alert: Alert, created: int) -> bytes:
+def body(alert: Alert | CreditAlert, created: int) -> bytes:
+    """The operator's POST body of a usage alert, or of a prepaid balance's."""
     return json.dumps(
         {
             "id": alert.id,
-            "type": "usage.threshold_reached",
+            "type": alert.type,
             "created": created,
             "data": asdict(alert),
         },

@@ -19,10 +19,8 @@ and falls again alerts again, and one that stays low alerts once. The body:
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-LEVELS = ("low", "exhausted")
 KIND = "credits"  # an alert record's "kind" (a usage alert's records carry none)
 
 
@@ -41,6 +39,10 @@ class CreditAlert:
         return f"alert_{self.account}_credits_{self.epoch}_{self.level}"
 
     @property
+    def type(self) -> str:
+        return f"credits.{self.level}"
+
+    @property
     def field(self) -> str:
         """Its field in the account's alerts hash: one per top-up and level."""
         return f"credits:{self.epoch}:{self.level}"
@@ -54,14 +56,6 @@ def due(balance: int, per_request: int, low: int) -> list[tuple[str, int]]:
     if balance < per_request:
         out.append(("exhausted", per_request))
     return out
-
-
-def body(alert: CreditAlert, created: int) -> bytes:
-    return json.dumps(
-        {"id": alert.id, "type": f"credits.{alert.level}", "created": created,
-         "data": asdict(alert)},
-        separators=(",", ":"),
-    ).encode()  # fmt: skip
 
 
 def email(alert: CreditAlert) -> tuple[str, str]:
